@@ -1,0 +1,172 @@
+//! Payloads of the messages on berth's queues.
+
+use crate::envelope::Payload;
+use crate::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
+use crate::sealed::Sealed;
+use crate::state::DeploymentState;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Which app a message is about, with what the workers need to name things.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRef {
+    pub id: Uuid,
+    /// The app's DNS-1123 name, unique per tenant.
+    pub name: String,
+    /// The owning tenant's DNS-1123 slug; images live under `<registry>/<tenant>/<app>`.
+    pub tenant: String,
+}
+
+/// Where the code comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub repo_url: String,
+    /// Branch or tag to resolve when no commit is given.
+    pub git_ref: String,
+    /// An exact commit to build; wins over `git_ref`.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Folder inside the repository that holds the app.
+    #[serde(default)]
+    pub subdirectory: Option<String>,
+    /// A token for private repositories, sealed with the shared key.
+    #[serde(default)]
+    pub token: Option<Sealed>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default)]
+    pub cpu_millis: Option<u32>,
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+}
+
+/// The configuration a release runs with, frozen when the release is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseConfig {
+    /// The port the app listens on; given to it as `PORT`.
+    pub port: u16,
+    /// Env vars as a sealed JSON object of strings.
+    pub env: Sealed,
+    /// Which version of the app's env var set this is.
+    pub env_version: i64,
+    pub replicas: u32,
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// An immutable, deployable release: a commit, its image by digest and config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: Uuid,
+    pub app: AppRef,
+    pub commit: String,
+    /// `registry/tenant/app@sha256:...`
+    pub image: String,
+    pub config: ReleaseConfig,
+}
+
+/// Build `source` and then deploy it as release `release_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRequested {
+    pub app: AppRef,
+    pub release_id: Uuid,
+    pub source: Source,
+    pub config: ReleaseConfig,
+}
+
+impl Payload for BuildRequested {
+    const TYPE: &'static str = "build.requested";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = BUILDS_QUEUE;
+}
+
+/// Make the runtime run `release` and nothing older.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRequested {
+    pub release: Release,
+}
+
+impl Payload for DeployRequested {
+    const TYPE: &'static str = "deploy.requested";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = DEPLOYS_QUEUE;
+}
+
+/// Remove everything the app runs; sent when an app is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRemovalRequested {
+    pub app: AppRef,
+}
+
+impl Payload for AppRemovalRequested {
+    const TYPE: &'static str = "app.removal_requested";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = DEPLOYS_QUEUE;
+}
+
+/// A worker's report that a deployment reached `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentProgress {
+    /// Grows with every report on one deployment (the state's rank), so the
+    /// backend can refuse stale and repeated reports.
+    pub seq: u32,
+    pub state: DeploymentState,
+    pub at: DateTime<Utc>,
+    /// Why it failed, in words a user can act on.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Set once the image is pushed: the release about to be deployed.
+    #[serde(default)]
+    pub release: Option<Release>,
+    /// Where the app answers, once live.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+impl DeploymentProgress {
+    pub fn new(state: DeploymentState) -> Self {
+        Self {
+            seq: state.rank(),
+            state,
+            at: Utc::now(),
+            reason: None,
+            commit: None,
+            release: None,
+            endpoint: None,
+        }
+    }
+
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            reason: Some(reason.into()),
+            ..Self::new(DeploymentState::Failed)
+        }
+    }
+
+    pub fn with_commit(mut self, commit: impl Into<String>) -> Self {
+        self.commit = Some(commit.into());
+        self
+    }
+
+    pub fn with_release(mut self, release: Release) -> Self {
+        self.commit = Some(release.commit.clone());
+        self.release = Some(release);
+        self
+    }
+
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+}
+
+impl Payload for DeploymentProgress {
+    const TYPE: &'static str = "deployment.progress";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = INFORM_QUEUE;
+}
