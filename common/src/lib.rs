@@ -1,1 +1,13 @@
+//! Runtime plumbing every berth process shares: configuration pieces, the
+//! supervised RabbitMQ broker (publisher with confirms, consumer loop with
+//! dead-lettering), the Kafka log producer, and the ops endpoints.
 
+pub mod broker;
+pub mod config;
+pub mod logs;
+pub mod ops;
+
+pub use broker::{Broker, BrokerError, Handler, MessagePublisher, Outcome};
+pub use logs::{LogProducer, LogSink};
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,180 @@
+//! Producing log records into an app's Kafka topic.
+//!
+//! Topics are created explicitly with one partition (a broker's auto-created
+//! topics get several, which would break per-app ordering). The producer is
+//! idempotent, so librdkafka's own retries never duplicate a line. When its
+//! local queue is full the caller waits (backpressure) rather than dropping.
+
+use async_trait::async_trait;
+use berth_proto::{names, LogRecord};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("the log broker cannot be configured: {0}")]
+    Config(#[source] KafkaError),
+    #[error("the log topic {topic} cannot be created: {reason}")]
+    Topic { topic: String, reason: String },
+    #[error("the log record was not stored: {0}")]
+    Delivery(#[source] KafkaError),
+    #[error("the log record can never be stored: {0}")]
+    Rejected(#[source] KafkaError),
+}
+
+impl LogError {
+    /// Retrying cannot help: the record itself is refused.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Rejected(_))
+    }
+}
+
+/// Where log records go. Generic seam so workers can be tested without Kafka.
+#[async_trait]
+pub trait LogSink: Send + Sync + 'static {
+    /// Appends `record` to the app's log and waits until it is stored;
+    /// returns its offset.
+    async fn append(&self, app_id: Uuid, key: &str, record: &LogRecord) -> Result<i64, LogError>;
+}
+
+pub struct LogProducer {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    created: Mutex<HashSet<String>>,
+    retention_ms: String,
+}
+
+/// Errors that no retry fixes: the record is too large or malformed.
+fn is_non_retryable(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
+}
+
+impl LogProducer {
+    pub fn new(brokers: &str, retention_hours: u64) -> Result<Self, LogError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000")
+            .set("queue.buffering.max.messages", "100000");
+        let producer: FutureProducer = config.create().map_err(LogError::Config)?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .map_err(LogError::Config)?;
+        Ok(Self {
+            producer,
+            admin,
+            created: Mutex::new(HashSet::new()),
+            retention_ms: (retention_hours * 3_600_000).to_string(),
+        })
+    }
+
+    /// Creates the app's topic with one partition if it does not exist.
+    pub async fn ensure_topic(&self, app_id: Uuid) -> Result<String, LogError> {
+        let topic = names::log_topic(app_id);
+        let mut created = self.created.lock().await;
+        if created.contains(&topic) {
+            return Ok(topic);
+        }
+        create_log_topic(&self.admin, &topic, &self.retention_ms).await?;
+        created.insert(topic.clone());
+        Ok(topic)
+    }
+
+    /// Hands the record to the producer without waiting for the broker;
+    /// the returned future resolves when it is stored. Waits while the
+    /// producer's local queue is full.
+    pub async fn enqueue(
+        &self,
+        app_id: Uuid,
+        key: &str,
+        record: &LogRecord,
+    ) -> Result<DeliveryFuture, LogError> {
+        let topic = self.ensure_topic(app_id).await?;
+        let payload = record.to_json();
+        let timestamp = record.ts.timestamp_millis();
+        loop {
+            let message = FutureRecord::to(&topic)
+                .key(key)
+                .payload(&payload)
+                .partition(0)
+                .timestamp(timestamp);
+            match self.producer.send_result(message) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    metrics::counter!("berth_log_producer_queue_full_total").increment(1);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((error, _)) if is_non_retryable(&error) => {
+                    return Err(LogError::Rejected(error))
+                }
+                Err((error, _)) => return Err(LogError::Delivery(error)),
+            }
+        }
+    }
+}
+
+/// Waits for an enqueued record; returns its offset.
+pub async fn delivered(future: DeliveryFuture) -> Result<i64, LogError> {
+    match future.await {
+        Ok(Ok(delivery)) => Ok(delivery.offset),
+        Ok(Err((error, _))) if is_non_retryable(&error) => Err(LogError::Rejected(error)),
+        Ok(Err((error, _))) => Err(LogError::Delivery(error)),
+        Err(_) => Err(LogError::Delivery(KafkaError::Canceled)),
+    }
+}
+
+#[async_trait]
+impl LogSink for LogProducer {
+    async fn append(&self, app_id: Uuid, key: &str, record: &LogRecord) -> Result<i64, LogError> {
+        delivered(self.enqueue(app_id, key, record).await?).await
+    }
+}
+
+/// Creates a log topic; an existing topic is success.
+pub async fn create_log_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    retention_ms: &str,
+) -> Result<(), LogError> {
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+        .set("retention.ms", retention_ms)
+        .set("cleanup.policy", "delete");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|e| LogError::Topic {
+            topic: topic.to_owned(),
+            reason: e.to_string(),
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(LogError::Topic {
+                    topic: topic.to_owned(),
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+# shellcheck shell=bash
+# Shared helpers for the local stack scripts (sourced, not executed).
+#
+# Paths: all project state lives in $BERTH_STATE (= <repo>/.berth, git-ignored);
+# things that are slow to make and safe to share between clones on the same
+# machine (the tansu binary, base image rootfs tarballs) live in $BERTH_CACHE.
+
+BERTH_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BERTH_ROOT="$(cd "$BERTH_LIB_DIR/../.." && pwd)"
+BERTH_STATE="$BERTH_ROOT/.berth"
+BERTH_CACHE="${BERTH_CACHE:-/var/cache/berth}"
+
+BERTH_RUN="$BERTH_STATE/run"          # pid files, sockets
+BERTH_LOGS="$BERTH_STATE/logs"
+BERTH_SECRETS="$BERTH_STATE/secrets"
+BERTH_ENV_FILE_PATH="$BERTH_STATE/berth.env"
+
+# Service coordinates (fixed; the env file is generated from them).
+PG_BIN="/usr/lib/postgresql/15/bin"
+PG_PORT=54329
+PG_DIR="$BERTH_STATE/postgres"
+PG_DATA="$PG_DIR/data"
+PG_SOCK="$PG_DIR/socket"
+
+RMQ_NODE="berth@localhost"
+RMQ_PORT=5672
+RMQ_DIR="$BERTH_STATE/rabbitmq"
+
+TANSU_VERSION="0.6.0"
+TANSU_ROOT="$BERTH_CACHE/tansu-$TANSU_VERSION"
+TANSU_BIN="$TANSU_ROOT/bin/tansu"
+TANSU_TARGET="$BERTH_CACHE/tansu-target"
+TANSU_DIR="$BERTH_STATE/tansu"
+KAFKA_PORT=9092
+
+REGISTRY_ADDR="127.0.0.1:5000"
+REGISTRY_DIR="$BERTH_STATE/registry"
+
+PODMAN_DIR="$BERTH_STATE/podman"
+PODMAN_SOCK="$BERTH_RUN/podman.sock"
+
+BASE_IMAGE_CACHE="$BERTH_CACHE/base-images"
+
+# ---------------------------------------------------------------- logging
+
+if [[ -t 2 ]]; then
+  _c_dim=$'\e[2m' _c_red=$'\e[31m' _c_grn=$'\e[32m' _c_yel=$'\e[33m' _c_off=$'\e[0m'
+else
+  _c_dim='' _c_red='' _c_grn='' _c_yel='' _c_off=''
+fi
+
+log()  { printf '%s[%s]%s %s\n' "$_c_dim" "$(date +%H:%M:%S)" "$_c_off" "$*" >&2; }
+ok()   { printf '%s[%s]%s %s%s%s\n' "$_c_dim" "$(date +%H:%M:%S)" "$_c_off" "$_c_grn" "$*" "$_c_off" >&2; }
+warn() { printf '%s[%s]%s %sWARN: %s%s\n' "$_c_dim" "$(date +%H:%M:%S)" "$_c_off" "$_c_yel" "$*" "$_c_off" >&2; }
+die()  { printf '%s[%s]%s %sERROR: %s%s\n' "$_c_dim" "$(date +%H:%M:%S)" "$_c_off" "$_c_red" "$*" "$_c_off" >&2; exit 1; }
+
+need_root() {
+  [[ $(id -u) -eq 0 ]] || die "this script installs packages and starts services: run it as root"
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS CMD...   — polls CMD every 0.5 s.
+wait_for() {
+  local desc=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      warn "timed out after ${timeout}s waiting for $desc"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# ---------------------------------------------------------------- files
+
+ensure_dirs() {
+  mkdir -p "$BERTH_STATE" "$BERTH_RUN" "$BERTH_LOGS" "$BERTH_SECRETS"
+  chmod 700 "$BERTH_SECRETS"
+}
+
+# write_if_changed FILE  (content on stdin). Returns 0 if the file changed.
+write_if_changed() {
+  local file=$1 tmp
+  tmp="$(mktemp "$file.XXXXXX")"
+  cat >"$tmp"
+  if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
+    rm -f "$tmp"
+    return 1
+  fi
+  mv -f "$tmp" "$file"
+  return 0
+}
+
+# secret NAME GENERATOR-CMD...  — prints the secret, generating it once (mode 600).
+secret() {
+  local name=$1; shift
+  local f="$BERTH_SECRETS/$name"
+  if [[ ! -s $f ]]; then
+    ensure_dirs
+    (umask 077 && "$@" >"$f.tmp" && mv -f "$f.tmp" "$f")
+  fi
+  chmod 600 "$f"
+  tr -d '\n' <"$f"
+}
+
+gen_hex() { head -c "$1" /dev/urandom | od -An -tx1 -v | tr -d ' \n'; }
+
+# ---------------------------------------------------------------- processes
+
+# pid_alive PIDFILE — true if the pid file names a live process.
+pid_alive() {
+  local pidfile=$1 pid
+  [[ -s $pidfile ]] || return 1
+  pid="$(tr -d ' \n' <"$pidfile")"
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# start_bg NAME PIDFILE LOGFILE WORKDIR CMD...
+# Starts CMD detached (own session, survives the calling shell) and records its pid.
+start_bg() {
+  local name=$1 pidfile=$2 logfile=$3 workdir=$4; shift 4
+  if pid_alive "$pidfile"; then
+    log "$name already running (pid $(cat "$pidfile"))"
+    return 0
+  fi
+  mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
+  printf '\n===== %s starting %s =====\n' "$(date -u +%FT%TZ)" "$name" >>"$logfile"
+  (
+    cd "$workdir"
+    exec setsid "$@" </dev/null >>"$logfile" 2>&1
+  ) &
+  echo $! >"$pidfile"
+  log "$name started (pid $!, log ${logfile#"$BERTH_ROOT"/})"
+}
+
+# stop_pidfile NAME PIDFILE [TIMEOUT] — TERM, wait, then KILL. Removes the pid file.
+stop_pidfile() {
+  local name=$1 pidfile=$2 timeout=${3:-20} pid
+  if ! pid_alive "$pidfile"; then
+    rm -f "$pidfile"
+    return 0
+  fi
+  pid="$(tr -d ' \n' <"$pidfile")"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + timeout))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      warn "$name (pid $pid) did not stop in ${timeout}s; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$pidfile"
+  log "$name stopped"
+}
+
+# ---------------------------------------------------------------- service CLIs
+
+# Every rabbitmqctl call goes to our node with the same environment.
+# The Debian wrapper (/usr/sbin/rabbitmqctl) switches to the rabbitmq user when
+# run as root, so the node and the CLI share /var/lib/rabbitmq/.erlang.cookie.
+rmq_env() {
+  export RABBITMQ_NODENAME="$RMQ_NODE"
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT="$RMQ_PORT"
+  export RABBITMQ_CONFIG_FILE="$RMQ_DIR/rabbitmq.conf"
+  export RABBITMQ_ADVANCED_CONFIG_FILE="$RMQ_DIR/advanced.config"
+  export RABBITMQ_CONF_ENV_FILE="$RMQ_DIR/rabbitmq-env.conf"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_DIR/enabled_plugins"
+  export RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"
+  export RABBITMQ_LOG_BASE="$RMQ_DIR/log"
+  export RABBITMQ_PID_FILE="$RMQ_DIR/berth.pid"
+}
+rmqctl() { (rmq_env && /usr/sbin/rabbitmqctl "$@"); }
+
+# psql as the postgres superuser over the project's unix socket.
+pg_super() { runuser -u postgres -- "$PG_BIN/psql" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -X -v ON_ERROR_STOP=1 "$@"; }
+
+# podman with the project's configuration and storage.
+podman_env() {
+  export CONTAINERS_CONF="$PODMAN_DIR/containers.conf"
+  export CONTAINERS_STORAGE_CONF="$PODMAN_DIR/storage.conf"
+  export CONTAINERS_REGISTRIES_CONF="$PODMAN_DIR/registries.conf"
+}
+bpodman() { (podman_env && podman "$@"); }

@@ -1,0 +1,492 @@
+#!/usr/bin/env bash
+# The local stack berth runs against: PostgreSQL, RabbitMQ, tansu (Kafka
+# protocol), a private image registry and podman's Docker-API socket, plus the
+# locally made base images and the env file (.berth/berth.env).
+#
+# Usage: infra/local/stack.sh up|down|status|env|reset
+#   up      install what is missing, start what is not running, build missing
+#           base images, write .berth/berth.env (safe to run again)
+#   down    stop the services (state in .berth/ is kept)
+#   status  show what is running
+#   env     print the env file's path
+#   reset   down, then delete .berth/ (caches in /var/cache/berth are kept)
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# ================================================================ secrets
+
+load_secrets() {
+  PG_PASSWORD="$(secret postgres-password gen_hex 16)"
+  RMQ_PASSWORD="$(secret rabbitmq-password gen_hex 16)"
+  REGISTRY_PASSWORD="$(secret registry-password gen_hex 16)"
+  REGISTRY_HTTP_SECRET="$(secret registry-http-secret gen_hex 32)"
+  JWT_SECRET="$(secret jwt-secret gen_hex 64)"
+  SECRET_KEY="$(secret secret-key sh -c 'head -c32 /dev/urandom | base64 -w0')"
+}
+
+# ================================================================ postgres
+
+pg_ready() { runuser -u postgres -- "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -d postgres; }
+pg_running() { [[ -s $PG_DATA/PG_VERSION ]] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
+
+postgres_up() {
+  mkdir -p "$PG_DIR" "$PG_SOCK"
+  chown postgres:postgres "$PG_DIR" "$PG_SOCK"
+  chmod 700 "$PG_DIR"
+  if [[ ! -s $PG_DATA/PG_VERSION ]]; then
+    log "postgres: initdb $PG_DATA"
+    rm -rf "$PG_DATA"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -U postgres -E UTF8 --locale=C.UTF-8 \
+      --auth-local=peer --auth-host=scram-sha-256 >"$BERTH_LOGS/postgres-initdb.log" 2>&1 \
+      || { cat "$BERTH_LOGS/postgres-initdb.log" >&2; die "initdb failed"; }
+    echo "include_if_exists = 'berth.conf'" >>"$PG_DATA/postgresql.conf"
+  fi
+  # Local development/test database: durability is traded for speed (tests
+  # create and drop a database per run). Not a production configuration.
+  local changed=0
+  write_if_changed "$PG_DATA/berth.conf" <<EOF && changed=1
+# Written by infra/local/stack.sh; edits are overwritten.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCK'
+max_connections = 300
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_duration_statement = -1
+log_line_prefix = '%m [%p] %q%u@%d '
+EOF
+  chown postgres:postgres "$PG_DATA/berth.conf"
+  touch "$BERTH_LOGS/postgres.log" && chown postgres:postgres "$BERTH_LOGS/postgres.log"
+
+  if pg_running; then
+    if ((changed)); then
+      log "postgres: configuration changed; restarting"
+      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
+    else
+      log "postgres: already running"
+    fi
+  fi
+  if ! pg_running; then
+    log "postgres: starting on 127.0.0.1:$PG_PORT"
+    # setsid: the postmaster must not get the terminal's Ctrl-C.
+    setsid -w runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$BERTH_LOGS/postgres.log" \
+      -w -t 60 start >/dev/null || { tail -n 20 "$BERTH_LOGS/postgres.log" >&2; die "postgres did not start"; }
+  fi
+  wait_for "postgres" 60 pg_ready || die "postgres not ready"
+
+  # Role and database (the password is hex: safe inside a SQL literal).
+  pg_super -d postgres -q >/dev/null <<SQL
+SELECT 'CREATE ROLE berth' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'berth') \gexec
+ALTER ROLE berth WITH LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+SELECT 'CREATE DATABASE berth OWNER berth' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'berth') \gexec
+SQL
+  ok "postgres: ready (127.0.0.1:$PG_PORT, role+db berth)"
+}
+
+postgres_down() {
+  if pg_running; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
+    log "postgres stopped"
+  fi
+}
+
+# ================================================================ rabbitmq
+
+rmq_ready() { rmqctl -q status >/dev/null 2>&1; }
+
+rabbitmq_up() {
+  mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
+  write_if_changed "$RMQ_DIR/rabbitmq.conf" <<EOF || true
+# Written by infra/local/stack.sh; edits are overwritten.
+listeners.tcp.default = 127.0.0.1:$RMQ_PORT
+# builds may run long: do not cancel a consumer holding an unacked delivery for 2 h
+consumer_timeout = 7200000
+log.console = false
+log.file.level = info
+EOF
+  write_if_changed "$RMQ_DIR/advanced.config" <<<'[].' || true
+  write_if_changed "$RMQ_DIR/enabled_plugins" <<<'[].' || true
+  write_if_changed "$RMQ_DIR/rabbitmq-env.conf" <<<'# project node: settings come from the environment (see infra/local/lib.sh)' || true
+  # The Debian scripts run the node and the CLI as the rabbitmq user.
+  chown -R rabbitmq:rabbitmq "$RMQ_DIR"
+
+  if rmq_ready; then
+    log "rabbitmq: already running"
+  else
+    log "rabbitmq: starting node $RMQ_NODE on 127.0.0.1:$RMQ_PORT"
+    (rmq_env && cd "$RMQ_DIR" && setsid -w /usr/sbin/rabbitmq-server -detached) \
+      >>"$BERTH_LOGS/rabbitmq-start.log" 2>&1 || true
+    wait_for "rabbitmq" 120 rmq_ready || { tail -n 30 "$BERTH_LOGS/rabbitmq-start.log" >&2; die "rabbitmq did not start"; }
+  fi
+  rmqctl -q await_startup >/dev/null
+  if ! rmqctl -q authenticate_user berth "$RMQ_PASSWORD" >/dev/null 2>&1; then
+    if rmqctl -q list_users | awk '{print $1}' | grep -qx berth; then
+      rmqctl -q change_password berth "$RMQ_PASSWORD" >/dev/null
+    else
+      rmqctl -q add_user berth "$RMQ_PASSWORD" >/dev/null
+    fi
+  fi
+  rmqctl -q set_user_tags berth administrator >/dev/null
+  rmqctl -q set_permissions -p / berth '.*' '.*' '.*' >/dev/null
+  ok "rabbitmq: ready ($RMQ_NODE, 127.0.0.1:$RMQ_PORT, user berth)"
+}
+
+rabbitmq_down() {
+  if rmq_ready; then
+    rmqctl -q stop "$RABBITMQ_PID_FILE_PATH" >/dev/null 2>&1 || rmqctl -q stop >/dev/null 2>&1 || true
+    log "rabbitmq stopped"
+  fi
+}
+RABBITMQ_PID_FILE_PATH="$RMQ_DIR/berth.pid"
+
+# ================================================================ tansu
+
+kafka_ready() { tcp_open 127.0.0.1 "$KAFKA_PORT"; }
+
+tansu_up() {
+  [[ -x $TANSU_BIN ]] || "$BERTH_LIB_DIR/install.sh" tansu
+  mkdir -p "$TANSU_DIR"
+  if pid_alive "$BERTH_RUN/tansu.pid" && kafka_ready; then
+    log "tansu: already running"
+  else
+    kafka_ready && die "port $KAFKA_PORT is taken by a process this stack did not start"
+    start_bg tansu "$BERTH_RUN/tansu.pid" "$BERTH_LOGS/tansu.log" "$TANSU_DIR" \
+      "$TANSU_BIN" broker \
+      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --storage-engine "sqlite://tansu.db"
+    wait_for "tansu" 60 kafka_ready || { tail -n 30 "$BERTH_LOGS/tansu.log" >&2; die "tansu did not start"; }
+  fi
+  ok "tansu: ready (127.0.0.1:$KAFKA_PORT, sqlite storage in .berth/tansu)"
+}
+
+tansu_down() { stop_pidfile tansu "$BERTH_RUN/tansu.pid"; }
+
+# ================================================================ registry
+
+registry_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$REGISTRY_ADDR/v2/" || true; }
+registry_ready() { [[ $(registry_code) == 401 ]]; }
+
+registry_up() {
+  mkdir -p "$REGISTRY_DIR/data"
+  if ! [[ -s $REGISTRY_DIR/htpasswd ]] || ! htpasswd -vb "$REGISTRY_DIR/htpasswd" berth "$REGISTRY_PASSWORD" >/dev/null 2>&1; then
+    (umask 077 && htpasswd -Bbn berth "$REGISTRY_PASSWORD" >"$REGISTRY_DIR/htpasswd")
+  fi
+  local changed=0
+  (umask 077 && write_if_changed "$REGISTRY_DIR/config.yml") <<EOF && changed=1
+# Written by infra/local/stack.sh; edits are overwritten.
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: $REGISTRY_ADDR
+  secret: $REGISTRY_HTTP_SECRET
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: berth-registry
+    path: $REGISTRY_DIR/htpasswd
+EOF
+  if ((changed)) && pid_alive "$BERTH_RUN/registry.pid"; then
+    log "registry: configuration changed; restarting"
+    stop_pidfile registry "$BERTH_RUN/registry.pid"
+  fi
+  if pid_alive "$BERTH_RUN/registry.pid" && registry_ready; then
+    log "registry: already running"
+  else
+    [[ $(registry_code) != 000 ]] && die "$REGISTRY_ADDR is taken by a process this stack did not start"
+    start_bg registry "$BERTH_RUN/registry.pid" "$BERTH_LOGS/registry.log" "$REGISTRY_DIR" \
+      docker-registry serve "$REGISTRY_DIR/config.yml"
+    wait_for "registry" 30 registry_ready || { tail -n 30 "$BERTH_LOGS/registry.log" >&2; die "registry did not start"; }
+  fi
+  ok "registry: ready (http://$REGISTRY_ADDR, user berth, htpasswd)"
+}
+
+registry_down() { stop_pidfile registry "$BERTH_RUN/registry.pid"; }
+
+# ================================================================ podman
+
+podman_ready() { [[ $(curl -s --max-time 3 --unix-socket "$PODMAN_SOCK" http://d/v1.41/_ping 2>/dev/null) == OK ]]; }
+
+# Native overlayfs on the storage's filesystem? (ext4/xfs: yes; overlay-on-overlay: no)
+overlay_works() {
+  local t
+  t="$(mktemp -d "$PODMAN_DIR/overlay-probe.XXXXXX")"
+  mkdir -p "$t/lower" "$t/upper" "$t/work" "$t/merged"
+  echo probe >"$t/lower/f"
+  local rc=0
+  unshare -m sh -c "mount -t overlay overlay -o lowerdir=$t/lower,upperdir=$t/upper,workdir=$t/work $t/merged \
+    && echo x >>$t/merged/f && umount $t/merged" >/dev/null 2>&1 || rc=1
+  rm -rf "$t"
+  return $rc
+}
+
+podman_configure() {
+  mkdir -p "$PODMAN_DIR/storage" "$PODMAN_DIR/run" "$PODMAN_DIR/tmp"
+  # runroot and tmp_dir hold per-boot state: clear them after a reboot.
+  local boot_id
+  boot_id="$(cat /proc/sys/kernel/random/boot_id)"
+  if [[ -f $PODMAN_DIR/boot_id && $(cat "$PODMAN_DIR/boot_id") != "$boot_id" ]]; then
+    log "podman: machine rebooted since last start; clearing runroot"
+    rm -rf "${PODMAN_DIR:?}/run" "${PODMAN_DIR:?}/tmp"
+    mkdir -p "$PODMAN_DIR/run" "$PODMAN_DIR/tmp"
+  fi
+  echo "$boot_id" >"$PODMAN_DIR/boot_id"
+
+  # The storage driver is chosen once (changing it later would orphan images).
+  if [[ ! -s $PODMAN_DIR/driver ]]; then
+    if overlay_works; then echo overlay >"$PODMAN_DIR/driver"; else echo vfs >"$PODMAN_DIR/driver"; fi
+    log "podman: storage driver $(cat "$PODMAN_DIR/driver")"
+  fi
+  local driver
+  driver="$(cat "$PODMAN_DIR/driver")"
+
+  write_if_changed "$PODMAN_DIR/containers.conf" <<EOF || true
+# Written by infra/local/stack.sh (see /work/shared/ENVIRONMENT.md).
+# crun fails on this host (cgroups hybrid mode) and raising RLIMIT_NOFILE is
+# not permitted, hence runc and no default ulimits.
+[containers]
+default_ulimits = []
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+tmp_dir = "$PODMAN_DIR/tmp"
+EOF
+  write_if_changed "$PODMAN_DIR/storage.conf" <<EOF || true
+# Written by infra/local/stack.sh.
+[storage]
+driver = "$driver"
+graphroot = "$PODMAN_DIR/storage"
+runroot = "$PODMAN_DIR/run"
+EOF
+  write_if_changed "$PODMAN_DIR/registries.conf" <<EOF || true
+# Written by infra/local/stack.sh. Nothing can be pulled from public registries
+# here, so no short names are resolved against them.
+unqualified-search-registries = []
+
+[[registry]]
+location = "$REGISTRY_ADDR"
+insecure = true
+
+[[registry]]
+location = "localhost:${REGISTRY_ADDR##*:}"
+insecure = true
+EOF
+}
+
+podman_up() {
+  podman_configure
+  if pid_alive "$BERTH_RUN/podman.pid" && podman_ready; then
+    log "podman: API service already running"
+  else
+    stop_pidfile podman "$BERTH_RUN/podman.pid" 5
+    rm -f "$PODMAN_SOCK"
+    start_bg podman "$BERTH_RUN/podman.pid" "$BERTH_LOGS/podman.log" "$PODMAN_DIR" \
+      env CONTAINERS_CONF="$PODMAN_DIR/containers.conf" \
+          CONTAINERS_STORAGE_CONF="$PODMAN_DIR/storage.conf" \
+          CONTAINERS_REGISTRIES_CONF="$PODMAN_DIR/registries.conf" \
+      podman system service --time=0 "unix://$PODMAN_SOCK"
+    wait_for "podman API" 30 podman_ready || { tail -n 30 "$BERTH_LOGS/podman.log" >&2; die "podman API did not start"; }
+  fi
+  ok "podman: ready (unix://$PODMAN_SOCK, storage $(cat "$PODMAN_DIR/driver"))"
+}
+
+podman_down() { stop_pidfile podman "$BERTH_RUN/podman.pid"; rm -f "$PODMAN_SOCK"; }
+
+# ================================================================ env file
+
+# Base image settings: a value already set in the environment wins (pointing
+# berth at other images is one setting each); otherwise the local images.
+declare -A BASE_IMAGE_DEFAULTS=(
+  [PYTHON]=localhost/berth/python:bookworm
+  [NODE]=localhost/berth/node:bookworm
+  [GO]=localhost/berth/go:bookworm
+  [RUST]=localhost/berth/rust:bookworm
+  [STATIC]=localhost/berth/static:latest
+)
+BASE_IMAGE_ORDER=(PYTHON STATIC NODE GO RUST)
+
+base_image_value() { local v="BERTH_BASE_IMAGE_$1"; echo "${!v:-${BASE_IMAGE_DEFAULTS[$1]}}"; }
+
+emit() {
+  local name=$1 value=$2
+  if [[ $value =~ ^[A-Za-z0-9_./:@%+=,-]*$ ]]; then
+    printf 'export %s=%s\n' "$name" "$value"
+  else
+    printf 'export %s=%q\n' "$name" "$value"
+  fi
+}
+
+write_helpers() {
+  mkdir -p "$BERTH_STATE/bin"
+  # rabbitmqctl bound to the project node, for tests and humans.
+  cat >"$BERTH_STATE/bin/rabbitmqctl" <<EOF
+#!/usr/bin/env bash
+# Generated by infra/local/stack.sh: rabbitmqctl against the project node.
+source "$BERTH_LIB_DIR/lib.sh"
+rmq_env
+exec /usr/sbin/rabbitmqctl "\$@"
+EOF
+  cat >"$BERTH_STATE/bin/podman" <<EOF
+#!/usr/bin/env bash
+# Generated by infra/local/stack.sh: podman with the project's storage and config.
+source "$BERTH_LIB_DIR/lib.sh"
+podman_env
+exec /usr/bin/podman "\$@"
+EOF
+  chmod 755 "$BERTH_STATE/bin/rabbitmqctl" "$BERTH_STATE/bin/podman"
+}
+
+write_env_file() {
+  mkdir -p "$BERTH_STATE/work" "$BERTH_STATE/log-streamer"
+  write_helpers
+  local k
+  {
+    echo "# Generated by infra/local/stack.sh — do not edit; re-run 'make up' instead."
+    echo "# Source it: . $BERTH_ENV_FILE_PATH"
+    emit BERTH_DATABASE_URL "postgres://berth:$PG_PASSWORD@127.0.0.1:$PG_PORT/berth"
+    emit BERTH_PG_ADMIN_URL "postgres://berth:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
+    emit BERTH_AMQP_URL "amqp://berth:$RMQ_PASSWORD@127.0.0.1:$RMQ_PORT/%2f"
+    emit BERTH_KAFKA_BROKERS "127.0.0.1:$KAFKA_PORT"
+    emit BERTH_SECRET_KEY "$SECRET_KEY"
+    emit BERTH_JWT_SECRET "$JWT_SECRET"
+    emit BERTH_DOCKER_HOST "unix://$PODMAN_SOCK"
+    emit BERTH_REGISTRY "$REGISTRY_ADDR"
+    emit BERTH_REGISTRY_USERNAME berth
+    emit BERTH_REGISTRY_PASSWORD "$REGISTRY_PASSWORD"
+    for k in "${BASE_IMAGE_ORDER[@]}"; do
+      emit "BERTH_BASE_IMAGE_$k" "$(base_image_value "$k")"
+    done
+    emit BERTH_BUILD_CA_BUNDLE /etc/ssl/certs/ca-certificates.crt
+    emit BERTH_ALLOW_LOCAL_REPOS true
+    emit BERTH_LISTEN 127.0.0.1:8080
+    emit BERTH_PUBLIC_URL http://127.0.0.1:8080
+    emit BERTH_WORK_DIR "$BERTH_STATE/work"
+    emit BERTH_LOG_STREAMER_STATE_DIR "$BERTH_STATE/log-streamer"
+    echo "# rabbitmqctl (plain or \$RABBITMQCTL) talks to the project node with these:"
+    emit RABBITMQCTL "$BERTH_STATE/bin/rabbitmqctl"
+    (
+      rmq_env
+      for k in RABBITMQ_NODENAME RABBITMQ_NODE_IP_ADDRESS RABBITMQ_NODE_PORT RABBITMQ_CONFIG_FILE \
+               RABBITMQ_ADVANCED_CONFIG_FILE RABBITMQ_CONF_ENV_FILE RABBITMQ_ENABLED_PLUGINS_FILE \
+               RABBITMQ_MNESIA_BASE RABBITMQ_LOG_BASE RABBITMQ_PID_FILE; do
+        emit "$k" "${!k}"
+      done
+    )
+    echo "# podman (plain or .berth/bin/podman) uses the project's storage with these:"
+    emit CONTAINERS_CONF "$PODMAN_DIR/containers.conf"
+    emit CONTAINERS_STORAGE_CONF "$PODMAN_DIR/storage.conf"
+    emit CONTAINERS_REGISTRIES_CONF "$PODMAN_DIR/registries.conf"
+  } | (umask 077 && write_if_changed "$BERTH_ENV_FILE_PATH") || true
+  chmod 600 "$BERTH_ENV_FILE_PATH"
+}
+
+# ================================================================ commands
+
+cmd_up() {
+  need_root
+  local t0=$SECONDS
+  ensure_dirs
+  "$BERTH_LIB_DIR/install.sh" packages
+  load_secrets
+  postgres_up
+  rabbitmq_up
+  registry_up
+  podman_up
+  # The tansu build (first run only) is the long pole: make the base images
+  # while waiting for it when it still has to be built.
+  local k wanted=()
+  for k in "${BASE_IMAGE_ORDER[@]}"; do
+    [[ $(base_image_value "$k") == "${BASE_IMAGE_DEFAULTS[$k]}" ]] && wanted+=("${k,,}")
+  done
+  if [[ -x $TANSU_BIN ]]; then
+    tansu_up
+    ((${#wanted[@]})) && "$BERTH_LIB_DIR/base-images.sh" "${wanted[@]}"
+  else
+    local img_pid=
+    if ((${#wanted[@]})); then
+      "$BERTH_LIB_DIR/base-images.sh" "${wanted[@]}" &
+      img_pid=$!
+    fi
+    tansu_up
+    [[ -n $img_pid ]] && { wait "$img_pid" || die "base images failed"; }
+  fi
+  write_env_file
+  summary
+  ok "stack up in $((SECONDS - t0))s"
+}
+
+cmd_down() {
+  need_root
+  podman_down
+  registry_down
+  tansu_down
+  rabbitmq_down
+  postgres_down
+}
+
+line() { printf '  %-10s %-8s %s\n' "$1" "$2" "$3"; }
+updown() { if "$@" >/dev/null 2>&1; then echo up; else echo down; fi; }
+
+cmd_status() {
+  line postgres "$(updown pg_ready)" "127.0.0.1:$PG_PORT  data .berth/postgres"
+  line rabbitmq "$(updown rmq_ready)" "127.0.0.1:$RMQ_PORT  node $RMQ_NODE"
+  line tansu "$(updown kafka_ready)" "127.0.0.1:$KAFKA_PORT  $TANSU_BIN"
+  line registry "$(updown registry_ready)" "http://$REGISTRY_ADDR"
+  line podman "$(updown podman_ready)" "unix://$PODMAN_SOCK"
+  local k img
+  if podman_ready; then
+    for k in "${BASE_IMAGE_ORDER[@]}"; do
+      img="$(base_image_value "$k")"
+      line "image" "$(updown bpodman image exists "$img")" "$img"
+    done
+  fi
+  [[ -f $BERTH_ENV_FILE_PATH ]] && echo "  env file: $BERTH_ENV_FILE_PATH" || echo "  env file: (not written yet: run 'make up')"
+}
+
+summary() {
+  echo
+  echo "berth local stack:"
+  cmd_status
+  echo "  use it:   . $BERTH_ENV_FILE_PATH"
+  echo
+}
+
+cmd_reset() {
+  need_root
+  cmd_down
+  if [[ -d $PODMAN_DIR/storage ]]; then
+    log "removing podman containers and storage"
+    bpodman system reset --force >/dev/null 2>&1 || true
+  fi
+  # Never rm -rf through a live mount (overlay layers, container shm, ...).
+  local m
+  while read -r m; do
+    [[ -n $m ]] && umount -l "$m" 2>/dev/null || true
+  done < <(findmnt -rn -o TARGET | grep -F "$BERTH_STATE/" | sort -r)
+  rm -rf "${BERTH_STATE:?}"
+  ok "removed $BERTH_STATE (caches in $BERTH_CACHE kept)"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) echo "$BERTH_ENV_FILE_PATH" ;;
+  reset) cmd_reset ;;
+  *) echo "usage: $0 up|down|status|env|reset" >&2; exit 2 ;;
+esac
