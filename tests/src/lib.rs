@@ -1,1 +1,11 @@
+//! End-to-end harness: starts berth's four real binaries against the real
+//! local stack, each [`Platform`] with its own database, RabbitMQ vhost,
+//! work and state folders, so suites can run side by side.
 
+pub mod api;
+pub mod platform;
+pub mod repo;
+
+pub use api::Client;
+pub use platform::Platform;
+pub use repo::AppRepo;

@@ -1,0 +1,201 @@
+//! One running berth: backend, build-worker, deploy-worker, log-streamer.
+
+use anyhow::{bail, Context, Result};
+use berth_common::testing::{fresh_amqp_url, repo_root, stack_env};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+pub const BINARIES: [&str; 4] = [
+    "berth-backend",
+    "berth-build-worker",
+    "berth-deploy-worker",
+    "berth-log-streamer",
+];
+
+pub struct Platform {
+    /// Where the backend answers, e.g. `http://127.0.0.1:40123`.
+    pub base_url: String,
+    /// The settings every process got.
+    pub env: HashMap<String, String>,
+    /// Scratch space: work dirs, state dirs and the processes' output.
+    pub dir: TempDir,
+    children: Vec<(String, Child)>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free local port")
+}
+
+pub fn binary_dir() -> PathBuf {
+    std::env::var("BERTH_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target/debug"))
+}
+
+fn create_database(admin_url: &str, name: &str) -> Result<String> {
+    let status = std::process::Command::new("psql")
+        .arg(admin_url)
+        .args(["-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .context("psql runs")?;
+    if !status.success() {
+        bail!("could not create database {name}");
+    }
+    let (root, _) = admin_url.rsplit_once('/').context("admin URL has a path")?;
+    Ok(format!("{root}/{name}"))
+}
+
+impl Platform {
+    /// Starts the four binaries (built by `cargo build --bins`) and waits
+    /// until the backend is ready.
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        let id = Uuid::new_v4().simple().to_string();
+        let mut env = stack_env();
+        let port = free_port();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let database_url = create_database(&env["BERTH_PG_ADMIN_URL"], &format!("berth_e2e_{id}"))?;
+        let overrides = [
+            ("BERTH_DATABASE_URL", database_url),
+            ("BERTH_AMQP_URL", fresh_amqp_url()),
+            ("BERTH_LISTEN", format!("127.0.0.1:{port}")),
+            ("BERTH_PUBLIC_URL", base_url.clone()),
+            ("BERTH_INSTALLATION", format!("e2e-{}", &id[..12])),
+            (
+                "BERTH_WORK_DIR",
+                dir.path().join("work").display().to_string(),
+            ),
+            (
+                "BERTH_LOG_STREAMER_STATE_DIR",
+                dir.path().join("log-streamer").display().to_string(),
+            ),
+            ("BERTH_ALLOW_LOCAL_REPOS", "true".into()),
+            ("RUST_LOG", "info,berth=debug".into()),
+        ];
+        env.extend(overrides.map(|(k, v)| (k.to_owned(), v)));
+        let mut platform = Self {
+            base_url,
+            env,
+            dir,
+            children: Vec::new(),
+        };
+        for name in BINARIES {
+            platform.spawn(name)?;
+        }
+        platform.wait_ready(Duration::from_secs(60)).await?;
+        Ok(platform)
+    }
+
+    /// Starts (or restarts) one of the binaries.
+    pub fn spawn(&mut self, name: &str) -> Result<()> {
+        let binary = binary_dir().join(name);
+        if !binary.exists() {
+            bail!(
+                "{} is missing: build the binaries first (`cargo build --bins`, which `make test` does)",
+                binary.display()
+            );
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))?;
+        let mut command = Command::new(&binary);
+        command
+            .envs(&self.env)
+            .env("BERTH_OPS_ADDR", format!("127.0.0.1:{}", free_port()))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        self.children.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    /// Kills one of the binaries, as a crash would.
+    pub async fn kill(&mut self, name: &str) -> Result<()> {
+        let index = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .with_context(|| format!("{name} is not running"))?;
+        let (_, mut child) = self.children.remove(index);
+        child.kill().await?;
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, within: Duration) -> Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + within;
+        loop {
+            let mut exited = None;
+            for (name, child) in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    exited = Some((name.clone(), status));
+                }
+            }
+            if let Some((name, status)) = exited {
+                bail!("{name} exited with {status}:\n{}", self.output(&name));
+            }
+            let ready = client
+                .get(format!("{}/readyz", self.base_url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the backend was not ready within {within:?}:\n{}",
+                    self.output("berth-backend")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// What a process printed so far (for failure messages).
+    pub fn output(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+            .unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Every process's recent output, for a failing test's message.
+    pub fn all_output(&self) -> String {
+        BINARIES
+            .iter()
+            .map(|name| format!("===== {name}\n{}", self.output(name)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("BERTH_KEEP_E2E").is_some() {
+            let kept = self.dir.path().to_path_buf();
+            eprintln!("e2e output kept in {}", kept.display());
+            let _ = std::mem::replace(
+                &mut self.dir,
+                tempfile::Builder::new()
+                    .prefix("berth-e2e-drop-")
+                    .tempdir()
+                    .expect("tempdir"),
+            )
+            .keep();
+        }
+    }
+}

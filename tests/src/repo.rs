@@ -1,0 +1,93 @@
+//! Git repositories the tests make: a small Python HTTP app with no
+//! Dockerfile, so berth has to detect the stack.
+
+use anyhow::Result;
+use git2::{IndexAddOption, Repository, Signature};
+use std::path::Path;
+use tempfile::TempDir;
+
+/// Serves `GREETING + " " + version.txt` and prints a line per request.
+const APP_PY: &str = r#"import http.server, os
+
+PORT = int(os.environ["PORT"])
+with open(os.path.join(os.path.dirname(__file__), "version.txt")) as f:
+    VERSION = f.read().strip()
+BODY = (os.environ.get("GREETING", "hello") + " " + VERSION).encode()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+        print(f"served {self.path} with {VERSION}", flush=True)
+
+    def log_message(self, *args):
+        pass
+
+
+print(f"listening on {PORT} with {VERSION}", flush=True)
+http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()
+"#;
+
+pub struct AppRepo {
+    pub dir: TempDir,
+    repo: Repository,
+}
+
+impl AppRepo {
+    /// A repository on branch `main` with the app at `version`.
+    pub fn python(version: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("berth-app-").tempdir()?;
+        let repo = Repository::init_opts(
+            dir.path(),
+            git2::RepositoryInitOptions::new().initial_head("main"),
+        )?;
+        let app = Self { dir, repo };
+        app.write("app.py", APP_PY)?;
+        app.write("requirements.txt", "# no dependencies\n")?;
+        app.write("Procfile", "web: python3 app.py\n")?;
+        app.write("version.txt", version)?;
+        app.commit(&format!("app {version}"))?;
+        Ok(app)
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, path: &str, contents: &str) -> Result<()> {
+        let file = self.dir.path().join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(file, contents)?;
+        Ok(())
+    }
+
+    /// Commits everything in the work tree; returns the commit SHA.
+    pub fn commit(&self, message: &str) -> Result<String> {
+        let mut index = self.repo.index()?;
+        index.add_all(["*"], IndexAddOption::DEFAULT, None)?;
+        index.write()?;
+        let tree = self.repo.find_tree(index.write_tree()?)?;
+        let signature = Signature::now("berth tests", "tests@berth.test")?;
+        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let oid = self.repo.commit(
+            Some("HEAD"),
+            &signature,
+            &signature,
+            message,
+            &tree,
+            &parents,
+        )?;
+        Ok(oid.to_string())
+    }
+}

@@ -1,0 +1,216 @@
+//! End to end on the docker driver: the real binaries, the real stack.
+//! Run by `make test` (which builds the binaries and starts the stack).
+
+use anyhow::{ensure, Context, Result};
+use berth_tests::api::fetch_body;
+use berth_tests::{AppRepo, Client, Platform};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SETTLE: Duration = Duration::from_secs(300);
+
+async fn signed_in(platform: &Platform, user: &str) -> Result<Client> {
+    let mut client = Client::new(&platform.base_url);
+    client.sign_up(user).await?;
+    Ok(client)
+}
+
+/// Deploys and insists on `live`; returns the deployment.
+async fn deploy_live(client: &Client, platform: &Platform, app_id: &str) -> Result<Value> {
+    let id = client.deploy(app_id, json!({})).await?;
+    let deployment = client.wait_settled(&id, SETTLE).await?;
+    ensure!(
+        deployment["state"] == "live",
+        "deployment did not go live: {deployment}\n{}",
+        platform.all_output()
+    );
+    Ok(deployment)
+}
+
+fn endpoint(deployment: &Value) -> Result<String> {
+    Ok(deployment["endpoint"]
+        .as_str()
+        .context("a live deployment has an endpoint")?
+        .to_owned())
+}
+
+fn has(entries: &[Value], source: &str, needle: &str) -> bool {
+    entries.iter().any(|e| {
+        e["source"] == source && e["line"].as_str().is_some_and(|line| line.contains(needle))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_to_live_then_redeploy_a_change() -> Result<()> {
+    let platform = Platform::start().await?;
+    let client = signed_in(&platform, "ada").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(
+            json!({"name": "greeter", "repo_url": repo.url(), "branch": "main",
+            "port": 8000, "env": {"GREETING": "hello"}}),
+        )
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?;
+
+    let first = deploy_live(&client, &platform, app_id).await?;
+    let first_url = endpoint(&first)?;
+    assert_eq!(fetch_body(&first_url).await?, "hello v1");
+    assert!(
+        first["image"]
+            .as_str()
+            .is_some_and(|i| i.contains("@sha256:")),
+        "{first}"
+    );
+    let states: Vec<&str> = first["states"]
+        .as_array()
+        .context("states")?
+        .iter()
+        .filter_map(|s| s["state"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "queued",
+            "cloning",
+            "building",
+            "pushing",
+            "deploying",
+            "live"
+        ]
+    );
+
+    // Build output and the app's own output arrive over the socket, each
+    // frame with its offset, in order.
+    let entries = client
+        .log_socket(app_id, 0, Duration::from_secs(60), |entries| {
+            has(entries, "build", "Detected Python")
+                && has(entries, "app", "listening on 8000 with v1")
+        })
+        .await?;
+    assert!(
+        has(&entries, "build", "Detected Python"),
+        "no build lines: {entries:?}"
+    );
+    assert!(
+        has(&entries, "app", "listening on 8000 with v1"),
+        "no app lines: {entries:?}\n{}",
+        platform.all_output()
+    );
+    let offsets: Vec<i64> = entries
+        .iter()
+        .filter_map(|e| e["offset"].as_i64())
+        .collect();
+    assert!(
+        offsets.windows(2).all(|w| w[1] > w[0]),
+        "offsets must grow: {offsets:?}"
+    );
+
+    // The REST endpoint returns the same records as the socket.
+    let page = client
+        .expect(
+            reqwest::Method::GET,
+            &format!("/apps/{app_id}/logs?from=0&limit=5000"),
+            None,
+            200,
+        )
+        .await?;
+    let rest: Vec<&Value> = page["entries"]
+        .as_array()
+        .context("entries")?
+        .iter()
+        .take(entries.len())
+        .collect();
+    assert_eq!(rest, entries.iter().collect::<Vec<_>>());
+
+    // A change deploys again; the old instance is gone afterwards.
+    repo.write("version.txt", "v2")?;
+    repo.commit("v2")?;
+    let second = deploy_live(&client, &platform, app_id).await?;
+    let second_url = endpoint(&second)?;
+    assert_eq!(fetch_body(&second_url).await?, "hello v2");
+    if second_url != first_url {
+        assert!(
+            fetch_body(&first_url).await.is_err(),
+            "the old container still answers"
+        );
+    }
+    let first_now = client
+        .deployment(first["id"].as_str().context("id")?)
+        .await?;
+    assert_eq!(first_now["state"], "superseded");
+    let app_now = client
+        .expect(reqwest::Method::GET, &format!("/apps/{app_id}"), None, 200)
+        .await?;
+    assert_eq!(app_now["url"], second_url.as_str(), "{app_now}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_build_leaves_the_previous_release_serving() -> Result<()> {
+    let platform = Platform::start().await?;
+    let client = signed_in(&platform, "grace").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "steady", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?;
+    let live = deploy_live(&client, &platform, app_id).await?;
+    let url = endpoint(&live)?;
+
+    // The repository's Dockerfile wins over detection, and it fails.
+    repo.write(
+        "Dockerfile",
+        "FROM localhost/berth/python:bookworm\nRUN echo 'compiling assets' && exit 3\n",
+    )?;
+    let broken = repo.commit("broken build")?;
+    let id = client.deploy(app_id, json!({})).await?;
+    let failed = client.wait_settled(&id, SETTLE).await?;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["commit"], broken.as_str());
+    let reason = failed["reason"].as_str().context("a failure reason")?;
+    assert!(
+        reason.contains("exit") || reason.contains("code 3"),
+        "reason: {reason}"
+    );
+
+    assert_eq!(
+        fetch_body(&url).await?,
+        "hello v1",
+        "the previous release stops serving"
+    );
+    let live_now = client
+        .deployment(live["id"].as_str().context("id")?)
+        .await?;
+    assert_eq!(live_now["state"], "live");
+
+    // The user sees why in the log, too.
+    let entries = client
+        .log_socket(app_id, 0, Duration::from_secs(30), |e| {
+            has(e, "build", "compiling assets")
+        })
+        .await?;
+    assert!(has(&entries, "build", "compiling assets"), "{entries:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_branch_fails_with_a_reason() -> Result<()> {
+    let platform = Platform::start().await?;
+    let client = signed_in(&platform, "linus").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "nobranch", "repo_url": repo.url(), "branch": "release"}))
+        .await?;
+    let id = client
+        .deploy(app["id"].as_str().context("app id")?, json!({}))
+        .await?;
+    let failed = client.wait_settled(&id, Duration::from_secs(60)).await?;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("release"),
+        "the reason names the branch: {reason}"
+    );
+    Ok(())
+}
