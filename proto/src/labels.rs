@@ -8,3 +8,7 @@ pub const RELEASE: &str = "berth.dev/release";
 pub const DEPLOYMENT: &str = "berth.dev/deployment";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "berth";
+/// Which berth installation runs the workload. Several installations can
+/// share one engine (a developer's `make up` beside test runs); each one's
+/// workers touch only their own workloads.
+pub const INSTALLATION: &str = "berth.dev/installation";
