@@ -14,7 +14,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-RECIPE_VERSION=1          # bump to force every image to be remade
+RECIPE_VERSION=2          # bump to force every image to be remade
 SUITE=bookworm
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
 PARALLEL=${BERTH_IMAGE_JOBS:-2}
@@ -39,6 +39,13 @@ declare -A IMAGE_CMD=(
   [go]='["/bin/bash"]'
   [rust]='["/bin/bash"]'
   [static]='["/bin/sh","-c","exec busybox httpd -f -p ${PORT:-8080} -h /site"]'
+)
+# Extra image settings. Debian's cargo 1.65 only knows the git index on
+# github.com (unreachable here); its unstable sparse protocol reaches
+# index.crates.io. The channel override affects cargo only, not rustc.
+declare -A IMAGE_ENV=(
+  [rust]="__CARGO_TEST_CHANNEL_OVERRIDE_DO_NOT_USE_THIS=nightly CARGO_UNSTABLE_SPARSE_REGISTRY=true CARGO_REGISTRIES_CRATES_IO_PROTOCOL=sparse"
+  [static]="PORT=8080"
 )
 ORDER=(python static node go rust)   # the tests need python and static first
 
@@ -91,15 +98,33 @@ make_static_rootfs() {
   trust_host_ca "$root"
 }
 
+# debootstrap's own dependency resolver fails on packages such as npm and rustc
+# (alternatives, virtual packages), so it only lays down minbase; apt-get inside
+# the chroot then installs the image's packages.
 make_debian_rootfs() {
-  local name=$1 root=$2
-  debootstrap --variant=minbase --include="${IMAGE_PACKAGES[$name]}" "$SUITE" "$root" "$MIRROR" \
-    >"$BASE_IMAGE_CACHE/$name.debootstrap.log" 2>&1 || {
-    tail -n 30 "$BASE_IMAGE_CACHE/$name.debootstrap.log" >&2
+  local name=$1 root=$2 log="$BASE_IMAGE_CACHE/$name.build.log"
+  : >"$log"
+  if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >>"$log" 2>&1; then
+    cat "$root/debootstrap/debootstrap.log" >>"$log" 2>/dev/null || true
+    tail -n 30 "$log" >&2
     return 1
-  }
+  fi
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 755 "$root/usr/sbin/policy-rc.d"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+  # A private mount namespace: /proc inside the chroot goes away with it.
+  if ! unshare -m --propagation private sh -c '
+        mount -t proc proc "$1/proc" && shift &&
+        chroot "$0" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        chroot "$0" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+      ' "$root" "$root" ${IMAGE_PACKAGES[$name]//,/ } >>"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    return 1
+  fi
   trust_host_ca "$root"
-  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/log/* "$root"/tmp/*
+  chroot "$root" apt-get clean
+  rm -f "$root/usr/sbin/policy-rc.d" "$root/etc/resolv.conf"
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/tmp/*
 }
 
 # Ensure the cached tarball for NAME exists; print its path.
@@ -135,15 +160,7 @@ ensure_tarball() {
 }
 
 ensure_image() {
-  local name=$1 image=${IMAGE_NAME[$1]} hash current tar
-  hash="$(recipe_hash "$name")"
-  current="$(bpodman image inspect --format '{{index .Labels "org.berth.recipe"}}' "$image" 2>/dev/null || true)"
-  if [[ $current == "$hash" ]]; then
-    log "base image $name: $image present"
-    return 0
-  fi
-  tar="$(ensure_tarball "$name")"
-  local ca=/etc/ssl/certs/ca-certificates.crt
+  local name=$1 image=${IMAGE_NAME[$1]} ca=/etc/ssl/certs/ca-certificates.crt kv
   local changes=(
     --change "ENV SSL_CERT_FILE=$ca"
     --change "ENV PIP_CERT=$ca"
@@ -152,11 +169,25 @@ ensure_image() {
     --change "ENV CURL_CA_BUNDLE=$ca"
     --change "ENV CARGO_HTTP_CAINFO=$ca"
     --change "ENV LANG=C.UTF-8"
-    --change "LABEL org.berth.recipe=$hash"
-    --change "CMD ${IMAGE_CMD[$name]}"
   )
-  [[ $name == static ]] && changes+=(--change "ENV PORT=8080" --change "EXPOSE 8080")
-  bpodman import -q "${changes[@]}" "$tar" "$image" >/dev/null
+  for kv in ${IMAGE_ENV[$name]:-}; do changes+=(--change "ENV $kv"); done
+  [[ $name == static ]] && changes+=(--change "EXPOSE 8080")
+  changes+=(--change "CMD ${IMAGE_CMD[$name]}")
+  # The label identifies rootfs recipe + image settings: a change to either re-imports.
+  local hash tag current tar
+  hash="$(recipe_hash "$name")"
+  tag="$hash-$(printf '%s\n' "${changes[@]}" | sha256sum | cut -c1-8)"
+  current="$(bpodman image inspect --format '{{index .Labels "org.berth.recipe"}}' "$image" 2>/dev/null || true)"
+  if [[ $current == "$tag" ]]; then
+    log "base image $name: $image present"
+    return 0
+  fi
+  local old_id
+  old_id="$(bpodman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
+  tar="$(ensure_tarball "$name")"
+  bpodman import -q "${changes[@]}" --change "LABEL org.berth.recipe=$tag" "$tar" "$image" >/dev/null
+  # The outdated image is now untagged: drop it unless something still uses it.
+  [[ -n $old_id ]] && bpodman rmi "$old_id" >/dev/null 2>&1 || true
   ok "base image $name: imported $image"
 }
 
