@@ -173,6 +173,7 @@ rmq_env() {
   export RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"
   export RABBITMQ_LOG_BASE="$RMQ_DIR/log"
   export RABBITMQ_PID_FILE="$RMQ_DIR/berth.pid"
+  export ERL_EPMD_ADDRESS=127.0.0.1   # an epmd started by the node listens on loopback only
 }
 rmqctl() { (rmq_env && /usr/sbin/rabbitmqctl "$@"); }
 

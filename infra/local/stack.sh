@@ -99,7 +99,8 @@ rmq_ready() { rmqctl -q status >/dev/null 2>&1; }
 
 rabbitmq_up() {
   mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
-  write_if_changed "$RMQ_DIR/rabbitmq.conf" <<EOF || true
+  local changed=0
+  write_if_changed "$RMQ_DIR/rabbitmq.conf" <<EOF && changed=1
 # Written by infra/local/stack.sh; edits are overwritten.
 listeners.tcp.default = 127.0.0.1:$RMQ_PORT
 # builds may run long: do not cancel a consumer holding an unacked delivery for 2 h
@@ -107,12 +108,17 @@ consumer_timeout = 7200000
 log.console = false
 log.file.level = info
 EOF
-  write_if_changed "$RMQ_DIR/advanced.config" <<<'[].' || true
+  # Erlang distribution (CLI <-> node) on loopback only.
+  write_if_changed "$RMQ_DIR/advanced.config" <<<'[{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}].' && changed=1
   write_if_changed "$RMQ_DIR/enabled_plugins" <<<'[].' || true
   write_if_changed "$RMQ_DIR/rabbitmq-env.conf" <<<'# project node: settings come from the environment (see infra/local/lib.sh)' || true
   # The Debian scripts run the node and the CLI as the rabbitmq user.
   chown -R rabbitmq:rabbitmq "$RMQ_DIR"
 
+  if ((changed)) && rmq_ready; then
+    log "rabbitmq: configuration changed; restarting"
+    rabbitmq_down
+  fi
   if rmq_ready; then
     log "rabbitmq: already running"
   else
@@ -138,6 +144,10 @@ rabbitmq_down() {
   if rmq_ready; then
     rmqctl -q stop "$RABBITMQ_PID_FILE_PATH" >/dev/null 2>&1 || rmqctl -q stop >/dev/null 2>&1 || true
     log "rabbitmq stopped"
+  fi
+  # The node started epmd; stop it too unless another Erlang node still uses it.
+  if command -v epmd >/dev/null && epmd -names >/dev/null 2>&1 && ! epmd -names 2>/dev/null | grep -q '^name '; then
+    epmd -kill >/dev/null 2>&1 || true
   fi
 }
 RABBITMQ_PID_FILE_PATH="$RMQ_DIR/berth.pid"
@@ -383,7 +393,7 @@ write_env_file() {
       rmq_env
       for k in RABBITMQ_NODENAME RABBITMQ_NODE_IP_ADDRESS RABBITMQ_NODE_PORT RABBITMQ_CONFIG_FILE \
                RABBITMQ_ADVANCED_CONFIG_FILE RABBITMQ_CONF_ENV_FILE RABBITMQ_ENABLED_PLUGINS_FILE \
-               RABBITMQ_MNESIA_BASE RABBITMQ_LOG_BASE RABBITMQ_PID_FILE; do
+               RABBITMQ_MNESIA_BASE RABBITMQ_LOG_BASE RABBITMQ_PID_FILE ERL_EPMD_ADDRESS; do
         emit "$k" "${!k}"
       done
     )
