@@ -1,0 +1,62 @@
+# berth — local platform and tests. Everything runs on this machine as root;
+# state lives in .berth/ (git-ignored), slow-to-make caches in /var/cache/berth.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+STACK := infra/local/stack.sh
+PROCS := infra/local/processes.sh
+export BERTH_ENV_FILE := $(CURDIR)/.berth/berth.env
+
+# cargo may live in ~/.cargo/bin without being on PATH (e.g. under sudo or CI)
+export PATH := $(PATH):$(HOME)/.cargo/bin
+
+.PHONY: help up down test bench-deploy lint status stack frontend
+
+help:
+	@echo "make up            install + start the stack, build and start berth (http://127.0.0.1:8080)"
+	@echo "make test          start the stack, run every test"
+	@echo "make down          stop berth and the stack (state in .berth/ is kept)"
+	@echo "make bench-deploy  start the stack, run the deploy benchmark"
+	@echo "make lint          rustfmt + clippy"
+	@echo "make status        what is running"
+
+stack:
+	$(STACK) up
+
+frontend:
+	@if [[ -f frontend/package.json ]]; then \
+	  cd frontend && { [[ -d node_modules ]] || npm ci || npm install; } && npm run build; \
+	fi
+
+up: stack frontend
+	cargo build --bins
+	$(PROCS) start
+	@echo
+	@echo "berth is running at http://127.0.0.1:8080"
+	@echo "sign in: register a user with POST /api/v1/auth/register"
+	@echo "stop it with: make down"
+
+down:
+	$(PROCS) stop
+	$(STACK) down
+
+# The end-to-end tests run the four real binaries from target/debug.
+test: stack
+	cargo build --bins
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo nextest run --workspace --no-fail-fast; \
+	else \
+	  cargo test --workspace --no-fail-fast; \
+	fi
+
+bench-deploy: stack
+	cargo run --release -p berth-tests --bin bench-deploy
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --all-targets -- -D warnings
+
+status:
+	@$(STACK) status
+	@$(PROCS) status
