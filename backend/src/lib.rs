@@ -1,1 +1,32 @@
+//! berth's backend: accounts, apps, releases, deployments and logs over
+//! HTTP; the outbox relay that hands intents to the workers; the inform
+//! consumer that moves deployments through their states; the reaper.
+
+pub mod apps;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod deployments;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod inform;
+pub mod log_api;
 pub mod logs;
+pub mod outbox;
+pub mod reaper;
+pub mod server;
+pub mod state;
+pub mod validate;
+
+pub use config::{Command, Config};
+pub use error::{Error, Result};
+
+/// Runs the command `config` names (`serve` by default).
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    match config.command.unwrap_or(Command::Serve) {
+        Command::Migrate => server::migrate(&config).await,
+        Command::Serve => server::serve(config).await,
+    }
+}

@@ -11,7 +11,11 @@ use uuid::Uuid;
 fn record(n: usize) -> LogRecord {
     LogRecord {
         ts: Utc::now(),
-        source: if n % 2 == 0 { LogSource::Build } else { LogSource::App },
+        source: if n.is_multiple_of(2) {
+            LogSource::Build
+        } else {
+            LogSource::App
+        },
         instance: "test".into(),
         stream: LogStream::Stdout,
         line: format!("line {n}"),
@@ -35,7 +39,10 @@ fn reader() -> KafkaLogReader {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_app_without_logs_has_an_empty_page() {
-    let page = reader().read(Uuid::now_v7(), StartAt::Beginning, 10).await.unwrap();
+    let page = reader()
+        .read(Uuid::now_v7(), StartAt::Beginning, 10)
+        .await
+        .unwrap();
     assert!(page.entries.is_empty());
     assert_eq!(page.next_offset, 0);
 }
@@ -72,7 +79,11 @@ async fn since_a_time_skips_older_lines() {
     let since = Utc::now();
     write(app, 3..5).await;
     let page = reader().read(app, StartAt::Time(since), 100).await.unwrap();
-    let lines: Vec<_> = page.entries.iter().map(|e| e.record.line.as_str()).collect();
+    let lines: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| e.record.line.as_str())
+        .collect();
     assert_eq!(lines, ["line 3", "line 4"]);
     let future = reader()
         .read(app, StartAt::Time(Utc::now() + Span::hours(1)), 100)

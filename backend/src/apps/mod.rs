@@ -1,0 +1,181 @@
+//! Apps: create, list, read, change, delete; read env var values.
+
+pub mod model;
+pub mod store;
+
+use crate::auth::CurrentUser;
+use crate::deployments::store as deployments_store;
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path};
+use crate::outbox;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use berth_proto::AppRemovalRequested;
+use model::{App, AppEnv, CreateApp, EnvVars, UpdateApp, DEFAULT_BRANCH, DEFAULT_PORT};
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/apps", get(list_apps).post(create_app))
+        .route(
+            "/apps/{id}",
+            get(get_app).patch(update_app).delete(delete_app),
+        )
+        .route("/apps/{id}/env", get(get_env))
+}
+
+async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<App> {
+    let mut conn = state.db.acquire().await?;
+    let row = store::get(&mut conn, owner, id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    App::from_row(row, &state.key)
+}
+
+/// Create an app.
+#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp,
+    security(("bearer" = [])),
+    responses((status = 201, body = App), (status = 409, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+async fn create_app(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(request): Json<CreateApp>,
+) -> Result<(StatusCode, Json<App>)> {
+    request.validate(state.settings.allow_local_repos)?;
+    let env = request.env.unwrap_or_default();
+    let id = store::insert(
+        &state.db,
+        store::NewApp {
+            owner: user.id,
+            name: &request.name,
+            repo_url: request.repo_url.trim(),
+            branch: request.branch.as_deref().unwrap_or(DEFAULT_BRANCH),
+            subdirectory: request.subdirectory.as_deref(),
+            port: request.port.unwrap_or(DEFAULT_PORT),
+            env: state.key.seal_json(&env),
+        },
+    )
+    .await?;
+    tracing::info!(app_id = %id, name = %request.name, "app created");
+    Ok((StatusCode::CREATED, Json(load(&state, user.id, id).await?)))
+}
+
+/// The caller's apps, by name.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", security(("bearer" = [])),
+    responses((status = 200, body = [App])))]
+async fn list_apps(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Vec<App>>> {
+    let rows = store::list(&state.db, user.id).await?;
+    let apps = rows
+        .into_iter()
+        .map(|row| App::from_row(row, &state.key))
+        .collect::<Result<_>>()?;
+    Ok(Json(apps))
+}
+
+/// One app.
+#[utoipa::path(get, path = "/api/v1/apps/{id}", tag = "apps",
+    params(("id" = Uuid, Path, description = "app id")), security(("bearer" = [])),
+    responses((status = 200, body = App), (status = 404, body = crate::error::Problem)))]
+async fn get_app(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<App>> {
+    Ok(Json(load(&state, user.id, id).await?))
+}
+
+/// Change an app. A new `env` replaces the set and bumps `env_version`;
+/// changes apply from the next deployment.
+#[utoipa::path(patch, path = "/api/v1/apps/{id}", tag = "apps",
+    params(("id" = Uuid, Path, description = "app id")), request_body = UpdateApp,
+    security(("bearer" = [])),
+    responses((status = 200, body = App), (status = 404, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+async fn update_app(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    Json(request): Json<UpdateApp>,
+) -> Result<Json<App>> {
+    request.validate(state.settings.allow_local_repos)?;
+    let mut tx = state.db.begin().await?;
+    if !store::lock(&mut tx, user.id, id).await? {
+        return Err(Error::NotFound("app"));
+    }
+    let current = store::get(&mut tx, user.id, id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    // Only a different set is a new version.
+    let env = match request.env {
+        Some(env) => {
+            let old: EnvVars = state.key.open_json(&current.env_sealed)?;
+            (old != env).then(|| state.key.seal_json(&env))
+        }
+        None => None,
+    };
+    store::update(
+        &mut tx,
+        id,
+        store::AppChanges {
+            repo_url: request.repo_url.map(|url| url.trim().to_owned()),
+            branch: request.branch,
+            subdirectory: request.subdirectory,
+            port: request.port,
+            env,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(load(&state, user.id, id).await?))
+}
+
+/// Delete an app: its in-progress deployments are cancelled and the runtime
+/// is asked to remove everything it runs.
+#[utoipa::path(delete, path = "/api/v1/apps/{id}", tag = "apps",
+    params(("id" = Uuid, Path, description = "app id")), security(("bearer" = [])),
+    responses((status = 202, description = "deleted; the runtime removes its workloads"),
+              (status = 404, body = crate::error::Problem)))]
+async fn delete_app(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    if !store::lock(&mut tx, user.id, id).await? {
+        return Err(Error::NotFound("app"));
+    }
+    let app = store::get(&mut tx, user.id, id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    let cancelled =
+        deployments_store::cancel_in_progress(&mut tx, id, "the app was deleted").await?;
+    store::mark_deleted(&mut tx, id).await?;
+    outbox::enqueue(&mut tx, None, &AppRemovalRequested { app: app.app_ref() }).await?;
+    tx.commit().await?;
+    state.outbox.notify_one();
+    tracing::info!(app_id = %id, cancelled, "app deleted");
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The app's env vars with their values.
+#[utoipa::path(get, path = "/api/v1/apps/{id}/env", tag = "apps",
+    params(("id" = Uuid, Path, description = "app id")), security(("bearer" = [])),
+    responses((status = 200, body = AppEnv), (status = 404, body = crate::error::Problem)))]
+async fn get_env(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<AppEnv>> {
+    let mut conn = state.db.acquire().await?;
+    let row = store::get(&mut conn, user.id, id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    Ok(Json(AppEnv {
+        env: state.key.open_json(&row.env_sealed)?,
+        env_version: row.env_version,
+    }))
+}

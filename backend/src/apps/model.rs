@@ -1,0 +1,197 @@
+//! What the apps API reads and answers.
+
+use super::store::AppRow;
+use crate::error::Result;
+use crate::validate::{self, Checks};
+use berth_proto::SecretKey;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub const DEFAULT_BRANCH: &str = "main";
+pub const DEFAULT_PORT: u16 = 8000;
+
+pub type EnvVars = BTreeMap<String, String>;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateApp {
+    /// A DNS-1123 label, unique among your apps.
+    #[schema(example = "hello-web")]
+    pub name: String,
+    /// https:// URL of a Git repository.
+    #[schema(example = "https://github.com/berth-dev/hello-flask.git")]
+    pub repo_url: String,
+    /// Branch deployed by default (`main` when absent).
+    pub branch: Option<String>,
+    /// Folder of the repository that holds the app.
+    pub subdirectory: Option<String>,
+    /// The port the app listens on, given to it as PORT (8000 when absent).
+    pub port: Option<u16>,
+    /// Environment variables; names match `[A-Za-z_][A-Za-z0-9_]*`, PORT excepted.
+    pub env: Option<EnvVars>,
+}
+
+/// Absent leaves a field unchanged; `"subdirectory": null` clears it;
+/// `env` replaces the whole set.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    pub repo_url: Option<String>,
+    pub branch: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub subdirectory: Option<Option<String>>,
+    pub port: Option<u16>,
+    pub env: Option<EnvVars>,
+}
+
+/// `Some(None)` for an explicit null, `None` (via `default`) when absent.
+fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl CreateApp {
+    pub fn validate(&self, allow_local_repos: bool) -> Result<()> {
+        let mut checks = Checks::default();
+        checks.check(
+            "name",
+            validate::dns_label(&self.name, validate::MAX_APP_NAME_LEN),
+        );
+        checks.check(
+            "repo_url",
+            validate::repo_url(&self.repo_url, allow_local_repos),
+        );
+        if let Some(branch) = &self.branch {
+            checks.check("branch", validate::git_ref(branch));
+        }
+        if let Some(subdirectory) = &self.subdirectory {
+            checks.check("subdirectory", validate::subdirectory(subdirectory));
+        }
+        if let Some(port) = self.port {
+            checks.check("port", validate::port(port));
+        }
+        if let Some(env) = &self.env {
+            checks.env(env);
+        }
+        checks.finish()
+    }
+}
+
+impl UpdateApp {
+    pub fn validate(&self, allow_local_repos: bool) -> Result<()> {
+        let mut checks = Checks::default();
+        if let Some(repo_url) = &self.repo_url {
+            checks.check("repo_url", validate::repo_url(repo_url, allow_local_repos));
+        }
+        if let Some(branch) = &self.branch {
+            checks.check("branch", validate::git_ref(branch));
+        }
+        if let Some(Some(subdirectory)) = &self.subdirectory {
+            checks.check("subdirectory", validate::subdirectory(subdirectory));
+        }
+        if let Some(port) = self.port {
+            checks.check("port", validate::port(port));
+        }
+        if let Some(env) = &self.env {
+            checks.env(env);
+        }
+        checks.finish()
+    }
+}
+
+/// An app as the API shows it: env var names, never their values.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct App {
+    pub id: Uuid,
+    pub name: String,
+    /// The owner's tenant slug.
+    pub tenant: String,
+    pub repo_url: String,
+    pub branch: String,
+    pub subdirectory: Option<String>,
+    pub port: u16,
+    /// Names of the app's env vars; values come from GET /apps/{id}/env.
+    pub env_names: Vec<String>,
+    /// Grows each time the env var set changes.
+    pub env_version: i64,
+    /// State of the latest deployment; null before the first one.
+    pub state: Option<String>,
+    pub latest_deployment_id: Option<Uuid>,
+    /// Where the live deployment answers.
+    pub url: Option<String>,
+    pub current_release_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl App {
+    pub fn from_row(row: AppRow, key: &SecretKey) -> Result<Self> {
+        let env: EnvVars = key.open_json(&row.env_sealed)?;
+        Ok(Self {
+            id: row.id,
+            name: row.name,
+            tenant: row.tenant,
+            repo_url: row.repo_url,
+            branch: row.branch,
+            subdirectory: row.subdirectory,
+            port: u16::try_from(row.port).unwrap_or(DEFAULT_PORT),
+            env_names: env.into_keys().collect(),
+            env_version: row.env_version,
+            state: row.state,
+            latest_deployment_id: row.latest_deployment_id,
+            url: row.url,
+            current_release_id: row.current_release_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// An app's env vars, in clear, for its owner.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppEnv {
+    pub env: EnvVars,
+    pub env_version: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn patch_tells_absent_from_null() {
+        let absent: UpdateApp = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.subdirectory, None);
+        let null: UpdateApp = serde_json::from_str(r#"{"subdirectory": null}"#).unwrap();
+        assert_eq!(null.subdirectory, Some(None));
+        let set: UpdateApp = serde_json::from_str(r#"{"subdirectory": "api"}"#).unwrap();
+        assert_eq!(set.subdirectory, Some(Some("api".into())));
+        assert!(serde_json::from_str::<UpdateApp>(r#"{"name": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn create_reports_every_invalid_field() {
+        let request = CreateApp {
+            name: "Bad_Name".into(),
+            repo_url: "ftp://x".into(),
+            branch: None,
+            subdirectory: None,
+            port: Some(0),
+            env: Some([("1X".to_owned(), "v".to_owned())].into()),
+        };
+        match request.validate(false) {
+            Err(Error::Validation(errors)) => {
+                let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+                assert_eq!(fields, ["name", "repo_url", "port", "env.1X"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Apps in PostgreSQL. Every query is scoped to the owner: another user's
+//! app is simply not found.
+
+use crate::error::{conflict_on, Result};
+use berth_proto::{AppRef, Sealed};
+use chrono::{DateTime, Utc};
+use sqlx::types::Json as SqlJson;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// An app as stored, with its owner's tenant slug and its latest state.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub tenant: String,
+    pub repo_url: String,
+    pub branch: String,
+    pub subdirectory: Option<String>,
+    pub port: i32,
+    pub replicas: i32,
+    pub env_sealed: SqlJson<Sealed>,
+    pub env_version: i64,
+    pub current_release_id: Option<Uuid>,
+    pub latest_deployment_id: Option<Uuid>,
+    pub state: Option<String>,
+    pub url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AppRow {
+    pub fn app_ref(&self) -> AppRef {
+        AppRef {
+            id: self.id,
+            name: self.name.clone(),
+            tenant: self.tenant.clone(),
+        }
+    }
+}
+
+const SELECT_APP: &str = "
+    SELECT a.id, a.owner_id, a.name, u.username AS tenant, a.repo_url, a.branch,
+           a.subdirectory, a.port, a.replicas, a.env_sealed, a.env_version,
+           a.current_release_id, latest.id AS latest_deployment_id, latest.state,
+           live.endpoint AS url, a.created_at, a.updated_at
+    FROM apps a
+    JOIN users u ON u.id = a.owner_id
+    LEFT JOIN LATERAL (
+        SELECT d.id, d.state FROM deployments d WHERE d.app_id = a.id ORDER BY d.id DESC LIMIT 1
+    ) latest ON true
+    LEFT JOIN LATERAL (
+        SELECT d.endpoint FROM deployments d
+        WHERE d.app_id = a.id AND d.state = 'live' ORDER BY d.id DESC LIMIT 1
+    ) live ON true
+    WHERE a.deleted_at IS NULL AND a.owner_id = $1";
+
+pub async fn list(db: &PgPool, owner: Uuid) -> Result<Vec<AppRow>> {
+    Ok(
+        sqlx::query_as::<_, AppRow>(&format!("{SELECT_APP} ORDER BY a.name"))
+            .bind(owner)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+pub async fn get(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> Result<Option<AppRow>> {
+    Ok(
+        sqlx::query_as::<_, AppRow>(&format!("{SELECT_APP} AND a.id = $2"))
+            .bind(owner)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Locks the app row for the rest of the transaction; false if it is not
+/// the owner's (or deleted).
+pub async fn lock(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, Uuid>(
+        "SELECT id FROM apps WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL FOR UPDATE",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(conn)
+    .await?
+    .is_some())
+}
+
+pub struct NewApp<'a> {
+    pub owner: Uuid,
+    pub name: &'a str,
+    pub repo_url: &'a str,
+    pub branch: &'a str,
+    pub subdirectory: Option<&'a str>,
+    pub port: u16,
+    pub env: Sealed,
+}
+
+pub async fn insert(db: &PgPool, app: NewApp<'_>) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO apps (id, owner_id, name, repo_url, branch, subdirectory, port, env_sealed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(app.owner)
+    .bind(app.name)
+    .bind(app.repo_url)
+    .bind(app.branch)
+    .bind(app.subdirectory)
+    .bind(i32::from(app.port))
+    .bind(SqlJson(&app.env))
+    .execute(db)
+    .await
+    .map_err(conflict_on(
+        "apps_owner_name",
+        "you already have an app with this name",
+    ))?;
+    Ok(id)
+}
+
+/// The fields a PATCH may change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct AppChanges {
+    pub repo_url: Option<String>,
+    pub branch: Option<String>,
+    pub subdirectory: Option<Option<String>>,
+    pub port: Option<u16>,
+    /// A new env set; bumps `env_version`.
+    pub env: Option<Sealed>,
+}
+
+pub async fn update(conn: &mut PgConnection, id: Uuid, changes: AppChanges) -> Result<()> {
+    sqlx::query(
+        "UPDATE apps SET
+            repo_url = COALESCE($2, repo_url),
+            branch = COALESCE($3, branch),
+            subdirectory = CASE WHEN $4 THEN $5 ELSE subdirectory END,
+            port = COALESCE($6, port),
+            env_sealed = COALESCE($7, env_sealed),
+            env_version = env_version + CASE WHEN $7 IS NULL THEN 0 ELSE 1 END,
+            updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(changes.repo_url)
+    .bind(changes.branch)
+    .bind(changes.subdirectory.is_some())
+    .bind(changes.subdirectory.flatten())
+    .bind(changes.port.map(i32::from))
+    .bind(changes.env.map(SqlJson))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE apps SET deleted_at = now(), updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `CurrentUser`: the caller, from an `Authorization: Bearer` access token.
+
+use crate::error::Error;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use uuid::Uuid;
+
+/// An authenticated caller. Every read and write is scoped to `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentUser {
+    pub id: Uuid,
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Error::Unauthorized("the Authorization header is not readable"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(Error::Unauthorized(
+            "use `Authorization: Bearer <access token>`",
+        )),
+    }
+}
+
+impl CurrentUser {
+    /// From the request's bearer token; `None` when it carries none.
+    pub fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Option<Self>, Error> {
+        let Some(token) = bearer_token(headers)? else {
+            return Ok(None);
+        };
+        state
+            .tokens
+            .verify(token)
+            .map(|id| Some(Self { id }))
+            .ok_or(Error::Unauthorized(
+                "the access token is invalid or expired",
+            ))
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let user = Self::from_headers(&parts.headers, state)?
+            .ok_or(Error::Unauthorized("this endpoint needs an access token"))?;
+        tracing::Span::current().record("user_id", tracing::field::display(user.id));
+        Ok(user)
+    }
+}

@@ -1,0 +1,184 @@
+//! Accounts and sessions: register, log in, refresh, log out, who am I.
+
+pub mod extractor;
+pub mod password;
+pub mod store;
+pub mod tokens;
+
+pub use extractor::CurrentUser;
+pub use store::User;
+
+use crate::error::{Error, FieldError, Result};
+use crate::extract::Json;
+use crate::state::AppState;
+use crate::validate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use store::Rotation;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// A DNS-1123 label (lowercase letters, digits, '-'); it becomes your tenant name.
+    #[schema(example = "alice")]
+    pub username: String,
+    pub email: String,
+    /// At least 10 characters.
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// Username or email address.
+    pub login: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWT to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Single-use: exchange it at /auth/refresh for a new pair.
+    pub refresh_token: String,
+}
+
+fn tokens_for(state: &AppState, user_id: Uuid, refresh_token: String) -> Result<TokenResponse> {
+    Ok(TokenResponse {
+        access_token: state.tokens.issue(user_id)?,
+        token_type: "Bearer",
+        expires_in: state.tokens.access_ttl.as_secs(),
+        refresh_token,
+    })
+}
+
+/// Create an account.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = User), (status = 409, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+async fn register(
+    State(state): State<AppState>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<(StatusCode, Json<User>)> {
+    let email = request.email.trim().to_owned();
+    let mut errors = Vec::new();
+    let checks = [
+        (
+            "username",
+            validate::dns_label(&request.username, validate::MAX_USERNAME_LEN),
+        ),
+        ("email", validate::email(&email)),
+        ("password", validate::password(&request.password)),
+    ];
+    for (field, check) in checks {
+        if let Err(message) = check {
+            errors.push(FieldError::new(field, message));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let hash = password::hash(request.password).await?;
+    let user = store::insert_user(&state.db, &request.username, &email, &hash).await?;
+    tracing::info!(user_id = %user.id, username = %user.username, "registered");
+    metrics::counter!("berth_users_registered_total").increment(1);
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Exchange a username (or email) and password for tokens.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem)))]
+async fn login(
+    State(state): State<AppState>,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<TokenResponse>> {
+    let found = store::find_login(&state.db, request.login.trim()).await?;
+    let (user_id, stored) = match found {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    let valid = password::verify(request.password, stored).await?;
+    let user_id = match (valid, user_id) {
+        (true, Some(id)) => id,
+        _ => {
+            metrics::counter!("berth_logins_total", "outcome" => "refused").increment(1);
+            return Err(Error::InvalidCredentials);
+        }
+    };
+    let mut conn = state.db.acquire().await?;
+    let (_, refresh_token) = store::create_refresh_token(
+        &mut conn,
+        user_id,
+        Uuid::now_v7(),
+        state.settings.refresh_token_ttl,
+    )
+    .await?;
+    metrics::counter!("berth_logins_total", "outcome" => "ok").increment(1);
+    Ok(Json(tokens_for(&state, user_id, refresh_token)?))
+}
+
+/// Exchange a refresh token for a new pair; the old refresh token is revoked.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem)))]
+async fn refresh(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<Json<TokenResponse>> {
+    let rotation = store::rotate_refresh_token(
+        &state.db,
+        request.refresh_token.trim(),
+        state.settings.refresh_token_ttl,
+    )
+    .await?;
+    match rotation {
+        Rotation::Rotated {
+            user_id,
+            refresh_token,
+        } => Ok(Json(tokens_for(&state, user_id, refresh_token)?)),
+        Rotation::Reused | Rotation::Invalid => Err(Error::Unauthorized(
+            "the refresh token is invalid, expired or already used; log in again",
+        )),
+    }
+}
+
+/// Revoke a refresh token and the session it belongs to.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204)))]
+async fn logout(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<StatusCode> {
+    store::revoke_session(&state.db, request.refresh_token.trim()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = crate::error::Problem)))]
+async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<User>> {
+    store::get_user(&state.db, user.id)
+        .await?
+        .map(Json)
+        .ok_or(Error::Unauthorized("the account no longer exists"))
+}

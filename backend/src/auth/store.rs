@@ -1,0 +1,172 @@
+//! Users and refresh tokens in PostgreSQL.
+
+use super::tokens::{hash_token, random_token};
+use crate::error::{conflict_on, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use std::time::Duration;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// An account. Its username is also its tenant slug.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_user(
+    db: &PgPool,
+    username: &str,
+    email: &str,
+    password_hash: &str,
+) -> Result<User> {
+    sqlx::query_as::<_, User>(
+        "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4)
+         RETURNING id, username, email, created_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(username)
+    .bind(email)
+    .bind(password_hash)
+    .fetch_one(db)
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) if db.constraint() == Some("users_email_key") => {
+            crate::error::Error::Conflict("this email address is already registered".into())
+        }
+        _ => conflict_on("users_username_key", "this username is taken")(error),
+    })
+}
+
+/// The id and password hash of the user whose username or email is `login`.
+pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<(Uuid, String)>> {
+    Ok(sqlx::query_as::<_, (Uuid, String)>(
+        "SELECT id, password_hash FROM users WHERE username = $1 OR lower(email) = lower($1)
+         ORDER BY username = $1 DESC LIMIT 1",
+    )
+    .bind(login)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn get_user(db: &PgPool, id: Uuid) -> Result<Option<User>> {
+    Ok(
+        sqlx::query_as::<_, User>(
+            "SELECT id, username, email, created_at FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(db)
+        .await?,
+    )
+}
+
+/// Stores a new refresh token of `family` and returns it (the only time it
+/// exists in clear).
+pub async fn create_refresh_token(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    family_id: Uuid,
+    ttl: Duration,
+) -> Result<(Uuid, String)> {
+    let id = Uuid::now_v7();
+    let token = random_token();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(family_id)
+    .bind(hash_token(&token))
+    .bind(ttl.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok((id, token))
+}
+
+pub enum Rotation {
+    /// The presented token is now revoked; here is its successor.
+    Rotated {
+        user_id: Uuid,
+        refresh_token: String,
+    },
+    /// The token was already revoked: its whole family is now revoked.
+    Reused,
+    /// Unknown or expired.
+    Invalid,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredToken {
+    id: Uuid,
+    user_id: Uuid,
+    family_id: Uuid,
+    expired: bool,
+    revoked: bool,
+}
+
+/// Revokes the presented token and issues its successor in one transaction.
+pub async fn rotate_refresh_token(db: &PgPool, token: &str, ttl: Duration) -> Result<Rotation> {
+    let mut tx = db.begin().await?;
+    let stored = sqlx::query_as::<_, StoredToken>(
+        "SELECT id, user_id, family_id, expires_at <= now() AS expired,
+                revoked_at IS NOT NULL AS revoked
+         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(hash_token(token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(stored) = stored else {
+        return Ok(Rotation::Invalid);
+    };
+    if stored.revoked {
+        revoke_family(&mut tx, stored.family_id).await?;
+        tx.commit().await?;
+        tracing::warn!(user_id = %stored.user_id, family_id = %stored.family_id,
+            "a revoked refresh token was presented again; its family is revoked");
+        return Ok(Rotation::Reused);
+    }
+    if stored.expired {
+        return Ok(Rotation::Invalid);
+    }
+    let (next_id, refresh_token) =
+        create_refresh_token(&mut tx, stored.user_id, stored.family_id, ttl).await?;
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1")
+        .bind(stored.id)
+        .bind(next_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Rotation::Rotated {
+        user_id: stored.user_id,
+        refresh_token,
+    })
+}
+
+async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Logs out: revokes the token's session (its family). Unknown tokens are
+/// ignored, so logging out twice is fine.
+pub async fn revoke_session(db: &PgPool, token: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+           AND revoked_at IS NULL",
+    )
+    .bind(hash_token(token))
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Deployments: request one (build, or roll back to a release), follow it,
+//! list an app's deployments and releases.
+
+pub mod model;
+pub mod releases;
+pub mod store;
+
+use crate::apps::store as apps_store;
+use crate::auth::CurrentUser;
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path, Query};
+use crate::outbox;
+use crate::state::AppState;
+use crate::validate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, Resources, Source};
+use model::{CreateDeployment, Deployment, ListDeployments, DEFAULT_PAGE, MAX_PAGE};
+use releases::ReleaseView;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/apps/{id}/deployments",
+            get(list_deployments).post(create_deployment),
+        )
+        .route("/deployments/{id}", get(get_deployment))
+        .route("/apps/{id}/releases", get(list_releases))
+}
+
+/// Loads deployments with their state histories.
+async fn with_histories(
+    state: &AppState,
+    rows: Vec<store::DeploymentRow>,
+) -> Result<Vec<Deployment>> {
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let mut histories = store::histories(&state.db, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let history = histories.remove(&row.id).unwrap_or_default();
+            Deployment::from_row(row, history)
+        })
+        .collect())
+}
+
+async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<Deployment> {
+    let row = store::get_owned(&state.db, owner, id)
+        .await?
+        .ok_or(Error::NotFound("deployment"))?;
+    Ok(with_histories(state, vec![row]).await?.remove(0))
+}
+
+/// Deploy the app: build a ref or commit, or roll back to an earlier release.
+#[utoipa::path(post, path = "/api/v1/apps/{id}/deployments", tag = "deployments",
+    params(("id" = Uuid, Path, description = "app id")), request_body = CreateDeployment,
+    security(("bearer" = [])),
+    responses((status = 202, body = Deployment), (status = 404, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+#[tracing::instrument(skip_all, fields(app_id = %app_id, deployment_id))]
+async fn create_deployment(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(app_id): Path<Uuid>,
+    Json(request): Json<CreateDeployment>,
+) -> Result<(StatusCode, Json<Deployment>)> {
+    let mut tx = state.db.begin().await?;
+    if !apps_store::lock(&mut tx, user.id, app_id).await? {
+        return Err(Error::NotFound("app"));
+    }
+    let app = apps_store::get(&mut tx, user.id, app_id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    let id = Uuid::now_v7();
+    tracing::Span::current().record("deployment_id", tracing::field::display(id));
+
+    let trigger = if let Some(release_id) = request.release_id {
+        if request.git_ref.is_some() || request.commit.is_some() {
+            return Err(Error::invalid(
+                "release_id",
+                "a rollback deploys a release as it is; do not combine it with ref or commit",
+            ));
+        }
+        let release = releases::get(&mut tx, app.id, release_id)
+            .await?
+            .ok_or_else(|| Error::invalid("release_id", "this app has no such release"))?;
+        store::insert(
+            &mut tx,
+            store::NewDeployment {
+                id,
+                app_id: app.id,
+                trigger: "rollback",
+                git_ref: None,
+                commit: Some(&release.commit_sha),
+                release_id: release.id,
+                image: Some(&release.image),
+                created_by: user.id,
+            },
+        )
+        .await?;
+        let payload = DeployRequested {
+            release: release.to_release(app.app_ref()),
+        };
+        outbox::enqueue(&mut tx, Some(id), &payload).await?;
+        "rollback"
+    } else {
+        let git_ref = request.git_ref.unwrap_or_else(|| app.branch.clone());
+        let commit = request.commit.map(|c| c.to_ascii_lowercase());
+        let mut checks = validate::Checks::default();
+        checks.check("ref", validate::git_ref(&git_ref));
+        if let Some(commit) = &commit {
+            checks.check("commit", validate::commit(commit));
+        }
+        checks.finish()?;
+        let release_id = Uuid::now_v7();
+        store::insert(
+            &mut tx,
+            store::NewDeployment {
+                id,
+                app_id: app.id,
+                trigger: "user",
+                git_ref: Some(&git_ref),
+                commit: commit.as_deref(),
+                release_id,
+                image: None,
+                created_by: user.id,
+            },
+        )
+        .await?;
+        let payload = BuildRequested {
+            app: app.app_ref(),
+            release_id,
+            source: Source {
+                repo_url: app.repo_url.clone(),
+                git_ref,
+                commit,
+                subdirectory: app.subdirectory.clone(),
+                token: None,
+            },
+            config: ReleaseConfig {
+                port: u16::try_from(app.port)
+                    .map_err(|_| Error::internal("stored port out of range"))?,
+                env: app.env_sealed.0.clone(),
+                env_version: app.env_version,
+                replicas: u32::try_from(app.replicas).unwrap_or(1),
+                resources: Resources::default(),
+            },
+        };
+        outbox::enqueue(&mut tx, Some(id), &payload).await?;
+        "user"
+    };
+    tx.commit().await?;
+    state.outbox.notify_one();
+    metrics::counter!("berth_deployments_created_total", "trigger" => trigger).increment(1);
+    tracing::info!(trigger, "deployment requested");
+    Ok((StatusCode::ACCEPTED, Json(load(&state, user.id, id).await?)))
+}
+
+/// The app's deployments, newest first.
+#[utoipa::path(get, path = "/api/v1/apps/{id}/deployments", tag = "deployments",
+    params(("id" = Uuid, Path, description = "app id"), ListDeployments),
+    security(("bearer" = [])),
+    responses((status = 200, body = [Deployment]), (status = 404, body = crate::error::Problem)))]
+async fn list_deployments(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(app_id): Path<Uuid>,
+    Query(query): Query<ListDeployments>,
+) -> Result<Json<Vec<Deployment>>> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let mut conn = state.db.acquire().await?;
+    apps_store::get(&mut conn, user.id, app_id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    drop(conn);
+    let rows = store::list_for_app(&state.db, app_id, query.before, limit).await?;
+    Ok(Json(with_histories(&state, rows).await?))
+}
+
+/// One deployment, with every state it reached.
+#[utoipa::path(get, path = "/api/v1/deployments/{id}", tag = "deployments",
+    params(("id" = Uuid, Path, description = "deployment id")), security(("bearer" = [])),
+    responses((status = 200, body = Deployment), (status = 404, body = crate::error::Problem)))]
+async fn get_deployment(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Deployment>> {
+    Ok(Json(load(&state, user.id, id).await?))
+}
+
+/// The app's releases, newest first; configs show env var names only.
+#[utoipa::path(get, path = "/api/v1/apps/{id}/releases", tag = "deployments",
+    params(("id" = Uuid, Path, description = "app id")), security(("bearer" = [])),
+    responses((status = 200, body = [ReleaseView]), (status = 404, body = crate::error::Problem)))]
+async fn list_releases(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(app_id): Path<Uuid>,
+) -> Result<Json<Vec<ReleaseView>>> {
+    let mut conn = state.db.acquire().await?;
+    let app = apps_store::get(&mut conn, user.id, app_id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    drop(conn);
+    let rows = releases::list_for_app(&state.db, app_id).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| ReleaseView::from_row(row, app.current_release_id, &state.key))
+            .collect(),
+    ))
+}

@@ -1,0 +1,87 @@
+//! What the deployments API reads and answers.
+
+use super::store::DeploymentRow;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub const DEFAULT_PAGE: i64 = 20;
+pub const MAX_PAGE: i64 = 100;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CreateDeployment {
+    /// Branch or tag to build; the app's branch when absent.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// An exact commit (hex SHA, 7 to 40 characters); wins over `ref`.
+    pub commit: Option<String>,
+    /// Roll back: deploy this earlier release of the app again, without rebuilding.
+    pub release_id: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListDeployments {
+    /// Page size, 1 to 100 (20 when absent).
+    pub limit: Option<i64>,
+    /// Only deployments older than this one (the last id of the previous page).
+    pub before: Option<Uuid>,
+}
+
+/// When a deployment reached a state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateEntry {
+    pub state: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deployment {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    /// queued, cloning, building, pushing, deploying, live, failed,
+    /// cancelled, timed_out, superseded or rolled_back.
+    pub state: String,
+    /// Every state reached, oldest first.
+    pub states: Vec<StateEntry>,
+    /// Why it failed or timed out.
+    pub reason: Option<String>,
+    /// `user` or `rollback`.
+    pub trigger: String,
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    pub commit: Option<String>,
+    /// The image by digest, once pushed.
+    pub image: Option<String>,
+    /// Where it answers, once live.
+    pub endpoint: Option<String>,
+    pub release_id: Uuid,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Deployment {
+    pub fn from_row(row: DeploymentRow, history: Vec<(String, DateTime<Utc>)>) -> Self {
+        Self {
+            id: row.id,
+            app_id: row.app_id,
+            state: row.state,
+            states: history
+                .into_iter()
+                .map(|(state, at)| StateEntry { state, at })
+                .collect(),
+            reason: row.reason,
+            trigger: row.trigger,
+            git_ref: row.git_ref,
+            commit: row.commit_sha,
+            image: row.image,
+            endpoint: row.endpoint,
+            release_id: row.release_id,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Releases: immutable (commit, image by digest, config) triples. They are
+//! recorded from the workers' reports and deployed again on rollback.
+
+use crate::error::Result;
+use berth_proto::{AppRef, Release, ReleaseConfig, Resources, SecretKey};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::types::Json as SqlJson;
+use sqlx::{PgConnection, PgPool};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReleaseRow {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub deployment_id: Option<Uuid>,
+    pub commit_sha: String,
+    pub image: String,
+    pub config: SqlJson<ReleaseConfig>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ReleaseRow {
+    /// The release as the workers know it.
+    pub fn to_release(&self, app: AppRef) -> Release {
+        Release {
+            id: self.id,
+            app,
+            commit: self.commit_sha.clone(),
+            image: self.image.clone(),
+            config: self.config.0.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, app_id, deployment_id, commit_sha, image, config, created_at";
+
+pub async fn get(conn: &mut PgConnection, app_id: Uuid, id: Uuid) -> Result<Option<ReleaseRow>> {
+    Ok(sqlx::query_as::<_, ReleaseRow>(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE id = $1 AND app_id = $2"
+    ))
+    .bind(id)
+    .bind(app_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn list_for_app(db: &PgPool, app_id: Uuid) -> Result<Vec<ReleaseRow>> {
+    Ok(sqlx::query_as::<_, ReleaseRow>(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE app_id = $1 ORDER BY created_at DESC, id DESC"
+    ))
+    .bind(app_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Records a release reported by a worker; a repeated report changes nothing.
+pub async fn insert(conn: &mut PgConnection, release: &Release, deployment_id: Uuid) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO releases (id, app_id, deployment_id, commit_sha, image, config)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(release.id)
+    .bind(release.app.id)
+    .bind(deployment_id)
+    .bind(&release.commit)
+    .bind(&release.image)
+    .bind(SqlJson(&release.config))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A release's config without secret values.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseConfigView {
+    pub port: u16,
+    pub env_version: i64,
+    /// Names of the env vars the release runs with.
+    pub env_names: Vec<String>,
+    pub replicas: u32,
+    pub cpu_millis: Option<u32>,
+    pub memory_mb: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseView {
+    pub id: Uuid,
+    pub deployment_id: Option<Uuid>,
+    pub commit: String,
+    /// The image, by digest.
+    pub image: String,
+    pub config: ReleaseConfigView,
+    /// Whether the app runs this release now.
+    pub current: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ReleaseView {
+    pub fn from_row(row: ReleaseRow, current: Option<Uuid>, key: &SecretKey) -> Self {
+        let config = row.config.0;
+        // A release sealed with an older key still lists, without names.
+        let env_names = key
+            .open_json::<BTreeMap<String, String>>(&config.env)
+            .map(|env| env.into_keys().collect())
+            .unwrap_or_default();
+        let Resources {
+            cpu_millis,
+            memory_mb,
+        } = config.resources;
+        Self {
+            id: row.id,
+            deployment_id: row.deployment_id,
+            commit: row.commit_sha,
+            image: row.image,
+            config: ReleaseConfigView {
+                port: config.port,
+                env_version: config.env_version,
+                env_names,
+                replicas: config.replicas,
+                cpu_millis,
+                memory_mb,
+            },
+            current: current == Some(row.id),
+            created_at: row.created_at,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Deployments and their state history in PostgreSQL.
+
+use crate::error::Result;
+use berth_proto::DeploymentState;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The in-progress states, as stored.
+pub const IN_PROGRESS: [&str; 5] = ["queued", "cloning", "building", "pushing", "deploying"];
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeploymentRow {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub state: String,
+    pub trigger: String,
+    pub git_ref: Option<String>,
+    pub commit_sha: Option<String>,
+    pub release_id: Uuid,
+    pub image: Option<String>,
+    pub endpoint: Option<String>,
+    pub reason: Option<String>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "d.id, d.app_id, d.state, d.trigger, d.git_ref, d.commit_sha, d.release_id,
+    d.image, d.endpoint, d.reason, d.created_by, d.created_at, d.updated_at";
+
+pub struct NewDeployment<'a> {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub trigger: &'a str,
+    pub git_ref: Option<&'a str>,
+    pub commit: Option<&'a str>,
+    pub release_id: Uuid,
+    pub image: Option<&'a str>,
+    pub created_by: Uuid,
+}
+
+/// Inserts a `queued` deployment and its first history entry.
+pub async fn insert(conn: &mut PgConnection, new: NewDeployment<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO deployments (id, app_id, state, trigger, git_ref, commit_sha, release_id,
+                                  image, created_by)
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new.id)
+    .bind(new.app_id)
+    .bind(new.trigger)
+    .bind(new.git_ref)
+    .bind(new.commit)
+    .bind(new.release_id)
+    .bind(new.image)
+    .bind(new.created_by)
+    .execute(&mut *conn)
+    .await?;
+    record_state(conn, new.id, DeploymentState::Queued, Utc::now()).await
+}
+
+/// Remembers when a deployment reached `state` (first time only).
+pub async fn record_state(
+    conn: &mut PgConnection,
+    id: Uuid,
+    state: DeploymentState,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO deployment_states (deployment_id, state, at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(state.as_str())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A deployment of one of `owner`'s apps.
+pub async fn get_owned(db: &PgPool, owner: Uuid, id: Uuid) -> Result<Option<DeploymentRow>> {
+    Ok(sqlx::query_as::<_, DeploymentRow>(&format!(
+        "SELECT {COLUMNS} FROM deployments d JOIN apps a ON a.id = d.app_id
+         WHERE d.id = $1 AND a.owner_id = $2 AND a.deleted_at IS NULL"
+    ))
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Newest first; `before` pages (ids are UUIDv7, so they order by creation).
+pub async fn list_for_app(
+    db: &PgPool,
+    app_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<DeploymentRow>> {
+    Ok(sqlx::query_as::<_, DeploymentRow>(&format!(
+        "SELECT {COLUMNS} FROM deployments d
+         WHERE d.app_id = $1 AND ($2::uuid IS NULL OR d.id < $2)
+         ORDER BY d.id DESC LIMIT $3"
+    ))
+    .bind(app_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The state history of each of `ids`, oldest first.
+pub async fn histories(
+    db: &PgPool,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(String, DateTime<Utc>)>>> {
+    let rows = sqlx::query_as::<_, (Uuid, String, DateTime<Utc>)>(
+        "SELECT deployment_id, state, at FROM deployment_states
+         WHERE deployment_id = ANY($1) ORDER BY at, state",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    let mut map: HashMap<Uuid, Vec<_>> = HashMap::new();
+    for (id, state, at) in rows {
+        map.entry(id).or_default().push((state, at));
+    }
+    Ok(map)
+}
+
+/// Ends every in-progress deployment of an app as `cancelled`.
+pub async fn cancel_in_progress(
+    conn: &mut PgConnection,
+    app_id: Uuid,
+    reason: &str,
+) -> Result<u64> {
+    let cancelled = sqlx::query_scalar::<_, Uuid>(
+        "UPDATE deployments SET state = 'cancelled', reason = $2, state_changed_at = now(),
+                                updated_at = now()
+         WHERE app_id = $1 AND state = ANY($3) RETURNING id",
+    )
+    .bind(app_id)
+    .bind(reason)
+    .bind(&IN_PROGRESS[..])
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &cancelled {
+        record_state(conn, *id, DeploymentState::Cancelled, Utc::now()).await?;
+    }
+    Ok(cancelled.len() as u64)
+}

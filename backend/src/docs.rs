@@ -1,0 +1,76 @@
+//! The OpenAPI document, served at `/api/v1/openapi.json`.
+
+use crate::state::AppState;
+use axum::routing::get;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "berth API",
+        version = "1",
+        description = "Accounts, apps, deployments, releases and logs. Errors are \
+            application/problem+json documents with a stable `type`."
+    ),
+    paths(
+        crate::auth::register,
+        crate::auth::login,
+        crate::auth::refresh,
+        crate::auth::logout,
+        crate::auth::me,
+        crate::apps::create_app,
+        crate::apps::list_apps,
+        crate::apps::get_app,
+        crate::apps::update_app,
+        crate::apps::delete_app,
+        crate::apps::get_env,
+        crate::deployments::create_deployment,
+        crate::deployments::list_deployments,
+        crate::deployments::get_deployment,
+        crate::deployments::list_releases,
+        crate::log_api::read_logs,
+        crate::log_api::ws::follow_logs,
+        crate::log_api::tickets::create_ticket,
+        openapi_json,
+    ),
+    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Accounts and sessions"),
+        (name = "apps", description = "Apps and their configuration"),
+        (name = "deployments", description = "Deployments and releases"),
+        (name = "logs", description = "Build and runtime logs"),
+        (name = "docs", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "docs",
+    responses((status = 200, description = "the OpenAPI 3.1 document")))]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}

@@ -1,0 +1,139 @@
+//! The reaper: nothing stays in progress forever. A deployment that stayed
+//! in a state longer than the state's deadline ends `timed_out`.
+
+use crate::error::Result;
+use berth_proto::DeploymentState;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct ReaperSettings {
+    pub interval: Duration,
+    /// Multiplies every state's deadline.
+    pub deadline_scale: f64,
+}
+
+impl Default for ReaperSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(15),
+            deadline_scale: 1.0,
+        }
+    }
+}
+
+impl ReaperSettings {
+    pub fn deadline(&self, state: DeploymentState) -> Option<Duration> {
+        state
+            .deadline()
+            .map(|deadline| deadline.mul_f64(self.deadline_scale.max(0.0)))
+    }
+}
+
+pub struct Reaper {
+    db: PgPool,
+    settings: ReaperSettings,
+}
+
+/// "12 minutes", "1 minute", "0.5 minutes".
+fn minutes(duration: Duration) -> String {
+    let minutes = duration.as_secs_f64() / 60.0;
+    let text = if minutes.fract() == 0.0 {
+        format!("{minutes:.0}")
+    } else {
+        format!("{minutes:.1}")
+    };
+    if text == "1" {
+        "1 minute".into()
+    } else {
+        format!("{text} minutes")
+    }
+}
+
+impl Reaper {
+    pub fn new(db: PgPool, settings: ReaperSettings) -> Self {
+        Self { db, settings }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(error) = self.reap().await {
+                tracing::warn!(%error, "the reaper could not run");
+            }
+        }
+    }
+
+    /// Times out every overdue deployment; returns their ids.
+    pub async fn reap(&self) -> Result<Vec<Uuid>> {
+        let mut reaped = Vec::new();
+        for state in DeploymentState::ALL {
+            let Some(deadline) = self.settings.deadline(state) else {
+                continue;
+            };
+            let reason = format!("no progress while {state} for {}", minutes(deadline));
+            // The UPDATE re-checks the state after waiting for a row lock,
+            // so a report applied meanwhile wins.
+            let rows = sqlx::query_as::<_, (Uuid, Uuid)>(
+                "WITH expired AS (
+                    UPDATE deployments SET state = 'timed_out', reason = $3,
+                        state_changed_at = now(), updated_at = now()
+                    WHERE state = $1 AND state_changed_at < now() - make_interval(secs => $2)
+                    RETURNING id, app_id
+                 ), history AS (
+                    INSERT INTO deployment_states (deployment_id, state, at)
+                    SELECT id, 'timed_out', now() FROM expired ON CONFLICT DO NOTHING
+                 )
+                 SELECT id, app_id FROM expired",
+            )
+            .bind(state.as_str())
+            .bind(deadline.as_secs_f64())
+            .bind(&reason)
+            .fetch_all(&self.db)
+            .await?;
+            for (deployment_id, app_id) in rows {
+                tracing::warn!(%deployment_id, %app_id, %reason, "deployment timed out");
+                metrics::counter!("berth_deployments_timed_out_total", "state" => state.as_str())
+                    .increment(1);
+                reaped.push(deployment_id);
+            }
+        }
+        // Expired WebSocket tickets go too.
+        sqlx::query("DELETE FROM ws_tickets WHERE expires_at < now()")
+            .execute(&self.db)
+            .await?;
+        Ok(reaped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_well() {
+        assert_eq!(minutes(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(minutes(Duration::from_secs(60)), "1 minute");
+        assert_eq!(minutes(Duration::from_secs(30)), "0.5 minutes");
+    }
+
+    #[test]
+    fn deadlines_scale() {
+        let settings = ReaperSettings {
+            deadline_scale: 0.01,
+            ..Default::default()
+        };
+        assert_eq!(
+            settings.deadline(DeploymentState::Queued),
+            Some(Duration::from_secs(18))
+        );
+        assert_eq!(settings.deadline(DeploymentState::Live), None);
+    }
+}

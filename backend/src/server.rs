@@ -1,0 +1,178 @@
+//! Assembling the HTTP app and running the process: API, ops endpoints,
+//! static web UI, outbox relay, inform consumer, reaper; clean stop on
+//! SIGTERM or ctrl-c.
+
+use crate::auth::tokens::TokenKeys;
+use crate::config::Config;
+use crate::error::Error;
+use crate::health::Health;
+use crate::inform::InformHandler;
+use crate::logs::{KafkaLogReader, LogReader};
+use crate::outbox::{Relay, RelaySettings};
+use crate::reaper::{Reaper, ReaperSettings};
+use crate::state::{ApiSettings, AppState};
+use crate::{apps, auth, db, deployments, docs, log_api};
+use axum::extract::Request;
+use axum::Router;
+use berth_common::ops::Readiness;
+use berth_common::Broker;
+use berth_proto::names::INFORM_QUEUE;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
+
+/// Everything under `/api/v1`.
+pub fn api_router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(apps::router())
+        .merge(deployments::router())
+        .merge(log_api::router())
+        .merge(docs::router())
+        .fallback(|| async { Error::NoRoute })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .with_state(state);
+    Router::new().nest("/api/v1", api)
+}
+
+/// The whole HTTP app: the API, `/healthz`, `/readyz`, `/metrics`, and the
+/// web UI when `frontend_dir` is given (unknown paths get its index.html,
+/// so client-side routes work).
+pub fn app(state: AppState, ready: Readiness, frontend_dir: Option<&Path>) -> Router {
+    let router = api_router(state).merge(berth_common::ops::router(ready));
+    let router = match frontend_dir {
+        Some(dir) => router
+            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
+        None => router.fallback(|| async { Error::NoRoute }),
+    };
+    router.layer(
+        TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(),
+                user_id = tracing::field::Empty)
+        }),
+    )
+}
+
+fn api_settings(config: &Config) -> ApiSettings {
+    ApiSettings {
+        allow_local_repos: config.allow_local_repos,
+        websocket_origins: config.websocket_origins(),
+        max_sockets_per_user: config.max_sockets_per_user,
+        refresh_token_ttl: Duration::from_secs(u64::from(config.refresh_token_days) * 86_400),
+        ..ApiSettings::default()
+    }
+}
+
+/// `berth-backend migrate`.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let pool = db::connect(&config.database_url, 2).await?;
+    db::migrate(&pool).await?;
+    tracing::info!("database migrated");
+    Broker::new(&config.broker.amqp_url, "berth-backend-migrate")
+        .ensure_topology()
+        .await?;
+    tracing::info!("broker topology declared");
+    pool.close().await;
+    Ok(())
+}
+
+/// `berth-backend serve`.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let tokens = TokenKeys::new(config.jwt_secret()?)?;
+    let key = config.secret.key()?;
+    let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+    db::migrate(&pool).await?;
+    let broker = Broker::new(&config.broker.amqp_url, "berth-backend");
+    match tokio::time::timeout(Duration::from_secs(10), broker.ensure_topology()).await {
+        Ok(Ok(())) => tracing::info!("broker topology declared"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the broker is unreachable; intents wait in the outbox")
+        }
+        Err(_) => tracing::warn!("the broker did not answer; intents wait in the outbox"),
+    }
+    let logs: Arc<dyn LogReader> = Arc::new(
+        KafkaLogReader::new(
+            &config.kafka.kafka_brokers,
+            config.kafka.log_retention_hours,
+        )
+        .map_err(|e| anyhow::anyhow!("log reader: {e}"))?,
+    );
+    let state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config));
+    let shutdown = state.shutdown.clone();
+
+    let mut tasks = JoinSet::new();
+    let relay = Relay::new(
+        pool.clone(),
+        broker.clone(),
+        state.outbox.clone(),
+        RelaySettings::default(),
+    );
+    tasks.spawn(relay.run(shutdown.clone()));
+    let (consumer, handler, stop) = (
+        broker.clone(),
+        Arc::new(InformHandler::new(pool.clone())),
+        shutdown.clone(),
+    );
+    let concurrency = config.inform_concurrency.max(1);
+    tasks.spawn(async move {
+        consumer
+            .consume(INFORM_QUEUE, concurrency, handler, stop)
+            .await
+    });
+    let reaper = Reaper::new(
+        pool.clone(),
+        ReaperSettings {
+            interval: Duration::from_secs(config.reaper_interval_secs.max(1)),
+            deadline_scale: config.deadline_scale,
+        },
+    );
+    tasks.spawn(reaper.run(shutdown.clone()));
+    let health = Health::new(broker.clone());
+    tasks.spawn(health.clone().run(pool.clone(), shutdown.clone()));
+
+    let app = app(state, health.readiness(), config.frontend_dir.as_deref());
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "serving the API");
+    let stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop.cancelled() => {}
+            }
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await?;
+    shutdown.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("background tasks did not stop in time");
+    }
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,73 @@
+//! What every request handler shares.
+
+use crate::auth::tokens::TokenKeys;
+use crate::log_api::limiter::SocketLimiter;
+use crate::logs::LogReader;
+use berth_proto::SecretKey;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Policy knobs of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Accept `file://` URLs and absolute paths as repositories.
+    pub allow_local_repos: bool,
+    /// Origins allowed to open WebSockets; when empty, only an Origin whose
+    /// host is the request's Host is accepted.
+    pub websocket_origins: Vec<String>,
+    pub max_sockets_per_user: usize,
+    pub refresh_token_ttl: Duration,
+    /// How often an open log socket pings its client.
+    pub websocket_ping: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            allow_local_repos: false,
+            websocket_origins: Vec::new(),
+            max_sockets_per_user: 20,
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            websocket_ping: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    /// Seals env vars at rest and in messages.
+    pub key: SecretKey,
+    pub tokens: Arc<TokenKeys>,
+    /// Wakes the outbox relay right after a message is written.
+    pub outbox: Arc<Notify>,
+    pub logs: Arc<dyn LogReader>,
+    pub sockets: Arc<SocketLimiter>,
+    pub settings: Arc<ApiSettings>,
+    /// Cancelled when the process stops; open sockets close on it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        db: PgPool,
+        key: SecretKey,
+        tokens: TokenKeys,
+        logs: Arc<dyn LogReader>,
+        settings: ApiSettings,
+    ) -> Self {
+        Self {
+            db,
+            key,
+            tokens: Arc::new(tokens),
+            outbox: Arc::new(Notify::new()),
+            logs,
+            sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
+            settings: Arc::new(settings),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Rules for what users type: names, repository URLs, env vars, refs.
+//! Each check returns the message a user reads next to the field.
+
+use crate::error::{Error, FieldError, Result};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Longest tenant slug: `berth-<tenant>-build` must stay a DNS-1123 label.
+pub const MAX_USERNAME_LEN: usize = 40;
+/// Longest app name (a DNS-1123 label).
+pub const MAX_APP_NAME_LEN: usize = 63;
+pub const MIN_PASSWORD_CHARS: usize = 10;
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_ENV_VARS: usize = 200;
+const MAX_ENV_VALUE_BYTES: usize = 32 * 1024;
+
+/// A DNS-1123 label: lowercase letters, digits and `-`, starting and ending
+/// with a letter or digit.
+pub fn dns_label(value: &str, max_len: usize) -> Result<(), String> {
+    if value.is_empty() || value.len() > max_len {
+        return Err(format!("must be 1 to {max_len} characters long"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("may contain only lowercase letters, digits and '-'".into());
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Err("must start and end with a letter or a digit".into());
+    }
+    Ok(())
+}
+
+pub fn email(value: &str) -> Result<(), String> {
+    let valid = value.len() <= 254
+        && !value.chars().any(char::is_whitespace)
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err("must be an email address".into())
+    }
+}
+
+pub fn password(value: &str) -> Result<(), String> {
+    if value.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "must be at least {MIN_PASSWORD_CHARS} characters long"
+        ));
+    }
+    if value.len() > MAX_PASSWORD_BYTES {
+        return Err(format!("must be at most {MAX_PASSWORD_BYTES} bytes long"));
+    }
+    Ok(())
+}
+
+fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+        url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+    }
+}
+
+/// `https://` anywhere; `http://` only on a loopback host; `file://` or an
+/// absolute path only when local repositories are allowed.
+pub fn repo_url(value: &str, allow_local: bool) -> Result<(), String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is required".into());
+    }
+    if value.len() > 2048 {
+        return Err("must be at most 2048 characters long".into());
+    }
+    let local_refused =
+        || Err("local repositories are not allowed on this server; use an https:// URL".to_owned());
+    if value.starts_with('/') {
+        return if allow_local { Ok(()) } else { local_refused() };
+    }
+    let url = url::Url::parse(value)
+        .map_err(|e| format!("must be an https:// URL of a Git repository ({e})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            if !url.host().as_ref().is_some_and(is_loopback_host) {
+                return Err("must use https:// (http:// is allowed only for localhost)".into());
+            }
+        }
+        "file" => {
+            return if allow_local { Ok(()) } else { local_refused() };
+        }
+        other => {
+            return Err(format!(
+                "scheme `{other}` is not supported; use an https:// URL"
+            ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    if url.password().is_some() || !url.username().is_empty() {
+        return Err("must not contain credentials".into());
+    }
+    Ok(())
+}
+
+/// A branch or tag name as Git accepts it (the common subset).
+pub fn git_ref(value: &str) -> Result<(), String> {
+    let bad = value.is_empty()
+        || value.len() > 255
+        || value.starts_with(['-', '/', '.'])
+        || value.ends_with(['/', '.'])
+        || value.ends_with(".lock")
+        || value.contains("..")
+        || value.contains("//")
+        || value.contains("@{")
+        || value
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+    if bad {
+        Err("must be a valid branch or tag name".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A commit SHA, abbreviated (7 hex digits) or full (40).
+pub fn commit(value: &str) -> Result<(), String> {
+    if (7..=40).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err("must be a hexadecimal commit SHA of 7 to 40 characters".into())
+    }
+}
+
+/// A relative folder inside the repository.
+pub fn subdirectory(value: &str) -> Result<(), String> {
+    let bad = value.is_empty()
+        || value.len() > 1024
+        || value.starts_with('/')
+        || value.contains('\\')
+        || value.chars().any(char::is_control)
+        || value.split('/').any(|part| part == "..");
+    if bad {
+        Err("must be a relative folder inside the repository".into())
+    } else {
+        Ok(())
+    }
+}
+
+pub fn port(value: u16) -> Result<(), String> {
+    if value == 0 {
+        Err("must be between 1 and 65535".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Env var names match `[A-Za-z_][A-Za-z0-9_]*` and are not `PORT`
+/// (berth sets it). Returns every problem as `(field, message)`.
+pub fn env(vars: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if vars.len() > MAX_ENV_VARS {
+        problems.push((
+            "env".to_owned(),
+            format!("at most {MAX_ENV_VARS} variables"),
+        ));
+    }
+    for (key, value) in vars {
+        let mut chars = key.chars();
+        let well_formed = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && key.len() <= 256;
+        if !well_formed {
+            problems.push((
+                format!("env.{key}"),
+                "names must match [A-Za-z_][A-Za-z0-9_]*".into(),
+            ));
+        } else if key == "PORT" {
+            problems.push((
+                format!("env.{key}"),
+                "PORT is set by berth from the app's port".into(),
+            ));
+        }
+        if value.len() > MAX_ENV_VALUE_BYTES {
+            problems.push((
+                format!("env.{key}"),
+                format!("values must be at most {MAX_ENV_VALUE_BYTES} bytes"),
+            ));
+        }
+        if value.contains('\0') {
+            problems.push((format!("env.{key}"), "values must not contain NUL".into()));
+        }
+    }
+    problems
+}
+
+/// Collects every invalid field before answering.
+#[derive(Default)]
+pub struct Checks(Vec<FieldError>);
+
+impl Checks {
+    pub fn check(&mut self, field: &str, result: std::result::Result<(), String>) {
+        if let Err(message) = result {
+            self.0.push(FieldError::new(field, message));
+        }
+    }
+
+    pub fn env(&mut self, vars: &BTreeMap<String, String>) {
+        for (field, message) in env(vars) {
+            self.0.push(FieldError::new(field, message));
+        }
+    }
+
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert!(dns_label("my-app-2", 63).is_ok());
+        for bad in ["", "-a", "a-", "My", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(dns_label(bad, 63).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn repo_urls() {
+        assert!(repo_url("https://github.com/o/r.git", false).is_ok());
+        assert!(repo_url("http://127.0.0.1:3000/o/r", false).is_ok());
+        assert!(repo_url("http://localhost/o/r", false).is_ok());
+        assert!(repo_url("http://[::1]/o/r", false).is_ok());
+        assert!(repo_url("http://github.com/o/r", false)
+            .unwrap_err()
+            .contains("https"));
+        assert!(repo_url("ssh://git@github.com/o/r", false).is_err());
+        assert!(repo_url("https://user:pw@github.com/o/r", false).is_err());
+        assert!(repo_url("file:///srv/repo", false)
+            .unwrap_err()
+            .contains("local"));
+        assert!(repo_url("/srv/repo", false).is_err());
+        assert!(repo_url("file:///srv/repo", true).is_ok());
+        assert!(repo_url("/srv/repo", true).is_ok());
+        assert!(repo_url("not a url", false).is_err());
+    }
+
+    #[test]
+    fn env_keys() {
+        let vars = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(env(&vars(&[("DATABASE_URL", "x"), ("_a1", "")])).is_empty());
+        assert_eq!(env(&vars(&[("1A", "x")]))[0].0, "env.1A");
+        assert_eq!(env(&vars(&[("A-B", "x")])).len(), 1);
+        assert_eq!(env(&vars(&[("PORT", "1")])).len(), 1);
+        assert_eq!(env(&vars(&[("", "1")])).len(), 1);
+    }
+
+    #[test]
+    fn refs_commits_and_folders() {
+        assert!(git_ref("main").is_ok());
+        assert!(git_ref("release/v1.2").is_ok());
+        for bad in ["", "a..b", "-x", "a b", "a~1", "x.lock", "a/"] {
+            assert!(git_ref(bad).is_err(), "{bad:?}");
+        }
+        assert!(commit("abc1234").is_ok());
+        assert!(commit(&"a".repeat(40)).is_ok());
+        assert!(commit("abc12").is_err());
+        assert!(commit("xyz1234").is_err());
+        assert!(subdirectory("services/api").is_ok());
+        assert!(subdirectory("../etc").is_err());
+        assert!(subdirectory("/etc").is_err());
+        assert!(email("a@b.co").is_ok());
+        assert!(email("a@b").is_err());
+        assert!(password("short").is_err());
+        assert!(password("long enough pw").is_ok());
+    }
+}
