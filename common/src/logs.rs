@@ -42,6 +42,24 @@ pub trait LogSink: Send + Sync + 'static {
     /// Appends `record` to the app's log and waits until it is stored;
     /// returns its offset.
     async fn append(&self, app_id: Uuid, key: &str, record: &LogRecord) -> Result<i64, LogError>;
+
+    /// Appends `records` in this order and waits until all are stored;
+    /// returns the offset of the last one (`None` when there are none).
+    /// The default appends them one at a time; [`LogProducer`] hands them
+    /// all to the producer first, so a batch costs one round trip, not one
+    /// per record.
+    async fn append_many(
+        &self,
+        app_id: Uuid,
+        key: &str,
+        records: &[LogRecord],
+    ) -> Result<Option<i64>, LogError> {
+        let mut last = None;
+        for record in records {
+            last = Some(self.append(app_id, key, record).await?);
+        }
+        Ok(last)
+    }
 }
 
 pub struct LogProducer {
@@ -145,6 +163,25 @@ pub async fn delivered(future: DeliveryFuture) -> Result<i64, LogError> {
 impl LogSink for LogProducer {
     async fn append(&self, app_id: Uuid, key: &str, record: &LogRecord) -> Result<i64, LogError> {
         delivered(self.enqueue(app_id, key, record).await?).await
+    }
+
+    async fn append_many(
+        &self,
+        app_id: Uuid,
+        key: &str,
+        records: &[LogRecord],
+    ) -> Result<Option<i64>, LogError> {
+        // Enqueue in order (one partition, idempotent producer: the topic
+        // keeps this order), then wait for every delivery.
+        let mut pending = Vec::with_capacity(records.len());
+        for record in records {
+            pending.push(self.enqueue(app_id, key, record).await?);
+        }
+        let mut last = None;
+        for delivery in pending {
+            last = Some(delivered(delivery).await?);
+        }
+        Ok(last)
     }
 }
 
