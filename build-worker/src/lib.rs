@@ -1,1 +1,36 @@
+//! berth's build worker: consumes `berth.builds`, clones the exact commit,
+//! uses the repository's Dockerfile or generates one for the detected stack,
+//! builds and pushes the image, streams every build line to the app's Kafka
+//! topic, reports each phase on `berth.inform` and hands the release (image
+//! by digest) to the deploy-worker on `berth.deploys`.
+//!
+//! The I/O sits behind small traits so the pipeline ([`BuildService`]) is the
+//! same whatever does the work:
+//!
+//! | seam | trait | implementation here |
+//! |---|---|---|
+//! | source | [`SourceFetcher`] | [`GitFetcher`] (git2) |
+//! | image builds and pushes | [`ImageBuilder`] | [`DockerBuilder`] (bollard; Docker or Podman) |
+//! | digest lookups | [`Registry`] | [`HttpRegistry`] (Distribution v2 API) |
+//! | build log | `berth_common::LogSink` | `LogProducer` (Kafka) |
+//! | messages | `berth_common::MessagePublisher` | `Broker` (RabbitMQ) |
 
+pub mod buildlog;
+pub mod config;
+pub mod context;
+pub mod detect;
+pub mod docker;
+pub mod dockerignore;
+pub mod error;
+pub mod git;
+pub mod registry;
+pub mod service;
+
+pub use buildlog::{BuildLog, LogSettings};
+pub use config::{BuildConfig, Config, Settings};
+pub use detect::StackImages;
+pub use docker::{BuildJob, DockerBuilder, ImageBuilder, RegistryAuth};
+pub use error::BuildError;
+pub use git::{GitFetcher, RepoSpec, SourceFetcher};
+pub use registry::{HttpRegistry, ImageRepo, Registry};
+pub use service::BuildService;

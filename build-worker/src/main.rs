@@ -1,1 +1,85 @@
-fn main() {}
+//! `berth-build-worker`: see the crate docs of `berth_build_worker`.
+
+use berth_build_worker::{
+    BuildService, Config, DockerBuilder, GitFetcher, HttpRegistry, RegistryAuth,
+};
+use berth_common::{ops, Broker, LogProducer};
+use berth_proto::names::BUILDS_QUEUE;
+use clap::Parser;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ops::init_tracing();
+    let config = Config::parse();
+    let build = &config.build;
+    let settings = build.settings()?;
+    let key = config.secret.key()?;
+
+    let broker = Broker::new(config.broker.amqp_url.clone(), "build-worker");
+    let logs = Arc::new(LogProducer::new(
+        &config.kafka.kafka_brokers,
+        config.kafka.log_retention_hours,
+    )?);
+    let builder = DockerBuilder::new(
+        &build.docker_host,
+        RegistryAuth {
+            registry: settings.registry.clone(),
+            username: build.registry_username.clone(),
+            password: build.registry_password.clone(),
+        },
+    );
+    let registry = HttpRegistry::new(
+        &settings.registry,
+        build.registry_insecure,
+        build.registry_username.clone(),
+        build.registry_password.clone(),
+    )?;
+    if let Err(error) = builder.docker().await {
+        tracing::warn!(%error, "the container engine is not reachable yet; builds will retry it");
+    }
+
+    let ready = broker.clone();
+    ops::serve(
+        config.ops.ops_addr,
+        Arc::new(move || ready.consumers_connected()),
+    )
+    .await?;
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let service = BuildService::new(
+        settings,
+        key,
+        builder,
+        GitFetcher,
+        registry,
+        logs,
+        broker.clone(),
+    )
+    .with_shutdown(shutdown.clone());
+    tracing::info!(concurrency = build.concurrency, registry = %build.registry, "build worker starting");
+    broker
+        .consume(BUILDS_QUEUE, build.concurrency, Arc::new(service), shutdown)
+        .await;
+    tracing::info!("build worker stopped");
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: builds in progress will be redelivered");
+    shutdown.cancel();
+}

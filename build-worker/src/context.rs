@@ -1,0 +1,235 @@
+//! The build context: the app folder as a tar file, minus `.git` and what
+//! `.dockerignore` excludes, plus berth's own files (a generated Dockerfile,
+//! the extra CA bundle). Symlinks are stored as links, never followed, so a
+//! repository cannot pull files of the build host into its image. Headers
+//! are deterministic (fixed owner and mtime), which keeps the engine's layer
+//! cache valid across clones of the same content.
+
+use crate::dockerignore::DockerIgnore;
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use tar::{Builder, EntryType, Header, HeaderMode};
+
+/// A file berth adds to the context (it wins over a file of the same name).
+#[derive(Debug, Clone)]
+pub struct ExtraFile {
+    pub name: String,
+    pub contents: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContextStats {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Writes the context of `dir` to the tar file `out`. Blocking.
+pub fn write_context(dir: &Path, extra: &[ExtraFile], out: &Path) -> io::Result<ContextStats> {
+    let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(text) => DockerIgnore::parse(&text),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => DockerIgnore::default(),
+        Err(error) => return Err(error),
+    };
+    let mut tar = Builder::new(BufWriter::new(File::create(out)?));
+    tar.mode(HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    let mut stats = ContextStats::default();
+    let extra_names: Vec<&str> = extra.iter().map(|file| file.name.as_str()).collect();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel_dir) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(dir.join(&rel_dir))?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|entry| entry.file_name())
+            .collect();
+        entries.sort();
+        for name in entries {
+            let rel = rel_dir.join(&name);
+            let Some(rel_str) = rel.to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name == ".git" || extra_names.contains(&rel_str.as_str()) {
+                continue;
+            }
+            // The Dockerfile and .dockerignore always go, as with `docker build`.
+            let always = matches!(
+                rel_str.as_str(),
+                "Dockerfile" | "Containerfile" | ".dockerignore"
+            );
+            let path = dir.join(&rel);
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                if ignore.prunes(&rel_str) {
+                    continue;
+                }
+                if !ignore.excludes(&rel_str) {
+                    tar.append_path_with_name(&path, &rel)?;
+                }
+                pending.push(rel);
+            } else if (always || !ignore.excludes(&rel_str))
+                // Sockets, fifos and devices are not part of an app.
+                && (meta.is_file() || meta.file_type().is_symlink())
+            {
+                tar.append_path_with_name(&path, &rel)?;
+                stats.files += 1;
+                stats.bytes += meta.len();
+            }
+        }
+    }
+    for file in extra {
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Regular);
+        header.set_size(file.contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(tar::DETERMINISTIC_TIMESTAMP);
+        tar.append_data(&mut header, &file.name, file.contents.as_slice())?;
+        stats.files += 1;
+        stats.bytes += file.contents.len() as u64;
+    }
+    tar.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    Ok(stats)
+}
+
+/// The app folder inside a checkout: `subdirectory` must be relative, stay
+/// inside `root` (also through symlinks) and exist.
+pub fn app_dir(root: &Path, subdirectory: Option<&str>) -> Result<PathBuf, &'static str> {
+    let sub = subdirectory.map(str::trim).unwrap_or("");
+    let sub = sub.trim_matches('/');
+    if sub.is_empty() || sub == "." {
+        return Ok(root.to_path_buf());
+    }
+    if sub
+        .split('/')
+        .any(|segment| segment == ".." || segment.contains('\\'))
+    {
+        return Err("must stay inside the repository (no `..`)");
+    }
+    let dir = root.join(sub);
+    let real = dir.canonicalize().map_err(|_| "does not exist")?;
+    let real_root = root.canonicalize().map_err(|_| "does not exist")?;
+    if !real.starts_with(&real_root) {
+        return Err("must stay inside the repository (it is a link that leads out)");
+    }
+    if !real.is_dir() {
+        return Err("is not a folder");
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::io::Read;
+
+    fn entries(tar_path: &Path) -> BTreeMap<String, (EntryType, String)> {
+        let mut archive = tar::Archive::new(File::open(tar_path).unwrap());
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let mut entry = entry.unwrap();
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                let kind = entry.header().entry_type();
+                let mut text = String::new();
+                if kind == EntryType::Symlink {
+                    text = entry
+                        .link_name()
+                        .unwrap()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                } else if kind == EntryType::Regular {
+                    entry.read_to_string(&mut text).unwrap();
+                }
+                (path.trim_end_matches('/').to_owned(), (kind, text))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_context_leaves_out_git_and_ignored_files_and_keeps_links_as_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("app");
+        std::fs::create_dir_all(root.join(".git/objects")).unwrap();
+        std::fs::write(root.join(".git/config"), "secret").unwrap();
+        std::fs::create_dir_all(root.join("node_modules/x")).unwrap();
+        std::fs::write(root.join("node_modules/x/index.js"), "x").unwrap();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("src/app.py"), "print(1)").unwrap();
+        std::fs::write(root.join("debug.log"), "noise").unwrap();
+        std::fs::write(
+            root.join(".dockerignore"),
+            "node_modules\n*.log\nDockerfile\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("Dockerfile"), "FROM scratch").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
+        let out = dir.path().join("context.tar");
+        let extra = [ExtraFile {
+            name: ".berth-ca.crt".into(),
+            contents: b"CA".to_vec(),
+        }];
+        let stats = write_context(&root, &extra, &out).unwrap();
+        let found = entries(&out);
+        let names: Vec<&str> = found.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                ".berth-ca.crt",
+                ".dockerignore",
+                "Dockerfile",
+                "passwd",
+                "src",
+                "src/app.py"
+            ]
+        );
+        assert_eq!(found["passwd"], (EntryType::Symlink, "/etc/passwd".into()));
+        assert_eq!(found["src/app.py"].1, "print(1)");
+        assert_eq!(found[".berth-ca.crt"].1, "CA");
+        assert_eq!(stats.files, 5);
+    }
+
+    #[test]
+    fn an_extra_file_replaces_the_repositorys_file_of_that_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("app");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("Dockerfile"), "FROM theirs").unwrap();
+        let out = dir.path().join("context.tar");
+        let extra = [ExtraFile {
+            name: "Dockerfile".into(),
+            contents: b"FROM ours".to_vec(),
+        }];
+        write_context(&root, &extra, &out).unwrap();
+        let found = entries(&out);
+        assert_eq!(found["Dockerfile"].1, "FROM ours");
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn subdirectories_must_exist_and_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("services/web")).unwrap();
+        std::fs::write(root.join("file"), "").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+        let real_root = root.canonicalize().unwrap();
+        assert_eq!(app_dir(root, None).unwrap(), root);
+        assert_eq!(app_dir(root, Some("/")).unwrap(), root);
+        assert_eq!(
+            app_dir(root, Some("services/web/")).unwrap(),
+            real_root.join("services/web")
+        );
+        assert_eq!(app_dir(root, Some("missing")), Err("does not exist"));
+        assert_eq!(app_dir(root, Some("file")), Err("is not a folder"));
+        assert!(app_dir(root, Some("../..")).unwrap_err().contains("inside"));
+        assert!(app_dir(root, Some("escape"))
+            .unwrap_err()
+            .contains("leads out"));
+    }
+}

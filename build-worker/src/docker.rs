@@ -1,0 +1,415 @@
+//! Building and pushing images. [`ImageBuilder`] is the seam; the
+//! [`DockerBuilder`] speaks the Docker Engine API through bollard (Docker, or
+//! Podman's Docker-compatible socket). A Kaniko builder for the Kubernetes
+//! driver will implement the same trait.
+
+use crate::buildlog::BuildLog;
+use crate::error::BuildError;
+use async_trait::async_trait;
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use futures::StreamExt;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use tokio::sync::OnceCell;
+use tokio_util::io::ReaderStream;
+
+/// One image to build and push.
+#[derive(Debug, Clone)]
+pub struct BuildJob {
+    /// The build context, a tar file.
+    pub context: PathBuf,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// Where it goes: `registry/tenant/app`.
+    pub repository: String,
+    /// The tag: the commit SHA.
+    pub tag: String,
+    pub labels: HashMap<String, String>,
+}
+
+impl BuildJob {
+    pub fn image(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+}
+
+#[async_trait]
+pub trait ImageBuilder: Send + Sync + 'static {
+    /// Builds the job's image, writing every output line to `log`.
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError>;
+    /// Pushes the built image to the registry.
+    async fn push(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError>;
+}
+
+/// Registry credentials for pushes (and pulls of private base images).
+#[derive(Clone, Default)]
+pub struct RegistryAuth {
+    pub registry: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryAuth {
+    fn credentials(&self) -> Option<DockerCredentials> {
+        self.username.as_ref().map(|username| DockerCredentials {
+            username: Some(username.clone()),
+            password: self.password.clone(),
+            serveraddress: Some(self.registry.split('/').next().unwrap_or("").to_owned()),
+            ..Default::default()
+        })
+    }
+}
+
+/// [`ImageBuilder`] over the Docker Engine API.
+pub struct DockerBuilder {
+    host: String,
+    docker: OnceCell<Docker>,
+    auth: RegistryAuth,
+}
+
+/// Per-request timeout of the engine client (sending the context and
+/// waiting for the first bytes of an answer); the build deadline bounds
+/// the whole build.
+const ENGINE_TIMEOUT_SECS: u64 = 600;
+
+impl DockerBuilder {
+    /// `host` is `unix:///path/to.sock` (or a bare path), or `tcp://host:port`.
+    /// Connects on first use, so the worker starts before the engine does.
+    pub fn new(host: &str, auth: RegistryAuth) -> Self {
+        Self {
+            host: host.to_owned(),
+            docker: OnceCell::new(),
+            auth,
+        }
+    }
+
+    fn engine_error(&self, error: impl std::fmt::Display) -> BuildError {
+        BuildError::Engine {
+            detail: format!("{}: {error}", self.host),
+        }
+    }
+
+    /// The client, connected and with the API version negotiated.
+    pub async fn docker(&self) -> Result<&Docker, BuildError> {
+        self.docker
+            .get_or_try_init(|| async {
+                let docker = if let Some(addr) = self.host.strip_prefix("tcp://") {
+                    Docker::connect_with_http(
+                        &format!("http://{addr}"),
+                        ENGINE_TIMEOUT_SECS,
+                        API_DEFAULT_VERSION,
+                    )
+                } else {
+                    Docker::connect_with_socket(
+                        &self.host,
+                        ENGINE_TIMEOUT_SECS,
+                        API_DEFAULT_VERSION,
+                    )
+                }
+                .map_err(|e| self.engine_error(e))?;
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| self.engine_error(e))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for DockerBuilder {
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError> {
+        let docker = self.docker().await?;
+        let file = tokio::fs::File::open(&job.context)
+            .await
+            .map_err(|e| BuildError::Context(e.to_string()))?;
+        let body = bollard::body_try_stream(ReaderStream::new(file));
+        let image = job.image();
+        // No `pull`: base images are used from the engine's store when there.
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile(&job.dockerfile)
+            .t(&image)
+            .rm(true)
+            .forcerm(true)
+            .labels(&job.labels)
+            .build();
+        let credentials = self
+            .auth
+            .credentials()
+            .map(|c| HashMap::from([(c.serveraddress.clone().unwrap_or_default(), c)]));
+        let mut stream = docker.build_image(options, credentials, Some(body));
+        let mut output = BuildOutput::default();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                        for line in output.push(text) {
+                            log.line(line).await;
+                        }
+                    }
+                }
+                Err(error) => {
+                    if let Some(line) = output.finish() {
+                        log.line(line).await;
+                    }
+                    return Err(match error {
+                        bollard::errors::Error::DockerStreamError { error } => {
+                            log.line(error.clone()).await;
+                            output.failure(&error)
+                        }
+                        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                            log.line(message.clone()).await;
+                            output.failure(&message)
+                        }
+                        other => self.engine_error(other),
+                    });
+                }
+            }
+        }
+        if let Some(line) = output.finish() {
+            log.line(line).await;
+        }
+        Ok(())
+    }
+
+    async fn push(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError> {
+        let docker = self.docker().await?;
+        let options = PushImageOptionsBuilder::default().tag(&job.tag).build();
+        let mut stream = docker.push_image(&job.repository, Some(options), self.auth.credentials());
+        let mut last_status = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    // Progress updates repeat the same status; show it once.
+                    if let Some(status) = info.status {
+                        let status = status.trim().to_owned();
+                        if !status.is_empty() && status != last_status {
+                            log.line(status.clone()).await;
+                            last_status = status;
+                        }
+                    }
+                }
+                Err(error) => {
+                    let detail = match error {
+                        bollard::errors::Error::DockerStreamError { error } => error,
+                        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                            message
+                        }
+                        other => return Err(self.engine_error(other)),
+                    };
+                    log.line(detail.clone()).await;
+                    return Err(BuildError::PushFailed {
+                        registry: self.auth.registry.clone(),
+                        detail: last_line(&detail),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn last_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+        .to_owned()
+}
+
+/// Turns the engine's output chunks into lines, and remembers the current
+/// step and the last lines of output for the failure reason.
+#[derive(Debug, Default)]
+pub struct BuildOutput {
+    partial: String,
+    step: Option<String>,
+    recent: VecDeque<String>,
+}
+
+/// Lines of output a failure reason quotes.
+const RECENT: usize = 3;
+const MAX_QUOTE: usize = 240;
+
+impl BuildOutput {
+    /// Feeds a chunk; returns the complete lines in it.
+    pub fn push(&mut self, chunk: &str) -> Vec<String> {
+        self.partial.push_str(chunk);
+        let mut lines = Vec::new();
+        while let Some(at) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=at).collect();
+            let line = line.trim_end_matches(['\n', '\r']).to_owned();
+            self.observe(&line);
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// The last, unterminated line, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        let line = std::mem::take(&mut self.partial);
+        let line = line.trim_end_matches(['\n', '\r']).to_owned();
+        if line.is_empty() {
+            return None;
+        }
+        self.observe(&line);
+        Some(line)
+    }
+
+    fn observe(&mut self, line: &str) {
+        let trimmed = line.trim();
+        if let Some(step) = parse_step(trimmed) {
+            self.step = Some(step);
+            self.recent.clear();
+            return;
+        }
+        let noise = trimmed.is_empty()
+            || trimmed.starts_with("-->")
+            || trimmed.starts_with("--->")
+            || trimmed.starts_with("COMMIT ")
+            || trimmed.starts_with("Successfully ");
+        if !noise {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(truncate(trimmed, MAX_QUOTE));
+        }
+    }
+
+    /// The current step, e.g. "step 3/5 (RUN pip install -r requirements.txt)".
+    pub fn step(&self) -> Option<&str> {
+        self.step.as_deref()
+    }
+
+    /// The failure reason for an engine error after this output.
+    pub fn failure(&self, engine_error: &str) -> BuildError {
+        let engine_error = truncate(&last_line(engine_error), MAX_QUOTE);
+        let quoted: Vec<&str> = self
+            .recent
+            .iter()
+            .map(String::as_str)
+            .filter(|line| *line != engine_error)
+            .collect();
+        let detail = if quoted.is_empty() {
+            engine_error
+        } else {
+            format!("{} ({engine_error})", quoted.join(" | "))
+        };
+        BuildError::BuildFailed {
+            step: self
+                .step
+                .clone()
+                .unwrap_or_else(|| "the start, before any step ran".to_owned()),
+            detail,
+        }
+    }
+}
+
+/// `STEP 3/5: RUN x` (Podman) or `Step 3/5 : RUN x` (Docker) → `step 3/5 (RUN x)`.
+pub fn parse_step(line: &str) -> Option<String> {
+    let rest = line
+        .strip_prefix("STEP ")
+        .or_else(|| line.strip_prefix("Step "))?;
+    let (number, instruction) = rest.split_once(':')?;
+    let number = number.trim();
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '/') {
+        return None;
+    }
+    Some(format!(
+        "step {number} ({})",
+        truncate(instruction.trim(), 80)
+    ))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_become_lines_even_when_split_mid_line() {
+        let mut output = BuildOutput::default();
+        assert_eq!(
+            output.push("STEP 1/3: FROM py\nSTEP 2"),
+            ["STEP 1/3: FROM py"]
+        );
+        assert_eq!(
+            output.push("/3: RUN pip install x\r\n"),
+            ["STEP 2/3: RUN pip install x"]
+        );
+        assert_eq!(output.push("Collecting x"), Vec::<String>::new());
+        assert_eq!(output.finish(), Some("Collecting x".into()));
+        assert_eq!(output.finish(), None);
+        assert_eq!(output.step(), Some("step 2/3 (RUN pip install x)"));
+    }
+
+    #[test]
+    fn a_failure_names_the_step_and_quotes_the_last_lines() {
+        let mut output = BuildOutput::default();
+        output.push("STEP 1/3: FROM localhost/berth/python:bookworm\nSTEP 2/3: RUN pip install -r requirements.txt\n");
+        output.push("Collecting flaskk\n--> Using cache 1234\n");
+        output.push("ERROR: No matching distribution found for flaskk\n");
+        let error = output.failure(
+            "error building at STEP \"RUN pip install -r requirements.txt\": while running runtime: exit status 1",
+        );
+        assert_eq!(
+            error.to_string(),
+            "the build failed at step 2/3 (RUN pip install -r requirements.txt): Collecting flaskk | \
+             ERROR: No matching distribution found for flaskk (error building at STEP \"RUN pip install \
+             -r requirements.txt\": while running runtime: exit status 1)"
+        );
+    }
+
+    #[test]
+    fn docker_step_lines_and_failures_before_any_step() {
+        assert_eq!(
+            parse_step("Step 4/7 : COPY . ."),
+            Some("step 4/7 (COPY . .)".into())
+        );
+        assert_eq!(
+            parse_step("STEP 2/2: RUN false"),
+            Some("step 2/2 (RUN false)".into())
+        );
+        assert_eq!(parse_step("Stepping: 1"), None);
+        assert_eq!(parse_step("STEP x: y"), None);
+        let error = BuildOutput::default()
+            .failure("dockerfile parse error line 3: unknown instruction: RUNN");
+        assert_eq!(
+            error.to_string(),
+            "the build failed at the start, before any step ran: dockerfile parse error line 3: unknown instruction: RUNN"
+        );
+    }
+
+    #[test]
+    fn only_the_last_few_lines_are_quoted_and_long_ones_are_cut() {
+        let mut output = BuildOutput::default();
+        output.push("STEP 1/1: RUN make\n");
+        for i in 0..10 {
+            output.push(&format!("line {i}\n"));
+        }
+        output.push(&format!("{}\n", "x".repeat(1000)));
+        let BuildError::BuildFailed { detail, .. } = output.failure("exit status 2") else {
+            panic!()
+        };
+        assert!(detail.starts_with("line 8 | line 9 | xxx"), "{detail}");
+        assert!(detail.len() < 400, "{}", detail.len());
+    }
+}

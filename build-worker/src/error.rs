@@ -1,0 +1,115 @@
+//! The one error type of the crate. Its `Display` text is the `reason` of a
+//! `failed` deployment, so every message says what went wrong in words the
+//! app's owner can act on, and never contains a secret.
+
+use berth_common::BrokerError;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the repository URL `{url}` is not allowed: {reason}")]
+    UrlRefused { url: String, reason: String },
+
+    #[error("the repository token cannot be opened with this server's key; save the token again")]
+    TokenUnreadable,
+
+    #[error(
+        "repository {url} was not found, or it is private: check the URL, or give berth a token \
+         that can read it"
+    )]
+    RepositoryNotFound { url: String },
+
+    #[error(
+        "authentication to {url} failed: check that the token is valid and can read the repository"
+    )]
+    AuthenticationFailed { url: String },
+
+    #[error("branch or tag `{git_ref}` was not found in {url}")]
+    RefNotFound { git_ref: String, url: String },
+
+    #[error("commit `{commit}` was not found in {url}")]
+    CommitNotFound { commit: String, url: String },
+
+    #[error("cloning {url} failed: {message}")]
+    Clone { url: String, message: String },
+
+    #[error("the subdirectory `{path}` {problem} in the repository")]
+    Subdirectory { path: String, problem: &'static str },
+
+    #[error("{0}")]
+    Detect(#[from] crate::detect::DetectError),
+
+    #[error("the build context cannot be prepared: {0}")]
+    Context(String),
+
+    #[error("the build failed at {step}: {detail}")]
+    BuildFailed { step: String, detail: String },
+
+    #[error("the image could not be pushed to {registry}: {detail}")]
+    PushFailed { registry: String, detail: String },
+
+    #[error("the image registry {registry} {problem}")]
+    Registry { registry: String, problem: String },
+
+    #[error("the container engine is unavailable ({detail}); try again later")]
+    Engine { detail: String },
+
+    #[error("the deadline of {} was exceeded while {phase}", human(*.limit))]
+    DeadlineExceeded {
+        limit: Duration,
+        phase: &'static str,
+    },
+
+    /// The message broker failed us: the delivery is retried, the user
+    /// never sees this text.
+    #[error("the message broker failed: {0}")]
+    Publish(#[from] BrokerError),
+
+    #[error("internal error in the build worker: {0}")]
+    Internal(String),
+}
+
+impl BuildError {
+    /// Failures of berth's own plumbing, not of the user's code or settings:
+    /// the message is redelivered rather than the deployment failed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Publish(_))
+    }
+}
+
+/// `1h`, `30m`, `90s`, `2m30s`.
+pub fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        assert_eq!(human(Duration::from_secs(1800)), "30m");
+        assert_eq!(human(Duration::from_secs(3600 + 90)), "1h1m30s");
+        assert_eq!(human(Duration::from_secs(0)), "0s");
+        let error = BuildError::DeadlineExceeded {
+            limit: Duration::from_secs(1800),
+            phase: "building",
+        };
+        assert_eq!(
+            error.to_string(),
+            "the deadline of 30m was exceeded while building"
+        );
+    }
+}

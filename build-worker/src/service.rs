@@ -1,0 +1,446 @@
+//! The build pipeline for one `build.requested`: resolve, skip if already
+//! built, clone, detect, build, push, read the digest, hand over to the
+//! deploy-worker. Each phase is reported on `berth.inform`; each step is a
+//! line in the app's build log.
+
+use crate::buildlog::BuildLog;
+use crate::config::Settings;
+use crate::context::{self, ExtraFile};
+use crate::detect::{self, AppFiles, Plan, Recipe, CA_IN_CONTEXT};
+use crate::docker::{BuildJob, ImageBuilder};
+use crate::error::BuildError;
+use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
+use crate::registry::{ImageRepo, Registry};
+use async_trait::async_trait;
+use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
+use berth_proto::{
+    labels, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
+    Message, Release,
+};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Builds apps. Generic over its I/O seams: the image builder, the source
+/// fetcher, the registry, the log sink and the message publisher.
+pub struct BuildService<B, F, R, L, P> {
+    settings: Settings,
+    key: berth_proto::SecretKey,
+    builder: B,
+    fetcher: F,
+    registry: R,
+    logs: Arc<L>,
+    publisher: P,
+    shutdown: CancellationToken,
+}
+
+/// Where a build is, for the deadline's message and the failure report.
+#[derive(Default)]
+struct Tracker {
+    phase: Mutex<&'static str>,
+    commit: Mutex<Option<String>>,
+}
+
+impl Tracker {
+    fn phase(&self) -> &'static str {
+        *self.phase.lock().expect("tracker lock")
+    }
+    fn set_phase(&self, phase: &'static str) {
+        *self.phase.lock().expect("tracker lock") = phase;
+    }
+    fn commit(&self) -> Option<String> {
+        self.commit.lock().expect("tracker lock").clone()
+    }
+    fn set_commit(&self, commit: &str) {
+        *self.commit.lock().expect("tracker lock") = Some(commit.to_owned());
+    }
+}
+
+/// A build's temporary folder, removed on a blocking thread when dropped.
+struct WorkDir(Option<tempfile::TempDir>);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn_blocking(move || drop(dir))),
+                Err(_) => drop(dir),
+            }
+        }
+    }
+}
+
+impl<B, F, R, L, P> BuildService<B, F, R, L, P>
+where
+    B: ImageBuilder,
+    F: SourceFetcher,
+    R: Registry,
+    L: LogSink,
+    P: MessagePublisher,
+{
+    pub fn new(
+        settings: Settings,
+        key: berth_proto::SecretKey,
+        builder: B,
+        fetcher: F,
+        registry: R,
+        logs: Arc<L>,
+        publisher: P,
+    ) -> Self {
+        Self {
+            settings,
+            key,
+            builder,
+            fetcher,
+            registry,
+            logs,
+            publisher,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Builds in progress stop when `shutdown` is cancelled; their messages
+    /// are redelivered (to another worker, or to this one when it is back).
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    async fn report(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        progress: DeploymentProgress,
+    ) -> Result<(), BuildError> {
+        tracing::info!(state = %progress.state, reason = progress.reason.as_deref(), "reporting");
+        self.publisher
+            .send(Some(deployment_id), attempt, &progress)
+            .await
+            .map_err(BuildError::Publish)
+    }
+
+    /// Runs one build request to its end; the outcome settles the message.
+    pub async fn build(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        request: BuildRequested,
+    ) -> Outcome {
+        let started = Instant::now();
+        if let Err(error) = self
+            .report(
+                deployment_id,
+                attempt,
+                DeploymentProgress::new(DeploymentState::Cloning),
+            )
+            .await
+        {
+            return Outcome::Retry(error.to_string());
+        }
+        let sink: Arc<dyn LogSink> = self.logs.clone();
+        let log = BuildLog::start(sink, request.app.id, deployment_id, &self.settings.log);
+        let tracker = Tracker::default();
+        tracker.set_phase("cloning");
+        let cancel: CancelFlag = Arc::new(AtomicBool::new(false));
+        let work = self.pipeline(
+            deployment_id,
+            attempt,
+            &request,
+            &log,
+            &tracker,
+            cancel.clone(),
+        );
+        let finished = tokio::select! {
+            result = tokio::time::timeout(self.settings.deadline, work) => Some(match result {
+                Ok(result) => result,
+                Err(_) => Err(BuildError::DeadlineExceeded {
+                    limit: self.settings.deadline,
+                    phase: tracker.phase(),
+                }),
+            }),
+            _ = self.shutdown.cancelled() => None,
+        };
+        let Some(result) = finished else {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            log.line("The build worker is shutting down; this build will start again")
+                .await;
+            log.finish().await;
+            return Outcome::Retry("the build worker is shutting down".into());
+        };
+        // Stops a clone still running on its thread after a deadline.
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(release) => {
+                log.finish().await;
+                metrics::counter!("berth_builds_total", "outcome" => "done").increment(1);
+                metrics::histogram!("berth_build_duration_seconds").record(seconds);
+                tracing::info!(image = %release.image, seconds, "build done");
+                match self
+                    .publisher
+                    .send(Some(deployment_id), attempt, &DeployRequested { release })
+                    .await
+                {
+                    Ok(()) => Outcome::Done,
+                    Err(error) => Outcome::Retry(error.to_string()),
+                }
+            }
+            Err(error) if error.is_retryable() => {
+                log.finish().await;
+                Outcome::Retry(error.to_string())
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                metrics::counter!("berth_builds_total", "outcome" => "failed").increment(1);
+                tracing::info!(%reason, seconds, "build failed");
+                log.line(format!("Build failed: {reason}")).await;
+                log.finish().await;
+                let mut progress = DeploymentProgress::failed(reason);
+                progress.commit = tracker.commit();
+                match self.report(deployment_id, attempt, progress).await {
+                    Ok(()) => Outcome::Done,
+                    Err(error) => Outcome::Retry(error.to_string()),
+                }
+            }
+        }
+    }
+
+    async fn pipeline(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        request: &BuildRequested,
+        log: &BuildLog,
+        tracker: &Tracker,
+        cancel: CancelFlag,
+    ) -> Result<Release, BuildError> {
+        let source = &request.source;
+        let spec = RepoSpec::new(source, &self.key, self.settings.allow_local_repos)?;
+        log.line(format!(
+            "Cloning {} at {}",
+            spec.display_url(),
+            spec.wanted()
+        ))
+        .await;
+        let repo = ImageRepo::new(
+            &self.settings.registry,
+            &request.app.tenant,
+            &request.app.name,
+        );
+
+        // A ref resolves without a download; if that commit is already
+        // built, there is nothing to clone.
+        let resolved = self.fetcher.resolve(&spec).await?;
+        if let Some(resolved) = &resolved {
+            tracker.set_commit(&resolved.commit);
+            log.line(format!("Resolved {} to {}", spec.wanted(), resolved.commit))
+                .await;
+            if let Some(release) = self
+                .already_built(request, &repo, &resolved.commit, log)
+                .await?
+            {
+                return Ok(release);
+            }
+        }
+        let work = tempfile::Builder::new()
+            .prefix(&format!("{deployment_id}-"))
+            .tempdir_in(&self.settings.work_dir)
+            .map_err(|e| BuildError::Internal(format!("cannot make a work folder: {e}")))?;
+        let work = WorkDir(Some(work));
+        let root = work.0.as_ref().expect("work dir").path().to_path_buf();
+        let checkout = root.join("source");
+        std::fs::create_dir(&checkout)
+            .map_err(|e| BuildError::Internal(format!("cannot make a work folder: {e}")))?;
+        let commit = self
+            .fetcher
+            .checkout(&spec, resolved.as_ref(), &checkout, cancel)
+            .await?;
+        tracker.set_commit(&commit);
+        if resolved.is_none() {
+            log.line(format!("Resolved {} to {commit}", spec.wanted()))
+                .await;
+            if let Some(release) = self.already_built(request, &repo, &commit, log).await? {
+                return Ok(release);
+            }
+        }
+
+        let subdirectory = source.subdirectory.as_deref();
+        let app_dir = context::app_dir(&checkout, subdirectory).map_err(|problem| {
+            BuildError::Subdirectory {
+                path: subdirectory.unwrap_or_default().to_owned(),
+                problem,
+            }
+        })?;
+        let files = AppFiles::read_dir(&app_dir)
+            .map_err(|e| BuildError::Context(format!("cannot read the app folder: {e}")))?;
+        let recipe = Recipe {
+            images: &self.settings.images,
+            port: request.config.port,
+            extra_ca: self.settings.extra_ca.is_some(),
+        };
+        let plan = detect::plan(&files, &recipe)?;
+        log.line(plan.log_line()).await;
+        tracing::info!(plan = %plan.description(), %commit, "building");
+        let mut extra = Vec::new();
+        if let Some(ca) = &self.settings.extra_ca {
+            extra.push(ExtraFile {
+                name: CA_IN_CONTEXT.to_owned(),
+                contents: ca.clone(),
+            });
+        }
+        let dockerfile = match &plan {
+            Plan::RepoDockerfile { path } => path.clone(),
+            Plan::Generated { dockerfile, .. } => {
+                log.line("Generated Dockerfile:").await;
+                for line in dockerfile.lines() {
+                    log.line(format!("  {line}")).await;
+                }
+                extra.push(ExtraFile {
+                    name: "Dockerfile".to_owned(),
+                    contents: dockerfile.clone().into_bytes(),
+                });
+                "Dockerfile".to_owned()
+            }
+        };
+        let tar = root.join("context.tar");
+        let (dir, out) = (app_dir.clone(), tar.clone());
+        let stats = tokio::task::spawn_blocking(move || context::write_context(&dir, &extra, &out))
+            .await
+            .map_err(|e| BuildError::Internal(e.to_string()))?
+            .map_err(|e| BuildError::Context(e.to_string()))?;
+        log.line(format!(
+            "Sending the build context: {} files, {:.1} MiB",
+            stats.files,
+            stats.bytes as f64 / (1024.0 * 1024.0)
+        ))
+        .await;
+
+        tracker.set_phase("building");
+        self.report(
+            deployment_id,
+            attempt,
+            DeploymentProgress::new(DeploymentState::Building).with_commit(&commit),
+        )
+        .await?;
+        let job = BuildJob {
+            context: tar,
+            dockerfile,
+            repository: repo.name(),
+            tag: commit.clone(),
+            labels: image_labels(request, &spec.display_url(), &commit),
+        };
+        self.builder.build(&job, log).await?;
+
+        tracker.set_phase("pushing");
+        self.report(
+            deployment_id,
+            attempt,
+            DeploymentProgress::new(DeploymentState::Pushing).with_commit(&commit),
+        )
+        .await?;
+        log.line(format!("Pushing {}", job.image())).await;
+        self.builder.push(&job, log).await?;
+        let digest =
+            self.registry
+                .digest(&repo, &commit)
+                .await?
+                .ok_or_else(|| BuildError::Registry {
+                    registry: self.settings.registry.clone(),
+                    problem: format!("does not show {} right after the push", job.image()),
+                })?;
+        let release = self.release(request, &repo, &commit, &digest);
+        log.line(format!("Pushed {}", release.image)).await;
+        drop(work);
+        Ok(release)
+    }
+
+    async fn already_built(
+        &self,
+        request: &BuildRequested,
+        repo: &ImageRepo,
+        commit: &str,
+        log: &BuildLog,
+    ) -> Result<Option<Release>, BuildError> {
+        let Some(digest) = self.registry.digest(repo, commit).await? else {
+            return Ok(None);
+        };
+        log.line(format!(
+            "Image already built for {commit}; skipping the build"
+        ))
+        .await;
+        let release = self.release(request, repo, commit, &digest);
+        log.line(format!("Using {}", release.image)).await;
+        Ok(Some(release))
+    }
+
+    fn release(
+        &self,
+        request: &BuildRequested,
+        repo: &ImageRepo,
+        commit: &str,
+        digest: &str,
+    ) -> Release {
+        Release {
+            id: request.release_id,
+            app: request.app.clone(),
+            commit: commit.to_owned(),
+            image: repo.by_digest(digest),
+            config: request.config.clone(),
+        }
+    }
+}
+
+fn image_labels(
+    request: &BuildRequested,
+    source_url: &str,
+    commit: &str,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::APP.to_owned(), request.app.id.to_string()),
+        (labels::APP_NAME.to_owned(), request.app.name.clone()),
+        (labels::TENANT.to_owned(), request.app.tenant.clone()),
+        (
+            labels::MANAGED_BY.to_owned(),
+            labels::MANAGED_BY_VALUE.to_owned(),
+        ),
+        (
+            "org.opencontainers.image.revision".to_owned(),
+            commit.to_owned(),
+        ),
+        (
+            "org.opencontainers.image.source".to_owned(),
+            source_url.to_owned(),
+        ),
+    ])
+}
+
+#[async_trait]
+impl<B, F, R, L, P> Handler for BuildService<B, F, R, L, P>
+where
+    B: ImageBuilder,
+    F: SourceFetcher,
+    R: Registry,
+    L: LogSink,
+    P: MessagePublisher,
+{
+    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+        let Message::BuildRequested(request) = message else {
+            return Outcome::Reject(format!(
+                "the build worker does not handle `{}`",
+                envelope.kind
+            ));
+        };
+        let Some(deployment_id) = envelope.deployment_id else {
+            return Outcome::Reject("a build.requested message needs a deployment_id".into());
+        };
+        let span = tracing::info_span!("build", %deployment_id, app_id = %request.app.id,
+            app = %request.app.name, tenant = %request.app.tenant, attempt = envelope.attempt);
+        self.build(deployment_id, envelope.attempt, request)
+            .instrument(span)
+            .await
+    }
+}
