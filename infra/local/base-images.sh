@@ -102,7 +102,8 @@ make_static_rootfs() {
 # (alternatives, virtual packages), so it only lays down minbase; apt-get inside
 # the chroot then installs the image's packages.
 make_debian_rootfs() {
-  local name=$1 root=$2 log="$BASE_IMAGE_CACHE/$name.build.log"
+  local name=$1 root=$2
+  local log="$BASE_IMAGE_CACHE/$name.build.log"
   : >"$log"
   if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >>"$log" 2>&1; then
     cat "$root/debootstrap/debootstrap.log" >>"$log" 2>/dev/null || true

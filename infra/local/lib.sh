@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts that source this
 # Shared helpers for the local stack scripts (sourced, not executed).
 #
 # Paths: all project state lives in $BERTH_STATE (= <repo>/.berth, git-ignored);
@@ -128,7 +128,7 @@ start_bg() {
   mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
   printf '\n===== %s starting %s =====\n' "$(date -u +%FT%TZ)" "$name" >>"$logfile"
   (
-    cd "$workdir"
+    cd "$workdir" || exit 1
     exec setsid "$@" </dev/null >>"$logfile" 2>&1
   ) &
   echo $! >"$pidfile"

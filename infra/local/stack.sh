@@ -95,7 +95,9 @@ postgres_down() {
 
 # ================================================================ rabbitmq
 
-rmq_ready() { rmqctl -q status >/dev/null 2>&1; }
+# Ask epmd first: every rabbitmqctl call would start an epmd if none runs.
+rmq_registered() { epmd -names 2>/dev/null | grep -q "^name ${RMQ_NODE%@*} "; }
+rmq_ready() { rmq_registered && rmqctl -q status >/dev/null 2>&1; }
 
 rabbitmq_up() {
   mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
