@@ -1,0 +1,115 @@
+//! A RabbitMQ vhost of its own, with helpers to read and write its queues.
+
+use berth_common::testing::{fresh_amqp_url, rabbitmqctl};
+use berth_common::Broker;
+use lapin::message::Delivery;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use std::time::{Duration, Instant};
+
+pub struct TestBroker {
+    pub url: String,
+    pub broker: Broker,
+    connection: Connection,
+    channel: Channel,
+}
+
+impl TestBroker {
+    pub async fn new() -> Self {
+        let url = tokio::task::spawn_blocking(fresh_amqp_url).await.unwrap();
+        let broker = Broker::new(&url, "backend-test");
+        broker
+            .ensure_topology()
+            .await
+            .expect("the test vhost answers");
+        let connection = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        Self {
+            url,
+            broker,
+            connection,
+            channel,
+        }
+    }
+
+    /// The next message of `queue`, waiting up to `timeout`.
+    pub async fn next(&self, queue: &str, timeout: Duration) -> Option<Delivery> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self
+                .channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap();
+            if let Some(message) = got {
+                return Some(message.delivery);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Messages waiting in `queue`.
+    pub async fn depth(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    /// Publishes raw bytes to the `berth` exchange.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
+        self.channel
+            .basic_publish(
+                "berth".into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let vhost = self.url.rsplit('/').next().unwrap_or_default().to_owned();
+        let _ = self.connection.status();
+        // Best effort: a failure (rabbitmqctl panics) must not abort the test run.
+        let _ = std::thread::spawn(move || rabbitmqctl(&["delete_vhost", &vhost])).join();
+    }
+}
+
+/// Polls `check` until it returns `Some`, for up to `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,93 @@
+//! A `LogReader` over a fixed list of entries, for API tests (the Kafka
+//! reader has its own tests).
+
+use async_trait::async_trait;
+use berth_backend::logs::{LogEntry, LogPage, LogReadError, LogReader, StartAt};
+use berth_proto::{LogRecord, LogSource, LogStream};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+#[derive(Default)]
+pub struct FakeLogs {
+    /// Already written.
+    pub history: Vec<LogEntry>,
+    /// Sent by `follow` after the history, as if written live.
+    pub live: Vec<LogEntry>,
+    pub unavailable: bool,
+}
+
+pub fn entry(offset: i64, line: &str, ts: DateTime<Utc>) -> LogEntry {
+    LogEntry {
+        offset,
+        deployment_id: None,
+        record: LogRecord {
+            ts,
+            source: LogSource::App,
+            instance: "web-1".into(),
+            stream: LogStream::Stdout,
+            line: line.into(),
+        },
+    }
+}
+
+fn from(entries: &[LogEntry], start: StartAt) -> Vec<LogEntry> {
+    entries
+        .iter()
+        .filter(|entry| match start {
+            StartAt::Beginning => true,
+            StartAt::Offset(offset) => entry.offset >= offset,
+            StartAt::Time(time) => entry.record.ts >= time,
+        })
+        .cloned()
+        .collect()
+}
+
+#[async_trait]
+impl LogReader for FakeLogs {
+    async fn read(
+        &self,
+        _app_id: Uuid,
+        start: StartAt,
+        limit: usize,
+    ) -> Result<LogPage, LogReadError> {
+        if self.unavailable {
+            return Err(LogReadError::Unavailable("broker down".into()));
+        }
+        let entries: Vec<_> = from(&self.history, start).into_iter().take(limit).collect();
+        let next_offset = entries.last().map_or(0, |e| e.offset + 1);
+        Ok(LogPage {
+            entries,
+            next_offset,
+        })
+    }
+
+    async fn follow(
+        &self,
+        _app_id: Uuid,
+        start: StartAt,
+    ) -> Result<mpsc::Receiver<Result<LogEntry, LogReadError>>, LogReadError> {
+        if self.unavailable {
+            return Err(LogReadError::Unavailable("broker down".into()));
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let history = from(&self.history, start);
+        let live = from(&self.live, start);
+        tokio::spawn(async move {
+            for entry in history {
+                if tx.send(Ok(entry)).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for entry in live {
+                if tx.send(Ok(entry)).await.is_err() {
+                    return;
+                }
+            }
+            tx.closed().await;
+        });
+        Ok(rx)
+    }
+}

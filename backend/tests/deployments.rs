@@ -1,0 +1,359 @@
+//! Deployments: the outbox hands intents to the real broker, never losing
+//! one while the broker is down; rollbacks deploy a stored release.
+
+mod common;
+
+use axum::http::StatusCode;
+use berth_backend::inform::InformHandler;
+use berth_backend::outbox::{Relay, RelaySettings};
+use berth_common::Broker;
+use berth_proto::{
+    BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope, Release,
+};
+use common::broker::TestBroker;
+use common::{id_of, TestApp};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn settings() -> RelaySettings {
+    RelaySettings {
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+        publish_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+fn start_relay(app: &TestApp, broker: Broker) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let relay = Relay::new(
+        app.pool().clone(),
+        broker,
+        app.state.outbox.clone(),
+        settings(),
+    );
+    tokio::spawn(relay.run(stop.clone()));
+    stop
+}
+
+async fn app_with_one_app(env: Value) -> (TestApp, String, Uuid) {
+    let app = TestApp::new().await;
+    let token = app.token("alice").await;
+    let created = app
+        .create_app(
+            &token,
+            json!({"name": "web", "repo_url": "https://github.com/o/web.git", "branch": "trunk",
+                   "subdirectory": "srv", "port": 5000, "env": env}),
+        )
+        .await;
+    let app_id = id_of(&created);
+    (app, token, app_id)
+}
+
+async fn unpublished(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_is_queued_and_its_build_request_published() {
+    let broker = TestBroker::new().await;
+    let (app, token, app_id) = app_with_one_app(json!({"SECRET": "s3cret"})).await;
+    let response = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/deployments"),
+            &token,
+            json!({"commit": "ABCDEF1"}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+    let deployment = response.body;
+    assert_eq!(deployment["state"], "queued");
+    assert_eq!(deployment["trigger"], "user");
+    assert_eq!(deployment["ref"], "trunk");
+    assert_eq!(deployment["commit"], "abcdef1");
+    assert_eq!(deployment["states"][0]["state"], "queued");
+    let deployment_id = id_of(&deployment);
+    // The intent and its message were written together.
+    assert_eq!(unpublished(&app).await, 1);
+
+    let stop = start_relay(&app, broker.broker.clone());
+    let delivery = broker
+        .next("berth.builds", WAIT)
+        .await
+        .expect("build.requested is published");
+    let envelope = Envelope::from_bytes(&delivery.data).unwrap();
+    assert_eq!(envelope.kind, "build.requested");
+    assert_eq!(envelope.deployment_id, Some(deployment_id));
+    let build: BuildRequested = envelope.payload().unwrap();
+    assert_eq!(build.app.id, app_id);
+    assert_eq!(
+        (build.app.name.as_str(), build.app.tenant.as_str()),
+        ("web", "alice")
+    );
+    assert_eq!(build.release_id.to_string(), deployment["release_id"]);
+    assert_eq!(build.source.repo_url, "https://github.com/o/web.git");
+    assert_eq!(build.source.git_ref, "trunk");
+    assert_eq!(build.source.commit.as_deref(), Some("abcdef1"));
+    assert_eq!(build.source.subdirectory.as_deref(), Some("srv"));
+    assert_eq!(build.config.port, 5000);
+    let env: BTreeMap<String, String> = app.state.key.open_json(&build.config.env).unwrap();
+    assert_eq!(env["SECRET"], "s3cret");
+    assert!(!String::from_utf8_lossy(&delivery.data).contains("s3cret"));
+
+    common::broker::eventually(WAIT, || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await
+    .expect("the row is marked published");
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_broker_down_the_deployment_is_accepted_and_published_later() {
+    let broker = TestBroker::new().await;
+    let (app, token, app_id) = app_with_one_app(json!({})).await;
+    // A closed port: every publish fails.
+    let down = Broker::new("amqp://berth:nope@127.0.0.1:1/%2f", "backend-test-down");
+    let stop_down = start_relay(&app, down);
+
+    let response = app
+        .post(
+            &format!("/api/v1/apps/{app_id}/deployments"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+    let deployment_id = id_of(&response.body);
+
+    let attempts = common::broker::eventually(WAIT, || async {
+        let (attempts, error): (i32, Option<String>) =
+            sqlx::query_as("SELECT attempts, last_error FROM outbox")
+                .fetch_one(app.pool())
+                .await
+                .unwrap();
+        (attempts >= 2 && error.is_some()).then_some(attempts)
+    })
+    .await
+    .expect("the relay keeps trying");
+    assert!(attempts >= 2);
+    assert_eq!(unpublished(&app).await, 1, "the intent is kept");
+    stop_down.cancel();
+
+    // The broker is back (the relay now reaches a good URL): nothing was lost.
+    let stop = start_relay(&app, broker.broker.clone());
+    let delivery = broker
+        .next("berth.builds", WAIT)
+        .await
+        .expect("published once the broker is reachable");
+    let envelope = Envelope::from_bytes(&delivery.data).unwrap();
+    assert_eq!(envelope.deployment_id, Some(deployment_id));
+    common::broker::eventually(WAIT, || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        broker.depth("berth.builds").await,
+        0,
+        "published exactly once"
+    );
+    stop.cancel();
+}
+
+/// Takes a deployment to `live` as the workers would, with a release.
+async fn make_live(
+    app: &TestApp,
+    deployment: &Value,
+    app_ref: berth_proto::AppRef,
+    commit: &str,
+) -> Release {
+    let handler = InformHandler::new(app.pool().clone());
+    let deployment_id = id_of(deployment);
+    let release = Release {
+        id: deployment["release_id"].as_str().unwrap().parse().unwrap(),
+        app: app_ref,
+        commit: commit.into(),
+        image: format!("127.0.0.1:5000/alice/web@sha256:{}", commit.repeat(8)),
+        config: berth_proto::ReleaseConfig {
+            port: 5000,
+            env: app.state.key.seal_json(&BTreeMap::from([(
+                "V".to_owned(),
+                format!("value-{commit}"),
+            )])),
+            env_version: 1,
+            replicas: 1,
+            resources: Default::default(),
+        },
+    };
+    for progress in [
+        DeploymentProgress::new(DeploymentState::Cloning).with_commit(commit),
+        DeploymentProgress::new(DeploymentState::Deploying).with_release(release.clone()),
+        DeploymentProgress::new(DeploymentState::Live).with_endpoint("http://127.0.0.1:40001"),
+    ] {
+        handler.apply(deployment_id, &progress).await.unwrap();
+    }
+    release
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_deploys_the_stored_release_without_a_build() {
+    let broker = TestBroker::new().await;
+    let (app, token, app_id) = app_with_one_app(json!({})).await;
+    let uri = format!("/api/v1/apps/{app_id}/deployments");
+    let app_ref = berth_proto::AppRef {
+        id: app_id,
+        name: "web".into(),
+        tenant: "alice".into(),
+    };
+    let first = app.post(&uri, &token, json!({})).await.body;
+    let release = make_live(&app, &first, app_ref.clone(), "aaaaaaa").await;
+    let second = app.post(&uri, &token, json!({})).await.body;
+    make_live(&app, &second, app_ref, "bbbbbbb").await;
+
+    let releases = app
+        .get(&format!("/api/v1/apps/{app_id}/releases"), &token)
+        .await;
+    assert_eq!(releases.body.as_array().unwrap().len(), 2);
+    assert_eq!(releases.body[0]["commit"], "bbbbbbb");
+    assert_eq!(releases.body[0]["current"], true);
+    assert_eq!(releases.body[1]["config"]["env_names"], json!(["V"]));
+    assert!(
+        !releases.body.to_string().contains("value-"),
+        "no env values"
+    );
+
+    // Clear what the builds produced so far.
+    let stop = start_relay(&app, broker.broker.clone());
+    for _ in 0..2 {
+        broker.next("berth.builds", WAIT).await.unwrap();
+    }
+
+    let rollback = app
+        .post(&uri, &token, json!({"release_id": release.id}))
+        .await;
+    assert_eq!(rollback.status, StatusCode::ACCEPTED, "{}", rollback.body);
+    assert_eq!(rollback.body["trigger"], "rollback");
+    assert_eq!(rollback.body["release_id"], release.id.to_string());
+    assert_eq!(rollback.body["commit"], "aaaaaaa");
+    assert_eq!(rollback.body["image"], release.image);
+
+    let delivery = broker
+        .next("berth.deploys", WAIT)
+        .await
+        .expect("deploy.requested is published");
+    let envelope = Envelope::from_bytes(&delivery.data).unwrap();
+    assert_eq!(envelope.kind, "deploy.requested");
+    assert_eq!(envelope.deployment_id, Some(id_of(&rollback.body)));
+    let deploy: DeployRequested = envelope.payload().unwrap();
+    assert_eq!(deploy.release, release);
+    assert_eq!(broker.depth("berth.builds").await, 0, "no rebuild");
+
+    // Rolling back goes live: the deployment it replaced is rolled back.
+    let handler = InformHandler::new(app.pool().clone());
+    let rollback_id = id_of(&rollback.body);
+    for state in [DeploymentState::Deploying, DeploymentState::Live] {
+        handler
+            .apply(rollback_id, &DeploymentProgress::new(state))
+            .await
+            .unwrap();
+    }
+    let replaced = app
+        .get(&format!("/api/v1/deployments/{}", id_of(&second)), &token)
+        .await;
+    assert_eq!(replaced.body["state"], "rolled_back");
+    let current = app.get(&format!("/api/v1/apps/{app_id}"), &token).await;
+    assert_eq!(current.body["current_release_id"], release.id.to_string());
+
+    // A release of nothing, or combined with a ref, is refused.
+    app.post(&uri, &token, json!({"release_id": Uuid::now_v7()}))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    app.post(
+        &uri,
+        &token,
+        json!({"release_id": release.id, "ref": "main"}),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn deployments_list_newest_first_with_paging_and_validate_input() {
+    let (app, token, app_id) = app_with_one_app(json!({})).await;
+    let uri = format!("/api/v1/apps/{app_id}/deployments");
+    let mut ids = Vec::new();
+    for git_ref in ["main", "v1.0", "feature/x"] {
+        let response = app.post(&uri, &token, json!({"ref": git_ref})).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED);
+        ids.push(response.body["id"].clone());
+    }
+    let page = app.get(&format!("{uri}?limit=2"), &token).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let page = page.body.as_array().unwrap().clone();
+    assert_eq!(page.len(), 2);
+    assert_eq!((&page[0]["id"], &page[1]["id"]), (&ids[2], &ids[1]));
+    let rest = app
+        .get(
+            &format!("{uri}?limit=2&before={}", ids[1].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(rest.body.as_array().unwrap().len(), 1);
+    assert_eq!(rest.body[0]["id"], ids[0]);
+
+    let one = app
+        .get(
+            &format!("/api/v1/deployments/{}", ids[0].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    for field in [
+        "state",
+        "states",
+        "reason",
+        "commit",
+        "image",
+        "endpoint",
+        "release_id",
+        "trigger",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(one.body.get(field).is_some(), "missing {field}");
+    }
+
+    app.post(&uri, &token, json!({"commit": "xyz"}))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    app.post(&uri, &token, json!({"ref": "bad ref"}))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    app.get(&format!("{uri}?limit=1000"), &token)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    app.get(&format!("{uri}?before=nope"), &token)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    app.get(&format!("/api/v1/deployments/{}", Uuid::now_v7()), &token)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+    let other = app.token("mallory").await;
+    app.get(
+        &format!("/api/v1/deployments/{}", ids[0].as_str().unwrap()),
+        &other,
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "not-found");
+}
