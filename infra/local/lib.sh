@@ -73,6 +73,19 @@ wait_for() {
 
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# port_owner PORT — "pid N (command, in DIR)" of the local listener, if any.
+port_owner() {
+  local pid
+  pid="$(ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)"
+  [[ -n $pid ]] || { echo "an unknown process"; return 0; }
+  echo "pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-80), in $(readlink "/proc/$pid/cwd" 2>/dev/null))"
+}
+
+# port_conflict NAME PORT — dies if PORT is taken by something this checkout did not start.
+port_conflict() {
+  die "$1: port $2 is taken by $(port_owner "$2"). Another checkout's stack? Stop it there with 'infra/local/stack.sh down'."
+}
+
 # ---------------------------------------------------------------- files
 
 ensure_dirs() {

@@ -70,6 +70,7 @@ EOF
     fi
   fi
   if ! pg_running; then
+    tcp_open 127.0.0.1 "$PG_PORT" && port_conflict postgres "$PG_PORT"
     log "postgres: starting on 127.0.0.1:$PG_PORT"
     # setsid: the postmaster must not get the terminal's Ctrl-C.
     setsid -w runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$BERTH_LOGS/postgres.log" \
@@ -117,6 +118,11 @@ EOF
   # The Debian scripts run the node and the CLI as the rabbitmq user.
   chown -R rabbitmq:rabbitmq "$RMQ_DIR"
 
+  # Same node name from another checkout (its pid file is not ours)?
+  if rmq_registered && ! pid_alive "$RMQ_DIR/berth.pid"; then
+    die "rabbitmq: a node named $RMQ_NODE is already running, but not from this checkout ($(port_owner "$RMQ_PORT")). Stop it there with 'infra/local/stack.sh down'."
+  fi
+  tcp_open 127.0.0.1 "$RMQ_PORT" && ! rmq_registered && port_conflict rabbitmq "$RMQ_PORT"
   if ((changed)) && rmq_ready; then
     log "rabbitmq: configuration changed; restarting"
     rabbitmq_down
@@ -143,7 +149,8 @@ EOF
 }
 
 rabbitmq_down() {
-  if rmq_ready; then
+  # Only our node (another checkout's node has the same name).
+  if pid_alive "$RMQ_DIR/berth.pid" && rmq_ready; then
     rmqctl -q stop "$RABBITMQ_PID_FILE_PATH" >/dev/null 2>&1 || rmqctl -q stop >/dev/null 2>&1 || true
     log "rabbitmq stopped"
   fi
@@ -164,7 +171,7 @@ tansu_up() {
   if pid_alive "$BERTH_RUN/tansu.pid" && kafka_ready; then
     log "tansu: already running"
   else
-    kafka_ready && die "port $KAFKA_PORT is taken by a process this stack did not start"
+    kafka_ready && port_conflict tansu "$KAFKA_PORT"
     start_bg tansu "$BERTH_RUN/tansu.pid" "$BERTH_LOGS/tansu.log" "$TANSU_DIR" \
       "$TANSU_BIN" broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
@@ -219,7 +226,7 @@ EOF
   if pid_alive "$BERTH_RUN/registry.pid" && registry_ready; then
     log "registry: already running"
   else
-    [[ $(registry_code) != 000 ]] && die "$REGISTRY_ADDR is taken by a process this stack did not start"
+    [[ $(registry_code) != 000 ]] && port_conflict registry "${REGISTRY_ADDR##*:}"
     start_bg registry "$BERTH_RUN/registry.pid" "$BERTH_LOGS/registry.log" "$REGISTRY_DIR" \
       docker-registry serve "$REGISTRY_DIR/config.yml"
     wait_for "registry" 30 registry_ready || { tail -n 30 "$BERTH_LOGS/registry.log" >&2; die "registry did not start"; }
@@ -407,13 +414,63 @@ write_env_file() {
   chmod 600 "$BERTH_ENV_FILE_PATH"
 }
 
+# ================================================================ another checkout's stack
+
+# The ports and the RabbitMQ node name are fixed, so one stack runs per machine.
+# When another checkout's stack is already up (a CI clone next to a developer's
+# checkout), this checkout uses it instead of failing: its env file is copied
+# with this checkout's own work dirs. BERTH_STACK_SHARE=0 turns this off.
+SHARED_MARKER="$BERTH_STATE/shared-from"
+
+# Prints the root of the checkout whose postgres serves $PG_PORT, if not ours.
+foreign_stack_root() {
+  local pid cwd root
+  pid="$(ss -ltnpH "sport = :$PG_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)"
+  [[ -n $pid ]] || return 1
+  cwd="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 1     # <root>/.berth/postgres/data
+  [[ $cwd == */.berth/postgres/data ]] || return 1
+  root="${cwd%/.berth/postgres/data}"
+  [[ $root != "$BERTH_ROOT" && -f $root/.berth/berth.env ]] || return 1
+  echo "$root"
+}
+
+share_foreign_stack() {
+  local other=$1 other_env="$1/.berth/berth.env"
+  log "the stack of $other is running on this machine's fixed ports: using it (stop it there to run this checkout's own)"
+  local sock
+  # shellcheck disable=SC1090
+  sock="$(. "$other_env" && echo "${BERTH_DOCKER_HOST#unix://}")"
+  pg_ready || die "postgres of $other is not ready"
+  rmq_registered || die "rabbitmq of $other is not running"
+  kafka_ready || die "tansu of $other is not running"
+  registry_ready || die "registry of $other is not running"
+  [[ $(curl -s --max-time 3 --unix-socket "$sock" http://d/v1.41/_ping 2>/dev/null) == OK ]] \
+    || die "podman API of $other is not running"
+  ensure_dirs
+  mkdir -p "$BERTH_STATE/work" "$BERTH_STATE/log-streamer"
+  sed -e "s|^export BERTH_WORK_DIR=.*|export BERTH_WORK_DIR=$BERTH_STATE/work|" \
+      -e "s|^export BERTH_LOG_STREAMER_STATE_DIR=.*|export BERTH_LOG_STREAMER_STATE_DIR=$BERTH_STATE/log-streamer|" \
+      -e "1a # Shared: the services are those of $other." \
+      "$other_env" | (umask 077 && write_if_changed "$BERTH_ENV_FILE_PATH") || true
+  echo "$other" >"$SHARED_MARKER"
+  echo
+  echo "berth local stack: shared with $other"
+  echo "  env file: $BERTH_ENV_FILE_PATH"
+  echo
+}
+
 # ================================================================ commands
 
 cmd_up() {
   need_root
-  local t0=$SECONDS
+  local t0=$SECONDS other
   ensure_dirs
   "$BERTH_LIB_DIR/install.sh" packages
+  if ! pg_running && [[ ${BERTH_STACK_SHARE:-1} != 0 ]] && other="$(foreign_stack_root)"; then
+    share_foreign_stack "$other"
+    return 0
+  fi
+  rm -f "$SHARED_MARKER"
   load_secrets
   postgres_up
   rabbitmq_up
@@ -444,6 +501,11 @@ cmd_up() {
 
 cmd_down() {
   need_root
+  if [[ -f $SHARED_MARKER ]]; then
+    log "this checkout uses the stack of $(cat "$SHARED_MARKER"); nothing of its own to stop"
+    rm -f "$SHARED_MARKER"
+    return 0
+  fi
   podman_down
   registry_down
   tansu_down
@@ -455,6 +517,11 @@ line() { printf '  %-10s %-8s %s\n' "$1" "$2" "$3"; }
 updown() { if "$@" >/dev/null 2>&1; then echo up; else echo down; fi; }
 
 cmd_status() {
+  if [[ -f $SHARED_MARKER ]]; then
+    echo "  (services shared with $(cat "$SHARED_MARKER"))"
+    PODMAN_DIR="$(cat "$SHARED_MARKER")/.berth/podman"
+    PODMAN_SOCK="$(cat "$SHARED_MARKER")/.berth/run/podman.sock"
+  fi
   line postgres "$(updown pg_ready)" "127.0.0.1:$PG_PORT  data .berth/postgres"
   line rabbitmq "$(updown rmq_ready)" "127.0.0.1:$RMQ_PORT  node $RMQ_NODE"
   line tansu "$(updown kafka_ready)" "127.0.0.1:$KAFKA_PORT  $TANSU_BIN"
