@@ -43,6 +43,11 @@ install_packages() {
     die "apt-get install failed"
   }
   ((created_policy)) && rm -f "$policy"
+  # Under systemd, the packaged RabbitMQ instance would take port 5672 at the
+  # next boot: the stack runs its own node, so keep the default one off.
+  if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" rabbitmq-server "* ]]; then
+    systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+  fi
   ok "Debian packages installed"
 }
 
