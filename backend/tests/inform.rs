@@ -1,0 +1,406 @@
+//! The inform consumer on the real broker, and the reaper.
+
+mod common;
+
+use axum::http::StatusCode;
+use berth_backend::inform::{Applied, InformHandler};
+use berth_backend::reaper::{Reaper, ReaperSettings};
+use berth_common::MessagePublisher;
+use berth_proto::names::{DEAD_LETTER_REASON_HEADER, INFORM_QUEUE};
+use berth_proto::{AppRef, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
+use common::broker::{eventually, TestBroker};
+use common::{id_of, TestApp};
+use lapin::types::AMQPValue;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Setup {
+    app: TestApp,
+    token: String,
+    app_id: Uuid,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let app = TestApp::new().await;
+        let token = app.token("alice").await;
+        let app_id = id_of(
+            &app.create_app(
+                &token,
+                json!({"name": "web", "repo_url": "https://x.example/web"}),
+            )
+            .await,
+        );
+        Self { app, token, app_id }
+    }
+
+    async fn deploy(&self) -> Value {
+        let response = self
+            .app
+            .post(
+                &format!("/api/v1/apps/{}/deployments", self.app_id),
+                &self.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED);
+        response.body
+    }
+
+    async fn deployment(&self, id: Uuid) -> Value {
+        self.app
+            .get(&format!("/api/v1/deployments/{id}"), &self.token)
+            .await
+            .body
+    }
+
+    async fn wait_for_state(&self, id: Uuid, state: &str) -> Value {
+        eventually(WAIT, || async {
+            let deployment = self.deployment(id).await;
+            (deployment["state"] == state).then_some(deployment)
+        })
+        .await
+        .unwrap_or_else(|| panic!("deployment {id} never became {state}"))
+    }
+
+    fn release(&self, deployment: &Value) -> Release {
+        Release {
+            id: deployment["release_id"].as_str().unwrap().parse().unwrap(),
+            app: AppRef {
+                id: self.app_id,
+                name: "web".into(),
+                tenant: "alice".into(),
+            },
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            image: "127.0.0.1:5000/alice/web@sha256:abc".into(),
+            config: ReleaseConfig {
+                port: 8000,
+                env: self.app.state.key.seal_json(&json!({})),
+                env_version: 1,
+                replicas: 1,
+                resources: Default::default(),
+            },
+        }
+    }
+}
+
+fn start_consumer(broker: &TestBroker, app: &TestApp) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let handler = Arc::new(InformHandler::new(app.pool().clone()));
+    let (consumer, token) = (broker.broker.clone(), stop.clone());
+    // One at a time, so the reports are applied in the order sent.
+    tokio::spawn(async move { consumer.consume(INFORM_QUEUE, 1, handler, token).await });
+    stop
+}
+
+async fn report(broker: &TestBroker, deployment_id: Uuid, progress: DeploymentProgress) {
+    broker
+        .broker
+        .send(Some(deployment_id), 1, &progress)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_move_a_deployment_forward_and_stale_ones_are_ignored() {
+    let broker = TestBroker::new().await;
+    let setup = Setup::new().await;
+    let stop = start_consumer(&broker, &setup.app);
+    let deployment = setup.deploy().await;
+    let id = id_of(&deployment);
+    let release = setup.release(&deployment);
+
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Cloning),
+    )
+    .await;
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Building).with_commit(&release.commit),
+    )
+    .await;
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Pushing),
+    )
+    .await;
+    // Redelivered and out-of-order reports: ignored.
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Cloning),
+    )
+    .await;
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Pushing),
+    )
+    .await;
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Deploying).with_release(release.clone()),
+    )
+    .await;
+    let deploying = setup.wait_for_state(id, "deploying").await;
+    let states: Vec<&str> = deploying["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["queued", "cloning", "building", "pushing", "deploying"]
+    );
+    assert_eq!(deploying["commit"], release.commit);
+    assert_eq!(deploying["image"], release.image);
+
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Live).with_endpoint("http://127.0.0.1:40001"),
+    )
+    .await;
+    let live = setup.wait_for_state(id, "live").await;
+    assert_eq!(live["endpoint"], "http://127.0.0.1:40001");
+    let app = setup
+        .app
+        .get(&format!("/api/v1/apps/{}", setup.app_id), &setup.token)
+        .await
+        .body;
+    assert_eq!(app["state"], "live");
+    assert_eq!(app["url"], "http://127.0.0.1:40001");
+    assert_eq!(app["current_release_id"], release.id.to_string());
+    let releases = setup
+        .app
+        .get(
+            &format!("/api/v1/apps/{}/releases", setup.app_id),
+            &setup.token,
+        )
+        .await
+        .body;
+    assert_eq!(releases[0]["id"], release.id.to_string());
+    assert_eq!(releases[0]["deployment_id"], id.to_string());
+
+    // A late failure report cannot undo `live`.
+    report(&broker, id, DeploymentProgress::failed("too late")).await;
+    report(&broker, id, DeploymentProgress::new(DeploymentState::Live)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(setup.deployment(id).await["state"], "live");
+    assert_eq!(broker.depth(INFORM_QUEUE).await, 0);
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn going_live_supersedes_the_previous_live_deployment() {
+    let broker = TestBroker::new().await;
+    let setup = Setup::new().await;
+    let stop = start_consumer(&broker, &setup.app);
+    let mut ids = Vec::new();
+    for port in [40001, 40002] {
+        let deployment = setup.deploy().await;
+        let id = id_of(&deployment);
+        let release = setup.release(&deployment);
+        report(
+            &broker,
+            id,
+            DeploymentProgress::new(DeploymentState::Deploying).with_release(release),
+        )
+        .await;
+        report(
+            &broker,
+            id,
+            DeploymentProgress::new(DeploymentState::Live)
+                .with_endpoint(format!("http://127.0.0.1:{port}")),
+        )
+        .await;
+        setup.wait_for_state(id, "live").await;
+        ids.push(id);
+    }
+    let first = setup.wait_for_state(ids[0], "superseded").await;
+    assert_eq!(
+        first["states"].as_array().unwrap().last().unwrap()["state"],
+        "superseded"
+    );
+    let app = setup
+        .app
+        .get(&format!("/api/v1/apps/{}", setup.app_id), &setup.token)
+        .await
+        .body;
+    assert_eq!(app["url"], "http://127.0.0.1:40002");
+
+    // A failed deployment keeps the live one serving.
+    let third = id_of(&setup.deploy().await);
+    report(
+        &broker,
+        third,
+        DeploymentProgress::failed("the build failed: no Dockerfile and no known stack"),
+    )
+    .await;
+    let failed = setup.wait_for_state(third, "failed").await;
+    assert_eq!(
+        failed["reason"],
+        "the build failed: no Dockerfile and no known stack"
+    );
+    assert_eq!(setup.deployment(ids[1]).await["state"], "live");
+    stop.cancel();
+}
+
+fn reason_of(delivery: &lapin::message::Delivery) -> String {
+    let headers = delivery.properties.headers().as_ref().expect("headers");
+    match headers.inner().get(DEAD_LETTER_REASON_HEADER) {
+        Some(AMQPValue::LongString(reason)) => reason.to_string(),
+        other => panic!("no reason header: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_reports_are_dead_lettered_and_the_consumer_keeps_going() {
+    let broker = TestBroker::new().await;
+    let setup = Setup::new().await;
+    let stop = start_consumer(&broker, &setup.app);
+
+    broker.publish_raw(INFORM_QUEUE, b"{not json").await;
+    let dead = broker
+        .next("berth.inform.dead", WAIT)
+        .await
+        .expect("malformed JSON is dead-lettered");
+    assert_eq!(&dead.data[..], b"{not json");
+    assert!(
+        reason_of(&dead).contains("not a berth envelope"),
+        "{}",
+        reason_of(&dead)
+    );
+
+    let mut unknown = berth_proto::Envelope::new(
+        Some(Uuid::now_v7()),
+        1,
+        &DeploymentProgress::new(DeploymentState::Cloning),
+    );
+    unknown.kind = "deployment.exploded".into();
+    broker.publish_raw(INFORM_QUEUE, &unknown.to_bytes()).await;
+    let dead = broker
+        .next("berth.inform.dead", WAIT)
+        .await
+        .expect("an unknown type is dead-lettered");
+    assert!(reason_of(&dead).contains("unknown message type `deployment.exploded`"));
+
+    // A report without its deployment cannot be applied either.
+    broker
+        .broker
+        .send(None, 1, &DeploymentProgress::new(DeploymentState::Cloning))
+        .await
+        .unwrap();
+    let dead = broker.next("berth.inform.dead", WAIT).await.unwrap();
+    assert!(reason_of(&dead).contains("deployment"));
+
+    // A report about a deployment nobody knows is acked and ignored.
+    report(
+        &broker,
+        Uuid::now_v7(),
+        DeploymentProgress::new(DeploymentState::Cloning),
+    )
+    .await;
+
+    let id = id_of(&setup.deploy().await);
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Cloning),
+    )
+    .await;
+    setup.wait_for_state(id, "cloning").await;
+    assert_eq!(broker.depth(INFORM_QUEUE).await, 0);
+    assert_eq!(broker.depth("berth.inform.dead").await, 0);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn unknown_deployments_and_stale_reports_are_reported_as_such() {
+    let setup = Setup::new().await;
+    let handler = InformHandler::new(setup.app.pool().clone());
+    let progress = DeploymentProgress::new(DeploymentState::Building);
+    assert_eq!(
+        handler.apply(Uuid::now_v7(), &progress).await.unwrap(),
+        Applied::UnknownDeployment
+    );
+    let id = id_of(&setup.deploy().await);
+    assert!(matches!(
+        handler.apply(id, &progress).await.unwrap(),
+        Applied::Transitioned { .. }
+    ));
+    assert_eq!(
+        handler.apply(id, &progress).await.unwrap(),
+        Applied::Ignored {
+            current: DeploymentState::Building
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_reaper_times_out_overdue_deployments() {
+    let setup = Setup::new().await;
+    let overdue = id_of(&setup.deploy().await);
+    let fresh = id_of(&setup.deploy().await);
+    sqlx::query(
+        "UPDATE deployments SET state_changed_at = now() - interval '31 minutes' WHERE id = $1",
+    )
+    .bind(overdue)
+    .execute(setup.app.pool())
+    .await
+    .unwrap();
+    let reaper = Reaper::new(setup.app.pool().clone(), ReaperSettings::default());
+    assert_eq!(reaper.reap().await.unwrap(), [overdue]);
+    let timed_out = setup.deployment(overdue).await;
+    assert_eq!(timed_out["state"], "timed_out");
+    assert_eq!(
+        timed_out["reason"],
+        "no progress while queued for 30 minutes"
+    );
+    assert_eq!(timed_out["states"][1]["state"], "timed_out");
+    assert_eq!(setup.deployment(fresh).await["state"], "queued");
+
+    // A report that arrives afterwards changes nothing.
+    let handler = InformHandler::new(setup.app.pool().clone());
+    let late = handler
+        .apply(overdue, &DeploymentProgress::new(DeploymentState::Cloning))
+        .await
+        .unwrap();
+    assert_eq!(
+        late,
+        Applied::Ignored {
+            current: DeploymentState::TimedOut
+        }
+    );
+
+    // Scaled deadlines, as tests and demos use them.
+    handler
+        .apply(fresh, &DeploymentProgress::new(DeploymentState::Building))
+        .await
+        .unwrap();
+    let quick = Reaper::new(
+        setup.app.pool().clone(),
+        ReaperSettings {
+            deadline_scale: 0.0001,
+            ..Default::default()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(quick.reap().await.unwrap(), [fresh]);
+    let reason = setup.deployment(fresh).await["reason"].clone();
+    assert!(reason
+        .as_str()
+        .unwrap()
+        .starts_with("no progress while building for"));
+}
