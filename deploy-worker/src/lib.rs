@@ -1,1 +1,52 @@
+//! berth's deploy-worker: consumes `berth.deploys`, makes the runtime run
+//! the release, waits until it serves, retires the previous one, and reports
+//! each step on `berth.inform`.
+//!
+//! * [`runtime::Runtime`] is the seam to what runs containers;
+//!   [`docker::DockerRuntime`] is the `docker` driver.
+//! * [`service::DeployService`] is the logic (idempotency, stale deploys,
+//!   reports), generic over the runtime and the publisher.
 
+pub mod config;
+pub mod docker;
+pub mod error;
+pub mod runtime;
+pub mod service;
+
+pub use config::{Config, DockerConfig, RuntimeKind};
+pub use error::DeployError;
+pub use runtime::{DeploySpec, Endpoint, Instance, Runtime};
+pub use service::DeployService;
+
+use berth_common::Broker;
+use berth_proto::names::DEPLOYS_QUEUE;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the worker until `shutdown`: ops endpoints, then the consumer loop.
+/// In-flight deploys finish before it returns.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let key = config.secret_key.key()?;
+    let broker = Broker::new(config.broker.amqp_url.clone(), "deploy-worker");
+    let docker = match config.runtime {
+        RuntimeKind::Docker => docker::connect(&config.docker.docker_host).await?,
+    };
+    let runtime = docker::DockerRuntime::new(docker, config.docker.clone());
+    let ready_broker = broker.clone();
+    berth_common::ops::serve(
+        config.ops.ops_addr,
+        Arc::new(move || ready_broker.consumers_connected()),
+    )
+    .await?;
+    let service = Arc::new(DeployService::new(runtime, broker.clone(), key));
+    tracing::info!(
+        docker_host = config.docker.docker_host,
+        concurrency = config.concurrency,
+        "deploy-worker started"
+    );
+    broker
+        .consume(DEPLOYS_QUEUE, config.concurrency, service, shutdown)
+        .await;
+    tracing::info!("deploy-worker stopped");
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The deploy-worker's flags; every one can come from a `BERTH_` variable.
+
+use berth_common::config::{BrokerConfig, OpsConfig, SecretKeyConfig};
+use clap::{Args, Parser, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "berth-deploy-worker",
+    version,
+    about = "Makes the runtime run berth releases."
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+    #[command(flatten)]
+    pub secret_key: SecretKeyConfig,
+    #[command(flatten)]
+    pub ops: OpsConfig,
+    /// Which runtime runs the apps.
+    #[arg(long, env = "BERTH_RUNTIME", value_enum, default_value_t = RuntimeKind::Docker)]
+    pub runtime: RuntimeKind,
+    /// How many deploy messages are handled at once.
+    #[arg(long, env = "BERTH_DEPLOY_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub docker: DockerConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Containers on a Docker Engine API (Docker, or Podman's compatible socket).
+    Docker,
+}
+
+/// Settings of the `docker` driver.
+#[derive(Debug, Clone, Args)]
+pub struct DockerConfig {
+    /// The Docker Engine API, e.g. unix:///run/podman/podman.sock or tcp://127.0.0.1:2375.
+    #[arg(
+        long,
+        env = "BERTH_DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
+    /// User the engine pulls release images from the registry with.
+    #[arg(long, env = "BERTH_REGISTRY_USERNAME")]
+    pub registry_username: Option<String>,
+    /// That user's registry password.
+    #[arg(long, env = "BERTH_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub registry_password: Option<String>,
+    /// Host address app ports are published on.
+    #[arg(long, env = "BERTH_PUBLISH_ADDR", default_value = "127.0.0.1")]
+    pub publish_addr: String,
+    /// Host name in the endpoints berth reports (http://<host>:<port>).
+    #[arg(long, env = "BERTH_PUBLIC_HOST", default_value = "127.0.0.1")]
+    pub public_host: String,
+    /// Seconds a new container has to accept connections on its port.
+    #[arg(long, env = "BERTH_READY_TIMEOUT_SECS", default_value_t = 60)]
+    pub ready_timeout_secs: u64,
+    /// Seconds a replaced container gets to stop before it is killed.
+    #[arg(long, env = "BERTH_STOP_TIMEOUT_SECS", default_value_t = 10)]
+    pub stop_timeout_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_flags_are_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = Config::try_parse_from([
+            "berth-deploy-worker",
+            "--amqp-url",
+            "amqp://x",
+            "--secret-key",
+            "k",
+        ])
+        .unwrap();
+        assert_eq!(config.concurrency, 4);
+        assert_eq!(config.docker.ready_timeout_secs, 60);
+        assert_eq!(config.docker.public_host, "127.0.0.1");
+        assert_eq!(config.runtime, RuntimeKind::Docker);
+    }
+}

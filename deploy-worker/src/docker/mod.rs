@@ -1,0 +1,273 @@
+//! The `docker` driver: one container per deployment on a Docker Engine API
+//! (Docker, or Podman's Docker-compatible socket).
+//!
+//! A deploy pulls the release's image by digest, starts a new container
+//! labelled with the berth labels and the app port published on the host
+//! (the engine picks the host port), waits until it accepts connections,
+//! and only then stops and removes the app's older containers. Containers
+//! are found by label, so the worker keeps no state of its own.
+
+mod image;
+mod ready;
+pub mod spec;
+
+use async_trait::async_trait;
+use berth_proto::{labels, AppRef};
+use bollard::auth::DockerCredentials;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+use crate::config::DockerConfig;
+use crate::error::DeployError;
+use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
+
+/// Connects to `host` (`unix:///path/to/docker.sock`, `tcp://` or `http://`)
+/// and settles on an API version both sides speak.
+pub async fn connect(host: &str) -> Result<Docker, DeployError> {
+    const TIMEOUT_SECS: u64 = 120;
+    let docker = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_socket(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+    } else {
+        let address = host.replace("tcp://", "http://");
+        Docker::connect_with_http(&address, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+    }
+    .map_err(|error| DeployError::Engine(format!("BERTH_DOCKER_HOST={host}: {error}")))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|error| DeployError::Engine(format!("BERTH_DOCKER_HOST={host}: {error}")))
+}
+
+pub struct DockerRuntime {
+    docker: Docker,
+    config: DockerConfig,
+}
+
+impl DockerRuntime {
+    pub fn new(docker: Docker, config: DockerConfig) -> Self {
+        Self { docker, config }
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn credentials(&self, image: &str) -> Option<DockerCredentials> {
+        let username = self.config.registry_username.clone()?;
+        Some(DockerCredentials {
+            username: Some(username),
+            password: self.config.registry_password.clone(),
+            serveraddress: spec::registry_host(image).map(str::to_owned),
+            ..Default::default()
+        })
+    }
+
+    /// The host address a health check connects to.
+    fn connect_host(&self) -> &str {
+        match self.config.publish_addr.as_str() {
+            "0.0.0.0" | "" => "127.0.0.1",
+            "::" => "::1",
+            other => other,
+        }
+    }
+
+    async fn app_containers(&self, app_id: Uuid) -> Result<Vec<ContainerSummary>, DeployError> {
+        let filters = HashMap::from([("label", vec![format!("{}={app_id}", labels::APP)])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        Ok(self.docker.list_containers(Some(options)).await?)
+    }
+
+    /// Stops (with the grace period) and removes a container; one that is
+    /// already gone counts as removed.
+    async fn retire(&self, id_or_name: &str) -> Result<(), DeployError> {
+        let stop = StopContainerOptionsBuilder::default()
+            .t(self.config.stop_timeout_secs as i32)
+            .build();
+        match self.docker.stop_container(id_or_name, Some(stop)).await {
+            Ok(()) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => {}
+            Err(error) => {
+                tracing::warn!(container = id_or_name, %error, "stop failed; removing by force")
+            }
+        }
+        self.remove(id_or_name).await
+    }
+
+    async fn remove(&self, id_or_name: &str) -> Result<(), DeployError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(id_or_name, Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Removes the app's containers of deployments older than `current`
+    /// (and unlabelled leftovers); containers of newer ones are left alone.
+    async fn retire_older(&self, app_id: Uuid, current: Uuid) -> Result<usize, DeployError> {
+        let mut retired = 0;
+        for container in self.app_containers(app_id).await? {
+            let instance = spec::instance_of(&container, &self.config.public_host);
+            let older = instance.deployment_id.is_none_or(|id| id < current);
+            if older {
+                let id = container.id.clone().unwrap_or(instance.name.clone());
+                self.retire(&id).await?;
+                tracing::info!(app_id = %app_id, container = instance.name, "retired an older container");
+                retired += 1;
+            }
+        }
+        Ok(retired)
+    }
+
+    /// The newest running deployment of the app that is newer than `than`.
+    async fn newer_running(&self, app_id: Uuid, than: Uuid) -> Result<Option<Uuid>, DeployError> {
+        Ok(self
+            .app_containers(app_id)
+            .await?
+            .iter()
+            .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
+            .filter_map(|c| spec::instance_of(c, &self.config.public_host).deployment_id)
+            .filter(|id| *id > than)
+            .max())
+    }
+
+    /// A running container of this deployment that still answers, if any.
+    async fn healthy_existing(&self, container: &ContainerSummary, port: u16) -> Option<u16> {
+        let id = container.id.as_deref()?;
+        let inspect = self.docker.inspect_container(id, None).await.ok()?;
+        let running = inspect.state.as_ref()?.running == Some(true);
+        let host_port = ready::published_port(&inspect, &format!("{port}/tcp"))?;
+        let connect = TcpStream::connect((self.connect_host(), host_port));
+        let answers = matches!(
+            tokio::time::timeout(Duration::from_secs(2), connect).await,
+            Ok(Ok(_))
+        );
+        (running && answers).then_some(host_port)
+    }
+
+    /// Creates and starts the deployment's container, waits until it serves.
+    async fn start_new(&self, spec: &DeploySpec, name: &str) -> Result<(String, u16), DeployError> {
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        let body = spec::container_body(spec, &self.config.publish_addr);
+        let created = self.docker.create_container(Some(options), body).await?;
+        let id = created.id;
+        let port = spec.release.config.port;
+        let events = ready::exit_events(&self.docker, &id);
+        let outcome = async {
+            self.docker.start_container(&id, None).await?;
+            ready::wait_until_ready(
+                &self.docker,
+                &id,
+                port,
+                self.connect_host(),
+                Duration::from_secs(self.config.ready_timeout_secs),
+                events,
+            )
+            .await
+        }
+        .await;
+        match outcome {
+            Ok(ready) => Ok((id, ready.host_port)),
+            Err(error) => {
+                if let Err(cleanup) = self.remove(&id).await {
+                    tracing::warn!(container = name, %cleanup, "could not remove a failed container");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn instances(&self, app_id: Uuid) -> Result<Vec<Instance>, DeployError> {
+        Ok(self
+            .app_containers(app_id)
+            .await?
+            .iter()
+            .map(|container| spec::instance_of(container, &self.config.public_host))
+            .collect())
+    }
+
+    async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError> {
+        let started = Instant::now();
+        let app = &spec.release.app;
+        let deployment_id = spec.deployment_id;
+        let name = spec::container_name(app, deployment_id);
+        spec::validate_image(&spec.release.image)?;
+
+        // A redelivered deploy whose container already serves: keep it.
+        let existing = self.app_containers(app.id).await?.into_iter().find(|c| {
+            spec::instance_of(c, &self.config.public_host).deployment_id == Some(deployment_id)
+        });
+        let reused = match &existing {
+            Some(container) => {
+                self.healthy_existing(container, spec.release.config.port)
+                    .await
+            }
+            None => None,
+        };
+        let host_port = match reused {
+            Some(host_port) => {
+                tracing::info!(%deployment_id, container = name, "the deployment's container already serves");
+                host_port
+            }
+            None => {
+                if let Some(stale) = existing.and_then(|c| c.id) {
+                    self.remove(&stale).await?;
+                }
+                image::ensure_image(
+                    &self.docker,
+                    &spec.release.image,
+                    self.credentials(&spec.release.image),
+                )
+                .await?;
+                let (id, host_port) = self.start_new(spec, &name).await?;
+                if let Some(newer) = self.newer_running(app.id, deployment_id).await? {
+                    self.remove(&id).await?;
+                    return Err(DeployError::Superseded { newer });
+                }
+                host_port
+            }
+        };
+        let retired = self.retire_older(app.id, deployment_id).await?;
+        let endpoint = spec::endpoint(&self.config.public_host, host_port);
+        tracing::info!(%deployment_id, app_id = %app.id, endpoint, retired,
+            elapsed_ms = started.elapsed().as_millis() as u64, "deployment serves");
+        Ok(endpoint)
+    }
+
+    async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError> {
+        let containers = self.app_containers(app.id).await?;
+        for container in &containers {
+            if let Some(id) = &container.id {
+                self.retire(id).await?;
+            }
+        }
+        tracing::info!(app_id = %app.id, removed = containers.len(), "removed the app's containers");
+        Ok(containers.len())
+    }
+}

@@ -1,0 +1,227 @@
+//! Waiting until a new container serves: it accepts TCP connections on its
+//! published port while the engine still reports it running and never
+//! restarted. A container that exits (even one its restart policy brings
+//! back) fails at once, with its exit code and last log lines.
+
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::query_parameters::{EventsOptionsBuilder, LogsOptionsBuilder};
+use bollard::Docker;
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+use crate::error::DeployError;
+
+const POLL: Duration = Duration::from_millis(200);
+const LAST_LINES: usize = 10;
+
+/// Where the app answers on the host once it is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    pub host_port: u16,
+}
+
+/// How the container ended, from the engine's `die`/`oom` events.
+#[derive(Debug, Default)]
+pub struct Exit {
+    pub code: Option<i64>,
+    pub oom: bool,
+}
+
+/// Subscribes to the container's `die` and `oom` events from one second
+/// before now, so an exit right after start is not missed.
+pub fn exit_events(docker: &Docker, container_id: &str) -> BoxStream<'static, Exit> {
+    let since = (chrono::Utc::now().timestamp() - 1).to_string();
+    let filters = HashMap::from([
+        ("container", vec![container_id]),
+        ("type", vec!["container"]),
+        ("event", vec!["die", "oom"]),
+    ]);
+    let options = EventsOptionsBuilder::default()
+        .since(&since)
+        .filters(&filters)
+        .build();
+    docker
+        .events(Some(options))
+        .filter_map(|event| async move {
+            let event = event.ok()?;
+            let action = event.action.clone()?;
+            let code = event
+                .actor
+                .and_then(|actor| actor.attributes)
+                .and_then(|attributes| attributes.get("exitCode").cloned())
+                .and_then(|code| code.parse().ok());
+            Some(Exit {
+                code,
+                oom: action == "oom",
+            })
+        })
+        .boxed()
+}
+
+/// Waits until the container accepts connections on `app_port`'s published
+/// host port, or fails with why it never will.
+pub async fn wait_until_ready(
+    docker: &Docker,
+    container_id: &str,
+    app_port: u16,
+    connect_host: &str,
+    timeout: Duration,
+    mut events: BoxStream<'static, Exit>,
+) -> Result<Ready, DeployError> {
+    let started = Instant::now();
+    let mut exit: Option<Exit> = None;
+    let mut tick = tokio::time::interval(POLL);
+    let port_key = format!("{app_port}/tcp");
+    loop {
+        tokio::select! {
+            next = events.next() => match next {
+                Some(event) => {
+                    let seen = exit.get_or_insert_with(Exit::default);
+                    seen.oom |= event.oom;
+                    seen.code = event.code.or(seen.code);
+                    continue;
+                }
+                // The event stream is a hint only; inspect still decides.
+                None => events = stream::pending().boxed(),
+            },
+            _ = tick.tick() => {}
+        }
+        let inspect = docker.inspect_container(container_id, None).await?;
+        if let Some(exit) = exited(&inspect, exit.take()) {
+            let logs = last_lines(docker, container_id).await;
+            return Err(if exit.oom {
+                DeployError::OutOfMemory {
+                    port: app_port,
+                    logs,
+                }
+            } else {
+                DeployError::Exited {
+                    code: exit.code.unwrap_or(-1),
+                    port: app_port,
+                    logs,
+                }
+            });
+        }
+        if let Some(host_port) = published_port(&inspect, &port_key) {
+            let connect = TcpStream::connect((connect_host, host_port));
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                tracing::info!(
+                    container_id,
+                    host_port,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "the app accepts connections"
+                );
+                return Ok(Ready { host_port });
+            }
+        }
+        if started.elapsed() >= timeout {
+            return Err(DeployError::NeverListened {
+                port: app_port,
+                waited: timeout,
+                logs: last_lines(docker, container_id).await,
+            });
+        }
+    }
+}
+
+/// The container stopped, died, or was restarted by its policy: it exited.
+fn exited(inspect: &ContainerInspectResponse, seen: Option<Exit>) -> Option<Exit> {
+    let state = inspect.state.clone().unwrap_or_default();
+    let stopped = matches!(
+        state.status,
+        Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+    ) || state.restarting == Some(true);
+    let restarted = inspect.restart_count.unwrap_or(0) > 0;
+    let oom = state.oom_killed == Some(true);
+    if seen.is_none() && !stopped && !restarted && !oom {
+        return None;
+    }
+    let mut exit = seen.unwrap_or_default();
+    exit.oom |= oom;
+    if exit.code.is_none() && stopped {
+        exit.code = state.exit_code;
+    }
+    Some(exit)
+}
+
+pub fn published_port(inspect: &ContainerInspectResponse, port_key: &str) -> Option<u16> {
+    inspect
+        .network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(port_key)?
+        .as_ref()?
+        .iter()
+        .find_map(|binding| binding.host_port.as_deref()?.parse().ok())
+}
+
+/// The container's last lines of output, for the failure reason.
+pub async fn last_lines(docker: &Docker, container_id: &str) -> Vec<String> {
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(&(LAST_LINES * 2).to_string())
+        .build();
+    let chunks: Vec<_> = docker.logs(container_id, Some(options)).collect().await;
+    let mut lines: Vec<String> = chunks
+        .into_iter()
+        .filter_map(Result::ok)
+        .flat_map(|chunk| {
+            String::from_utf8_lossy(&chunk.into_bytes())
+                .lines()
+                .map(|line| line.trim_end().to_owned())
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let skip = lines.len().saturating_sub(LAST_LINES);
+    lines.drain(..skip);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::ContainerState;
+
+    fn inspect(
+        status: ContainerStateStatusEnum,
+        code: i64,
+        restarts: i64,
+    ) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            state: Some(ContainerState {
+                status: Some(status),
+                exit_code: Some(code),
+                ..Default::default()
+            }),
+            restart_count: Some(restarts),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_running_container_has_not_exited() {
+        assert!(exited(&inspect(ContainerStateStatusEnum::RUNNING, 0, 0), None).is_none());
+    }
+
+    #[test]
+    fn a_stopped_or_restarted_container_has_exited_with_its_code() {
+        let exit = exited(&inspect(ContainerStateStatusEnum::EXITED, 3, 0), None).unwrap();
+        assert_eq!(exit.code, Some(3));
+        let seen = Exit {
+            code: Some(1),
+            oom: false,
+        };
+        let exit = exited(
+            &inspect(ContainerStateStatusEnum::RUNNING, 0, 1),
+            Some(seen),
+        )
+        .unwrap();
+        assert_eq!(exit.code, Some(1), "the die event's code wins");
+    }
+}

@@ -1,0 +1,251 @@
+//! The container a release runs in: name, labels, env, ports, limits. Pure
+//! functions, so the shape of what berth asks the engine for is unit-tested.
+
+use berth_proto::{labels, AppRef};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use crate::error::DeployError;
+use crate::runtime::{DeploySpec, Instance};
+
+/// `berth-<tenant>-<app>-<first 12 hex digits of the deployment id>`.
+pub fn container_name(app: &AppRef, deployment_id: Uuid) -> String {
+    let id = deployment_id.simple().to_string();
+    format!("berth-{}-{}-{}", app.tenant, app.name, &id[..12])
+}
+
+/// The berth labels every container of a deployment carries.
+pub fn container_labels(spec: &DeploySpec) -> HashMap<String, String> {
+    let release = &spec.release;
+    HashMap::from([
+        (labels::APP.to_owned(), release.app.id.to_string()),
+        (labels::APP_NAME.to_owned(), release.app.name.clone()),
+        (labels::TENANT.to_owned(), release.app.tenant.clone()),
+        (labels::RELEASE.to_owned(), release.id.to_string()),
+        (
+            labels::DEPLOYMENT.to_owned(),
+            spec.deployment_id.to_string(),
+        ),
+        (
+            labels::MANAGED_BY.to_owned(),
+            labels::MANAGED_BY_VALUE.to_owned(),
+        ),
+    ])
+}
+
+/// The release's env vars plus `PORT`, which always wins: berth health-checks
+/// the port it told the app to use.
+pub fn container_env(spec: &DeploySpec) -> Vec<String> {
+    spec.env
+        .iter()
+        .filter(|(key, _)| key.as_str() != "PORT")
+        .map(|(key, value)| format!("{key}={value}"))
+        .chain([format!("PORT={}", spec.release.config.port)])
+        .collect()
+}
+
+/// What `create_container` is asked for.
+pub fn container_body(spec: &DeploySpec, publish_addr: &str) -> ContainerCreateBody {
+    let port_key = format!("{}/tcp", spec.release.config.port);
+    let resources = &spec.release.config.resources;
+    let host_config = HostConfig {
+        // The engine picks a free host port; it is read back after start.
+        port_bindings: Some(HashMap::from([(
+            port_key.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some(publish_addr.to_owned()),
+                host_port: Some(String::new()),
+            }]),
+        )])),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        memory: resources.memory_mb.map(|mb| i64::from(mb) * 1024 * 1024),
+        nano_cpus: resources
+            .cpu_millis
+            .map(|millis| i64::from(millis) * 1_000_000),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.release.image.clone()),
+        env: Some(container_env(spec)),
+        labels: Some(container_labels(spec)),
+        exposed_ports: Some(vec![port_key]),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// Checks `name[:tag][@sha256:<64 hex>]` before the engine sees it, so a
+/// malformed reference fails the deploy with a clear reason instead of a
+/// retry loop.
+pub fn validate_image(image: &str) -> Result<(), DeployError> {
+    let bad = |reason: &str| DeployError::BadImage {
+        image: image.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if image.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains whitespace"));
+    }
+    let name = match image.split_once('@') {
+        Some((name, digest)) => {
+            let hex = digest
+                .strip_prefix("sha256:")
+                .ok_or_else(|| bad("the digest must start with sha256:"))?;
+            if hex.len() != 64 || !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+                return Err(bad("the digest must be 64 lowercase hex digits"));
+            }
+            name
+        }
+        None => image,
+    };
+    if name.is_empty() || name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Err(bad("the repository name is malformed"));
+    }
+    Ok(())
+}
+
+/// The registry host of a fully qualified reference (`127.0.0.1:5000/t/a@...`).
+pub fn registry_host(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
+/// A listed container as a runtime [`Instance`].
+pub fn instance_of(summary: &ContainerSummary, public_host: &str) -> Instance {
+    let label = |key: &str| {
+        summary
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(key))
+            .and_then(|value| value.parse::<Uuid>().ok())
+    };
+    let endpoint = summary
+        .ports
+        .iter()
+        .flatten()
+        .find_map(|port| port.public_port)
+        .map(|port| endpoint(public_host, port));
+    Instance {
+        name: summary
+            .names
+            .iter()
+            .flatten()
+            .next()
+            .map(|name| name.trim_start_matches('/').to_owned())
+            .or_else(|| summary.id.clone())
+            .unwrap_or_default(),
+        deployment_id: label(labels::DEPLOYMENT),
+        release_id: label(labels::RELEASE),
+        running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+        endpoint,
+    }
+}
+
+pub fn endpoint(public_host: &str, port: u16) -> String {
+    format!("http://{public_host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::{Release, ReleaseConfig, Resources, SecretKey};
+    use std::collections::BTreeMap;
+
+    fn spec() -> DeploySpec {
+        let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+        DeploySpec {
+            deployment_id: "01936d2a-7b3c-7def-8123-456789abcdef".parse().unwrap(),
+            release: Release {
+                id: Uuid::now_v7(),
+                app: AppRef {
+                    id: Uuid::now_v7(),
+                    name: "web".into(),
+                    tenant: "acme".into(),
+                },
+                commit: "abc".into(),
+                image: format!("127.0.0.1:5000/acme/web@sha256:{}", "a".repeat(64)),
+                config: ReleaseConfig {
+                    port: 8000,
+                    env: key.seal_json(&BTreeMap::<String, String>::new()),
+                    env_version: 1,
+                    replicas: 1,
+                    resources: Resources {
+                        cpu_millis: Some(500),
+                        memory_mb: Some(256),
+                    },
+                },
+            },
+            env: BTreeMap::from([
+                ("DATABASE_URL".into(), "postgres://x".into()),
+                ("PORT".into(), "9999".into()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn the_name_carries_tenant_app_and_deployment() {
+        let spec = spec();
+        assert_eq!(
+            container_name(&spec.release.app, spec.deployment_id),
+            "berth-acme-web-01936d2a7b3c"
+        );
+    }
+
+    #[test]
+    fn the_container_has_labels_env_port_and_limits() {
+        let spec = spec();
+        let body = container_body(&spec, "127.0.0.1");
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[labels::APP], spec.release.app.id.to_string());
+        assert_eq!(labels[labels::DEPLOYMENT], spec.deployment_id.to_string());
+        assert_eq!(labels[labels::RELEASE], spec.release.id.to_string());
+        assert_eq!(labels[labels::MANAGED_BY], "berth");
+        assert_eq!(labels[labels::TENANT], "acme");
+        assert_eq!(labels[labels::APP_NAME], "web");
+        assert_eq!(
+            body.env.unwrap(),
+            vec!["DATABASE_URL=postgres://x", "PORT=8000"],
+            "PORT is berth's, not the user's"
+        );
+        let host = body.host_config.unwrap();
+        let binding = &host.port_bindings.unwrap()["8000/tcp"].clone().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some(""));
+        assert_eq!(host.memory, Some(256 * 1024 * 1024));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(body.exposed_ports.unwrap(), vec!["8000/tcp"]);
+    }
+
+    #[test]
+    fn image_references_are_checked() {
+        let digest = format!("sha256:{}", "0".repeat(64));
+        assert!(validate_image(&format!("127.0.0.1:5000/t/a@{digest}")).is_ok());
+        assert!(validate_image("localhost/berth/static:latest").is_ok());
+        for bad in [
+            "",
+            "a b",
+            "127.0.0.1:5000/t/a@sha256:abc",
+            "127.0.0.1:5000/t/a@md5:00",
+            "/t/a",
+        ] {
+            assert!(
+                matches!(validate_image(bad), Err(DeployError::BadImage { .. })),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            registry_host("127.0.0.1:5000/t/a@x"),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(registry_host("library/busybox"), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! The seam between the deploy logic and the thing that runs containers.
+//!
+//! [`Runtime`] is what the [`crate::service::DeployService`] needs from a
+//! runtime; the `docker` driver ([`crate::docker::DockerRuntime`]) implements
+//! it today, a Kubernetes one (server-side apply of a Deployment, Service
+//! and Ingress per app) will implement it next. Scale and stop come with
+//! their messages.
+
+use async_trait::async_trait;
+use berth_proto::{AppRef, Release};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use crate::error::DeployError;
+
+/// What to run: one deployment of one release, with its env vars opened.
+#[derive(Debug, Clone)]
+pub struct DeploySpec {
+    pub deployment_id: Uuid,
+    pub release: Release,
+    /// The release's env vars in plain text; the runtime adds `PORT`.
+    pub env: BTreeMap<String, String>,
+}
+
+/// One workload a runtime has for an app (a container; later a Deployment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The runtime's own name for it.
+    pub name: String,
+    /// The deployment it runs (from its `berth.dev/deployment` label).
+    pub deployment_id: Option<Uuid>,
+    pub release_id: Option<Uuid>,
+    pub running: bool,
+    /// Where it answers, when it publishes a port.
+    pub endpoint: Option<String>,
+}
+
+/// Where a deployed release answers, e.g. `http://127.0.0.1:41234`.
+pub type Endpoint = String;
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Every workload the runtime has for the app, running or not.
+    async fn instances(&self, app_id: Uuid) -> Result<Vec<Instance>, DeployError>;
+
+    /// Runs `spec`, waits until it accepts connections, then retires the
+    /// app's older deployments; returns where it answers.
+    ///
+    /// Idempotent: when a healthy workload for this deployment already runs,
+    /// it is kept (and the swap finished). On failure the new workload is
+    /// removed and the previous one keeps serving. Fails with
+    /// [`DeployError::Superseded`] when a newer deployment of the app went
+    /// live meanwhile.
+    async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError>;
+
+    /// Stops and removes every workload of the app; returns how many.
+    async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError>;
+}

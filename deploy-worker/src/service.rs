@@ -1,0 +1,206 @@
+//! What the deploy-worker does with each message on `berth.deploys`,
+//! independent of the runtime and the broker.
+//!
+//! Delivery is at least once and messages may arrive late, so every step is
+//! checked against what the runtime already runs:
+//!
+//! * a deploy whose deployment already serves reports `live` again (with the
+//!   same endpoint) instead of starting a second container;
+//! * a deploy older (deployment ids are UUIDv7, so they order by creation)
+//!   than a deployment the app already runs is skipped and reported
+//!   `cancelled` with the reason "a newer deployment is already running":
+//!   the backend then ends it instead of leaving it in progress until the
+//!   reaper times it out; a deployment that already ended ignores the report;
+//! * deploys of one app are serialized within a worker; across workers the
+//!   runtime re-checks for a newer deployment before it retires older ones.
+
+use async_trait::async_trait;
+use berth_common::{Handler, MessagePublisher, Outcome};
+use berth_proto::{
+    AppRef, DeploymentProgress, DeploymentState, Envelope, Message, Release, SecretKey,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+use crate::error::DeployError;
+use crate::runtime::{DeploySpec, Runtime};
+
+pub struct DeployService<R, P> {
+    runtime: R,
+    publisher: P,
+    key: SecretKey,
+    app_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
+    pub fn new(runtime: R, publisher: P, key: SecretKey) -> Self {
+        Self {
+            runtime,
+            publisher,
+            key,
+            app_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    fn app_lock(&self, app_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.app_locks.lock().expect("lock map poisoned");
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(app_id).or_default().clone()
+    }
+
+    async fn report(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        progress: DeploymentProgress,
+    ) -> Result<(), Outcome> {
+        let state = progress.state;
+        self.publisher
+            .send(Some(deployment_id), attempt, &progress)
+            .await
+            .map_err(|error| {
+                Outcome::Retry(format!(
+                    "could not report `{state}` for {deployment_id}: {error}"
+                ))
+            })
+    }
+
+    /// Runs a release; see the module docs for the idempotency rules.
+    pub async fn deploy(&self, deployment_id: Uuid, attempt: u32, release: Release) -> Outcome {
+        match self.try_deploy(deployment_id, attempt, release).await {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    async fn try_deploy(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        release: Release,
+    ) -> Result<Outcome, Outcome> {
+        let app_id = release.app.id;
+        let lock = self.app_lock(app_id);
+        let _serialized = lock.lock().await;
+
+        let instances = self
+            .runtime
+            .instances(app_id)
+            .await
+            .map_err(|error| Outcome::Retry(error.to_string()))?;
+        let newer = instances
+            .iter()
+            .filter(|instance| instance.running)
+            .filter_map(|instance| instance.deployment_id)
+            .filter(|id| *id > deployment_id)
+            .max();
+        if let Some(newer) = newer {
+            tracing::info!(%deployment_id, %app_id, %newer, "skipping a stale deploy");
+            let reason = DeployError::Superseded { newer }.to_string();
+            self.report(deployment_id, attempt, cancelled(reason))
+                .await?;
+            return Ok(Outcome::Done);
+        }
+        let already_running = instances
+            .iter()
+            .any(|instance| instance.running && instance.deployment_id == Some(deployment_id));
+        if !already_running {
+            let deploying =
+                DeploymentProgress::new(DeploymentState::Deploying).with_release(release.clone());
+            self.report(deployment_id, attempt, deploying).await?;
+        }
+
+        let env = match self
+            .key
+            .open_json::<BTreeMap<String, String>>(&release.config.env)
+        {
+            Ok(env) => env,
+            Err(error) => {
+                let reason = DeployError::Secrets(error).to_string();
+                tracing::warn!(%deployment_id, %app_id, reason, "deploy failed");
+                self.report(deployment_id, attempt, DeploymentProgress::failed(reason))
+                    .await?;
+                return Ok(Outcome::Done);
+            }
+        };
+        let spec = DeploySpec {
+            deployment_id,
+            release,
+            env,
+        };
+        let progress = match self.runtime.deploy(&spec).await {
+            Ok(endpoint) => {
+                tracing::info!(%deployment_id, %app_id, endpoint, "deployment is live");
+                DeploymentProgress::new(DeploymentState::Live).with_endpoint(endpoint)
+            }
+            Err(error @ DeployError::Superseded { .. }) => cancelled(error.to_string()),
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%deployment_id, %app_id, %error, "deploy hit a passing failure");
+                return Err(Outcome::Retry(error.to_string()));
+            }
+            Err(error) => {
+                tracing::warn!(%deployment_id, %app_id, reason = %error, "deploy failed");
+                DeploymentProgress::failed(error.to_string())
+            }
+        };
+        let progress = DeploymentProgress {
+            commit: Some(spec.release.commit.clone()),
+            ..progress
+        };
+        self.report(deployment_id, attempt, progress).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Removes everything the app runs. Idempotent: an app with nothing left
+    /// is done.
+    pub async fn remove_app(&self, app: AppRef) -> Outcome {
+        let lock = self.app_lock(app.id);
+        let _serialized = lock.lock().await;
+        match self.runtime.remove_app(&app).await {
+            Ok(removed) => {
+                tracing::info!(app_id = %app.id, removed, "app removed");
+                Outcome::Done
+            }
+            Err(error) if error.is_transient() => Outcome::Retry(error.to_string()),
+            Err(error) => {
+                tracing::error!(app_id = %app.id, %error, "app removal failed");
+                Outcome::Reject(error.to_string())
+            }
+        }
+    }
+}
+
+fn cancelled(reason: String) -> DeploymentProgress {
+    DeploymentProgress {
+        reason: Some(reason),
+        ..DeploymentProgress::new(DeploymentState::Cancelled)
+    }
+}
+
+#[async_trait]
+impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
+    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+        match message {
+            Message::DeployRequested(request) => match envelope.deployment_id {
+                Some(deployment_id) => {
+                    self.deploy(deployment_id, envelope.attempt, request.release)
+                        .await
+                }
+                None => Outcome::Reject("deploy.requested carries no deployment_id".into()),
+            },
+            Message::AppRemovalRequested(request) => self.remove_app(request.app).await,
+            _ => Outcome::Reject(format!(
+                "`{}` is not handled by the deploy-worker",
+                envelope.kind
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;

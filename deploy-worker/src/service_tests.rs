@@ -1,0 +1,225 @@
+//! The service's decisions against a scripted runtime and a recording
+//! publisher (the real engine and broker are in `tests/`).
+
+use super::*;
+use berth_common::BrokerError;
+use berth_proto::{ReleaseConfig, Resources};
+use std::sync::Mutex as StdMutex;
+
+use crate::runtime::{Endpoint, Instance};
+
+#[derive(Default)]
+struct FakeRuntime {
+    instances: StdMutex<Vec<Instance>>,
+    result: StdMutex<Option<Result<Endpoint, DeployError>>>,
+    deploys: StdMutex<Vec<DeploySpec>>,
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    async fn instances(&self, _app_id: Uuid) -> Result<Vec<Instance>, DeployError> {
+        Ok(self.instances.lock().unwrap().clone())
+    }
+    async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError> {
+        self.deploys.lock().unwrap().push(spec.clone());
+        self.result
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| Ok("http://127.0.0.1:1234".into()))
+    }
+    async fn remove_app(&self, _app: &AppRef) -> Result<usize, DeployError> {
+        Ok(std::mem::take(&mut *self.instances.lock().unwrap()).len())
+    }
+}
+
+#[derive(Default)]
+struct Recorder(StdMutex<Vec<(Uuid, DeploymentProgress)>>);
+
+#[async_trait]
+impl MessagePublisher for Recorder {
+    async fn publish(&self, _routing_key: &str, envelope: &Envelope) -> Result<(), BrokerError> {
+        let progress: DeploymentProgress = envelope.payload().expect("a progress report");
+        self.0
+            .lock()
+            .unwrap()
+            .push((envelope.deployment_id.unwrap(), progress));
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn states(&self) -> Vec<DeploymentState> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.state)
+            .collect()
+    }
+    fn last(&self) -> DeploymentProgress {
+        self.0.lock().unwrap().last().unwrap().1.clone()
+    }
+}
+
+fn key() -> SecretKey {
+    SecretKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap()
+}
+
+fn release(env: &BTreeMap<String, String>) -> Release {
+    Release {
+        id: Uuid::now_v7(),
+        app: AppRef {
+            id: Uuid::now_v7(),
+            name: "web".into(),
+            tenant: "acme".into(),
+        },
+        commit: "c0ffee".into(),
+        image: format!("127.0.0.1:5000/acme/web@sha256:{}", "a".repeat(64)),
+        config: ReleaseConfig {
+            port: 8000,
+            env: key().seal_json(env),
+            env_version: 1,
+            replicas: 1,
+            resources: Resources::default(),
+        },
+    }
+}
+
+fn service() -> DeployService<FakeRuntime, Recorder> {
+    DeployService::new(FakeRuntime::default(), Recorder::default(), key())
+}
+
+fn running(deployment_id: Uuid) -> Instance {
+    Instance {
+        name: "c".into(),
+        deployment_id: Some(deployment_id),
+        release_id: None,
+        running: true,
+        endpoint: Some("http://127.0.0.1:1111".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_reports_deploying_with_the_release_then_live() {
+    let service = service();
+    let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
+    let release = release(&env);
+    let deployment = Uuid::now_v7();
+    assert_eq!(
+        service.deploy(deployment, 1, release.clone()).await,
+        Outcome::Done
+    );
+    assert_eq!(
+        service.publisher.states(),
+        [DeploymentState::Deploying, DeploymentState::Live]
+    );
+    let first = service.publisher.0.lock().unwrap()[0].1.clone();
+    assert_eq!(first.release.as_ref(), Some(&release));
+    assert_eq!(first.seq, 4);
+    let live = service.publisher.last();
+    assert_eq!(live.endpoint.as_deref(), Some("http://127.0.0.1:1234"));
+    assert_eq!(live.commit.as_deref(), Some("c0ffee"));
+    let spec = service.runtime.deploys.lock().unwrap()[0].clone();
+    assert_eq!(spec.env, env, "the env reaches the runtime opened");
+}
+
+#[tokio::test]
+async fn a_redelivered_deploy_that_already_runs_skips_the_deploying_report() {
+    let service = service();
+    let deployment = Uuid::now_v7();
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .push(running(deployment));
+    service
+        .deploy(deployment, 1, release(&BTreeMap::new()))
+        .await;
+    assert_eq!(service.publisher.states(), [DeploymentState::Live]);
+}
+
+#[tokio::test]
+async fn a_stale_deploy_is_cancelled_without_touching_the_runtime() {
+    let service = service();
+    let stale = Uuid::now_v7();
+    let newer = Uuid::now_v7();
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .push(running(newer));
+    assert_eq!(
+        service.deploy(stale, 1, release(&BTreeMap::new())).await,
+        Outcome::Done
+    );
+    assert_eq!(service.publisher.states(), [DeploymentState::Cancelled]);
+    assert!(service
+        .publisher
+        .last()
+        .reason
+        .unwrap()
+        .contains("a newer deployment"));
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_deploy_reports_the_reason_and_is_done() {
+    let service = service();
+    *service.runtime.result.lock().unwrap() = Some(Err(DeployError::Exited {
+        code: 1,
+        port: 8000,
+        logs: vec!["boom".into()],
+    }));
+    let outcome = service
+        .deploy(Uuid::now_v7(), 1, release(&BTreeMap::new()))
+        .await;
+    assert_eq!(outcome, Outcome::Done);
+    let failed = service.publisher.last();
+    assert_eq!(failed.state, DeploymentState::Failed);
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("the app exited with code 1 before it listened on port 8000; last lines: boom")
+    );
+}
+
+#[tokio::test]
+async fn an_engine_outage_is_retried_without_a_final_report() {
+    let service = service();
+    *service.runtime.result.lock().unwrap() = Some(Err(DeployError::Engine("down".into())));
+    let outcome = service
+        .deploy(Uuid::now_v7(), 1, release(&BTreeMap::new()))
+        .await;
+    assert!(matches!(outcome, Outcome::Retry(_)));
+    assert_eq!(service.publisher.states(), [DeploymentState::Deploying]);
+}
+
+#[tokio::test]
+async fn env_sealed_with_another_key_fails_the_deploy() {
+    let service = service();
+    let mut release = release(&BTreeMap::new());
+    let other = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+    release.config.env = other.seal_json(&BTreeMap::<String, String>::new());
+    service.deploy(Uuid::now_v7(), 1, release).await;
+    let failed = service.publisher.last();
+    assert_eq!(failed.state, DeploymentState::Failed);
+    assert!(failed.reason.unwrap().contains("BERTH_SECRET_KEY"));
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn removal_removes_and_is_done() {
+    let service = service();
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .push(running(Uuid::now_v7()));
+    let app = release(&BTreeMap::new()).app;
+    assert_eq!(service.remove_app(app).await, Outcome::Done);
+    assert!(service.runtime.instances.lock().unwrap().is_empty());
+    assert!(service.publisher.states().is_empty());
+}
