@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub struct TestBroker {
     pub url: String,
     pub broker: Broker,
-    connection: Connection,
+    _connection: Connection,
     channel: Channel,
 }
 
@@ -30,7 +30,7 @@ impl TestBroker {
         Self {
             url,
             broker,
-            connection,
+            _connection: connection,
             channel,
         }
     }
@@ -89,11 +89,15 @@ impl TestBroker {
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        let vhost = self.url.rsplit('/').next().unwrap_or_default().to_owned();
-        let _ = self.connection.status();
-        // Best effort: a failure (rabbitmqctl panics) must not abort the test run.
-        let _ = std::thread::spawn(move || rabbitmqctl(&["delete_vhost", &vhost])).join();
+        delete_vhost(&self.url);
     }
+}
+
+/// Removes a test vhost (and closes its connections). Best effort: a
+/// failure (rabbitmqctl panics) must not abort the test run.
+pub fn delete_vhost(amqp_url: &str) {
+    let vhost = amqp_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let _ = std::thread::spawn(move || rabbitmqctl(&["delete_vhost", &vhost])).join();
 }
 
 /// Polls `check` until it returns `Some`, for up to `timeout`.

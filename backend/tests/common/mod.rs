@@ -35,6 +35,13 @@ fn database_url(name: &str) -> String {
 
 impl TestDb {
     pub async fn new() -> Self {
+        let db = Self::empty().await;
+        db::migrate(&db.pool).await.expect("migrations apply");
+        db
+    }
+
+    /// A database with no tables yet.
+    pub async fn empty() -> Self {
         let name = format!("berth_test_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&setting("BERTH_PG_ADMIN_URL"))
             .await
@@ -49,8 +56,13 @@ impl TestDb {
             .connect(&database_url(&name))
             .await
             .expect("connect to the test database");
-        db::migrate(&pool).await.expect("migrations apply");
         Self { pool, name }
+    }
+}
+
+impl TestDb {
+    pub fn url(&self) -> String {
+        database_url(&self.name)
     }
 }
 
