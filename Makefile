@@ -50,8 +50,10 @@ test: stack
 	  cargo test --workspace --no-fail-fast; \
 	fi
 
+# Measures berth's release build, so the figures are what an operator runs.
 bench-deploy: stack
-	cargo run --release -p berth-tests --bin bench-deploy
+	cargo build --release --bins
+	BERTH_BIN_DIR=$(CURDIR)/target/release cargo run --release -p berth-tests --bin bench-deploy
 
 lint:
 	cargo fmt --all --check

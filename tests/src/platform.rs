@@ -183,8 +183,39 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// Removes the containers this platform's deploy-worker started. Runs on
+    /// its own thread and runtime because it is called from `drop`.
+    fn remove_containers(&self) {
+        let host = self
+            .env
+            .get("BERTH_DOCKER_HOST")
+            .cloned()
+            .unwrap_or_default();
+        let installation = self.env["BERTH_INSTALLATION"].clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let docker = crate::engine::connect(&host).await?;
+                crate::engine::remove_labelled(
+                    &docker,
+                    berth_proto::labels::INSTALLATION,
+                    &installation,
+                )
+                .await
+            })
+        });
+        if let Ok(Err(error)) = cleanup.join() {
+            eprintln!("could not remove the test platform's containers: {error}");
+        }
+    }
+}
+
 impl Drop for Platform {
     fn drop(&mut self) {
+        self.remove_containers();
         if std::thread::panicking() || std::env::var_os("BERTH_KEEP_E2E").is_some() {
             let kept = self.dir.path().to_path_buf();
             eprintln!("e2e output kept in {}", kept.display());
