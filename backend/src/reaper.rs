@@ -105,11 +105,22 @@ impl Reaper {
                 reaped.push(deployment_id);
             }
         }
-        // Expired WebSocket tickets go too.
-        sqlx::query("DELETE FROM ws_tickets WHERE expires_at < now()")
-            .execute(&self.db)
-            .await?;
+        self.housekeeping().await?;
         Ok(reaped)
+    }
+
+    /// Forgets what nobody needs any more: expired tickets, dead refresh
+    /// tokens, outbox rows published long ago.
+    async fn housekeeping(&self) -> Result<()> {
+        for statement in [
+            "DELETE FROM ws_tickets WHERE expires_at < now()",
+            "DELETE FROM refresh_tokens
+             WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '30 days'",
+            "DELETE FROM outbox WHERE published_at < now() - interval '7 days'",
+        ] {
+            sqlx::query(statement).execute(&self.db).await?;
+        }
+        Ok(())
     }
 }
 

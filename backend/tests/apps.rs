@@ -69,6 +69,10 @@ async fn create_read_update_list_and_delete_an_app() {
     let list = app.get("/api/v1/apps", &token).await;
     assert_eq!(list.body.as_array().unwrap().len(), 1);
 
+    let in_progress = app
+        .post(&format!("/api/v1/apps/{id}/deployments"), &token, json!({}))
+        .await;
+    assert_eq!(in_progress.status, StatusCode::ACCEPTED);
     let deleted = app
         .call(
             Method::DELETE,
@@ -78,17 +82,28 @@ async fn create_read_update_list_and_delete_an_app() {
         )
         .await;
     assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    let (state, reason): (String, String) =
+        sqlx::query_as("SELECT state, reason FROM deployments WHERE id = $1")
+            .bind(id_of(&in_progress.body))
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("cancelled", "the app was deleted")
+    );
     app.get(&format!("/api/v1/apps/{id}"), &token)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
     assert_eq!(app.get("/api/v1/apps", &token).await.body, json!([]));
 
     // The runtime is asked to remove the app, through the outbox.
-    let (routing_key, kind): (String, String) =
-        sqlx::query_as("SELECT routing_key, envelope->>'type' FROM outbox")
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+    let (routing_key, kind): (String, String) = sqlx::query_as(
+        "SELECT routing_key, envelope->>'type' FROM outbox ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     assert_eq!(
         (routing_key.as_str(), kind.as_str()),
         ("berth.deploys", "app.removal_requested")
