@@ -101,6 +101,14 @@ impl Config {
         }
     }
 
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.deadline_scale.is_finite() && self.deadline_scale > 0.0) {
+            anyhow::bail!("BERTH_DEADLINE_SCALE must be a positive number");
+        }
+        self.jwt_secret().map(drop)
+    }
+
     /// Origins that may open WebSockets: the public URL's and the listed ones.
     pub fn websocket_origins(&self) -> Vec<String> {
         self.public_url

@@ -43,6 +43,18 @@ impl InformHandler {
         progress: &DeploymentProgress,
     ) -> Result<Applied> {
         let mut tx = self.db.begin().await?;
+        if progress.state == DeploymentState::Live {
+            // Going live changes the app too: lock the app before the
+            // deployment, in the order deleting an app does, so the two
+            // cannot deadlock.
+            sqlx::query(
+                "SELECT a.id FROM apps a JOIN deployments d ON d.app_id = a.id
+                 WHERE d.id = $1 FOR UPDATE OF a",
+            )
+            .bind(deployment_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let row = sqlx::query_as::<_, (String, Uuid, String, Uuid)>(
             "SELECT state, app_id, trigger, release_id FROM deployments WHERE id = $1 FOR UPDATE",
         )
@@ -113,7 +125,6 @@ async fn go_live(
     release_id: Uuid,
     previous: DeploymentState,
 ) -> Result<()> {
-    // The app row lock orders concurrent go-lives of one app.
     sqlx::query("UPDATE apps SET current_release_id = $2, updated_at = now() WHERE id = $1")
         .bind(app_id)
         .bind(release_id)

@@ -81,6 +81,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// `berth-backend serve`.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
     let tokens = TokenKeys::new(config.jwt_secret()?)?;
     let key = config.secret.key()?;
     let pool = db::connect(&config.database_url, config.database_max_connections).await?;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use berth_backend::inform::{Applied, InformHandler};
 use berth_backend::reaper::{Reaper, ReaperSettings};
 use berth_common::MessagePublisher;
@@ -39,16 +39,15 @@ impl Setup {
         Self { app, token, app_id }
     }
 
+    /// Requests a deployment of the app's branch (no body at all).
     async fn deploy(&self) -> Value {
+        let uri = format!("/api/v1/apps/{}/deployments", self.app_id);
         let response = self
             .app
-            .post(
-                &format!("/api/v1/apps/{}/deployments", self.app_id),
-                &self.token,
-                json!({}),
-            )
+            .call(Method::POST, &uri, Some(&self.token), None)
             .await;
-        assert_eq!(response.status, StatusCode::ACCEPTED);
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        assert_eq!(response.body["ref"], "main");
         response.body
     }
 

@@ -65,8 +65,9 @@ async fn create_deployment(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(app_id): Path<Uuid>,
-    Json(request): Json<CreateDeployment>,
+    body: Option<Json<CreateDeployment>>,
 ) -> Result<(StatusCode, Json<Deployment>)> {
+    let request = body.map(|Json(request)| request).unwrap_or_default();
     let mut tx = state.db.begin().await?;
     if !apps_store::lock(&mut tx, user.id, app_id).await? {
         return Err(Error::NotFound("app"));

@@ -34,8 +34,8 @@ pub async fn follow_logs(
     headers: HeaderMap,
     upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
-    let user = authenticate(&state, &headers, query.ticket.as_deref()).await?;
     let start = query.start()?;
+    let user = authenticate(&state, &headers, query.ticket.as_deref()).await?;
     owned_app(&state, user.id, app_id).await?;
     if !origin_allowed(&headers, &state.settings.websocket_origins) {
         return Err(Error::Forbidden(
