@@ -1,7 +1,9 @@
 //! The deploy-worker's flags; every one can come from a `BERTH_` variable.
 
 use berth_common::config::{BrokerConfig, OpsConfig, SecretKeyConfig};
+use bollard::models::RestartPolicyNameEnum;
 use clap::{Args, Parser, ValueEnum};
+use std::str::FromStr;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -60,6 +62,55 @@ pub struct DockerConfig {
     /// Seconds a replaced container gets to stop before it is killed.
     #[arg(long, env = "BERTH_STOP_TIMEOUT_SECS", default_value_t = 10)]
     pub stop_timeout_secs: u64,
+    /// Restart policy of app containers: `on-failure:<max retries>`,
+    /// `on-failure`, `unless-stopped`, `always` or `no`. Podman restarts
+    /// without backoff, so an unbounded policy lets a crashing app spin.
+    #[arg(long, env = "BERTH_RESTART_POLICY", default_value = "on-failure:5")]
+    pub restart_policy: RestartPolicySetting,
+}
+
+/// A parsed `BERTH_RESTART_POLICY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartPolicySetting {
+    pub policy: RestartPolicyNameEnum,
+    pub max_retries: Option<i64>,
+}
+
+impl FromStr for RestartPolicySetting {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (name, max) = match value.split_once(':') {
+            Some((name, max)) => (name, Some(max)),
+            None => (value, None),
+        };
+        let policy = match name {
+            "no" => RestartPolicyNameEnum::NO,
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a restart policy (no, always, unless-stopped, on-failure[:N])"
+                ))
+            }
+        };
+        let max_retries = match max {
+            None => None,
+            Some(_) if policy != RestartPolicyNameEnum::ON_FAILURE => {
+                return Err("only on-failure takes a retry count".into())
+            }
+            Some(max) => Some(
+                max.parse::<u16>()
+                    .map_err(|_| format!("`{max}` is not a retry count"))?
+                    .into(),
+            ),
+        };
+        Ok(Self {
+            policy,
+            max_retries,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +137,22 @@ mod tests {
         assert_eq!(config.docker.ready_timeout_secs, 60);
         assert_eq!(config.docker.public_host, "127.0.0.1");
         assert_eq!(config.runtime, RuntimeKind::Docker);
+        assert_eq!(
+            config.docker.restart_policy,
+            RestartPolicySetting {
+                policy: RestartPolicyNameEnum::ON_FAILURE,
+                max_retries: Some(5)
+            }
+        );
+    }
+
+    #[test]
+    fn restart_policies_parse() {
+        let always: RestartPolicySetting = "unless-stopped".parse().unwrap();
+        assert_eq!(always.policy, RestartPolicyNameEnum::UNLESS_STOPPED);
+        assert_eq!(always.max_retries, None);
+        assert!("always:3".parse::<RestartPolicySetting>().is_err());
+        assert!("sometimes".parse::<RestartPolicySetting>().is_err());
+        assert!("on-failure:x".parse::<RestartPolicySetting>().is_err());
     }
 }

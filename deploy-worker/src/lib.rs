@@ -13,7 +13,7 @@ pub mod error;
 pub mod runtime;
 pub mod service;
 
-pub use config::{Config, DockerConfig, RuntimeKind};
+pub use config::{Config, DockerConfig, RestartPolicySetting, RuntimeKind};
 pub use error::DeployError;
 pub use runtime::{DeploySpec, Endpoint, Instance, Runtime};
 pub use service::DeployService;

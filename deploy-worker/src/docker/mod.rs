@@ -157,7 +157,7 @@ impl DockerRuntime {
     /// A running container of this deployment that still answers, if any.
     async fn healthy_existing(&self, container: &ContainerSummary, port: u16) -> Option<u16> {
         let id = container.id.as_deref()?;
-        let inspect = self.docker.inspect_container(id, None).await.ok()?;
+        let inspect = ready::inspect(&self.docker, id).await.ok()??;
         let running = inspect.state.as_ref()?.running == Some(true);
         let host_port = ready::published_port(&inspect, &format!("{port}/tcp"))?;
         let connect = TcpStream::connect((self.connect_host(), host_port));
@@ -171,7 +171,8 @@ impl DockerRuntime {
     /// Creates and starts the deployment's container, waits until it serves.
     async fn start_new(&self, spec: &DeploySpec, name: &str) -> Result<(String, u16), DeployError> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        let body = spec::container_body(spec, &self.config.publish_addr);
+        let body =
+            spec::container_body(spec, &self.config.publish_addr, &self.config.restart_policy);
         let created = self.docker.create_container(Some(options), body).await?;
         let id = created.id;
         let port = spec.release.config.port;

@@ -4,7 +4,7 @@
 //! back) fails at once, with its exit code and last log lines.
 
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
-use bollard::query_parameters::{EventsOptionsBuilder, LogsOptionsBuilder};
+use bollard::query_parameters::{EventsOptionsBuilder, KillContainerOptions, LogsOptionsBuilder};
 use bollard::Docker;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
@@ -16,6 +16,7 @@ use crate::error::DeployError;
 
 const POLL: Duration = Duration::from_millis(200);
 const LAST_LINES: usize = 10;
+const EXIT_CODE_GRACE: Duration = Duration::from_secs(3);
 
 /// Where the app answers on the host once it is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +35,9 @@ pub struct Exit {
 /// before now, so an exit right after start is not missed.
 pub fn exit_events(docker: &Docker, container_id: &str) -> BoxStream<'static, Exit> {
     let since = (chrono::Utc::now().timestamp() - 1).to_string();
-    let filters = HashMap::from([
-        ("container", vec![container_id]),
-        ("type", vec!["container"]),
-        ("event", vec!["die", "oom"]),
-    ]);
+    // Podman 4.3 returns nothing when an `event` or `type` filter is given
+    // along with `container`: filter the actions here instead.
+    let filters = HashMap::from([("container", vec![container_id])]);
     let options = EventsOptionsBuilder::default()
         .since(&since)
         .filters(&filters)
@@ -48,6 +47,9 @@ pub fn exit_events(docker: &Docker, container_id: &str) -> BoxStream<'static, Ex
         .filter_map(|event| async move {
             let event = event.ok()?;
             let action = event.action.clone()?;
+            if action != "die" && action != "oom" {
+                return None;
+            }
             let code = event
                 .actor
                 .and_then(|actor| actor.attributes)
@@ -89,8 +91,29 @@ pub async fn wait_until_ready(
             },
             _ = tick.tick() => {}
         }
-        let inspect = docker.inspect_container(container_id, None).await?;
-        if let Some(exit) = exited(&inspect, exit.take()) {
+        let Some(inspect) = inspect(docker, container_id).await? else {
+            // Podman's transient `stopped` state: exited, about to restart.
+            exit.get_or_insert_with(Exit::default);
+            continue;
+        };
+        if let Some(mut exit) = exited(&inspect, exit.take()) {
+            if exit.code.is_none() {
+                // The code comes with the `die` event, which may lag behind.
+                let _ = tokio::time::timeout(EXIT_CODE_GRACE, async {
+                    while let Some(event) = events.next().await {
+                        exit.oom |= event.oom;
+                        exit.code = event.code.or(exit.code);
+                        if exit.code.is_some() {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+            // Stop a restart loop before reading what it printed.
+            let _ = docker
+                .kill_container(container_id, None::<KillContainerOptions>)
+                .await;
             let logs = last_lines(docker, container_id).await;
             return Err(if exit.oom {
                 DeployError::OutOfMemory {
@@ -124,6 +147,24 @@ pub async fn wait_until_ready(
                 logs: last_lines(docker, container_id).await,
             });
         }
+    }
+}
+
+/// Inspects a container; `None` while Podman reports a state the Docker
+/// API does not know (`stopped`, between an exit and the restart or the
+/// cleanup), which bollard cannot decode.
+pub async fn inspect(
+    docker: &Docker,
+    container_id: &str,
+) -> Result<Option<ContainerInspectResponse>, DeployError> {
+    match docker.inspect_container(container_id, None).await {
+        Ok(inspect) => Ok(Some(inspect)),
+        Err(bollard::errors::Error::JsonDataError { message, .. })
+            if message.contains("unknown variant") =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -4,11 +4,12 @@
 use berth_proto::{labels, AppRef};
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    RestartPolicy,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use crate::config::RestartPolicySetting;
 use crate::error::DeployError;
 use crate::runtime::{DeploySpec, Instance};
 
@@ -49,7 +50,11 @@ pub fn container_env(spec: &DeploySpec) -> Vec<String> {
 }
 
 /// What `create_container` is asked for.
-pub fn container_body(spec: &DeploySpec, publish_addr: &str) -> ContainerCreateBody {
+pub fn container_body(
+    spec: &DeploySpec,
+    publish_addr: &str,
+    restart: &RestartPolicySetting,
+) -> ContainerCreateBody {
     let port_key = format!("{}/tcp", spec.release.config.port);
     let resources = &spec.release.config.resources;
     let host_config = HostConfig {
@@ -62,9 +67,12 @@ pub fn container_body(spec: &DeploySpec, publish_addr: &str) -> ContainerCreateB
             }]),
         )])),
         restart_policy: Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-            maximum_retry_count: None,
+            name: Some(restart.policy),
+            maximum_retry_count: restart.max_retries,
         }),
+        // An init as PID 1 forwards SIGTERM, so apps started through a shell
+        // stop within the grace period instead of being killed after it.
+        init: Some(true),
         memory: resources.memory_mb.map(|mb| i64::from(mb) * 1024 * 1024),
         nano_cpus: resources
             .cpu_millis
@@ -203,7 +211,8 @@ mod tests {
     #[test]
     fn the_container_has_labels_env_port_and_limits() {
         let spec = spec();
-        let body = container_body(&spec, "127.0.0.1");
+        let restart = "on-failure:5".parse().unwrap();
+        let body = container_body(&spec, "127.0.0.1", &restart);
         let labels = body.labels.unwrap();
         assert_eq!(labels[labels::APP], spec.release.app.id.to_string());
         assert_eq!(labels[labels::DEPLOYMENT], spec.deployment_id.to_string());
@@ -222,6 +231,9 @@ mod tests {
         assert_eq!(binding.host_port.as_deref(), Some(""));
         assert_eq!(host.memory, Some(256 * 1024 * 1024));
         assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.init, Some(true));
+        let restart = host.restart_policy.unwrap();
+        assert_eq!(restart.maximum_retry_count, Some(5));
         assert_eq!(body.exposed_ports.unwrap(), vec!["8000/tcp"]);
     }
 

@@ -1,0 +1,270 @@
+//! The deploy-worker against the real stack: Podman's Docker-compatible
+//! API, the local registry (images pulled by digest) and RabbitMQ.
+
+mod support;
+
+use berth_common::MessagePublisher;
+use berth_deploy_worker::Runtime;
+use berth_proto::DeploymentState;
+use std::time::{Duration, Instant};
+use support::*;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_deploy_goes_live_and_answers_http() {
+    let images = images().await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let release = release(&app, &images.v1, &[("GREETING", "hello from berth")]);
+    let deployment = Uuid::now_v7();
+    let started = Instant::now();
+    worker.deploy(deployment, &release).await;
+    let live = worker.outcome(deployment, 1).await;
+    eprintln!("deploy -> live in {:?}", started.elapsed());
+    assert_eq!(live.state, DeploymentState::Live, "{live:?}");
+    let reports = worker.reports_of(deployment);
+    assert_eq!(reports[0].state, DeploymentState::Deploying);
+    assert_eq!(
+        reports[0].release.as_ref(),
+        Some(&release),
+        "deploying carries the release"
+    );
+
+    let endpoint = live.endpoint.expect("live carries the endpoint");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    assert_eq!(http_get(&endpoint, "/").await.unwrap(), "v1");
+    assert_eq!(
+        http_get(&endpoint, "/env.txt").await.unwrap(),
+        "hello from berth",
+        "the sealed env reaches the app"
+    );
+    let containers = containers_of(&app).await;
+    assert_eq!(containers.len(), 1);
+    let (name, label, state) = &containers[0];
+    assert_eq!(
+        name,
+        &format!(
+            "/berth-test-{}-{}",
+            app.name,
+            &deployment.simple().to_string()[..12]
+        )
+    );
+    assert_eq!(label, &deployment.to_string());
+    assert_eq!(state, "running");
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_deploy_replaces_the_first() {
+    let images = images().await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let first = Uuid::now_v7();
+    worker.deploy(first, &release(&app, &images.v1, &[])).await;
+    let old = worker.outcome(first, 1).await.endpoint.unwrap();
+
+    let second = Uuid::now_v7();
+    let started = Instant::now();
+    worker.deploy(second, &release(&app, &images.v2, &[])).await;
+    let live = worker.outcome(second, 1).await;
+    eprintln!("replacing deploy -> live in {:?}", started.elapsed());
+    assert_eq!(live.state, DeploymentState::Live, "{live:?}");
+    let new = live.endpoint.unwrap();
+    assert_eq!(http_get(&new, "/").await.unwrap(), "v2");
+    assert!(
+        http_get(&old, "/").await.is_err(),
+        "the old container is gone"
+    );
+    let containers = containers_of(&app).await;
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0].1, second.to_string());
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_that_exits_fails_and_the_previous_keeps_serving() {
+    let images = images().await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let first = Uuid::now_v7();
+    worker.deploy(first, &release(&app, &images.v1, &[])).await;
+    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+
+    let broken = Uuid::now_v7();
+    let started = Instant::now();
+    worker
+        .deploy(broken, &release(&app, &images.crash, &[]))
+        .await;
+    let failed = worker.outcome(broken, 1).await;
+    eprintln!("crashing deploy -> failed in {:?}", started.elapsed());
+    assert_eq!(failed.state, DeploymentState::Failed, "{failed:?}");
+    let reason = failed.reason.unwrap();
+    assert!(
+        reason
+            .starts_with("the app exited with code 1 before it listened on port 8000; last lines:"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("fatal: DATABASE_URL is not set"),
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "an exiting app fails fast"
+    );
+    assert_eq!(http_get(&serving, "/").await.unwrap(), "v1");
+    let containers = containers_of(&app).await;
+    assert_eq!(
+        containers.len(),
+        1,
+        "the failed container is removed: {containers:?}"
+    );
+    assert_eq!(containers[0].1, first.to_string());
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_that_never_listens_fails_at_the_deadline() {
+    let images = images().await;
+    let worker = Worker::start(5).await;
+    let app = new_app();
+    let first = Uuid::now_v7();
+    worker.deploy(first, &release(&app, &images.v1, &[])).await;
+    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+
+    let silent = Uuid::now_v7();
+    worker
+        .deploy(silent, &release(&app, &images.silent, &[]))
+        .await;
+    let failed = worker.outcome(silent, 1).await;
+    assert_eq!(failed.state, DeploymentState::Failed, "{failed:?}");
+    let reason = failed.reason.unwrap();
+    assert!(
+        reason.starts_with(
+            "the app did not accept connections on port 8000 within 5s — does it listen on $PORT?"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("listening on 9999 instead"), "{reason}");
+    assert_eq!(http_get(&serving, "/").await.unwrap(), "v1");
+    assert_eq!(containers_of(&app).await.len(), 1);
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_deploy_reports_live_again_without_a_second_container() {
+    let images = images().await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let deployment = Uuid::now_v7();
+    let release = release(&app, &images.v1, &[]);
+    let envelope = worker.deploy(deployment, &release).await;
+    let first = worker.outcome(deployment, 1).await;
+    assert_eq!(first.state, DeploymentState::Live);
+
+    // The same message again, as a redelivery would bring it.
+    worker
+        .broker
+        .publish(berth_proto::names::DEPLOYS_QUEUE, &envelope)
+        .await
+        .unwrap();
+    let again = worker.outcome(deployment, 2).await;
+    assert_eq!(again.state, DeploymentState::Live);
+    assert_eq!(again.endpoint, first.endpoint, "the same container serves");
+    let states: Vec<_> = worker
+        .reports_of(deployment)
+        .iter()
+        .map(|p| p.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            DeploymentState::Deploying,
+            DeploymentState::Live,
+            DeploymentState::Live
+        ]
+    );
+    assert_eq!(containers_of(&app).await.len(), 1);
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_deploy_is_skipped() {
+    let images = images().await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let older = Uuid::now_v7();
+    let newer = Uuid::now_v7();
+    worker.deploy(newer, &release(&app, &images.v2, &[])).await;
+    let live = worker.outcome(newer, 1).await;
+    assert_eq!(live.state, DeploymentState::Live);
+
+    worker.deploy(older, &release(&app, &images.v1, &[])).await;
+    let skipped = worker.outcome(older, 1).await;
+    assert_eq!(skipped.state, DeploymentState::Cancelled, "{skipped:?}");
+    assert!(skipped.reason.unwrap().starts_with("a newer deployment"),);
+    assert_eq!(worker.reports_of(older).len(), 1, "no deploying report");
+    assert_eq!(http_get(&live.endpoint.unwrap(), "/").await.unwrap(), "v2");
+    let containers = containers_of(&app).await;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].1, newer.to_string());
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_image_fails_for_good() {
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let registry = berth_common::testing::setting("BERTH_REGISTRY");
+    let image = format!("{registry}/berth-test/nothing@sha256:{}", "e".repeat(64));
+    let deployment = Uuid::now_v7();
+    worker.deploy(deployment, &release(&app, &image, &[])).await;
+    let failed = worker.outcome(deployment, 1).await;
+    assert_eq!(failed.state, DeploymentState::Failed, "{failed:?}");
+    let reason = failed.reason.unwrap();
+    assert!(
+        reason.starts_with(&format!("the image {image} cannot be pulled:")),
+        "{reason}"
+    );
+    assert!(containers_of(&app).await.is_empty());
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn removal_removes_only_that_apps_containers() {
+    let images = images().await;
+    let worker = Worker::start(60).await;
+    let (doomed, kept) = (new_app(), new_app());
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    worker.deploy(a, &release(&doomed, &images.v1, &[])).await;
+    worker.deploy(b, &release(&kept, &images.v2, &[])).await;
+    assert_eq!(worker.outcome(a, 1).await.state, DeploymentState::Live);
+    let kept_endpoint = worker.outcome(b, 1).await.endpoint.unwrap();
+
+    worker.remove(&doomed).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !containers_of(&doomed).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the app's containers were not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(containers_of(&kept).await.len(), 1);
+    assert_eq!(http_get(&kept_endpoint, "/").await.unwrap(), "v2");
+
+    worker.runtime.remove_app(&kept).await.unwrap();
+    worker.stop().await;
+}

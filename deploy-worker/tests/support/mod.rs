@@ -1,0 +1,360 @@
+//! Test support: tiny app images built on the real engine and pushed to the
+//! stack's registry, an in-process deploy-worker on a fresh RabbitMQ vhost,
+//! and a reader of the reports it publishes on `berth.inform`.
+#![allow(dead_code)]
+
+use berth_common::testing::{fresh_amqp_url, setting};
+use berth_common::{Broker, MessagePublisher};
+use berth_deploy_worker::docker::{connect, DockerRuntime};
+use berth_deploy_worker::{DeployService, DockerConfig};
+use berth_proto::names::{DEPLOYS_QUEUE, INFORM_QUEUE};
+use berth_proto::{
+    AppRef, AppRemovalRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
+    Release, ReleaseConfig, Resources, SecretKey,
+};
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ListContainersOptionsBuilder, PushImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use lapin::types::FieldTable;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const BASE: &str = "localhost/berth/static:latest";
+
+pub async fn docker() -> Docker {
+    connect(&setting("BERTH_DOCKER_HOST"))
+        .await
+        .expect("the stack's engine answers")
+}
+
+fn credentials() -> DockerCredentials {
+    DockerCredentials {
+        username: Some(setting("BERTH_REGISTRY_USERNAME")),
+        password: Some(setting("BERTH_REGISTRY_PASSWORD")),
+        serveraddress: Some(setting("BERTH_REGISTRY")),
+        ..Default::default()
+    }
+}
+
+/// Builds `dockerfile` (plus `files`) into `<registry>/berth-test/<repo>`,
+/// pushes it and returns it by digest, as the build-worker would.
+pub async fn build_and_push(repo: &str, dockerfile: &str) -> String {
+    let docker = docker().await;
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    let context = archive.into_inner().unwrap();
+    let registry = setting("BERTH_REGISTRY");
+    let name = format!("{registry}/berth-test/{repo}");
+    let tag = "test";
+    let options = BuildImageOptionsBuilder::default()
+        .dockerfile("Dockerfile")
+        .t(&format!("{name}:{tag}"))
+        .rm(true)
+        .build();
+    let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = build.next().await {
+        let step = step.expect("the build runs");
+        if let Some(error) = step.error_detail {
+            panic!("building {name}: {error:?}");
+        }
+    }
+    let options = PushImageOptionsBuilder::default().tag(tag).build();
+    let mut push = docker.push_image(&name, Some(options), Some(credentials()));
+    let mut digest = None;
+    while let Some(step) = push.next().await {
+        let status = step.expect("the push runs").status.unwrap_or_default();
+        // Podman: "test: digest: sha256:... size: 579"
+        if let Some(rest) = status.split("digest: ").nth(1) {
+            digest = rest.split_whitespace().next().map(str::to_owned);
+        }
+    }
+    let digest = digest.expect("the push reports the manifest digest");
+    format!("{name}@{digest}")
+}
+
+/// A web app: busybox httpd on $PORT serving `page`, and `GREETING` at /env.txt.
+pub fn web_dockerfile(page: &str) -> String {
+    format!(
+        "FROM {BASE}\nRUN mkdir -p /site && echo '{page}' > /site/index.html\n\
+         CMD [\"sh\", \"-c\", \"echo \\\"$GREETING\\\" > /site/env.txt; echo serving on $PORT; exec busybox httpd -f -p $PORT -h /site\"]\n"
+    )
+}
+
+pub fn crash_dockerfile() -> String {
+    format!(
+        "FROM {BASE}\nCMD [\"sh\", \"-c\", \"echo starting; echo 'fatal: DATABASE_URL is not set' >&2; exit 1\"]\n"
+    )
+}
+
+pub fn silent_dockerfile() -> String {
+    format!(
+        "FROM {BASE}\nCMD [\"sh\", \"-c\", \"echo listening on 9999 instead; exec sleep 3600\"]\n"
+    )
+}
+
+/// The test images, built once per test binary.
+pub struct Images {
+    pub v1: String,
+    pub v2: String,
+    pub crash: String,
+    pub silent: String,
+}
+
+pub async fn images() -> &'static Images {
+    static IMAGES: tokio::sync::OnceCell<Images> = tokio::sync::OnceCell::const_new();
+    IMAGES
+        .get_or_init(|| async {
+            Images {
+                v1: build_and_push("web", &web_dockerfile("v1")).await,
+                v2: build_and_push("web2", &web_dockerfile("v2")).await,
+                crash: build_and_push("crash", &crash_dockerfile()).await,
+                silent: build_and_push("silent", &silent_dockerfile()).await,
+            }
+        })
+        .await
+}
+
+pub fn key() -> SecretKey {
+    SecretKey::from_base64(&setting("BERTH_SECRET_KEY")).unwrap()
+}
+
+pub fn new_app() -> AppRef {
+    let id = Uuid::now_v7();
+    AppRef {
+        id,
+        name: format!("t{}", &id.simple().to_string()[20..]),
+        tenant: "test".into(),
+    }
+}
+
+pub fn release(app: &AppRef, image: &str, env: &[(&str, &str)]) -> Release {
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Release {
+        id: Uuid::now_v7(),
+        app: app.clone(),
+        commit: "0123456789abcdef".into(),
+        image: image.to_owned(),
+        config: ReleaseConfig {
+            port: 8000,
+            env: key().seal_json(&env),
+            env_version: 1,
+            replicas: 1,
+            resources: Resources {
+                cpu_millis: Some(500),
+                memory_mb: Some(64),
+            },
+        },
+    }
+}
+
+pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
+    DockerConfig {
+        docker_host: setting("BERTH_DOCKER_HOST"),
+        registry_username: Some(setting("BERTH_REGISTRY_USERNAME")),
+        registry_password: Some(setting("BERTH_REGISTRY_PASSWORD")),
+        publish_addr: "127.0.0.1".into(),
+        public_host: "127.0.0.1".into(),
+        ready_timeout_secs,
+        stop_timeout_secs: 2,
+        restart_policy: "on-failure:5".parse().unwrap(),
+    }
+}
+
+/// An in-process deploy-worker on its own vhost, and what it reported.
+pub struct Worker {
+    pub broker: Broker,
+    pub reports: Arc<Mutex<Vec<(Uuid, DeploymentProgress)>>>,
+    pub runtime: DockerRuntime,
+    shutdown: CancellationToken,
+    consumer: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    pub async fn start(ready_timeout_secs: u64) -> Self {
+        berth_common::ops::init_tracing();
+        let url = fresh_amqp_url();
+        let broker = Broker::new(url.clone(), "deploy-worker-test");
+        broker.ensure_topology().await.expect("topology");
+        let runtime = DockerRuntime::new(docker().await, docker_config(ready_timeout_secs));
+        let service = DeployService::new(runtime, broker.clone(), key());
+        let shutdown = CancellationToken::new();
+        let consumer = tokio::spawn({
+            let (broker, shutdown) = (broker.clone(), shutdown.clone());
+            async move {
+                broker
+                    .consume(DEPLOYS_QUEUE, 4, Arc::new(service), shutdown)
+                    .await
+            }
+        });
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let connection = lapin::Connection::connect(&url, Default::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let mut inform = channel
+            .basic_consume(
+                INFORM_QUEUE.into(),
+                "test-inform".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        tokio::spawn({
+            let reports = reports.clone();
+            async move {
+                let _keep = connection;
+                while let Some(Ok(delivery)) = inform.next().await {
+                    let envelope = Envelope::from_bytes(&delivery.data).unwrap();
+                    let progress: DeploymentProgress = envelope.payload().unwrap();
+                    reports
+                        .lock()
+                        .unwrap()
+                        .push((envelope.deployment_id.unwrap(), progress));
+                    delivery
+                        .acker
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        Self {
+            broker,
+            reports,
+            runtime: DockerRuntime::new(docker().await, docker_config(ready_timeout_secs)),
+            shutdown,
+            consumer,
+        }
+    }
+
+    pub async fn deploy(&self, deployment_id: Uuid, release: &Release) -> Envelope {
+        let envelope = Envelope::new(
+            Some(deployment_id),
+            1,
+            &DeployRequested {
+                release: release.clone(),
+            },
+        );
+        self.broker.publish(DEPLOYS_QUEUE, &envelope).await.unwrap();
+        envelope
+    }
+
+    pub async fn remove(&self, app: &AppRef) {
+        self.broker
+            .send(None, 1, &AppRemovalRequested { app: app.clone() })
+            .await
+            .unwrap();
+    }
+
+    /// The reports on one deployment, so far.
+    pub fn reports_of(&self, deployment_id: Uuid) -> Vec<DeploymentProgress> {
+        self.reports
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(id, _)| *id == deployment_id)
+            .map(|(_, progress)| progress.clone())
+            .collect()
+    }
+
+    /// Waits for the `n`th report on the deployment that ends its deploy
+    /// (live, failed or cancelled).
+    pub async fn outcome(&self, deployment_id: Uuid, n: usize) -> DeploymentProgress {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let ends: Vec<_> = self
+                .reports_of(deployment_id)
+                .into_iter()
+                .filter(|p| {
+                    matches!(
+                        p.state,
+                        DeploymentState::Live
+                            | DeploymentState::Failed
+                            | DeploymentState::Cancelled
+                    )
+                })
+                .collect();
+            if ends.len() >= n {
+                return ends[n - 1].clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no outcome #{n} for {deployment_id}: {:?}",
+                self.reports_of(deployment_id)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.consumer.await;
+    }
+}
+
+/// The app's containers: (name, deployment label, state).
+pub async fn containers_of(app: &AppRef) -> Vec<(String, String, String)> {
+    let filters = HashMap::from([("label", vec![format!("berth.dev/app={}", app.id)])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker()
+        .await
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            (
+                c.names.unwrap_or_default().join(","),
+                labels
+                    .get("berth.dev/deployment")
+                    .cloned()
+                    .unwrap_or_default(),
+                c.state.map(|s| s.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// `GET path` on an endpoint like `http://127.0.0.1:41234`; the body.
+pub async fn http_get(endpoint: &str, path: &str) -> std::io::Result<String> {
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await??;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await??;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!(
+            "unexpected response: {head}"
+        )));
+    }
+    Ok(body.trim().to_owned())
+}
