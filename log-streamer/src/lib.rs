@@ -1,1 +1,55 @@
+//! berth's log-streamer: follows the logs of every workload berth labelled
+//! into the app's Kafka topic (`berth.logs.<app-id>`), one record per line,
+//! plus `source: event` records for starts, exits and OOM kills.
+//!
+//! * [`source::LogSource`] is the seam to the runtime;
+//!   [`docker::DockerLogSource`] is the `docker` driver.
+//! * [`sink::RecordSink`] is the seam to Kafka ([`berth_common::LogProducer`]).
+//! * [`checkpoint`] explains how a restart neither loses nor repeats lines.
+//! * [`service::Streamer`] ties them together, generic over both seams.
 
+pub mod checkpoint;
+pub mod config;
+pub mod docker;
+pub mod error;
+pub mod follower;
+pub mod service;
+pub mod sink;
+pub mod source;
+
+pub use checkpoint::{CheckpointStore, Position};
+pub use config::Config;
+pub use error::StreamError;
+pub use service::Streamer;
+pub use sink::RecordSink;
+pub use source::{LogSource, Workload};
+
+use berth_common::LogProducer;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the streamer until `shutdown`; returns after every follower
+/// delivered and checkpointed what it read.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = CheckpointStore::open(&config.state_dir)?;
+    let docker = docker::connect(&config.docker_host).await?;
+    let mut source = docker::DockerLogSource::new(docker);
+    if let Some((key, value)) = &config.selector {
+        source = source.with_selector(key, value);
+    }
+    let source = Arc::new(source);
+    let producer = Arc::new(LogProducer::new(
+        &config.kafka.kafka_brokers,
+        config.kafka.log_retention_hours,
+    )?);
+    let streamer = Streamer::new(source, producer, store, config.max_in_flight, shutdown);
+    let ready = streamer.clone();
+    berth_common::ops::serve(config.ops.ops_addr, Arc::new(move || ready.is_ready())).await?;
+    tracing::info!(
+        docker_host = config.docker_host,
+        state_dir = %config.state_dir.display(),
+        "log-streamer started"
+    );
+    streamer.run().await;
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! Resuming a container's log without losing or repeating a line.
+//!
+//! Engines are asked for a container's log `since` a UNIX second, and
+//! Podman 4.3's Docker-compatible endpoint stamps lines to the second only,
+//! so a timestamp cannot say which of several lines printed in the same
+//! second was the last one shipped. The checkpoint therefore is a
+//! [`Position`]: the second of the last delivered line plus how many
+//! delivered lines carry that second. Resuming asks for the log since that
+//! second (inclusive: the engine returns every line of it, in the order
+//! they were printed) and skips that many lines of it ([`Resume`]).
+//!
+//! * A position only moves after Kafka confirmed the line: lines are
+//!   enqueued to the producer as they are read, their deliveries awaited in
+//!   order (a bounded number in flight), and the checkpoint written after
+//!   each run of confirmed deliveries. A graceful stop drains the in-flight
+//!   lines first, so a restart repeats nothing; after a crash at most the
+//!   lines confirmed since the last write are repeated, and none are lost.
+//! * Files are written atomically: a temporary file, then `rename`.
+//! * A restarted container (same id) keeps appending to the same log, so
+//!   its checkpoint stays valid: following resumes from it after each
+//!   restart, and lines of the earlier run are skipped.
+//! * A line stamped earlier than the checkpoint's second (a clock stepping
+//!   back) is shipped but does not move the position; an engine asked
+//!   `since` would not return it again anyway.
+//! * The events stream has its own checkpoint: the time (ns) of the last
+//!   event whose record Kafka confirmed.
+//! * A removed container's checkpoint is deleted once its stream ended; at
+//!   start-up, checkpoints of containers that no longer exist are deleted.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use crate::error::StreamError;
+
+/// How far into a container's log the delivered lines reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// UNIX second of the last delivered line.
+    pub second: i64,
+    /// How many delivered lines are stamped with that second.
+    pub lines: u64,
+}
+
+impl Position {
+    /// The position after one more line stamped `second`.
+    pub fn advance(self, second: i64) -> Self {
+        match second.cmp(&self.second) {
+            Ordering::Greater => Self { second, lines: 1 },
+            Ordering::Equal => Self {
+                lines: self.lines + 1,
+                ..self
+            },
+            Ordering::Less => self,
+        }
+    }
+}
+
+/// Skips, in a log read again `since` a position's second, the lines that
+/// were delivered already.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    from: Position,
+    to_skip: u64,
+}
+
+impl Resume {
+    pub fn new(from: Position) -> Self {
+        Self {
+            from,
+            to_skip: from.lines,
+        }
+    }
+
+    /// Whether the next line, stamped `second`, was delivered before.
+    pub fn already_delivered(&mut self, second: i64) -> bool {
+        if second < self.from.second {
+            return true;
+        }
+        if second == self.from.second && self.to_skip > 0 {
+            self.to_skip -= 1;
+            return true;
+        }
+        false
+    }
+}
+
+/// Checkpoints on disk, one small JSON file per container.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventsCursor {
+    time_nano: i64,
+}
+
+impl CheckpointStore {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StreamError> {
+        let dir = dir.into();
+        let containers = dir.join("containers");
+        std::fs::create_dir_all(&containers).map_err(|source| StreamError::Checkpoint {
+            path: containers,
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    fn container_path(&self, id: &str) -> PathBuf {
+        // Engine ids are hex; keep anything else from escaping the folder.
+        let safe: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        self.dir.join("containers").join(format!("{safe}.json"))
+    }
+
+    /// The container's position; the start of its log when none is saved.
+    pub fn load(&self, id: &str) -> Position {
+        read_json(&self.container_path(id)).unwrap_or_default()
+    }
+
+    pub fn save(&self, id: &str, position: Position) -> Result<(), StreamError> {
+        write_atomically(&self.container_path(id), &position)
+    }
+
+    pub fn forget(&self, id: &str) {
+        let _ = std::fs::remove_file(self.container_path(id));
+    }
+
+    /// Ids of the containers with a checkpoint.
+    pub fn known(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("containers")) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect()
+    }
+
+    pub fn events_cursor(&self) -> Option<i64> {
+        read_json::<EventsCursor>(&self.dir.join("events.json")).map(|cursor| cursor.time_nano)
+    }
+
+    pub fn save_events_cursor(&self, time_nano: i64) -> Result<(), StreamError> {
+        write_atomically(&self.dir.join("events.json"), &EventsCursor { time_nano })
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "ignoring an unreadable checkpoint");
+            None
+        }
+    }
+}
+
+/// Writes `value` to a temporary file next to `path`, then renames it over
+/// `path`: a reader sees the old or the new checkpoint, never half of one.
+fn write_atomically<T: Serialize>(path: &Path, value: &T) -> Result<(), StreamError> {
+    let temporary = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(value).expect("checkpoints serialize");
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|source| StreamError::Checkpoint {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Delivers `lines` (their seconds) up to `crash_after`, then resumes
+    /// from the saved position over the log read again from its second.
+    fn resumed(lines: &[i64], crash_after: usize) -> Vec<usize> {
+        let mut position = Position::default();
+        for &second in &lines[..crash_after] {
+            position = position.advance(second);
+        }
+        let mut resume = Resume::new(position);
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, &second)| second >= position.second) // what `since` returns
+            .filter(|(_, &second)| !resume.already_delivered(second))
+            .map(|(index, _)| index)
+            .collect()
+    }
+
+    #[test]
+    fn resuming_in_the_middle_of_a_busy_second_neither_loses_nor_repeats() {
+        let lines = [10, 10, 11, 11, 11, 11, 12, 12, 13];
+        for crash_after in 0..=lines.len() {
+            assert_eq!(
+                resumed(&lines, crash_after),
+                (crash_after..lines.len()).collect::<Vec<_>>(),
+                "crash after {crash_after} lines"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_stamped_in_the_past_does_not_move_the_position() {
+        let position = Position::default().advance(20).advance(20).advance(19);
+        assert_eq!(
+            position,
+            Position {
+                second: 20,
+                lines: 2
+            }
+        );
+    }
+
+    #[test]
+    fn checkpoints_survive_a_reopen_and_can_be_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(store.load("abc"), Position::default());
+        let position = Position {
+            second: 1_795_000_000,
+            lines: 3,
+        };
+        store.save("abc", position).unwrap();
+        store.save_events_cursor(42).unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(store.load("abc"), position);
+        assert_eq!(store.events_cursor(), Some(42));
+        assert_eq!(store.known(), vec!["abc".to_owned()]);
+        store.forget("abc");
+        assert!(store.known().is_empty());
+        assert!(
+            !dir.path().join("containers/abc.json.tmp").exists(),
+            "no temporary file is left"
+        );
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        store.save("../../etc/x", Position::default()).unwrap();
+        assert_eq!(store.known(), vec!["....etcx".to_owned()]);
+    }
+}

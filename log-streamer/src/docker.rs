@@ -1,0 +1,314 @@
+//! The `docker` driver's log source: containers carrying the berth labels on
+//! a Docker Engine API (Docker, or Podman's compatible socket), their
+//! lifecycle events, and their logs with timestamps.
+
+use async_trait::async_trait;
+use berth_proto::{labels, LogStream};
+use bollard::container::LogOutput;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, EventMessage};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+};
+use bollard::Docker;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use crate::error::StreamError;
+use crate::source::{Lifecycle, LogLine, LogSource, Workload, WorkloadEvent};
+
+/// Connects to `host` (`unix:///path/to/docker.sock`, `tcp://` or `http://`)
+/// and settles on an API version both sides speak.
+pub async fn connect(host: &str) -> Result<Docker, StreamError> {
+    const TIMEOUT_SECS: u64 = 120;
+    let docker = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_socket(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+    } else {
+        let address = host.replace("tcp://", "http://");
+        Docker::connect_with_http(&address, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+    }
+    .map_err(|error| StreamError::Engine(format!("BERTH_DOCKER_HOST={host}: {error}")))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|error| StreamError::Engine(format!("BERTH_DOCKER_HOST={host}: {error}")))
+}
+
+#[derive(Clone)]
+pub struct DockerLogSource {
+    docker: Docker,
+    /// Follow only workloads that also carry this label.
+    selector: Option<(String, String)>,
+}
+
+impl DockerLogSource {
+    pub fn new(docker: Docker) -> Self {
+        Self {
+            docker,
+            selector: None,
+        }
+    }
+
+    /// Restricts the source to workloads labelled `key=value` (filtered here,
+    /// not by the engine: Podman 4.3 combines some filters unreliably).
+    pub fn with_selector(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.selector = Some((key.into(), value.into()));
+        self
+    }
+
+    fn selected(&self, labels: &HashMap<String, String>) -> bool {
+        self.selector
+            .as_ref()
+            .is_none_or(|(key, value)| labels.get(key) == Some(value))
+    }
+
+    fn berth_filter() -> HashMap<&'static str, Vec<String>> {
+        HashMap::from([(
+            "label",
+            vec![format!(
+                "{}={}",
+                labels::MANAGED_BY,
+                labels::MANAGED_BY_VALUE
+            )],
+        )])
+    }
+}
+
+/// A workload from its labels, if berth runs it for an app.
+fn workload(
+    id: &str,
+    name: &str,
+    labels: &HashMap<String, String>,
+    running: bool,
+) -> Option<Workload> {
+    let app_id = labels.get(labels::APP)?.parse::<Uuid>().ok()?;
+    Some(Workload {
+        id: id.to_owned(),
+        name: name.trim_start_matches('/').to_owned(),
+        app_id,
+        key: labels
+            .get(labels::DEPLOYMENT)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned()),
+        running,
+    })
+}
+
+fn from_summary(summary: ContainerSummary) -> Option<Workload> {
+    let id = summary.id?;
+    let name = summary
+        .names
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .unwrap_or(id.clone());
+    let running = summary.state == Some(ContainerSummaryStateEnum::RUNNING);
+    workload(&id, &name, &summary.labels.unwrap_or_default(), running)
+}
+
+/// A Docker event as a workload event; `None` for events berth ignores.
+fn from_event(event: EventMessage) -> Option<WorkloadEvent> {
+    let actor = event.actor?;
+    let id = actor.id?;
+    let attributes = actor.attributes.unwrap_or_default();
+    let kind = match event.action.as_deref()? {
+        "start" | "restart" => Lifecycle::Started,
+        "die" => Lifecycle::Died {
+            exit_code: attributes
+                .get("exitCode")
+                .and_then(|code| code.parse().ok()),
+        },
+        "oom" => Lifecycle::OutOfMemory,
+        // Docker says `destroy`, Podman `remove`.
+        "destroy" | "remove" => Lifecycle::Removed,
+        _ => return None,
+    };
+    let name = attributes
+        .get("name")
+        .cloned()
+        .unwrap_or_else(|| id.clone());
+    let cursor = event
+        .time_nano
+        .or(event.time.map(|seconds| seconds * 1_000_000_000))?;
+    let at = DateTime::<Utc>::from_timestamp_nanos(cursor);
+    Some(WorkloadEvent {
+        workload: workload(&id, &name, &attributes, kind == Lifecycle::Started)?,
+        kind,
+        at,
+        cursor,
+    })
+}
+
+/// Splits a log frame (`<RFC 3339 timestamp> <text>`) into lines.
+pub fn parse_frame(output: LogOutput) -> Vec<LogLine> {
+    let (stream, message) = match output {
+        LogOutput::StdErr { message } => (LogStream::Stderr, message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            (LogStream::Stdout, message)
+        }
+        LogOutput::StdIn { .. } => return Vec::new(),
+    };
+    let text = String::from_utf8_lossy(&message);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let (ts, text) = match text.split_once(' ') {
+        Some((stamp, rest)) => match DateTime::parse_from_rfc3339(stamp) {
+            Ok(ts) => (ts.with_timezone(&Utc), rest),
+            Err(_) => (Utc::now(), text),
+        },
+        None => match DateTime::parse_from_rfc3339(text) {
+            // A stamped empty line.
+            Ok(ts) => (ts.with_timezone(&Utc), ""),
+            Err(_) => (Utc::now(), text),
+        },
+    };
+    text.split('\n')
+        .map(|line| LogLine {
+            ts,
+            stream,
+            line: line.strip_suffix('\r').unwrap_or(line).to_owned(),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl LogSource for DockerLogSource {
+    async fn workloads(&self) -> Result<Vec<Workload>, StreamError> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&Self::berth_filter())
+            .build();
+        let containers = self.docker.list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .filter(|c| self.selected(c.labels.as_ref().unwrap_or(&HashMap::new())))
+            .filter_map(from_summary)
+            .collect())
+    }
+
+    async fn is_running(&self, id: &str) -> Result<Option<bool>, StreamError> {
+        // Listing, not inspecting: Podman's inspect reports a transient
+        // `stopped` state the Docker API (and bollard) does not know.
+        let filters = HashMap::from([("id", vec![id.to_owned()])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self.docker.list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .find(|c| c.id.as_deref() == Some(id))
+            .map(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING)))
+    }
+
+    fn events(&self, since: Option<i64>) -> BoxStream<'static, Result<WorkloadEvent, StreamError>> {
+        let mut options = EventsOptionsBuilder::default().filters(&Self::berth_filter());
+        if let Some(since) = since {
+            options = options.since(&since.div_euclid(1_000_000_000).to_string());
+        }
+        let source = self.clone();
+        self.docker
+            .events(Some(options.build()))
+            .filter_map(move |event| {
+                let result = match event {
+                    Ok(event) => {
+                        let attributes = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
+                        if source.selected(attributes.unwrap_or(&HashMap::new())) {
+                            from_event(event).map(Ok)
+                        } else {
+                            None
+                        }
+                    }
+                    Err(error) => Some(Err(error.into())),
+                };
+                futures::future::ready(result)
+            })
+            .boxed()
+    }
+
+    fn logs(&self, id: &str, since: i64) -> BoxStream<'static, Result<LogLine, StreamError>> {
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since).unwrap_or(0))
+            .build();
+        self.docker
+            .logs(id, Some(options))
+            .flat_map(|frame| match frame {
+                Ok(frame) => {
+                    stream::iter(parse_frame(frame).into_iter().map(Ok).collect::<Vec<_>>())
+                }
+                Err(error) => stream::iter(vec![Err(error.into())]),
+            })
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::EventActor;
+
+    #[test]
+    fn frames_become_stamped_lines() {
+        let lines = parse_frame(LogOutput::StdErr {
+            message: "2026-11-22T02:13:18Z boom: it broke\n".into(),
+        });
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].stream, LogStream::Stderr);
+        assert_eq!(lines[0].line, "boom: it broke");
+        assert_eq!(lines[0].ts.timestamp(), 1_795_313_598);
+        let precise = parse_frame(LogOutput::StdOut {
+            message: "2026-11-22T02:13:18.123456789Z  indented\n".into(),
+        });
+        assert_eq!(precise[0].line, " indented");
+        assert_eq!(precise[0].ts.timestamp_subsec_nanos(), 123_456_789);
+        let empty = parse_frame(LogOutput::StdOut {
+            message: "2026-11-22T02:13:18Z\n".into(),
+        });
+        assert_eq!(empty[0].line, "");
+    }
+
+    #[test]
+    fn lifecycle_events_carry_the_workload_and_exit_code() {
+        let app = Uuid::now_v7();
+        let attributes = HashMap::from([
+            (labels::APP.to_owned(), app.to_string()),
+            (labels::DEPLOYMENT.to_owned(), "d-1".to_owned()),
+            ("name".to_owned(), "berth-t-web-0123".to_owned()),
+            ("exitCode".to_owned(), "137".to_owned()),
+        ]);
+        let event = |action: &str| EventMessage {
+            action: Some(action.into()),
+            actor: Some(EventActor {
+                id: Some("c0ffee".into()),
+                attributes: Some(attributes.clone()),
+            }),
+            time_nano: Some(1_795_313_598_000_000_001),
+            ..Default::default()
+        };
+        let died = from_event(event("die")).unwrap();
+        assert_eq!(
+            died.kind,
+            Lifecycle::Died {
+                exit_code: Some(137)
+            }
+        );
+        assert_eq!(died.workload.app_id, app);
+        assert_eq!(died.workload.key, "d-1");
+        assert_eq!(died.workload.name, "berth-t-web-0123");
+        assert_eq!(died.cursor, 1_795_313_598_000_000_001);
+        assert_eq!(
+            from_event(event("restart")).unwrap().kind,
+            Lifecycle::Started
+        );
+        assert_eq!(
+            from_event(event("remove")).unwrap().kind,
+            Lifecycle::Removed
+        );
+        assert!(from_event(event("exec_create")).is_none());
+    }
+}

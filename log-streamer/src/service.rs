@@ -1,0 +1,301 @@
+//! The streamer: follows every berth workload, including those started
+//! later, and turns lifecycle events into `source: event` records.
+//!
+//! Start-up subscribes to events first (from the events checkpoint), then
+//! lists the workloads, so none starts unseen in between. Each workload has
+//! at most one follower; a follower whose stream ended re-follows while the
+//! container runs again (Podman ends a log stream at every exit, even when
+//! the restart policy brings the container back), and a `start` event that
+//! arrives while a follower is finishing asks it to go on rather than
+//! starting a second one.
+
+use berth_proto::{LogRecord, LogSource as RecordSource, LogStream};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::checkpoint::CheckpointStore;
+use crate::follower::{Ended, Follower};
+use crate::sink::RecordSink;
+use crate::source::{Lifecycle, LogSource, Workload, WorkloadEvent};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub struct Streamer<S, K> {
+    follower: Follower<S, K>,
+    /// Followed workloads; `true` when a start arrived while it was ending.
+    following: Mutex<HashMap<String, bool>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    events_up: AtomicBool,
+}
+
+impl<S: LogSource, K: RecordSink> Streamer<S, K> {
+    pub fn new(
+        source: Arc<S>,
+        sink: Arc<K>,
+        store: CheckpointStore,
+        max_in_flight: usize,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            follower: Follower {
+                source,
+                sink,
+                store,
+                max_in_flight: max_in_flight.max(1),
+            },
+            following: Mutex::new(HashMap::new()),
+            tracker: TaskTracker::new(),
+            shutdown,
+            events_up: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the events subscription is up (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.events_up.load(Ordering::Relaxed)
+    }
+
+    /// Runs until shutdown; returns once every follower has delivered and
+    /// checkpointed what it read.
+    pub async fn run(self: Arc<Self>) {
+        let store = &self.follower.store;
+        let mut cursor = store
+            .events_cursor()
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        let (records, pending) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(self.clone().write_events(pending));
+        let mut first = true;
+        let mut backoff = Duration::from_millis(250);
+        while !self.shutdown.is_cancelled() {
+            let mut events = self.follower.source.events(Some(cursor));
+            if first || !self.events_up.load(Ordering::Relaxed) {
+                // (Re)discover the workloads once the subscription exists.
+                match self.follower.source.workloads().await {
+                    Ok(workloads) => {
+                        if first {
+                            self.forget_vanished(&workloads);
+                            first = false;
+                        }
+                        for workload in workloads {
+                            self.ensure_following(workload, false);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot list the workloads; retrying");
+                        if self.pause(&mut backoff).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            self.events_up.store(true, Ordering::Relaxed);
+            loop {
+                let next = tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    next = events.next() => next,
+                };
+                match next {
+                    Some(Ok(event)) if event.cursor <= cursor => {} // replayed
+                    Some(Ok(event)) => {
+                        backoff = Duration::from_millis(250);
+                        cursor = event.cursor;
+                        self.apply(&event);
+                        let _ = records.send(event);
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "the events stream failed; resubscribing");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("the events stream ended; resubscribing");
+                        break;
+                    }
+                }
+            }
+            self.events_up.store(false, Ordering::Relaxed);
+            if self.shutdown.is_cancelled() || self.pause(&mut backoff).await {
+                break;
+            }
+        }
+        drop(records);
+        self.tracker.close();
+        self.tracker.wait().await;
+        let _ = writer.await;
+        tracing::info!("log-streamer stopped");
+    }
+
+    /// Sleeps `backoff` (doubling it); true when shutdown came first.
+    async fn pause(&self, backoff: &mut Duration) -> bool {
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(wait) => false,
+        }
+    }
+
+    fn forget_vanished(&self, workloads: &[Workload]) {
+        for id in self.follower.store.known() {
+            if !workloads.iter().any(|workload| workload.id == id) {
+                tracing::info!(
+                    container = id,
+                    "forgetting the checkpoint of a removed container"
+                );
+                self.follower.store.forget(&id);
+            }
+        }
+    }
+
+    fn apply(self: &Arc<Self>, event: &WorkloadEvent) {
+        match event.kind {
+            Lifecycle::Started => self.ensure_following(event.workload.clone(), true),
+            Lifecycle::Removed => {
+                if !self.lock().contains_key(&event.workload.id) {
+                    self.follower.store.forget(&event.workload.id);
+                }
+            }
+            Lifecycle::Died { .. } | Lifecycle::OutOfMemory => {}
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        self.following.lock().expect("registry poisoned")
+    }
+
+    /// Starts a follower for the workload; when one runs and the workload
+    /// `started` again, asks it to go on after its current stream ends.
+    fn ensure_following(self: &Arc<Self>, workload: Workload, started: bool) {
+        let mut following = self.lock();
+        if let Some(again) = following.get_mut(&workload.id) {
+            *again |= started;
+            return;
+        }
+        following.insert(workload.id.clone(), false);
+        drop(following);
+        tracing::info!(container = workload.name, app_id = %workload.app_id, "following");
+        self.tracker.spawn(self.clone().follow(workload));
+    }
+
+    /// Follows one workload for as long as it exists and runs.
+    async fn follow(self: Arc<Self>, workload: Workload) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.follower.follow(&workload, &self.shutdown).await {
+                Ok(Ended::Cancelled) => break,
+                Ok(Ended::StreamEnded) => backoff = Duration::from_millis(250),
+                Err(error) => {
+                    tracing::warn!(container = workload.name, %error, "following failed; resuming from the checkpoint");
+                    if self.pause(&mut backoff).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            match self.follower.source.is_running(&workload.id).await {
+                // Restarted (or the engine closed a live stream): go on.
+                Ok(Some(true)) => {
+                    if self.pause(&mut Duration::from_millis(200)).await {
+                        break;
+                    }
+                }
+                Ok(Some(false)) => {
+                    let mut following = self.lock();
+                    if following.get(&workload.id) == Some(&true) {
+                        following.insert(workload.id.clone(), false);
+                        continue;
+                    }
+                    following.remove(&workload.id);
+                    tracing::info!(container = workload.name, "stopped; no longer following");
+                    return;
+                }
+                Ok(None) => {
+                    self.lock().remove(&workload.id);
+                    self.follower.store.forget(&workload.id);
+                    tracing::info!(container = workload.name, "removed; checkpoint forgotten");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(container = workload.name, %error, "cannot tell whether it runs");
+                    if self.pause(&mut backoff).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.lock().remove(&workload.id);
+    }
+
+    /// Ships event records in order and advances the events checkpoint once
+    /// each is stored; retries a record until it is stored or shutdown.
+    async fn write_events(self: Arc<Self>, mut pending: mpsc::UnboundedReceiver<WorkloadEvent>) {
+        while let Some(event) = pending.recv().await {
+            let Some(line) = describe(&event) else {
+                let _ = self.follower.store.save_events_cursor(event.cursor);
+                continue;
+            };
+            let record = LogRecord {
+                ts: event.at,
+                source: RecordSource::Event,
+                instance: event.workload.name.clone(),
+                stream: LogStream::Stdout,
+                line,
+            };
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                let workload = &event.workload;
+                let stored = match self
+                    .follower
+                    .sink
+                    .enqueue(workload.app_id, &workload.key, &record)
+                    .await
+                {
+                    Ok(delivery) => delivery.await,
+                    Err(error) => Err(error),
+                };
+                match stored {
+                    Ok(_) => break,
+                    Err(error) if error.is_permanent() => {
+                        tracing::warn!(%error, "dropping an event record Kafka refuses");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "an event record was not stored; retrying");
+                        if self.pause(&mut backoff).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            if let Err(error) = self.follower.store.save_events_cursor(event.cursor) {
+                tracing::error!(%error, "cannot save the events checkpoint");
+            }
+        }
+    }
+}
+
+/// The line a user sees for a lifecycle event.
+fn describe(event: &WorkloadEvent) -> Option<String> {
+    let name = &event.workload.name;
+    Some(match event.kind {
+        Lifecycle::Started => format!("instance {name} started"),
+        Lifecycle::Died {
+            exit_code: Some(code),
+        } => format!("instance {name} exited with code {code}"),
+        Lifecycle::Died { exit_code: None } => format!("instance {name} exited"),
+        Lifecycle::OutOfMemory => {
+            format!("instance {name} was killed: it ran out of memory (raise its memory limit)")
+        }
+        Lifecycle::Removed => return None,
+    })
+}

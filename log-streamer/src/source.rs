@@ -1,0 +1,70 @@
+//! The seam between the streamer and what runs the workloads: the `docker`
+//! driver ([`crate::docker::DockerLogSource`]) now, a Pod watcher with
+//! `log_stream` per container for the `kubernetes` driver later.
+
+use async_trait::async_trait;
+use berth_proto::LogStream;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use uuid::Uuid;
+
+use crate::error::StreamError;
+
+/// One container berth runs for an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// The runtime's id; checkpoints are kept per id.
+    pub id: String,
+    /// The name users see as the record's `instance`.
+    pub name: String,
+    pub app_id: Uuid,
+    /// The record key: the deployment id label, or the container id.
+    pub key: String,
+    pub running: bool,
+}
+
+/// What happened to a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Started, or restarted by its restart policy.
+    Started,
+    Died {
+        exit_code: Option<i64>,
+    },
+    OutOfMemory,
+    Removed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadEvent {
+    pub workload: Workload,
+    pub kind: Lifecycle,
+    pub at: DateTime<Utc>,
+    /// Orders events; what the events checkpoint stores (nanoseconds).
+    pub cursor: i64,
+}
+
+/// One line a workload printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub ts: DateTime<Utc>,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+#[async_trait]
+pub trait LogSource: Send + Sync + 'static {
+    /// Every workload berth labelled, running or not.
+    async fn workloads(&self) -> Result<Vec<Workload>, StreamError>;
+
+    /// Whether the workload runs now; `None` once it is gone.
+    async fn is_running(&self, id: &str) -> Result<Option<bool>, StreamError>;
+
+    /// Lifecycle events of berth's workloads from `since` (nanoseconds;
+    /// events of that whole second on may repeat) or from now, then live.
+    fn events(&self, since: Option<i64>) -> BoxStream<'static, Result<WorkloadEvent, StreamError>>;
+
+    /// The workload's lines stamped at or after the second `since`, in the
+    /// order it printed them, following until it stops.
+    fn logs(&self, id: &str, since: i64) -> BoxStream<'static, Result<LogLine, StreamError>>;
+}

@@ -1,0 +1,162 @@
+//! The log-streamer against the real stack: Podman's Docker-compatible API
+//! and tansu (Kafka protocol).
+
+mod support;
+
+use berth_proto::{LogSource, LogStream};
+use std::time::Duration;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_containers_lines_arrive_in_order_with_their_stream() {
+    let app = TestApp::new();
+    app.create_topic().await;
+    // Started before the streamer: found by listing at start-up.
+    let (id, name) = app.start(&[("COUNT", "100")], None).await;
+    let state = tempfile::tempdir().unwrap();
+    let streamer = RunningStreamer::start(state.path(), &app.tenant).await;
+
+    let records = read_until(&app.topic(), WAIT, |records| {
+        records
+            .iter()
+            .filter(|(_, r)| r.source == LogSource::App)
+            .count()
+            >= 200
+    })
+    .await;
+    assert_eq!(
+        app_lines(&records, LogStream::Stdout),
+        numbered(1, "out", 100)
+    );
+    assert_eq!(
+        app_lines(&records, LogStream::Stderr),
+        numbered(1, "err", 100)
+    );
+    for (key, record) in records.iter().filter(|(_, r)| r.source == LogSource::App) {
+        assert_eq!(
+            key,
+            &app.deployment.to_string(),
+            "the key is the deployment"
+        );
+        assert_eq!(record.instance, name);
+        assert!((chrono::Utc::now() - record.ts).num_seconds() < 120);
+    }
+
+    // A removed container's checkpoint is forgotten.
+    let checkpoint = state.path().join(format!("containers/{id}.json"));
+    assert!(checkpoint.exists());
+    app.remove(&id).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while checkpoint.exists() {
+        assert!(std::time::Instant::now() < deadline, "the checkpoint stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    streamer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_streamer_neither_loses_nor_repeats_lines() {
+    let app = TestApp::new();
+    app.create_topic().await;
+    let state = tempfile::tempdir().unwrap();
+    let first = RunningStreamer::start(state.path(), &app.tenant).await;
+    // ~25 lines a second for ~6 s: many lines share each second.
+    let (id, _) = app
+        .start(&[("COUNT", "150"), ("PAUSE", "0.04")], None)
+        .await;
+    read_until(&app.topic(), WAIT, |records| {
+        records
+            .iter()
+            .filter(|(_, r)| r.source == LogSource::App)
+            .count()
+            >= 60
+    })
+    .await;
+    first.stop().await;
+    // The app goes on printing while no streamer runs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = RunningStreamer::start(state.path(), &app.tenant).await;
+
+    let records = read_until(&app.topic(), WAIT, |records| {
+        records
+            .iter()
+            .filter(|(_, r)| r.source == LogSource::App)
+            .count()
+            >= 300
+    })
+    .await;
+    // Give a repeated line the time to show up, then read everything again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = read_until(&app.topic(), WAIT, move |r| r.len() >= records.len()).await;
+    assert_eq!(app_lines(&all, LogStream::Stdout), numbered(1, "out", 150));
+    assert_eq!(app_lines(&all, LogStream::Stderr), numbered(1, "err", 150));
+    assert_eq!(
+        all.iter()
+            .filter(|(_, r)| r.source == LogSource::App)
+            .count(),
+        300,
+        "no line repeated"
+    );
+
+    second.stop().await;
+    app.remove(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_started_later_is_followed_through_its_restarts() {
+    let app = TestApp::new();
+    app.create_topic().await;
+    let state = tempfile::tempdir().unwrap();
+    let streamer = RunningStreamer::start(state.path(), &app.tenant).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Started after the streamer; exits 3 and is restarted twice (same id).
+    let (id, name) = app
+        .start(&[("COUNT", "5"), ("PAUSE", "0.1"), ("EXIT", "3")], Some(2))
+        .await;
+    let events = |records: &[(String, berth_proto::LogRecord)]| {
+        records
+            .iter()
+            .filter(|(_, r)| r.source == LogSource::Event)
+            .map(|(_, r)| r.line.clone())
+            .collect::<Vec<_>>()
+    };
+    let records = read_until(&app.topic(), WAIT, move |records| {
+        let exits = events(records)
+            .iter()
+            .filter(|line| line.ends_with("exited with code 3"))
+            .count();
+        let lines = records
+            .iter()
+            .filter(|(_, r)| r.source == LogSource::App)
+            .count();
+        exits >= 3 && lines >= 30
+    })
+    .await;
+    let mut expected_out = Vec::new();
+    let mut expected_err = Vec::new();
+    for run in 1..=3 {
+        expected_out.extend(numbered(run, "out", 5));
+        expected_err.extend(numbered(run, "err", 5));
+    }
+    assert_eq!(app_lines(&records, LogStream::Stdout), expected_out);
+    assert_eq!(app_lines(&records, LogStream::Stderr), expected_err);
+    let lifecycle = events(&records);
+    assert_eq!(lifecycle.first(), Some(&format!("instance {name} started")));
+    assert_eq!(
+        lifecycle
+            .iter()
+            .filter(|l| **l == format!("instance {name} exited with code 3"))
+            .count(),
+        3,
+        "{lifecycle:?}"
+    );
+    assert!(
+        lifecycle.iter().filter(|l| l.ends_with("started")).count() >= 3,
+        "{lifecycle:?}"
+    );
+
+    streamer.stop().await;
+    app.remove(&id).await;
+}
