@@ -268,3 +268,23 @@ async fn removal_removes_only_that_apps_containers() {
     worker.runtime.remove_app(&kept).await.unwrap();
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn an_image_missing_on_the_engine_is_pulled_by_digest_with_credentials() {
+    let page = format!("fresh-{}", Uuid::new_v4().simple());
+    let image = build_and_push(&format!("fresh-{}", &page[6..18]), &web_dockerfile(&page)).await;
+    forget_image(&image).await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let deployment = Uuid::now_v7();
+    let started = Instant::now();
+    worker.deploy(deployment, &release(&app, &image, &[])).await;
+    let live = worker.outcome(deployment, 1).await;
+    eprintln!("deploy with pull -> live in {:?}", started.elapsed());
+    assert_eq!(live.state, DeploymentState::Live, "{live:?}");
+    assert_eq!(http_get(&live.endpoint.unwrap(), "/").await.unwrap(), page);
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+    forget_image(&image).await;
+}

@@ -15,6 +15,7 @@ use berth_proto::{
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, ListContainersOptionsBuilder, PushImageOptionsBuilder,
+    RemoveImageOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -180,6 +181,7 @@ pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
 /// An in-process deploy-worker on its own vhost, and what it reported.
 pub struct Worker {
     pub broker: Broker,
+    vhost: String,
     pub reports: Arc<Mutex<Vec<(Uuid, DeploymentProgress)>>>,
     pub runtime: DockerRuntime,
     shutdown: CancellationToken,
@@ -238,6 +240,7 @@ impl Worker {
         });
         Self {
             broker,
+            vhost: url.rsplit('/').next().unwrap().to_owned(),
             reports,
             runtime: DockerRuntime::new(docker().await, docker_config(ready_timeout_secs)),
             shutdown,
@@ -304,9 +307,13 @@ impl Worker {
         }
     }
 
+    /// Stops the worker and deletes its vhost: every vhost holds file
+    /// handles of the broker, and leftovers exhaust them.
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.consumer.await;
+        drop(self.broker);
+        berth_common::testing::rabbitmqctl(&["delete_vhost", &self.vhost]);
     }
 }
 
@@ -357,4 +364,21 @@ pub async fn http_get(endpoint: &str, path: &str) -> std::io::Result<String> {
         )));
     }
     Ok(body.trim().to_owned())
+}
+
+/// Removes an image from the engine (tag and digest reference), so the
+/// next deploy of it has to pull it from the registry.
+pub async fn forget_image(image_by_digest: &str) {
+    let docker = docker().await;
+    let (name, _) = image_by_digest.split_once('@').unwrap();
+    let options = RemoveImageOptionsBuilder::default().force(true).build();
+    for reference in [format!("{name}:test"), image_by_digest.to_owned()] {
+        let _ = docker
+            .remove_image(&reference, Some(options.clone()), None)
+            .await;
+    }
+    assert!(
+        docker.inspect_image(image_by_digest).await.is_err(),
+        "{image_by_digest} is still on the engine"
+    );
 }
