@@ -294,7 +294,7 @@ impl BuildOutput {
 
     /// The failure reason for an engine error after this output.
     pub fn failure(&self, engine_error: &str) -> BuildError {
-        let engine_error = truncate(&last_line(engine_error), MAX_QUOTE);
+        let engine_error = truncate(&engine_cause(&last_line(engine_error)), MAX_QUOTE);
         let quoted: Vec<&str> = self
             .recent
             .iter()
@@ -316,20 +316,39 @@ impl BuildOutput {
     }
 }
 
-/// `STEP 3/5: RUN x` (Podman) or `Step 3/5 : RUN x` (Docker) → `step 3/5 (RUN x)`.
+/// `STEP 3/5: RUN x` (Podman) or `Step 3/5 : RUN x` (Docker) → `step 3 (RUN x)`.
+/// The total is left out: engines count the labels they add as steps, so it
+/// would not match the Dockerfile the user reads.
 pub fn parse_step(line: &str) -> Option<String> {
     let rest = line
         .strip_prefix("STEP ")
         .or_else(|| line.strip_prefix("Step "))?;
     let (number, instruction) = rest.split_once(':')?;
-    let number = number.trim();
-    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '/') {
+    let number = number.trim().split('/').next().unwrap_or("");
+    if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
     Some(format!(
         "step {number} ({})",
         truncate(instruction.trim(), 80)
     ))
+}
+
+/// The engine's error without the step it repeats: Podman says
+/// `building at STEP "RUN x": while running runtime: exit status 1`.
+fn engine_cause(error: &str) -> String {
+    let error = error.trim();
+    let rest = error
+        .strip_prefix("error building at STEP \"")
+        .or_else(|| error.strip_prefix("building at STEP \""));
+    let cause = match rest.and_then(|rest| rest.rsplit_once("\": ")) {
+        Some((_, cause)) => cause,
+        None => error,
+    };
+    cause
+        .strip_prefix("while running runtime: ")
+        .unwrap_or(cause)
+        .to_owned()
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -358,7 +377,7 @@ mod tests {
         assert_eq!(output.push("Collecting x"), Vec::<String>::new());
         assert_eq!(output.finish(), Some("Collecting x".into()));
         assert_eq!(output.finish(), None);
-        assert_eq!(output.step(), Some("step 2/3 (RUN pip install x)"));
+        assert_eq!(output.step(), Some("step 2 (RUN pip install x)"));
     }
 
     #[test]
@@ -368,25 +387,29 @@ mod tests {
         output.push("Collecting flaskk\n--> Using cache 1234\n");
         output.push("ERROR: No matching distribution found for flaskk\n");
         let error = output.failure(
-            "error building at STEP \"RUN pip install -r requirements.txt\": while running runtime: exit status 1",
+            "building at STEP \"RUN pip install -r requirements.txt\": while running runtime: exit status 1",
         );
         assert_eq!(
             error.to_string(),
-            "the build failed at step 2/3 (RUN pip install -r requirements.txt): Collecting flaskk | \
-             ERROR: No matching distribution found for flaskk (error building at STEP \"RUN pip install \
-             -r requirements.txt\": while running runtime: exit status 1)"
+            "the build failed at step 2 (RUN pip install -r requirements.txt): Collecting flaskk | \
+             ERROR: No matching distribution found for flaskk (exit status 1)"
         );
+        let docker =
+            output.failure("The command '/bin/sh -c pip install' returned a non-zero code: 1");
+        assert!(docker
+            .to_string()
+            .ends_with("(The command '/bin/sh -c pip install' returned a non-zero code: 1)"));
     }
 
     #[test]
     fn docker_step_lines_and_failures_before_any_step() {
         assert_eq!(
             parse_step("Step 4/7 : COPY . ."),
-            Some("step 4/7 (COPY . .)".into())
+            Some("step 4 (COPY . .)".into())
         );
         assert_eq!(
             parse_step("STEP 2/2: RUN false"),
-            Some("step 2/2 (RUN false)".into())
+            Some("step 2 (RUN false)".into())
         );
         assert_eq!(parse_step("Stepping: 1"), None);
         assert_eq!(parse_step("STEP x: y"), None);

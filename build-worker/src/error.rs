@@ -65,6 +65,10 @@ pub enum BuildError {
     #[error("the message broker failed: {0}")]
     Publish(#[from] BrokerError),
 
+    /// The broker did not confirm in time: retried like [`Self::Publish`].
+    #[error("the message broker did not confirm a message within {}", human(*.0))]
+    PublishTimeout(Duration),
+
     #[error("internal error in the build worker: {0}")]
     Internal(String),
 }
@@ -73,7 +77,7 @@ impl BuildError {
     /// Failures of berth's own plumbing, not of the user's code or settings:
     /// the message is redelivered rather than the deployment failed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Publish(_))
+        matches!(self, Self::Publish(_) | Self::PublishTimeout(_))
     }
 }
 

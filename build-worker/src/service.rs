@@ -20,10 +20,13 @@ use berth_proto::{
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
+
+/// How long a publish may wait for the broker's confirm.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds apps. Generic over its I/O seams: the image builder, the source
 /// fetcher, the registry, the log sink and the message publisher.
@@ -117,10 +120,22 @@ where
         progress: DeploymentProgress,
     ) -> Result<(), BuildError> {
         tracing::info!(state = %progress.state, reason = progress.reason.as_deref(), "reporting");
-        self.publisher
-            .send(Some(deployment_id), attempt, &progress)
-            .await
-            .map_err(BuildError::Publish)
+        self.send(deployment_id, attempt, &progress).await
+    }
+
+    /// Publishes with a bound on the wait for the broker's confirm, so a
+    /// stuck broker turns into a redelivery rather than a stuck build slot.
+    async fn send<M: berth_proto::Payload + Sync>(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        payload: &M,
+    ) -> Result<(), BuildError> {
+        let sent = self.publisher.send(Some(deployment_id), attempt, payload);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, sent).await {
+            Ok(result) => result.map_err(BuildError::Publish),
+            Err(_) => Err(BuildError::PublishTimeout(PUBLISH_TIMEOUT)),
+        }
     }
 
     /// Runs one build request to its end; the outcome settles the message.
@@ -181,8 +196,7 @@ where
                 metrics::histogram!("berth_build_duration_seconds").record(seconds);
                 tracing::info!(image = %release.image, seconds, "build done");
                 match self
-                    .publisher
-                    .send(Some(deployment_id), attempt, &DeployRequested { release })
+                    .send(deployment_id, attempt, &DeployRequested { release })
                     .await
                 {
                     Ok(()) => Outcome::Done,
@@ -237,8 +251,10 @@ where
         let resolved = self.fetcher.resolve(&spec).await?;
         if let Some(resolved) = &resolved {
             tracker.set_commit(&resolved.commit);
-            log.line(format!("Resolved {} to {}", spec.wanted(), resolved.commit))
-                .await;
+            if spec.wanted() != resolved.commit {
+                log.line(format!("Resolved {} to {}", spec.wanted(), resolved.commit))
+                    .await;
+            }
             if let Some(release) = self
                 .already_built(request, &repo, &resolved.commit, log)
                 .await?

@@ -1,0 +1,455 @@
+//! A build worker on the local stack's real services: RabbitMQ (a fresh
+//! vhost per test), tansu (Kafka), the registry and Podman's socket. Tests
+//! publish `build.requested` and watch what comes out on `berth.inform`,
+//! `berth.deploys` and the app's log topic.
+
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use berth_build_worker::{
+    BuildService, DockerBuilder, GitFetcher, HttpRegistry, LogSettings, RegistryAuth, Settings,
+    StackImages,
+};
+use berth_common::testing::{fresh_amqp_url, stack_env};
+use berth_common::{Broker, Handler, LogProducer, MessagePublisher, Outcome};
+use berth_proto::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
+use berth_proto::{
+    AppRef, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
+    LogRecord, Message, ReleaseConfig, SecretKey, Source,
+};
+use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The tenant every test app belongs to.
+pub const TENANT: &str = "buildtest";
+
+pub fn stack() -> HashMap<String, String> {
+    stack_env()
+}
+
+pub fn settings(allow_local: bool) -> Settings {
+    let env = stack();
+    let get = |key: &str| {
+        env.get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} is not in the stack's env file"))
+    };
+    let work_dir = env
+        .get("BERTH_WORK_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("builds");
+    std::fs::create_dir_all(&work_dir).unwrap();
+    Settings {
+        registry: get("BERTH_REGISTRY"),
+        images: StackImages {
+            python: get("BERTH_BASE_IMAGE_PYTHON"),
+            node: get("BERTH_BASE_IMAGE_NODE"),
+            go: get("BERTH_BASE_IMAGE_GO"),
+            rust: get("BERTH_BASE_IMAGE_RUST"),
+            static_site: get("BERTH_BASE_IMAGE_STATIC"),
+        },
+        extra_ca: env
+            .get("BERTH_BUILD_CA_BUNDLE")
+            .map(|path| std::fs::read(path).expect("the CA bundle is readable")),
+        allow_local_repos: allow_local,
+        work_dir,
+        deadline: Duration::from_secs(600),
+        log: LogSettings::default(),
+    }
+}
+
+pub fn registry_client() -> HttpRegistry {
+    let env = stack();
+    HttpRegistry::new(
+        &env["BERTH_REGISTRY"],
+        None,
+        env.get("BERTH_REGISTRY_USERNAME").cloned(),
+        env.get("BERTH_REGISTRY_PASSWORD").cloned(),
+    )
+    .unwrap()
+}
+
+/// What a worker said about one deployment.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub progress: Vec<DeploymentProgress>,
+    pub deploy: Option<DeployRequested>,
+}
+
+impl Seen {
+    pub fn states(&self) -> Vec<DeploymentState> {
+        self.progress.iter().map(|p| p.state).collect()
+    }
+
+    pub fn reason(&self) -> String {
+        self.progress
+            .iter()
+            .find_map(|p| p.reason.clone())
+            .unwrap_or_default()
+    }
+
+    fn finished(&self) -> bool {
+        self.deploy.is_some() || self.states().contains(&DeploymentState::Failed)
+    }
+}
+
+type Board = Arc<Mutex<HashMap<Uuid, Seen>>>;
+
+/// Records inform and deploy messages by deployment.
+struct Recorder {
+    board: Board,
+    wake: mpsc::UnboundedSender<()>,
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+        let Some(deployment) = envelope.deployment_id else {
+            return Outcome::Reject("no deployment id".into());
+        };
+        let mut board = self.board.lock().await;
+        let seen = board.entry(deployment).or_default();
+        match message {
+            Message::DeploymentProgress(progress) => seen.progress.push(progress),
+            Message::DeployRequested(deploy) => seen.deploy = Some(deploy),
+            other => return Outcome::Reject(format!("unexpected {other:?}")),
+        }
+        let _ = self.wake.send(());
+        Outcome::Done
+    }
+}
+
+pub struct Harness {
+    pub broker: Broker,
+    pub key: SecretKey,
+    board: Board,
+    wake: Mutex<mpsc::UnboundedReceiver<()>>,
+    shutdown: CancellationToken,
+    vhost: String,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        // Each vhost holds six quorum queues: leave none behind.
+        let child = std::process::Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.vhost])
+            .envs(
+                stack()
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("RABBITMQ_") || k == "HOME"),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Ok(mut child) = child {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                eprintln!(
+                    "rabbitmqctl delete_vhost {} is stuck; leaving it",
+                    self.vhost
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Harness {
+    /// A worker with the stack's settings on a fresh vhost.
+    pub async fn start(settings: Settings) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            berth_common::ops::init_tracing();
+        }
+        let env = stack();
+        let url = fresh_amqp_url();
+        let vhost = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let broker = Broker::new(url, "build-worker-test");
+        broker.ensure_topology().await.unwrap();
+        let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+        let logs = Arc::new(LogProducer::new(&env["BERTH_KAFKA_BROKERS"], 24).unwrap());
+        let builder = DockerBuilder::new(
+            &env["BERTH_DOCKER_HOST"],
+            RegistryAuth {
+                registry: settings.registry.clone(),
+                username: env.get("BERTH_REGISTRY_USERNAME").cloned(),
+                password: env.get("BERTH_REGISTRY_PASSWORD").cloned(),
+            },
+        );
+        let shutdown = CancellationToken::new();
+        let service = BuildService::new(
+            settings,
+            key.clone(),
+            builder,
+            GitFetcher,
+            registry_client(),
+            logs,
+            broker.clone(),
+        )
+        .with_shutdown(shutdown.clone());
+        let board = Board::default();
+        let (wake_tx, wake) = mpsc::unbounded_channel();
+        let worker = Arc::new(service);
+        {
+            let (broker, shutdown) = (broker.clone(), shutdown.clone());
+            tokio::spawn(async move { broker.consume(BUILDS_QUEUE, 2, worker, shutdown).await });
+        }
+        for queue in [INFORM_QUEUE, DEPLOYS_QUEUE] {
+            let recorder = Arc::new(Recorder {
+                board: board.clone(),
+                wake: wake_tx.clone(),
+            });
+            let (broker, shutdown) = (broker.clone(), shutdown.clone());
+            tokio::spawn(async move { broker.consume(queue, 4, recorder, shutdown).await });
+        }
+        Self {
+            broker,
+            key,
+            board,
+            wake: Mutex::new(wake),
+            shutdown,
+            vhost,
+        }
+    }
+
+    /// A build request for `app` from `source`.
+    pub fn request(&self, app: &AppRef, source: Source) -> BuildRequested {
+        BuildRequested {
+            app: app.clone(),
+            release_id: Uuid::now_v7(),
+            source,
+            config: ReleaseConfig {
+                port: 8080,
+                env: self.key.seal_json(&serde_json::json!({"GREETING": "hi"})),
+                env_version: 1,
+                replicas: 1,
+                resources: Default::default(),
+            },
+        }
+    }
+
+    /// Publishes the request for a new deployment; returns its id.
+    pub async fn submit(&self, request: &BuildRequested) -> Uuid {
+        let deployment = Uuid::now_v7();
+        self.broker
+            .send(Some(deployment), 1, request)
+            .await
+            .expect("the broker takes the build request");
+        deployment
+    }
+
+    /// Waits until the deployment was handed to the deploy-worker or failed.
+    pub async fn outcome(&self, deployment: Uuid, timeout: Duration) -> Seen {
+        let deadline = Instant::now() + timeout;
+        let mut wake = self.wake.lock().await;
+        loop {
+            let finished = self
+                .board
+                .lock()
+                .await
+                .get(&deployment)
+                .is_some_and(Seen::finished);
+            if finished {
+                // Let a straggling report arrive.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return self.board.lock().await[&deployment].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, wake.recv()).await.is_err() {
+                panic!(
+                    "deployment {deployment} did not finish in {timeout:?}; seen: {:?}",
+                    self.board.lock().await.get(&deployment)
+                );
+            }
+        }
+    }
+}
+
+pub fn new_app(prefix: &str) -> AppRef {
+    let id = Uuid::now_v7();
+    AppRef {
+        id,
+        name: format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..8]),
+        tenant: TENANT.into(),
+    }
+}
+
+pub fn source(url: &str, git_ref: &str) -> Source {
+    Source {
+        repo_url: url.into(),
+        git_ref: git_ref.into(),
+        commit: None,
+        subdirectory: None,
+        token: None,
+    }
+}
+
+/// A git repository on disk whose `main` gets one commit per call to `commit`.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    repo: Repository,
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_opts(
+            dir.path(),
+            RepositoryInitOptions::new().initial_head("main"),
+        )
+        .unwrap();
+        Self { dir, repo }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+
+    /// Writes `files` (path, contents) and commits everything; returns the SHA.
+    pub fn commit(&self, message: &str, files: &[(&str, &str)]) -> String {
+        for (path, contents) in files {
+            let path = self.dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        let mut index = self.repo.index().unwrap();
+        index.add_all(["*"], IndexAddOption::DEFAULT, None).unwrap();
+        // Files removed from the folder leave the commit too.
+        index.update_all(["*"], None).unwrap();
+        index.write().unwrap();
+        let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let signature = Signature::now("berth test", "test@berth.invalid").unwrap();
+        let parents: Vec<git2::Commit> = self
+            .repo
+            .head()
+            .ok()
+            .and_then(|head| head.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        self.repo
+            .commit(
+                Some("HEAD"),
+                &signature,
+                &signature,
+                message,
+                &tree,
+                &parents,
+            )
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Every record of the app's log topic for `deployment`, waiting until
+/// one has `until` in it.
+pub async fn log_lines(app: Uuid, deployment: Uuid, until: &str) -> Vec<LogRecord> {
+    let env = stack();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env["BERTH_KAFKA_BROKERS"])
+        .set("group.id", format!("build-worker-test-{}", Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    partitions
+        .add_partition_offset(&berth_proto::names::log_topic(app), 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&partitions).unwrap();
+    let key = deployment.to_string();
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|r: &LogRecord| r.line.contains(until)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(message) => message.unwrap(),
+            Err(_) => panic!(
+                "no log line with {until:?} for {deployment}; got: {:#?}",
+                lines
+                    .iter()
+                    .map(|r: &LogRecord| &r.line)
+                    .collect::<Vec<_>>()
+            ),
+        };
+        if message.key() != Some(key.as_bytes()) {
+            continue;
+        }
+        let record: LogRecord = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        lines.push(record);
+    }
+    lines
+}
+
+/// Runs `image` (a local tag) as the deploy-worker would, with `PORT`
+/// published on 127.0.0.1, and returns what `GET /` answers.
+pub async fn serve_and_fetch(image: &str, port: u16) -> String {
+    use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+    use bollard::query_parameters::RemoveContainerOptionsBuilder;
+    let env = stack();
+    let docker = bollard::Docker::connect_with_socket(
+        &env["BERTH_DOCKER_HOST"],
+        120,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap()
+    .negotiate_version()
+    .await
+    .unwrap();
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exposed = format!("{port}/tcp");
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        exposed_ports: Some(vec![exposed.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                exposed,
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(host_port.to_string()),
+                }]),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = docker.create_container(None, body).await.unwrap().id;
+    docker.start_container(&id, None).await.unwrap();
+    let url = format!("http://127.0.0.1:{host_port}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        match reqwest::get(&url).await {
+            Ok(response) => break Ok(response.text().await.unwrap()),
+            Err(error) if Instant::now() > deadline => break Err(error.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    let _ = docker
+        .remove_container(
+            &id,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+    answer.unwrap_or_else(|error| panic!("{image} did not answer on {url}: {error}"))
+}
