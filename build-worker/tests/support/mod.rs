@@ -356,6 +356,24 @@ impl TestRepo {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    pub fn git(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Tags HEAD with an annotated tag.
+    pub fn tag(&self, name: &str) {
+        let head = self
+            .repo
+            .head()
+            .unwrap()
+            .peel(git2::ObjectType::Commit)
+            .unwrap();
+        let signature = Signature::now("berth test", "test@berth.invalid").unwrap();
+        self.repo
+            .tag(name, &head, &signature, "a release", false)
+            .unwrap();
+    }
 }
 
 /// Every record of the app's log topic for `deployment`, waiting until
