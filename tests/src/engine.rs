@@ -120,14 +120,28 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes every container carrying `label=value`.
-pub async fn remove_labelled(docker: &Docker, label: &str, value: &str) -> Result<usize> {
+async fn labelled(
+    docker: &Docker,
+    label: &str,
+    value: &str,
+    all: bool,
+) -> Result<Vec<bollard::models::ContainerSummary>> {
     let filters = HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])]);
     let options = ListContainersOptionsBuilder::default()
-        .all(true)
+        .all(all)
         .filters(&filters)
         .build();
-    let containers = docker.list_containers(Some(options)).await?;
+    Ok(docker.list_containers(Some(options)).await?)
+}
+
+/// How many running containers carry `label=value`.
+pub async fn count_labelled(docker: &Docker, label: &str, value: &str) -> Result<usize> {
+    Ok(labelled(docker, label, value, false).await?.len())
+}
+
+/// Removes every container carrying `label=value`.
+pub async fn remove_labelled(docker: &Docker, label: &str, value: &str) -> Result<usize> {
+    let containers = labelled(docker, label, value, true).await?;
     for container in &containers {
         if let Some(id) = &container.id {
             remove(docker, id).await?;
