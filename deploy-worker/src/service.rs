@@ -132,7 +132,18 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             release,
             env,
         };
-        let progress = match self.runtime.deploy(&spec).await {
+        let started = std::time::Instant::now();
+        let result = self.runtime.deploy(&spec).await;
+        let outcome = match &result {
+            Ok(_) => "live",
+            Err(DeployError::Superseded { .. }) => "cancelled",
+            Err(error) if error.is_transient() => "retry",
+            Err(_) => "failed",
+        };
+        metrics::counter!("berth_deploys_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("berth_deploy_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        let progress = match result {
             Ok(endpoint) => {
                 tracing::info!(%deployment_id, %app_id, endpoint, "deployment is live");
                 DeploymentProgress::new(DeploymentState::Live).with_endpoint(endpoint)

@@ -39,40 +39,32 @@ pub async fn connect(host: &str) -> Result<Docker, StreamError> {
 #[derive(Clone)]
 pub struct DockerLogSource {
     docker: Docker,
-    /// Follow only workloads that also carry this label.
-    selector: Option<(String, String)>,
+    /// The label (`key`, `value`) of the workloads to follow.
+    selector: (String, String),
 }
 
 impl DockerLogSource {
+    /// Follows every workload berth runs (`app.kubernetes.io/managed-by=berth`).
     pub fn new(docker: Docker) -> Self {
         Self {
             docker,
-            selector: None,
+            selector: (
+                labels::MANAGED_BY.to_owned(),
+                labels::MANAGED_BY_VALUE.to_owned(),
+            ),
         }
     }
 
-    /// Restricts the source to workloads labelled `key=value` (filtered here,
-    /// not by the engine: Podman 4.3 combines some filters unreliably).
+    /// Follows the workloads labelled `key=value` instead (they still need
+    /// a `berth.dev/app` label to have a topic).
     pub fn with_selector(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.selector = Some((key.into(), value.into()));
+        self.selector = (key.into(), value.into());
         self
     }
 
-    fn selected(&self, labels: &HashMap<String, String>) -> bool {
-        self.selector
-            .as_ref()
-            .is_none_or(|(key, value)| labels.get(key) == Some(value))
-    }
-
-    fn berth_filter() -> HashMap<&'static str, Vec<String>> {
-        HashMap::from([(
-            "label",
-            vec![format!(
-                "{}={}",
-                labels::MANAGED_BY,
-                labels::MANAGED_BY_VALUE
-            )],
-        )])
+    fn label_filter(&self) -> HashMap<&'static str, Vec<String>> {
+        let (key, value) = &self.selector;
+        HashMap::from([("label", vec![format!("{key}={value}")])])
     }
 }
 
@@ -177,14 +169,10 @@ impl LogSource for DockerLogSource {
     async fn workloads(&self) -> Result<Vec<Workload>, StreamError> {
         let options = ListContainersOptionsBuilder::default()
             .all(true)
-            .filters(&Self::berth_filter())
+            .filters(&self.label_filter())
             .build();
         let containers = self.docker.list_containers(Some(options)).await?;
-        Ok(containers
-            .into_iter()
-            .filter(|c| self.selected(c.labels.as_ref().unwrap_or(&HashMap::new())))
-            .filter_map(from_summary)
-            .collect())
+        Ok(containers.into_iter().filter_map(from_summary).collect())
     }
 
     async fn is_running(&self, id: &str) -> Result<Option<bool>, StreamError> {
@@ -203,26 +191,17 @@ impl LogSource for DockerLogSource {
     }
 
     fn events(&self, since: Option<i64>) -> BoxStream<'static, Result<WorkloadEvent, StreamError>> {
-        let mut options = EventsOptionsBuilder::default().filters(&Self::berth_filter());
+        let mut options = EventsOptionsBuilder::default().filters(&self.label_filter());
         if let Some(since) = since {
             options = options.since(&since.div_euclid(1_000_000_000).to_string());
         }
-        let source = self.clone();
         self.docker
             .events(Some(options.build()))
-            .filter_map(move |event| {
-                let result = match event {
-                    Ok(event) => {
-                        let attributes = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
-                        if source.selected(attributes.unwrap_or(&HashMap::new())) {
-                            from_event(event).map(Ok)
-                        } else {
-                            None
-                        }
-                    }
+            .filter_map(|event| {
+                futures::future::ready(match event {
+                    Ok(event) => from_event(event).map(Ok),
                     Err(error) => Some(Err(error.into())),
-                };
-                futures::future::ready(result)
+                })
             })
             .boxed()
     }

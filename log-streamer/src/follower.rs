@@ -69,7 +69,10 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
                     let mut result = result;
                     loop {
                         match accept(workload, result) {
-                            Ok(position) => delivered = position,
+                            Ok(position) => {
+                                metrics::counter!("berth_log_lines_total").increment(1);
+                                delivered = position;
+                            }
                             Err(error) => {
                                 self.checkpoint(workload, delivered, &mut saved)?;
                                 return Err(error);

@@ -66,9 +66,18 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
     /// checkpointed what it read.
     pub async fn run(self: Arc<Self>) {
         let store = &self.follower.store;
-        let mut cursor = store
-            .events_cursor()
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        let mut cursor = match store.events_cursor() {
+            Some(cursor) => cursor,
+            None => {
+                // First start: events from now on, and remember that, so a
+                // restart replays what happened while it was down.
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+                if let Err(error) = store.save_events_cursor(now) {
+                    tracing::error!(%error, "cannot save the events checkpoint");
+                }
+                now
+            }
+        };
         let (records, pending) = mpsc::unbounded_channel();
         let writer = tokio::spawn(self.clone().write_events(pending));
         let mut first = true;
@@ -179,6 +188,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
             return;
         }
         following.insert(workload.id.clone(), false);
+        metrics::gauge!("berth_log_followed_containers").set(following.len() as f64);
         drop(following);
         tracing::info!(container = workload.name, app_id = %workload.app_id, "following");
         self.tracker.spawn(self.clone().follow(workload));
@@ -216,11 +226,12 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                         continue;
                     }
                     following.remove(&workload.id);
+                    metrics::gauge!("berth_log_followed_containers").set(following.len() as f64);
                     tracing::info!(container = workload.name, "stopped; no longer following");
                     return;
                 }
                 Ok(None) => {
-                    self.lock().remove(&workload.id);
+                    self.unfollow(&workload.id);
                     self.follower.store.forget(&workload.id);
                     tracing::info!(container = workload.name, "removed; checkpoint forgotten");
                     return;
@@ -233,7 +244,13 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                 }
             }
         }
-        self.lock().remove(&workload.id);
+        self.unfollow(&workload.id);
+    }
+
+    fn unfollow(&self, id: &str) {
+        let mut following = self.lock();
+        following.remove(id);
+        metrics::gauge!("berth_log_followed_containers").set(following.len() as f64);
     }
 
     /// Ships event records in order and advances the events checkpoint once
@@ -264,7 +281,10 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     Err(error) => Err(error),
                 };
                 match stored {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        metrics::counter!("berth_log_event_records_total").increment(1);
+                        break;
+                    }
                     Err(error) if error.is_permanent() => {
                         tracing::warn!(%error, "dropping an event record Kafka refuses");
                         break;

@@ -1,5 +1,5 @@
 //! Test support: containers that print numbered lines on the real engine,
-//! an in-process streamer (restricted to the test's own containers by a
+//! an in-process streamer following only the test's own containers (by a
 //! label selector), and a reader of the app's Kafka topic.
 #![allow(dead_code)]
 
@@ -110,10 +110,9 @@ impl TestApp {
             (labels::APP.to_owned(), self.app_id.to_string()),
             (labels::DEPLOYMENT.to_owned(), self.deployment.to_string()),
             (labels::TENANT.to_owned(), self.tenant.clone()),
-            (
-                labels::MANAGED_BY.to_owned(),
-                labels::MANAGED_BY_VALUE.to_owned(),
-            ),
+            // Not `berth`: streamers other suites run on the same engine
+            // must not ship these lines into this test's topic.
+            (labels::MANAGED_BY.to_owned(), "berth-test".to_owned()),
         ]);
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
