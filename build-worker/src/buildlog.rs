@@ -44,6 +44,8 @@ impl Default for LogSettings {
 
 /// The most records stored in one batch.
 const BATCH: usize = 500;
+/// Longer lines are cut (minified output, progress bars without newlines).
+const MAX_LINE: usize = 16 * 1024;
 
 /// The `instance` of a build's records: `build-<first 8 of the deployment id>`.
 pub fn instance(deployment_id: Uuid) -> String {
@@ -102,6 +104,15 @@ impl BuildLog {
         let mut line: String = text.into();
         while line.ends_with('\n') || line.ends_with('\r') {
             line.pop();
+        }
+        if line.len() > MAX_LINE {
+            // A record the broker refuses would take its whole batch with it.
+            let mut cut = MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str(" … (line cut at 16 KiB)");
         }
         tracing::debug!(deployment_id = %self.deployment_id, line = %line, "build");
         let record = LogRecord {
@@ -251,6 +262,22 @@ mod tests {
             assert_eq!(record.instance, instance(deployment));
         }
         assert_eq!(instance(deployment).len(), "build-".len() + 8);
+    }
+
+    #[tokio::test]
+    async fn very_long_lines_are_cut() {
+        let sink = Arc::new(Memory::default());
+        let log = BuildLog::start(
+            sink.clone(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            &LogSettings::default(),
+        );
+        log.line("é".repeat(MAX_LINE)).await;
+        log.finish().await;
+        let line = &sink.lines.lock().unwrap()[0].2.line;
+        assert!(line.len() < MAX_LINE + 40, "{}", line.len());
+        assert!(line.ends_with("(line cut at 16 KiB)"));
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The build context: the app folder as a tar file, minus `.git` and what
 //! `.dockerignore` excludes, plus berth's own files (a generated Dockerfile,
-//! the extra CA bundle). Symlinks are stored as links, never followed, so a
+//! the extra CA bundle). The app's files are at the root of the context, or
+//! under a prefix folder (for generated Dockerfiles, which copy that folder). Symlinks are stored as links, never followed, so a
 //! repository cannot pull files of the build host into its image. Headers
 //! are deterministic (fixed owner and mtime), which keeps the engine's layer
 //! cache valid across clones of the same content.
@@ -24,8 +25,14 @@ pub struct ContextStats {
     pub bytes: u64,
 }
 
-/// Writes the context of `dir` to the tar file `out`. Blocking.
-pub fn write_context(dir: &Path, extra: &[ExtraFile], out: &Path) -> io::Result<ContextStats> {
+/// Writes the context of `dir` to the tar file `out`, the app's files under
+/// `prefix` (`""`: at the root). Blocking.
+pub fn write_context(
+    dir: &Path,
+    prefix: &str,
+    extra: &[ExtraFile],
+    out: &Path,
+) -> io::Result<ContextStats> {
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => DockerIgnore::parse(&text),
         Err(error) if error.kind() == io::ErrorKind::NotFound => DockerIgnore::default(),
@@ -35,7 +42,16 @@ pub fn write_context(dir: &Path, extra: &[ExtraFile], out: &Path) -> io::Result<
     tar.mode(HeaderMode::Deterministic);
     tar.follow_symlinks(false);
     let mut stats = ContextStats::default();
-    let extra_names: Vec<&str> = extra.iter().map(|file| file.name.as_str()).collect();
+    let prefixed = !prefix.is_empty();
+    // At the root, berth's files replace the app's files of the same name.
+    let replaced: Vec<&str> = if prefixed {
+        Vec::new()
+    } else {
+        extra.iter().map(|file| file.name.as_str()).collect()
+    };
+    if prefixed {
+        tar.append_dir(prefix, dir)?;
+    }
     let mut pending = vec![PathBuf::new()];
     while let Some(rel_dir) = pending.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(dir.join(&rel_dir))?
@@ -49,29 +65,34 @@ pub fn write_context(dir: &Path, extra: &[ExtraFile], out: &Path) -> io::Result<
             let Some(rel_str) = rel.to_str().map(str::to_owned) else {
                 continue;
             };
-            if name == ".git" || extra_names.contains(&rel_str.as_str()) {
+            if name == ".git"
+                || replaced.contains(&rel_str.as_str())
+                || (prefixed && rel_str == ".dockerignore")
+            {
                 continue;
             }
             // The Dockerfile and .dockerignore always go, as with `docker build`.
-            let always = matches!(
-                rel_str.as_str(),
-                "Dockerfile" | "Containerfile" | ".dockerignore"
-            );
+            let always = !prefixed
+                && matches!(
+                    rel_str.as_str(),
+                    "Dockerfile" | "Containerfile" | ".dockerignore"
+                );
             let path = dir.join(&rel);
+            let name_in_tar = Path::new(prefix).join(&rel);
             let meta = std::fs::symlink_metadata(&path)?;
             if meta.is_dir() {
                 if ignore.prunes(&rel_str) {
                     continue;
                 }
                 if !ignore.excludes(&rel_str) {
-                    tar.append_path_with_name(&path, &rel)?;
+                    tar.append_path_with_name(&path, &name_in_tar)?;
                 }
                 pending.push(rel);
             } else if (always || !ignore.excludes(&rel_str))
                 // Sockets, fifos and devices are not part of an app.
                 && (meta.is_file() || meta.file_type().is_symlink())
             {
-                tar.append_path_with_name(&path, &rel)?;
+                tar.append_path_with_name(&path, &name_in_tar)?;
                 stats.files += 1;
                 stats.bytes += meta.len();
             }
@@ -174,7 +195,7 @@ mod tests {
             name: ".berth-ca.crt".into(),
             contents: b"CA".to_vec(),
         }];
-        let stats = write_context(&root, &extra, &out).unwrap();
+        let stats = write_context(&root, "", &extra, &out).unwrap();
         let found = entries(&out);
         let names: Vec<&str> = found.keys().map(String::as_str).collect();
         assert_eq!(
@@ -205,10 +226,28 @@ mod tests {
             name: "Dockerfile".into(),
             contents: b"FROM ours".to_vec(),
         }];
-        write_context(&root, &extra, &out).unwrap();
+        write_context(&root, "", &extra, &out).unwrap();
         let found = entries(&out);
         assert_eq!(found["Dockerfile"].1, "FROM ours");
         assert_eq!(found.len(), 1);
+
+        // Under a prefix, the app's files and berth's stay apart.
+        std::fs::write(root.join(".dockerignore"), "*.log\n").unwrap();
+        std::fs::write(root.join("x.log"), "").unwrap();
+        std::fs::create_dir(root.join("css")).unwrap();
+        std::fs::write(root.join("css/site.css"), "p{}").unwrap();
+        write_context(&root, "app", &extra, &out).unwrap();
+        let names: Vec<String> = entries(&out).into_keys().collect();
+        assert_eq!(
+            names,
+            [
+                "Dockerfile",
+                "app",
+                "app/Dockerfile",
+                "app/css",
+                "app/css/site.css"
+            ]
+        );
     }
 
     #[test]

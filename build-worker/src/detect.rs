@@ -21,13 +21,18 @@
 //! one (run with `sh -c`, as on Heroku), else the stack's default; for
 //! Python the default is `python app.py`, else `python main.py`, and a
 //! Python app with neither (and no Procfile) is refused with a hint.
-//! Generated images get `ENV PORT=<port>` and `EXPOSE <port>`.
+//! Generated images get `ENV PORT=<port>` and `EXPOSE <port>`. In their
+//! build context the app's files are under [`APP_IN_CONTEXT`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Where the extra CA bundle sits in the build context.
 pub const CA_IN_CONTEXT: &str = ".berth-ca.crt";
+/// Where the app's files sit in the context of a generated Dockerfile, apart
+/// from berth's own files (the Dockerfile, the CA bundle), so that `COPY`
+/// takes exactly the app and a static site never serves berth's files.
+pub const APP_IN_CONTEXT: &str = "app";
 /// Where the extra CA bundle goes in the image.
 pub const CA_IN_IMAGE: &str = "/etc/ssl/certs/berth-extra-ca.crt";
 /// Env vars pointed at the extra CA bundle in generated images.
@@ -263,7 +268,7 @@ pub fn plan(files: &AppFiles, recipe: &Recipe<'_>) -> Result<Plan, DetectError> 
         (
             Stack::Static,
             "index.html",
-            "COPY . /site/\n".to_owned(),
+            "COPY app/ /site/\n".to_owned(),
             start,
         )
     } else {
@@ -338,9 +343,9 @@ fn shell_cmd(command: &str) -> String {
 
 fn python(marker: &str) -> String {
     let install = if marker == "requirements.txt" {
-        "COPY requirements.txt ./\nRUN pip install -r requirements.txt\nCOPY . .\n"
+        "COPY app/requirements.txt ./\nRUN pip install -r requirements.txt\nCOPY app/ .\n"
     } else {
-        "COPY . .\nRUN pip install .\n"
+        "COPY app/ .\nRUN pip install .\n"
     };
     format!(
         "ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1\n\
@@ -355,31 +360,35 @@ fn node(files: &AppFiles) -> String {
         .into_iter()
         .find(|name| files.has(name));
     let (copy, install) = match lockfile {
-        Some(lock) => (format!("COPY package.json {lock} ./"), "npm ci"),
-        None => ("COPY package.json ./".to_owned(), "npm install"),
+        Some(lock) => (format!("COPY app/package.json app/{lock} ./"), "npm ci"),
+        None => ("COPY app/package.json ./".to_owned(), "npm install"),
     };
     format!(
         "{copy}\n\
          RUN {install}\n\
-         COPY . .\n\
+         COPY app/ .\n\
          RUN npm run build --if-present\n\
          ENV NODE_ENV=production\n"
     )
 }
 
 fn go(files: &AppFiles) -> String {
-    let sums = if files.has("go.sum") { " go.sum" } else { "" };
+    let sums = if files.has("go.sum") {
+        " app/go.sum"
+    } else {
+        ""
+    };
     format!(
-        "COPY go.mod{sums} ./\n\
+        "COPY app/go.mod{sums} ./\n\
          RUN go mod download\n\
-         COPY . .\n\
+         COPY app/ .\n\
          RUN CGO_ENABLED=0 go build -o /usr/local/bin/app .\n"
     )
 }
 
 fn rust(binary: Option<&str>) -> String {
     let mut steps =
-        "COPY . .\nRUN cargo build --release --locked || cargo build --release\n".to_owned();
+        "COPY app/ .\nRUN cargo build --release --locked || cargo build --release\n".to_owned();
     if let Some(bin) = binary {
         steps.push_str(&format!(
             "RUN cp target/release/{bin} /usr/local/bin/{bin} && rm -rf target\n"
@@ -473,7 +482,7 @@ mod tests {
         assert!(text.contains("RUN python3 -m venv /opt/venv\n"), "{text}");
         assert!(text.contains("PATH=/opt/venv/bin:$PATH"), "{text}");
         let install = text.find("RUN pip install -r requirements.txt").unwrap();
-        let copy_all = text.find("COPY . .").unwrap();
+        let copy_all = text.find("COPY app/ .\n").unwrap();
         assert!(install < copy_all, "dependencies first, for layer caching");
         assert!(text.contains("ENV PORT=5000\nEXPOSE 5000\n"), "{text}");
         assert!(
@@ -534,14 +543,14 @@ mod tests {
         assert_eq!(plan.log_line(), "Detected Node.js app (package.json)");
         let text = dockerfile(&plan);
         assert!(
-            text.contains("COPY package.json package-lock.json ./\nRUN npm ci\n"),
+            text.contains("COPY app/package.json app/package-lock.json ./\nRUN npm ci\n"),
             "{text}"
         );
         assert!(text.contains("RUN npm run build --if-present\n"));
         assert!(text.ends_with("CMD [\"sh\",\"-c\",\"npm start\"]\n"));
 
         let plan = plan_for(AppFiles::new(["package.json", "yarn.lock"])).unwrap();
-        assert!(dockerfile(&plan).contains("COPY package.json ./\nRUN npm install\n"));
+        assert!(dockerfile(&plan).contains("COPY app/package.json ./\nRUN npm install\n"));
     }
 
     #[test]
@@ -556,11 +565,11 @@ mod tests {
         assert_eq!(plan.description(), "Go (go.mod)");
         let text = dockerfile(&plan);
         assert!(text.contains("FROM go:1\n"));
-        assert!(text.contains("COPY go.mod go.sum ./\n"));
+        assert!(text.contains("COPY app/go.mod app/go.sum ./\n"));
         assert!(text.contains("go build -o /usr/local/bin/app .\n"));
         assert!(text.ends_with("CMD [\"sh\",\"-c\",\"/usr/local/bin/app\"]\n"));
         let plan = plan_for(AppFiles::new(["go.mod", "main.go"])).unwrap();
-        assert!(dockerfile(&plan).contains("COPY go.mod ./\n"));
+        assert!(dockerfile(&plan).contains("COPY app/go.mod ./\n"));
     }
 
     #[test]
@@ -598,7 +607,7 @@ mod tests {
         assert_eq!(plan.description(), "static site (index.html)");
         let text = dockerfile(&plan);
         assert!(text.contains("FROM static:1\n"));
-        assert!(text.contains("COPY . /site/\n"));
+        assert!(text.contains("COPY app/ /site/\n"));
         assert!(text.contains("ENV PORT=5000\nEXPOSE 5000\n"));
         assert!(text.ends_with(
             "CMD [\"sh\",\"-c\",\"exec busybox httpd -f -p \\\"$PORT\\\" -h /site\"]\n"

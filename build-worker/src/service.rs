@@ -6,7 +6,7 @@
 use crate::buildlog::BuildLog;
 use crate::config::Settings;
 use crate::context::{self, ExtraFile};
-use crate::detect::{self, AppFiles, Plan, Recipe, CA_IN_CONTEXT};
+use crate::detect::{self, AppFiles, Plan, Recipe, APP_IN_CONTEXT, CA_IN_CONTEXT};
 use crate::docker::{BuildJob, ImageBuilder};
 use crate::error::BuildError;
 use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
@@ -308,8 +308,8 @@ where
                 contents: ca.clone(),
             });
         }
-        let dockerfile = match &plan {
-            Plan::RepoDockerfile { path } => path.clone(),
+        let (dockerfile, prefix) = match &plan {
+            Plan::RepoDockerfile { path } => (path.clone(), ""),
             Plan::Generated { dockerfile, .. } => {
                 log.line("Generated Dockerfile:").await;
                 for line in dockerfile.lines() {
@@ -319,15 +319,16 @@ where
                     name: "Dockerfile".to_owned(),
                     contents: dockerfile.clone().into_bytes(),
                 });
-                "Dockerfile".to_owned()
+                ("Dockerfile".to_owned(), APP_IN_CONTEXT)
             }
         };
         let tar = root.join("context.tar");
         let (dir, out) = (app_dir.clone(), tar.clone());
-        let stats = tokio::task::spawn_blocking(move || context::write_context(&dir, &extra, &out))
-            .await
-            .map_err(|e| BuildError::Internal(e.to_string()))?
-            .map_err(|e| BuildError::Context(e.to_string()))?;
+        let stats =
+            tokio::task::spawn_blocking(move || context::write_context(&dir, prefix, &extra, &out))
+                .await
+                .map_err(|e| BuildError::Internal(e.to_string()))?
+                .map_err(|e| BuildError::Context(e.to_string()))?;
         log.line(format!(
             "Sending the build context: {} files, {:.1} MiB",
             stats.files,

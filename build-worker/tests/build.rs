@@ -167,10 +167,13 @@ async fn an_exact_commit_is_built_even_when_the_branch_moved_on() {
         "{lines:#?}"
     );
     let tagged = ImageRepo::new(&settings(true).registry, TENANT, &app.name).tagged(&good);
+    let answers = serve_and_get(&tagged, 8080, &["/", "/Dockerfile", "/.berth-ca.crt"]).await;
     assert_eq!(
-        serve_and_fetch(&tagged, 8080).await,
-        "<!doctype html><p>hello</p>\n"
+        answers[0],
+        (200, "<!doctype html><p>hello</p>\n".to_owned())
     );
+    assert_eq!(answers[1].0, 404, "berth's files are not part of the site");
+    assert_eq!(answers[2].0, 404, "berth's files are not part of the site");
 
     // An abbreviated SHA resolves (after a fetch) to the same, built commit.
     src.commit = Some(good[..10].to_owned());

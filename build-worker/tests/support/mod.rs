@@ -419,6 +419,14 @@ pub async fn log_lines(app: Uuid, deployment: Uuid, until: &str) -> Vec<LogRecor
 /// Runs `image` (a local tag) as the deploy-worker would, with `PORT`
 /// published on 127.0.0.1, and returns what `GET /` answers.
 pub async fn serve_and_fetch(image: &str, port: u16) -> String {
+    let mut answers = serve_and_get(image, port, &["/"]).await;
+    let (status, body) = answers.remove(0);
+    assert_eq!(status, 200, "GET / on {image}: {body}");
+    body
+}
+
+/// Like [`serve_and_fetch`], for several paths: (status, body) of each.
+pub async fn serve_and_get(image: &str, port: u16, paths: &[&str]) -> Vec<(u16, String)> {
     use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
     use bollard::query_parameters::RemoveContainerOptionsBuilder;
     let env = stack();
@@ -454,20 +462,35 @@ pub async fn serve_and_fetch(image: &str, port: u16) -> String {
     };
     let id = docker.create_container(None, body).await.unwrap().id;
     docker.start_container(&id, None).await.unwrap();
-    let url = format!("http://127.0.0.1:{host_port}/");
+    let base = format!("http://127.0.0.1:{host_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
-        match reqwest::get(&url).await {
-            Ok(response) => break Ok(response.text().await.unwrap()),
-            Err(error) if Instant::now() > deadline => break Err(error.to_string()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+    let mut answer = Ok(Vec::new());
+    for path in paths {
+        let url = format!("{base}{path}");
+        let got = loop {
+            match reqwest::get(&url).await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    break Ok((status, response.text().await.unwrap()));
+                }
+                Err(error) if Instant::now() > deadline => break Err(format!("{url}: {error}")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        match (got, &mut answer) {
+            (Ok(got), Ok(answers)) => answers.push(got),
+            (Err(error), _) => {
+                answer = Err(error);
+                break;
+            }
+            _ => {}
         }
-    };
+    }
     let _ = docker
         .remove_container(
             &id,
             Some(RemoveContainerOptionsBuilder::default().force(true).build()),
         )
         .await;
-    answer.unwrap_or_else(|error| panic!("{image} did not answer on {url}: {error}"))
+    answer.unwrap_or_else(|error| panic!("{image} did not answer: {error}"))
 }
