@@ -22,7 +22,6 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use uuid::Uuid;
 
 use crate::config::DockerConfig;
@@ -160,11 +159,7 @@ impl DockerRuntime {
         let inspect = ready::inspect(&self.docker, id).await.ok()??;
         let running = inspect.state.as_ref()?.running == Some(true);
         let host_port = ready::published_port(&inspect, &format!("{port}/tcp"))?;
-        let connect = TcpStream::connect((self.connect_host(), host_port));
-        let answers = matches!(
-            tokio::time::timeout(Duration::from_secs(2), connect).await,
-            Ok(Ok(_))
-        );
+        let answers = ready::serves(&inspect, self.connect_host(), host_port, port).await;
         (running && answers).then_some(host_port)
     }
 

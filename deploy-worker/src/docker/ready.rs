@@ -129,8 +129,7 @@ pub async fn wait_until_ready(
             });
         }
         if let Some(host_port) = published_port(&inspect, &port_key) {
-            let connect = TcpStream::connect((connect_host, host_port));
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+            if serves(&inspect, connect_host, host_port, app_port).await {
                 tracing::info!(
                     container_id,
                     host_port,
@@ -148,6 +147,55 @@ pub async fn wait_until_ready(
             });
         }
     }
+}
+
+/// How a TCP connection attempt went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Accepted,
+    Refused,
+    /// Timed out or no route: says nothing about the app.
+    Unreachable,
+}
+
+async fn probe(host: &str, port: u16) -> Probe {
+    let connect = TcpStream::connect((host, port));
+    match tokio::time::timeout(Duration::from_secs(1), connect).await {
+        Ok(Ok(_)) => Probe::Accepted,
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
+        _ => Probe::Unreachable,
+    }
+}
+
+/// The app accepts connections on its published port. Engines reserve
+/// published ports with a listening socket of their own (Podman's conmon,
+/// Docker's proxy), which accepts a connection where the port forwarding
+/// does not apply; so when the container's own address is reachable from
+/// here, the app port there must not refuse either.
+pub async fn serves(
+    inspect: &ContainerInspectResponse,
+    connect_host: &str,
+    host_port: u16,
+    app_port: u16,
+) -> bool {
+    if probe(connect_host, host_port).await != Probe::Accepted {
+        return false;
+    }
+    match container_ip(inspect) {
+        Some(ip) => probe(&ip, app_port).await != Probe::Refused,
+        None => true,
+    }
+}
+
+fn container_ip(inspect: &ContainerInspectResponse) -> Option<String> {
+    inspect
+        .network_settings
+        .as_ref()?
+        .networks
+        .as_ref()?
+        .values()
+        .filter_map(|network| network.ip_address.clone())
+        .find(|ip| !ip.is_empty())
 }
 
 /// Inspects a container; `None` while Podman reports a state the Docker
