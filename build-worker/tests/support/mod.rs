@@ -379,6 +379,21 @@ impl TestRepo {
 /// Every record of the app's log topic for `deployment`, waiting until
 /// one has `until` in it.
 pub async fn log_lines(app: Uuid, deployment: Uuid, until: &str) -> Vec<LogRecord> {
+    try_log_lines(app, deployment, until, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|lines| {
+            let lines: Vec<&String> = lines.iter().map(|r| &r.line).collect();
+            panic!("no log line with {until:?} for {deployment}; got: {lines:#?}")
+        })
+}
+
+/// Like [`log_lines`]; `Err` with what was there when `until` never came.
+pub async fn try_log_lines(
+    app: Uuid,
+    deployment: Uuid,
+    until: &str,
+    wait: Duration,
+) -> Result<Vec<LogRecord>, Vec<LogRecord>> {
     let env = stack();
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &env["BERTH_KAFKA_BROKERS"])
@@ -394,18 +409,12 @@ pub async fn log_lines(app: Uuid, deployment: Uuid, until: &str) -> Vec<LogRecor
     consumer.assign(&partitions).unwrap();
     let key = deployment.to_string();
     let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + wait;
     while !lines.iter().any(|r: &LogRecord| r.line.contains(until)) {
         let left = deadline.saturating_duration_since(Instant::now());
         let message = match tokio::time::timeout(left, consumer.recv()).await {
             Ok(message) => message.unwrap(),
-            Err(_) => panic!(
-                "no log line with {until:?} for {deployment}; got: {:#?}",
-                lines
-                    .iter()
-                    .map(|r: &LogRecord| &r.line)
-                    .collect::<Vec<_>>()
-            ),
+            Err(_) => return Err(lines),
         };
         if message.key() != Some(key.as_bytes()) {
             continue;
@@ -413,7 +422,7 @@ pub async fn log_lines(app: Uuid, deployment: Uuid, until: &str) -> Vec<LogRecor
         let record: LogRecord = serde_json::from_slice(message.payload().unwrap()).unwrap();
         lines.push(record);
     }
-    lines
+    Ok(lines)
 }
 
 /// Runs `image` (a local tag) as the deploy-worker would, with `PORT`
