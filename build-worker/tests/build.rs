@@ -379,3 +379,58 @@ async fn python_dependencies_install_from_pypi_with_the_extra_ca() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_worker_that_stops_mid_build_puts_the_build_back_on_the_queue() {
+    let settings = settings(true);
+    let static_image = settings.images.static_site.clone();
+    let harness = Harness::start(settings).await;
+    let repo = TestRepo::new();
+    repo.commit(
+        "slow",
+        &[(
+            "Dockerfile",
+            &format!("FROM {static_image}\nRUN echo 'a long build' && sleep 15\n"),
+        )],
+    );
+    let app = new_app("stopped");
+    let deployment = harness
+        .submit(&harness.request(&app, source(&repo.url(), "main")))
+        .await;
+    harness
+        .wait_for(
+            deployment,
+            DeploymentState::Building,
+            Duration::from_secs(60),
+        )
+        .await;
+    harness.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queues = berth_common::testing::rabbitmqctl(&[
+            "list_queues",
+            "-q",
+            "-p",
+            harness.vhost(),
+            "name",
+            "messages_ready",
+        ]);
+        let ready = queues
+            .lines()
+            .find_map(|line| line.strip_prefix("berth.builds\t"))
+            .map(str::trim);
+        if ready == Some("1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the build was not requeued: {queues}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let lines = log_lines(app.id, deployment, "shutting down").await;
+    assert_eq!(
+        lines.last().unwrap().line,
+        "The build worker is shutting down; this build will start again"
+    );
+}

@@ -251,6 +251,36 @@ impl Harness {
         deployment
     }
 
+    /// Stops the worker and the recorders, as SIGTERM does in `main`.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// Waits until the deployment reported `state`.
+    pub async fn wait_for(&self, deployment: Uuid, state: DeploymentState, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut wake = self.wake.lock().await;
+        loop {
+            let reached = self
+                .board
+                .lock()
+                .await
+                .get(&deployment)
+                .is_some_and(|seen| seen.states().contains(&state));
+            if reached {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, wake.recv()).await.is_err() {
+                panic!("deployment {deployment} did not reach {state} in {timeout:?}");
+            }
+        }
+    }
+
     /// Waits until the deployment was handed to the deploy-worker or failed.
     pub async fn outcome(&self, deployment: Uuid, timeout: Duration) -> Seen {
         let deadline = Instant::now() + timeout;
