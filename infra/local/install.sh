@@ -16,6 +16,9 @@ DEBIAN_PACKAGES=(
   curl ca-certificates openssl
   # tansu's build needs a C toolchain (libsql bundles sqlite)
   build-essential pkg-config
+  # berth's own build: git2's https (OpenSSL), librdkafka's bundled build;
+  # the build-worker's tests serve repositories with git http-backend
+  libssl-dev zlib1g-dev cmake git
 )
 
 install_packages() {
