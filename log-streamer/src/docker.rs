@@ -3,8 +3,7 @@
 //! lifecycle events, and their logs with timestamps.
 
 use async_trait::async_trait;
-use berth_proto::{labels, LogStream};
-use bollard::container::LogOutput;
+use berth_proto::labels;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, EventMessage};
 use bollard::query_parameters::{
     EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -17,6 +16,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::error::StreamError;
+use crate::frames::{fragment, LineJoiner};
 use crate::source::{Lifecycle, LogLine, LogSource, Workload, WorkloadEvent};
 
 /// Connects to `host` (`unix:///path/to/docker.sock`, `tcp://` or `http://`)
@@ -133,37 +133,6 @@ fn from_event(event: EventMessage) -> Option<WorkloadEvent> {
     })
 }
 
-/// Splits a log frame (`<RFC 3339 timestamp> <text>`) into lines.
-pub fn parse_frame(output: LogOutput) -> Vec<LogLine> {
-    let (stream, message) = match output {
-        LogOutput::StdErr { message } => (LogStream::Stderr, message),
-        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-            (LogStream::Stdout, message)
-        }
-        LogOutput::StdIn { .. } => return Vec::new(),
-    };
-    let text = String::from_utf8_lossy(&message);
-    let text = text.strip_suffix('\n').unwrap_or(&text);
-    let (ts, text) = match text.split_once(' ') {
-        Some((stamp, rest)) => match DateTime::parse_from_rfc3339(stamp) {
-            Ok(ts) => (ts.with_timezone(&Utc), rest),
-            Err(_) => (Utc::now(), text),
-        },
-        None => match DateTime::parse_from_rfc3339(text) {
-            // A stamped empty line.
-            Ok(ts) => (ts.with_timezone(&Utc), ""),
-            Err(_) => (Utc::now(), text),
-        },
-    };
-    text.split('\n')
-        .map(|line| LogLine {
-            ts,
-            stream,
-            line: line.strip_suffix('\r').unwrap_or(line).to_owned(),
-        })
-        .collect()
-}
-
 #[async_trait]
 impl LogSource for DockerLogSource {
     async fn workloads(&self) -> Result<Vec<Workload>, StreamError> {
@@ -214,15 +183,34 @@ impl LogSource for DockerLogSource {
             .timestamps(true)
             .since(i32::try_from(since).unwrap_or(0))
             .build();
-        self.docker
-            .logs(id, Some(options))
-            .flat_map(|frame| match frame {
-                Ok(frame) => {
-                    stream::iter(parse_frame(frame).into_iter().map(Ok).collect::<Vec<_>>())
+        let frames = self.docker.logs(id, Some(options));
+        stream::unfold(Some((frames, LineJoiner::default())), |state| async move {
+            let (mut frames, mut joiner) = state?;
+            loop {
+                match frames.next().await {
+                    Some(Ok(frame)) => {
+                        let lines = fragment(frame)
+                            .map(|fragment| joiner.push(fragment))
+                            .unwrap_or_default();
+                        if !lines.is_empty() {
+                            let lines = stream::iter(lines.into_iter().map(Ok));
+                            return Some((lines.boxed(), Some((frames, joiner))));
+                        }
+                    }
+                    // A piece of a line read before the error is read again.
+                    Some(Err(error)) => {
+                        let failed = stream::iter([Err(StreamError::from(error))]);
+                        return Some((failed.boxed(), None));
+                    }
+                    None => {
+                        let rest = joiner.finish(Utc::now());
+                        return Some((stream::iter(rest.into_iter().map(Ok)).boxed(), None));
+                    }
                 }
-                Err(error) => stream::iter(vec![Err(error.into())]),
-            })
-            .boxed()
+            }
+        })
+        .flatten()
+        .boxed()
     }
 }
 
@@ -230,26 +218,6 @@ impl LogSource for DockerLogSource {
 mod tests {
     use super::*;
     use bollard::models::EventActor;
-
-    #[test]
-    fn frames_become_stamped_lines() {
-        let lines = parse_frame(LogOutput::StdErr {
-            message: "2026-11-22T02:13:18Z boom: it broke\n".into(),
-        });
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].stream, LogStream::Stderr);
-        assert_eq!(lines[0].line, "boom: it broke");
-        assert_eq!(lines[0].ts.timestamp(), 1_795_313_598);
-        let precise = parse_frame(LogOutput::StdOut {
-            message: "2026-11-22T02:13:18.123456789Z  indented\n".into(),
-        });
-        assert_eq!(precise[0].line, " indented");
-        assert_eq!(precise[0].ts.timestamp_subsec_nanos(), 123_456_789);
-        let empty = parse_frame(LogOutput::StdOut {
-            message: "2026-11-22T02:13:18Z\n".into(),
-        });
-        assert_eq!(empty[0].line, "");
-    }
 
     #[test]
     fn lifecycle_events_carry_the_workload_and_exit_code() {

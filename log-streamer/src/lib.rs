@@ -13,6 +13,7 @@ pub mod config;
 pub mod docker;
 pub mod error;
 pub mod follower;
+pub mod frames;
 pub mod service;
 pub mod sink;
 pub mod source;

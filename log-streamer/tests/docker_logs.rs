@@ -79,17 +79,7 @@ async fn a_restarted_streamer_neither_loses_nor_repeats_lines() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = RunningStreamer::start(state.path(), &app.tenant).await;
 
-    let records = read_until(&app.topic(), WAIT, |records| {
-        records
-            .iter()
-            .filter(|(_, r)| r.source == LogSource::App)
-            .count()
-            >= 300
-    })
-    .await;
-    // Give a repeated line the time to show up, then read everything again.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let all = read_until(&app.topic(), WAIT, move |r| r.len() >= records.len()).await;
+    let all = read_all(&app.topic(), 300).await;
     assert_eq!(app_lines(&all, LogStream::Stdout), numbered(1, "out", 150));
     assert_eq!(app_lines(&all, LogStream::Stderr), numbered(1, "err", 150));
     assert_eq!(
@@ -101,6 +91,33 @@ async fn a_restarted_streamer_neither_loses_nor_repeats_lines() {
     );
 
     second.stop().await;
+    app.remove(&id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamer_restarted_in_a_burst_neither_loses_nor_repeats_lines() {
+    // As fast as the app can print: thousands of lines share each second and
+    // the engine cuts some of them into partial frames.
+    let app = TestApp::new();
+    app.create_topic().await;
+    let state = tempfile::tempdir().unwrap();
+    let first = RunningStreamer::start(state.path(), &app.tenant).await;
+    let (id, _) = app.start(&[("COUNT", "5000")], None).await;
+    read_until(&app.topic(), WAIT, |records| records.len() >= 2000).await;
+    first.stop().await;
+    let second = RunningStreamer::start(state.path(), &app.tenant).await;
+    let all = read_all(&app.topic(), 10_000).await;
+    second.stop().await;
+    for (stream, name) in [(LogStream::Stdout, "out"), (LogStream::Stderr, "err")] {
+        let got = app_lines(&all, stream);
+        let want = numbered(1, name, 5000);
+        let first_difference = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]);
+        assert!(
+            first_difference.is_none() && got.len() == want.len(),
+            "{name}: {} lines, first difference at {first_difference:?}",
+            got.len()
+        );
+    }
     app.remove(&id).await;
 }
 
@@ -157,6 +174,52 @@ async fn a_container_started_later_is_followed_through_its_restarts() {
         "{lifecycle:?}"
     );
 
+    streamer.stop().await;
+    app.remove(&id).await;
+}
+
+/// A measurement, not a check: how fast a burst of lines reaches Kafka.
+/// `cargo test -p berth-log-streamer --test docker_logs -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_a_burst_of_lines() {
+    let app = TestApp::new();
+    app.create_topic().await;
+    let state = tempfile::tempdir().unwrap();
+    let streamer = RunningStreamer::start(state.path(), &app.tenant).await;
+    let started = std::time::Instant::now();
+    let (id, _) = app.start(&[("COUNT", "10000")], None).await;
+    let records = read_until(&app.topic(), Duration::from_secs(300), |records| {
+        records
+            .iter()
+            .filter(|(_, r)| r.source == LogSource::App)
+            .count()
+            >= 20_000
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let last = records
+        .iter()
+        .rev()
+        .find(|(_, r)| r.source == LogSource::App)
+        .unwrap();
+    eprintln!(
+        "20000 lines in Kafka {:?} after the container was created ({:.0} lines/s); last line stamped {}",
+        elapsed,
+        20_000.0 / elapsed.as_secs_f64(),
+        last.1.ts
+    );
+    let got = app_lines(&records, LogStream::Stdout);
+    let want = numbered(1, "out", 10_000);
+    if let Some(at) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
+        panic!(
+            "{} lines; first difference at {at}: got {:?}, want {:?}",
+            got.len(),
+            &got[at.saturating_sub(2)..(at + 5).min(got.len())],
+            &want[at.saturating_sub(2)..(at + 5).min(want.len())]
+        );
+    }
+    assert_eq!(got.len(), want.len());
     streamer.stop().await;
     app.remove(&id).await;
 }

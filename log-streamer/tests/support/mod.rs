@@ -190,7 +190,7 @@ impl RunningStreamer {
 pub async fn read_until(
     topic: &str,
     timeout: Duration,
-    done: impl Fn(&[(String, LogRecord)]) -> bool + Send + 'static,
+    mut done: impl FnMut(&[(String, LogRecord)]) -> bool + Send + 'static,
 ) -> Vec<(String, LogRecord)> {
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -227,6 +227,26 @@ pub async fn read_until(
     })
     .await
     .unwrap()
+}
+
+/// Everything in the topic: reads until `at_least` app lines arrived and
+/// then nothing more for two seconds (so a repeated line would show).
+pub async fn read_all(topic: &str, at_least: usize) -> Vec<(String, LogRecord)> {
+    let mut seen = 0;
+    let mut quiet_since = Instant::now();
+    let topic = topic.to_owned();
+    let records = read_until(&topic, Duration::from_secs(120), move |records| {
+        if records.len() != seen {
+            seen = records.len();
+            quiet_since = Instant::now();
+        }
+        let app_lines = records
+            .iter()
+            .filter(|(_, r)| r.source == berth_proto::LogSource::App)
+            .count();
+        app_lines >= at_least && quiet_since.elapsed() > Duration::from_secs(2)
+    });
+    records.await
 }
 
 /// The `source: app` lines of a stream, in order.
