@@ -25,6 +25,8 @@ use crate::sink::RecordSink;
 use crate::source::{Lifecycle, LogSource, Workload, WorkloadEvent};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often checkpoints of vanished containers are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Streamer<S, K> {
     follower: Follower<S, K>,
@@ -106,9 +108,15 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                 }
             }
             self.events_up.store(true, Ordering::Relaxed);
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            sweep.tick().await;
             loop {
                 let next = tokio::select! {
                     _ = self.shutdown.cancelled() => break,
+                    _ = sweep.tick() => {
+                        self.sweep().await;
+                        continue;
+                    }
                     next = events.next() => next,
                 };
                 match next {
@@ -151,9 +159,19 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
         }
     }
 
+    /// Forgets checkpoints of containers removed while nobody followed
+    /// them (a removal missed while the streamer was down, say).
+    async fn sweep(&self) {
+        match self.follower.source.workloads().await {
+            Ok(workloads) => self.forget_vanished(&workloads),
+            Err(error) => tracing::warn!(%error, "cannot list the workloads to sweep checkpoints"),
+        }
+    }
+
     fn forget_vanished(&self, workloads: &[Workload]) {
+        let following = self.lock().keys().cloned().collect::<Vec<_>>();
         for id in self.follower.store.known() {
-            if !workloads.iter().any(|workload| workload.id == id) {
+            if !workloads.iter().any(|workload| workload.id == id) && !following.contains(&id) {
                 tracing::info!(
                     container = id,
                     "forgetting the checkpoint of a removed container"
@@ -311,11 +329,71 @@ fn describe(event: &WorkloadEvent) -> Option<String> {
         Lifecycle::Started => format!("instance {name} started"),
         Lifecycle::Died {
             exit_code: Some(code),
-        } => format!("instance {name} exited with code {code}"),
+        } => match signal_name(code) {
+            Some(signal) => format!("instance {name} exited with code {code} ({signal})"),
+            None => format!("instance {name} exited with code {code}"),
+        },
         Lifecycle::Died { exit_code: None } => format!("instance {name} exited"),
         Lifecycle::OutOfMemory => {
             format!("instance {name} was killed: it ran out of memory (raise its memory limit)")
         }
         Lifecycle::Removed => return None,
     })
+}
+
+/// What an exit code above 128 says: the process died of a signal.
+fn signal_name(code: i64) -> Option<&'static str> {
+    Some(match code.checked_sub(128)? {
+        2 => "interrupted, SIGINT",
+        6 => "aborted, SIGABRT",
+        9 => "killed, SIGKILL: out of memory or not stopping in time",
+        11 => "crashed, SIGSEGV",
+        15 => "stopped, SIGTERM",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn event(kind: Lifecycle) -> WorkloadEvent {
+        WorkloadEvent {
+            workload: Workload {
+                id: "c".into(),
+                name: "berth-acme-web-0123".into(),
+                app_id: Uuid::now_v7(),
+                key: "d".into(),
+                running: false,
+            },
+            kind,
+            at: chrono::Utc::now(),
+            cursor: 1,
+        }
+    }
+
+    #[test]
+    fn lifecycle_lines_say_what_happened() {
+        let line = |kind| describe(&event(kind));
+        assert_eq!(
+            line(Lifecycle::Started).unwrap(),
+            "instance berth-acme-web-0123 started"
+        );
+        assert_eq!(
+            line(Lifecycle::Died { exit_code: Some(1) }).unwrap(),
+            "instance berth-acme-web-0123 exited with code 1"
+        );
+        assert_eq!(
+            line(Lifecycle::Died {
+                exit_code: Some(143)
+            })
+            .unwrap(),
+            "instance berth-acme-web-0123 exited with code 143 (stopped, SIGTERM)"
+        );
+        assert!(line(Lifecycle::OutOfMemory)
+            .unwrap()
+            .contains("out of memory"));
+        assert_eq!(line(Lifecycle::Removed), None);
+    }
 }
