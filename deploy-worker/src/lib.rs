@@ -28,16 +28,21 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let key = config.secret_key.key()?;
     let broker = Broker::new(config.broker.amqp_url.clone(), "deploy-worker");
-    let docker = match config.runtime {
-        RuntimeKind::Docker => docker::connect(&config.docker.docker_host).await?,
-    };
-    let runtime = docker::DockerRuntime::new(docker, config.docker.clone());
     let ready_broker = broker.clone();
     berth_common::ops::serve(
         config.ops.ops_addr,
         Arc::new(move || ready_broker.consumers_connected()),
     )
     .await?;
+    let docker = match config.runtime {
+        RuntimeKind::Docker => {
+            match connect_until_up(&config.docker.docker_host, &shutdown).await {
+                Some(docker) => docker,
+                None => return Ok(()),
+            }
+        }
+    };
+    let runtime = docker::DockerRuntime::new(docker, config.docker.clone());
     let service = Arc::new(DeployService::new(runtime, broker.clone(), key));
     tracing::info!(
         docker_host = config.docker.docker_host,
@@ -49,4 +54,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await;
     tracing::info!("deploy-worker stopped");
     Ok(())
+}
+
+/// Connects to the engine, retrying with backoff while it is down (it may
+/// start after this process); `None` if shutdown comes first.
+async fn connect_until_up(host: &str, shutdown: &CancellationToken) -> Option<bollard::Docker> {
+    let mut backoff = std::time::Duration::from_millis(500);
+    loop {
+        match docker::connect(host).await {
+            Ok(docker) => return Some(docker),
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "the container engine is not reachable yet")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+    }
 }

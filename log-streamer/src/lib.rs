@@ -26,14 +26,24 @@ pub use sink::RecordSink;
 pub use source::{LogSource, Workload};
 
 use berth_common::LogProducer;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 /// Runs the streamer until `shutdown`; returns after every follower
 /// delivered and checkpointed what it read.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = CheckpointStore::open(&config.state_dir)?;
-    let docker = docker::connect(&config.docker_host).await?;
+    // Ready once the streamer follows the engine's events.
+    let slot: Arc<OnceLock<Arc<Streamer<docker::DockerLogSource, LogProducer>>>> = Arc::default();
+    let ready = slot.clone();
+    berth_common::ops::serve(
+        config.ops.ops_addr,
+        Arc::new(move || ready.get().is_some_and(|streamer| streamer.is_ready())),
+    )
+    .await?;
+    let Some(docker) = connect_until_up(&config.docker_host, &shutdown).await else {
+        return Ok(());
+    };
     let mut source = docker::DockerLogSource::new(docker);
     if let Some((key, value)) = &config.selector {
         source = source.with_selector(key, value);
@@ -44,8 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.kafka.log_retention_hours,
     )?);
     let streamer = Streamer::new(source, producer, store, config.max_in_flight, shutdown);
-    let ready = streamer.clone();
-    berth_common::ops::serve(config.ops.ops_addr, Arc::new(move || ready.is_ready())).await?;
+    let _ = slot.set(streamer.clone());
     tracing::info!(
         docker_host = config.docker_host,
         state_dir = %config.state_dir.display(),
@@ -53,4 +62,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     streamer.run().await;
     Ok(())
+}
+
+/// Connects to the engine, retrying with backoff while it is down (it may
+/// start after this process); `None` if shutdown comes first.
+async fn connect_until_up(host: &str, shutdown: &CancellationToken) -> Option<bollard::Docker> {
+    let mut backoff = std::time::Duration::from_millis(500);
+    loop {
+        match docker::connect(host).await {
+            Ok(docker) => return Some(docker),
+            Err(error) => {
+                tracing::warn!(%error, ?backoff, "the container engine is not reachable yet")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+    }
 }
