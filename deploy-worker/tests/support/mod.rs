@@ -182,6 +182,9 @@ pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
 pub struct Worker {
     pub broker: Broker,
     vhost: String,
+    /// Apps whose containers are removed when the worker is dropped, even
+    /// when the test failed.
+    apps: Mutex<Vec<Uuid>>,
     pub reports: Arc<Mutex<Vec<(Uuid, DeploymentProgress)>>>,
     pub runtime: DockerRuntime,
     shutdown: CancellationToken,
@@ -241,6 +244,7 @@ impl Worker {
         Self {
             broker,
             vhost: url.rsplit('/').next().unwrap().to_owned(),
+            apps: Mutex::new(Vec::new()),
             reports,
             runtime: DockerRuntime::new(docker().await, docker_config(ready_timeout_secs)),
             shutdown,
@@ -249,6 +253,7 @@ impl Worker {
     }
 
     pub async fn deploy(&self, deployment_id: Uuid, release: &Release) -> Envelope {
+        self.apps.lock().unwrap().push(release.app.id);
         let envelope = Envelope::new(
             Some(deployment_id),
             1,
@@ -307,15 +312,60 @@ impl Worker {
         }
     }
 
-    /// Stops the worker and deletes its vhost: every vhost holds file
-    /// handles of the broker, and leftovers exhaust them.
-    pub async fn stop(self) {
+    /// Stops the worker; dropping it cleans up.
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = self.consumer.await;
-        drop(self.broker);
-        berth_common::testing::rabbitmqctl(&["delete_vhost", &self.vhost]);
+        let _ = (&mut self.consumer).await;
     }
 }
+
+impl Drop for Worker {
+    /// Removes the test's containers and deletes its vhost (every vhost
+    /// holds file handles of the broker; leftovers exhaust them).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.consumer.abort();
+        let apps = std::mem::take(&mut *self.apps.lock().unwrap());
+        let vhost = self.vhost.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                for app in apps {
+                    remove_containers_of(app).await;
+                }
+            });
+            berth_common::testing::rabbitmqctl(&["delete_vhost", &vhost]);
+        })
+        .join()
+        .ok();
+    }
+}
+
+async fn remove_containers_of(app_id: Uuid) {
+    let docker = docker().await;
+    let filters = HashMap::from([("label", vec![format!("berth.dev/app={app_id}")])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    for container in docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .build();
+        let _ = docker
+            .remove_container(&container.id.unwrap_or_default(), Some(remove))
+            .await;
+    }
+}
+
+impl Worker {}
 
 /// The app's containers: (name, deployment label, state).
 pub async fn containers_of(app: &AppRef) -> Vec<(String, String, String)> {

@@ -143,6 +143,23 @@ impl TestApp {
         let _ = docker().await.remove_container(id, Some(options)).await;
     }
 
+    /// Removes the app's containers (also done on drop, for failed tests).
+    pub async fn remove_all(&self) {
+        let docker = docker().await;
+        let filters = HashMap::from([("label", vec![format!("{}={}", labels::APP, self.app_id)])]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        for container in docker
+            .list_containers(Some(options))
+            .await
+            .unwrap_or_default()
+        {
+            self.remove(&container.id.unwrap_or_default()).await;
+        }
+    }
+
     /// Creates the app's topic, as the first record would.
     pub async fn create_topic(&self) {
         producer().ensure_topic(self.app_id).await.unwrap();
@@ -262,4 +279,24 @@ pub fn numbered(run: u32, stream: &str, count: u32) -> Vec<String> {
     (1..=count)
         .map(|i| format!("run {run} {stream} {i}"))
         .collect()
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let app = Self {
+            app_id: self.app_id,
+            deployment: self.deployment,
+            tenant: self.tenant.clone(),
+        };
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(app.remove_all());
+            std::mem::forget(app);
+        })
+        .join()
+        .ok();
+    }
 }
