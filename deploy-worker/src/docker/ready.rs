@@ -3,6 +3,7 @@
 //! restarted. A container that exits (even one its restart policy brings
 //! back) fails at once, with its exit code and last log lines.
 
+use bollard::container::LogOutput;
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use bollard::query_parameters::{EventsOptionsBuilder, KillContainerOptions, LogsOptionsBuilder};
 use bollard::Docker;
@@ -256,19 +257,39 @@ pub async fn last_lines(docker: &Docker, container_id: &str) -> Vec<String> {
         .tail(&(LAST_LINES * 2).to_string())
         .build();
     let chunks: Vec<_> = docker.logs(container_id, Some(options)).collect().await;
-    let mut lines: Vec<String> = chunks
-        .into_iter()
-        .filter_map(Result::ok)
-        .flat_map(|chunk| {
-            String::from_utf8_lossy(&chunk.into_bytes())
-                .lines()
-                .map(|line| line.trim_end().to_owned())
-                .filter(|line| !line.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut lines = join_frames(chunks.into_iter().filter_map(Result::ok));
+    lines.retain(|line| !line.trim().is_empty());
     let skip = lines.len().saturating_sub(LAST_LINES);
     lines.drain(..skip);
+    lines
+}
+
+/// Frames to lines: the engine cuts long or bursty output into frames
+/// without a newline, which belong to the next frame of the same stream.
+fn join_frames(frames: impl IntoIterator<Item = LogOutput>) -> Vec<String> {
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let mut lines = Vec::new();
+    for frame in frames {
+        let (pending, message) = match frame {
+            LogOutput::StdErr { message } => (&mut stderr, message),
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                (&mut stdout, message)
+            }
+            LogOutput::StdIn { .. } => continue,
+        };
+        pending.push_str(&String::from_utf8_lossy(&message));
+        if let Some(end) = pending.rfind('\n') {
+            let rest = pending.split_off(end + 1);
+            lines.extend(pending.lines().map(|line| line.trim_end().to_owned()));
+            *pending = rest;
+        }
+    }
+    lines.extend(
+        [stdout, stderr]
+            .into_iter()
+            .filter(|rest| !rest.is_empty())
+            .map(|rest| rest.trim_end().to_owned()),
+    );
     lines
 }
 
@@ -276,6 +297,31 @@ pub async fn last_lines(docker: &Docker, container_id: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use bollard::models::ContainerState;
+
+    #[test]
+    fn partial_frames_join_into_lines() {
+        let out = |text: &str| LogOutput::StdOut {
+            message: text.to_owned().into(),
+        };
+        let err = |text: &str| LogOutput::StdErr {
+            message: text.to_owned().into(),
+        };
+        let lines = join_frames([
+            out("starting\nlisten"),
+            err("fatal: no DATABASE_URL\n"),
+            out("ing on 8000\n"),
+            out("bye"),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "starting",
+                "fatal: no DATABASE_URL",
+                "listening on 8000",
+                "bye"
+            ]
+        );
+    }
 
     fn inspect(
         status: ContainerStateStatusEnum,
