@@ -3,7 +3,7 @@
 
 mod common;
 
-use berth_common::testing::fresh_amqp_url;
+use berth_common::testing::TestVhost;
 use berth_proto::SecretKey;
 use common::TestDb;
 use lapin::options::QueueDeclareOptions;
@@ -38,7 +38,8 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn migrate_then_serve_until_sigterm() {
     let db = TestDb::empty().await;
-    let amqp_url = tokio::task::spawn_blocking(fresh_amqp_url).await.unwrap();
+    let vhost = tokio::task::spawn_blocking(TestVhost::new).await.unwrap();
+    let amqp_url = vhost.url.clone();
 
     let migrate = backend(&db, &amqp_url).arg("migrate").output().unwrap();
     assert!(
@@ -128,5 +129,4 @@ async fn migrate_then_serve_until_sigterm() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
-    common::broker::delete_vhost(&amqp_url);
 }

@@ -65,12 +65,58 @@ pub fn rabbitmqctl(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A fresh, empty vhost; returns an AMQP URL for it.
-pub fn fresh_amqp_url() -> String {
-    let vhost = format!("berth-test-{}", Uuid::new_v4().simple());
-    rabbitmqctl(&["add_vhost", &vhost]);
-    rabbitmqctl(&["set_permissions", "-p", &vhost, "berth", ".*", ".*", ".*"]);
-    let base = setting("BERTH_AMQP_URL");
-    let root = base.rsplit_once('/').map(|(root, _)| root).unwrap_or(&base);
-    format!("{root}/{vhost}")
+/// A fresh, empty RabbitMQ vhost that is deleted when dropped. Every vhost
+/// holds its quorum queues' file handles on the node, so tests must not
+/// leave theirs behind.
+pub struct TestVhost {
+    pub name: String,
+    /// An AMQP URL for the vhost.
+    pub url: String,
+}
+
+impl TestVhost {
+    pub fn new() -> Self {
+        let name = format!("berth-test-{}", Uuid::new_v4().simple());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "berth", ".*", ".*", ".*"]);
+        let base = setting("BERTH_AMQP_URL");
+        let root = base.rsplit_once('/').map(|(root, _)| root).unwrap_or(&base);
+        let url = format!("{root}/{name}");
+        Self { name, url }
+    }
+}
+
+impl Default for TestVhost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestVhost {
+    /// Best effort and bounded: a stuck node must not hang the test run.
+    fn drop(&mut self) {
+        let env = stack_env();
+        let child = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .envs(
+                env.iter()
+                    .filter(|(k, _)| k.starts_with("RABBITMQ_") || k == &"HOME"),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            eprintln!(
+                "rabbitmqctl delete_vhost {} is stuck; leaving it",
+                self.name
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

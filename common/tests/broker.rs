@@ -2,7 +2,7 @@
 //! in its own vhost.
 
 use async_trait::async_trait;
-use berth_common::testing::fresh_amqp_url;
+use berth_common::testing::TestVhost;
 use berth_common::{Broker, Handler, MessagePublisher, Outcome};
 use berth_proto::names::{BUILDS_QUEUE, DEAD_LETTER_REASON_HEADER, INFORM_QUEUE};
 use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Message};
@@ -69,7 +69,11 @@ async fn next_on(url: &str, queue: &str) -> (Vec<u8>, Option<String>) {
         .unwrap_or_else(|_| panic!("nothing arrived on {queue}"))
         .unwrap()
         .unwrap();
-    delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+    delivery
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .unwrap();
     let reason = delivery.properties.headers().as_ref().and_then(|headers| {
         match headers.inner().get(DEAD_LETTER_REASON_HEADER) {
             Some(AMQPValue::LongString(text)) => Some(text.to_string()),
@@ -87,7 +91,10 @@ fn progress() -> Envelope {
     )
 }
 
-fn start_consumer(url: &str, outcome: Outcome) -> (mpsc::UnboundedReceiver<Envelope>, CancellationToken) {
+fn start_consumer(
+    url: &str,
+    outcome: Outcome,
+) -> (mpsc::UnboundedReceiver<Envelope>, CancellationToken) {
     let (seen, receiver) = mpsc::unbounded_channel();
     let broker = Broker::new(url, "test");
     let shutdown = CancellationToken::new();
@@ -99,20 +106,26 @@ fn start_consumer(url: &str, outcome: Outcome) -> (mpsc::UnboundedReceiver<Envel
 
 #[tokio::test]
 async fn bad_messages_are_dead_lettered_with_the_reason_and_the_worker_goes_on() {
-    let url = fresh_amqp_url();
+    let vhost = TestVhost::new();
+    let url = vhost.url.clone();
     Broker::new(&url, "setup").ensure_topology().await.unwrap();
     let (mut seen, shutdown) = start_consumer(&url, Outcome::Done);
 
     publish_raw(&url, INFORM_QUEUE, b"{not json").await;
     let (body, reason) = next_on(&url, "berth.inform.dead").await;
     assert_eq!(body, b"{not json");
-    assert!(reason.unwrap().starts_with("the message is not a berth envelope"));
+    assert!(reason
+        .unwrap()
+        .starts_with("the message is not a berth envelope"));
 
     let mut unknown = progress();
     unknown.kind = "deployment.exploded".into();
     publish_raw(&url, INFORM_QUEUE, &unknown.to_bytes()).await;
     let (_, reason) = next_on(&url, "berth.inform.dead").await;
-    assert_eq!(reason.as_deref(), Some("unknown message type `deployment.exploded`"));
+    assert_eq!(
+        reason.as_deref(),
+        Some("unknown message type `deployment.exploded`")
+    );
 
     let mut future = progress();
     future.version = 2;
@@ -131,7 +144,10 @@ async fn bad_messages_are_dead_lettered_with_the_reason_and_the_worker_goes_on()
 
     // And the worker is still consuming.
     let good = progress();
-    Broker::new(&url, "publisher").publish(INFORM_QUEUE, &good).await.unwrap();
+    Broker::new(&url, "publisher")
+        .publish(INFORM_QUEUE, &good)
+        .await
+        .unwrap();
     let handled = tokio::time::timeout(Duration::from_secs(10), seen.recv())
         .await
         .expect("the good message is handled")
@@ -142,24 +158,32 @@ async fn bad_messages_are_dead_lettered_with_the_reason_and_the_worker_goes_on()
 
 #[tokio::test]
 async fn a_message_that_keeps_failing_ends_in_the_dead_letter_queue() {
-    let url = fresh_amqp_url();
+    let vhost = TestVhost::new();
+    let url = vhost.url.clone();
     Broker::new(&url, "setup").ensure_topology().await.unwrap();
     let (mut seen, shutdown) = start_consumer(&url, Outcome::Retry("database down".into()));
     let message = progress();
-    Broker::new(&url, "publisher").publish(INFORM_QUEUE, &message).await.unwrap();
+    Broker::new(&url, "publisher")
+        .publish(INFORM_QUEUE, &message)
+        .await
+        .unwrap();
     let (body, _) = next_on(&url, "berth.inform.dead").await;
     assert_eq!(Envelope::from_bytes(&body).unwrap().id, message.id);
     let mut attempts = 0;
     while seen.try_recv().is_ok() {
         attempts += 1;
     }
-    assert!(attempts >= 2, "it was retried before giving up ({attempts})");
+    assert!(
+        attempts >= 2,
+        "it was retried before giving up ({attempts})"
+    );
     shutdown.cancel();
 }
 
 #[tokio::test]
 async fn messages_published_before_any_consumer_wait_in_the_durable_queue() {
-    let url = fresh_amqp_url();
+    let vhost = TestVhost::new();
+    let url = vhost.url.clone();
     let publisher = Broker::new(&url, "publisher");
     let sent = progress();
     publisher.publish(BUILDS_QUEUE, &sent).await.unwrap();
@@ -171,6 +195,10 @@ async fn messages_published_before_any_consumer_wait_in_the_durable_queue() {
 #[tokio::test]
 async fn publishing_to_an_unreachable_broker_fails_instead_of_hanging() {
     let broker = Broker::new("amqp://berth:nope@127.0.0.1:1/%2f", "nowhere");
-    let result = tokio::time::timeout(Duration::from_secs(10), broker.publish(INFORM_QUEUE, &progress())).await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        broker.publish(INFORM_QUEUE, &progress()),
+    )
+    .await;
     assert!(matches!(result, Ok(Err(_))), "{result:?}");
 }

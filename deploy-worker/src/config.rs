@@ -50,6 +50,11 @@ pub struct DockerConfig {
     /// That user's registry password.
     #[arg(long, env = "BERTH_REGISTRY_PASSWORD", hide_env_values = true)]
     pub registry_password: Option<String>,
+    /// Names this berth installation in the label `berth.dev/installation`
+    /// on every container it starts, so installations sharing an engine
+    /// (a developer's platform beside test runs) never touch each other's.
+    #[arg(long, env = "BERTH_INSTALLATION", default_value = "berth")]
+    pub installation: String,
     /// Host address app ports are published on.
     #[arg(long, env = "BERTH_PUBLISH_ADDR", default_value = "127.0.0.1")]
     pub publish_addr: String,

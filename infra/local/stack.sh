@@ -100,6 +100,18 @@ postgres_down() {
 rmq_registered() { epmd -names 2>/dev/null | grep -q "^name ${RMQ_NODE%@*} "; }
 rmq_ready() { rmq_registered && rmqctl -q status >/dev/null 2>&1; }
 
+# Each vhost's quorum queues hold file handles; with the default soft limit
+# of 1024 the node blocks new vhosts after ~90 of them. Debian's wrapper
+# starts the node through `su rabbitmq`, whose pam_limits applies this file.
+rabbitmq_file_limit() {
+  local file=/etc/security/limits.d/berth-rabbitmq.conf limit
+  limit=$(ulimit -Hn)
+  [[ $limit == unlimited || $limit -gt 65536 ]] && limit=65536
+  local want="rabbitmq soft nofile $limit
+rabbitmq hard nofile $limit"
+  [[ -f $file && $(cat "$file") == "$want" ]] || printf '%s\n' "$want" >"$file"
+}
+
 rabbitmq_up() {
   mkdir -p "$RMQ_DIR/mnesia" "$RMQ_DIR/log"
   local changed=0
@@ -131,6 +143,7 @@ EOF
     log "rabbitmq: already running"
   else
     log "rabbitmq: starting node $RMQ_NODE on 127.0.0.1:$RMQ_PORT"
+    rabbitmq_file_limit
     (rmq_env && cd "$RMQ_DIR" && setsid -w /usr/sbin/rabbitmq-server -detached) \
       >>"$BERTH_LOGS/rabbitmq-start.log" 2>&1 || true
     wait_for "rabbitmq" 120 rmq_ready || { tail -n 30 "$BERTH_LOGS/rabbitmq-start.log" >&2; die "rabbitmq did not start"; }

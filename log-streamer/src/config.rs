@@ -25,9 +25,13 @@ pub struct Config {
     /// Folder for the per-container checkpoints; must survive restarts of the streamer.
     #[arg(long, env = "BERTH_LOG_STREAMER_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// The berth installation whose workloads to follow (the label
+    /// `berth.dev/installation` the deploy-worker sets).
+    #[arg(long, env = "BERTH_INSTALLATION", default_value = "berth")]
+    pub installation: String,
     /// Follow the workloads carrying this label (`key=value`) instead of
-    /// every berth workload (`app.kubernetes.io/managed-by=berth`), e.g. to
-    /// split the work between streamers (each with its own state dir).
+    /// the installation's, e.g. to split the work between streamers (each
+    /// with its own state dir).
     #[arg(long, env = "BERTH_LOG_STREAMER_SELECTOR", value_parser = parse_selector)]
     pub selector: Option<(String, String)>,
     /// Most lines per container handed to Kafka and not yet confirmed.

@@ -44,10 +44,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let Some(docker) = connect_until_up(&config.docker_host, &shutdown).await else {
         return Ok(());
     };
-    let mut source = docker::DockerLogSource::new(docker);
-    if let Some((key, value)) = &config.selector {
-        source = source.with_selector(key, value);
-    }
+    let source = match &config.selector {
+        Some((key, value)) => docker::DockerLogSource::new(docker).with_selector(key, value),
+        None => docker::DockerLogSource::new(docker)
+            .with_selector(berth_proto::labels::INSTALLATION, &config.installation),
+    };
     let source = Arc::new(source);
     let producer = Arc::new(LogProducer::new(
         &config.kafka.kafka_brokers,

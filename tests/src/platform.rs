@@ -1,7 +1,7 @@
 //! One running berth: backend, build-worker, deploy-worker, log-streamer.
 
 use anyhow::{bail, Context, Result};
-use berth_common::testing::{fresh_amqp_url, repo_root, stack_env};
+use berth_common::testing::{repo_root, stack_env, TestVhost};
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -26,6 +26,9 @@ pub struct Platform {
     /// Scratch space: work dirs, state dirs and the processes' output.
     pub dir: TempDir,
     children: Vec<(String, Child)>,
+    /// Deleted (with the database) when the platform is dropped.
+    _vhost: TestVhost,
+    database: String,
 }
 
 fn free_port() -> u16 {
@@ -63,10 +66,12 @@ impl Platform {
         let mut env = stack_env();
         let port = free_port();
         let base_url = format!("http://127.0.0.1:{port}");
-        let database_url = create_database(&env["BERTH_PG_ADMIN_URL"], &format!("berth_e2e_{id}"))?;
+        let database = format!("berth_e2e_{id}");
+        let database_url = create_database(&env["BERTH_PG_ADMIN_URL"], &database)?;
+        let vhost = TestVhost::new();
         let overrides = [
             ("BERTH_DATABASE_URL", database_url),
-            ("BERTH_AMQP_URL", fresh_amqp_url()),
+            ("BERTH_AMQP_URL", vhost.url.clone()),
             ("BERTH_LISTEN", format!("127.0.0.1:{port}")),
             ("BERTH_PUBLIC_URL", base_url.clone()),
             ("BERTH_INSTALLATION", format!("e2e-{}", &id[..12])),
@@ -87,6 +92,8 @@ impl Platform {
             env,
             dir,
             children: Vec::new(),
+            _vhost: vhost,
+            database,
         };
         for name in BINARIES {
             platform.spawn(name)?;
@@ -215,7 +222,18 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.start_kill();
+        }
         self.remove_containers();
+        let _ = std::process::Command::new("psql")
+            .arg(&self.env["BERTH_PG_ADMIN_URL"])
+            .args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
+            ])
+            .stdout(std::process::Stdio::null())
+            .status();
         if std::thread::panicking() || std::env::var_os("BERTH_KEEP_E2E").is_some() {
             let kept = self.dir.path().to_path_buf();
             eprintln!("e2e output kept in {}", kept.display());

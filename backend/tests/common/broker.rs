@@ -1,6 +1,6 @@
 //! A RabbitMQ vhost of its own, with helpers to read and write its queues.
 
-use berth_common::testing::{fresh_amqp_url, rabbitmqctl};
+use berth_common::testing::TestVhost;
 use berth_common::Broker;
 use lapin::message::Delivery;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
@@ -13,11 +13,14 @@ pub struct TestBroker {
     pub broker: Broker,
     _connection: Connection,
     channel: Channel,
+    /// Deleted when the broker is dropped.
+    _vhost: TestVhost,
 }
 
 impl TestBroker {
     pub async fn new() -> Self {
-        let url = tokio::task::spawn_blocking(fresh_amqp_url).await.unwrap();
+        let vhost = tokio::task::spawn_blocking(TestVhost::new).await.unwrap();
+        let url = vhost.url.clone();
         let broker = Broker::new(&url, "backend-test");
         broker
             .ensure_topology()
@@ -32,6 +35,7 @@ impl TestBroker {
             broker,
             _connection: connection,
             channel,
+            _vhost: vhost,
         }
     }
 
@@ -85,19 +89,6 @@ impl TestBroker {
             .await
             .unwrap();
     }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        delete_vhost(&self.url);
-    }
-}
-
-/// Removes a test vhost (and closes its connections). Best effort: a
-/// failure (rabbitmqctl panics) must not abort the test run.
-pub fn delete_vhost(amqp_url: &str) {
-    let vhost = amqp_url.rsplit('/').next().unwrap_or_default().to_owned();
-    let _ = std::thread::spawn(move || rabbitmqctl(&["delete_vhost", &vhost])).join();
 }
 
 /// Polls `check` until it returns `Some`, for up to `timeout`.

@@ -10,7 +10,7 @@ use berth_build_worker::{
     BuildService, DockerBuilder, GitFetcher, HttpRegistry, LogSettings, RegistryAuth, Settings,
     StackImages,
 };
-use berth_common::testing::{fresh_amqp_url, stack_env};
+use berth_common::testing::{stack_env, TestVhost};
 use berth_common::{Broker, Handler, LogProducer, MessagePublisher, Outcome};
 use berth_proto::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
 use berth_proto::{
@@ -134,37 +134,13 @@ pub struct Harness {
     board: Board,
     wake: Mutex<mpsc::UnboundedReceiver<()>>,
     shutdown: CancellationToken,
-    vhost: String,
+    /// Deleted when the harness is dropped.
+    vhost: TestVhost,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        // Each vhost holds six quorum queues: leave none behind.
-        let child = std::process::Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.vhost])
-            .envs(
-                stack()
-                    .into_iter()
-                    .filter(|(k, _)| k.starts_with("RABBITMQ_") || k == "HOME"),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        if let Ok(mut child) = child {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if matches!(child.try_wait(), Ok(None)) {
-                eprintln!(
-                    "rabbitmqctl delete_vhost {} is stuck; leaving it",
-                    self.vhost
-                );
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
     }
 }
 
@@ -175,8 +151,8 @@ impl Harness {
             berth_common::ops::init_tracing();
         }
         let env = stack();
-        let url = fresh_amqp_url();
-        let vhost = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let vhost = TestVhost::new();
+        let url = vhost.url.clone();
         let broker = Broker::new(url, "build-worker-test");
         broker.ensure_topology().await.unwrap();
         let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
@@ -257,7 +233,7 @@ impl Harness {
     }
 
     pub fn vhost(&self) -> &str {
-        &self.vhost
+        &self.vhost.name
     }
 
     /// Waits until the deployment reported `state`.

@@ -166,8 +166,12 @@ impl DockerRuntime {
     /// Creates and starts the deployment's container, waits until it serves.
     async fn start_new(&self, spec: &DeploySpec, name: &str) -> Result<(String, u16), DeployError> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        let body =
-            spec::container_body(spec, &self.config.publish_addr, &self.config.restart_policy);
+        let body = spec::container_body(
+            spec,
+            &self.config.installation,
+            &self.config.publish_addr,
+            &self.config.restart_policy,
+        );
         let created = self.docker.create_container(Some(options), body).await?;
         let id = created.id;
         let port = spec.release.config.port;

@@ -20,9 +20,10 @@ pub fn container_name(app: &AppRef, deployment_id: Uuid) -> String {
 }
 
 /// The berth labels every container of a deployment carries.
-pub fn container_labels(spec: &DeploySpec) -> HashMap<String, String> {
+pub fn container_labels(spec: &DeploySpec, installation: &str) -> HashMap<String, String> {
     let release = &spec.release;
     HashMap::from([
+        (labels::INSTALLATION.to_owned(), installation.to_owned()),
         (labels::APP.to_owned(), release.app.id.to_string()),
         (labels::APP_NAME.to_owned(), release.app.name.clone()),
         (labels::TENANT.to_owned(), release.app.tenant.clone()),
@@ -52,6 +53,7 @@ pub fn container_env(spec: &DeploySpec) -> Vec<String> {
 /// What `create_container` is asked for.
 pub fn container_body(
     spec: &DeploySpec,
+    installation: &str,
     publish_addr: &str,
     restart: &RestartPolicySetting,
 ) -> ContainerCreateBody {
@@ -82,7 +84,7 @@ pub fn container_body(
     ContainerCreateBody {
         image: Some(spec.release.image.clone()),
         env: Some(container_env(spec)),
-        labels: Some(container_labels(spec)),
+        labels: Some(container_labels(spec, installation)),
         exposed_ports: Some(vec![port_key]),
         host_config: Some(host_config),
         ..Default::default()
@@ -212,7 +214,7 @@ mod tests {
     fn the_container_has_labels_env_port_and_limits() {
         let spec = spec();
         let restart = "on-failure:5".parse().unwrap();
-        let body = container_body(&spec, "127.0.0.1", &restart);
+        let body = container_body(&spec, "test-installation", "127.0.0.1", &restart);
         let labels = body.labels.unwrap();
         assert_eq!(labels[labels::APP], spec.release.app.id.to_string());
         assert_eq!(labels[labels::DEPLOYMENT], spec.deployment_id.to_string());
@@ -220,6 +222,7 @@ mod tests {
         assert_eq!(labels[labels::MANAGED_BY], "berth");
         assert_eq!(labels[labels::TENANT], "acme");
         assert_eq!(labels[labels::APP_NAME], "web");
+        assert_eq!(labels[labels::INSTALLATION], "test-installation");
         assert_eq!(
             body.env.unwrap(),
             vec!["DATABASE_URL=postgres://x", "PORT=8000"],

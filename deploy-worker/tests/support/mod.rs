@@ -3,7 +3,7 @@
 //! and a reader of the reports it publishes on `berth.inform`.
 #![allow(dead_code)]
 
-use berth_common::testing::{fresh_amqp_url, setting};
+use berth_common::testing::{setting, TestVhost};
 use berth_common::{Broker, MessagePublisher};
 use berth_deploy_worker::docker::{connect, DockerRuntime};
 use berth_deploy_worker::{DeployService, DockerConfig};
@@ -170,6 +170,7 @@ pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
         docker_host: setting("BERTH_DOCKER_HOST"),
         registry_username: Some(setting("BERTH_REGISTRY_USERNAME")),
         registry_password: Some(setting("BERTH_REGISTRY_PASSWORD")),
+        installation: "deploy-worker-tests".into(),
         publish_addr: "127.0.0.1".into(),
         public_host: "127.0.0.1".into(),
         ready_timeout_secs,
@@ -181,7 +182,8 @@ pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
 /// An in-process deploy-worker on its own vhost, and what it reported.
 pub struct Worker {
     pub broker: Broker,
-    vhost: String,
+    /// Deleted after the containers, when the worker is dropped.
+    vhost: Option<TestVhost>,
     /// Apps whose containers are removed when the worker is dropped, even
     /// when the test failed.
     apps: Mutex<Vec<Uuid>>,
@@ -194,7 +196,8 @@ pub struct Worker {
 impl Worker {
     pub async fn start(ready_timeout_secs: u64) -> Self {
         berth_common::ops::init_tracing();
-        let url = fresh_amqp_url();
+        let vhost = TestVhost::new();
+        let url = vhost.url.clone();
         let broker = Broker::new(url.clone(), "deploy-worker-test");
         broker.ensure_topology().await.expect("topology");
         let runtime = DockerRuntime::new(docker().await, docker_config(ready_timeout_secs));
@@ -243,7 +246,7 @@ impl Worker {
         });
         Self {
             broker,
-            vhost: url.rsplit('/').next().unwrap().to_owned(),
+            vhost: Some(vhost),
             apps: Mutex::new(Vec::new()),
             reports,
             runtime: DockerRuntime::new(docker().await, docker_config(ready_timeout_secs)),
@@ -326,7 +329,7 @@ impl Drop for Worker {
         self.shutdown.cancel();
         self.consumer.abort();
         let apps = std::mem::take(&mut *self.apps.lock().unwrap());
-        let vhost = self.vhost.clone();
+        let vhost = self.vhost.take();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -337,7 +340,7 @@ impl Drop for Worker {
                     remove_containers_of(app).await;
                 }
             });
-            berth_common::testing::rabbitmqctl(&["delete_vhost", &vhost]);
+            drop(vhost);
         })
         .join()
         .ok();
