@@ -181,7 +181,7 @@ async fn a_container_started_later_is_followed_through_its_restarts() {
 /// A measurement, not a check: how fast a burst of lines reaches Kafka.
 /// `cargo test -p berth-log-streamer --test docker_logs -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a throughput measurement, not a check: run it with --ignored --nocapture"]
 async fn measure_a_burst_of_lines() {
     let app = TestApp::new();
     app.create_topic().await;
