@@ -53,7 +53,11 @@ cmd_start() {
   mkdir -p "$BERTH_RUN" "$BERTH_LOGS" "${BERTH_WORK_DIR:-$BERTH_STATE/work}" \
     "${BERTH_LOG_STREAMER_STATE_DIR:-$BERTH_STATE/log-streamer}"
   local name
-  # The backend first: it applies the database migrations the workers rely on.
+  # Schema and broker topology exist before any process starts, so start
+  # order never matters and a failed migration stops here with its reason.
+  log "migrating the database and declaring exchanges and queues"
+  "$BIN_DIR/berth-backend" migrate >>"$BERTH_LOGS/berth-backend.log" 2>&1 \
+    || { tail -n 20 "$BERTH_LOGS/berth-backend.log" >&2; die "berth-backend migrate failed"; }
   start_one berth-backend
   if ! wait_for "berth-backend $(backend_url)/healthz" 120 backend_healthy; then
     tail -n 40 "$BERTH_LOGS/berth-backend.log" >&2 || true
