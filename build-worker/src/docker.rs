@@ -8,7 +8,7 @@ use crate::error::BuildError;
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder};
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::Docker;
 use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -78,11 +78,6 @@ pub struct DockerBuilder {
     auth: RegistryAuth,
 }
 
-/// Per-request timeout of the engine client (sending the context and
-/// waiting for the first bytes of an answer); the build deadline bounds
-/// the whole build.
-const ENGINE_TIMEOUT_SECS: u64 = 600;
-
 impl DockerBuilder {
     /// `host` is `unix:///path/to.sock` (or a bare path), or `tcp://host:port`.
     /// Connects on first use, so the worker starts before the engine does.
@@ -104,24 +99,11 @@ impl DockerBuilder {
     pub async fn docker(&self) -> Result<&Docker, BuildError> {
         self.docker
             .get_or_try_init(|| async {
-                let docker = if let Some(addr) = self.host.strip_prefix("tcp://") {
-                    Docker::connect_with_http(
-                        &format!("http://{addr}"),
-                        ENGINE_TIMEOUT_SECS,
-                        API_DEFAULT_VERSION,
-                    )
-                } else {
-                    Docker::connect_with_socket(
-                        &self.host,
-                        ENGINE_TIMEOUT_SECS,
-                        API_DEFAULT_VERSION,
-                    )
-                }
-                .map_err(|e| self.engine_error(e))?;
-                docker
-                    .negotiate_version()
+                berth_common::engine::connect(&self.host)
                     .await
-                    .map_err(|e| self.engine_error(e))
+                    .map_err(|e| BuildError::Engine {
+                        detail: e.to_string(),
+                    })
             })
             .await
     }

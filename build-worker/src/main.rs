@@ -7,7 +7,6 @@ use berth_common::{ops, Broker, LogProducer};
 use berth_proto::names::BUILDS_QUEUE;
 use clap::Parser;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -47,8 +46,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // Builds in progress when it fires are requeued and redelivered.
+    let shutdown = berth_common::shutdown::on_signal();
     let service = BuildService::new(
         settings,
         key,
@@ -65,21 +64,4 @@ async fn main() -> anyhow::Result<()> {
         .await;
     tracing::info!("build worker stopped");
     Ok(())
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutting down: builds in progress will be redelivered");
-    shutdown.cancel();
 }

@@ -4,8 +4,11 @@
 
 pub mod broker;
 pub mod config;
+#[cfg(feature = "engine")]
+pub mod engine;
 pub mod logs;
 pub mod ops;
+pub mod shutdown;
 
 pub use broker::{Broker, BrokerError, Handler, MessagePublisher, Outcome};
 pub use logs::{LogProducer, LogSink};

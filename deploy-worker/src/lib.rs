@@ -36,7 +36,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
     let docker = match config.runtime {
         RuntimeKind::Docker => {
-            match connect_until_up(&config.docker.docker_host, &shutdown).await {
+            match berth_common::engine::connect_until_up(&config.docker.docker_host, &shutdown)
+                .await
+            {
                 Some(docker) => docker,
                 None => return Ok(()),
             }
@@ -54,23 +56,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await;
     tracing::info!("deploy-worker stopped");
     Ok(())
-}
-
-/// Connects to the engine, retrying with backoff while it is down (it may
-/// start after this process); `None` if shutdown comes first.
-async fn connect_until_up(host: &str, shutdown: &CancellationToken) -> Option<bollard::Docker> {
-    let mut backoff = std::time::Duration::from_millis(500);
-    loop {
-        match docker::connect(host).await {
-            Ok(docker) => return Some(docker),
-            Err(error) => {
-                tracing::warn!(%error, ?backoff, "the container engine is not reachable yet")
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
-    }
 }

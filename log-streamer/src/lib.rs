@@ -41,7 +41,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Arc::new(move || ready.get().is_some_and(|streamer| streamer.is_ready())),
     )
     .await?;
-    let Some(docker) = connect_until_up(&config.docker_host, &shutdown).await else {
+    let Some(docker) = berth_common::engine::connect_until_up(&config.docker_host, &shutdown).await
+    else {
         return Ok(());
     };
     let source = match &config.selector {
@@ -63,23 +64,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     streamer.run().await;
     Ok(())
-}
-
-/// Connects to the engine, retrying with backoff while it is down (it may
-/// start after this process); `None` if shutdown comes first.
-async fn connect_until_up(host: &str, shutdown: &CancellationToken) -> Option<bollard::Docker> {
-    let mut backoff = std::time::Duration::from_millis(500);
-    loop {
-        match docker::connect(host).await {
-            Ok(docker) => return Some(docker),
-            Err(error) => {
-                tracing::warn!(%error, ?backoff, "the container engine is not reachable yet")
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
-    }
 }

@@ -7,16 +7,14 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder,
 };
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::Docker;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub async fn connect(host: &str) -> Result<Docker> {
-    let path = host.strip_prefix("unix://").unwrap_or(host);
-    let docker = Docker::connect_with_socket(path, 600, API_DEFAULT_VERSION)?;
-    Ok(docker.negotiate_version().await?)
+    Ok(berth_common::engine::connect(host).await?)
 }
 
 /// The work tree of `dir` (without `.git`) as a tar build context.

@@ -28,23 +28,6 @@ use crate::config::DockerConfig;
 use crate::error::DeployError;
 use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
 
-/// Connects to `host` (`unix:///path/to/docker.sock`, `tcp://` or `http://`)
-/// and settles on an API version both sides speak.
-pub async fn connect(host: &str) -> Result<Docker, DeployError> {
-    const TIMEOUT_SECS: u64 = 120;
-    let docker = if let Some(path) = host.strip_prefix("unix://") {
-        Docker::connect_with_socket(path, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-    } else {
-        let address = host.replace("tcp://", "http://");
-        Docker::connect_with_http(&address, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-    }
-    .map_err(|error| DeployError::Engine(format!("BERTH_DOCKER_HOST={host}: {error}")))?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(|error| DeployError::Engine(format!("BERTH_DOCKER_HOST={host}: {error}")))
-}
-
 pub struct DockerRuntime {
     docker: Docker,
     config: DockerConfig,

@@ -3,9 +3,10 @@
 //! and a reader of the reports it publishes on `berth.inform`.
 #![allow(dead_code)]
 
+use berth_common::engine::connect;
 use berth_common::testing::{setting, TestVhost};
 use berth_common::{Broker, MessagePublisher};
-use berth_deploy_worker::docker::{connect, DockerRuntime};
+use berth_deploy_worker::docker::DockerRuntime;
 use berth_deploy_worker::{DeployService, DockerConfig};
 use berth_proto::names::{DEPLOYS_QUEUE, INFORM_QUEUE};
 use berth_proto::{

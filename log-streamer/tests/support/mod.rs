@@ -3,9 +3,10 @@
 //! label selector), and a reader of the app's Kafka topic.
 #![allow(dead_code)]
 
+use berth_common::engine::connect;
 use berth_common::testing::setting;
 use berth_common::LogProducer;
-use berth_log_streamer::docker::{connect, DockerLogSource};
+use berth_log_streamer::docker::DockerLogSource;
 use berth_log_streamer::{CheckpointStore, Streamer};
 use berth_proto::{labels, names, LogRecord};
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
