@@ -10,6 +10,7 @@
 pub mod config;
 pub mod docker;
 pub mod error;
+pub mod kubernetes;
 pub mod runtime;
 pub mod service;
 

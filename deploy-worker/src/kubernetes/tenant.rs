@@ -1,0 +1,218 @@
+//! The namespaces a tenant owns and the fences around them.
+
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+    ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+use super::{
+    app_namespace, base_labels, build_namespace, meta, KubernetesSettings, NAMESPACE_NAME_LABEL,
+    SERVICE_ACCOUNT,
+};
+
+/// Which of a tenant's two namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantNamespaceKind {
+    Apps,
+    Builds,
+}
+
+/// One tenant namespace and the objects that fence it in, in apply order
+/// (the namespace first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantNamespace {
+    pub kind: TenantNamespaceKind,
+    pub namespace: Namespace,
+    pub quota: ResourceQuota,
+    pub limit_range: LimitRange,
+    pub network_policy: NetworkPolicy,
+    pub service_account: ServiceAccount,
+}
+
+impl TenantNamespace {
+    /// The objects as JSON documents, namespace first, for apply or YAML.
+    pub fn to_documents(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        Ok(vec![
+            serde_json::to_value(&self.namespace)?,
+            serde_json::to_value(&self.quota)?,
+            serde_json::to_value(&self.limit_range)?,
+            serde_json::to_value(&self.network_policy)?,
+            serde_json::to_value(&self.service_account)?,
+        ])
+    }
+}
+
+/// `berth-<tenant>` for apps and `berth-<tenant>-build` for builds.
+///
+/// Tenants share a cluster, so each namespace is fenced: a quota so one
+/// tenant cannot starve the others, a LimitRange so a container that states
+/// no resources still counts against it, a default-deny NetworkPolicy so a
+/// tenant's pods reach neither another tenant's pods nor the cluster's
+/// internals, and a ServiceAccount whose token is never mounted.
+pub fn tenant_namespaces(tenant: &str, settings: &KubernetesSettings) -> Vec<TenantNamespace> {
+    [TenantNamespaceKind::Apps, TenantNamespaceKind::Builds]
+        .into_iter()
+        .map(|kind| tenant_namespace(tenant, kind, settings))
+        .collect()
+}
+
+fn tenant_namespace(
+    tenant: &str,
+    kind: TenantNamespaceKind,
+    settings: &KubernetesSettings,
+) -> TenantNamespace {
+    let name = match kind {
+        TenantNamespaceKind::Apps => app_namespace(tenant),
+        TenantNamespaceKind::Builds => build_namespace(tenant),
+    };
+    let labels = base_labels(tenant);
+    let ns = Some(name.as_str());
+    TenantNamespace {
+        kind,
+        namespace: Namespace {
+            metadata: meta(&name, None, namespace_labels(tenant, kind)),
+            ..Default::default()
+        },
+        quota: ResourceQuota {
+            metadata: meta("berth-quota", ns, labels.clone()),
+            spec: Some(quota_spec(settings)),
+            ..Default::default()
+        },
+        limit_range: LimitRange {
+            metadata: meta("berth-limits", ns, labels.clone()),
+            spec: Some(limit_range_spec(settings)),
+        },
+        network_policy: NetworkPolicy {
+            metadata: meta("berth-default-deny", ns, labels.clone()),
+            spec: Some(network_policy_spec(kind, settings)),
+        },
+        service_account: ServiceAccount {
+            metadata: meta(SERVICE_ACCOUNT, ns, labels),
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        },
+    }
+}
+
+/// Pod Security admission labels. Apps must meet `restricted` (non-root, no
+/// privilege escalation, no capabilities, RuntimeDefault seccomp), enforced
+/// against the newest policy version. Builds run Kaniko, which unpacks image
+/// layers as root and so cannot meet `restricted`: that namespace enforces
+/// `baseline` (no privileged pods, host namespaces or host paths) and warns
+/// at `restricted`.
+fn namespace_labels(tenant: &str, kind: TenantNamespaceKind) -> BTreeMap<String, String> {
+    let enforce = match kind {
+        TenantNamespaceKind::Apps => "restricted",
+        TenantNamespaceKind::Builds => "baseline",
+    };
+    let mut labels = base_labels(tenant);
+    for (key, value) in [
+        ("pod-security.kubernetes.io/enforce", enforce),
+        ("pod-security.kubernetes.io/enforce-version", "latest"),
+        ("pod-security.kubernetes.io/warn", "restricted"),
+        ("pod-security.kubernetes.io/warn-version", "latest"),
+    ] {
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    labels
+}
+
+fn quota_spec(settings: &KubernetesSettings) -> ResourceQuotaSpec {
+    let cpu = Quantity(settings.quota_cpu.clone());
+    let memory = Quantity(settings.quota_memory.clone());
+    ResourceQuotaSpec {
+        hard: Some(BTreeMap::from([
+            ("requests.cpu".to_owned(), cpu.clone()),
+            ("limits.cpu".to_owned(), cpu),
+            ("requests.memory".to_owned(), memory.clone()),
+            ("limits.memory".to_owned(), memory),
+            ("pods".to_owned(), Quantity(settings.quota_pods.to_string())),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// A ResourceQuota on limits rejects pods without limits; the LimitRange
+/// fills them in so a container that states none still runs, and counts.
+fn limit_range_spec(settings: &KubernetesSettings) -> LimitRangeSpec {
+    let defaults = BTreeMap::from([
+        (
+            "cpu".to_owned(),
+            Quantity(format!("{}m", settings.default_cpu_millis)),
+        ),
+        (
+            "memory".to_owned(),
+            Quantity(format!("{}Mi", settings.default_memory_mb)),
+        ),
+    ]);
+    LimitRangeSpec {
+        limits: vec![LimitRangeItem {
+            type_: "Container".to_owned(),
+            default: Some(defaults.clone()),
+            default_request: Some(defaults),
+            ..Default::default()
+        }],
+    }
+}
+
+/// Default deny in both directions for every pod of the namespace, then the
+/// exceptions: connections in only from the ingress controller's namespace,
+/// out only to DNS in kube-system; builds also fetch base images and
+/// dependencies (80, 443) and push to the registry.
+fn network_policy_spec(
+    kind: TenantNamespaceKind,
+    settings: &KubernetesSettings,
+) -> NetworkPolicySpec {
+    let mut egress = vec![NetworkPolicyEgressRule {
+        to: Some(vec![namespace_peer("kube-system")]),
+        ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+    }];
+    if kind == TenantNamespaceKind::Builds {
+        egress.push(NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(vec![
+                port("TCP", 443),
+                port("TCP", 80),
+                port("TCP", settings.registry_port),
+            ]),
+        });
+    }
+    NetworkPolicySpec {
+        pod_selector: Some(LabelSelector::default()),
+        policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+        ingress: Some(vec![NetworkPolicyIngressRule {
+            from: Some(vec![namespace_peer(&settings.ingress_namespace)]),
+            ports: None,
+        }]),
+        egress: Some(egress),
+    }
+}
+
+fn namespace_peer(namespace: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                NAMESPACE_NAME_LABEL.to_owned(),
+                namespace.to_owned(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn port(protocol: &str, number: u16) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some(protocol.to_owned()),
+        port: Some(IntOrString::Int(i32::from(number))),
+        end_port: None,
+    }
+}
