@@ -4,6 +4,9 @@
 //!
 //! * [`runtime::Runtime`] is the seam to what runs containers;
 //!   [`docker::DockerRuntime`] is the `docker` driver.
+//! * [`kubernetes`] renders the objects the `kubernetes` driver will apply
+//!   (tenant namespaces and their fences, an app's Deployment, Service,
+//!   Ingress and env Secret); it is not wired into the worker yet.
 //! * [`service::DeployService`] is the logic (idempotency, stale deploys,
 //!   reports), generic over the runtime and the publisher.
 

@@ -155,6 +155,9 @@ fn builds_may_also_fetch_over_http_and_push_to_the_registry() {
     let (_, builds) = namespaces();
     let spec = builds.network_policy.spec.unwrap();
     assert_eq!(spec.policy_types.unwrap(), ["Ingress", "Egress"]);
+    let from = spec.ingress.unwrap()[0].from.clone().unwrap();
+    assert_eq!(from.len(), 1);
+    assert_eq!(namespace_of(&from[0]), "edge");
     let egress = spec.egress.unwrap();
     assert_eq!(egress.len(), 2);
     assert_eq!(
