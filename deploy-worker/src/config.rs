@@ -58,7 +58,7 @@ pub struct DockerConfig {
     /// Host address app ports are published on.
     #[arg(long, env = "BERTH_PUBLISH_ADDR", default_value = "127.0.0.1")]
     pub publish_addr: String,
-    /// Host name in the endpoints berth reports (http://<host>:<port>).
+    /// Host name in the endpoints berth reports (`http://<host>:<port>`).
     #[arg(long, env = "BERTH_PUBLIC_HOST", default_value = "127.0.0.1")]
     pub public_host: String,
     /// Seconds a new container has to accept connections on its port.
