@@ -13,6 +13,8 @@
 pub mod config;
 pub mod docker;
 pub mod error;
+#[cfg(test)]
+mod fixture;
 pub mod kubernetes;
 pub mod runtime;
 pub mod service;

@@ -3,9 +3,9 @@
 
 use super::*;
 use berth_common::BrokerError;
-use berth_proto::{ReleaseConfig, Resources};
 use std::sync::Mutex as StdMutex;
 
+use crate::fixture::ReleaseFixture;
 use crate::runtime::{Endpoint, Instance};
 
 #[derive(Default)]
@@ -67,23 +67,10 @@ fn key() -> SecretKey {
 }
 
 fn release(env: &BTreeMap<String, String>) -> Release {
-    Release {
-        id: Uuid::now_v7(),
-        app: AppRef {
-            id: Uuid::now_v7(),
-            name: "web".into(),
-            tenant: "acme".into(),
-        },
-        commit: "c0ffee".into(),
-        image: format!("127.0.0.1:5000/acme/web@sha256:{}", "a".repeat(64)),
-        config: ReleaseConfig {
-            port: 8000,
-            env: key().seal_json(env),
-            env_version: 1,
-            replicas: 1,
-            resources: Resources::default(),
-        },
-    }
+    ReleaseFixture::new()
+        .commit("c0ffee")
+        .env(&key(), env)
+        .build()
 }
 
 fn service() -> DeployService<FakeRuntime, Recorder> {

@@ -167,33 +167,13 @@ pub fn endpoint(public_host: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::{Release, ReleaseConfig, Resources, SecretKey};
+    use crate::fixture::ReleaseFixture;
     use std::collections::BTreeMap;
 
     fn spec() -> DeploySpec {
-        let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
         DeploySpec {
             deployment_id: "01936d2a-7b3c-7def-8123-456789abcdef".parse().unwrap(),
-            release: Release {
-                id: Uuid::now_v7(),
-                app: AppRef {
-                    id: Uuid::now_v7(),
-                    name: "web".into(),
-                    tenant: "acme".into(),
-                },
-                commit: "abc".into(),
-                image: format!("127.0.0.1:5000/acme/web@sha256:{}", "a".repeat(64)),
-                config: ReleaseConfig {
-                    port: 8000,
-                    env: key.seal_json(&BTreeMap::<String, String>::new()),
-                    env_version: 1,
-                    replicas: 1,
-                    resources: Resources {
-                        cpu_millis: Some(500),
-                        memory_mb: Some(256),
-                    },
-                },
-            },
+            release: ReleaseFixture::new().resources(500, 256).build(),
             env: BTreeMap::from([
                 ("DATABASE_URL".into(), "postgres://x".into()),
                 ("PORT".into(), "9999".into()),

@@ -1,5 +1,5 @@
-use super::fixture::ReleaseFixture;
 use super::*;
+use crate::fixture::ReleaseFixture;
 use berth_proto::Release;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;

@@ -15,8 +15,6 @@ mod tenant;
 #[cfg(test)]
 mod app_tests;
 #[cfg(test)]
-mod fixture;
-#[cfg(test)]
 mod tenant_tests;
 
 pub use app::{app_host, app_objects, env_secret_name, tls_secret_name, AppObjects};

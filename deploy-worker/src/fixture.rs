@@ -1,4 +1,4 @@
-//! A fluent [`Release`] for the Kubernetes rendering tests.
+//! A fluent [`Release`] for the tests of both drivers.
 
 use berth_proto::{AppRef, Release, ReleaseConfig, Resources, SecretKey};
 use std::collections::BTreeMap;
@@ -36,6 +36,17 @@ impl ReleaseFixture {
     pub fn app(mut self, tenant: &str, name: &str) -> Self {
         self.release.app.tenant = tenant.into();
         self.release.app.name = name.into();
+        self
+    }
+
+    pub fn commit(mut self, commit: &str) -> Self {
+        self.release.commit = commit.into();
+        self
+    }
+
+    /// Env vars sealed with `key`, as the backend sends them.
+    pub fn env(mut self, key: &SecretKey, env: &BTreeMap<String, String>) -> Self {
+        self.release.config.env = key.seal_json(env);
         self
     }
 
