@@ -319,13 +319,7 @@ impl Broker {
             Outcome::Retry(reason) => {
                 tracing::warn!(queue, %reason, "handling failed; the message will be redelivered");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await
+                requeue(&delivery).await
             }
             Outcome::Reject(reason) => {
                 tracing::warn!(queue, %reason, "dead-lettering a message");
@@ -341,13 +335,7 @@ impl Broker {
                     Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
                     Err(error) => {
                         tracing::error!(queue, %error, "could not dead-letter; requeueing");
-                        delivery
-                            .acker
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await
+                        requeue(&delivery).await
                     }
                 }
             }
@@ -357,6 +345,18 @@ impl Broker {
             tracing::warn!(queue, %error, "could not settle a delivery");
         }
     }
+}
+
+/// Hands a delivery back to its queue; the queue's delivery limit bounds
+/// how often that can happen before the broker dead-letters it.
+async fn requeue(delivery: &Delivery) -> Result<bool, lapin::Error> {
+    delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
 }
 
 #[async_trait]
