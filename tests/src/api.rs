@@ -70,6 +70,11 @@ impl Client {
         Ok(value)
     }
 
+    /// GETs `path` and insists on 200.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.expect(reqwest::Method::GET, path, None, 200).await
+    }
+
     /// Registers a user and signs in as them.
     pub async fn sign_up(&mut self, username: &str) -> Result<()> {
         let password = "correct horse battery staple";
@@ -180,6 +185,16 @@ impl Client {
         let _ = socket.close(None).await;
         Ok(entries)
     }
+}
+
+/// The states a deployment went through, oldest first.
+pub fn state_names(deployment: &Value) -> Result<Vec<&str>> {
+    Ok(deployment["states"]
+        .as_array()
+        .context("a deployment lists its states")?
+        .iter()
+        .filter_map(|s| s["state"].as_str())
+        .collect())
 }
 
 /// GETs `url` and returns the body; for talking to deployed apps.

@@ -2,7 +2,7 @@
 //! Run by `make test` (which builds the binaries and starts the stack).
 
 use anyhow::{ensure, Context, Result};
-use berth_tests::api::fetch_body;
+use berth_tests::api::{fetch_body, state_names};
 use berth_tests::{AppRepo, Client, Platform};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -62,12 +62,7 @@ async fn push_to_live_then_redeploy_a_change() -> Result<()> {
             .is_some_and(|i| i.contains("@sha256:")),
         "{first}"
     );
-    let states: Vec<&str> = first["states"]
-        .as_array()
-        .context("states")?
-        .iter()
-        .filter_map(|s| s["state"].as_str())
-        .collect();
+    let states = state_names(&first)?;
     assert_eq!(
         states,
         [
@@ -108,12 +103,7 @@ async fn push_to_live_then_redeploy_a_change() -> Result<()> {
 
     // The REST endpoint returns the same records as the socket.
     let page = client
-        .expect(
-            reqwest::Method::GET,
-            &format!("/apps/{app_id}/logs?from=0&limit=5000"),
-            None,
-            200,
-        )
+        .get(&format!("/apps/{app_id}/logs?from=0&limit=5000"))
         .await?;
     let rest: Vec<&Value> = page["entries"]
         .as_array()
@@ -139,9 +129,7 @@ async fn push_to_live_then_redeploy_a_change() -> Result<()> {
         .deployment(first["id"].as_str().context("id")?)
         .await?;
     assert_eq!(first_now["state"], "superseded");
-    let app_now = client
-        .expect(reqwest::Method::GET, &format!("/apps/{app_id}"), None, 200)
-        .await?;
+    let app_now = client.get(&format!("/apps/{app_id}")).await?;
     assert_eq!(app_now["url"], second_url.as_str(), "{app_now}");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Crashes mid-work: the deployment is neither lost nor duplicated.
 
 use anyhow::{Context, Result};
-use berth_tests::api::fetch_body;
+use berth_tests::api::{fetch_body, state_names};
 use berth_tests::{engine, AppRepo, Client, Platform};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -55,12 +55,7 @@ async fn a_build_worker_killed_mid_build_is_replaced_and_the_deploy_goes_live_on
     );
     let endpoint = deployment["endpoint"].as_str().context("endpoint")?;
     assert_eq!(fetch_body(endpoint).await?, "hello survivor");
-    let states: Vec<&str> = deployment["states"]
-        .as_array()
-        .context("states")?
-        .iter()
-        .filter_map(|s| s["state"].as_str())
-        .collect();
+    let states = state_names(&deployment)?;
     assert_eq!(
         states.iter().filter(|s| **s == "live").count(),
         1,
@@ -68,14 +63,7 @@ async fn a_build_worker_killed_mid_build_is_replaced_and_the_deploy_goes_live_on
     );
 
     // Exactly one deployment, and exactly one container serving it.
-    let deployments = client
-        .expect(
-            reqwest::Method::GET,
-            &format!("/apps/{app_id}/deployments"),
-            None,
-            200,
-        )
-        .await?;
+    let deployments = client.get(&format!("/apps/{app_id}/deployments")).await?;
     assert_eq!(
         deployments.as_array().map(Vec::len),
         Some(1),
