@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -305,9 +306,7 @@ impl Broker {
             Ok((envelope, message)) => {
                 let span = tracing::info_span!("message", queue, kind = %envelope.kind,
                     deployment_id = ?envelope.deployment_id, attempt = envelope.attempt);
-                let _entered = span.enter();
-                drop(_entered);
-                handler.handle(envelope, message).await
+                handler.handle(envelope, message).instrument(span).await
             }
             Err(error) => Outcome::Reject(error.to_string()),
         };
