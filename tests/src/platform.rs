@@ -235,16 +235,8 @@ impl Drop for Platform {
             .stdout(std::process::Stdio::null())
             .status();
         if std::thread::panicking() || std::env::var_os("BERTH_KEEP_E2E").is_some() {
-            let kept = self.dir.path().to_path_buf();
-            eprintln!("e2e output kept in {}", kept.display());
-            let _ = std::mem::replace(
-                &mut self.dir,
-                tempfile::Builder::new()
-                    .prefix("berth-e2e-drop-")
-                    .tempdir()
-                    .expect("tempdir"),
-            )
-            .keep();
+            eprintln!("e2e output kept in {}", self.dir.path().display());
+            self.dir.disable_cleanup(true);
         }
     }
 }
