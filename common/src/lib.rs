@@ -6,6 +6,10 @@ pub mod broker;
 pub mod config;
 #[cfg(feature = "engine")]
 pub mod engine;
+#[cfg(feature = "kube-fake")]
+pub mod kube_fake;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod logs;
 pub mod ops;
 pub mod shutdown;

@@ -2,9 +2,7 @@
 //!
 //! [`Runtime`] is what the [`crate::service::DeployService`] needs from a
 //! runtime; the `docker` driver ([`crate::docker::DockerRuntime`]) implements
-//! it today, a Kubernetes one (server-side apply of a Deployment, Service
-//! and Ingress per app) will implement it next. Scale and stop come with
-//! their messages.
+//! it on one engine, the `kubernetes` driver on a cluster.
 
 use async_trait::async_trait;
 use berth_proto::{AppRef, Release};
@@ -52,6 +50,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// [`DeployError::Superseded`] when a newer deployment of the app went
     /// live meanwhile.
     async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError>;
+
+    /// Runs `replicas` instances of the app's current release; `0` stops the
+    /// app and keeps everything, so scaling up resumes it. Returns how many
+    /// workloads were changed; an app with nothing deployed yet is `Ok(0)`
+    /// (its next deploy brings the new scale along).
+    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError>;
 
     /// Stops and removes every workload of the app; returns how many.
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError>;

@@ -166,6 +166,24 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         Ok(Outcome::Done)
     }
 
+    /// Sets how many instances of the app run. Idempotent: scaling to the
+    /// scale it has changes nothing.
+    pub async fn scale(&self, app: AppRef, replicas: u32) -> Outcome {
+        let lock = self.app_lock(app.id);
+        let _serialized = lock.lock().await;
+        match self.runtime.scale(&app, replicas).await {
+            Ok(changed) => {
+                tracing::info!(app_id = %app.id, replicas, changed, "app scaled");
+                Outcome::Done
+            }
+            Err(error) if error.is_transient() => Outcome::Retry(error.to_string()),
+            Err(error) => {
+                tracing::error!(app_id = %app.id, replicas, %error, "scaling failed");
+                Outcome::Reject(error.to_string())
+            }
+        }
+    }
+
     /// Removes everything the app runs. Idempotent: an app with nothing left
     /// is done.
     pub async fn remove_app(&self, app: AppRef) -> Outcome {
@@ -204,6 +222,7 @@ impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
                 None => Outcome::Reject("deploy.requested carries no deployment_id".into()),
             },
             Message::AppRemovalRequested(request) => self.remove_app(request.app).await,
+            Message::AppScaleRequested(request) => self.scale(request.app, request.replicas).await,
             _ => Outcome::Reject(format!(
                 "`{}` is not handled by the deploy-worker",
                 envelope.kind

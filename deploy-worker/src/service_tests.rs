@@ -13,6 +13,7 @@ struct FakeRuntime {
     instances: StdMutex<Vec<Instance>>,
     result: StdMutex<Option<Result<Endpoint, DeployError>>>,
     deploys: StdMutex<Vec<DeploySpec>>,
+    scales: StdMutex<Vec<(Uuid, u32)>>,
 }
 
 #[async_trait]
@@ -27,6 +28,10 @@ impl Runtime for FakeRuntime {
             .unwrap()
             .take()
             .unwrap_or_else(|| Ok("http://127.0.0.1:1234".into()))
+    }
+    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError> {
+        self.scales.lock().unwrap().push((app.id, replicas));
+        Ok(1)
     }
     async fn remove_app(&self, _app: &AppRef) -> Result<usize, DeployError> {
         Ok(std::mem::take(&mut *self.instances.lock().unwrap()).len())
@@ -209,4 +214,25 @@ async fn removal_removes_and_is_done() {
     assert_eq!(service.remove_app(app).await, Outcome::Done);
     assert!(service.runtime.instances.lock().unwrap().is_empty());
     assert!(service.publisher.states().is_empty());
+}
+
+#[tokio::test]
+async fn a_scale_request_reaches_the_runtime_and_reports_nothing() {
+    let service = service();
+    let app = release(&BTreeMap::new()).app;
+    let envelope = Envelope::new(
+        None,
+        1,
+        &berth_proto::AppScaleRequested {
+            app: app.clone(),
+            replicas: 0,
+        },
+    );
+    let message = envelope.decode().unwrap();
+    assert_eq!(service.handle(envelope, message).await, Outcome::Done);
+    assert_eq!(*service.runtime().scales.lock().unwrap(), vec![(app.id, 0)]);
+    assert!(
+        service.publisher.0.lock().unwrap().is_empty(),
+        "scale is not a deployment"
+    );
 }

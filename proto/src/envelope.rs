@@ -4,7 +4,9 @@
 //! its `type` and `version`. Each step fails with its own [`DecodeError`], and
 //! that text is the reason a consumer writes on the dead-lettered message.
 
-use crate::messages::{AppRemovalRequested, BuildRequested, DeployRequested, DeploymentProgress};
+use crate::messages::{
+    AppRemovalRequested, AppScaleRequested, BuildRequested, DeployRequested, DeploymentProgress,
+};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,7 @@ impl Envelope {
             BuildRequested::TYPE => Message::BuildRequested(self.payload()?),
             DeployRequested::TYPE => Message::DeployRequested(self.payload()?),
             AppRemovalRequested::TYPE => Message::AppRemovalRequested(self.payload()?),
+            AppScaleRequested::TYPE => Message::AppScaleRequested(self.payload()?),
             DeploymentProgress::TYPE => Message::DeploymentProgress(self.payload()?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
@@ -111,6 +114,7 @@ pub enum Message {
     BuildRequested(BuildRequested),
     DeployRequested(DeployRequested),
     AppRemovalRequested(AppRemovalRequested),
+    AppScaleRequested(AppScaleRequested),
     DeploymentProgress(DeploymentProgress),
 }
 
@@ -121,6 +125,7 @@ impl Message {
             Self::BuildRequested(_) => BuildRequested::QUEUE,
             Self::DeployRequested(_) => DeployRequested::QUEUE,
             Self::AppRemovalRequested(_) => AppRemovalRequested::QUEUE,
+            Self::AppScaleRequested(_) => AppScaleRequested::QUEUE,
             Self::DeploymentProgress(_) => DeploymentProgress::QUEUE,
         }
     }

@@ -15,8 +15,8 @@ pub mod state;
 pub use envelope::{DecodeError, Envelope, Message, Payload};
 pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{
-    AppRef, AppRemovalRequested, BuildRequested, DeployRequested, DeploymentProgress, Release,
-    ReleaseConfig, Resources, Source,
+    AppRef, AppRemovalRequested, AppScaleRequested, BuildRequested, DeployRequested,
+    DeploymentProgress, Release, ReleaseConfig, Resources, Source,
 };
 pub use sealed::{Sealed, SealedError, SecretKey};
 pub use state::{DeploymentState, TransitionError};

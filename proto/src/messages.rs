@@ -107,6 +107,23 @@ impl Payload for AppRemovalRequested {
     const QUEUE: &'static str = DEPLOYS_QUEUE;
 }
 
+/// Run `replicas` instances of the app's live release; `0` stops the app
+/// without removing anything, so scaling up again resumes it.
+///
+/// Scale is the app's, not a release's: later deploys keep it (the backend
+/// puts the app's current replicas into every deploy it requests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppScaleRequested {
+    pub app: AppRef,
+    pub replicas: u32,
+}
+
+impl Payload for AppScaleRequested {
+    const TYPE: &'static str = "app.scale_requested";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = DEPLOYS_QUEUE;
+}
+
 /// A worker's report that a deployment reached `state`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentProgress {

@@ -243,6 +243,39 @@ impl Runtime for DockerRuntime {
         Ok(endpoint)
     }
 
+    /// One engine has no load balancer in front of containers, so the docker
+    /// driver runs one container per app: `0` stops it (kept, with its
+    /// logs), anything more starts the newest deployment's container again.
+    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError> {
+        let containers = self.app_containers(app.id).await?;
+        let newest = containers
+            .iter()
+            .max_by_key(|c| spec::instance_of(c, &self.config.public_host).deployment_id);
+        let mut changed = 0;
+        for container in &containers {
+            let Some(id) = container.id.as_deref() else {
+                continue;
+            };
+            let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
+            let wanted = replicas > 0 && newest.is_some_and(|n| n.id == container.id);
+            if running && !wanted {
+                let stop = StopContainerOptionsBuilder::default()
+                    .t(self.config.stop_timeout_secs as i32)
+                    .build();
+                self.docker.stop_container(id, Some(stop)).await?;
+                changed += 1;
+            } else if !running && wanted {
+                self.docker.start_container(id, None).await?;
+                changed += 1;
+            }
+        }
+        if replicas > 1 {
+            tracing::warn!(app_id = %app.id, replicas, "the docker driver runs one container per app");
+        }
+        tracing::info!(app_id = %app.id, replicas, changed, "scaled the app");
+        Ok(changed)
+    }
+
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError> {
         let containers = self.app_containers(app.id).await?;
         for container in &containers {

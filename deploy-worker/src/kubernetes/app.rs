@@ -20,7 +20,8 @@ use k8s_openapi::ByteString;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-use super::{app_namespace, base_labels, meta, KubernetesSettings, SERVICE_ACCOUNT};
+use super::KubernetesSettings;
+use berth_common::kubernetes::{app_namespace, base_labels, document, meta, SERVICE_ACCOUNT};
 
 /// The objects of one deployment, in apply order: the Secret before the
 /// Deployment that reads it, the Service before the Ingress that routes to it.
@@ -34,13 +35,13 @@ pub struct AppObjects {
 
 impl AppObjects {
     /// The objects as JSON documents in apply order, for apply or YAML.
-    pub fn to_documents(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
-        Ok(vec![
-            serde_json::to_value(&self.secret)?,
-            serde_json::to_value(&self.deployment)?,
-            serde_json::to_value(&self.service)?,
-            serde_json::to_value(&self.ingress)?,
-        ])
+    pub fn to_documents(&self) -> Vec<serde_json::Value> {
+        vec![
+            document(&self.secret),
+            document(&self.deployment),
+            document(&self.service),
+            document(&self.ingress),
+        ]
     }
 }
 
@@ -239,8 +240,12 @@ fn runtime_default() -> SeccompProfile {
 /// (which counts limits) always knows what the pod costs.
 fn resources(release: &Release, settings: &KubernetesSettings) -> ResourceRequirements {
     let wanted = &release.config.resources;
-    let millis = wanted.cpu_millis.unwrap_or(settings.default_cpu_millis);
-    let mb = wanted.memory_mb.unwrap_or(settings.default_memory_mb);
+    let millis = wanted
+        .cpu_millis
+        .unwrap_or(settings.tenant.default_cpu_millis);
+    let mb = wanted
+        .memory_mb
+        .unwrap_or(settings.tenant.default_memory_mb);
     let amounts = BTreeMap::from([
         ("cpu".to_owned(), Quantity(format!("{millis}m"))),
         ("memory".to_owned(), Quantity(format!("{mb}Mi"))),

@@ -1,5 +1,6 @@
 use super::*;
 use crate::fixture::ReleaseFixture;
+use berth_common::kubernetes::{render_yaml, SERVICE_ACCOUNT};
 use berth_proto::Release;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -214,7 +215,7 @@ fn a_new_release_gets_its_own_env_secret() {
 #[test]
 fn the_yaml_lists_the_objects_in_apply_order() {
     let objects = render(&ReleaseFixture::new().build());
-    let yaml = render_yaml(&objects.to_documents().unwrap()).unwrap();
+    let yaml = render_yaml(&objects.to_documents()).unwrap();
     let order: Vec<usize> = ["Secret", "Deployment", "Service", "Ingress"]
         .iter()
         .map(|kind| yaml.find(&format!("\"kind\": \"{kind}\"")).unwrap())

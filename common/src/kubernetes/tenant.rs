@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
 use super::{
-    app_namespace, base_labels, build_namespace, meta, KubernetesSettings, NAMESPACE_NAME_LABEL,
-    SERVICE_ACCOUNT,
+    app_namespace, base_labels, build_namespace, document, meta, TenantSettings,
+    NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT,
 };
 
 /// Which of a tenant's two namespaces.
@@ -39,14 +39,14 @@ pub struct TenantNamespace {
 
 impl TenantNamespace {
     /// The objects as JSON documents, namespace first, for apply or YAML.
-    pub fn to_documents(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
-        Ok(vec![
-            serde_json::to_value(&self.namespace)?,
-            serde_json::to_value(&self.quota)?,
-            serde_json::to_value(&self.limit_range)?,
-            serde_json::to_value(&self.network_policy)?,
-            serde_json::to_value(&self.service_account)?,
-        ])
+    pub fn to_documents(&self) -> Vec<serde_json::Value> {
+        vec![
+            document(&self.namespace),
+            document(&self.quota),
+            document(&self.limit_range),
+            document(&self.network_policy),
+            document(&self.service_account),
+        ]
     }
 }
 
@@ -57,17 +57,19 @@ impl TenantNamespace {
 /// no resources still counts against it, a default-deny NetworkPolicy so a
 /// tenant's pods reach neither another tenant's pods nor the cluster's
 /// internals, and a ServiceAccount whose token is never mounted.
-pub fn tenant_namespaces(tenant: &str, settings: &KubernetesSettings) -> Vec<TenantNamespace> {
+pub fn tenant_namespaces(tenant: &str, settings: &TenantSettings) -> Vec<TenantNamespace> {
     [TenantNamespaceKind::Apps, TenantNamespaceKind::Builds]
         .into_iter()
         .map(|kind| tenant_namespace(tenant, kind, settings))
         .collect()
 }
 
-fn tenant_namespace(
+/// One of a tenant's namespaces with its fences; each worker applies its own
+/// (the build-worker the build namespace, the deploy-worker the apps one).
+pub fn tenant_namespace(
     tenant: &str,
     kind: TenantNamespaceKind,
-    settings: &KubernetesSettings,
+    settings: &TenantSettings,
 ) -> TenantNamespace {
     let name = match kind {
         TenantNamespaceKind::Apps => app_namespace(tenant),
@@ -125,7 +127,7 @@ fn namespace_labels(tenant: &str, kind: TenantNamespaceKind) -> BTreeMap<String,
     labels
 }
 
-fn quota_spec(settings: &KubernetesSettings) -> ResourceQuotaSpec {
+fn quota_spec(settings: &TenantSettings) -> ResourceQuotaSpec {
     let cpu = Quantity(settings.quota_cpu.clone());
     let memory = Quantity(settings.quota_memory.clone());
     ResourceQuotaSpec {
@@ -142,7 +144,7 @@ fn quota_spec(settings: &KubernetesSettings) -> ResourceQuotaSpec {
 
 /// A ResourceQuota on limits rejects pods without limits; the LimitRange
 /// fills them in so a container that states none still runs, and counts.
-fn limit_range_spec(settings: &KubernetesSettings) -> LimitRangeSpec {
+fn limit_range_spec(settings: &TenantSettings) -> LimitRangeSpec {
     let defaults = BTreeMap::from([
         (
             "cpu".to_owned(),
@@ -167,10 +169,7 @@ fn limit_range_spec(settings: &KubernetesSettings) -> LimitRangeSpec {
 /// exceptions: connections in only from the ingress controller's namespace,
 /// out only to DNS in kube-system; builds also fetch base images and
 /// dependencies (80, 443) and push to the registry.
-fn network_policy_spec(
-    kind: TenantNamespaceKind,
-    settings: &KubernetesSettings,
-) -> NetworkPolicySpec {
+fn network_policy_spec(kind: TenantNamespaceKind, settings: &TenantSettings) -> NetworkPolicySpec {
     let mut egress = vec![NetworkPolicyEgressRule {
         to: Some(vec![namespace_peer("kube-system")]),
         ports: Some(vec![port("UDP", 53), port("TCP", 53)]),

@@ -3,8 +3,8 @@ use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-fn settings() -> KubernetesSettings {
-    KubernetesSettings {
+fn settings() -> TenantSettings {
+    TenantSettings {
         ingress_namespace: "edge".into(),
         registry_port: 5443,
         ..Default::default()
@@ -192,7 +192,7 @@ fn service_accounts_mount_no_token() {
 #[test]
 fn the_yaml_carries_kind_and_api_version_namespace_first() {
     let (apps, _) = namespaces();
-    let yaml = render_yaml(&apps.to_documents().unwrap()).unwrap();
+    let yaml = render_yaml(&apps.to_documents()).unwrap();
     assert_eq!(yaml.matches("---\n").count(), 5);
     let first = yaml.find("\"kind\": \"Namespace\"").unwrap();
     let policy = yaml.find("\"kind\": \"NetworkPolicy\"").unwrap();
