@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         crate::apps::update_app,
         crate::apps::delete_app,
         crate::apps::get_env,
+        crate::apps::scale_app,
         crate::deployments::create_deployment,
         crate::deployments::list_deployments,
         crate::deployments::get_deployment,

@@ -32,6 +32,27 @@ pub fn dns_label(value: &str, max_len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// An app name: a DNS-1123 label that starts with a letter, because it
+/// names Kubernetes Services, whose names are DNS-1035 labels.
+pub fn app_name(value: &str, max_len: usize) -> Result<(), String> {
+    dns_label(value, max_len)?;
+    if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a lowercase letter".into());
+    }
+    Ok(())
+}
+
+/// How many instances an app may run.
+pub const MAX_REPLICAS: u32 = 20;
+
+pub fn replicas(value: u32) -> Result<(), String> {
+    if value > MAX_REPLICAS {
+        Err(format!("must be between 0 (stopped) and {MAX_REPLICAS}"))
+    } else {
+        Ok(())
+    }
+}
+
 pub fn email(value: &str) -> Result<(), String> {
     let valid = value.len() <= 254
         && !value.chars().any(char::is_whitespace)

@@ -159,6 +159,11 @@ async fn invalid_apps_are_refused_with_every_reason() {
         ),
         (json!({"repo_url": "https://x.example/r"}), "name", None),
         (
+            json!({"name": "9lives", "repo_url": "https://x.example/r"}),
+            "name",
+            Some("must start with a lowercase letter"),
+        ),
+        (
             json!({"name": "a", "repo_url": "https://x.example/r", "env": {"A": 1}}),
             "env.A",
             None,
@@ -248,6 +253,11 @@ async fn another_users_app_is_not_found() {
         ),
         (Method::DELETE, format!("/api/v1/apps/{id}"), None),
         (Method::GET, format!("/api/v1/apps/{id}/env"), None),
+        (
+            Method::PUT,
+            format!("/api/v1/apps/{id}/scale"),
+            Some(json!({"replicas": 0})),
+        ),
         (Method::GET, format!("/api/v1/apps/{id}/deployments"), None),
         (
             Method::POST,
@@ -264,4 +274,77 @@ async fn another_users_app_is_not_found() {
     // Still there for its owner.
     let mine = app.get(&format!("/api/v1/apps/{id}"), &owner).await;
     assert_eq!(mine.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn scaling_is_kept_on_the_app_and_sent_to_the_runtime() {
+    let app = TestApp::new().await;
+    let token = app.token("scaler").await;
+    let created = app
+        .create_app(
+            &token,
+            json!({"name": "web", "repo_url": "https://x.example/r"}),
+        )
+        .await;
+    assert_eq!(created["replicas"], 1);
+    let id = id_of(&created);
+    let uri = format!("/api/v1/apps/{id}/scale");
+
+    for replicas in [3, 0] {
+        let response = app
+            .call(
+                Method::PUT,
+                &uri,
+                Some(&token),
+                Some(json!({ "replicas": replicas })),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        assert_eq!(response.body["replicas"], replicas);
+        let (kind, message_replicas, app_id): (String, i64, String) = sqlx::query_as(
+            "SELECT envelope->>'type', (envelope->'payload'->>'replicas')::bigint,
+                    envelope->'payload'->'app'->>'id'
+             FROM outbox ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+        assert_eq!(kind, "app.scale_requested");
+        assert_eq!(message_replicas, replicas);
+        assert_eq!(app_id, id.to_string());
+    }
+    assert_eq!(
+        app.get(&format!("/api/v1/apps/{id}"), &token).await.body["replicas"],
+        0
+    );
+
+    for body in [
+        json!({"replicas": 21}),
+        json!({"replicas": -1}),
+        json!({"count": 2}),
+    ] {
+        let response = app
+            .call(Method::PUT, &uri, Some(&token), Some(body.clone()))
+            .await;
+        assert!(
+            response.status.is_client_error(),
+            "{body}: {}",
+            response.status
+        );
+        assert!(
+            response.body["detail"].is_string(),
+            "{body}: a readable problem: {}",
+            response.body
+        );
+    }
+    let too_many = app
+        .call(
+            Method::PUT,
+            &uri,
+            Some(&token),
+            Some(json!({"replicas": 21})),
+        )
+        .await;
+    too_many.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_eq!(too_many.invalid_fields(), ["replicas"]);
 }

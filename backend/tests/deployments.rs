@@ -3,7 +3,7 @@
 
 mod common;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use berth_backend::inform::InformHandler;
 use berth_backend::outbox::{Relay, RelaySettings};
 use berth_common::Broker;
@@ -238,6 +238,22 @@ async fn a_rollback_deploys_the_stored_release_without_a_build() {
         broker.next("berth.builds", WAIT).await.unwrap();
     }
 
+    // The scale is the app's: the rollback runs the old release at today's.
+    let scaled = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/apps/{app_id}/scale"),
+            Some(&token),
+            Some(json!({"replicas": 3})),
+        )
+        .await;
+    assert_eq!(scaled.status, StatusCode::ACCEPTED, "{}", scaled.body);
+    let scale = broker.next("berth.deploys", WAIT).await.unwrap();
+    assert_eq!(
+        Envelope::from_bytes(&scale.data).unwrap().kind,
+        "app.scale_requested"
+    );
+
     let rollback = app
         .post(&uri, &token, json!({"release_id": release.id}))
         .await;
@@ -255,7 +271,10 @@ async fn a_rollback_deploys_the_stored_release_without_a_build() {
     assert_eq!(envelope.kind, "deploy.requested");
     assert_eq!(envelope.deployment_id, Some(id_of(&rollback.body)));
     let deploy: DeployRequested = envelope.payload().unwrap();
-    assert_eq!(deploy.release, release);
+    assert_eq!(deploy.release.config.replicas, 3);
+    let mut expected = release.clone();
+    expected.config.replicas = 3;
+    assert_eq!(deploy.release, expected);
     assert_eq!(broker.depth("berth.builds").await, 0, "no rebuild");
 
     // Rolling back goes live: the deployment it replaced is rolled back.

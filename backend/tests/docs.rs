@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 20] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
@@ -27,6 +27,7 @@ const ROUTES: [(&str, &str); 19] = [
     ("post", "/api/v1/apps/{id}/deployments"),
     ("get", "/api/v1/deployments/{id}"),
     ("get", "/api/v1/apps/{id}/releases"),
+    ("put", "/api/v1/apps/{id}/scale"),
     ("get", "/api/v1/apps/{id}/logs"),
     ("get", "/api/v1/apps/{id}/logs/ws"),
     ("post", "/api/v1/ws-tickets"),

@@ -11,10 +11,10 @@ use crate::outbox;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
-use berth_proto::AppRemovalRequested;
-use model::{App, AppEnv, CreateApp, EnvVars, UpdateApp, DEFAULT_BRANCH, DEFAULT_PORT};
+use berth_proto::{AppRemovalRequested, AppScaleRequested};
+use model::{App, AppEnv, CreateApp, EnvVars, ScaleApp, UpdateApp, DEFAULT_BRANCH, DEFAULT_PORT};
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
             get(get_app).patch(update_app).delete(delete_app),
         )
         .route("/apps/{id}/env", get(get_env))
+        .route("/apps/{id}/scale", put(scale_app))
 }
 
 async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<App> {
@@ -159,6 +160,41 @@ async fn delete_app(
     state.outbox.notify_one();
     tracing::info!(app_id = %id, cancelled, "app deleted");
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Set how many instances of the app run; `0` stops it and a later scale
+/// up resumes it. The scale belongs to the app: later deploys and rollbacks
+/// keep it.
+#[utoipa::path(put, path = "/api/v1/apps/{id}/scale", tag = "apps",
+    params(("id" = Uuid, Path, description = "app id")), request_body = ScaleApp,
+    security(("bearer" = [])),
+    responses((status = 202, body = App, description = "the runtime is asked to scale"),
+              (status = 404, body = crate::error::Problem),
+              (status = 422, body = crate::error::Problem)))]
+async fn scale_app(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<Uuid>,
+    Json(request): Json<ScaleApp>,
+) -> Result<(StatusCode, Json<App>)> {
+    request.validate()?;
+    let mut tx = state.db.begin().await?;
+    if !store::lock(&mut tx, user.id, id).await? {
+        return Err(Error::NotFound("app"));
+    }
+    let app = store::get(&mut tx, user.id, id)
+        .await?
+        .ok_or(Error::NotFound("app"))?;
+    store::set_replicas(&mut tx, id, request.replicas).await?;
+    let message = AppScaleRequested {
+        app: app.app_ref(),
+        replicas: request.replicas,
+    };
+    outbox::enqueue(&mut tx, None, &message).await?;
+    tx.commit().await?;
+    state.outbox.notify_one();
+    tracing::info!(app_id = %id, replicas = request.replicas, "app scaled");
+    Ok((StatusCode::ACCEPTED, Json(load(&state, user.id, id).await?)))
 }
 
 /// The app's env vars with their values.

@@ -61,7 +61,7 @@ impl CreateApp {
         let mut checks = Checks::default();
         checks.check(
             "name",
-            validate::dns_label(&self.name, validate::MAX_APP_NAME_LEN),
+            validate::app_name(&self.name, validate::MAX_APP_NAME_LEN),
         );
         checks.check(
             "repo_url",
@@ -79,6 +79,22 @@ impl CreateApp {
         if let Some(env) = &self.env {
             checks.env(env);
         }
+        checks.finish()
+    }
+}
+
+/// How many instances of the app's live release run; `0` stops the app.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleApp {
+    #[schema(example = 2)]
+    pub replicas: u32,
+}
+
+impl ScaleApp {
+    pub fn validate(&self) -> Result<()> {
+        let mut checks = Checks::default();
+        checks.check("replicas", validate::replicas(self.replicas));
         checks.finish()
     }
 }
@@ -116,6 +132,8 @@ pub struct App {
     pub branch: String,
     pub subdirectory: Option<String>,
     pub port: u16,
+    /// How many instances run; `0` when stopped. Deploys keep it.
+    pub replicas: u32,
     /// Names of the app's env vars; values come from GET /apps/{id}/env.
     pub env_names: Vec<String>,
     /// Grows each time the env var set changes.
@@ -141,6 +159,7 @@ impl App {
             branch: row.branch,
             subdirectory: row.subdirectory,
             port: u16::try_from(row.port).unwrap_or(DEFAULT_PORT),
+            replicas: u32::try_from(row.replicas).unwrap_or(1),
             env_names: env.into_keys().collect(),
             env_version: row.env_version,
             state: row.state,

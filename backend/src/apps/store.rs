@@ -156,6 +156,15 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, changes: AppChanges) -> R
     Ok(())
 }
 
+pub async fn set_replicas(conn: &mut PgConnection, id: Uuid, replicas: u32) -> Result<()> {
+    sqlx::query("UPDATE apps SET replicas = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(i32::try_from(replicas).unwrap_or(i32::MAX))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     sqlx::query("UPDATE apps SET deleted_at = now(), updated_at = now() WHERE id = $1")
         .bind(id)

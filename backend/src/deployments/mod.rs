@@ -102,9 +102,10 @@ async fn create_deployment(
             },
         )
         .await?;
-        let payload = DeployRequested {
-            release: release.to_release(app.app_ref()),
-        };
+        // The scale is the app's: a rollback runs the old release at today's.
+        let mut release = release.to_release(app.app_ref());
+        release.config.replicas = u32::try_from(app.replicas).unwrap_or(1);
+        let payload = DeployRequested { release };
         outbox::enqueue(&mut tx, Some(id), &payload).await?;
         "rollback"
     } else {
