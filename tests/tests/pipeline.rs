@@ -202,3 +202,49 @@ async fn a_missing_branch_fails_with_a_reason() -> Result<()> {
     );
     Ok(())
 }
+
+/// Polls `url` until `serving` says what it answers is what we wait for.
+async fn until_serving(url: &str, wanted: bool) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let serves = fetch_body(url).await.is_ok_and(|body| body == "hello v1");
+        if serves == wanted {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{url} still {} after 60 s",
+            if wanted { "does not serve" } else { "serves" }
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_scaled_to_zero_stops_and_resumes_when_scaled_up() -> Result<()> {
+    let platform = Platform::start().await?;
+    let client = signed_in(&platform, "hopper").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "pausable", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?;
+    let live = deploy_live(&client, &platform, app_id).await?;
+    let url = endpoint(&live)?;
+    let scale = format!("/apps/{app_id}/scale");
+
+    let stopped = client
+        .expect(reqwest::Method::PUT, &scale, Some(json!({"replicas": 0})), 202)
+        .await?;
+    assert_eq!(stopped["replicas"], 0);
+    until_serving(&url, false).await?;
+
+    client
+        .expect(reqwest::Method::PUT, &scale, Some(json!({"replicas": 1})), 202)
+        .await?;
+    let app = client.get(&format!("/apps/{app_id}")).await?;
+    let url = app["url"].as_str().context("the app keeps its url")?;
+    until_serving(url, true).await?;
+    assert_eq!(app["state"], "live", "{app}");
+    Ok(())
+}
