@@ -41,8 +41,10 @@ down:
 	$(PROCS) stop
 	$(STACK) down
 
-# The end-to-end tests run the four real binaries from target/debug.
+# The end-to-end tests run the four real binaries from target/debug; the
+# manifest tests (infra/kubernetes) use kubectl and kubernetes-validate.
 test: stack
+	infra/local/k8s-tools.sh >/dev/null
 	cargo build --bins
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-fail-fast; \
