@@ -1,11 +1,14 @@
 //! Building and pushing images. [`ImageBuilder`] is the seam; the
 //! [`DockerBuilder`] speaks the Docker Engine API through bollard (Docker, or
-//! Podman's Docker-compatible socket). A Kaniko builder for the Kubernetes
-//! driver will implement the same trait.
+//! Podman's Docker-compatible socket); the [`KanikoBuilder`] of the
+//! Kubernetes driver builds in a Kaniko Pod.
+//!
+//! [`KanikoBuilder`]: crate::kaniko::KanikoBuilder
 
 use crate::buildlog::BuildLog;
 use crate::error::BuildError;
 use async_trait::async_trait;
+use berth_proto::AppRef;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder};
 use bollard::Docker;
@@ -14,6 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use tokio::sync::OnceCell;
 use tokio_util::io::ReaderStream;
+use uuid::Uuid;
 
 /// One image to build and push.
 #[derive(Debug, Clone)]
@@ -27,6 +31,11 @@ pub struct BuildJob {
     /// The tag: the commit SHA.
     pub tag: String,
     pub labels: HashMap<String, String>,
+    /// The app it is for (a Kaniko Pod runs in its tenant's namespace).
+    pub app: AppRef,
+    /// The deployment it is for: names the Kaniko Pod, so a redelivered
+    /// build finds the Pod an earlier attempt left.
+    pub deployment_id: Uuid,
 }
 
 impl BuildJob {
@@ -35,12 +44,34 @@ impl BuildJob {
     }
 }
 
+/// What [`ImageBuilder::build`] left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    /// The image is in the engine's store: [`ImageBuilder::push`] sends it,
+    /// then its digest is read from the registry.
+    Local,
+    /// The builder pushed the image as it built it (Kaniko) and knows the
+    /// manifest digest (`sha256:...`) the registry stored.
+    Pushed { digest: String },
+}
+
 #[async_trait]
 pub trait ImageBuilder: Send + Sync + 'static {
     /// Builds the job's image, writing every output line to `log`.
-    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError>;
-    /// Pushes the built image to the registry.
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError>;
+    /// Pushes an image [`Built::Local`] to the registry.
     async fn push(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError>;
+}
+
+/// The worker picks its builder from its flags at start.
+#[async_trait]
+impl<T: ImageBuilder + ?Sized> ImageBuilder for Box<T> {
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
+        (**self).build(job, log).await
+    }
+    async fn push(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError> {
+        (**self).push(job, log).await
+    }
 }
 
 /// Registry credentials for pushes (and pulls of private base images).
@@ -111,7 +142,7 @@ impl DockerBuilder {
 
 #[async_trait]
 impl ImageBuilder for DockerBuilder {
-    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError> {
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
         let docker = self.docker().await?;
         let file = tokio::fs::File::open(&job.context)
             .await
@@ -162,7 +193,7 @@ impl ImageBuilder for DockerBuilder {
         if let Some(line) = output.finish() {
             log.line(line).await;
         }
-        Ok(())
+        Ok(Built::Local)
     }
 
     async fn push(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError> {
@@ -202,7 +233,7 @@ impl ImageBuilder for DockerBuilder {
     }
 }
 
-fn last_line(text: &str) -> String {
+pub(crate) fn last_line(text: &str) -> String {
     text.lines()
         .rev()
         .find(|line| !line.trim().is_empty())
@@ -333,7 +364,7 @@ fn engine_cause(error: &str) -> String {
         .to_owned()
 }
 
-fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }

@@ -7,7 +7,7 @@ use crate::buildlog::BuildLog;
 use crate::config::Settings;
 use crate::context::{self, ExtraFile};
 use crate::detect::{self, AppFiles, Plan, Recipe, APP_IN_CONTEXT, CA_IN_CONTEXT};
-use crate::docker::{BuildJob, ImageBuilder};
+use crate::docker::{BuildJob, Built, ImageBuilder};
 use crate::error::BuildError;
 use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
 use crate::registry::{ImageRepo, Registry};
@@ -349,26 +349,31 @@ where
             repository: repo.name(),
             tag: commit.clone(),
             labels: image_labels(request, &spec.display_url(), &commit),
-        };
-        self.builder.build(&job, log).await?;
-
-        tracker.set_phase("pushing");
-        self.report(
+            app: request.app.clone(),
             deployment_id,
-            attempt,
-            DeploymentProgress::new(DeploymentState::Pushing).with_commit(&commit),
-        )
-        .await?;
-        log.line(format!("Pushing {}", job.image())).await;
-        self.builder.push(&job, log).await?;
-        let digest =
-            self.registry
-                .digest(&repo, &commit)
-                .await?
-                .ok_or_else(|| BuildError::Registry {
-                    registry: self.settings.registry.clone(),
-                    problem: format!("does not show {} right after the push", job.image()),
-                })?;
+        };
+        let digest = match self.builder.build(&job, log).await? {
+            // Kaniko pushes as it builds: there is no separate push to report.
+            Built::Pushed { digest } => digest,
+            Built::Local => {
+                tracker.set_phase("pushing");
+                self.report(
+                    deployment_id,
+                    attempt,
+                    DeploymentProgress::new(DeploymentState::Pushing).with_commit(&commit),
+                )
+                .await?;
+                log.line(format!("Pushing {}", job.image())).await;
+                self.builder.push(&job, log).await?;
+                self.registry
+                    .digest(&repo, &commit)
+                    .await?
+                    .ok_or_else(|| BuildError::Registry {
+                        registry: self.settings.registry.clone(),
+                        problem: format!("does not show {} right after the push", job.image()),
+                    })?
+            }
+        };
         let release = self.release(request, &repo, &commit, &digest);
         log.line(format!("Pushed {}", release.image)).await;
         drop(work);
