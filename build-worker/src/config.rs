@@ -2,9 +2,10 @@
 
 use crate::buildlog::LogSettings;
 use crate::detect::StackImages;
+use crate::kaniko::KanikoConfig;
 use anyhow::Context;
 use berth_common::config::{BrokerConfig, KafkaConfig, OpsConfig, SecretKeyConfig};
-use clap::{ArgAction, Args, Parser};
+use clap::{ArgAction, Args, Parser, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,17 @@ pub struct Config {
     pub ops: OpsConfig,
     #[command(flatten)]
     pub build: BuildConfig,
+    #[command(flatten)]
+    pub kaniko: KanikoConfig,
+}
+
+/// What builds images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuilderKind {
+    /// The Docker Engine API (Docker, or Podman's socket): single host.
+    Docker,
+    /// A Kaniko Pod per build in the tenant's build namespace (Kubernetes).
+    Kaniko,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -32,6 +44,12 @@ pub struct BuildConfig {
     /// How many builds run at once (also the queue prefetch).
     #[arg(long, env = "BERTH_BUILD_CONCURRENCY", default_value_t = 2)]
     pub concurrency: u16,
+
+    /// What builds images: `docker` (the Docker Engine API at
+    /// BERTH_DOCKER_HOST) or `kaniko` (a Kaniko Pod per build, see the
+    /// BERTH_KANIKO_* flags).
+    #[arg(long, env = "BERTH_BUILDER", value_enum, default_value_t = BuilderKind::Docker)]
+    pub builder: BuilderKind,
 
     /// Docker Engine API endpoint: unix:///path/to.sock (Docker, or Podman's
     /// Docker-compatible socket) or tcp://host:port.

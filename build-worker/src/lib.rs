@@ -23,14 +23,16 @@ pub mod docker;
 pub mod dockerignore;
 pub mod error;
 pub mod git;
+pub mod kaniko;
 pub mod registry;
 pub mod service;
 
 pub use buildlog::{BuildLog, LogSettings};
-pub use config::{BuildConfig, Config, Settings};
+pub use config::{BuildConfig, BuilderKind, Config, Settings};
 pub use detect::StackImages;
-pub use docker::{BuildJob, DockerBuilder, ImageBuilder, RegistryAuth};
+pub use docker::{BuildJob, Built, DockerBuilder, ImageBuilder, RegistryAuth};
 pub use error::BuildError;
 pub use git::{GitFetcher, RepoSpec, SourceFetcher};
+pub use kaniko::{KanikoConfig, KanikoSettings};
 pub use registry::{HttpRegistry, ImageRepo, Registry};
 pub use service::BuildService;

@@ -1,0 +1,58 @@
+//! What the Kaniko tests build: one job and the settings it runs with.
+
+use super::KanikoSettings;
+use crate::docker::{BuildJob, RegistryAuth};
+use berth_common::kubernetes::TenantSettings;
+use berth_proto::AppRef;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub const IMAGE: &str = "gcr.io/kaniko-project/executor:v1.23.2";
+pub const REGISTRY: &str = "registry.example.com:5000";
+
+pub fn settings() -> KanikoSettings {
+    KanikoSettings {
+        image: IMAGE.to_owned(),
+        extra_flags: vec!["--snapshot-mode=redo".to_owned()],
+        cache_repo: format!("{REGISTRY}/cache"),
+        cpu: "2".to_owned(),
+        memory: "4Gi".to_owned(),
+        ephemeral_storage: "10Gi".to_owned(),
+        deadline: Duration::from_secs(900),
+        grace: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(5),
+        registry_secret: "berth-registry".to_owned(),
+        registry: RegistryAuth {
+            registry: REGISTRY.to_owned(),
+            username: Some("berth".to_owned()),
+            password: Some("s3cret".to_owned()),
+        },
+        insecure_registry: false,
+        tenant: TenantSettings::default(),
+    }
+}
+
+pub fn job(context: PathBuf) -> BuildJob {
+    let app = AppRef {
+        id: Uuid::parse_str("0190a0b0-0000-7000-8000-00000000a99a").unwrap(),
+        name: "web".to_owned(),
+        tenant: "acme".to_owned(),
+    };
+    BuildJob {
+        context,
+        dockerfile: "Dockerfile".to_owned(),
+        repository: format!("{REGISTRY}/acme/web"),
+        tag: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+        labels: HashMap::from([
+            (berth_proto::labels::APP.to_owned(), app.id.to_string()),
+            (
+                "org.opencontainers.image.source".to_owned(),
+                "https://git.example.com/acme/web".to_owned(),
+            ),
+        ]),
+        app,
+        deployment_id: Uuid::parse_str("0190a0b1-1111-7222-8333-444455556666").unwrap(),
+    }
+}
