@@ -2,8 +2,56 @@
 
 use berth_common::config::{BrokerConfig, OpsConfig, SecretKeyConfig};
 use bollard::models::RestartPolicyNameEnum;
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use std::str::FromStr;
+
+use crate::kubernetes::render::RenderArgs;
+use crate::kubernetes::{KubernetesSettings, RolloutSettings};
+
+/// What the command line asks for: the worker (no subcommand; configured
+/// by flags or `BERTH_` variables, as always), or one of its tools.
+#[derive(Debug)]
+pub enum Invocation {
+    Worker(Box<Config>),
+    /// `render`: prints, as YAML, exactly the objects the kubernetes driver
+    /// applies for a release.
+    Render(Box<RenderArgs>),
+}
+
+/// The worker's flags plus the `render` subcommand, which needs none of
+/// them (no broker, no key).
+pub fn command() -> clap::Command {
+    let render = clap::Command::new("render").about(
+        "Prints, as YAML, exactly the objects the kubernetes driver applies for a release \
+         (like `helm template`), for an operator to review",
+    );
+    Config::command()
+        .args_conflicts_with_subcommands(true)
+        .subcommand_negates_reqs(true)
+        .subcommand(RenderArgs::augment_args(render))
+}
+
+impl Invocation {
+    /// From the process's arguments; prints clap's message and exits on a
+    /// bad one (or on `--help`).
+    pub fn from_env() -> Self {
+        Self::try_from_args(std::env::args_os()).unwrap_or_else(|error| error.exit())
+    }
+
+    pub fn try_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = command().try_get_matches_from(args)?;
+        match matches.subcommand() {
+            Some(("render", render)) => Ok(Self::Render(Box::new(RenderArgs::from_arg_matches(
+                render,
+            )?))),
+            _ => Ok(Self::Worker(Box::new(Config::from_arg_matches(&matches)?))),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -26,12 +74,19 @@ pub struct Config {
     pub concurrency: u16,
     #[command(flatten)]
     pub docker: DockerConfig,
+    #[command(flatten)]
+    pub kubernetes: KubernetesSettings,
+    #[command(flatten)]
+    pub rollout: RolloutSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
     /// Containers on a Docker Engine API (Docker, or Podman's compatible socket).
     Docker,
+    /// Deployments on a Kubernetes cluster (`KUBECONFIG`, `~/.kube/config`
+    /// or the in-cluster service account).
+    Kubernetes,
 }
 
 /// Settings of the `docker` driver.
@@ -142,12 +197,63 @@ mod tests {
         assert_eq!(config.docker.ready_timeout_secs, 60);
         assert_eq!(config.docker.public_host, "127.0.0.1");
         assert_eq!(config.runtime, RuntimeKind::Docker);
+        assert_eq!(config.kubernetes, KubernetesSettings::default());
+        assert_eq!(config.rollout, RolloutSettings::default());
         assert_eq!(
             config.docker.restart_policy,
             RestartPolicySetting {
                 policy: RestartPolicyNameEnum::ON_FAILURE,
                 max_retries: Some(5)
             }
+        );
+    }
+
+    #[test]
+    fn the_kubernetes_driver_is_chosen_with_its_flags() {
+        let config = Config::try_parse_from([
+            "berth-deploy-worker",
+            "--amqp-url",
+            "amqp://x",
+            "--secret-key",
+            "k",
+            "--runtime",
+            "kubernetes",
+            "--base-domain",
+            "apps.example",
+            "--rollout-timeout-secs",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(config.runtime, RuntimeKind::Kubernetes);
+        assert_eq!(config.kubernetes.base_domain, "apps.example");
+        assert_eq!(config.rollout.rollout_timeout_secs, 60);
+    }
+
+    #[test]
+    fn without_a_subcommand_the_worker_runs_and_render_needs_no_broker() {
+        command().debug_assert();
+        let worker = Invocation::try_from_args([
+            "berth-deploy-worker",
+            "--amqp-url",
+            "amqp://x",
+            "--secret-key",
+            "k",
+        ])
+        .unwrap();
+        assert!(matches!(worker, Invocation::Worker(config) if config.concurrency == 4));
+        let render = Invocation::try_from_args([
+            "berth-deploy-worker",
+            "render",
+            "--tenant",
+            "acme",
+            "--app",
+            "web",
+            "--image",
+            "registry.example/acme/web@sha256:00",
+        ])
+        .unwrap();
+        assert!(
+            matches!(render, Invocation::Render(args) if args.tenant.as_deref() == Some("acme"))
         );
     }
 

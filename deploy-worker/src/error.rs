@@ -40,6 +40,15 @@ pub enum DeployError {
 
     #[error("the container engine is unavailable: {0}")]
     Engine(String),
+
+    #[error("the app's pods did not start: {0}")]
+    PodsNotStarted(String),
+
+    #[error("the Kubernetes API refused the deploy: {0}")]
+    ClusterRefused(String),
+
+    #[error("the Kubernetes API is unavailable: {0}")]
+    Cluster(String),
 }
 
 fn last_lines(logs: &[String]) -> String {
@@ -53,7 +62,42 @@ fn last_lines(logs: &[String]) -> String {
 impl DeployError {
     /// A passing failure: trying the same message again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Engine(_))
+        matches!(self, Self::Engine(_) | Self::Cluster(_))
+    }
+}
+
+impl From<kube::Error> for DeployError {
+    /// API errors: a 4xx other than not found, conflict, timeout or too many
+    /// requests means the request itself is wrong (permanent); anything else
+    /// (5xx, a connection that failed) may pass.
+    fn from(error: kube::Error) -> Self {
+        match error {
+            kube::Error::Api(status)
+                if (400..500).contains(&status.code)
+                    && !matches!(status.code, 404 | 408 | 409 | 429) =>
+            {
+                Self::ClusterRefused(status.message.clone())
+            }
+            kube::Error::Api(status) => {
+                Self::Cluster(format!("{} ({})", status.message, status.code))
+            }
+            other => Self::Cluster(other.to_string()),
+        }
+    }
+}
+
+impl From<berth_common::kubernetes::ApplyError> for DeployError {
+    fn from(error: berth_common::kubernetes::ApplyError) -> Self {
+        use berth_common::kubernetes::ApplyError;
+        match error {
+            ApplyError::Api { kind, name, source } => match Self::from(source) {
+                Self::ClusterRefused(reason) => {
+                    Self::ClusterRefused(format!("applying {kind} `{name}`: {reason}"))
+                }
+                other => other,
+            },
+            incomplete @ ApplyError::Incomplete(_) => Self::ClusterRefused(incomplete.to_string()),
+        }
     }
 }
 
@@ -121,5 +165,32 @@ mod tests {
             message: "oops".into(),
         };
         assert!(DeployError::from(down).is_transient());
+    }
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": code, "message": message, "reason": "x"
+        }))
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn kubernetes_errors_are_classified_by_status() {
+        let invalid = DeployError::from(api_error(422, "spec.selector: field is immutable"));
+        assert_eq!(
+            invalid.to_string(),
+            "the Kubernetes API refused the deploy: spec.selector: field is immutable"
+        );
+        assert!(!invalid.is_transient());
+        assert!(DeployError::from(api_error(403, "forbidden"))
+            .to_string()
+            .contains("forbidden"));
+        for passing in [409, 429, 500, 503] {
+            assert!(
+                DeployError::from(api_error(passing, "busy")).is_transient(),
+                "{passing}"
+            );
+        }
     }
 }

@@ -3,10 +3,10 @@
 //! each step on `berth.inform`.
 //!
 //! * [`runtime::Runtime`] is the seam to what runs containers;
-//!   [`docker::DockerRuntime`] is the `docker` driver.
-//! * [`kubernetes`] renders the objects the `kubernetes` driver will apply
-//!   (tenant namespaces and their fences, an app's Deployment, Service,
-//!   Ingress and env Secret); it is not wired into the worker yet.
+//!   [`docker::DockerRuntime`] is the `docker` driver,
+//!   [`kubernetes::KubeRuntime`] the `kubernetes` one (`BERTH_RUNTIME`).
+//! * [`kubernetes::plan`] renders every object the `kubernetes` driver
+//!   applies for a release; `berth-deploy-worker render` prints it as YAML.
 //! * [`service::DeployService`] is the logic (idempotency, stale deploys,
 //!   reports), generic over the runtime and the publisher.
 
@@ -19,7 +19,7 @@ pub mod kubernetes;
 pub mod runtime;
 pub mod service;
 
-pub use config::{Config, DockerConfig, RestartPolicySetting, RuntimeKind};
+pub use config::{Config, DockerConfig, Invocation, RestartPolicySetting, RuntimeKind};
 pub use error::DeployError;
 pub use runtime::{DeploySpec, Endpoint, Instance, Runtime};
 pub use service::DeployService;
@@ -40,23 +40,45 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Arc::new(move || ready_broker.consumers_connected()),
     )
     .await?;
-    let docker = match config.runtime {
+    match config.runtime {
         RuntimeKind::Docker => {
-            match berth_common::engine::connect_until_up(&config.docker.docker_host, &shutdown)
-                .await
-            {
-                Some(docker) => docker,
-                None => return Ok(()),
-            }
+            let docker =
+                match berth_common::engine::connect_until_up(&config.docker.docker_host, &shutdown)
+                    .await
+                {
+                    Some(docker) => docker,
+                    None => return Ok(()),
+                };
+            tracing::info!(docker_host = config.docker.docker_host, "docker driver");
+            let runtime = docker::DockerRuntime::new(docker, config.docker.clone());
+            consume(runtime, broker, key, &config, shutdown).await
         }
-    };
-    let runtime = docker::DockerRuntime::new(docker, config.docker.clone());
+        RuntimeKind::Kubernetes => {
+            let client = berth_common::kubernetes::connect().await?;
+            tracing::info!(
+                base_domain = config.kubernetes.base_domain,
+                "kubernetes driver"
+            );
+            let runtime = kubernetes::KubeRuntime::new(
+                client,
+                config.kubernetes.clone(),
+                config.rollout.clone(),
+            );
+            consume(runtime, broker, key, &config, shutdown).await
+        }
+    }
+}
+
+/// The consumer loop, the same for every runtime.
+async fn consume<R: Runtime>(
+    runtime: R,
+    broker: Broker,
+    key: berth_proto::SecretKey,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let service = Arc::new(DeployService::new(runtime, broker.clone(), key));
-    tracing::info!(
-        docker_host = config.docker.docker_host,
-        concurrency = config.concurrency,
-        "deploy-worker started"
-    );
+    tracing::info!(concurrency = config.concurrency, "deploy-worker started");
     broker
         .consume(DEPLOYS_QUEUE, config.concurrency, service, shutdown)
         .await;

@@ -1,8 +1,15 @@
-use berth_deploy_worker::{run, Config};
-use clap::Parser;
+use berth_deploy_worker::{kubernetes::render, run, Invocation};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    berth_common::ops::init_tracing();
-    run(Config::parse(), berth_common::shutdown::on_signal()).await
+    match Invocation::from_env() {
+        Invocation::Render(args) => {
+            print!("{}", render::render(&args)?);
+            Ok(())
+        }
+        Invocation::Worker(config) => {
+            berth_common::ops::init_tracing();
+            run(*config, berth_common::shutdown::on_signal()).await
+        }
+    }
 }

@@ -20,7 +20,8 @@ pub struct DeploySpec {
     pub env: BTreeMap<String, String>,
 }
 
-/// One workload a runtime has for an app (a container; later a Deployment).
+/// One workload a runtime has for an app: a container, or the app's
+/// Deployment on Kubernetes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// The runtime's own name for it.
@@ -28,6 +29,9 @@ pub struct Instance {
     /// The deployment it runs (from its `berth.dev/deployment` label).
     pub deployment_id: Option<Uuid>,
     pub release_id: Option<Uuid>,
+    /// It runs or is meant to: a running container; a Deployment that wants
+    /// replicas or still has pods. A stopped app's workload is not running,
+    /// but the Kubernetes driver's `deploy` still refuses one older than it.
     pub running: bool,
     /// Where it answers, when it publishes a port.
     pub endpoint: Option<String>,
@@ -39,7 +43,7 @@ pub type Endpoint = String;
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// Every workload the runtime has for the app, running or not.
-    async fn instances(&self, app_id: Uuid) -> Result<Vec<Instance>, DeployError>;
+    async fn instances(&self, app: &AppRef) -> Result<Vec<Instance>, DeployError>;
 
     /// Runs `spec`, waits until it accepts connections, then retires the
     /// app's older deployments; returns where it answers.

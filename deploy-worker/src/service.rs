@@ -89,7 +89,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
 
         let instances = self
             .runtime
-            .instances(app_id)
+            .instances(&release.app)
             .await
             .map_err(|error| Outcome::Retry(error.to_string()))?;
         let newer = instances

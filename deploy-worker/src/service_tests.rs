@@ -18,7 +18,7 @@ struct FakeRuntime {
 
 #[async_trait]
 impl Runtime for FakeRuntime {
-    async fn instances(&self, _app_id: Uuid) -> Result<Vec<Instance>, DeployError> {
+    async fn instances(&self, _app: &AppRef) -> Result<Vec<Instance>, DeployError> {
         Ok(self.instances.lock().unwrap().clone())
     }
     async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError> {

@@ -186,9 +186,9 @@ impl DockerRuntime {
 
 #[async_trait]
 impl Runtime for DockerRuntime {
-    async fn instances(&self, app_id: Uuid) -> Result<Vec<Instance>, DeployError> {
+    async fn instances(&self, app: &AppRef) -> Result<Vec<Instance>, DeployError> {
         Ok(self
-            .app_containers(app_id)
+            .app_containers(app.id)
             .await?
             .iter()
             .map(|container| spec::instance_of(container, &self.config.public_host))

@@ -1,6 +1,6 @@
 //! What one deployment of a release is made of on Kubernetes.
 
-use berth_proto::{labels, Release};
+use berth_proto::{labels, AppRef, Release};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -46,8 +46,7 @@ impl AppObjects {
 }
 
 /// `<app>.<tenant>.<base domain>`: where the app answers.
-pub fn app_host(release: &Release, settings: &KubernetesSettings) -> String {
-    let app = &release.app;
+pub fn app_host(app: &AppRef, settings: &KubernetesSettings) -> String {
     format!("{}.{}.{}", app.name, app.tenant, settings.base_domain)
 }
 
@@ -260,7 +259,7 @@ fn resources(release: &Release, settings: &KubernetesSettings) -> ResourceRequir
 /// HTTPS on `<app>.<tenant>.<base domain>`; cert-manager sees the annotation
 /// and issues the certificate into `<app>-tls`.
 fn ingress(release: &Release, settings: &KubernetesSettings, mut metadata: ObjectMeta) -> Ingress {
-    let host = app_host(release, settings);
+    let host = app_host(&release.app, settings);
     metadata.annotations = Some(BTreeMap::from([(
         "cert-manager.io/cluster-issuer".to_owned(),
         settings.cluster_issuer.clone(),

@@ -1,25 +1,47 @@
 //! The `kubernetes` driver. Objects are rendered by pure functions (like
 //! [`crate::docker::spec`] for the docker driver) into the documents
 //! [`berth_common::kubernetes::apply`] applies, and that `deploy-worker
-//! render` prints: one code path for both.
+//! render` prints: [`plan`] is the one code path for both.
 //!
 //! * [`berth_common::kubernetes::tenant_namespace`]: `berth-<tenant>`, fenced
 //!   by a ResourceQuota, a LimitRange, a default-deny NetworkPolicy and a
 //!   ServiceAccount without an API token.
 //! * [`app_objects`]: the Secret, Deployment, Service and Ingress of one
 //!   deployment of a release.
+//! * [`KubeRuntime`]: applies the plan, waits for the rollout
+//!   (`rollout.rs`, diagnosed by the pure `status.rs`), restores the
+//!   previous release when it fails, scales and removes apps.
 
 mod app;
+mod plan;
+pub mod render;
+mod rollout;
+mod runtime;
+mod status;
 
 #[cfg(test)]
 mod app_tests;
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
+mod rollout_tests;
+#[cfg(test)]
+mod status_tests;
 
 pub use app::{app_host, app_objects, env_secret_name, tls_secret_name, AppObjects};
+pub use plan::{deployment_name, endpoint, plan, restore_document};
+pub use runtime::KubeRuntime;
 
 use berth_common::kubernetes::TenantSettings;
 use clap::Args;
+use std::time::Duration;
 
-/// Cluster-specific choices of the Kubernetes driver.
+/// Cluster-specific choices of the Kubernetes driver: everything that
+/// shapes the objects it applies (and `render` prints).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct KubernetesSettings {
     /// Apps answer on `<app>.<tenant>.<base domain>`.
@@ -42,6 +64,44 @@ impl Default for KubernetesSettings {
             cluster_issuer: "letsencrypt".into(),
             ingress_class: "nginx".into(),
             tenant: TenantSettings::default(),
+        }
+    }
+}
+
+/// How the Kubernetes driver waits for a rollout and what it keeps; none of
+/// it changes the objects.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RolloutSettings {
+    /// Seconds a release has to roll out (every new pod ready, every old one
+    /// gone) before the deploy fails and the previous release is restored.
+    #[arg(long, env = "BERTH_K8S_ROLLOUT_TIMEOUT_SECS", default_value_t = 300)]
+    pub rollout_timeout_secs: u64,
+    /// Milliseconds between two looks at a rolling Deployment and its pods.
+    #[arg(long, env = "BERTH_K8S_ROLLOUT_POLL_MILLIS", default_value_t = 1000)]
+    pub rollout_poll_millis: u64,
+    /// How many earlier releases of an app keep their env Secret after a
+    /// deploy went live (the current one always does); older ones are
+    /// pruned. A rollback to a pruned release applies its Secret again.
+    #[arg(long, env = "BERTH_K8S_KEEP_RELEASE_SECRETS", default_value_t = 3)]
+    pub keep_release_secrets: usize,
+}
+
+impl RolloutSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.rollout_timeout_secs)
+    }
+
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.rollout_poll_millis)
+    }
+}
+
+impl Default for RolloutSettings {
+    fn default() -> Self {
+        Self {
+            rollout_timeout_secs: 300,
+            rollout_poll_millis: 1000,
+            keep_release_secrets: 3,
         }
     }
 }

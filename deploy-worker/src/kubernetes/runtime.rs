@@ -1,0 +1,273 @@
+//! The `kubernetes` driver's [`Runtime`]: one Deployment per app in the
+//! tenant's namespace `berth-<tenant>`, found by name and by the label
+//! `berth.dev/app`, so the worker keeps no state of its own.
+
+use async_trait::async_trait;
+use berth_common::kubernetes::{app_namespace, apply, apply_all, FIELD_MANAGER};
+use berth_proto::{labels, AppRef, Release};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::Client;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+
+use super::rollout::Rollout;
+use super::{
+    deployment_name, endpoint, env_secret_name, plan, restore_document, status, tls_secret_name,
+    KubernetesSettings, RolloutSettings,
+};
+use crate::error::DeployError;
+use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
+
+pub struct KubeRuntime {
+    client: Client,
+    settings: KubernetesSettings,
+    rollout: RolloutSettings,
+}
+
+/// What the app's Deployment was before a deploy: what a failed rollout
+/// goes back to.
+enum Before {
+    /// The tenant's first deploy of the app: a failed one is deleted.
+    Nothing,
+    /// Another deployment's: applied again.
+    Other(Box<Deployment>),
+    /// Already this deployment's, from an attempt that did not finish (the
+    /// worker stopped during the rollout): what came before is not known, so
+    /// a failure leaves the Deployment as it is. Its rolling update never
+    /// took an old pod down before a new one was ready, so the previous
+    /// release keeps serving.
+    ThisDeployment,
+}
+
+impl KubeRuntime {
+    pub fn new(client: Client, settings: KubernetesSettings, rollout: RolloutSettings) -> Self {
+        Self {
+            client,
+            settings,
+            rollout,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn api<K>(&self, app: &AppRef) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &app_namespace(&app.tenant))
+    }
+
+    fn app_selector(app: &AppRef) -> ListParams {
+        ListParams::default().labels(&format!("{}={}", labels::APP, app.id))
+    }
+
+    /// Puts the app back where it was before a failed rollout; a failure to
+    /// do so is logged, the rollout's failure is what the user reads.
+    async fn restore(&self, app: &AppRef, before: Before) {
+        let name = deployment_name(app);
+        let restored = match before {
+            Before::Other(previous) => {
+                let release = status::release_id_of(&previous);
+                apply(&self.client, &restore_document(&previous))
+                    .await
+                    .map(|_| tracing::info!(app_id = %app.id, ?release, "restored the previous release"))
+                    .map_err(DeployError::from)
+            }
+            Before::Nothing => self
+                .api::<Deployment>(app)
+                .delete(name, &DeleteParams::background())
+                .await
+                .map(|_| tracing::info!(app_id = %app.id, "deleted the failed first Deployment"))
+                .map_err(DeployError::from),
+            Before::ThisDeployment => {
+                tracing::warn!(app_id = %app.id, "no earlier Deployment to restore; its old pods keep serving");
+                Ok(())
+            }
+        };
+        if let Err(error) = restored {
+            tracing::error!(app_id = %app.id, %error, "could not restore the app after a failed rollout");
+        }
+    }
+
+    /// Deletes the env Secrets of releases older than the newest
+    /// `keep_release_secrets` others; reads only their metadata.
+    async fn prune_env_secrets(&self, release: &Release) {
+        let api = self.api::<Secret>(&release.app);
+        let selector = format!("{}={},{}", labels::APP, release.app.id, labels::RELEASE);
+        let listed = match api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(app_id = %release.app.id, %error, "could not list env Secrets to prune");
+                return;
+            }
+        };
+        let metadata: Vec<_> = listed.items.into_iter().map(|item| item.metadata).collect();
+        let current = env_secret_name(release);
+        for name in status::secrets_to_prune(&metadata, &current, self.rollout.keep_release_secrets)
+        {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    tracing::info!(app_id = %release.app.id, secret = name, "pruned an old env Secret")
+                }
+                Err(error) => {
+                    tracing::warn!(secret = name, %error, "could not prune an env Secret")
+                }
+            }
+        }
+    }
+
+    /// Deletes every object of kind `K` labelled with the app; returns how many.
+    async fn delete_labelled<K>(&self, app: &AppRef) -> Result<usize, DeployError>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+        K::DynamicType: Default,
+    {
+        let deleted = self
+            .api::<K>(app)
+            .delete_collection(&DeleteParams::background(), &Self::app_selector(app))
+            .await?;
+        Ok(deleted.left().map_or(0, |list| list.items.len()))
+    }
+
+    /// Services: listed then deleted one by one, since API servers before
+    /// 1.29 have no `deletecollection` for them.
+    async fn delete_services(&self, app: &AppRef) -> Result<usize, DeployError> {
+        let api = self.api::<Service>(app);
+        let mut deleted = 0;
+        for service in api.list_metadata(&Self::app_selector(app)).await?.items {
+            let Some(name) = service.metadata.name else {
+                continue;
+            };
+            deleted += usize::from(gone_or(api.delete(&name, &DeleteParams::default()).await)?);
+        }
+        Ok(deleted)
+    }
+}
+
+/// True when the delete happened, false when the object was already gone.
+fn gone_or<T>(result: Result<T, kube::Error>) -> Result<bool, DeployError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[async_trait]
+impl Runtime for KubeRuntime {
+    /// The app's Deployment (at most one).
+    async fn instances(&self, app: &AppRef) -> Result<Vec<Instance>, DeployError> {
+        let list = self
+            .api::<Deployment>(app)
+            .list(&Self::app_selector(app))
+            .await?;
+        Ok(list
+            .items
+            .iter()
+            .map(|deployment| Instance {
+                name: deployment.metadata.name.clone().unwrap_or_default(),
+                deployment_id: status::deployment_id_of(deployment),
+                release_id: status::release_id_of(deployment),
+                running: status::is_running(deployment),
+                endpoint: Some(endpoint(app, &self.settings)),
+            })
+            .collect())
+    }
+
+    /// Applies [`plan`] and waits for the rollout; on failure applies the
+    /// previous Deployment again (a first deploy's is deleted).
+    async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError> {
+        let release = &spec.release;
+        let app = &release.app;
+        let deployment_id = spec.deployment_id;
+        let name = deployment_name(app);
+        let endpoint = endpoint(app, &self.settings);
+        let deployments = self.api::<Deployment>(app);
+        let before = match deployments.get_opt(name).await? {
+            None => Before::Nothing,
+            Some(current) => match status::deployment_id_of(&current) {
+                Some(newer) if newer > deployment_id => {
+                    return Err(DeployError::Superseded { newer })
+                }
+                Some(id) if id == deployment_id => {
+                    if status::rollout_complete(&current) {
+                        tracing::info!(%deployment_id, app_id = %app.id, "the deployment has already rolled out");
+                        return Ok(endpoint);
+                    }
+                    Before::ThisDeployment
+                }
+                _ => Before::Other(Box::new(current)),
+            },
+        };
+        let documents = plan(release, deployment_id, &spec.env, &self.settings);
+        apply_all(&self.client, &documents).await?;
+        tracing::info!(%deployment_id, app_id = %app.id, objects = documents.len(), "applied; waiting for the rollout");
+        let rollout = Rollout {
+            deployments,
+            pods: self.api::<Pod>(app),
+            name,
+            app_id: app.id,
+            deployment_id,
+            port: release.config.port,
+            settings: &self.rollout,
+        };
+        match rollout.wait().await {
+            Ok(()) => {
+                self.prune_env_secrets(release).await;
+                Ok(endpoint)
+            }
+            Err(error @ DeployError::Superseded { .. }) => Err(error),
+            Err(error) if error.is_transient() => Err(error),
+            Err(error) => {
+                tracing::warn!(%deployment_id, app_id = %app.id, %error, "the rollout failed; restoring");
+                self.restore(app, before).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Sets the Deployment's `/scale` (a merge patch: a partial apply would
+    /// drop the fields berth applied with the release). The app's next
+    /// deploy carries the scale in its release config.
+    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        let result = self
+            .api::<Deployment>(app)
+            .patch_scale(deployment_name(app), &params, &Patch::Merge(&patch))
+            .await;
+        Ok(usize::from(gone_or(result)?))
+    }
+
+    /// Deletes what carries the app's label (Ingress, Service, Deployment
+    /// with its pods, env Secrets) and the certificate Secret cert-manager
+    /// wrote for its Ingress; the tenant's namespace and fences stay.
+    async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError> {
+        let mut removed = self.delete_labelled::<Ingress>(app).await?;
+        removed += self.delete_services(app).await?;
+        removed += self.delete_labelled::<Deployment>(app).await?;
+        removed += self.delete_labelled::<Secret>(app).await?;
+        let tls = self
+            .api::<Secret>(app)
+            .delete(&tls_secret_name(&app.name), &DeleteParams::default())
+            .await;
+        removed += usize::from(gone_or(tls)?);
+        tracing::info!(app_id = %app.id, removed, "removed the app's objects");
+        Ok(removed)
+    }
+}
