@@ -54,6 +54,15 @@ pub enum BuildError {
     #[error("the container engine is unavailable ({detail}); try again later")]
     Engine { detail: String },
 
+    /// The Kubernetes API server refused or failed a request.
+    #[error("the Kubernetes API failed ({detail}); try again later")]
+    Kubernetes { detail: String },
+
+    /// The build Pod never ran: its image could not be pulled, its
+    /// configuration is broken, it was evicted.
+    #[error("the build could not start: {0}")]
+    BuildStart(String),
+
     #[error("the deadline of {} was exceeded while {phase}", human(*.limit))]
     DeadlineExceeded {
         limit: Duration,

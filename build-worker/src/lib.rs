@@ -10,7 +10,7 @@
 //! | seam | trait | implementation here |
 //! |---|---|---|
 //! | source | [`SourceFetcher`] | [`GitFetcher`] (git2) |
-//! | image builds and pushes | [`ImageBuilder`] | [`DockerBuilder`] (bollard; Docker or Podman) |
+//! | image builds and pushes | [`ImageBuilder`] | [`DockerBuilder`] (bollard; Docker or Podman), [`KanikoBuilder`] (a Kaniko Pod per build, kube) |
 //! | digest lookups | [`Registry`] | [`HttpRegistry`] (Distribution v2 API) |
 //! | build log | `berth_common::LogSink` | `LogProducer` (Kafka) |
 //! | messages | `berth_common::MessagePublisher` | `Broker` (RabbitMQ) |
@@ -33,6 +33,6 @@ pub use detect::StackImages;
 pub use docker::{BuildJob, Built, DockerBuilder, ImageBuilder, RegistryAuth};
 pub use error::BuildError;
 pub use git::{GitFetcher, RepoSpec, SourceFetcher};
-pub use kaniko::{KanikoConfig, KanikoSettings};
+pub use kaniko::{KanikoBuilder, KanikoConfig, KanikoSettings};
 pub use registry::{HttpRegistry, ImageRepo, Registry};
 pub use service::BuildService;

@@ -1,7 +1,10 @@
 //! `berth-build-worker`: see the crate docs of `berth_build_worker`.
 
+use anyhow::Context;
+use berth_build_worker::registry::default_insecure;
 use berth_build_worker::{
-    BuildService, Config, DockerBuilder, GitFetcher, HttpRegistry, RegistryAuth,
+    BuildService, BuilderKind, Config, DockerBuilder, GitFetcher, HttpRegistry, ImageBuilder,
+    KanikoBuilder, RegistryAuth,
 };
 use berth_common::{ops, Broker, LogProducer};
 use berth_proto::names::BUILDS_QUEUE;
@@ -21,23 +24,45 @@ async fn main() -> anyhow::Result<()> {
         &config.kafka.kafka_brokers,
         config.kafka.log_retention_hours,
     )?);
-    let builder = DockerBuilder::new(
-        &build.docker_host,
-        RegistryAuth {
-            registry: settings.registry.clone(),
-            username: build.registry_username.clone(),
-            password: build.registry_password.clone(),
-        },
-    );
+    let auth = RegistryAuth {
+        registry: settings.registry.clone(),
+        username: build.registry_username.clone(),
+        password: build.registry_password.clone(),
+    };
     let registry = HttpRegistry::new(
         &settings.registry,
         build.registry_insecure,
         build.registry_username.clone(),
         build.registry_password.clone(),
     )?;
-    if let Err(error) = builder.docker().await {
-        tracing::warn!(%error, "the container engine is not reachable yet; builds will retry it");
-    }
+    let builder: Box<dyn ImageBuilder> = match build.builder {
+        BuilderKind::Docker => {
+            let builder = DockerBuilder::new(&build.docker_host, auth);
+            if let Err(error) = builder.docker().await {
+                tracing::warn!(%error, "the container engine is not reachable yet; builds will retry it");
+            }
+            Box::new(builder)
+        }
+        BuilderKind::Kaniko => {
+            let insecure = build
+                .registry_insecure
+                .unwrap_or_else(|| default_insecure(&settings.registry));
+            let kaniko = config.kaniko.settings(auth, insecure)?;
+            if kaniko.deadline >= settings.deadline {
+                tracing::warn!(
+                    kaniko_deadline_secs = kaniko.deadline.as_secs(),
+                    build_timeout_secs = settings.deadline.as_secs(),
+                    "BERTH_KANIKO_DEADLINE_SECS is not under BERTH_BUILD_TIMEOUT_SECS: \
+                     the worker's own deadline will stop builds first"
+                );
+            }
+            let client = berth_common::kubernetes::connect().await.context(
+                "no Kubernetes client configuration (KUBECONFIG, ~/.kube/config or in-cluster)",
+            )?;
+            tracing::info!(image = %kaniko.image, "building with Kaniko pods");
+            Box::new(KanikoBuilder::new(client, kaniko))
+        }
+    };
 
     let ready = broker.clone();
     ops::serve(

@@ -1,13 +1,30 @@
-//! The Kubernetes driver's image builder: one Kaniko Pod per build in the
+//! The Kubernetes driver's [`ImageBuilder`]: one Kaniko Pod per build in the
 //! tenant's build namespace `berth-<tenant>-build`.
+//!
+//! For each build the worker applies the namespace with its fences and the
+//! registry Secret (server-side apply, field manager `berth`), removes a Pod
+//! an earlier attempt of the same deployment left, creates the Pod (no
+//! service-account token, resource limits, an active deadline), waits for
+//! it to run, streams the context it cloned to the Pod's stdin as a gzipped
+//! tar (Kaniko's `tar://stdin`) while following its log into the build log,
+//! then reads the pushed image's digest from the termination message.
+//! Kaniko pushes as it builds, so [`ImageBuilder::push`] has nothing to do.
+//! The Pod is deleted however the build ends; if the build is dropped (the
+//! worker's own deadline, shutdown) a guard deletes it in the background.
 
+mod cleanup;
 mod config;
 mod output;
 mod pod;
 mod status;
+mod stream;
 
 #[cfg(test)]
+mod fake_cluster;
+#[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod scenario_tests;
 
 pub use config::{KanikoConfig, KanikoSettings};
 pub use output::KanikoOutput;
@@ -15,3 +32,193 @@ pub use pod::{
     build_pod, cache_repo, kaniko_args, pod_name, registry_secret, CONTAINER, ROLE_LABEL,
 };
 pub use status::{outcome, pod_state, Finish, PodState};
+
+use crate::buildlog::BuildLog;
+use crate::docker::{BuildJob, Built, ImageBuilder};
+use crate::error::BuildError;
+use async_trait::async_trait;
+use berth_common::kubernetes::{
+    apply_all, build_namespace, document, tenant_namespace, ApplyError, TenantNamespaceKind,
+};
+use cleanup::{remove_leftover, PodGuard};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use std::time::Duration;
+use stream::{follow_log, gzip, send_context};
+
+/// How long the attach may linger once the build's log has ended.
+const ATTACH_GRACE: Duration = Duration::from_secs(5);
+/// Failed reads of the Pod's status in a row before the build fails.
+const READ_RETRIES: u32 = 4;
+
+/// [`ImageBuilder`] over a Kubernetes API server.
+pub struct KanikoBuilder {
+    client: kube::Client,
+    settings: KanikoSettings,
+}
+
+impl KanikoBuilder {
+    pub fn new(client: kube::Client, settings: KanikoSettings) -> Self {
+        Self { client, settings }
+    }
+
+    /// The build namespace with its fences, and the registry Secret in it.
+    async fn prepare(&self, tenant: &str) -> Result<(), BuildError> {
+        let namespace =
+            tenant_namespace(tenant, TenantNamespaceKind::Builds, &self.settings.tenant);
+        let mut documents = namespace.to_documents();
+        documents.push(document(&registry_secret(tenant, &self.settings)));
+        apply_all(&self.client, &documents)
+            .await
+            .map_err(|error| BuildError::Kubernetes {
+                detail: match &error {
+                    ApplyError::Api {
+                        kind,
+                        name,
+                        source: kube::Error::Api(status),
+                    } if !status.message.is_empty() => {
+                        format!("applying {kind} `{name}`: {}", status.message)
+                    }
+                    other => other.to_string(),
+                },
+            })?;
+        Ok(())
+    }
+
+    /// The Pod's state; a few failed reads in a row are retried, so one
+    /// hiccup of the API server does not fail a long build.
+    async fn state(&self, pods: &Api<Pod>, name: &str) -> Result<PodState, BuildError> {
+        let mut failures = 0;
+        loop {
+            match pods.get(name).await {
+                Ok(pod) => return Ok(pod_state(&pod, &self.settings.image)),
+                Err(kube::Error::Api(status)) if status.is_not_found() => {
+                    return Err(BuildError::BuildStart(format!(
+                        "the build pod {name} was deleted before the build ended"
+                    )))
+                }
+                Err(error) if failures < READ_RETRIES => {
+                    failures += 1;
+                    tracing::debug!(%error, failures, "reading the build pod failed; retrying");
+                    tokio::time::sleep(self.settings.poll_interval * (1 << failures)).await;
+                }
+                Err(error) => return Err(api_error("reading the build pod", error)),
+            }
+        }
+    }
+
+    /// Waits until the build container runs, or the Pod finished or cannot start.
+    async fn started(&self, pods: &Api<Pod>, name: &str) -> Result<Option<Finish>, BuildError> {
+        loop {
+            match self.state(pods, name).await? {
+                PodState::Starting => tokio::time::sleep(self.settings.poll_interval).await,
+                PodState::Running => return Ok(None),
+                PodState::Finished(finish) => return Ok(Some(finish)),
+                PodState::CannotStart(reason) => return Err(BuildError::BuildStart(reason)),
+            }
+        }
+    }
+
+    /// Waits until the Pod's status shows how the build ended.
+    async fn finished(&self, pods: &Api<Pod>, name: &str) -> Result<Finish, BuildError> {
+        loop {
+            match self.state(pods, name).await? {
+                PodState::Finished(finish) => return Ok(finish),
+                PodState::CannotStart(reason) => return Err(BuildError::BuildStart(reason)),
+                PodState::Starting | PodState::Running => {
+                    tokio::time::sleep(self.settings.poll_interval).await
+                }
+            }
+        }
+    }
+
+    /// From the created Pod to the pushed image's digest.
+    async fn run(
+        &self,
+        pods: &Api<Pod>,
+        name: &str,
+        job: &BuildJob,
+        log: &BuildLog,
+    ) -> Result<String, BuildError> {
+        let mut output = KanikoOutput::default();
+        let finish = match self.started(pods, name).await? {
+            // It ended before it ran (a bad flag): its log says why.
+            Some(finish) => {
+                follow_log(pods, name, log, &mut output).await;
+                finish
+            }
+            None => {
+                let context = gzip(&job.context).await?;
+                let send = send_context(pods, name, &context);
+                let follow = follow_log(pods, name, log, &mut output);
+                tokio::pin!(send, follow);
+                tokio::select! {
+                    sent = &mut send => {
+                        // Kaniko would wait on its stdin until the deadline.
+                        sent?;
+                        follow.await;
+                    }
+                    () = &mut follow => {
+                        // The container ended: its status says how, whatever
+                        // the attach has to add.
+                        if let Ok(Err(error)) = tokio::time::timeout(ATTACH_GRACE, send).await {
+                            tracing::debug!(%error, "the attach ended with an error after the build");
+                        }
+                    }
+                }
+                self.finished(pods, name).await?
+            }
+        };
+        outcome(
+            finish,
+            &output,
+            self.settings.deadline,
+            &self.settings.memory,
+        )
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for KanikoBuilder {
+    async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
+        let tenant = &job.app.tenant;
+        self.prepare(tenant).await?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &build_namespace(tenant));
+        let name = pod_name(job.deployment_id);
+        remove_leftover(&pods, &name, self.settings.poll_interval, log).await?;
+        pods.create(&PostParams::default(), &build_pod(job, &self.settings))
+            .await
+            .map_err(|e| api_error("creating the build pod", e))?;
+        let guard = PodGuard::new(pods.clone(), name.clone());
+        log.line(format!(
+            "Building in pod {name} with {}",
+            self.settings.image
+        ))
+        .await;
+        let limit = self.settings.deadline + self.settings.grace;
+        let result = match tokio::time::timeout(limit, self.run(&pods, &name, job, log)).await {
+            Ok(result) => result,
+            Err(_) => Err(BuildError::DeadlineExceeded {
+                limit: self.settings.deadline,
+                phase: "building",
+            }),
+        };
+        guard.delete().await;
+        Ok(Built::Pushed { digest: result? })
+    }
+
+    async fn push(&self, _job: &BuildJob, _log: &BuildLog) -> Result<(), BuildError> {
+        // Kaniko pushed as it built.
+        Ok(())
+    }
+}
+
+fn api_error(doing: &str, error: kube::Error) -> BuildError {
+    let detail = match &error {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            format!("{doing}: {}", status.message)
+        }
+        other => format!("{doing}: {other}"),
+    };
+    BuildError::Kubernetes { detail }
+}

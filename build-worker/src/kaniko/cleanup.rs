@@ -1,0 +1,95 @@
+//! The build Pod's removal: a Pod an earlier attempt left, and the Pod of
+//! this build however it ends.
+
+use super::api_error;
+use crate::buildlog::BuildLog;
+use crate::error::BuildError;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use std::time::Duration;
+
+/// How long a Pod left by an earlier attempt may take to go away.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(60);
+
+fn delete_params() -> DeleteParams {
+    // The container may still run (a failed or timed-out build): stop it now.
+    DeleteParams::background().grace_period(0)
+}
+
+/// Deletes a Pod of the same name an earlier attempt left, and waits until
+/// it is gone (its name is taken until then).
+pub(super) async fn remove_leftover(
+    pods: &Api<Pod>,
+    name: &str,
+    poll: Duration,
+    log: &BuildLog,
+) -> Result<(), BuildError> {
+    match pods.delete(name, &delete_params()).await {
+        Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(()),
+        Err(error) => return Err(api_error("removing an earlier build pod", error)),
+        Ok(_) => {}
+    }
+    log.line(format!(
+        "Removing the build pod {name} an earlier attempt left"
+    ))
+    .await;
+    let gone = async {
+        loop {
+            match pods.get_opt(name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) => tokio::time::sleep(poll).await,
+                Err(error) => return Err(api_error("removing an earlier build pod", error)),
+            }
+        }
+    };
+    tokio::time::timeout(LEFTOVER_WAIT, gone)
+        .await
+        .unwrap_or_else(|_| {
+            Err(BuildError::Kubernetes {
+                detail: format!("the earlier build pod {name} did not go away"),
+            })
+        })
+}
+
+/// Deletes the build Pod: awaited where the build ends, or in the
+/// background if the build is dropped before.
+pub(super) struct PodGuard {
+    pods: Api<Pod>,
+    name: String,
+    armed: bool,
+}
+
+impl PodGuard {
+    pub(super) fn new(pods: Api<Pod>, name: String) -> Self {
+        Self {
+            pods,
+            name,
+            armed: true,
+        }
+    }
+
+    pub(super) async fn delete(mut self) {
+        self.armed = false;
+        delete_pod(&self.pods, &self.name).await;
+    }
+}
+
+impl Drop for PodGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (pods, name) = (self.pods.clone(), std::mem::take(&mut self.name));
+            handle.spawn(async move { delete_pod(&pods, &name).await });
+        }
+    }
+}
+
+async fn delete_pod(pods: &Api<Pod>, name: &str) {
+    match pods.delete(name, &delete_params()).await {
+        Ok(_) => tracing::debug!(pod = name, "build pod deleted"),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {}
+        Err(error) => tracing::warn!(pod = name, %error, "the build pod could not be deleted"),
+    }
+}
