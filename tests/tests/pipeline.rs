@@ -234,13 +234,23 @@ async fn an_app_scaled_to_zero_stops_and_resumes_when_scaled_up() -> Result<()> 
     let scale = format!("/apps/{app_id}/scale");
 
     let stopped = client
-        .expect(reqwest::Method::PUT, &scale, Some(json!({"replicas": 0})), 202)
+        .expect(
+            reqwest::Method::PUT,
+            &scale,
+            Some(json!({"replicas": 0})),
+            202,
+        )
         .await?;
     assert_eq!(stopped["replicas"], 0);
     until_serving(&url, false).await?;
 
     client
-        .expect(reqwest::Method::PUT, &scale, Some(json!({"replicas": 1})), 202)
+        .expect(
+            reqwest::Method::PUT,
+            &scale,
+            Some(json!({"replicas": 1})),
+            202,
+        )
         .await?;
     let app = client.get(&format!("/apps/{app_id}")).await?;
     let url = app["url"].as_str().context("the app keeps its url")?;
