@@ -1,1 +1,207 @@
+//! Scenarios of `instances`, `scale` (and stop: scale to zero) and
+//! `remove_app` against a scripted API server.
 
+use super::fake::*;
+use crate::runtime::{Instance, Runtime};
+use berth_common::kube_fake::{self, ApiServer};
+use berth_proto::AppRef;
+use http::{header, Method};
+use serde_json::{json, Value};
+use std::future::Future;
+
+/// Runs `operation` on a runtime over a fake API server the test scripts.
+fn start<T, F>(
+    operation: impl FnOnce(super::KubeRuntime) -> F,
+) -> (tokio::task::JoinHandle<T>, ApiServer)
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (client, server) = kube_fake::pair();
+    (tokio::spawn(operation(runtime(client))), server)
+}
+
+fn app_of(deploy: &Deploy) -> AppRef {
+    deploy.spec.release.app.clone()
+}
+
+fn selector(app: &AppRef) -> String {
+    format!("berth.dev/app={}", app.id)
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+}
+
+#[tokio::test]
+async fn instances_are_the_apps_deployment_found_by_its_label() {
+    let first = Deploy::first();
+    let app = app_of(&first);
+    let (task, mut server) = start(|runtime| {
+        let app = app.clone();
+        async move { runtime.instances(&app).await }
+    });
+    server
+        .expect(Method::GET, DEPLOYMENTS)
+        .await
+        .assert_query("labelSelector", &selector(&app))
+        .respond_json(list(
+            "DeploymentList",
+            vec![first.deployment().rolled_out().0],
+        ));
+    let instances = task.await.unwrap().unwrap();
+    assert_eq!(
+        instances,
+        vec![Instance {
+            name: "web".into(),
+            deployment_id: Some(first.id()),
+            release_id: Some(first.spec.release.id),
+            running: true,
+            endpoint: Some(ENDPOINT.into()),
+        }]
+    );
+    server.done().await;
+}
+
+#[tokio::test]
+async fn a_stopped_apps_deployment_is_not_running() {
+    let first = Deploy::first();
+    let app = app_of(&first);
+    let (task, mut server) = start(|runtime| async move { runtime.instances(&app).await });
+    let mut stopped = first.deployment().rolled_out();
+    stopped.0["spec"]["replicas"] = json!(0);
+    stopped.0["status"] = json!({"observedGeneration": 1});
+    server
+        .expect(Method::GET, DEPLOYMENTS)
+        .await
+        .respond_json(list("DeploymentList", vec![stopped.0]));
+    let instances = task.await.unwrap().unwrap();
+    assert!(!instances[0].running);
+    server.done().await;
+}
+
+async fn expect_scale(server: &mut ApiServer, replicas: u32) -> berth_common::kube_fake::Call {
+    let call = server
+        .expect(Method::PATCH, &format!("{DEPLOYMENT}/scale"))
+        .await
+        .assert_query("fieldManager", "berth")
+        .assert_body("/spec/replicas", replicas);
+    assert_eq!(
+        call.headers[header::CONTENT_TYPE],
+        "application/merge-patch+json",
+        "a merge patch of the scale, not an apply that would drop berth's other fields"
+    );
+    assert_eq!(call.json(), json!({"spec": {"replicas": replicas}}));
+    call
+}
+
+fn scale_answer(replicas: u32) -> Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+           "metadata": {"name": "web", "namespace": "berth-acme"},
+           "spec": {"replicas": replicas}, "status": {"replicas": 1}})
+}
+
+#[tokio::test]
+async fn scale_sets_the_replicas_of_the_apps_deployment() {
+    let app = app_of(&Deploy::first());
+    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 3).await });
+    expect_scale(&mut server, 3)
+        .await
+        .respond_json(scale_answer(3));
+    assert_eq!(task.await.unwrap().unwrap(), 1);
+    server.done().await;
+}
+
+#[tokio::test]
+async fn stop_scales_the_app_to_zero_and_keeps_everything() {
+    let app = app_of(&Deploy::first());
+    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 0).await });
+    expect_scale(&mut server, 0)
+        .await
+        .respond_json(scale_answer(0));
+    assert_eq!(task.await.unwrap().unwrap(), 1);
+    server.done().await;
+}
+
+#[tokio::test]
+async fn scaling_an_app_never_deployed_changes_nothing() {
+    let app = app_of(&Deploy::first());
+    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 2).await });
+    expect_scale(&mut server, 2).await.respond_not_found();
+    assert_eq!(task.await.unwrap().unwrap(), 0);
+    server.done().await;
+}
+
+/// A `deletecollection` of the app's objects of one kind, by its label only.
+async fn expect_delete_collection(
+    server: &mut ApiServer,
+    path: &str,
+    app: &AppRef,
+    kind: &str,
+    names: &[&str],
+) {
+    let call = server
+        .expect(Method::DELETE, path)
+        .await
+        .assert_query("labelSelector", &selector(app))
+        .assert_body("/propagationPolicy", "Background");
+    let items = names
+        .iter()
+        .map(|name| json!({"metadata": {"name": name, "namespace": "berth-acme"}}))
+        .collect();
+    call.respond_json(list(kind, items));
+}
+
+#[tokio::test]
+async fn delete_removes_what_carries_the_apps_label_and_its_certificate_and_nothing_else() {
+    let first = Deploy::first();
+    let app = app_of(&first);
+    let removing = app.clone();
+    let (task, mut server) = start(|runtime| async move { runtime.remove_app(&removing).await });
+    expect_delete_collection(
+        &mut server,
+        "/apis/networking.k8s.io/v1/namespaces/berth-acme/ingresses",
+        &app,
+        "IngressList",
+        &["web"],
+    )
+    .await;
+    server
+        .expect(Method::GET, "/api/v1/namespaces/berth-acme/services")
+        .await
+        .assert_query("labelSelector", &selector(&app))
+        .respond_json(json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {},
+            "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": "web"}}]}));
+    expect_delete(&mut server, "/api/v1/namespaces/berth-acme/services/web")
+        .await
+        .respond_json(success_status());
+    expect_delete_collection(&mut server, DEPLOYMENTS, &app, "DeploymentList", &["web"]).await;
+    let secrets = [first.env_secret(), "web-env-older".to_owned()];
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    expect_delete_collection(&mut server, SECRETS, &app, "SecretList", &secrets).await;
+    expect_delete(&mut server, &format!("{SECRETS}/web-tls"))
+        .await
+        .respond_json(success_status());
+    assert_eq!(task.await.unwrap().unwrap(), 6);
+    server.done().await;
+}
+
+#[tokio::test]
+async fn deleting_an_app_with_nothing_left_is_done() {
+    let app = app_of(&Deploy::first());
+    let removing = app.clone();
+    let (task, mut server) = start(|runtime| async move { runtime.remove_app(&removing).await });
+    let ingresses = "/apis/networking.k8s.io/v1/namespaces/berth-acme/ingresses";
+    expect_delete_collection(&mut server, ingresses, &app, "IngressList", &[]).await;
+    server
+        .expect(Method::GET, "/api/v1/namespaces/berth-acme/services")
+        .await
+        .respond_json(json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": []}));
+    expect_delete_collection(&mut server, DEPLOYMENTS, &app, "DeploymentList", &[]).await;
+    expect_delete_collection(&mut server, SECRETS, &app, "SecretList", &[]).await;
+    expect_delete(&mut server, &format!("{SECRETS}/web-tls"))
+        .await
+        .respond_not_found();
+    assert_eq!(task.await.unwrap().unwrap(), 0);
+    server.done().await;
+}

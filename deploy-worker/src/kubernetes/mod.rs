@@ -28,6 +28,8 @@ mod lifecycle_tests;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
+mod restore_tests;
+#[cfg(test)]
 mod rollout_tests;
 #[cfg(test)]
 mod status_tests;
