@@ -107,13 +107,19 @@ impl CheckpointStore {
         Ok(Self { dir })
     }
 
-    fn container_path(&self, id: &str) -> PathBuf {
-        // Engine ids are hex; keep anything else from escaping the folder.
-        let safe: String = id
-            .chars()
+    /// The name of a container's checkpoint file (without `.json`): its id
+    /// with only the characters that cannot escape the folder. Docker ids
+    /// are hex and stay as they are; a Kubernetes `containerd://<hex>` loses
+    /// its `://`.
+    pub fn stem(id: &str) -> String {
+        id.chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            .collect();
-        self.dir.join("containers").join(format!("{safe}.json"))
+            .collect()
+    }
+
+    fn container_path(&self, id: &str) -> PathBuf {
+        let stem = Self::stem(id);
+        self.dir.join("containers").join(format!("{stem}.json"))
     }
 
     /// The container's position; the start of its log when none is saved.
@@ -129,7 +135,7 @@ impl CheckpointStore {
         let _ = std::fs::remove_file(self.container_path(id));
     }
 
-    /// Ids of the containers with a checkpoint.
+    /// The [`stem`](Self::stem)s of the containers with a checkpoint.
     pub fn known(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.dir.join("containers")) else {
             return Vec::new();
@@ -249,6 +255,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         store.save("../../etc/x", Position::default()).unwrap();
+        assert_eq!(store.known(), vec!["....etcx".to_owned()]);
+        store
+            .save("containerd://0a1b", Position::default())
+            .unwrap();
+        assert!(store
+            .known()
+            .contains(&CheckpointStore::stem("containerd://0a1b")));
+        store.forget("containerd://0a1b");
         assert_eq!(store.known(), vec!["....etcx".to_owned()]);
     }
 }

@@ -11,7 +11,7 @@
 
 use berth_proto::{LogRecord, LogSource as RecordSource, LogStream};
 use futures::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -169,14 +169,25 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
     }
 
     fn forget_vanished(&self, workloads: &[Workload]) {
-        let following = self.lock().keys().cloned().collect::<Vec<_>>();
-        for id in self.follower.store.known() {
-            if !workloads.iter().any(|workload| workload.id == id) && !following.contains(&id) {
+        // Checkpoint files are named after a stem of the id (a Kubernetes
+        // container id has a `://`), so ids are compared as stems.
+        let mut keep: HashSet<String> = self
+            .lock()
+            .keys()
+            .map(|id| CheckpointStore::stem(id))
+            .collect();
+        keep.extend(
+            workloads
+                .iter()
+                .map(|workload| CheckpointStore::stem(&workload.id)),
+        );
+        for stem in self.follower.store.known() {
+            if !keep.contains(&stem) {
                 tracing::info!(
-                    container = id,
+                    container = stem,
                     "forgetting the checkpoint of a removed container"
                 );
-                self.follower.store.forget(&id);
+                self.follower.store.forget(&stem);
             }
         }
     }
