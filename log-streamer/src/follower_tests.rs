@@ -2,12 +2,11 @@
 
 use super::*;
 use crate::source::{LogSource, WorkloadEvent};
+use crate::test_sink::MemorySink as Sink;
 use async_trait::async_trait;
 use berth_proto::LogStream;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-use rdkafka::error::KafkaError;
-use std::sync::Mutex;
 use uuid::Uuid;
 
 struct ScriptedLog(Vec<LogLine>);
@@ -35,32 +34,6 @@ impl LogSource for ScriptedLog {
             .map(Ok)
             .collect();
         futures::stream::iter(lines).boxed()
-    }
-}
-
-/// Stores records; the delivery of enqueue number `fail_at` fails.
-#[derive(Default)]
-struct Sink {
-    stored: Mutex<Vec<String>>,
-    enqueued: Mutex<usize>,
-    fail_at: Mutex<Option<usize>>,
-}
-
-#[async_trait]
-impl RecordSink for Sink {
-    async fn enqueue(
-        &self,
-        _app_id: Uuid,
-        _key: &str,
-        record: &berth_proto::LogRecord,
-    ) -> Result<crate::sink::Delivery, LogError> {
-        let mut enqueued = self.enqueued.lock().unwrap();
-        *enqueued += 1;
-        if *self.fail_at.lock().unwrap() == Some(*enqueued) {
-            return Ok(async { Err(LogError::Delivery(KafkaError::Canceled)) }.boxed());
-        }
-        self.stored.lock().unwrap().push(record.line.clone());
-        Ok(async { Ok(0) }.boxed())
     }
 }
 
@@ -116,7 +89,7 @@ async fn every_line_is_shipped_in_order_and_checkpointed() {
         .await
         .unwrap();
     assert_eq!(ended, Ended::StreamEnded);
-    assert_eq!(*sink.stored.lock().unwrap(), expected(0..20));
+    assert_eq!(sink.lines(), expected(0..20));
     assert_eq!(
         follower.store.load("c1"),
         Position {
@@ -129,7 +102,7 @@ async fn every_line_is_shipped_in_order_and_checkpointed() {
         .follow(&workload(), &CancellationToken::new())
         .await
         .unwrap();
-    assert_eq!(sink.stored.lock().unwrap().len(), 20);
+    assert_eq!(sink.lines().len(), 20);
 }
 
 #[tokio::test]
@@ -143,18 +116,14 @@ async fn a_failed_delivery_resumes_after_the_last_confirmed_line() {
         .follow(&workload(), &CancellationToken::new())
         .await
         .is_err());
-    assert_eq!(*sink.stored.lock().unwrap(), expected(0..8));
+    assert_eq!(sink.lines(), expected(0..8));
     follower
         .follow(&workload(), &CancellationToken::new())
         .await
         .unwrap();
     let mut all = expected(0..8);
     all.extend(expected(8..20));
-    assert_eq!(
-        *sink.stored.lock().unwrap(),
-        all,
-        "line 8 retried, none repeated"
-    );
+    assert_eq!(sink.lines(), all, "line 8 retried, none repeated");
 }
 
 #[tokio::test]
@@ -166,12 +135,12 @@ async fn cancelling_delivers_what_was_read_before_returning() {
     shutdown.cancel();
     let ended = follower.follow(&workload(), &shutdown).await.unwrap();
     assert_eq!(ended, Ended::Cancelled);
-    let shipped = sink.stored.lock().unwrap().len();
+    let shipped = sink.lines().len();
     let position = follower.store.load("c1");
     follower
         .follow(&workload(), &CancellationToken::new())
         .await
         .unwrap();
-    assert_eq!(*sink.stored.lock().unwrap(), expected(0..20));
+    assert_eq!(sink.lines(), expected(0..20));
     assert!(shipped <= 20 && position.lines <= 6);
 }

@@ -35,23 +35,31 @@ pub fn fragment(output: LogOutput) -> Option<Fragment> {
         LogOutput::StdIn { .. } => return None,
     };
     let raw = String::from_utf8_lossy(&message);
-    let (ts, text) = match raw.split_once(' ') {
-        Some((stamp, rest)) => match DateTime::parse_from_rfc3339(stamp) {
-            Ok(ts) => (ts.with_timezone(&Utc), rest),
-            Err(_) => (Utc::now(), raw.as_ref()),
-        },
-        None => match DateTime::parse_from_rfc3339(raw.trim_end_matches('\n')) {
-            // A stamped empty line.
-            Ok(ts) => (ts.with_timezone(&Utc), "\n"),
-            Err(_) => (Utc::now(), raw.as_ref()),
-        },
-    };
+    let (ts, text) = stamped(&raw);
     Some(Fragment {
         stream,
         ts,
         ends_line: text.ends_with('\n'),
         text: text.to_owned(),
     })
+}
+
+/// Splits `<RFC 3339 timestamp> <text>` (what a log endpoint asked for
+/// timestamps writes, to the second or the nanosecond) into its time and
+/// text. A stamped empty line is the timestamp alone (and its newline, if
+/// `raw` has one); text without a timestamp is stamped now.
+pub fn stamped(raw: &str) -> (DateTime<Utc>, &str) {
+    let (stamp, text) = match raw.split_once(' ') {
+        Some((stamp, text)) => (stamp, text),
+        None => {
+            let stamp = raw.trim_end_matches('\n');
+            (stamp, &raw[stamp.len()..])
+        }
+    };
+    match DateTime::parse_from_rfc3339(stamp) {
+        Ok(ts) => (ts.with_timezone(&Utc), text),
+        Err(_) => (Utc::now(), raw),
+    }
 }
 
 /// Joins partial frames per stream into whole lines.
@@ -137,6 +145,20 @@ mod tests {
             lines(joiner.push(out("2026-11-22T02:13:18Z a\r\nb\n"))),
             ["a", "b"]
         );
+    }
+
+    #[test]
+    fn a_timestamp_prefix_is_split_off() {
+        let (ts, text) = stamped("2026-11-22T02:13:18.000000001Z hello world");
+        assert_eq!(ts.timestamp(), 1_795_313_598);
+        assert_eq!(ts.timestamp_subsec_nanos(), 1);
+        assert_eq!(text, "hello world");
+        assert_eq!(stamped("2026-11-22T02:13:18Z").1, "");
+        assert_eq!(stamped("2026-11-22T02:13:18Z\n").1, "\n");
+        let before = Utc::now();
+        let (ts, text) = stamped("no stamp here");
+        assert_eq!(text, "no stamp here");
+        assert!(ts >= before);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod frames;
 pub mod service;
 pub mod sink;
 pub mod source;
+#[cfg(test)]
+mod test_sink;
 
 pub use checkpoint::{CheckpointStore, Position};
 pub use config::Config;
