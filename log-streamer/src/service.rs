@@ -193,14 +193,14 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
     }
 
     fn apply(self: &Arc<Self>, event: &WorkloadEvent) {
-        match event.kind {
+        match &event.kind {
             Lifecycle::Started => self.ensure_following(event.workload.clone(), true),
             Lifecycle::Removed => {
                 if !self.lock().contains_key(&event.workload.id) {
                     self.follower.store.forget(&event.workload.id);
                 }
             }
-            Lifecycle::Died { .. } | Lifecycle::OutOfMemory => {}
+            Lifecycle::Died { .. } | Lifecycle::OutOfMemory | Lifecycle::Reported { .. } => {}
         }
     }
 
@@ -336,11 +336,11 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
 /// The line a user sees for a lifecycle event.
 fn describe(event: &WorkloadEvent) -> Option<String> {
     let name = &event.workload.name;
-    Some(match event.kind {
+    Some(match &event.kind {
         Lifecycle::Started => format!("instance {name} started"),
         Lifecycle::Died {
             exit_code: Some(code),
-        } => match signal_name(code) {
+        } => match signal_name(*code) {
             Some(signal) => format!("instance {name} exited with code {code} ({signal})"),
             None => format!("instance {name} exited with code {code}"),
         },
@@ -348,6 +348,7 @@ fn describe(event: &WorkloadEvent) -> Option<String> {
         Lifecycle::OutOfMemory => {
             format!("instance {name} was killed: it ran out of memory (raise its memory limit)")
         }
+        Lifecycle::Reported { reason, message } => format!("{reason}: {message}"),
         Lifecycle::Removed => return None,
     })
 }
@@ -405,6 +406,14 @@ mod tests {
         assert!(line(Lifecycle::OutOfMemory)
             .unwrap()
             .contains("out of memory"));
+        assert_eq!(
+            line(Lifecycle::Reported {
+                reason: "BackOff".into(),
+                message: "Back-off restarting failed container web".into()
+            })
+            .unwrap(),
+            "BackOff: Back-off restarting failed container web"
+        );
         assert_eq!(line(Lifecycle::Removed), None);
     }
 }

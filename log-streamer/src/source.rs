@@ -1,6 +1,7 @@
 //! The seam between the streamer and what runs the workloads: the `docker`
-//! driver ([`crate::docker::DockerLogSource`]) now, a Pod watcher with
-//! `log_stream` per container for the `kubernetes` driver later.
+//! driver ([`crate::docker::DockerLogSource`]) and the `kubernetes` driver
+//! ([`crate::kubernetes::KubeLogSource`], a Pod watcher with a log stream per
+//! container instance).
 
 use async_trait::async_trait;
 use berth_proto::LogStream;
@@ -33,6 +34,12 @@ pub enum Lifecycle {
     },
     OutOfMemory,
     Removed,
+    /// Something the runtime reported about the workload (a Kubernetes
+    /// Event: `BackOff`, `Unhealthy`, `FailedScheduling`…), shipped as is.
+    Reported {
+        reason: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +64,9 @@ pub trait LogSource: Send + Sync + 'static {
     /// Every workload berth labelled, running or not.
     async fn workloads(&self) -> Result<Vec<Workload>, StreamError>;
 
-    /// Whether the workload runs now; `None` once it is gone.
+    /// Whether the workload runs now; `None` once it is gone. Asked when
+    /// its log stream ended; a source may wait a moment for the runtime's
+    /// state to catch up.
     async fn is_running(&self, id: &str) -> Result<Option<bool>, StreamError>;
 
     /// Lifecycle events of berth's workloads from `since` (nanoseconds;
