@@ -9,6 +9,9 @@ pub enum StreamError {
     #[error("the container engine is unavailable: {0}")]
     Engine(String),
 
+    #[error("the Kubernetes API failed or refused: {0}")]
+    Kubernetes(String),
+
     #[error("the log broker did not store a record: {0}")]
     Log(#[from] LogError),
 
@@ -23,5 +26,17 @@ pub enum StreamError {
 impl From<bollard::errors::Error> for StreamError {
     fn from(error: bollard::errors::Error) -> Self {
         Self::Engine(error.to_string())
+    }
+}
+
+impl From<kube::Error> for StreamError {
+    fn from(error: kube::Error) -> Self {
+        Self::Kubernetes(error.to_string())
+    }
+}
+
+impl From<kube::runtime::watcher::Error> for StreamError {
+    fn from(error: kube::runtime::watcher::Error) -> Self {
+        Self::Kubernetes(error.to_string())
     }
 }

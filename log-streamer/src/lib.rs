@@ -1,9 +1,11 @@
 //! berth's log-streamer: follows the logs of every workload berth labelled
 //! into the app's Kafka topic (`berth.logs.<app-id>`), one record per line,
-//! plus `source: event` records for starts, exits and OOM kills.
+//! plus `source: event` records for starts, exits, OOM kills and (on
+//! Kubernetes) the Events about an app's pods.
 //!
-//! * [`source::LogSource`] is the seam to the runtime;
-//!   [`docker::DockerLogSource`] is the `docker` driver.
+//! * [`source::LogSource`] is the seam to the runtime:
+//!   [`docker::DockerLogSource`] is the `docker` driver,
+//!   [`kubernetes::KubeLogSource`] the `kubernetes` one.
 //! * [`sink::RecordSink`] is the seam to Kafka ([`berth_common::LogProducer`]).
 //! * [`checkpoint`] explains how a restart neither loses nor repeats lines.
 //! * [`service::Streamer`] ties them together, generic over both seams.
@@ -14,6 +16,7 @@ pub mod docker;
 pub mod error;
 pub mod follower;
 pub mod frames;
+pub mod kubernetes;
 pub mod service;
 pub mod sink;
 pub mod source;

@@ -20,6 +20,11 @@ pub struct MemorySink {
 }
 
 impl MemorySink {
+    /// `(app, key, record)` of every stored record, in order.
+    pub fn records(&self) -> Vec<(Uuid, String, LogRecord)> {
+        self.records.lock().unwrap().clone()
+    }
+
     /// The lines of the stored records, in order.
     pub fn lines(&self) -> Vec<String> {
         let records = self.records.lock().unwrap();
