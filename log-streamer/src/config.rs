@@ -1,7 +1,7 @@
 //! The log-streamer's flags; every one can come from a `BERTH_` variable.
 
 use berth_common::config::{KafkaConfig, OpsConfig};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
@@ -15,6 +15,9 @@ pub struct Config {
     pub kafka: KafkaConfig,
     #[command(flatten)]
     pub ops: OpsConfig,
+    /// Which runtime runs the apps whose logs to follow.
+    #[arg(long, env = "BERTH_RUNTIME", value_enum, default_value_t = RuntimeKind::Docker)]
+    pub runtime: RuntimeKind,
     /// The Docker Engine API, e.g. unix:///run/podman/podman.sock or tcp://127.0.0.1:2375.
     #[arg(
         long,
@@ -26,17 +29,28 @@ pub struct Config {
     #[arg(long, env = "BERTH_LOG_STREAMER_STATE_DIR")]
     pub state_dir: PathBuf,
     /// The berth installation whose workloads to follow (the label
-    /// `berth.dev/installation` the deploy-worker sets).
+    /// `berth.dev/installation` the deploy-worker sets on containers;
+    /// `docker` runtime only).
     #[arg(long, env = "BERTH_INSTALLATION", default_value = "berth")]
     pub installation: String,
-    /// Follow the workloads carrying this label (`key=value`) instead of
-    /// the installation's, e.g. to split the work between streamers (each
-    /// with its own state dir).
+    /// Follow the workloads carrying this label (`key=value`): instead of
+    /// the installation's (`docker`), or besides `berth.dev/app`
+    /// (`kubernetes`), e.g. to split the work between streamers (each with
+    /// its own state dir).
     #[arg(long, env = "BERTH_LOG_STREAMER_SELECTOR", value_parser = parse_selector)]
     pub selector: Option<(String, String)>,
     /// Most lines per container handed to Kafka and not yet confirmed.
     #[arg(long, env = "BERTH_LOG_MAX_IN_FLIGHT", default_value_t = 1000)]
     pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Containers on a Docker Engine API (Docker, or Podman's compatible socket).
+    Docker,
+    /// Pods labelled `berth.dev/app` in the tenants' namespaces, through the
+    /// API server of the kubeconfig or the in-cluster service account.
+    Kubernetes,
 }
 
 fn parse_selector(value: &str) -> Result<(String, String), String> {
@@ -60,6 +74,16 @@ mod tests {
             Config::try_parse_from(["berth-log-streamer", "--state-dir", "/tmp/x"]).unwrap();
         assert_eq!(config.max_in_flight, 1000);
         assert_eq!(config.selector, None);
+        assert_eq!(config.runtime, RuntimeKind::Docker);
+        let config = Config::try_parse_from([
+            "berth-log-streamer",
+            "--state-dir",
+            "/tmp/x",
+            "--runtime",
+            "kubernetes",
+        ])
+        .unwrap();
+        assert_eq!(config.runtime, RuntimeKind::Kubernetes);
         assert_eq!(
             parse_selector("berth.dev/tenant=acme"),
             Ok(("berth.dev/tenant".into(), "acme".into()))
