@@ -54,7 +54,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             consume(runtime, broker, key, &config, shutdown).await
         }
         RuntimeKind::Kubernetes => {
-            let client = berth_common::kubernetes::connect().await?;
+            let client = berth_common::kubernetes::connect().await.map_err(|error| {
+                anyhow::anyhow!(
+                    "BERTH_RUNTIME=kubernetes needs a cluster (KUBECONFIG, ~/.kube/config or in-cluster): {error}"
+                )
+            })?;
             tracing::info!(
                 base_domain = config.kubernetes.base_domain,
                 "kubernetes driver"
