@@ -11,7 +11,8 @@ DEBIAN_PACKAGES=(
   postgresql
   rabbitmq-server
   docker-registry apache2-utils
-  podman runc
+  # catatonit: the init process app containers run under (HostConfig.Init)
+  podman runc catatonit
   debootstrap busybox-static
   curl ca-certificates openssl
   # tansu's build needs a C toolchain (libsql bundles sqlite)
