@@ -11,7 +11,7 @@ export BERTH_ENV_FILE := $(CURDIR)/.berth/berth.env
 # cargo may live in ~/.cargo/bin without being on PATH (e.g. under sudo or CI)
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: help up down test bench-deploy lint status stack frontend
+.PHONY: help up down test test-live bench-deploy lint status stack frontend
 
 help:
 	@echo "make up            install + start the stack, build and start berth (http://127.0.0.1:8080)"
@@ -51,6 +51,13 @@ test: stack
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
+	@if [ -n "$$KUBECONFIG" ]; then $(MAKE) test-live; \
+	else echo "skipped: the live Kubernetes tests (set KUBECONFIG to run them)"; fi
+
+# The Kubernetes driver against the cluster KUBECONFIG names (kind will do);
+# see deploy-worker/README.md.
+test-live:
+	cargo nextest run -p berth-deploy-worker --test kubernetes_live --run-ignored only --no-capture
 
 # Measures berth's release build, so the figures are what an operator runs.
 bench-deploy: stack
