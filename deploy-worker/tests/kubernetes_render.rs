@@ -112,6 +112,8 @@ fn render_from_flags_prints_the_plan() {
         "traefik",
         "--quota-pods",
         "7",
+        "--release-history",
+        "5",
     ]);
     let env = BTreeMap::from([
         ("DATABASE_URL".to_owned(), "postgres://db/shop".to_owned()),
@@ -121,6 +123,7 @@ fn render_from_flags_prints_the_plan() {
         base_domain: "apps.example".into(),
         cluster_issuer: "internal-ca".into(),
         ingress_class: "traefik".into(),
+        release_history: 5,
         tenant: berth_common::kubernetes::TenantSettings {
             quota_pods: 7,
             ..Default::default()
@@ -134,6 +137,7 @@ fn render_from_flags_prints_the_plan() {
         "shop.acme.apps.example"
     );
     assert_eq!(printed[1]["spec"]["hard"]["pods"], "7");
+    assert_eq!(printed[6]["spec"]["revisionHistoryLimit"], 5);
 }
 
 #[test]

@@ -134,6 +134,8 @@ fn selector(release: &Release) -> BTreeMap<String, String> {
 
 /// Rolls out one new pod at a time and takes no old pod down before a new
 /// one is ready, so the app keeps serving; replicas come from the release.
+/// Kubernetes keeps `release_history` old ReplicaSets to roll back to: the
+/// env Secrets of their releases are kept, the others pruned.
 fn deployment_spec(
     release: &Release,
     pod_labels: BTreeMap<String, String>,
@@ -141,6 +143,7 @@ fn deployment_spec(
 ) -> DeploymentSpec {
     DeploymentSpec {
         replicas: Some(i32::try_from(release.config.replicas).unwrap_or(i32::MAX)),
+        revision_history_limit: Some(i32::try_from(settings.release_history).unwrap_or(i32::MAX)),
         selector: LabelSelector {
             match_labels: Some(selector(release)),
             ..Default::default()

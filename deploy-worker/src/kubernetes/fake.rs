@@ -5,7 +5,7 @@ use berth_common::kube_fake::{ApiServer, Call};
 use berth_proto::Release;
 use http::Method;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::{env_secret_name, plan, KubeRuntime, KubernetesSettings, RolloutSettings};
@@ -16,6 +16,7 @@ pub const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/berth-acme/deployments";
 pub const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/berth-acme/deployments/web";
 pub const PODS: &str = "/api/v1/namespaces/berth-acme/pods";
 pub const SECRETS: &str = "/api/v1/namespaces/berth-acme/secrets";
+pub const REPLICA_SETS: &str = "/apis/apps/v1/namespaces/berth-acme/replicasets";
 pub const ENDPOINT: &str = "https://web.acme.apps.example";
 
 pub fn settings() -> KubernetesSettings {
@@ -104,6 +105,25 @@ impl Deploy {
             .find(|d| d["kind"] == "Deployment")
             .expect("the plan has a Deployment");
         DeploymentAnswer(document).generation(1)
+    }
+
+    /// The ReplicaSet the controller makes of this deploy's Deployment: its
+    /// pod template, labelled like it plus the template's hash.
+    pub fn replica_set(&self) -> Value {
+        let deployment = self.deployment().0;
+        let template = deployment["spec"]["template"].clone();
+        let hash = &self.id().simple().to_string()[22..];
+        let mut labels = template["metadata"]["labels"].clone();
+        labels["pod-template-hash"] = json!(hash);
+        let mut selector = deployment["spec"]["selector"].clone();
+        selector["matchLabels"]["pod-template-hash"] = json!(hash);
+        let mut template = template;
+        template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+        json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("web-{hash}"), "namespace": "berth-acme", "labels": labels},
+            "spec": {"replicas": 0, "selector": selector, "template": template},
+        })
     }
 
     pub fn pod(&self, name: &str) -> PodAnswer {
@@ -303,38 +323,45 @@ pub async fn expect_log(server: &mut ApiServer, pod: &str, previous: bool, lines
     }
 }
 
-/// After a deploy went live: the app's env Secrets are listed (metadata
-/// only); `(name, created)` answers; returns the call to answer deletes.
-pub async fn expect_prune_list(
+/// After a deploy went live: the app's ReplicaSets are listed, answered
+/// with those of `history` (one each, as the controller made them from
+/// their Deployment), then the env Secrets of every release but `keep`'s
+/// are deleted by label in one `deletecollection`, answered with `pruned`.
+/// Secrets are never read.
+pub async fn expect_prune(
     server: &mut ApiServer,
     deploy: &Deploy,
-    secrets: &[(String, &str)],
+    history: &[&Deploy],
+    keep: &[&Deploy],
+    pruned: &[&str],
 ) {
-    let items: Vec<Value> = secrets
-        .iter()
-        .map(|(name, created)| {
-            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                   "metadata": {"name": name, "namespace": "berth-acme", "creationTimestamp": created}})
-        })
-        .collect();
-    let selector = format!(
-        "berth.dev/app={},berth.dev/release",
-        deploy.spec.release.app.id
-    );
-    let call = server
-        .expect(Method::GET, SECRETS)
+    let app = deploy.spec.release.app.id;
+    let items: Vec<Value> = history.iter().map(|d| d.replica_set()).collect();
+    server
+        .expect(Method::GET, REPLICA_SETS)
         .await
-        .assert_query("labelSelector", &selector);
-    assert!(
-        call.headers["accept"]
-            .to_str()
-            .unwrap()
-            .contains("as=PartialObjectMetadataList"),
-        "only the Secrets' metadata is read"
+        .assert_query("labelSelector", &format!("berth.dev/app={app}"))
+        .respond_json(json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": items,
+        }));
+    // A set: sorted, each once.
+    let keep: BTreeSet<String> = keep.iter().map(|d| d.spec.release.id.to_string()).collect();
+    let keep: Vec<String> = keep.into_iter().collect();
+    let selector = format!(
+        "berth.dev/app={app},berth.dev/release,berth.dev/release notin ({})",
+        keep.join(",")
     );
-    call.respond_json(json!({
-        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": items,
-    }));
+    let items: Vec<Value> = pruned
+        .iter()
+        .map(|name| json!({"metadata": {"name": name, "namespace": "berth-acme"}}))
+        .collect();
+    server
+        .expect(Method::DELETE, SECRETS)
+        .await
+        .assert_query("labelSelector", &selector)
+        .respond_json(json!({
+            "apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": items,
+        }));
 }
 
 pub fn success_status() -> Value {

@@ -10,7 +10,8 @@
 //!   deployment of a release.
 //! * [`KubeRuntime`]: applies the plan, waits for the rollout
 //!   (`rollout.rs`, diagnosed by the pure `status.rs`), restores the
-//!   previous release when it fails, scales and removes apps.
+//!   previous release when it fails, prunes the env Secrets no ReplicaSet
+//!   runs any more once it went live, scales and removes apps.
 
 mod app;
 mod plan;
@@ -55,6 +56,12 @@ pub struct KubernetesSettings {
     /// The IngressClass that serves berth's Ingresses.
     #[arg(long, env = "BERTH_K8S_INGRESS_CLASS", default_value = "nginx")]
     pub ingress_class: String,
+    /// Earlier rollouts of an app its Deployment keeps to roll back to (its
+    /// `revisionHistoryLimit`: old ReplicaSets, one per deployment). A
+    /// release's env Secret lives as long as a ReplicaSet runs it; a
+    /// rollback to an older release applies its Secret again.
+    #[arg(long, env = "BERTH_K8S_RELEASE_HISTORY", default_value_t = 3)]
+    pub release_history: u32,
     #[command(flatten)]
     pub tenant: TenantSettings,
 }
@@ -65,13 +72,14 @@ impl Default for KubernetesSettings {
             base_domain: "apps.localhost".into(),
             cluster_issuer: "letsencrypt".into(),
             ingress_class: "nginx".into(),
+            release_history: 3,
             tenant: TenantSettings::default(),
         }
     }
 }
 
-/// How the Kubernetes driver waits for a rollout and what it keeps; none of
-/// it changes the objects.
+/// How the Kubernetes driver waits for a rollout; none of it changes the
+/// objects.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct RolloutSettings {
     /// Seconds a release has to roll out (every new pod ready, every old one
@@ -81,11 +89,6 @@ pub struct RolloutSettings {
     /// Milliseconds between two looks at a rolling Deployment and its pods.
     #[arg(long, env = "BERTH_K8S_ROLLOUT_POLL_MILLIS", default_value_t = 1000)]
     pub rollout_poll_millis: u64,
-    /// How many earlier releases of an app keep their env Secret after a
-    /// deploy went live (the current one always does); older ones are
-    /// pruned. A rollback to a pruned release applies its Secret again.
-    #[arg(long, env = "BERTH_K8S_KEEP_RELEASE_SECRETS", default_value_t = 3)]
-    pub keep_release_secrets: usize,
 }
 
 impl RolloutSettings {
@@ -103,7 +106,6 @@ impl Default for RolloutSettings {
         Self {
             rollout_timeout_secs: 300,
             rollout_poll_millis: 1000,
-            keep_release_secrets: 3,
         }
     }
 }

@@ -156,6 +156,24 @@ fn the_ingress_asks_cert_manager_for_tls_with_the_configured_issuer_and_class() 
 }
 
 #[test]
+fn the_deployment_keeps_the_configured_rollout_history() {
+    let documents = documents();
+    let spec = &find(&documents, "Deployment")["spec"];
+    assert_eq!(spec["revisionHistoryLimit"], 3, "the default");
+    let custom = KubernetesSettings {
+        release_history: 7,
+        ..settings()
+    };
+    let deploy = Deploy::first();
+    let documents = plan(&deploy.spec.release, deploy.id(), &deploy.spec.env, &custom);
+    let spec = &find(&documents, "Deployment")["spec"];
+    assert_eq!(
+        spec["revisionHistoryLimit"], 7,
+        "old ReplicaSets, and so env Secrets, kept to roll back to"
+    );
+}
+
+#[test]
 fn the_same_release_renders_the_same_documents() {
     let deploy = Deploy::first();
     assert_eq!(

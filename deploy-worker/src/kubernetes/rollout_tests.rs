@@ -4,6 +4,7 @@
 use super::fake::*;
 use crate::error::DeployError;
 
+use http::Method;
 use serde_json::json;
 
 #[tokio::test]
@@ -31,19 +32,15 @@ async fn a_tenants_first_deploy_creates_its_namespace_and_goes_live_on_https() {
     expect_get_deployment(&mut server, Some(first.deployment().rolling(1, 0, 1))).await;
     expect_pods(&mut server, &first, vec![first.pod("web-1").running(false)]).await;
     expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
-    expect_prune_list(
-        &mut server,
-        &first,
-        &[(first.env_secret(), "2026-11-20T10:00:00Z")],
-    )
-    .await;
+    expect_prune(&mut server, &first, &[&first], &[&first], &[]).await;
     assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
     server.done().await;
 }
 
 #[tokio::test]
-async fn a_redeploy_rolls_out_the_new_release_and_prunes_old_env_secrets() {
-    let first = Deploy::first();
+async fn a_redeploy_rolls_out_the_new_release_and_prunes_env_secrets_out_of_the_history() {
+    let zeroth = Deploy::first();
+    let first = zeroth.next("registry.example:5000/acme/web@sha256:aaaa");
     let second = first.next("registry.example:5000/acme/web@sha256:bbbb");
     let (task, mut server) = start_deploy(&second);
     expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
@@ -66,29 +63,16 @@ async fn a_redeploy_rolls_out_the_new_release_and_prunes_old_env_secrets() {
         Some(second.deployment().generation(2).rolled_out()),
     )
     .await;
-    let older: Vec<(String, &str)> = (1..=5)
-        .map(|n| {
-            (
-                format!("web-env-old{n}"),
-                [
-                    "",
-                    "2026-11-01T00:00:00Z",
-                    "2026-11-02T00:00:00Z",
-                    "2026-11-03T00:00:00Z",
-                    "2026-11-04T00:00:00Z",
-                    "2026-11-05T00:00:00Z",
-                ][n],
-            )
-        })
-        .chain([(second.env_secret(), "2026-11-20T00:00:00Z")])
-        .collect();
-    expect_prune_list(&mut server, &second, &older).await;
-    // Three earlier releases keep theirs; the two oldest are deleted.
-    for name in ["web-env-old2", "web-env-old1"] {
-        expect_delete(&mut server, &format!("{SECRETS}/{name}"))
-            .await
-            .respond_json(success_status());
-    }
+    // The ReplicaSets of both releases are left; the env Secrets of every
+    // other release go, in one request by label.
+    expect_prune(
+        &mut server,
+        &second,
+        &[&first, &second],
+        &[&first, &second],
+        &[&zeroth.env_secret(), "web-env-older"],
+    )
+    .await;
     assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
     server.done().await;
 }
@@ -109,7 +93,7 @@ async fn a_redelivered_deploy_whose_rollout_is_unfinished_waits_for_it_again() {
     expect_get_deployment(&mut server, Some(first.deployment().rolling(0, 0, 1))).await;
     expect_apply(&mut server, &first).await;
     expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
-    expect_prune_list(&mut server, &first, &[]).await;
+    expect_prune(&mut server, &first, &[&first], &[&first], &[]).await;
     assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
     server.done().await;
 }
@@ -173,7 +157,64 @@ async fn a_rollback_rolls_the_earlier_release_out_again_as_a_new_deployment() {
         Some(rollback.deployment().generation(3).rolled_out()),
     )
     .await;
-    expect_prune_list(&mut server, &rollback, &[]).await;
+    // The rollback's ReplicaSet runs the first release again: one to keep.
+    expect_prune(
+        &mut server,
+        &rollback,
+        &[&first, &second, &rollback],
+        &[&first, &second],
+        &[],
+    )
+    .await;
+    assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
+    server.done().await;
+}
+
+#[tokio::test]
+async fn the_current_release_keeps_its_env_secret_before_its_replica_set_is_listed() {
+    let first = Deploy::first();
+    let second = first.next("registry.example:5000/acme/web@sha256:bbbb");
+    let (task, mut server) = start_deploy(&second);
+    expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
+    expect_apply(&mut server, &second).await;
+    expect_get_deployment(
+        &mut server,
+        Some(second.deployment().generation(2).rolled_out()),
+    )
+    .await;
+    expect_prune(&mut server, &second, &[&first], &[&first, &second], &[]).await;
+    assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
+    server.done().await;
+}
+
+#[tokio::test]
+async fn a_prune_the_cluster_refuses_leaves_the_deploy_live() {
+    let first = Deploy::first();
+    // The ReplicaSets cannot be read: nothing is deleted.
+    let (task, mut server) = start_deploy(&first);
+    expect_get_deployment(&mut server, None).await;
+    expect_apply(&mut server, &first).await;
+    expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
+    server
+        .expect(Method::GET, REPLICA_SETS)
+        .await
+        .respond_status(403, "Forbidden", "replicasets.apps is forbidden");
+    assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
+    server.done().await;
+    // The Secrets cannot be deleted.
+    let (task, mut server) = start_deploy(&first);
+    expect_get_deployment(&mut server, None).await;
+    expect_apply(&mut server, &first).await;
+    expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
+    server
+        .expect(Method::GET, REPLICA_SETS)
+        .await
+        .respond_json(json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": [first.replica_set()]}));
+    server.expect(Method::DELETE, SECRETS).await.respond_status(
+        403,
+        "Forbidden",
+        "secrets is forbidden",
+    );
     assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
     server.done().await;
 }

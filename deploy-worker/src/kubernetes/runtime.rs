@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use berth_common::kubernetes::{app_namespace, apply, apply_all, FIELD_MANAGER};
 use berth_proto::{labels, AppRef, Release};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -15,8 +15,8 @@ use std::fmt::Debug;
 
 use super::rollout::Rollout;
 use super::{
-    deployment_name, endpoint, env_secret_name, plan, restore_document, status, tls_secret_name,
-    KubernetesSettings, RolloutSettings,
+    deployment_name, endpoint, plan, restore_document, status, tls_secret_name, KubernetesSettings,
+    RolloutSettings,
 };
 use crate::error::DeployError;
 use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
@@ -95,32 +95,57 @@ impl KubeRuntime {
         }
     }
 
-    /// Deletes the env Secrets of releases older than the newest
-    /// `keep_release_secrets` others; reads only their metadata.
+    /// Deletes, in one `deletecollection` by label, the env Secrets of the
+    /// app's releases that neither `release` nor a ReplicaSet runs: a
+    /// Secret lives as long as the Deployment can roll back to its release
+    /// (`release_history`). Secrets are never read, only ReplicaSets. The
+    /// controller may drop an old ReplicaSet only after this look: its
+    /// Secret goes at the next deploy. Failures are logged; the deploy is
+    /// live anyway. Known gap: a deploy of the same app on another worker
+    /// whose Secret is applied but whose ReplicaSet the controller has not
+    /// made yet loses its Secret (its pods then never start and it fails).
     async fn prune_env_secrets(&self, release: &Release) {
-        let api = self.api::<Secret>(&release.app);
-        let selector = format!("{}={},{}", labels::APP, release.app.id, labels::RELEASE);
-        let listed = match api
-            .list_metadata(&ListParams::default().labels(&selector))
+        let app = &release.app;
+        let replica_sets = match self
+            .api::<ReplicaSet>(app)
+            .list(&Self::app_selector(app))
             .await
         {
-            Ok(list) => list,
+            Ok(list) => list.items,
             Err(error) => {
-                tracing::warn!(app_id = %release.app.id, %error, "could not list env Secrets to prune");
+                tracing::warn!(app_id = %app.id, %error, "could not list the app's ReplicaSets; no env Secret pruned");
                 return;
             }
         };
-        let metadata: Vec<_> = listed.items.into_iter().map(|item| item.metadata).collect();
-        let current = env_secret_name(release);
-        for name in status::secrets_to_prune(&metadata, &current, self.rollout.keep_release_secrets)
-        {
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {
-                    tracing::info!(app_id = %release.app.id, secret = name, "pruned an old env Secret")
+        let mut keep = status::releases_in_history(&replica_sets);
+        keep.insert(release.id.to_string());
+        let Some(selector) = status::prune_selector(app.id, &keep) else {
+            return;
+        };
+        let pruned = self
+            .api::<Secret>(app)
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels(&selector),
+            )
+            .await;
+        match pruned {
+            Ok(deleted) => {
+                let names: Vec<String> = deleted
+                    .left()
+                    .map(|list| {
+                        list.items
+                            .into_iter()
+                            .filter_map(|s| s.metadata.name)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !names.is_empty() {
+                    tracing::info!(app_id = %app.id, secrets = ?names, "pruned the env Secrets of releases out of the rollout history");
                 }
-                Err(error) => {
-                    tracing::warn!(secret = name, %error, "could not prune an env Secret")
-                }
+            }
+            Err(error) => {
+                tracing::warn!(app_id = %app.id, %error, "could not prune old env Secrets")
             }
         }
     }

@@ -2,9 +2,10 @@
 //! deploy leaves behind. Pure functions, so every diagnosis is unit-tested.
 
 use berth_proto::labels;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// The container berth runs in every app pod.
@@ -179,17 +180,37 @@ fn app_container(pod: &Pod) -> Option<(String, &ContainerStatus)> {
     Some((image, status))
 }
 
-/// The env Secrets a deploy that went live prunes: all but the current
-/// release's and the `keep` newest others (by creation).
-pub fn secrets_to_prune(secrets: &[ObjectMeta], current: &str, keep: usize) -> Vec<String> {
-    let mut others: Vec<&ObjectMeta> = secrets
+/// The releases the app's ReplicaSets run (their pod templates'
+/// `berth.dev/release`): what its Deployment can still roll back to, so
+/// the env Secrets a deploy that went live keeps.
+pub fn releases_in_history(replica_sets: &[ReplicaSet]) -> BTreeSet<String> {
+    replica_sets
         .iter()
-        .filter(|meta| meta.name.as_deref() != Some(current))
-        .collect();
-    others.sort_by(|a, b| b.creation_timestamp.cmp(&a.creation_timestamp));
-    others
-        .into_iter()
-        .skip(keep)
-        .filter_map(|meta| meta.name.clone())
+        .filter_map(|replica_set| {
+            let template = replica_set.spec.template.as_ref()?;
+            template
+                .metadata
+                .as_ref()?
+                .labels
+                .as_ref()?
+                .get(labels::RELEASE)
+        })
+        .cloned()
         .collect()
+}
+
+/// The label selector of the app's env Secrets to prune: those of a
+/// release not in `keep`. None when `keep` is empty: that would prune
+/// them all (and `notin ()` is no selector).
+pub fn prune_selector(app_id: Uuid, keep: &BTreeSet<String>) -> Option<String> {
+    if keep.is_empty() {
+        return None;
+    }
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    Some(format!(
+        "{app}={app_id},{release},{release} notin ({})",
+        keep.join(","),
+        app = labels::APP,
+        release = labels::RELEASE,
+    ))
 }

@@ -1,12 +1,14 @@
-//! The pure diagnosis of a rollout, the restore document and pruning.
+//! The pure diagnosis of a rollout, the restore document and what a prune
+//! keeps.
 
 use super::fake::{Deploy, PodAnswer};
 use super::restore_document;
 use super::status::*;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
+use std::collections::BTreeSet;
+use uuid::Uuid;
 
 fn pods(answers: Vec<PodAnswer>) -> Vec<Pod> {
     answers
@@ -145,24 +147,38 @@ fn the_restored_deployment_is_the_previous_one_less_the_servers_fields() {
 }
 
 #[test]
-fn pruning_keeps_the_current_release_and_the_newest_others() {
-    let meta = |name: &str, day: u32| -> ObjectMeta {
-        serde_json::from_value(
-            json!({"name": name, "creationTimestamp": format!("2026-11-{day:02}T00:00:00Z")}),
-        )
+fn the_history_is_the_releases_the_app_s_replica_sets_run() {
+    let first = Deploy::first();
+    let second = first.next("registry.example:5000/acme/web@sha256:bbbb");
+    let again = first.again();
+    let mut bare = second.replica_set();
+    bare["spec"]["template"]["metadata"]["labels"]
+        .as_object_mut()
         .unwrap()
-    };
-    let secrets = vec![
-        meta("old", 1),
-        meta("current", 2),
-        meta("newer", 9),
-        meta("mid", 5),
-        meta("older", 3),
-    ];
+        .remove("berth.dev/release");
+    let replica_sets: Vec<ReplicaSet> = [first.replica_set(), again.replica_set(), bare]
+        .into_iter()
+        .map(|rs| serde_json::from_value(rs).unwrap())
+        .collect();
     assert_eq!(
-        secrets_to_prune(&secrets, "current", 2),
-        vec!["older", "old"]
+        releases_in_history(&replica_sets),
+        BTreeSet::from([first.spec.release.id.to_string()]),
+        "each release once; a template without the label runs none"
     );
-    assert!(secrets_to_prune(&secrets, "current", 10).is_empty());
-    assert_eq!(secrets_to_prune(&secrets, "current", 0).len(), 4);
+    assert!(releases_in_history(&[]).is_empty());
+}
+
+#[test]
+fn the_prune_selector_takes_the_app_s_env_secrets_of_every_other_release() {
+    let app = Uuid::parse_str("01936d2a-7b3c-7def-8123-456789abcdef").unwrap();
+    let keep = BTreeSet::from(["r2".to_owned(), "r1".to_owned()]);
+    assert_eq!(
+        prune_selector(app, &keep).as_deref(),
+        Some("berth.dev/app=01936d2a-7b3c-7def-8123-456789abcdef,berth.dev/release,berth.dev/release notin (r1,r2)")
+    );
+    assert_eq!(
+        prune_selector(app, &BTreeSet::new()),
+        None,
+        "never all of them"
+    );
 }
