@@ -1,0 +1,318 @@
+//! RBAC: no wildcards, nothing that escalates, each worker bound to its own
+//! role, each role exactly what its worker does; the backend has no API
+//! access at all.
+
+use crate::render::{overlays, Rendered};
+use crate::{
+    array, str_of, strings, BACKEND, BUILD_WORKER, DEPLOY_WORKER, LOG_STREAMER, NAMESPACE, WORKERS,
+};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// (apiGroup, resource, verb)
+type Grants = BTreeSet<(String, String, String)>;
+
+/// Adds every combination of the groups, resources and verbs.
+fn grant_all(grants: &mut Grants, groups: &[&str], resources: &[&str], verbs: &[&str]) {
+    for group in groups {
+        for resource in resources {
+            for verb in verbs {
+                grants.insert((group.to_string(), resource.to_string(), verb.to_string()));
+            }
+        }
+    }
+}
+
+/// The grants of rules written as (apiGroup, resources, verbs).
+fn grant_set(items: &[(&str, &[&str], &[&str])]) -> Grants {
+    let mut set = Grants::new();
+    for (group, resources, verbs) in items {
+        grant_all(&mut set, &[group], resources, verbs);
+    }
+    set
+}
+
+impl Rendered {
+    /// Every (apiGroup, resource, verb) a ClusterRole grants.
+    pub(crate) fn grants(&self, role: &str) -> Grants {
+        let role = self.find("ClusterRole", role);
+        let mut grants = Grants::new();
+        for rule in array(role.get("rules")) {
+            grant_all(
+                &mut grants,
+                &strings(rule.get("apiGroups")),
+                &strings(rule.get("resources")),
+                &strings(rule.get("verbs")),
+            );
+        }
+        grants
+    }
+}
+
+#[test]
+fn the_backend_has_no_kubernetes_api_token() {
+    for rendered in overlays() {
+        let pod = rendered.pod_spec(BACKEND);
+        let account = str_of(pod, "/serviceAccountName");
+        assert_eq!(
+            account, BACKEND,
+            "{}: the backend's own ServiceAccount",
+            rendered.name
+        );
+        assert_eq!(
+            pod["automountServiceAccountToken"], false,
+            "{}: the backend's pods must not mount an API token",
+            rendered.name
+        );
+        assert_eq!(
+            rendered.find("ServiceAccount", BACKEND)["automountServiceAccountToken"],
+            false,
+            "{}: the backend's ServiceAccount must not automount a token",
+            rendered.name
+        );
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            for binding in rendered.all(kind) {
+                assert!(
+                    array(binding.get("subjects"))
+                        .iter()
+                        .all(|s| s["name"] != BACKEND),
+                    "{}: {kind} {} grants the backend API access",
+                    rendered.name,
+                    binding["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn rbac_grants_no_wildcard_and_nothing_that_escalates() {
+    for rendered in overlays() {
+        let roles: Vec<&Value> = ["Role", "ClusterRole"]
+            .iter()
+            .flat_map(|kind| rendered.all(kind))
+            .collect();
+        assert!(!roles.is_empty(), "{}: no roles rendered", rendered.name);
+        for role in roles {
+            let name = str_of(role, "/metadata/name");
+            assert!(
+                role.get("aggregationRule").is_none(),
+                "{}: {name} aggregates other roles",
+                rendered.name
+            );
+            for rule in array(role.get("rules")) {
+                for field in [
+                    "verbs",
+                    "resources",
+                    "apiGroups",
+                    "resourceNames",
+                    "nonResourceURLs",
+                ] {
+                    for item in strings(rule.get(field)) {
+                        assert!(
+                            !item.contains('*'),
+                            "{}: {name} has a wildcard in {field}: {rule}",
+                            rendered.name
+                        );
+                    }
+                }
+                for verb in strings(rule.get("verbs")) {
+                    assert!(
+                        !["escalate", "bind", "impersonate", "approve", "sign"].contains(&verb),
+                        "{}: {name} may {verb}",
+                        rendered.name
+                    );
+                }
+                assert!(
+                    !strings(rule.get("apiGroups")).iter().any(|g| {
+                        ["rbac.authorization.k8s.io", "admissionregistration.k8s.io"].contains(g)
+                    }),
+                    "{}: {name} may touch RBAC or admission control: {rule}",
+                    rendered.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn each_worker_is_bound_to_its_own_role_and_service_account_only() {
+    for rendered in overlays() {
+        let bindings = rendered.all("ClusterRoleBinding");
+        assert_eq!(
+            bindings.len(),
+            3,
+            "{}: one binding per worker that talks to the API",
+            rendered.name
+        );
+        assert!(rendered.all("RoleBinding").is_empty(), "{}", rendered.name);
+        for worker in WORKERS {
+            let binding = rendered.find("ClusterRoleBinding", worker);
+            assert_eq!(
+                (
+                    str_of(binding, "/roleRef/kind"),
+                    str_of(binding, "/roleRef/name")
+                ),
+                ("ClusterRole", worker),
+                "{}: {worker}'s binding",
+                rendered.name
+            );
+            let subjects: Vec<(&str, &str, &str)> = array(binding.get("subjects"))
+                .iter()
+                .map(|s| {
+                    (
+                        str_of(s, "/kind"),
+                        str_of(s, "/name"),
+                        str_of(s, "/namespace"),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                subjects,
+                [("ServiceAccount", worker, NAMESPACE)],
+                "{}: {worker}'s role goes to {worker}'s ServiceAccount only",
+                rendered.name
+            );
+            rendered.find("ServiceAccount", worker);
+            assert_eq!(
+                str_of(rendered.pod_spec(worker), "/serviceAccountName"),
+                worker,
+                "{}: {worker} runs as its own ServiceAccount",
+                rendered.name
+            );
+        }
+    }
+}
+
+#[test]
+fn the_log_streamer_only_reads_pods_their_logs_and_events() {
+    let expected = grant_set(&[
+        ("", &["pods", "events"], &["get", "list", "watch"]),
+        ("", &["pods/log"], &["get"]),
+    ]);
+    for rendered in overlays() {
+        assert_eq!(
+            rendered.grants(LOG_STREAMER),
+            expected,
+            "{}: the log-streamer's role must be exactly read on pods, pods/log and events",
+            rendered.name
+        );
+    }
+}
+
+#[test]
+fn the_deploy_worker_acts_only_on_the_kinds_it_manages() {
+    // What it applies (server-side apply), scales and deletes by label...
+    let managed: BTreeSet<(&str, &str)> = [
+        ("", "namespaces"),
+        ("", "resourcequotas"),
+        ("", "limitranges"),
+        ("", "serviceaccounts"),
+        ("", "secrets"),
+        ("", "services"),
+        ("apps", "deployments"),
+        ("apps", "deployments/scale"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("networking.k8s.io", "ingresses"),
+    ]
+    .into();
+    // ...and what it only reads to explain a failed rollout.
+    let read_only: BTreeSet<(&str, &str)> = [
+        ("", "pods"),
+        ("", "pods/log"),
+        ("", "events"),
+        ("apps", "replicasets"),
+    ]
+    .into();
+    for rendered in overlays() {
+        let grants = rendered.grants(DEPLOY_WORKER);
+        for (group, resource, verb) in &grants {
+            let key = (group.as_str(), resource.as_str());
+            assert!(
+                managed.contains(&key) || read_only.contains(&key),
+                "{}: the deploy-worker may {verb} {resource} ({group:?}), which it does not manage",
+                rendered.name
+            );
+            if read_only.contains(&key) {
+                assert!(
+                    ["get", "list", "watch"].contains(&verb.as_str()),
+                    "{}: the deploy-worker only reads {resource}, yet may {verb} it",
+                    rendered.name
+                );
+            }
+        }
+        let granted = |group: &str, resource: &str, verb: &str| {
+            grants.contains(&(group.to_owned(), resource.to_owned(), verb.to_owned()))
+        };
+        for (group, resource) in &managed {
+            // Server-side apply is a PATCH; one that creates needs `create` too.
+            assert!(
+                granted(group, resource, "patch"),
+                "{}: the deploy-worker cannot apply {resource}",
+                rendered.name
+            );
+            if *resource != "deployments/scale" {
+                assert!(
+                    granted(group, resource, "create") && granted(group, resource, "delete"),
+                    "{}: the deploy-worker cannot create and delete {resource}",
+                    rendered.name
+                );
+            }
+        }
+        assert!(
+            granted("", "pods/log", "get") && granted("apps", "deployments", "watch"),
+            "{}: the deploy-worker cannot follow a rollout",
+            rendered.name
+        );
+    }
+}
+
+#[test]
+fn the_build_worker_runs_kaniko_pods_in_build_namespaces_and_nothing_else() {
+    let expected = grant_set(&[
+        (
+            "",
+            &[
+                "namespaces",
+                "resourcequotas",
+                "limitranges",
+                "serviceaccounts",
+            ],
+            &["get", "create", "patch"],
+        ),
+        (
+            "networking.k8s.io",
+            &["networkpolicies"],
+            &["get", "create", "patch"],
+        ),
+        ("", &["secrets"], &["create", "patch"]),
+        ("", &["pods"], &["get", "list", "watch", "create", "delete"]),
+        ("", &["pods/attach"], &["create"]),
+        ("", &["pods/log"], &["get"]),
+    ]);
+    for rendered in overlays() {
+        assert_eq!(
+            rendered.grants(BUILD_WORKER),
+            expected,
+            "{}: the build-worker's role",
+            rendered.name
+        );
+    }
+}
+
+#[test]
+fn no_process_can_read_secrets() {
+    for rendered in overlays() {
+        for role in rendered.all("ClusterRole") {
+            let name = str_of(role, "/metadata/name");
+            for (_, resource, verb) in rendered.grants(name) {
+                assert!(
+                    resource != "secrets" || !["get", "list", "watch"].contains(&verb.as_str()),
+                    "{}: {name} may {verb} secrets: reads pass no admission, so they would reach \
+                     every Secret of the cluster; workers write Secrets, never read them back",
+                    rendered.name
+                );
+            }
+        }
+    }
+}
