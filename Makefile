@@ -51,7 +51,7 @@ test: stack
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
-	@if [ -n "$$KUBECONFIG" ]; then $(MAKE) test-live; \
+	@if [ -n "$${KUBECONFIG:-}" ]; then $(MAKE) test-live; \
 	else echo "skipped: the live Kubernetes tests (set KUBECONFIG to run them)"; fi
 
 # The Kubernetes driver against the cluster KUBECONFIG names (kind will do);
