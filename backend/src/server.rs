@@ -11,7 +11,7 @@ use crate::logs::{KafkaLogReader, LogReader};
 use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
-use crate::{apps, auth, db, deployments, docs, log_api};
+use crate::{apps, auth, db, deployments, docs, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
@@ -31,6 +31,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(apps::router())
         .merge(deployments::router())
         .merge(log_api::router())
+        .merge(webhooks::router())
         .merge(docs::router())
         .fallback(|| async { Error::NoRoute })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -62,6 +63,10 @@ fn api_settings(config: &Config) -> ApiSettings {
         websocket_origins: config.websocket_origins(),
         max_sockets_per_user: config.max_sockets_per_user,
         refresh_token_ttl: Duration::from_secs(u64::from(config.refresh_token_days) * 86_400),
+        public_url: config
+            .public_url
+            .as_ref()
+            .map(|url| url.as_str().trim_end_matches('/').to_owned()),
         ..ApiSettings::default()
     }
 }

@@ -22,6 +22,9 @@ pub struct ApiSettings {
     pub refresh_token_ttl: Duration,
     /// How often an open log socket pings its client.
     pub websocket_ping: Duration,
+    /// Where users reach berth (BERTH_PUBLIC_URL, no trailing `/`): the base
+    /// of the webhook payload URLs berth shows.
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -32,6 +35,7 @@ impl Default for ApiSettings {
             max_sockets_per_user: 20,
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             websocket_ping: Duration::from_secs(20),
+            public_url: None,
         }
     }
 }
