@@ -11,6 +11,7 @@ use crate::logs::{KafkaLogReader, LogReader};
 use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
+use crate::webhooks::github::ReqwestGitHub;
 use crate::{apps, auth, db, deployments, docs, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
@@ -106,7 +107,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("log reader: {e}"))?,
     );
-    let state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config));
+    let github = ReqwestGitHub::new(config.github_api_url.as_str())?;
+    let state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config))
+        .with_github(Arc::new(github));
     let shutdown = state.shutdown.clone();
 
     let mut tasks = JoinSet::new();

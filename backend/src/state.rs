@@ -3,6 +3,7 @@
 use crate::auth::tokens::TokenKeys;
 use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
+use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use berth_proto::SecretKey;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// Cancelled when the process stops; open sockets close on it.
     pub shutdown: CancellationToken,
+    /// GitHub's API, to register webhooks on repositories.
+    pub github: Arc<dyn GitHubClient>,
 }
 
 impl AppState {
@@ -72,6 +75,15 @@ impl AppState {
             sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
+            github: Arc::new(
+                ReqwestGitHub::new(DEFAULT_API_URL).expect("the default GitHub API URL is valid"),
+            ),
         }
+    }
+
+    /// Talks to this GitHub API instead of api.github.com.
+    pub fn with_github(mut self, github: Arc<dyn GitHubClient>) -> Self {
+        self.github = github;
+        self
     }
 }

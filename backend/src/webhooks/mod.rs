@@ -8,6 +8,7 @@
 //! `push` to the app's branch deploys exactly the pushed head commit, unless
 //! only files outside the app's folder changed; anything else is ignored.
 
+pub mod github;
 pub mod manage;
 pub mod push;
 pub mod signature;
