@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_REAPER_INTERVAL_SECS", default_value_t = 15)]
     pub reaper_interval_secs: u64,
 
+    /// GitHub's REST API, used to register webhooks on repositories
+    /// (GitHub Enterprise: https://<host>/api/v3).
+    #[arg(long, env = "BERTH_GITHUB_API_URL", default_value = crate::webhooks::github::DEFAULT_API_URL)]
+    pub github_api_url: url::Url,
+
     /// Inform messages handled at once.
     #[arg(long, env = "BERTH_INFORM_CONCURRENCY", default_value_t = 8)]
     pub inform_concurrency: u16,

@@ -11,8 +11,8 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "berth API",
         version = "1",
-        description = "Accounts, apps, deployments, releases and logs. Errors are \
-            application/problem+json documents with a stable `type`."
+        description = "Accounts, apps, deployments, releases, logs and GitHub webhooks. \
+            Errors are application/problem+json documents with a stable `type`."
     ),
     paths(
         crate::auth::register,
@@ -34,6 +34,10 @@ use utoipa::{Modify, OpenApi};
         crate::log_api::read_logs,
         crate::log_api::ws::follow_logs,
         crate::log_api::tickets::create_ticket,
+        crate::webhooks::receive_github,
+        crate::webhooks::manage::create_webhook,
+        crate::webhooks::manage::get_webhook,
+        crate::webhooks::manage::delete_webhook,
         openapi_json,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
@@ -43,6 +47,7 @@ use utoipa::{Modify, OpenApi};
         (name = "apps", description = "Apps and their configuration"),
         (name = "deployments", description = "Deployments and releases"),
         (name = "logs", description = "Build and runtime logs"),
+        (name = "webhooks", description = "GitHub push webhooks"),
         (name = "docs", description = "This document"),
     )
 )]

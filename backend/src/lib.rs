@@ -1,5 +1,5 @@
-//! berth's backend: accounts, apps, releases, deployments and logs over
-//! HTTP; the outbox relay that hands intents to the workers; the inform
+//! berth's backend: accounts, apps, releases, deployments, logs and GitHub
+//! webhooks over HTTP; the outbox relay that hands intents to the workers; the inform
 //! consumer that moves deployments through their states; the reaper.
 
 pub mod apps;
@@ -19,6 +19,7 @@ pub mod reaper;
 pub mod server;
 pub mod state;
 pub mod validate;
+pub mod webhooks;
 
 pub use config::{Command, Config};
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 //! in a state longer than the state's deadline ends `timed_out`.
 
 use crate::error::Result;
+use crate::webhooks::store::DELIVERY_RETENTION_DAYS;
 use berth_proto::DeploymentState;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -110,8 +111,15 @@ impl Reaper {
     }
 
     /// Forgets what nobody needs any more: expired tickets, dead refresh
-    /// tokens, outbox rows published long ago.
+    /// tokens, outbox rows published long ago, old webhook deliveries
+    /// (pushes that old are refused anyway, see `webhooks::push::MAX_PUSH_AGE`).
     async fn housekeeping(&self) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE received_at < now() - make_interval(days => $1)",
+        )
+        .bind(DELIVERY_RETENTION_DAYS)
+        .execute(&self.db)
+        .await?;
         for statement in [
             "DELETE FROM ws_tickets WHERE expires_at < now()",
             "DELETE FROM refresh_tokens
@@ -133,6 +141,12 @@ mod tests {
         assert_eq!(minutes(Duration::from_secs(600)), "10 minutes");
         assert_eq!(minutes(Duration::from_secs(60)), "1 minute");
         assert_eq!(minutes(Duration::from_secs(30)), "0.5 minutes");
+    }
+
+    #[test]
+    fn deliveries_are_remembered_longer_than_a_push_is_accepted() {
+        let retention = chrono::Duration::days(i64::from(DELIVERY_RETENTION_DAYS));
+        assert!(retention > crate::webhooks::push::MAX_PUSH_AGE);
     }
 
     #[test]

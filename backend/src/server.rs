@@ -11,7 +11,8 @@ use crate::logs::{KafkaLogReader, LogReader};
 use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
-use crate::{apps, auth, db, deployments, docs, log_api};
+use crate::webhooks::github::ReqwestGitHub;
+use crate::{apps, auth, db, deployments, docs, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
@@ -31,6 +32,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(apps::router())
         .merge(deployments::router())
         .merge(log_api::router())
+        .merge(webhooks::router())
         .merge(docs::router())
         .fallback(|| async { Error::NoRoute })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -62,6 +64,10 @@ fn api_settings(config: &Config) -> ApiSettings {
         websocket_origins: config.websocket_origins(),
         max_sockets_per_user: config.max_sockets_per_user,
         refresh_token_ttl: Duration::from_secs(u64::from(config.refresh_token_days) * 86_400),
+        public_url: config
+            .public_url
+            .as_ref()
+            .map(|url| url.as_str().trim_end_matches('/').to_owned()),
         ..ApiSettings::default()
     }
 }
@@ -101,7 +107,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("log reader: {e}"))?,
     );
-    let state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config));
+    let github = ReqwestGitHub::new(config.github_api_url.as_str())?;
+    let state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config))
+        .with_github(Arc::new(github));
     let shutdown = state.shutdown.clone();
 
     let mut tasks = JoinSet::new();

@@ -3,6 +3,7 @@
 use crate::auth::tokens::TokenKeys;
 use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
+use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use berth_proto::SecretKey;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -22,6 +23,9 @@ pub struct ApiSettings {
     pub refresh_token_ttl: Duration,
     /// How often an open log socket pings its client.
     pub websocket_ping: Duration,
+    /// Where users reach berth (BERTH_PUBLIC_URL, no trailing `/`): the base
+    /// of the webhook payload URLs berth shows.
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -32,6 +36,7 @@ impl Default for ApiSettings {
             max_sockets_per_user: 20,
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             websocket_ping: Duration::from_secs(20),
+            public_url: None,
         }
     }
 }
@@ -49,6 +54,8 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// Cancelled when the process stops; open sockets close on it.
     pub shutdown: CancellationToken,
+    /// GitHub's API, to register webhooks on repositories.
+    pub github: Arc<dyn GitHubClient>,
 }
 
 impl AppState {
@@ -68,6 +75,15 @@ impl AppState {
             sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
+            github: Arc::new(
+                ReqwestGitHub::new(DEFAULT_API_URL).expect("the default GitHub API URL is valid"),
+            ),
         }
+    }
+
+    /// Talks to this GitHub API instead of api.github.com.
+    pub fn with_github(mut self, github: Arc<dyn GitHubClient>) -> Self {
+        self.github = github;
+        self
     }
 }

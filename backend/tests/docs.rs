@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 20] = [
+const ROUTES: [(&str, &str); 24] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
@@ -31,6 +31,10 @@ const ROUTES: [(&str, &str); 20] = [
     ("get", "/api/v1/apps/{id}/logs"),
     ("get", "/api/v1/apps/{id}/logs/ws"),
     ("post", "/api/v1/ws-tickets"),
+    ("post", "/api/v1/webhooks/github/{id}"),
+    ("get", "/api/v1/apps/{id}/webhook"),
+    ("post", "/api/v1/apps/{id}/webhook"),
+    ("delete", "/api/v1/apps/{id}/webhook"),
     ("get", "/api/v1/openapi.json"),
 ];
 

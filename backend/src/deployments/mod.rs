@@ -3,22 +3,22 @@
 
 pub mod model;
 pub mod releases;
+pub mod request;
 pub mod store;
 
 use crate::apps::store as apps_store;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
-use crate::outbox;
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, Resources, Source};
 use model::{CreateDeployment, Deployment, ListDeployments, DEFAULT_PAGE, MAX_PAGE};
 use releases::ReleaseView;
+use request::{BuildIntent, Trigger};
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -75,10 +75,8 @@ async fn create_deployment(
     let app = apps_store::get(&mut tx, user.id, app_id)
         .await?
         .ok_or(Error::NotFound("app"))?;
-    let id = Uuid::now_v7();
-    tracing::Span::current().record("deployment_id", tracing::field::display(id));
 
-    let trigger = if let Some(release_id) = request.release_id {
+    let (id, trigger) = if let Some(release_id) = request.release_id {
         if request.git_ref.is_some() || request.commit.is_some() {
             return Err(Error::invalid(
                 "release_id",
@@ -88,26 +86,8 @@ async fn create_deployment(
         let release = releases::get(&mut tx, app.id, release_id)
             .await?
             .ok_or_else(|| Error::invalid("release_id", "this app has no such release"))?;
-        store::insert(
-            &mut tx,
-            store::NewDeployment {
-                id,
-                app_id: app.id,
-                trigger: "rollback",
-                git_ref: None,
-                commit: Some(&release.commit_sha),
-                release_id: release.id,
-                image: Some(&release.image),
-                created_by: user.id,
-            },
-        )
-        .await?;
-        // The scale is the app's: a rollback runs the old release at today's.
-        let mut release = release.to_release(app.app_ref());
-        release.config.replicas = u32::try_from(app.replicas).unwrap_or(1);
-        let payload = DeployRequested { release };
-        outbox::enqueue(&mut tx, Some(id), &payload).await?;
-        "rollback"
+        let id = request::request_rollback(&mut tx, &app, &release, user.id).await?;
+        (id, Trigger::Rollback)
     } else {
         let git_ref = request.git_ref.unwrap_or_else(|| app.branch.clone());
         let commit = request.commit.map(|c| c.to_ascii_lowercase());
@@ -117,48 +97,31 @@ async fn create_deployment(
             checks.check("commit", validate::commit(commit));
         }
         checks.finish()?;
-        let release_id = Uuid::now_v7();
-        store::insert(
-            &mut tx,
-            store::NewDeployment {
-                id,
-                app_id: app.id,
-                trigger: "user",
-                git_ref: Some(&git_ref),
-                commit: commit.as_deref(),
-                release_id,
-                image: None,
-                created_by: user.id,
-            },
-        )
-        .await?;
-        let payload = BuildRequested {
-            app: app.app_ref(),
-            release_id,
-            source: Source {
-                repo_url: app.repo_url.clone(),
-                git_ref,
-                commit,
-                subdirectory: app.subdirectory.clone(),
-                token: None,
-            },
-            config: ReleaseConfig {
-                port: u16::try_from(app.port)
-                    .map_err(|_| Error::internal("stored port out of range"))?,
-                env: app.env_sealed.0.clone(),
-                env_version: app.env_version,
-                replicas: u32::try_from(app.replicas).unwrap_or(1),
-                resources: Resources::default(),
-            },
+        let intent = BuildIntent {
+            trigger: Trigger::User,
+            git_ref: &git_ref,
+            commit: commit.as_deref(),
+            created_by: Some(user.id),
+            pushed_by: None,
         };
-        outbox::enqueue(&mut tx, Some(id), &payload).await?;
-        "user"
+        (
+            request::request_build(&mut tx, &app, intent).await?,
+            Trigger::User,
+        )
     };
     tx.commit().await?;
+    tracing::Span::current().record("deployment_id", tracing::field::display(id));
+    requested(&state, trigger);
+    Ok((StatusCode::ACCEPTED, Json(load(&state, user.id, id).await?)))
+}
+
+/// After the transaction that requested a deployment committed: wake the
+/// relay, count it, say so.
+pub fn requested(state: &AppState, trigger: Trigger) {
     state.outbox.notify_one();
+    let trigger = trigger.as_str();
     metrics::counter!("berth_deployments_created_total", "trigger" => trigger).increment(1);
     tracing::info!(trigger, "deployment requested");
-    Ok((StatusCode::ACCEPTED, Json(load(&state, user.id, id).await?)))
 }
 
 /// The app's deployments, newest first.

@@ -47,7 +47,7 @@ pub struct Deployment {
     pub states: Vec<StateEntry>,
     /// Why it failed or timed out.
     pub reason: Option<String>,
-    /// `user` or `rollback`.
+    /// `user` (through the API), `rollback` or `push` (a GitHub push webhook).
     pub trigger: String,
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
@@ -57,7 +57,10 @@ pub struct Deployment {
     /// Where it answers, once live.
     pub endpoint: Option<String>,
     pub release_id: Uuid,
+    /// The berth user who asked; null for a push.
     pub created_by: Option<Uuid>,
+    /// For a push: the GitHub login that pushed.
+    pub pushed_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -80,6 +83,7 @@ impl Deployment {
             endpoint: row.endpoint,
             release_id: row.release_id,
             created_by: row.created_by,
+            pushed_by: row.pushed_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }

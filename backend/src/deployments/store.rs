@@ -23,12 +23,13 @@ pub struct DeploymentRow {
     pub endpoint: Option<String>,
     pub reason: Option<String>,
     pub created_by: Option<Uuid>,
+    pub pushed_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "d.id, d.app_id, d.state, d.trigger, d.git_ref, d.commit_sha, d.release_id,
-    d.image, d.endpoint, d.reason, d.created_by, d.created_at, d.updated_at";
+    d.image, d.endpoint, d.reason, d.created_by, d.pushed_by, d.created_at, d.updated_at";
 
 pub struct NewDeployment<'a> {
     pub id: Uuid,
@@ -38,15 +39,17 @@ pub struct NewDeployment<'a> {
     pub commit: Option<&'a str>,
     pub release_id: Uuid,
     pub image: Option<&'a str>,
-    pub created_by: Uuid,
+    pub created_by: Option<Uuid>,
+    /// The GitHub login whose push this deploys.
+    pub pushed_by: Option<&'a str>,
 }
 
 /// Inserts a `queued` deployment and its first history entry.
 pub async fn insert(conn: &mut PgConnection, new: NewDeployment<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO deployments (id, app_id, state, trigger, git_ref, commit_sha, release_id,
-                                  image, created_by)
-         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8)",
+                                  image, created_by, pushed_by)
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(new.id)
     .bind(new.app_id)
@@ -56,6 +59,7 @@ pub async fn insert(conn: &mut PgConnection, new: NewDeployment<'_>) -> Result<(
     .bind(new.release_id)
     .bind(new.image)
     .bind(new.created_by)
+    .bind(new.pushed_by)
     .execute(&mut *conn)
     .await?;
     record_state(conn, new.id, DeploymentState::Queued, Utc::now()).await

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod fake_github;
 pub mod fake_logs;
 
 use axum::body::Body;

@@ -1,0 +1,125 @@
+//! Requesting a deployment: the deployment row and the message that carries
+//! it to a worker, written in the caller's transaction (the outbox). Every
+//! way of deploying (the API, a push webhook, a rollback) goes through here.
+
+use super::releases::ReleaseRow;
+use super::store;
+use crate::apps::store::AppRow;
+use crate::error::{Error, Result};
+use crate::outbox;
+use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, Resources, Source};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// What started a deployment; stored as `deployments.trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A user asked through the API.
+    User,
+    /// A user rolled back to an earlier release.
+    Rollback,
+    /// A GitHub push webhook.
+    Push,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Rollback => "rollback",
+            Self::Push => "push",
+        }
+    }
+}
+
+/// A build of the app's repository at `git_ref` (or exactly `commit`).
+/// The caller has validated the ref and the commit.
+pub struct BuildIntent<'a> {
+    pub trigger: Trigger,
+    pub git_ref: &'a str,
+    /// Lowercase hex; wins over the ref.
+    pub commit: Option<&'a str>,
+    /// The berth user who asked, if a user did.
+    pub created_by: Option<Uuid>,
+    /// The GitHub login whose push this deploys.
+    pub pushed_by: Option<&'a str>,
+}
+
+/// Queues a build of `app` (locked by the caller): a `queued` deployment and
+/// its `build.requested`. Returns the deployment id. The caller commits and
+/// then wakes the relay.
+pub async fn request_build(
+    conn: &mut PgConnection,
+    app: &AppRow,
+    intent: BuildIntent<'_>,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    let release_id = Uuid::now_v7();
+    store::insert(
+        conn,
+        store::NewDeployment {
+            id,
+            app_id: app.id,
+            trigger: intent.trigger.as_str(),
+            git_ref: Some(intent.git_ref),
+            commit: intent.commit,
+            release_id,
+            image: None,
+            created_by: intent.created_by,
+            pushed_by: intent.pushed_by,
+        },
+    )
+    .await?;
+    let payload = BuildRequested {
+        app: app.app_ref(),
+        release_id,
+        source: Source {
+            repo_url: app.repo_url.clone(),
+            git_ref: intent.git_ref.to_owned(),
+            commit: intent.commit.map(str::to_owned),
+            subdirectory: app.subdirectory.clone(),
+            token: None,
+        },
+        config: ReleaseConfig {
+            port: u16::try_from(app.port)
+                .map_err(|_| Error::internal("stored port out of range"))?,
+            env: app.env_sealed.0.clone(),
+            env_version: app.env_version,
+            replicas: u32::try_from(app.replicas).unwrap_or(1),
+            resources: Resources::default(),
+        },
+    };
+    outbox::enqueue(conn, Some(id), &payload).await?;
+    Ok(id)
+}
+
+/// Queues a rollback of `app` (locked by the caller) to `release`: a
+/// deployment of that release as it is, without a build. Returns its id.
+pub async fn request_rollback(
+    conn: &mut PgConnection,
+    app: &AppRow,
+    release: &ReleaseRow,
+    created_by: Uuid,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    store::insert(
+        conn,
+        store::NewDeployment {
+            id,
+            app_id: app.id,
+            trigger: Trigger::Rollback.as_str(),
+            git_ref: None,
+            commit: Some(&release.commit_sha),
+            release_id: release.id,
+            image: Some(&release.image),
+            created_by: Some(created_by),
+            pushed_by: None,
+        },
+    )
+    .await?;
+    // The scale is the app's: a rollback runs the old release at today's.
+    let mut release = release.to_release(app.app_ref());
+    release.config.replicas = u32::try_from(app.replicas).unwrap_or(1);
+    outbox::enqueue(conn, Some(id), &DeployRequested { release }).await?;
+    Ok(id)
+}

@@ -1,0 +1,168 @@
+//! A fake of GitHub's REST API for repository hooks (list, create, update),
+//! served on a local port, that checks the token and remembers every hook
+//! and request.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: &'static str,
+    pub path: String,
+    pub headers: HeaderMap,
+}
+
+#[derive(Default)]
+struct Inner {
+    hooks: Vec<Value>,
+    /// The secret of each hook, by index (GitHub never shows it back).
+    secrets: Vec<String>,
+    seen: Vec<Seen>,
+}
+
+#[derive(Clone)]
+pub struct FakeGitHub {
+    pub url: String,
+    token: String,
+    repo: (String, String),
+    inner: Arc<Mutex<Inner>>,
+}
+
+type Answer = (StatusCode, Json<Value>);
+
+fn answer(status: StatusCode, body: Value) -> Answer {
+    (status, Json(body))
+}
+
+impl FakeGitHub {
+    /// Serves `owner/repo`, accepting only `token`.
+    pub async fn start(owner: &str, repo: &str, token: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Self {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            token: token.to_owned(),
+            repo: (owner.to_owned(), repo.to_owned()),
+            inner: Arc::default(),
+        };
+        let router = Router::new()
+            .route("/repos/{owner}/{repo}/hooks", get(list).post(create))
+            .route("/repos/{owner}/{repo}/hooks/{id}", patch(update))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        fake
+    }
+
+    pub fn hooks(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().hooks.clone()
+    }
+
+    pub fn secrets(&self) -> Vec<String> {
+        self.inner.lock().unwrap().secrets.clone()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.inner.lock().unwrap().seen.clone()
+    }
+
+    /// Records the request; refuses a wrong token or another repository.
+    fn admit(
+        &self,
+        method: &'static str,
+        (owner, repo): (&str, &str),
+        headers: &HeaderMap,
+    ) -> Result<(), Answer> {
+        self.inner.lock().unwrap().seen.push(Seen {
+            method,
+            path: format!("/repos/{owner}/{repo}/hooks"),
+            headers: headers.clone(),
+        });
+        let bearer = format!("Bearer {}", self.token);
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
+            return Err(answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Bad credentials"}),
+            ));
+        }
+        if (owner, repo) != (self.repo.0.as_str(), self.repo.1.as_str()) {
+            return Err(answer(
+                StatusCode::NOT_FOUND,
+                json!({"message": "Not Found"}),
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn list(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    if let Err(refused) = fake.admit("GET", (&owner, &repo), &headers) {
+        return refused;
+    }
+    answer(StatusCode::OK, Value::Array(fake.hooks()))
+}
+
+/// The hook as GitHub shows it: the secret masked.
+fn shown(id: usize, body: &Value) -> Value {
+    let mut config = body["config"].clone();
+    config["secret"] = json!("********");
+    json!({"type": "Repository", "id": id, "name": "web", "active": body["active"],
+           "events": body["events"], "config": config})
+}
+
+async fn create(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    if let Err(refused) = fake.admit("POST", (&owner, &repo), &headers) {
+        return refused;
+    }
+    let mut inner = fake.inner.lock().unwrap();
+    let url = &body["config"]["url"];
+    if inner.hooks.iter().any(|hook| &hook["config"]["url"] == url) {
+        let message = "Validation Failed: Hook already exists on this repository";
+        return answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": message}),
+        );
+    }
+    let hook = shown(inner.hooks.len() + 1, &body);
+    inner.hooks.push(hook.clone());
+    inner.secrets.push(
+        body["config"]["secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    answer(StatusCode::CREATED, hook)
+}
+
+async fn update(
+    State(fake): State<FakeGitHub>,
+    Path((owner, repo, id)): Path<(String, String, usize)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    if let Err(refused) = fake.admit("PATCH", (&owner, &repo), &headers) {
+        return refused;
+    }
+    let mut inner = fake.inner.lock().unwrap();
+    if id == 0 || id > inner.hooks.len() {
+        return answer(StatusCode::NOT_FOUND, json!({"message": "Not Found"}));
+    }
+    let hook = shown(id, &body);
+    inner.hooks[id - 1] = hook.clone();
+    inner.secrets[id - 1] = body["config"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    answer(StatusCode::OK, hook)
+}
