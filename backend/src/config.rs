@@ -60,6 +60,11 @@ pub struct Config {
     pub allow_local_repos: bool,
 
     /// Folder with the web UI's static files, served with an index.html fallback.
+    /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For gives
+    /// the client address recorded in the audit log; by default none.
+    #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     #[arg(long, env = "BERTH_FRONTEND_DIR")]
     pub frontend_dir: Option<PathBuf>,
 
@@ -111,7 +116,12 @@ impl Config {
         if !(self.deadline_scale.is_finite() && self.deadline_scale > 0.0) {
             anyhow::bail!("BERTH_DEADLINE_SCALE must be a positive number");
         }
+        self.trusted_proxies().map_err(|e| anyhow::anyhow!("BERTH_TRUSTED_PROXIES: {e}"))?;
         self.jwt_secret().map(drop)
+    }
+
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::audit::source::Cidr>, String> {
+        crate::audit::source::parse_list(&self.trusted_proxies)
     }
 
     /// Origins that may open WebSockets: the public URL's and the listed ones.

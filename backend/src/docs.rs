@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "berth API",
         version = "1",
-        description = "Accounts, apps, deployments, releases, logs and GitHub webhooks. \
+        description = "Accounts, apps, deployments, releases, logs, GitHub webhooks and the audit log. \
             Errors are application/problem+json documents with a stable `type`."
     ),
     paths(
@@ -38,6 +38,7 @@ use utoipa::{Modify, OpenApi};
         crate::webhooks::manage::create_webhook,
         crate::webhooks::manage::get_webhook,
         crate::webhooks::manage::delete_webhook,
+        crate::audit::list_events,
         openapi_json,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
@@ -48,6 +49,7 @@ use utoipa::{Modify, OpenApi};
         (name = "deployments", description = "Deployments and releases"),
         (name = "logs", description = "Build and runtime logs"),
         (name = "webhooks", description = "GitHub push webhooks"),
+        (name = "audit", description = "What was done on your account, by whom, from where"),
         (name = "docs", description = "This document"),
     )
 )]

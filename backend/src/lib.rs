@@ -3,6 +3,7 @@
 //! consumer that moves deployments through their states; the reaper.
 
 pub mod apps;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;

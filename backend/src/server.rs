@@ -12,12 +12,13 @@ use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::webhooks::github::ReqwestGitHub;
-use crate::{apps, auth, db, deployments, docs, log_api, webhooks};
+use crate::{apps, audit, auth, db, deployments, docs, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
 use berth_common::Broker;
 use berth_proto::names::INFORM_QUEUE;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(deployments::router())
         .merge(log_api::router())
         .merge(webhooks::router())
+        .merge(audit::router())
         .merge(docs::router())
         .fallback(|| async { Error::NoRoute })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -68,6 +70,8 @@ fn api_settings(config: &Config) -> ApiSettings {
             .public_url
             .as_ref()
             .map(|url| url.as_str().trim_end_matches('/').to_owned()),
+        // Checked by Config::validate before serving.
+        trusted_proxies: config.trusted_proxies().unwrap_or_default(),
         ..ApiSettings::default()
     }
 }
@@ -146,7 +150,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "serving the API");
     let stop = shutdown.clone();
-    axum::serve(listener, app)
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = berth_common::shutdown::signalled() => {}

@@ -1,5 +1,6 @@
 //! What every request handler shares.
 
+use crate::audit::source::Cidr;
 use crate::auth::tokens::TokenKeys;
 use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
@@ -26,6 +27,8 @@ pub struct ApiSettings {
     /// Where users reach berth (BERTH_PUBLIC_URL, no trailing `/`): the base
     /// of the webhook payload URLs berth shows.
     pub public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (BERTH_TRUSTED_PROXIES).
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for ApiSettings {
@@ -37,6 +40,7 @@ impl Default for ApiSettings {
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             websocket_ping: Duration::from_secs(20),
             public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

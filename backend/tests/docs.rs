@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 24] = [
+const ROUTES: [(&str, &str); 25] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
@@ -35,6 +35,7 @@ const ROUTES: [(&str, &str); 24] = [
     ("get", "/api/v1/apps/{id}/webhook"),
     ("post", "/api/v1/apps/{id}/webhook"),
     ("delete", "/api/v1/apps/{id}/webhook"),
+    ("get", "/api/v1/audit"),
     ("get", "/api/v1/openapi.json"),
 ];
 

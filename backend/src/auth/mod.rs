@@ -8,6 +8,7 @@ pub mod tokens;
 pub use extractor::CurrentUser;
 pub use store::User;
 
+use crate::audit::{self, Event, SourceAddr};
 use crate::error::{Error, FieldError, Result};
 use crate::extract::Json;
 use crate::state::AppState;
@@ -79,6 +80,7 @@ fn tokens_for(state: &AppState, user_id: Uuid, refresh_token: String) -> Result<
               (status = 422, body = crate::error::Problem)))]
 async fn register(
     State(state): State<AppState>,
+    source: SourceAddr,
     Json(request): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<User>)> {
     let email = request.email.trim().to_owned();
@@ -100,7 +102,14 @@ async fn register(
         return Err(Error::Validation(errors));
     }
     let hash = password::hash(request.password).await?;
-    let user = store::insert_user(&state.db, &request.username, &email, &hash).await?;
+    let mut tx = state.db.begin().await?;
+    let user = store::insert_user(&mut tx, &request.username, &email, &hash).await?;
+    audit::record(
+        &mut tx,
+        Event::new(user.id, "auth.register", "user", user.id, source),
+    )
+    .await?;
+    tx.commit().await?;
     tracing::info!(user_id = %user.id, username = %user.username, "registered");
     metrics::counter!("berth_users_registered_total").increment(1);
     Ok((StatusCode::CREATED, Json(user)))
@@ -111,6 +120,7 @@ async fn register(
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem)))]
 async fn login(
     State(state): State<AppState>,
+    source: SourceAddr,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>> {
     let found = store::find_login(&state.db, request.login.trim()).await?;
@@ -123,17 +133,37 @@ async fn login(
         (true, Some(id)) => id,
         _ => {
             metrics::counter!("berth_logins_total", "outcome" => "refused").increment(1);
+            // Recorded either way (an unknown login in nobody's log, a
+            // known one in its owner's); the answer is the same.
+            let event = Event {
+                user_id,
+                actor: None,
+                action: "auth.login_failed",
+                target_type: "user",
+                target_id: user_id,
+                details: serde_json::json!({}),
+                source,
+            }
+            .actor(request.login.trim());
+            let mut conn = state.db.acquire().await?;
+            audit::record(&mut conn, event).await?;
             return Err(Error::InvalidCredentials);
         }
     };
-    let mut conn = state.db.acquire().await?;
+    let mut tx = state.db.begin().await?;
     let (_, refresh_token) = store::create_refresh_token(
-        &mut conn,
+        &mut tx,
         user_id,
         Uuid::now_v7(),
         state.settings.refresh_token_ttl,
     )
     .await?;
+    audit::record(
+        &mut tx,
+        Event::new(user_id, "auth.login", "user", user_id, source),
+    )
+    .await?;
+    tx.commit().await?;
     metrics::counter!("berth_logins_total", "outcome" => "ok").increment(1);
     Ok(Json(tokens_for(&state, user_id, refresh_token)?))
 }
@@ -167,9 +197,15 @@ async fn refresh(
     responses((status = 204)))]
 async fn logout(
     State(state): State<AppState>,
+    source: SourceAddr,
     Json(request): Json<RefreshRequest>,
 ) -> Result<StatusCode> {
-    store::revoke_session(&state.db, request.refresh_token.trim()).await?;
+    let mut tx = state.db.begin().await?;
+    if let Some(user_id) = store::revoke_session(&mut tx, request.refresh_token.trim()).await? {
+        let event = Event::new(user_id, "auth.logout", "user", user_id, source);
+        audit::record(&mut tx, event).await?;
+    }
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -19,7 +19,7 @@ pub struct User {
 }
 
 pub async fn insert_user(
-    db: &PgPool,
+    conn: &mut PgConnection,
     username: &str,
     email: &str,
     password_hash: &str,
@@ -32,7 +32,7 @@ pub async fn insert_user(
     .bind(username)
     .bind(email)
     .bind(password_hash)
-    .fetch_one(db)
+    .fetch_one(conn)
     .await
     .map_err(|error| match &error {
         sqlx::Error::Database(db) if db.constraint() == Some("users_email_key") => {
@@ -157,16 +157,17 @@ async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Logs out: revokes the token's session (its family). Unknown tokens are
-/// ignored, so logging out twice is fine.
-pub async fn revoke_session(db: &PgPool, token: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now()
-         WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
-           AND revoked_at IS NULL",
+/// Logs out: revokes the token's session (its family) and returns whose it
+/// was. Unknown tokens are ignored, so logging out twice is fine.
+pub async fn revoke_session(conn: &mut PgConnection, token: &str) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar::<_, Uuid>(
+        "WITH token AS (SELECT family_id, user_id FROM refresh_tokens WHERE token_hash = $1),
+              revoked AS (UPDATE refresh_tokens SET revoked_at = now()
+                          WHERE family_id = (SELECT family_id FROM token)
+                            AND revoked_at IS NULL)
+         SELECT user_id FROM token",
     )
     .bind(hash_token(token))
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await?)
 }
