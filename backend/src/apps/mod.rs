@@ -3,6 +3,7 @@
 pub mod model;
 pub mod store;
 
+use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::deployments::store as deployments_store;
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use berth_proto::{AppRemovalRequested, AppScaleRequested};
 use model::{App, AppEnv, CreateApp, EnvVars, ScaleApp, UpdateApp, DEFAULT_BRANCH, DEFAULT_PORT};
+use serde_json::json;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -44,23 +46,30 @@ async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<App> {
 async fn create_app(
     State(state): State<AppState>,
     user: CurrentUser,
+    source: SourceAddr,
     Json(request): Json<CreateApp>,
 ) -> Result<(StatusCode, Json<App>)> {
     request.validate(state.settings.allow_local_repos)?;
     let env = request.env.unwrap_or_default();
-    let id = store::insert(
-        &state.db,
-        store::NewApp {
-            owner: user.id,
-            name: &request.name,
-            repo_url: request.repo_url.trim(),
-            branch: request.branch.as_deref().unwrap_or(DEFAULT_BRANCH),
-            subdirectory: request.subdirectory.as_deref(),
-            port: request.port.unwrap_or(DEFAULT_PORT),
-            env: state.key.seal_json(&env),
-        },
-    )
-    .await?;
+    let app = store::NewApp {
+        owner: user.id,
+        name: &request.name,
+        repo_url: request.repo_url.trim(),
+        branch: request.branch.as_deref().unwrap_or(DEFAULT_BRANCH),
+        subdirectory: request.subdirectory.as_deref(),
+        port: request.port.unwrap_or(DEFAULT_PORT),
+        env: state.key.seal_json(&env),
+    };
+    // Env var names only: their values may be secrets.
+    let details = json!({
+        "name": app.name, "repo_url": audit::repo_url(app.repo_url), "branch": app.branch,
+        "subdirectory": app.subdirectory, "port": app.port, "env_names": env.keys().collect::<Vec<_>>(),
+    });
+    let mut tx = state.db.begin().await?;
+    let id = store::insert(&mut tx, app).await?;
+    let event = Event::new(user.id, "app.create", "app", id, source).details(details);
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
     tracing::info!(app_id = %id, name = %request.name, "app created");
     Ok((StatusCode::CREATED, Json(load(&state, user.id, id).await?)))
 }
@@ -99,6 +108,7 @@ async fn get_app(
 async fn update_app(
     State(state): State<AppState>,
     user: CurrentUser,
+    source: SourceAddr,
     Path(id): Path<Uuid>,
     Json(request): Json<UpdateApp>,
 ) -> Result<Json<App>> {
@@ -111,13 +121,34 @@ async fn update_app(
         .await?
         .ok_or(Error::NotFound("app"))?;
     // Only a different set is a new version.
-    let env = match request.env {
+    let (env, env_names) = match request.env {
         Some(env) => {
             let old: EnvVars = state.key.open_json(&current.env_sealed)?;
-            (old != env).then(|| state.key.seal_json(&env))
+            let names = env.keys().cloned().collect::<Vec<_>>();
+            ((old != env).then(|| state.key.seal_json(&env)), Some(names))
         }
-        None => None,
+        None => (None, None),
     };
+    let mut changes = serde_json::Map::new();
+    if let Some(url) = &request.repo_url {
+        changes.insert("repo_url".into(), json!(audit::repo_url(url.trim())));
+    }
+    if let Some(branch) = &request.branch {
+        changes.insert("branch".into(), json!(branch));
+    }
+    if let Some(subdirectory) = &request.subdirectory {
+        changes.insert("subdirectory".into(), json!(subdirectory));
+    }
+    if let Some(port) = request.port {
+        changes.insert("port".into(), json!(port));
+    }
+    if let Some(names) = env_names {
+        // Names only, and whether the set changed: values may be secrets.
+        changes.insert("env_names".into(), json!(names));
+        changes.insert("env_changed".into(), json!(env.is_some()));
+    }
+    let event = Event::new(user.id, "app.update", "app", id, source)
+        .details(json!({"name": current.name, "changes": changes}));
     store::update(
         &mut tx,
         id,
@@ -130,6 +161,7 @@ async fn update_app(
         },
     )
     .await?;
+    audit::record(&mut tx, event).await?;
     tx.commit().await?;
     Ok(Json(load(&state, user.id, id).await?))
 }
@@ -143,6 +175,7 @@ async fn update_app(
 async fn delete_app(
     State(state): State<AppState>,
     user: CurrentUser,
+    source: SourceAddr,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
@@ -156,6 +189,9 @@ async fn delete_app(
         deployments_store::cancel_in_progress(&mut tx, id, "the app was deleted").await?;
     store::mark_deleted(&mut tx, id).await?;
     outbox::enqueue(&mut tx, None, &AppRemovalRequested { app: app.app_ref() }).await?;
+    let details = json!({"name": app.name, "cancelled_deployments": cancelled});
+    let event = Event::new(user.id, "app.delete", "app", id, source).details(details);
+    audit::record(&mut tx, event).await?;
     tx.commit().await?;
     state.outbox.notify_one();
     tracing::info!(app_id = %id, cancelled, "app deleted");
@@ -174,6 +210,7 @@ async fn delete_app(
 async fn scale_app(
     State(state): State<AppState>,
     user: CurrentUser,
+    source: SourceAddr,
     Path(id): Path<Uuid>,
     Json(request): Json<ScaleApp>,
 ) -> Result<(StatusCode, Json<App>)> {
@@ -191,6 +228,9 @@ async fn scale_app(
         replicas: request.replicas,
     };
     outbox::enqueue(&mut tx, None, &message).await?;
+    let details = json!({"name": app.name, "from": app.replicas, "replicas": request.replicas});
+    let event = Event::new(user.id, "app.scale", "app", id, source).details(details);
+    audit::record(&mut tx, event).await?;
     tx.commit().await?;
     state.outbox.notify_one();
     tracing::info!(app_id = %id, replicas = request.replicas, "app scaled");

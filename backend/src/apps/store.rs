@@ -98,7 +98,7 @@ pub struct NewApp<'a> {
     pub env: Sealed,
 }
 
-pub async fn insert(db: &PgPool, app: NewApp<'_>) -> Result<Uuid> {
+pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<Uuid> {
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO apps (id, owner_id, name, repo_url, branch, subdirectory, port, env_sealed)
@@ -112,7 +112,7 @@ pub async fn insert(db: &PgPool, app: NewApp<'_>) -> Result<Uuid> {
     .bind(app.subdirectory)
     .bind(i32::from(app.port))
     .bind(SqlJson(&app.env))
-    .execute(db)
+    .execute(conn)
     .await
     .map_err(conflict_on(
         "apps_owner_name",

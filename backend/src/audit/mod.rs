@@ -77,6 +77,19 @@ impl Event {
     }
 }
 
+/// A repository URL fit for the log: without credentials or query.
+pub fn repo_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.to_string()
+        }
+        Err(_) => text.to_owned(),
+    }
+}
+
 /// Writes `event` on `conn`: pass the transaction of the change it records.
 pub async fn record(conn: &mut PgConnection, event: Event) -> Result<()> {
     sqlx::query(

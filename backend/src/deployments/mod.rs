@@ -7,6 +7,7 @@ pub mod request;
 pub mod store;
 
 use crate::apps::store as apps_store;
+use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
@@ -64,6 +65,7 @@ async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<Deployment> {
 async fn create_deployment(
     State(state): State<AppState>,
     user: CurrentUser,
+    source: SourceAddr,
     Path(app_id): Path<Uuid>,
     body: Option<Json<CreateDeployment>>,
 ) -> Result<(StatusCode, Json<Deployment>)> {
@@ -87,6 +89,11 @@ async fn create_deployment(
             .await?
             .ok_or_else(|| Error::invalid("release_id", "this app has no such release"))?;
         let id = request::request_rollback(&mut tx, &app, &release, user.id).await?;
+        let details = serde_json::json!({"app_id": app.id, "app": app.name,
+            "trigger": Trigger::Rollback.as_str(), "release_id": release.id,
+            "commit": release.commit_sha});
+        let event = Event::new(user.id, "deployment.create", "deployment", id, source);
+        audit::record(&mut tx, event.details(details)).await?;
         (id, Trigger::Rollback)
     } else {
         let git_ref = request.git_ref.unwrap_or_else(|| app.branch.clone());
@@ -104,10 +111,12 @@ async fn create_deployment(
             created_by: Some(user.id),
             pushed_by: None,
         };
-        (
-            request::request_build(&mut tx, &app, intent).await?,
-            Trigger::User,
-        )
+        let id = request::request_build(&mut tx, &app, intent).await?;
+        let details = serde_json::json!({"app_id": app.id, "app": app.name,
+            "trigger": Trigger::User.as_str(), "ref": git_ref, "commit": commit});
+        let event = Event::new(user.id, "deployment.create", "deployment", id, source);
+        audit::record(&mut tx, event.details(details)).await?;
+        (id, Trigger::User)
     };
     tx.commit().await?;
     tracing::Span::current().record("deployment_id", tracing::field::display(id));

@@ -6,6 +6,7 @@
 use super::github::{self, GitHubError};
 use super::store;
 use crate::apps::store as apps_store;
+use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
@@ -139,6 +140,7 @@ async fn register(
 pub(super) async fn create_webhook(
     State(state): State<AppState>,
     user: CurrentUser,
+    source: SourceAddr,
     Path(id): Path<Uuid>,
     body: Option<Json<CreateWebhook>>,
 ) -> Result<(StatusCode, Json<WebhookSecret>)> {
@@ -164,6 +166,11 @@ pub(super) async fn create_webhook(
     let row = store::get(&mut tx, id)
         .await?
         .ok_or_else(|| Error::internal("the webhook just written is missing"))?;
+    // Never the secret nor the GitHub token.
+    let details = serde_json::json!({"name": app.name, "rotated": row.rotated_at > row.created_at,
+        "registered_on_github": github_hook_id.is_some(), "github_hook_id": github_hook_id});
+    let event = Event::new(user.id, "app.webhook_set", "app", id, source).details(details);
+    audit::record(&mut tx, event).await?;
     tx.commit().await?;
     tracing::info!(app_id = %id, ?github_hook_id, "webhook secret set");
     Ok((
@@ -222,6 +229,7 @@ pub(super) async fn get_webhook(
 pub(super) async fn delete_webhook(
     State(state): State<AppState>,
     user: CurrentUser,
+    source: SourceAddr,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
@@ -230,6 +238,8 @@ pub(super) async fn delete_webhook(
     }
     if store::delete(&mut tx, id).await? {
         tracing::info!(app_id = %id, "webhook removed");
+        let event = Event::new(user.id, "app.webhook_deleted", "app", id, source);
+        audit::record(&mut tx, event).await?;
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -15,6 +15,7 @@ pub mod signature;
 pub mod store;
 
 use crate::apps::store as apps_store;
+use crate::audit::{self, Event, SourceAddr};
 use crate::deployments::request::{request_build, BuildIntent, Trigger};
 use crate::deployments::requested;
 use crate::error::{Error, Result};
@@ -28,6 +29,7 @@ use axum::Router;
 use chrono::Utc;
 use push::{Decision, PushEvent, Target};
 use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use std::borrow::Cow;
@@ -134,6 +136,7 @@ fn payload_json<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Cow<'a, [u8]>
 #[tracing::instrument(skip_all, fields(app_id = %app_id, delivery, event, deployment_id))]
 async fn receive_github(
     State(state): State<AppState>,
+    source: SourceAddr,
     Path(app_id): Path<Uuid>,
     headers: HeaderMap,
     body: Body,
@@ -186,7 +189,20 @@ async fn receive_github(
             pong: Some(true),
             ..DeliveryOutcome::default()
         },
-        (_, Some(push)) => on_push(&mut tx, owner, app_id, &push).await?,
+        (_, Some(push)) => {
+            let outcome = on_push(&mut tx, owner, app_id, &push).await?;
+            if let Some(id) = outcome.deployment_id {
+                // The owner's log: a deploy of their app, by whoever pushed.
+                let pusher = push.pushed_by().unwrap_or("unknown");
+                let details = json!({"app_id": app_id, "trigger": Trigger::Push.as_str(),
+                    "commit": outcome.commit, "ref": push.git_ref, "delivery": delivery});
+                let event = Event::new(owner, "deployment.create", "deployment", id, source)
+                    .actor(format!("github:{pusher}"))
+                    .details(details);
+                audit::record(&mut tx, event).await?;
+            }
+            outcome
+        }
         (other, None) => {
             DeliveryOutcome::ignored(format!("berth acts on push events, not on {other}"))
         }
