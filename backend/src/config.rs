@@ -116,7 +116,8 @@ impl Config {
         if !(self.deadline_scale.is_finite() && self.deadline_scale > 0.0) {
             anyhow::bail!("BERTH_DEADLINE_SCALE must be a positive number");
         }
-        self.trusted_proxies().map_err(|e| anyhow::anyhow!("BERTH_TRUSTED_PROXIES: {e}"))?;
+        self.trusted_proxies()
+            .map_err(|e| anyhow::anyhow!("BERTH_TRUSTED_PROXIES: {e}"))?;
         self.jwt_secret().map(drop)
     }
 

@@ -154,15 +154,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = berth_common::shutdown::signalled() => {}
-                _ = stop.cancelled() => {}
-            }
-            tracing::info!("shutting down");
-            stop.cancel();
-        })
-        .await?;
+    .with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = berth_common::shutdown::signalled() => {}
+            _ = stop.cancelled() => {}
+        }
+        tracing::info!("shutting down");
+        stop.cancel();
+    })
+    .await?;
     shutdown.cancel();
     let drained = tokio::time::timeout(Duration::from_secs(15), async {
         while tasks.join_next().await.is_some() {}
