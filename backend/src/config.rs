@@ -167,6 +167,15 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_ips_or_cidrs() {
+        let config = parse(&["--trusted-proxies", "10.0.0.0/8, ::1"]);
+        assert_eq!(config.trusted_proxies().unwrap().len(), 2);
+        assert!(parse(&["--trusted-proxies", "10.0.0.0/40"])
+            .trusted_proxies()
+            .is_err());
+    }
+
+    #[test]
     fn short_jwt_secrets_are_refused() {
         assert!(parse(&["--jwt-secret", "short"]).jwt_secret().is_err());
         let long = "x".repeat(32);
