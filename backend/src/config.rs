@@ -82,6 +82,19 @@ pub struct Config {
     #[arg(long, env = "BERTH_GITHUB_API_URL", default_value = crate::webhooks::github::DEFAULT_API_URL)]
     pub github_api_url: url::Url,
 
+    /// GitHub's web site, where users authorize berth (GitHub Enterprise: https://<host>).
+    #[arg(long, env = "BERTH_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: url::Url,
+
+    /// The client id of berth's GitHub OAuth app; GitHub sign-in is off without it.
+    /// Its callback URL is <BERTH_PUBLIC_URL>/api/v1/auth/github/callback.
+    #[arg(long, env = "BERTH_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+
+    /// The client secret of berth's GitHub OAuth app.
+    #[arg(long, env = "BERTH_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<String>,
+
     /// Inform messages handled at once.
     #[arg(long, env = "BERTH_INFORM_CONCURRENCY", default_value_t = 8)]
     pub inform_concurrency: u16,
@@ -118,7 +131,27 @@ impl Config {
         }
         self.trusted_proxies()
             .map_err(|e| anyhow::anyhow!("BERTH_TRUSTED_PROXIES: {e}"))?;
+        self.github_oauth()?;
         self.jwt_secret().map(drop)
+    }
+
+    /// berth's GitHub OAuth app, when a client id is set (then the secret
+    /// and BERTH_PUBLIC_URL, which makes the callback URL, are required).
+    pub fn github_oauth(&self) -> anyhow::Result<Option<crate::github::types::OAuthApp>> {
+        let Some(client_id) = self.github_client_id.as_deref().map(str::trim) else {
+            return Ok(None);
+        };
+        let Some(client_secret) = self.github_client_secret.as_deref().map(str::trim) else {
+            anyhow::bail!("BERTH_GITHUB_CLIENT_SECRET is required with BERTH_GITHUB_CLIENT_ID");
+        };
+        if self.public_url.is_none() {
+            anyhow::bail!("BERTH_PUBLIC_URL is required with BERTH_GITHUB_CLIENT_ID");
+        }
+        Ok(Some(crate::github::types::OAuthApp {
+            web_url: self.github_url.as_str().trim_end_matches('/').to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+        }))
     }
 
     pub fn trusted_proxies(&self) -> Result<Vec<crate::audit::source::Cidr>, String> {
@@ -173,6 +206,28 @@ mod tests {
         assert!(parse(&["--trusted-proxies", "10.0.0.0/40"])
             .trusted_proxies()
             .is_err());
+    }
+
+    #[test]
+    fn github_sign_in_needs_the_secret_and_the_public_url() {
+        assert!(parse(&[]).github_oauth().unwrap().is_none());
+        assert!(parse(&["--github-client-id", "Iv1.x"])
+            .github_oauth()
+            .is_err());
+        let app = parse(&[
+            "--github-client-id",
+            "Iv1.x",
+            "--github-client-secret",
+            "s",
+            "--public-url",
+            "https://berth.example.com",
+            "--github-url",
+            "https://ghe.example.com/",
+        ])
+        .github_oauth()
+        .unwrap()
+        .unwrap();
+        assert_eq!(app.web_url, "https://ghe.example.com");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "berth API",
         version = "1",
-        description = "Accounts, apps, deployments, releases, logs, GitHub webhooks and the audit log. \
+        description = "Accounts (and GitHub sign-in), apps, deployments, releases, logs, GitHub repositories and webhooks, and the audit log. \
             Errors are application/problem+json documents with a stable `type`."
     ),
     paths(
@@ -20,6 +20,10 @@ use utoipa::{Modify, OpenApi};
         crate::auth::refresh,
         crate::auth::logout,
         crate::auth::me,
+        crate::github::oauth::start,
+        crate::github::oauth::callback,
+        crate::github::repos::list_repos,
+        crate::github::repos::list_branches,
         crate::apps::create_app,
         crate::apps::list_apps,
         crate::apps::get_app,
@@ -49,6 +53,7 @@ use utoipa::{Modify, OpenApi};
         (name = "deployments", description = "Deployments and releases"),
         (name = "logs", description = "Build and runtime logs"),
         (name = "webhooks", description = "GitHub push webhooks"),
+        (name = "github", description = "Your GitHub repositories and branches, through your linked account"),
         (name = "audit", description = "What was done on your account, by whom, from where"),
         (name = "docs", description = "This document"),
     )

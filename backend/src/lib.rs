@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod github;
 pub mod health;
 pub mod inform;
 pub mod log_api;

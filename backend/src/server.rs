@@ -12,7 +12,7 @@ use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::webhooks::github::ReqwestGitHub;
-use crate::{apps, audit, auth, db, deployments, docs, log_api, webhooks};
+use crate::{apps, audit, auth, db, deployments, docs, github, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
@@ -34,6 +34,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(deployments::router())
         .merge(log_api::router())
         .merge(webhooks::router())
+        .merge(github::router())
         .merge(audit::router())
         .merge(docs::router())
         .fallback(|| async { Error::NoRoute })
@@ -111,7 +112,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("log reader: {e}"))?,
     );
-    let github = ReqwestGitHub::new(config.github_api_url.as_str())?;
+    let github =
+        ReqwestGitHub::new(config.github_api_url.as_str())?.with_oauth(config.github_oauth()?);
     let state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config))
         .with_github(Arc::new(github));
     let shutdown = state.shutdown.clone();

@@ -65,7 +65,7 @@ pub struct TokenResponse {
     pub refresh_token: String,
 }
 
-fn tokens_for(state: &AppState, user_id: Uuid, refresh_token: String) -> Result<TokenResponse> {
+pub fn tokens_for(state: &AppState, user_id: Uuid, refresh_token: String) -> Result<TokenResponse> {
     Ok(TokenResponse {
         access_token: state.tokens.issue(user_id)?,
         token_type: "Bearer",
@@ -103,7 +103,7 @@ async fn register(
     }
     let hash = password::hash(request.password).await?;
     let mut tx = state.db.begin().await?;
-    let user = store::insert_user(&mut tx, &request.username, &email, &hash).await?;
+    let user = store::insert_user(&mut tx, &request.username, &email, Some(&hash)).await?;
     audit::record(
         &mut tx,
         Event::new(user.id, "auth.register", "user", user.id, source),
@@ -125,7 +125,7 @@ async fn login(
 ) -> Result<Json<TokenResponse>> {
     let found = store::find_login(&state.db, request.login.trim()).await?;
     let (user_id, stored) = match found {
-        Some((id, hash)) => (Some(id), Some(hash)),
+        Some((id, hash)) => (Some(id), hash),
         None => (None, None),
     };
     let valid = password::verify(request.password, stored).await?;

@@ -22,7 +22,7 @@ pub async fn insert_user(
     conn: &mut PgConnection,
     username: &str,
     email: &str,
-    password_hash: &str,
+    password_hash: Option<&str>,
 ) -> Result<User> {
     sqlx::query_as::<_, User>(
         "INSERT INTO users (id, username, email, password_hash) VALUES ($1, $2, $3, $4)
@@ -42,9 +42,10 @@ pub async fn insert_user(
     })
 }
 
-/// The id and password hash of the user whose username or email is `login`.
-pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<(Uuid, String)>> {
-    Ok(sqlx::query_as::<_, (Uuid, String)>(
+/// The id and password hash of the user whose username or email is `login`
+/// (no hash: the account signs in with GitHub only).
+pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<(Uuid, Option<String>)>> {
+    Ok(sqlx::query_as::<_, (Uuid, Option<String>)>(
         "SELECT id, password_hash FROM users WHERE username = $1 OR lower(email) = lower($1)
          ORDER BY username = $1 DESC LIMIT 1",
     )

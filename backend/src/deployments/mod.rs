@@ -110,6 +110,7 @@ async fn create_deployment(
             commit: commit.as_deref(),
             created_by: Some(user.id),
             pushed_by: None,
+            github_host: state.github.host(),
         };
         let id = request::request_build(&mut tx, &app, intent).await?;
         let details = serde_json::json!({"app_id": app.id, "app": app.name,

@@ -43,6 +43,9 @@ pub struct BuildIntent<'a> {
     pub created_by: Option<Uuid>,
     /// The GitHub login whose push this deploys.
     pub pushed_by: Option<&'a str>,
+    /// GitHub's host (`github.com`): a repository there clones with the
+    /// owner's linked GitHub token, if they have one.
+    pub github_host: &'a str,
 }
 
 /// Queues a build of `app` (locked by the caller): a `queued` deployment and
@@ -70,6 +73,9 @@ pub async fn request_build(
         },
     )
     .await?;
+    // Sealed: the token is never in the queue, the outbox or a log in clear.
+    let token =
+        crate::github::clone_token(conn, app.owner_id, &app.repo_url, intent.github_host).await?;
     let payload = BuildRequested {
         app: app.app_ref(),
         release_id,
@@ -78,7 +84,7 @@ pub async fn request_build(
             git_ref: intent.git_ref.to_owned(),
             commit: intent.commit.map(str::to_owned),
             subdirectory: app.subdirectory.clone(),
-            token: None,
+            token,
         },
         config: ReleaseConfig {
             port: u16::try_from(app.port)

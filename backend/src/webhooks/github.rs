@@ -1,6 +1,7 @@
-//! Registering an app's hook on its GitHub repository, through GitHub's
-//! REST API (`BERTH_GITHUB_API_URL`; GitHub Enterprise works with its
-//! `/api/v3` URL). The token is the caller's, used for this request only.
+//! berth's GitHub client: registering an app's hook on its repository, and
+//! (in `crate::github`) OAuth sign-in, the user, their repositories and
+//! branches. Through GitHub's REST API (`BERTH_GITHUB_API_URL`; GitHub
+//! Enterprise works with its `/api/v3` URL) and web site (`BERTH_GITHUB_URL`).
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
@@ -20,7 +21,11 @@ pub enum GitHubError {
     Refused(String),
     #[error("GitHub cannot be reached: {0}")]
     Unavailable(String),
+    #[error("GitHub sign-in is not configured on this server")]
+    NotConfigured,
 }
+
+pub use crate::github::types::{Branch, GitHubUser, OAuthApp, OAuthToken, Repo};
 
 /// What berth needs from GitHub.
 #[async_trait]
@@ -39,6 +44,32 @@ pub trait GitHubClient: Send + Sync {
         secret: &str,
         token: &str,
     ) -> Result<u64, GitHubError>;
+
+    /// The OAuth app berth signs in with, when one is configured.
+    fn oauth_app(&self) -> Option<&OAuthApp>;
+
+    /// Exchanges an authorization code (and its PKCE verifier) for a token.
+    async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<OAuthToken, GitHubError>;
+
+    /// The token's user; `email` is their verified primary address, also
+    /// when their profile hides it.
+    async fn user(&self, token: &str) -> Result<GitHubUser, GitHubError>;
+
+    /// Every repository the token's user can see, most recently pushed first.
+    async fn repos(&self, token: &str) -> Result<Vec<Repo>, GitHubError>;
+
+    /// Every branch of `owner/repo`.
+    async fn branches(
+        &self,
+        owner: &str,
+        repo: &str,
+        token: &str,
+    ) -> Result<Vec<Branch>, GitHubError>;
 }
 
 /// `owner` and `repo` of a repository URL on `host`
@@ -58,9 +89,10 @@ pub fn repository(repo_url: &str, host: &str) -> Option<(String, String)> {
 
 /// GitHub's REST API over reqwest.
 pub struct ReqwestGitHub {
-    http: reqwest::Client,
-    api: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) api: String,
     host: String,
+    pub(crate) oauth: Option<OAuthApp>,
 }
 
 impl ReqwestGitHub {
@@ -79,10 +111,22 @@ impl ReqwestGitHub {
             http,
             api: api.as_str().trim_end_matches('/').to_owned(),
             host,
+            oauth: None,
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+    /// Signs users in with this OAuth app.
+    pub fn with_oauth(mut self, oauth: Option<OAuthApp>) -> Self {
+        self.oauth = oauth;
+        self
+    }
+
+    pub(crate) fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.api))
             .bearer_auth(token)
@@ -109,7 +153,7 @@ struct GitHubMessage {
 }
 
 /// The response, or what GitHub's status means for the user.
-async fn check(response: reqwest::Response) -> Result<reqwest::Response, GitHubError> {
+pub(crate) async fn check(response: reqwest::Response) -> Result<reqwest::Response, GitHubError> {
     match response.status() {
         status if status.is_success() => Ok(response),
         StatusCode::UNAUTHORIZED => Err(GitHubError::BadToken),
@@ -125,7 +169,7 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, GitHubE
     }
 }
 
-fn unreachable(error: reqwest::Error) -> GitHubError {
+pub(crate) fn unreachable(error: reqwest::Error) -> GitHubError {
     GitHubError::Unavailable(error.without_url().to_string())
 }
 
@@ -174,6 +218,41 @@ impl GitHubClient for ReqwestGitHub {
         let response = request.send().await.map_err(unreachable)?;
         let hook: Hook = check(response).await?.json().await.map_err(unreachable)?;
         Ok(hook.id)
+    }
+
+    fn oauth_app(&self) -> Option<&OAuthApp> {
+        self.oauth.as_ref()
+    }
+
+    async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<OAuthToken, GitHubError> {
+        self.oauth_exchange(code, verifier, redirect_uri).await
+    }
+
+    async fn user(&self, token: &str) -> Result<GitHubUser, GitHubError> {
+        self.get_user(token).await
+    }
+
+    async fn repos(&self, token: &str) -> Result<Vec<Repo>, GitHubError> {
+        self.get_all::<Repo, Repo>("/user/repos?per_page=100&sort=pushed", token)
+            .await
+    }
+
+    async fn branches(
+        &self,
+        owner: &str,
+        repo: &str,
+        token: &str,
+    ) -> Result<Vec<Branch>, GitHubError> {
+        self.get_all::<crate::github::client::RawBranch, Branch>(
+            &format!("/repos/{owner}/{repo}/branches?per_page=100"),
+            token,
+        )
+        .await
     }
 }
 

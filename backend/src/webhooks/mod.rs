@@ -190,7 +190,7 @@ async fn receive_github(
             ..DeliveryOutcome::default()
         },
         (_, Some(push)) => {
-            let outcome = on_push(&mut tx, owner, app_id, &push).await?;
+            let outcome = on_push(&mut tx, owner, app_id, &push, state.github.host()).await?;
             if let Some(id) = outcome.deployment_id {
                 // The owner's log: a deploy of their app, by whoever pushed.
                 let pusher = push.pushed_by().unwrap_or("unknown");
@@ -224,6 +224,7 @@ async fn on_push(
     owner: Uuid,
     app_id: Uuid,
     push: &PushEvent,
+    github_host: &str,
 ) -> Result<DeliveryOutcome> {
     if !apps_store::lock(tx, owner, app_id).await? {
         return Ok(DeliveryOutcome::ignored("the app was deleted"));
@@ -245,6 +246,7 @@ async fn on_push(
                 commit: Some(&commit),
                 created_by: None,
                 pushed_by: push.pushed_by(),
+                github_host,
             };
             let id = request_build(tx, &app, intent).await?;
             tracing::Span::current().record("deployment_id", tracing::field::display(id));
