@@ -11,12 +11,16 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 25] = [
+const ROUTES: [(&str, &str); 29] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
     ("get", "/api/v1/me"),
+    ("get", "/api/v1/auth/github/start"),
+    ("get", "/api/v1/auth/github/callback"),
+    ("get", "/api/v1/github/repos"),
+    ("get", "/api/v1/github/repos/{owner}/{repo}/branches"),
     ("get", "/api/v1/apps"),
     ("post", "/api/v1/apps"),
     ("get", "/api/v1/apps/{id}"),

@@ -5,7 +5,6 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use berth_backend::server;
 use berth_backend::state::ApiSettings;
 use berth_backend::webhooks::github::ReqwestGitHub;
 use berth_backend::webhooks::signature;
@@ -25,10 +24,10 @@ async fn berth(api_url: &str, repo_url: &str) -> (TestApp, String, Uuid) {
         public_url: Some(PUBLIC_URL.into()),
         ..ApiSettings::default()
     };
-    let mut app = TestApp::with(settings, Arc::new(FakeLogs::default())).await;
     let github = ReqwestGitHub::new(api_url).unwrap();
-    app.state = app.state.clone().with_github(Arc::new(github));
-    app.router = server::app(app.state.clone(), Arc::new(|| true), None);
+    let app = TestApp::with(settings, Arc::new(FakeLogs::default()))
+        .await
+        .with_github(Arc::new(github));
     let token = app.token("alice").await;
     let created = app
         .create_app(&token, json!({"name": "hello", "repo_url": repo_url}))

@@ -1,6 +1,7 @@
-//! A fake of GitHub's REST API for repository hooks (list, create, update),
-//! served on a local port, that checks the token and remembers every hook
-//! and request.
+//! A fake of GitHub, served on a local port: the REST API for repository
+//! hooks (list, create, update), which checks the token and remembers every
+//! hook and request; and OAuth sign-in, the user, their repositories and
+//! branches (in `fake_github_oauth`).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,24 +18,26 @@ pub struct Seen {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(super) struct Inner {
     hooks: Vec<Value>,
     /// The secret of each hook, by index (GitHub never shows it back).
     secrets: Vec<String>,
     seen: Vec<Seen>,
+    /// OAuth sign-in: codes handed out, token requests.
+    pub(super) oauth: super::fake_github_oauth::OAuthState,
 }
 
 #[derive(Clone)]
 pub struct FakeGitHub {
     pub url: String,
-    token: String,
-    repo: (String, String),
-    inner: Arc<Mutex<Inner>>,
+    pub(super) token: String,
+    pub(super) repo: (String, String),
+    pub(super) inner: Arc<Mutex<Inner>>,
 }
 
-type Answer = (StatusCode, Json<Value>);
+pub(super) type Answer = (StatusCode, Json<Value>);
 
-fn answer(status: StatusCode, body: Value) -> Answer {
+pub(super) fn answer(status: StatusCode, body: Value) -> Answer {
     (status, Json(body))
 }
 
@@ -51,6 +54,7 @@ impl FakeGitHub {
         let router = Router::new()
             .route("/repos/{owner}/{repo}/hooks", get(list).post(create))
             .route("/repos/{owner}/{repo}/hooks/{id}", patch(update))
+            .merge(super::fake_github_oauth::routes())
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         fake
@@ -66,6 +70,15 @@ impl FakeGitHub {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.inner.lock().unwrap().seen.clone()
+    }
+
+    /// Records a request to `path`.
+    pub(super) fn record(&self, method: &'static str, path: String, headers: &HeaderMap) {
+        self.inner.lock().unwrap().seen.push(Seen {
+            method,
+            path,
+            headers: headers.clone(),
+        });
     }
 
     /// Records the request; refuses a wrong token or another repository.

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod fake_github;
+pub mod fake_github_oauth;
 pub mod fake_logs;
 
 use axum::body::Body;
@@ -12,6 +13,7 @@ use axum::Router;
 use berth_backend::auth::tokens::TokenKeys;
 use berth_backend::logs::LogReader;
 use berth_backend::state::{ApiSettings, AppState};
+use berth_backend::webhooks::github::GitHubClient;
 use berth_backend::{db, server};
 use berth_common::testing::setting;
 use berth_proto::SecretKey;
@@ -153,6 +155,13 @@ impl TestApp {
         let state = AppState::new(db.pool.clone(), secret_key(), tokens, logs, settings);
         let router = server::app(state.clone(), Arc::new(|| true), None);
         Self { state, router, db }
+    }
+
+    /// Talks to `github` instead of api.github.com.
+    pub fn with_github(mut self, github: Arc<dyn GitHubClient>) -> Self {
+        self.state = self.state.clone().with_github(github);
+        self.router = server::app(self.state.clone(), Arc::new(|| true), None);
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
