@@ -114,12 +114,7 @@ async fn update_app(
 ) -> Result<Json<App>> {
     request.validate(state.settings.allow_local_repos)?;
     let mut tx = state.db.begin().await?;
-    if !store::lock(&mut tx, user.id, id).await? {
-        return Err(Error::NotFound("app"));
-    }
-    let current = store::get(&mut tx, user.id, id)
-        .await?
-        .ok_or(Error::NotFound("app"))?;
+    let current = store::lock_owned(&mut tx, user.id, id).await?;
     // Only a different set is a new version.
     let (env, env_names) = match request.env {
         Some(env) => {
@@ -179,12 +174,7 @@ async fn delete_app(
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
-    if !store::lock(&mut tx, user.id, id).await? {
-        return Err(Error::NotFound("app"));
-    }
-    let app = store::get(&mut tx, user.id, id)
-        .await?
-        .ok_or(Error::NotFound("app"))?;
+    let app = store::lock_owned(&mut tx, user.id, id).await?;
     let cancelled =
         deployments_store::cancel_in_progress(&mut tx, id, "the app was deleted").await?;
     store::mark_deleted(&mut tx, id).await?;
@@ -216,12 +206,7 @@ async fn scale_app(
 ) -> Result<(StatusCode, Json<App>)> {
     request.validate()?;
     let mut tx = state.db.begin().await?;
-    if !store::lock(&mut tx, user.id, id).await? {
-        return Err(Error::NotFound("app"));
-    }
-    let app = store::get(&mut tx, user.id, id)
-        .await?
-        .ok_or(Error::NotFound("app"))?;
+    let app = store::lock_owned(&mut tx, user.id, id).await?;
     store::set_replicas(&mut tx, id, request.replicas).await?;
     let message = AppScaleRequested {
         app: app.app_ref(),

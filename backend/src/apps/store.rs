@@ -88,6 +88,17 @@ pub async fn lock(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> Result<bool
     .is_some())
 }
 
+/// Locks the owner's app for the rest of the transaction and loads it; a
+/// missing, deleted or someone else's app is not found.
+pub async fn lock_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> Result<AppRow> {
+    if !lock(conn, owner, id).await? {
+        return Err(crate::error::Error::NotFound("app"));
+    }
+    get(conn, owner, id)
+        .await?
+        .ok_or(crate::error::Error::NotFound("app"))
+}
+
 pub struct NewApp<'a> {
     pub owner: Uuid,
     pub name: &'a str,

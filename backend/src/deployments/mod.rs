@@ -71,12 +71,7 @@ async fn create_deployment(
 ) -> Result<(StatusCode, Json<Deployment>)> {
     let request = body.map(|Json(request)| request).unwrap_or_default();
     let mut tx = state.db.begin().await?;
-    if !apps_store::lock(&mut tx, user.id, app_id).await? {
-        return Err(Error::NotFound("app"));
-    }
-    let app = apps_store::get(&mut tx, user.id, app_id)
-        .await?
-        .ok_or(Error::NotFound("app"))?;
+    let app = apps_store::lock_owned(&mut tx, user.id, app_id).await?;
 
     let (id, trigger) = if let Some(release_id) = request.release_id {
         if request.git_ref.is_some() || request.commit.is_some() {

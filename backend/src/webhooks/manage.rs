@@ -146,12 +146,7 @@ pub(super) async fn create_webhook(
 ) -> Result<(StatusCode, Json<WebhookSecret>)> {
     let request = body.map(|Json(request)| request).unwrap_or_default();
     let mut tx = state.db.begin().await?;
-    if !apps_store::lock(&mut tx, user.id, id).await? {
-        return Err(Error::NotFound("app"));
-    }
-    let app = apps_store::get(&mut tx, user.id, id)
-        .await?
-        .ok_or(Error::NotFound("app"))?;
+    let app = apps_store::lock_owned(&mut tx, user.id, id).await?;
     let secret = new_secret();
     store::set_secret(&mut tx, id, &state.key.seal(secret.as_bytes())).await?;
     // Registered before the commit: if GitHub refuses, the old secret stays.
