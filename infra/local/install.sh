@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   podman runc catatonit
   debootstrap busybox-static
   curl ca-certificates openssl
+  # the SMTP sink berth's mail goes to locally (aiosmtpd into a Maildir)
+  python3-aiosmtpd
   # tansu's build needs a C toolchain (libsql bundles sqlite)
   build-essential pkg-config
   # berth's own build: git2's https (OpenSSL), librdkafka's bundled build;

@@ -36,6 +36,11 @@ KAFKA_PORT=9092
 REGISTRY_ADDR="127.0.0.1:5000"
 REGISTRY_DIR="$BERTH_STATE/registry"
 
+# The SMTP sink: a real SMTP server (aiosmtpd) that delivers every message
+# into a Maildir, where the tests read password-reset mail.
+SMTP_PORT=2525
+MAIL_DIR="$BERTH_STATE/mail"
+
 PODMAN_DIR="$BERTH_STATE/podman"
 PODMAN_SOCK="$BERTH_RUN/podman.sock"
 

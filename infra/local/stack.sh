@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack berth runs against: PostgreSQL, RabbitMQ, tansu (Kafka
-# protocol), a private image registry and podman's Docker-API socket, plus the
+# protocol), a private image registry, podman's Docker-API socket and an SMTP sink, plus the
 # locally made base images and the env file (.berth/berth.env).
 #
 # Usage: infra/local/stack.sh up|down|status|env|reset
@@ -196,6 +196,28 @@ tansu_up() {
 }
 
 tansu_down() { stop_pidfile tansu "$BERTH_RUN/tansu.pid"; }
+
+# ================================================================ smtp sink
+
+# Debian's python3 (aiosmtpd is a Debian package), not a pyenv one on PATH.
+smtp_ready() { tcp_open 127.0.0.1 "$SMTP_PORT"; }
+
+smtp_up() {
+  # A Maildir: aiosmtpd creates the subfolders only when the folder is new.
+  mkdir -p "$MAIL_DIR/tmp" "$MAIL_DIR/new" "$MAIL_DIR/cur"
+  if pid_alive "$BERTH_RUN/smtp.pid" && smtp_ready; then
+    log "smtp sink: already running"
+  else
+    smtp_ready && port_conflict "smtp sink" "$SMTP_PORT"
+    start_bg smtp "$BERTH_RUN/smtp.pid" "$BERTH_LOGS/smtp.log" "$MAIL_DIR" \
+      /usr/bin/python3 -m aiosmtpd --nosetuid --listen "127.0.0.1:$SMTP_PORT" \
+      --class aiosmtpd.handlers.Mailbox "$MAIL_DIR"
+    wait_for "smtp sink" 30 smtp_ready || { tail -n 30 "$BERTH_LOGS/smtp.log" >&2; die "smtp sink did not start"; }
+  fi
+  ok "smtp sink: ready (smtp://127.0.0.1:$SMTP_PORT, every message kept in .berth/mail)"
+}
+
+smtp_down() { stop_pidfile smtp "$BERTH_RUN/smtp.pid"; }
 
 # ================================================================ registry
 
@@ -407,6 +429,10 @@ write_env_file() {
     emit BERTH_ALLOW_LOCAL_REPOS true
     emit BERTH_LISTEN 127.0.0.1:8080
     emit BERTH_PUBLIC_URL http://127.0.0.1:8080
+    emit BERTH_SMTP_URL "smtp://127.0.0.1:$SMTP_PORT"
+    emit BERTH_MAIL_FROM "berth <berth@localhost>"
+    echo "# The SMTP sink's Maildir (local only; tests read password-reset mail there):"
+    emit BERTH_MAIL_DIR "$MAIL_DIR"
     emit BERTH_WORK_DIR "$BERTH_STATE/work"
     emit BERTH_LOG_STREAMER_STATE_DIR "$BERTH_STATE/log-streamer"
     echo "# rabbitmqctl (plain or \$RABBITMQCTL) talks to the project node with these:"
@@ -487,6 +513,7 @@ cmd_up() {
   load_secrets
   postgres_up
   rabbitmq_up
+  smtp_up
   registry_up
   podman_up
   # The tansu build (first run only) is the long pole: make the base images
@@ -521,6 +548,7 @@ cmd_down() {
   fi
   podman_down
   registry_down
+  smtp_down
   tansu_down
   rabbitmq_down
   postgres_down
@@ -539,6 +567,7 @@ cmd_status() {
   line rabbitmq "$(updown rmq_ready)" "127.0.0.1:$RMQ_PORT  node $RMQ_NODE"
   line tansu "$(updown kafka_ready)" "127.0.0.1:$KAFKA_PORT  $TANSU_BIN"
   line registry "$(updown registry_ready)" "http://$REGISTRY_ADDR"
+  line smtp "$(updown smtp_ready)" "smtp://127.0.0.1:$SMTP_PORT  mail .berth/mail"
   line podman "$(updown podman_ready)" "unix://$PODMAN_SOCK"
   local k img
   if podman_ready; then
