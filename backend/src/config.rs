@@ -59,12 +59,36 @@ pub struct Config {
     #[arg(long, env = "BERTH_ALLOW_LOCAL_REPOS")]
     pub allow_local_repos: bool,
 
-    /// Folder with the web UI's static files, served with an index.html fallback.
     /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For gives
-    /// the client address recorded in the audit log; by default none.
+    /// the client address recorded in the audit log and rate-limited; by
+    /// default none.
     #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
+    /// Requests a minute one client address may make to each of login,
+    /// register and password reset.
+    #[arg(long, env = "BERTH_AUTH_RATE_LIMIT", default_value_t = 20)]
+    pub auth_rate_limit: u32,
+
+    /// The SMTP server password reset mail goes through: smtp://host:25
+    /// (plain), smtp://user:pass@host:587?tls=required (STARTTLS) or
+    /// smtps://user:pass@host (TLS). Password reset is off without it.
+    #[arg(long, env = "BERTH_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of berth's mail.
+    #[arg(
+        long,
+        env = "BERTH_MAIL_FROM",
+        default_value = "berth <berth@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// How long a password reset link works, in minutes.
+    #[arg(long, env = "BERTH_PASSWORD_RESET_TTL_MINUTES", default_value_t = 30)]
+    pub password_reset_ttl_minutes: u32,
+
+    /// Folder with the web UI's static files, served with an index.html fallback.
     #[arg(long, env = "BERTH_FRONTEND_DIR")]
     pub frontend_dir: Option<PathBuf>,
 

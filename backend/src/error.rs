@@ -55,6 +55,12 @@ pub enum Error {
     PayloadTooLarge,
     #[error("too many requests: {0}")]
     TooManyRequests(String),
+    /// Refused for now; answered with `Retry-After`.
+    #[error("throttled: {detail}")]
+    Throttled {
+        detail: String,
+        retry_after: std::time::Duration,
+    },
     /// A dependency is down; retrying later may work.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -85,6 +91,19 @@ impl Error {
         Self::Internal(message.into())
     }
 
+    /// A 429 telling the client when to come back.
+    pub fn throttled(detail: &str, retry_after: std::time::Duration) -> Self {
+        Self::Throttled {
+            detail: detail.to_owned(),
+            retry_after,
+        }
+    }
+
+    /// Whole seconds to wait, rounded up, at least 1.
+    fn retry_after_secs(retry_after: std::time::Duration) -> u64 {
+        retry_after.as_secs_f64().ceil().max(1.0) as u64
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -96,7 +115,7 @@ impl Error {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests(_) | Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_)
             | Self::Migration(_)
@@ -121,7 +140,9 @@ impl Error {
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             Self::PayloadTooLarge => ("payload-too-large", "Payload too large"),
-            Self::TooManyRequests(_) => ("too-many-requests", "Too many requests"),
+            Self::TooManyRequests(_) | Self::Throttled { .. } => {
+                ("too-many-requests", "Too many requests")
+            }
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
             _ => ("internal", "Internal server error"),
         }
@@ -137,6 +158,13 @@ impl Error {
             | Self::Unprocessable(detail)
             | Self::UnsupportedMediaType(detail)
             | Self::TooManyRequests(detail) => detail.clone(),
+            Self::Throttled {
+                detail,
+                retry_after,
+            } => format!(
+                "{detail}; try again in {} seconds",
+                Self::retry_after_secs(*retry_after)
+            ),
             Self::NotFound(what) => format!("no such {what}"),
             Self::NoRoute => "there is no API endpoint at this path".into(),
             Self::MethodNotAllowed => "this endpoint does not accept this method".into(),
@@ -217,6 +245,12 @@ impl IntoResponse for Error {
                 HeaderValue::from_static("Bearer realm=\"berth\""),
             );
         }
+        if let Self::Throttled { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(Self::retry_after_secs(*retry_after)),
+            );
+        }
         response
     }
 }
@@ -261,6 +295,16 @@ mod tests {
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors.unwrap().len(), 2);
         assert_eq!(problem.detail, "2 fields are invalid");
+    }
+
+    #[test]
+    fn throttled_answers_say_when_to_come_back() {
+        let wait = std::time::Duration::from_millis(2_300);
+        let response = Error::throttled("slow down", wait).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+        let problem = Error::throttled("slow down", wait).to_problem();
+        assert_eq!(problem.detail, "slow down; try again in 3 seconds");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! webhooks over HTTP; the outbox relay that hands intents to the workers; the inform
 //! consumer that moves deployments through their states; the reaper.
 
+pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod inform;
 pub mod log_api;
 pub mod logs;
+pub mod mail;
 pub mod outbox;
 pub mod reaper;
 pub mod server;

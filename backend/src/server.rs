@@ -8,11 +8,12 @@ use crate::error::Error;
 use crate::health::Health;
 use crate::inform::InformHandler;
 use crate::logs::{KafkaLogReader, LogReader};
+use crate::mail::SmtpMailer;
 use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::webhooks::github::ReqwestGitHub;
-use crate::{apps, audit, auth, db, deployments, docs, github, log_api, webhooks};
+use crate::{accounts, apps, audit, auth, db, deployments, docs, github, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
@@ -30,6 +31,7 @@ use tower_http::trace::TraceLayer;
 pub fn api_router(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::router())
+        .merge(accounts::router())
         .merge(apps::router())
         .merge(deployments::router())
         .merge(log_api::router())
@@ -73,6 +75,10 @@ fn api_settings(config: &Config) -> ApiSettings {
             .map(|url| url.as_str().trim_end_matches('/').to_owned()),
         // Checked by Config::validate before serving.
         trusted_proxies: config.trusted_proxies().unwrap_or_default(),
+        password_reset_ttl: Duration::from_secs(
+            u64::from(config.password_reset_ttl_minutes.max(1)) * 60,
+        ),
+        auth_rate_per_minute: config.auth_rate_limit,
         ..ApiSettings::default()
     }
 }
@@ -114,8 +120,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let github =
         ReqwestGitHub::new(config.github_api_url.as_str())?.with_oauth(config.github_oauth()?);
-    let state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config))
+    let mut state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config))
         .with_github(Arc::new(github));
+    match config.smtp_url.as_deref() {
+        Some(url) => state = state.with_mailer(Arc::new(SmtpMailer::new(url, &config.mail_from)?)),
+        None => tracing::warn!("BERTH_SMTP_URL is not set: password reset by email is off"),
+    }
     let shutdown = state.shutdown.clone();
 
     let mut tasks = JoinSet::new();

@@ -1,9 +1,11 @@
 //! What every request handler shares.
 
 use crate::audit::source::Cidr;
+use crate::auth::throttle::AuthLimiter;
 use crate::auth::tokens::TokenKeys;
 use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
+use crate::mail::Mailer;
 use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use berth_proto::SecretKey;
 use sqlx::PgPool;
@@ -29,6 +31,11 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed (BERTH_TRUSTED_PROXIES).
     pub trusted_proxies: Vec<Cidr>,
+    /// How long a password reset token works.
+    pub password_reset_ttl: Duration,
+    /// Requests a minute per client address on login, register and
+    /// password reset (each its own budget).
+    pub auth_rate_per_minute: u32,
 }
 
 impl Default for ApiSettings {
@@ -41,6 +48,8 @@ impl Default for ApiSettings {
             websocket_ping: Duration::from_secs(20),
             public_url: None,
             trusted_proxies: Vec::new(),
+            password_reset_ttl: Duration::from_secs(30 * 60),
+            auth_rate_per_minute: 20,
         }
     }
 }
@@ -60,6 +69,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// GitHub's API, to register webhooks on repositories.
     pub github: Arc<dyn GitHubClient>,
+    /// Outgoing mail; password reset is off without it.
+    pub mailer: Option<Arc<dyn Mailer>>,
+    pub limiter: Arc<AuthLimiter>,
 }
 
 impl AppState {
@@ -77,12 +89,20 @@ impl AppState {
             outbox: Arc::new(Notify::new()),
             logs,
             sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
+            limiter: Arc::new(AuthLimiter::new(settings.auth_rate_per_minute)),
+            mailer: None,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             github: Arc::new(
                 ReqwestGitHub::new(DEFAULT_API_URL).expect("the default GitHub API URL is valid"),
             ),
         }
+    }
+
+    /// Sends mail (password reset links) through `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
     }
 
     /// Talks to this GitHub API instead of api.github.com.

@@ -70,6 +70,21 @@ pub fn email(value: &str) -> Result<(), String> {
     }
 }
 
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+/// A display name: any text a person goes by, without control characters.
+pub fn display_name(value: &str) -> Result<(), String> {
+    if value.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(format!(
+            "must be at most {MAX_DISPLAY_NAME_CHARS} characters"
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
 pub fn password(value: &str) -> Result<(), String> {
     if value.chars().count() < MIN_PASSWORD_CHARS {
         return Err(format!(

@@ -222,6 +222,50 @@ async fn a_signed_in_user_links_github_and_nobody_else_can_take_it() {
 }
 
 #[tokio::test]
+async fn unlinking_github_needs_a_password_and_deletes_the_token() {
+    let (app, fake) = berth().await;
+    // An account made by GitHub sign-in has no password: unlinking would
+    // lock it out.
+    let made = access_token(&sign_in(&app, &fake, None).await);
+    let me = app.get("/api/v1/me", &made).await;
+    assert_eq!(
+        (
+            me.body["has_password"].clone(),
+            me.body["github_login"].clone()
+        ),
+        (json!(false), json!("Codertocat"))
+    );
+    let refused = app
+        .call(Method::DELETE, "/api/v1/me/github", Some(&made), None)
+        .await;
+    refused.assert_problem(StatusCode::CONFLICT, "conflict");
+    assert_eq!(count(&app, "SELECT count(*) FROM github_accounts").await, 1);
+
+    let alice = app.token("alice").await;
+    let none = app
+        .call(Method::DELETE, "/api/v1/me/github", Some(&alice), None)
+        .await;
+    none.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    sqlx::query("DELETE FROM github_accounts")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    sign_in(&app, &fake, Some(&alice)).await;
+    let unlinked = app
+        .call(Method::DELETE, "/api/v1/me/github", Some(&alice), None)
+        .await;
+    assert_eq!(unlinked.status, StatusCode::NO_CONTENT, "{}", unlinked.body);
+    assert_eq!(count(&app, "SELECT count(*) FROM github_accounts").await, 0);
+    assert_eq!(
+        app.get("/api/v1/me", &alice).await.body["github_login"],
+        Value::Null
+    );
+    assert!(actions(&app)
+        .await
+        .contains(&"account.github_unlink".to_owned()));
+}
+
+#[tokio::test]
 async fn repositories_and_branches_are_listed_across_pages() {
     let (app, fake) = berth().await;
     let bob = app.token("bob").await;

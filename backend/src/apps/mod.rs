@@ -17,6 +17,8 @@ use axum::Router;
 use berth_proto::{AppRemovalRequested, AppScaleRequested};
 use model::{App, AppEnv, CreateApp, EnvVars, ScaleApp, UpdateApp, DEFAULT_BRANCH, DEFAULT_PORT};
 use serde_json::json;
+use sqlx::PgConnection;
+use store::AppRow;
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -175,17 +177,26 @@ async fn delete_app(
 ) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
     let app = store::lock_owned(&mut tx, user.id, id).await?;
-    let cancelled =
-        deployments_store::cancel_in_progress(&mut tx, id, "the app was deleted").await?;
-    store::mark_deleted(&mut tx, id).await?;
-    outbox::enqueue(&mut tx, None, &AppRemovalRequested { app: app.app_ref() }).await?;
-    let details = json!({"name": app.name, "cancelled_deployments": cancelled});
-    let event = Event::new(user.id, "app.delete", "app", id, source).details(details);
-    audit::record(&mut tx, event).await?;
+    remove(&mut tx, &app, source).await?;
     tx.commit().await?;
     state.outbox.notify_one();
-    tracing::info!(app_id = %id, cancelled, "app deleted");
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Deleting an app, for its owner or with the owner's account: cancels its
+/// deployments in progress, frees its name and asks the runtime to remove
+/// it (through the outbox, so notify the relay after committing). `app`
+/// must be locked in `tx`.
+pub async fn remove(tx: &mut PgConnection, app: &AppRow, source: SourceAddr) -> Result<()> {
+    let cancelled =
+        deployments_store::cancel_in_progress(tx, app.id, "the app was deleted").await?;
+    store::mark_deleted(tx, app.id).await?;
+    outbox::enqueue(tx, None, &AppRemovalRequested { app: app.app_ref() }).await?;
+    let details = json!({"name": app.name, "cancelled_deployments": cancelled});
+    let event = Event::new(app.owner_id, "app.delete", "app", app.id, source).details(details);
+    audit::record(tx, event).await?;
+    tracing::info!(app_id = %app.id, cancelled, "app deleted");
+    Ok(())
 }
 
 /// Set how many instances of the app run; `0` stops it and a later scale

@@ -75,6 +75,22 @@ pub async fn get(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> Result<Optio
     )
 }
 
+/// Locks every live app of the owner (in id order) and loads them.
+pub async fn lock_all_owned(conn: &mut PgConnection, owner: Uuid) -> Result<Vec<AppRow>> {
+    sqlx::query(
+        "SELECT id FROM apps WHERE owner_id = $1 AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+    )
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(
+        sqlx::query_as::<_, AppRow>(&format!("{SELECT_APP} ORDER BY a.id"))
+            .bind(owner)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
 /// Locks the app row for the rest of the transaction; false if it is not
 /// the owner's (or deleted).
 pub async fn lock(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> Result<bool> {

@@ -1,5 +1,6 @@
 //! `CurrentUser`: the caller, from an `Authorization: Bearer` access token.
 
+use super::store;
 use crate::error::Error;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
@@ -35,18 +36,25 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Error> {
 }
 
 impl CurrentUser {
-    /// From the request's bearer token; `None` when it carries none.
-    pub fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Option<Self>, Error> {
+    /// From the request's bearer token; `None` when it carries none. The
+    /// token must also belong to the account's current sessions: a password
+    /// change or an account deletion ends every token issued before it.
+    pub async fn from_headers(
+        headers: &HeaderMap,
+        state: &AppState,
+    ) -> Result<Option<Self>, Error> {
         let Some(token) = bearer_token(headers)? else {
             return Ok(None);
         };
-        state
-            .tokens
-            .verify(token)
-            .map(|id| Some(Self { id }))
-            .ok_or(Error::Unauthorized(
-                "the access token is invalid or expired",
-            ))
+        let (id, epoch) = state.tokens.verify(token).ok_or(Error::Unauthorized(
+            "the access token is invalid or expired",
+        ))?;
+        if store::session_epoch(&state.db, id).await? != Some(epoch) {
+            return Err(Error::Unauthorized(
+                "this session has ended (the password changed or the account was deleted); log in again",
+            ));
+        }
+        Ok(Some(Self { id }))
     }
 }
 
@@ -54,7 +62,8 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let user = Self::from_headers(&parts.headers, state)?
+        let user = Self::from_headers(&parts.headers, state)
+            .await?
             .ok_or(Error::Unauthorized("this endpoint needs an access token"))?;
         tracing::Span::current().record("user_id", tracing::field::display(user.id));
         Ok(user)

@@ -1,8 +1,10 @@
-//! Accounts and sessions: register, log in, refresh, log out, who am I.
+//! Sessions: register, log in, refresh, log out. The account itself
+//! (profile, password, deletion, reset) is in `accounts`.
 
 pub mod extractor;
 pub mod password;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 pub use extractor::CurrentUser;
@@ -15,10 +17,12 @@ use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use store::Rotation;
+use throttle::Guarded;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -28,7 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
-        .route("/me", get(me))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -65,13 +68,36 @@ pub struct TokenResponse {
     pub refresh_token: String,
 }
 
-pub fn tokens_for(state: &AppState, user_id: Uuid, refresh_token: String) -> Result<TokenResponse> {
+/// The token pair of a session: a new access token (under the user's
+/// current session epoch) with the session's refresh token.
+pub async fn tokens_for(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    refresh_token: String,
+) -> Result<TokenResponse> {
+    let epoch = sqlx::query_scalar::<_, i32>("SELECT session_epoch FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await?;
     Ok(TokenResponse {
-        access_token: state.tokens.issue(user_id)?,
+        access_token: state.tokens.issue(user_id, epoch)?,
         token_type: "Bearer",
         expires_in: state.tokens.access_ttl.as_secs(),
         refresh_token,
     })
+}
+
+/// Starts a session (a new refresh token family) and issues its first pair.
+pub async fn new_session(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user_id: Uuid,
+) -> Result<TokenResponse> {
+    let family = Uuid::now_v7();
+    let ttl = state.settings.refresh_token_ttl;
+    let (_, refresh_token) = store::create_refresh_token(conn, user_id, family, ttl).await?;
+    tokens_for(state, conn, user_id, refresh_token).await
 }
 
 /// Create an account.
@@ -83,6 +109,7 @@ async fn register(
     source: SourceAddr,
     Json(request): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<User>)> {
+    state.limiter.check(Guarded::Register, source.0)?;
     let email = request.email.trim().to_owned();
     let mut errors = Vec::new();
     let checks = [
@@ -123,12 +150,24 @@ async fn login(
     source: SourceAddr,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>> {
-    let found = store::find_login(&state.db, request.login.trim()).await?;
+    state.limiter.check(Guarded::Login, source.0)?;
+    let login = request.login.trim();
+    // Checked before the password, so a blocked name cannot be guessed at,
+    // and for every name alike, so being blocked reveals no account.
+    if let Some(wait) = throttle::login_blocked(&state.db, login).await? {
+        metrics::counter!("berth_logins_total", "outcome" => "blocked").increment(1);
+        return Err(Error::throttled(
+            "too many failed sign-ins for this login",
+            wait,
+        ));
+    }
+    let found = store::find_login(&state.db, login).await?;
     let (user_id, stored) = match found {
         Some((id, hash)) => (Some(id), hash),
         None => (None, None),
     };
     let valid = password::verify(request.password, stored).await?;
+    let mut tx = state.db.begin().await?;
     let user_id = match (valid, user_id) {
         (true, Some(id)) => id,
         _ => {
@@ -144,20 +183,15 @@ async fn login(
                 details: serde_json::json!({}),
                 source,
             }
-            .actor(request.login.trim());
-            let mut conn = state.db.acquire().await?;
-            audit::record(&mut conn, event).await?;
+            .actor(login);
+            audit::record(&mut tx, event).await?;
+            throttle::record_login_failure(&mut tx, login).await?;
+            tx.commit().await?;
             return Err(Error::InvalidCredentials);
         }
     };
-    let mut tx = state.db.begin().await?;
-    let (_, refresh_token) = store::create_refresh_token(
-        &mut tx,
-        user_id,
-        Uuid::now_v7(),
-        state.settings.refresh_token_ttl,
-    )
-    .await?;
+    throttle::clear_login_failures(&mut tx, &[login]).await?;
+    let tokens = new_session(&state, &mut tx, user_id).await?;
     audit::record(
         &mut tx,
         Event::new(user_id, "auth.login", "user", user_id, source),
@@ -165,7 +199,7 @@ async fn login(
     .await?;
     tx.commit().await?;
     metrics::counter!("berth_logins_total", "outcome" => "ok").increment(1);
-    Ok(Json(tokens_for(&state, user_id, refresh_token)?))
+    Ok(Json(tokens))
 }
 
 /// Exchange a refresh token for a new pair; the old refresh token is revoked.
@@ -185,7 +219,12 @@ async fn refresh(
         Rotation::Rotated {
             user_id,
             refresh_token,
-        } => Ok(Json(tokens_for(&state, user_id, refresh_token)?)),
+        } => {
+            let mut conn = state.db.acquire().await?;
+            Ok(Json(
+                tokens_for(&state, &mut conn, user_id, refresh_token).await?,
+            ))
+        }
         Rotation::Reused | Rotation::Invalid => Err(Error::Unauthorized(
             "the refresh token is invalid, expired or already used; log in again",
         )),
@@ -207,14 +246,4 @@ async fn logout(
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The caller's account.
-#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 401, body = crate::error::Problem)))]
-async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<User>> {
-    store::get_user(&state.db, user.id)
-        .await?
-        .map(Json)
-        .ok_or(Error::Unauthorized("the account no longer exists"))
 }

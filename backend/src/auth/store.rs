@@ -46,7 +46,8 @@ pub async fn insert_user(
 /// (no hash: the account signs in with GitHub only).
 pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<(Uuid, Option<String>)>> {
     Ok(sqlx::query_as::<_, (Uuid, Option<String>)>(
-        "SELECT id, password_hash FROM users WHERE username = $1 OR lower(email) = lower($1)
+        "SELECT id, password_hash FROM users
+         WHERE (username = $1 OR lower(email) = lower($1)) AND deleted_at IS NULL
          ORDER BY username = $1 DESC LIMIT 1",
     )
     .bind(login)
@@ -54,15 +55,14 @@ pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<(Uuid, Option
     .await?)
 }
 
-pub async fn get_user(db: &PgPool, id: Uuid) -> Result<Option<User>> {
-    Ok(
-        sqlx::query_as::<_, User>(
-            "SELECT id, username, email, created_at FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(db)
-        .await?,
+/// The session epoch of a live (not deleted) account.
+pub async fn session_epoch(db: &PgPool, id: Uuid) -> Result<Option<i32>> {
+    Ok(sqlx::query_scalar::<_, i32>(
+        "SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL",
     )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Stores a new refresh token of `family` and returns it (the only time it

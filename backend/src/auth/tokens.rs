@@ -22,6 +22,10 @@ pub struct Claims {
     pub iss: String,
     pub iat: i64,
     pub exp: i64,
+    /// The user's session epoch when the token was issued; the token dies
+    /// when the epoch moves on (password change, account deletion).
+    #[serde(default)]
+    pub epoch: i32,
 }
 
 pub struct TokenKeys {
@@ -52,22 +56,23 @@ impl TokenKeys {
         })
     }
 
-    pub fn issue(&self, user_id: Uuid) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(&self, user_id: Uuid, epoch: i32) -> Result<String, jsonwebtoken::errors::Error> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
             iss: ISSUER.into(),
             iat: now,
             exp: now + self.access_ttl.as_secs() as i64,
+            epoch,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
-    /// The user id of a valid, unexpired token.
-    pub fn verify(&self, token: &str) -> Option<Uuid> {
+    /// The user id and session epoch of a valid, unexpired token.
+    pub fn verify(&self, token: &str) -> Option<(Uuid, i32)> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()
-            .map(|data| data.claims.sub)
+            .map(|data| (data.claims.sub, data.claims.epoch))
     }
 }
 
@@ -92,8 +97,8 @@ mod tests {
     fn tokens_round_trip_and_other_keys_are_refused() {
         let keys = TokenKeys::new(&[7u8; 32]).unwrap();
         let user = Uuid::now_v7();
-        let token = keys.issue(user).unwrap();
-        assert_eq!(keys.verify(&token), Some(user));
+        let token = keys.issue(user, 3).unwrap();
+        assert_eq!(keys.verify(&token), Some((user, 3)));
         let other = TokenKeys::new(&[8u8; 32]).unwrap();
         assert_eq!(other.verify(&token), None);
         assert_eq!(keys.verify("garbage"), None);
@@ -108,6 +113,7 @@ mod tests {
             iss: ISSUER.into(),
             iat: now - 120,
             exp: now - 60,
+            epoch: 0,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token), None);

@@ -64,7 +64,7 @@ pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<StartResponse>> {
-    let link = CurrentUser::from_headers(&headers, &state)?;
+    let link = CurrentUser::from_headers(&headers, &state).await?;
     let (app, redirect_uri) = configured(&state)?;
     let oauth_state = random_token();
     let verifier = random_token();
@@ -149,19 +149,13 @@ pub async fn callback(
         scopes: &token.scope,
     };
     store::upsert_account(&mut tx, account).await?;
-    let (_, refresh_token) = auth::store::create_refresh_token(
-        &mut tx,
-        user_id,
-        Uuid::now_v7(),
-        state.settings.refresh_token_ttl,
-    )
-    .await?;
+    let tokens = auth::new_session(&state, &mut tx, user_id).await?;
     let details = serde_json::json!({"github_login": github_user.login, "created": created});
     let event = Event::new(user_id, action, "user", user_id, source).details(details);
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     tracing::info!(%user_id, github_login = %github_user.login, action, created, "signed in with GitHub");
-    Ok(Json(auth::tokens_for(&state, user_id, refresh_token)?))
+    Ok(Json(tokens))
 }
 
 fn github_problem(error: GitHubError) -> Error {

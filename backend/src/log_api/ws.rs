@@ -73,7 +73,7 @@ async fn authenticate(
     headers: &HeaderMap,
     ticket: Option<&str>,
 ) -> Result<CurrentUser> {
-    if let Some(user) = CurrentUser::from_headers(headers, state)? {
+    if let Some(user) = CurrentUser::from_headers(headers, state).await? {
         return Ok(user);
     }
     match ticket {

@@ -6,12 +6,14 @@ pub mod broker;
 pub mod fake_github;
 pub mod fake_github_oauth;
 pub mod fake_logs;
+pub mod mailbox;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use berth_backend::auth::tokens::TokenKeys;
 use berth_backend::logs::LogReader;
+use berth_backend::mail::Mailer;
 use berth_backend::state::{ApiSettings, AppState};
 use berth_backend::webhooks::github::GitHubClient;
 use berth_backend::{db, server};
@@ -160,6 +162,13 @@ impl TestApp {
     /// Talks to `github` instead of api.github.com.
     pub fn with_github(mut self, github: Arc<dyn GitHubClient>) -> Self {
         self.state = self.state.clone().with_github(github);
+        self.router = server::app(self.state.clone(), Arc::new(|| true), None);
+        self
+    }
+
+    /// Sends mail through `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.state = self.state.clone().with_mailer(mailer);
         self.router = server::app(self.state.clone(), Arc::new(|| true), None);
         self
     }
