@@ -2,8 +2,8 @@
 //! `Mailer` trait; SMTP through lettre is the one transport.
 
 use async_trait::async_trait;
-use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox};
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +71,7 @@ impl Mailer for SmtpMailer {
             .to(to)
             .subject(&email.subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(plain_body(&email.body))
+            .body(email.body.clone())
             .map_err(|e| MailError::Refused(format!("the message cannot be built: {e}")))?;
         self.transport.send(message).await.map(drop).map_err(|e| {
             if e.is_permanent() {
@@ -81,13 +81,6 @@ impl Mailer for SmtpMailer {
             }
         })
     }
-}
-
-/// Plain text sent as it is (7bit) when its lines allow, so links and
-/// tokens reach the reader unbroken by quoted-printable soft line breaks.
-fn plain_body(text: &str) -> Body {
-    Body::new_with_encoding(text.to_owned(), ContentTransferEncoding::SevenBit)
-        .unwrap_or_else(Body::new)
 }
 
 /// Sends `email` in the background, retrying a mail server that is

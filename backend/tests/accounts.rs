@@ -4,6 +4,8 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
+use berth_backend::state::ApiSettings;
+use common::fake_logs::FakeLogs;
 use common::mailbox::{reset_token, smtp_mailer, wait_for_message};
 use common::{id_of, TestApp};
 use serde_json::{json, Value};
@@ -148,7 +150,13 @@ async fn changing_the_password_ends_every_other_session() {
 
 #[tokio::test]
 async fn a_password_is_reset_with_the_emailed_token_once() {
-    let app = TestApp::new().await.with_mailer(Arc::new(smtp_mailer()));
+    let settings = ApiSettings {
+        public_url: Some("https://berth.example.com".into()),
+        ..ApiSettings::default()
+    };
+    let app = TestApp::with(settings, Arc::new(FakeLogs::default()))
+        .await
+        .with_mailer(Arc::new(smtp_mailer()));
     let username = unique("dora");
     let email = format!("{username}@example.com");
     let session = {
@@ -183,12 +191,12 @@ async fn a_password_is_reset_with_the_emailed_token_once() {
     );
 
     let mail = wait_for_message(&email, 1).await;
-    assert!(
-        mail.contains("Subject: Reset your berth password"),
-        "{mail}"
-    );
-    assert!(mail.contains(&username), "{mail}");
+    assert_eq!(mail.subject, "Reset your berth password");
+    assert_eq!(mail.from, "berth <berth@localhost>");
+    assert!(mail.body.contains(&username), "{}", mail.body);
     let token = reset_token(&mail);
+    let link = format!("https://berth.example.com/reset-password#token={token}");
+    assert!(mail.body.contains(&link), "{}", mail.body);
     assert_eq!(token.len(), 43, "32 random bytes, base64url: {token}");
     // A second ask within the minute sends nothing more.
     assert_eq!(ask(email.clone()).await.status, StatusCode::ACCEPTED);
@@ -248,7 +256,8 @@ async fn an_expired_reset_token_is_refused_and_reset_needs_mail_configured() {
         )
         .await;
     off.assert_problem(StatusCode::NOT_FOUND, "not-found");
-    assert!(off.problem().contains("BERTH_SMTP_URL"), "{}", off.body);
+    let detail = off.body["detail"].as_str().unwrap();
+    assert!(detail.contains("BERTH_SMTP_URL"), "{detail}");
 
     let app = app.with_mailer(Arc::new(smtp_mailer()));
     let username = unique("erin");
@@ -321,7 +330,7 @@ async fn deleting_the_account_deletes_its_apps_and_ends_its_sessions() {
         assert_eq!(gone, id != kept, "app {id}");
     }
     let removals: Vec<String> = sqlx::query_scalar(
-        "SELECT envelope->'payload'->'app'->>'app_id' FROM outbox
+        "SELECT envelope->'payload'->'app'->>'id' FROM outbox
          WHERE envelope->>'type' = 'app.removal_requested' ORDER BY id",
     )
     .fetch_all(app.pool())

@@ -11,12 +11,18 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 29] = [
+const ROUTES: [(&str, &str); 35] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
     ("get", "/api/v1/me"),
+    ("patch", "/api/v1/me"),
+    ("delete", "/api/v1/me"),
+    ("put", "/api/v1/me/password"),
+    ("delete", "/api/v1/me/github"),
+    ("post", "/api/v1/auth/password-reset"),
+    ("post", "/api/v1/auth/password-reset/confirm"),
     ("get", "/api/v1/auth/github/start"),
     ("get", "/api/v1/auth/github/callback"),
     ("get", "/api/v1/github/repos"),

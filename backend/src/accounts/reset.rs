@@ -85,7 +85,8 @@ async fn send_reset(
     email: &str,
     source: SourceAddr,
 ) -> Result<()> {
-    let Some((user_id, username)) = store::find_by_email(&state.db, email).await? else {
+    // The mail goes to the address on the account, not to the one typed.
+    let Some((user_id, username, address)) = store::find_by_email(&state.db, email).await? else {
         return Ok(());
     };
     let ttl = state.settings.password_reset_ttl;
@@ -104,31 +105,35 @@ async fn send_reset(
     audit::record(&mut conn, event).await?;
     mail::send_later(
         mailer,
-        reset_mail(state, email, &username, &token, ttl),
+        reset_mail(state, &address, &username, &token, ttl),
         "password_reset",
     );
     Ok(())
 }
 
 fn reset_mail(state: &AppState, to: &str, username: &str, token: &str, ttl: Duration) -> Email {
-    let base = state.settings.public_url.as_deref().unwrap_or("");
+    let base = state.settings.public_url.as_deref();
     let minutes = ttl.as_secs() / 60;
+    let link = match base {
+        Some(base) => format!(
+            "To choose a new password, open this link within {minutes} minutes:\n\n\
+             {base}/reset-password#token={token}\n\nOr send the token to the API:\n"
+        ),
+        None => {
+            format!("To choose a new password within {minutes} minutes, send this to the API:\n")
+        }
+    };
     Email {
         to: to.to_owned(),
         subject: "Reset your berth password".into(),
         body: format!(
-            "Someone asked to reset the password of the berth account {username}.\n\
-             \n\
-             To choose a new password, open this link within {minutes} minutes:\n\
-             \n\
-             {base}/reset-password#token={token}\n\
-             \n\
-             Or send the token to the API:\n\
+            "Someone asked to reset the password of the berth account {username}.\n\n\
+             {link}\
              POST {base}/api/v1/auth/password-reset/confirm\n\
-             {{\"token\": \"{token}\", \"new_password\": \"...\"}}\n\
-             \n\
-             The link works once. Choosing a new password signs out every session.\n\
-             If you did not ask for this, ignore this mail: your password stays as it is.\n"
+             {{\"token\": \"{token}\", \"new_password\": \"(the new password)\"}}\n\n\
+             The token works once. Choosing a new password signs out every session.\n\
+             If you did not ask for this, ignore this mail: your password stays as it is.\n",
+            base = base.unwrap_or("")
         ),
     }
 }

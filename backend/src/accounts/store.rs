@@ -117,10 +117,12 @@ pub async fn unlink_github(conn: &mut PgConnection, id: Uuid) -> Result<Option<S
     .await?)
 }
 
-/// The live account with this email address: id and username.
-pub async fn find_by_email(db: &PgPool, email: &str) -> Result<Option<(Uuid, String)>> {
-    Ok(sqlx::query_as::<_, (Uuid, String)>(
-        "SELECT id, username FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL",
+/// The live account with this email address: id, username and the address
+/// as the account has it.
+pub async fn find_by_email(db: &PgPool, email: &str) -> Result<Option<(Uuid, String, String)>> {
+    Ok(sqlx::query_as::<_, (Uuid, String, String)>(
+        "SELECT id, username, email FROM users
+         WHERE lower(email) = lower($1) AND deleted_at IS NULL",
     )
     .bind(email.trim())
     .fetch_optional(db)

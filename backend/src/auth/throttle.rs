@@ -26,7 +26,7 @@ pub const FREE_FAILURES: i32 = 5;
 pub const FIRST_BLOCK: Duration = Duration::from_secs(30);
 pub const MAX_BLOCK: Duration = Duration::from_secs(15 * 60);
 /// Failures older than this are forgotten.
-const FAILURE_WINDOW_HOURS: f64 = 24.0;
+const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// The public endpoints with their own budget per address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,13 +102,13 @@ pub async fn record_login_failure(conn: &mut PgConnection, login: &str) -> Resul
          VALUES ($1, 1, now(), now())
          ON CONFLICT (login) DO UPDATE SET
            failures = CASE
-             WHEN login_failures.last_failed_at < now() - make_interval(hours => $2)
+             WHEN login_failures.last_failed_at < now() - make_interval(secs => $2)
              THEN 1 ELSE login_failures.failures + 1 END,
            last_failed_at = now()
          RETURNING failures",
     )
     .bind(login_key(login))
-    .bind(FAILURE_WINDOW_HOURS)
+    .bind(FAILURE_WINDOW.as_secs_f64())
     .fetch_one(&mut *conn)
     .await?;
     let block = block_after(failures);

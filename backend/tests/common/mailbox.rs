@@ -4,6 +4,7 @@
 
 use berth_backend::mail::SmtpMailer;
 use berth_common::testing::setting;
+use mailparse::MailHeaderMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,28 +14,44 @@ pub fn smtp_mailer() -> SmtpMailer {
         .expect("BERTH_SMTP_URL is usable")
 }
 
-/// The messages delivered to `to` so far, raw (headers and body).
-pub fn messages_to(to: &str) -> Vec<String> {
+/// A message as the SMTP sink received it, decoded.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub subject: String,
+    pub from: String,
+    /// The body, its transfer encoding (quoted-printable, say) undone.
+    pub body: String,
+}
+
+/// The messages delivered to `to` so far, oldest first.
+pub fn messages_to(to: &str) -> Vec<Mail> {
     let dir = PathBuf::from(setting("BERTH_MAIL_DIR")).join("new");
-    let wanted = format!("X-RcptTo: {}", to.to_lowercase());
-    let mut found: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&dir)
+    let mut found: Vec<(std::time::SystemTime, Mail)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the SMTP sink's Maildir {} is readable: {e}", dir.display()))
         .filter_map(|entry| {
             let entry = entry.ok()?;
-            let text = std::fs::read_to_string(entry.path()).ok()?;
-            let to_us = text
-                .lines()
-                .any(|line| line.to_lowercase().starts_with(&wanted.to_lowercase()));
-            let modified = entry.metadata().ok()?.modified().ok()?;
-            to_us.then_some((modified, text))
+            let raw = std::fs::read(entry.path()).ok()?;
+            let parsed = mailparse::parse_mail(&raw).ok()?;
+            let headers = parsed.get_headers();
+            // aiosmtpd records the envelope's recipients in X-RcptTo.
+            let recipients = headers.get_first_value("X-RcptTo")?.to_lowercase();
+            if !recipients.split(',').any(|r| r.trim() == to.to_lowercase()) {
+                return None;
+            }
+            let mail = Mail {
+                subject: headers.get_first_value("Subject").unwrap_or_default(),
+                from: headers.get_first_value("From").unwrap_or_default(),
+                body: parsed.get_body().ok()?,
+            };
+            Some((entry.metadata().ok()?.modified().ok()?, mail))
         })
         .collect();
-    found.sort();
-    found.into_iter().map(|(_, text)| text).collect()
+    found.sort_by_key(|(modified, _)| *modified);
+    found.into_iter().map(|(_, mail)| mail).collect()
 }
 
 /// Waits (up to 10 s) for the `n`-th message to `to` and returns it.
-pub async fn wait_for_message(to: &str, n: usize) -> String {
+pub async fn wait_for_message(to: &str, n: usize) -> Mail {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let messages = messages_to(to);
@@ -50,11 +67,12 @@ pub async fn wait_for_message(to: &str, n: usize) -> String {
     }
 }
 
-/// The reset token in a password reset mail (after `#token=`).
-pub fn reset_token(message: &str) -> String {
-    let (_, rest) = message
-        .split_once("#token=")
-        .unwrap_or_else(|| panic!("no reset link in the mail:\n{message}"));
+/// The reset token in a password reset mail (the API request's).
+pub fn reset_token(mail: &Mail) -> String {
+    let (_, rest) = mail
+        .body
+        .split_once("{\"token\": \"")
+        .unwrap_or_else(|| panic!("no reset link in the mail:\n{}", mail.body));
     rest.chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
