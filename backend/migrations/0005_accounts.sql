@@ -31,3 +31,7 @@ CREATE TABLE login_failures (
     last_failed_at timestamptz NOT NULL,
     blocked_until  timestamptz NOT NULL
 );
+
+-- A GitHub sign-in started by the web UI ends in a redirect to it with the
+-- session cookie, not in a JSON answer.
+ALTER TABLE oauth_states ADD COLUMN browser boolean NOT NULL DEFAULT false;

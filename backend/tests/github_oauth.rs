@@ -165,6 +165,55 @@ async fn signing_in_creates_an_account_then_signs_it_in_again() {
 }
 
 #[tokio::test]
+async fn a_browser_sign_in_ends_at_the_ui_with_the_session_cookie() {
+    let (app, fake) = berth().await;
+    let started = app
+        .call(
+            Method::GET,
+            "/api/v1/auth/github/start?browser=true",
+            None,
+            None,
+        )
+        .await;
+    let url = started.body["url"].as_str().unwrap().to_owned();
+    let code = fake.authorize(&url);
+    let signed_in = callback(&app, &code, &query_of(&url)["state"]).await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    assert_eq!(signed_in.headers["location"], format!("{PUBLIC_URL}/"));
+    let cookie = signed_in.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("berth_refresh="), "{cookie}");
+    for part in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/api/v1/auth"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    assert!(!cookie.contains(TOKEN) && !signed_in.body.to_string().contains(TOKEN));
+    assert_eq!(count(&app, "SELECT count(*) FROM refresh_tokens").await, 1);
+
+    // A failure after the state is known goes back to the UI with the reason.
+    let started = app
+        .call(
+            Method::GET,
+            "/api/v1/auth/github/start?browser=true",
+            None,
+            None,
+        )
+        .await;
+    let url = started.body["url"].as_str().unwrap().to_owned();
+    let refused = callback(&app, "a-code-github-never-gave", &query_of(&url)["state"]).await;
+    assert_eq!(refused.status, StatusCode::SEE_OTHER);
+    let location = refused.headers["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{PUBLIC_URL}/sign-in?error=GitHub+refused")),
+        "{location}"
+    );
+    assert!(refused.headers.get("set-cookie").is_none());
+}
+
+#[tokio::test]
 async fn a_state_berth_did_not_make_is_refused_before_asking_github() {
     let (app, fake) = berth().await;
     let url = start(&app, None).await;

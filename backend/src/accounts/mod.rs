@@ -12,9 +12,10 @@ use crate::extract::Json;
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use store::Profile;
@@ -131,8 +132,10 @@ async fn change_password(
     State(state): State<AppState>,
     user: CurrentUser,
     source: SourceAddr,
+    headers: HeaderMap,
+    jar: CookieJar,
     Json(request): Json<ChangePassword>,
-) -> Result<Json<TokenResponse>> {
+) -> Result<(CookieJar, Json<TokenResponse>)> {
     if let Err(message) = validate::password(&request.new_password) {
         return Err(Error::invalid("new_password", message));
     }
@@ -157,7 +160,7 @@ async fn change_password(
     let response = auth::new_session(&state, &mut tx, user.id).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, "password changed; other sessions ended");
-    Ok(Json(response))
+    Ok(response.deliver(&state.settings, &headers, jar))
 }
 
 /// Delete the account: its apps are deleted as `DELETE /apps/{id}` does,

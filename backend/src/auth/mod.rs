@@ -1,6 +1,7 @@
 //! Sessions: register, log in, refresh, log out. The account itself
 //! (profile, password, deletion, reset) is in `accounts`.
 
+pub mod cookie;
 pub mod extractor;
 pub mod password;
 pub mod store;
@@ -13,12 +14,13 @@ pub use store::User;
 use crate::audit::{self, Event, SourceAddr};
 use crate::error::{Error, FieldError, Result};
 use crate::extract::Json;
-use crate::state::AppState;
+use crate::state::{ApiSettings, AppState};
 use crate::validate;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use store::Rotation;
@@ -53,7 +55,21 @@ pub struct LoginRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    /// Leave out to use the session cookie (with `X-Berth-Session: cookie`).
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+impl RefreshRequest {
+    /// The refresh token from the body, else from the session cookie.
+    fn token(&self, headers: &HeaderMap, jar: &CookieJar) -> Option<String> {
+        self.refresh_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned)
+            .or_else(|| cookie::refresh_token(headers, jar))
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,8 +80,32 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    /// Single-use: exchange it at /auth/refresh for a new pair.
-    pub refresh_token: String,
+    /// Single-use: exchange it at /auth/refresh for a new pair. Absent when
+    /// the request asked for the session cookie (`X-Berth-Session: cookie`):
+    /// then it is in the `berth_refresh` cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl TokenResponse {
+    /// Hands the pair out: with `X-Berth-Session: cookie`, the refresh
+    /// token goes into the HttpOnly cookie instead of the body.
+    pub fn deliver(
+        mut self,
+        settings: &ApiSettings,
+        headers: &HeaderMap,
+        jar: CookieJar,
+    ) -> (CookieJar, Json<Self>) {
+        let jar = match (cookie::wants_cookie(headers), self.refresh_token.take()) {
+            (true, Some(token)) => cookie::with_session(jar, settings, token),
+            (false, token) => {
+                self.refresh_token = token;
+                jar
+            }
+            (true, None) => jar,
+        };
+        (jar, Json(self))
+    }
 }
 
 /// The token pair of a session: a new access token (under the user's
@@ -84,7 +124,7 @@ pub async fn tokens_for(
         access_token: state.tokens.issue(user_id, epoch)?,
         token_type: "Bearer",
         expires_in: state.tokens.access_ttl.as_secs(),
-        refresh_token,
+        refresh_token: Some(refresh_token),
     })
 }
 
@@ -148,8 +188,10 @@ async fn register(
 async fn login(
     State(state): State<AppState>,
     source: SourceAddr,
+    headers: HeaderMap,
+    jar: CookieJar,
     Json(request): Json<LoginRequest>,
-) -> Result<Json<TokenResponse>> {
+) -> Result<(CookieJar, Json<TokenResponse>)> {
     state.limiter.check(Guarded::Login, source.0)?;
     let login = request.login.trim();
     // Checked before the password, so a blocked name cannot be guessed at,
@@ -199,7 +241,7 @@ async fn login(
     .await?;
     tx.commit().await?;
     metrics::counter!("berth_logins_total", "outcome" => "ok").increment(1);
-    Ok(Json(tokens))
+    Ok(tokens.deliver(&state.settings, &headers, jar))
 }
 
 /// Exchange a refresh token for a new pair; the old refresh token is revoked.
@@ -207,23 +249,22 @@ async fn login(
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::Problem)))]
 async fn refresh(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
     Json(request): Json<RefreshRequest>,
-) -> Result<Json<TokenResponse>> {
-    let rotation = store::rotate_refresh_token(
-        &state.db,
-        request.refresh_token.trim(),
-        state.settings.refresh_token_ttl,
-    )
-    .await?;
-    match rotation {
+) -> Result<(CookieJar, Json<TokenResponse>)> {
+    let token = request.token(&headers, &jar).ok_or(Error::Unauthorized(
+        "no refresh token: send it in the body, or send the session cookie with X-Berth-Session: cookie",
+    ))?;
+    let ttl = state.settings.refresh_token_ttl;
+    match store::rotate_refresh_token(&state.db, &token, ttl).await? {
         Rotation::Rotated {
             user_id,
             refresh_token,
         } => {
             let mut conn = state.db.acquire().await?;
-            Ok(Json(
-                tokens_for(&state, &mut conn, user_id, refresh_token).await?,
-            ))
+            let tokens = tokens_for(&state, &mut conn, user_id, refresh_token).await?;
+            Ok(tokens.deliver(&state.settings, &headers, jar))
         }
         Rotation::Reused | Rotation::Invalid => Err(Error::Unauthorized(
             "the refresh token is invalid, expired or already used; log in again",
@@ -237,13 +278,22 @@ async fn refresh(
 async fn logout(
     State(state): State<AppState>,
     source: SourceAddr,
+    headers: HeaderMap,
+    jar: CookieJar,
     Json(request): Json<RefreshRequest>,
-) -> Result<StatusCode> {
+) -> Result<(CookieJar, StatusCode)> {
     let mut tx = state.db.begin().await?;
-    if let Some(user_id) = store::revoke_session(&mut tx, request.refresh_token.trim()).await? {
-        let event = Event::new(user_id, "auth.logout", "user", user_id, source);
-        audit::record(&mut tx, event).await?;
+    if let Some(token) = request.token(&headers, &jar) {
+        if let Some(user_id) = store::revoke_session(&mut tx, &token).await? {
+            let event = Event::new(user_id, "auth.logout", "user", user_id, source);
+            audit::record(&mut tx, event).await?;
+        }
     }
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    let jar = if cookie::wants_cookie(&headers) {
+        cookie::cleared(jar, &state.settings)
+    } else {
+        jar
+    };
+    Ok((jar, StatusCode::NO_CONTENT))
 }

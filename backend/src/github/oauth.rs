@@ -7,7 +7,7 @@ use super::store::{self, Account};
 use super::types::{GitHubUser, OAuthApp};
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::tokens::random_token;
-use crate::auth::{self, CurrentUser, TokenResponse};
+use crate::auth::{self, cookie, CurrentUser, TokenResponse};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Query};
 use crate::state::AppState;
@@ -15,6 +15,8 @@ use crate::validate;
 use crate::webhooks::github::GitHubError;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,14 @@ const CALLBACK_PATH: &str = "/api/v1/auth/github/callback";
 pub struct StartResponse {
     /// Send the browser here; GitHub sends it back to the callback.
     pub url: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StartQuery {
+    /// For the web UI: the callback then sets the session cookie and
+    /// redirects to the UI (or to `/sign-in?error=...`).
+    #[serde(default)]
+    pub browser: bool,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -57,19 +67,21 @@ pub fn challenge(verifier: &str) -> String {
 /// Start signing in with GitHub. With an access token, the flow links
 /// GitHub to that account instead. Answers JSON (not a redirect) so that a
 /// web UI can send its bearer token and then navigate to `url`.
-#[utoipa::path(get, path = "/api/v1/auth/github/start", tag = "auth",
+#[utoipa::path(get, path = "/api/v1/auth/github/start", tag = "auth", params(StartQuery),
     security((), ("bearer" = [])),
     responses((status = 200, body = StartResponse), (status = 404, body = crate::error::Problem)))]
 pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Query(query): Query<StartQuery>,
 ) -> Result<Json<StartResponse>> {
     let link = CurrentUser::from_headers(&headers, &state).await?;
     let (app, redirect_uri) = configured(&state)?;
     let oauth_state = random_token();
     let verifier = random_token();
     let sealed = state.key.seal(verifier.as_bytes());
-    store::insert_state(&state.db, &oauth_state, &sealed, link.map(|u| u.id)).await?;
+    let link = link.map(|user| user.id);
+    store::insert_state(&state.db, &oauth_state, &sealed, link, query.browser).await?;
     let mut url = url::Url::parse(&format!("{}/login/oauth/authorize", app.web_url))
         .map_err(|e| Error::internal(format!("BERTH_GITHUB_URL: {e}")))?;
     url.query_pairs_mut()
@@ -83,15 +95,20 @@ pub async fn start(
 }
 
 /// GitHub sends the browser back here. The state must be one berth made,
-/// unexpired and unused. Answers the same tokens as a login.
+/// unexpired and unused. Answers the same tokens as a login; for a sign-in
+/// the web UI started (`browser=true`), sets the session cookie and
+/// redirects to the UI, or to `/sign-in?error=...` when it failed.
 #[utoipa::path(get, path = "/api/v1/auth/github/callback", tag = "auth", params(CallbackQuery),
-    responses((status = 200, body = TokenResponse), (status = 400, body = crate::error::Problem),
+    responses((status = 200, body = TokenResponse),
+              (status = 303, description = "a browser sign-in: to the web UI"),
+              (status = 400, body = crate::error::Problem),
               (status = 409, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
 pub async fn callback(
     State(state): State<AppState>,
     source: SourceAddr,
+    jar: CookieJar,
     Query(query): Query<CallbackQuery>,
-) -> Result<Json<TokenResponse>> {
+) -> Result<Response> {
     let (_, redirect_uri) = configured(&state)?;
     let bad_state = || {
         Error::BadRequest(
@@ -102,6 +119,34 @@ pub async fn callback(
     let pending = store::consume_state(&state.db, oauth_state)
         .await?
         .ok_or_else(bad_state)?;
+    let browser = pending.browser;
+    let signed_in = sign_in(&state, source, &query, pending, &redirect_uri).await;
+    let ui = state.settings.public_url.as_deref().unwrap_or("");
+    match (signed_in, browser) {
+        (Ok(tokens), false) => Ok(Json(tokens).into_response()),
+        (Ok(tokens), true) => {
+            let token = tokens.refresh_token.unwrap_or_default();
+            let jar = cookie::with_session(jar, &state.settings, token);
+            Ok((jar, Redirect::to(&format!("{ui}/"))).into_response())
+        }
+        (Err(error), false) => Err(error),
+        (Err(error), true) => {
+            let detail: String =
+                url::form_urlencoded::byte_serialize(error.to_problem().detail.as_bytes())
+                    .collect();
+            Ok(Redirect::to(&format!("{ui}/sign-in?error={detail}")).into_response())
+        }
+    }
+}
+
+/// Trades the code for a token and signs the GitHub account's user in.
+async fn sign_in(
+    state: &AppState,
+    source: SourceAddr,
+    query: &CallbackQuery,
+    pending: store::PendingSignIn,
+    redirect_uri: &str,
+) -> Result<TokenResponse> {
     if query.error.is_some() {
         return Err(Error::BadRequest(
             "GitHub sign-in was refused or cancelled".into(),
@@ -115,7 +160,7 @@ pub async fn callback(
         .map_err(|_| Error::internal("a sealed PKCE verifier is not text"))?;
     let token = state
         .github
-        .exchange_code(code, &verifier, &redirect_uri)
+        .exchange_code(code, &verifier, redirect_uri)
         .await
         .map_err(github_problem)?;
     let github_user = state
@@ -149,13 +194,13 @@ pub async fn callback(
         scopes: &token.scope,
     };
     store::upsert_account(&mut tx, account).await?;
-    let tokens = auth::new_session(&state, &mut tx, user_id).await?;
+    let tokens = auth::new_session(state, &mut tx, user_id).await?;
     let details = serde_json::json!({"github_login": github_user.login, "created": created});
     let event = Event::new(user_id, action, "user", user_id, source).details(details);
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     tracing::info!(%user_id, github_login = %github_user.login, action, created, "signed in with GitHub");
-    Ok(Json(tokens))
+    Ok(tokens)
 }
 
 fn github_problem(error: GitHubError) -> Error {

@@ -16,6 +16,7 @@ pub async fn insert_state(
     state: &str,
     verifier: &Sealed,
     link_user_id: Option<Uuid>,
+    browser: bool,
 ) -> Result<()> {
     let mut tx = db.begin().await?;
     // Abandoned sign-ins go away with the next one.
@@ -23,13 +24,15 @@ pub async fn insert_state(
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "INSERT INTO oauth_states (state_hash, pkce_verifier_sealed, link_user_id, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        "INSERT INTO oauth_states (state_hash, pkce_verifier_sealed, link_user_id, expires_at,
+                                   browser)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)",
     )
     .bind(hash_token(state))
     .bind(SqlJson(verifier))
     .bind(link_user_id)
     .bind(STATE_TTL.as_secs_f64())
+    .bind(browser)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -40,22 +43,25 @@ pub async fn insert_state(
 pub struct PendingSignIn {
     pub verifier: Sealed,
     pub link_user_id: Option<Uuid>,
+    /// Started by the web UI: finish with a redirect and the session cookie.
+    pub browser: bool,
 }
 
 /// Deletes the state and returns its sign-in if it had not expired: a
 /// state works once, whatever happens next.
 pub async fn consume_state(db: &PgPool, state: &str) -> Result<Option<PendingSignIn>> {
-    let row = sqlx::query_as::<_, (SqlJson<Sealed>, Option<Uuid>, bool)>(
+    let row = sqlx::query_as::<_, (SqlJson<Sealed>, Option<Uuid>, bool, bool)>(
         "DELETE FROM oauth_states WHERE state_hash = $1
-         RETURNING pkce_verifier_sealed, link_user_id, expires_at > now()",
+         RETURNING pkce_verifier_sealed, link_user_id, browser, expires_at > now()",
     )
     .bind(hash_token(state))
     .fetch_optional(db)
     .await?;
-    Ok(row.and_then(|(verifier, link_user_id, live)| {
+    Ok(row.and_then(|(verifier, link_user_id, browser, live)| {
         live.then_some(PendingSignIn {
             verifier: verifier.0,
             link_user_id,
+            browser,
         })
     }))
 }
