@@ -338,12 +338,18 @@ mod tests {
         let local = push(json!({"repository": {"full_name": "local/app",
             "clone_url": url, "pushed_at": Utc::now().timestamp()}}));
         let now = Utc::now();
-        assert_eq!(decide(&local, &at_path, now), Decision::Deploy(SHA.to_lowercase()));
+        assert_eq!(
+            decide(&local, &at_path, now),
+            Decision::Deploy(SHA.to_lowercase())
+        );
         let file_app = Target {
             repo_url: &url,
             ..at_path
         };
-        assert!(matches!(decide(&local, &file_app, now), Decision::Deploy(_)));
+        assert!(matches!(
+            decide(&local, &file_app, now),
+            Decision::Deploy(_)
+        ));
         // A GitHub push does not reach a local app, nor a local one a GitHub app.
         assert!(ignored(decide(&push(json!({})), &file_app, now)).contains("Hello-World"));
         assert!(ignored(decide(&local, &app(None), now)).contains("local/app"));
