@@ -45,6 +45,7 @@ use utoipa::{Modify, OpenApi};
         crate::log_api::ws::follow_logs,
         crate::log_api::tickets::create_ticket,
         crate::webhooks::receive_github,
+        crate::webhooks::repo_wide::receive_github_repo,
         crate::webhooks::manage::create_webhook,
         crate::webhooks::manage::get_webhook,
         crate::webhooks::manage::delete_webhook,

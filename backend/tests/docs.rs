@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 35] = [
+const ROUTES: [(&str, &str); 36] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
@@ -42,6 +42,7 @@ const ROUTES: [(&str, &str); 35] = [
     ("get", "/api/v1/apps/{id}/logs/ws"),
     ("post", "/api/v1/ws-tickets"),
     ("post", "/api/v1/webhooks/github/{id}"),
+    ("post", "/api/v1/webhooks/github"),
     ("get", "/api/v1/apps/{id}/webhook"),
     ("post", "/api/v1/apps/{id}/webhook"),
     ("delete", "/api/v1/apps/{id}/webhook"),

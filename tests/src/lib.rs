@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod flow;
 pub mod platform;
 pub mod repo;
 

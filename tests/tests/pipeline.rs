@@ -3,36 +3,10 @@
 
 use anyhow::{ensure, Context, Result};
 use berth_tests::api::{fetch_body, state_names};
-use berth_tests::{AppRepo, Client, Platform};
+use berth_tests::flow::{deploy_live, endpoint, signed_in, SETTLE};
+use berth_tests::{AppRepo, Platform};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-const SETTLE: Duration = Duration::from_secs(300);
-
-async fn signed_in(platform: &Platform, user: &str) -> Result<Client> {
-    let mut client = Client::new(&platform.base_url);
-    client.sign_up(user).await?;
-    Ok(client)
-}
-
-/// Deploys and insists on `live`; returns the deployment.
-async fn deploy_live(client: &Client, platform: &Platform, app_id: &str) -> Result<Value> {
-    let id = client.deploy(app_id, json!({})).await?;
-    let deployment = client.wait_settled(&id, SETTLE).await?;
-    ensure!(
-        deployment["state"] == "live",
-        "deployment did not go live: {deployment}\n{}",
-        platform.all_output()
-    );
-    Ok(deployment)
-}
-
-fn endpoint(deployment: &Value) -> Result<String> {
-    Ok(deployment["endpoint"]
-        .as_str()
-        .context("a live deployment has an endpoint")?
-        .to_owned())
-}
 
 fn has(entries: &[Value], source: &str, needle: &str) -> bool {
     entries.iter().any(|e| {

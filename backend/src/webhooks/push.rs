@@ -122,14 +122,33 @@ pub enum Decision {
     Ignore(String),
 }
 
-/// `https://GitHub.com/o/r.git/` → `github.com/o/r`: host and path,
+/// How two spellings of one repository are recognised as the same:
+/// `https://GitHub.com/o/r.git/` → `github.com/o/r`, host and path,
 /// lowercase (GitHub's names are case-insensitive), without `.git`.
-fn repo_key(url: &str) -> Option<String> {
-    let url = url::Url::parse(url.trim()).ok()?;
-    let host = url.host_str()?;
+///
+/// A local repository (an absolute path or a `file://` URL, allowed only
+/// with BERTH_ALLOW_LOCAL_REPOS) has no host: its key is `file://` and the
+/// path as it is (file systems are case-sensitive, and `x.git` may be
+/// another folder than `x`), so `/srv/r` and `file:///srv/r/` match each
+/// other and a push whose `clone_url` names that path, and nothing on a host.
+pub fn repo_key(url: &str) -> Option<String> {
+    let url = url.trim();
+    if url.starts_with('/') {
+        return local_key(url);
+    }
+    let url = url::Url::parse(url).ok()?;
+    if url.scheme() == "file" {
+        return local_key(url.path());
+    }
+    let host = url.host_str().filter(|host| !host.is_empty())?;
     let path = url.path().trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     Some(format!("{host}{path}").to_ascii_lowercase())
+}
+
+fn local_key(path: &str) -> Option<String> {
+    let path = path.trim_end_matches('/');
+    (!path.is_empty()).then(|| format!("file://{path}"))
 }
 
 pub fn decide(push: &PushEvent, app: &Target<'_>, now: DateTime<Utc>) -> Decision {
@@ -279,6 +298,61 @@ mod tests {
             decide(&many, &app(Some("api")), now),
             Decision::Deploy(_)
         ));
+    }
+
+    #[test]
+    fn spellings_of_one_repository_share_a_key() {
+        let key = repo_key("https://github.com/codertocat/hello-world");
+        assert_eq!(key.as_deref(), Some("github.com/codertocat/hello-world"));
+        for same in [
+            "https://GitHub.com/Codertocat/Hello-World.git",
+            " https://github.com/Codertocat/Hello-World/ ",
+            "http://github.com/Codertocat/Hello-World.git/",
+        ] {
+            assert_eq!(repo_key(same), key, "{same}");
+        }
+        let local = repo_key("/tmp/berth-app-1");
+        assert_eq!(local.as_deref(), Some("file:///tmp/berth-app-1"));
+        assert_eq!(repo_key("file:///tmp/berth-app-1/"), local);
+        // Paths keep their case and their `.git`; a host is never a path.
+        for other in [
+            "/tmp/Berth-App-1",
+            "/tmp/berth-app-1.git",
+            "https://tmp/berth-app-1",
+        ] {
+            assert_ne!(repo_key(other), local, "{other}");
+        }
+        assert_eq!(repo_key("/"), None);
+        assert_eq!(repo_key("not a url"), None);
+    }
+
+    #[test]
+    fn a_push_naming_a_local_apps_path_deploys_it() {
+        let path = "/tmp/berth-app-1";
+        let at_path = Target {
+            repo_url: path,
+            branch: "main",
+            subdirectory: None,
+        };
+        let url = format!("file://{path}");
+        let local = push(json!({"repository": {"full_name": "local/app",
+            "clone_url": url, "pushed_at": Utc::now().timestamp()}}));
+        let now = Utc::now();
+        assert_eq!(
+            decide(&local, &at_path, now),
+            Decision::Deploy(SHA.to_lowercase())
+        );
+        let file_app = Target {
+            repo_url: &url,
+            ..at_path
+        };
+        assert!(matches!(
+            decide(&local, &file_app, now),
+            Decision::Deploy(_)
+        ));
+        // A GitHub push does not reach a local app, nor a local one a GitHub app.
+        assert!(ignored(decide(&push(json!({})), &file_app, now)).contains("Hello-World"));
+        assert!(ignored(decide(&local, &app(None), now)).contains("local/app"));
     }
 
     #[test]

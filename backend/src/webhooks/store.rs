@@ -22,6 +22,38 @@ pub async fn secret(db: &PgPool, app_id: Uuid) -> Result<Option<(Uuid, Sealed)>>
     Ok(row.map(|(owner, SqlJson(sealed))| (owner, sealed)))
 }
 
+/// A live app with a webhook, as the repository-wide URL considers it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Candidate {
+    pub app_id: Uuid,
+    pub owner_id: Uuid,
+    pub repo_url: String,
+    pub secret_sealed: SqlJson<Sealed>,
+}
+
+/// Live apps with a webhook whose `repo_url` is one of `folded` ignoring
+/// case, or one of `exact` as it is; oldest webhook first, so hooks made
+/// later cannot push an app out of the first `limit`.
+pub async fn candidates(
+    db: &PgPool,
+    folded: &[String],
+    exact: &[String],
+    limit: i64,
+) -> Result<Vec<Candidate>> {
+    Ok(sqlx::query_as::<_, Candidate>(
+        "SELECT a.id AS app_id, a.owner_id, a.repo_url, w.secret_sealed
+         FROM app_webhooks w JOIN apps a ON a.id = w.app_id
+         WHERE a.deleted_at IS NULL
+           AND (lower(btrim(a.repo_url)) = ANY($1) OR btrim(a.repo_url) = ANY($2))
+         ORDER BY w.created_at, w.app_id LIMIT $3",
+    )
+    .bind(folded)
+    .bind(exact)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Sets (creates or rotates) the app's secret.
 pub async fn set_secret(conn: &mut PgConnection, app_id: Uuid, sealed: &Sealed) -> Result<()> {
     sqlx::query(

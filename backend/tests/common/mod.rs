@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod deliveries;
 pub mod fake_github;
 pub mod fake_github_oauth;
 pub mod fake_logs;

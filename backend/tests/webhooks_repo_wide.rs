@@ -1,0 +1,216 @@
+//! The repository-wide payload URL, `/api/v1/webhooks/github`: a delivery
+//! acts for exactly the apps of its repository whose secret signed it, and
+//! anything else gets the per-app URL's 401.
+
+mod common;
+
+use axum::http::StatusCode;
+use berth_backend::webhooks::repo_wide::MAX_CANDIDATES;
+use berth_proto::BuildRequested;
+use common::deliveries::{
+    build_requests, count, deployments, fixture, hook_app, hook_new_app, push, test_app, Delivery,
+    HEAD, REPO,
+};
+use common::{Response, TestApp};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The per-app outcomes of a repository-wide delivery, by app.
+fn outcomes(response: &Response) -> Vec<(Uuid, Value)> {
+    let deliveries = response.body["deliveries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", response.body));
+    deliveries
+        .iter()
+        .map(|d| {
+            let mut outcome = d.clone();
+            let app_id = outcome.as_object_mut().unwrap().remove("app_id").unwrap();
+            (app_id.as_str().unwrap().parse().unwrap(), outcome)
+        })
+        .collect()
+}
+
+async fn deliveries_of(app: &TestApp, app_id: Uuid) -> i64 {
+    count(
+        app,
+        &format!("SELECT count(*) FROM webhook_deliveries WHERE app_id = '{app_id}'"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_signed_push_deploys_the_app_whose_secret_signed_it() {
+    let app = test_app().await;
+    let token = app.token("alice").await;
+    let (hello, secret) = hook_app(&app, &token, "hello", Value::Null).await;
+    let other_repo =
+        json!({"name": "other", "repo_url": "https://github.com/Codertocat/Other.git"});
+    let (other, _) = hook_new_app(&app, &token, other_repo).await;
+
+    let response = Delivery::signed(&secret, "push", "r1", &push())
+        .send_repo_wide(&app)
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+    let outcomes = outcomes(&response);
+    assert_eq!(outcomes.len(), 1, "{}", response.body);
+    assert_eq!(outcomes[0].0, hello);
+    assert_eq!(outcomes[0].1["commit"], HEAD);
+    let deployment_id = outcomes[0].1["deployment_id"].as_str().unwrap();
+    let deployment = app
+        .get(&format!("/api/v1/deployments/{deployment_id}"), &token)
+        .await;
+    assert_eq!(deployment.body["trigger"], "push", "{}", deployment.body);
+    assert_eq!(deployment.body["commit"], HEAD);
+    assert_eq!(deployment.body["pushed_by"], "Codertocat");
+    let builds = build_requests(&app).await;
+    assert_eq!(builds.len(), 1);
+    let build: BuildRequested = builds[0].payload().unwrap();
+    assert_eq!(
+        (build.app.id, build.source.repo_url.as_str()),
+        (hello, REPO)
+    );
+    assert_eq!(deliveries_of(&app, other).await, 0);
+
+    // A ping from the repository's hook answers too.
+    let pong = Delivery::signed(&secret, "ping", "p1", &fixture("ping"))
+        .send_repo_wide(&app)
+        .await;
+    assert_eq!(pong.status, StatusCode::OK, "{}", pong.body);
+    assert_eq!(
+        pong.body,
+        json!({"deliveries": [{"app_id": hello, "pong": true}]})
+    );
+}
+
+#[tokio::test]
+async fn of_two_apps_on_one_repository_only_the_one_whose_secret_signed_acts() {
+    let app = test_app().await;
+    let alice = app.token("alice").await;
+    let bob = app.token("bob").await;
+    let (api, api_secret) = hook_app(&app, &alice, "api", Value::Null).await;
+    // Another tenant, the same repository spelled another way.
+    let spelled = json!({"name": "web", "repo_url": "https://GitHub.com/codertocat/hello-world/"});
+    let (web, web_secret) = hook_new_app(&app, &bob, spelled).await;
+    let payload = push();
+
+    let to_web = Delivery::signed(&web_secret, "push", "same-event", &payload)
+        .send_repo_wide(&app)
+        .await;
+    assert_eq!(to_web.status, StatusCode::ACCEPTED, "{}", to_web.body);
+    assert_eq!(
+        outcomes(&to_web).iter().map(|o| o.0).collect::<Vec<_>>(),
+        [web]
+    );
+    assert_eq!(deliveries_of(&app, api).await, 0);
+    let builds = build_requests(&app).await;
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0].payload::<BuildRequested>().unwrap().app.id, web);
+
+    // The same event from api's hook (GitHub reuses the delivery id).
+    let to_api = Delivery::signed(&api_secret, "push", "same-event", &payload)
+        .send_repo_wide(&app)
+        .await;
+    assert_eq!(to_api.status, StatusCode::ACCEPTED, "{}", to_api.body);
+    assert_eq!(
+        outcomes(&to_api).iter().map(|o| o.0).collect::<Vec<_>>(),
+        [api]
+    );
+    assert_eq!(deployments(&app).await, 2);
+    assert_eq!(deliveries_of(&app, web).await, 1);
+}
+
+#[tokio::test]
+async fn wrong_signatures_and_unknown_repositories_get_the_same_401() {
+    let app = test_app().await;
+    let token = app.token("alice").await;
+    let (_, secret) = hook_app(&app, &token, "hello", Value::Null).await;
+    // An app of the repository without a webhook is no candidate either.
+    app.create_app(&token, json!({"name": "unhooked", "repo_url": REPO}))
+        .await;
+    let payload = push();
+    let mut unsigned = Delivery::signed(&secret, "push", "d1", &payload);
+    unsigned.signature = None;
+    let wrong_key = Delivery::signed("not the secret", "push", "d2", &payload);
+    let mut garbage = Delivery::signed(&secret, "push", "d3", &payload);
+    garbage.signature = Some("sha256=not-hex".into());
+    let mut unknown_repo = push();
+    unknown_repo["repository"]["html_url"] = json!("https://github.com/Codertocat/Unknown");
+    unknown_repo["repository"]["clone_url"] = json!("https://github.com/Codertocat/Unknown.git");
+    let unknown = Delivery::signed(&secret, "push", "d4", &unknown_repo);
+    let no_repo = Delivery::signed(&secret, "push", "d5", &json!({"zen": "hi"}));
+    let mut unreadable = Delivery::signed(&secret, "push", "d6", &json!({}));
+    unreadable.body = b"{\"repository\": ".to_vec();
+    unreadable.signature = Some(berth_backend::webhooks::signature::sign(
+        secret.as_bytes(),
+        &unreadable.body,
+    ));
+    let mut bodies = Vec::new();
+    for delivery in [unsigned, wrong_key, garbage, unknown, no_repo, unreadable] {
+        let response = delivery.send_repo_wide(&app).await;
+        bodies.push(response.body.clone());
+        response.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(deployments(&app).await, 0);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM webhook_deliveries").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_replay_at_either_url_does_nothing() {
+    let app = test_app().await;
+    let token = app.token("alice").await;
+    let (hello, secret) = hook_app(&app, &token, "hello", Value::Null).await;
+    let payload = push();
+    let first = Delivery::signed(&secret, "push", "r1", &payload)
+        .send_repo_wide(&app)
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    for id in ["r1", "another-id"] {
+        let again = Delivery::signed(&secret, "push", id, &payload)
+            .send_repo_wide(&app)
+            .await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+        let outcomes = outcomes(&again);
+        assert_eq!(outcomes.len(), 1);
+        assert!(
+            outcomes[0].1["ignored"]
+                .as_str()
+                .is_some_and(|r| r.contains("already received")),
+            "{}",
+            again.body
+        );
+    }
+    let at_app = Delivery::signed(&secret, "push", "r1", &payload)
+        .send(&app, hello)
+        .await;
+    assert_eq!(at_app.status, StatusCode::OK, "{}", at_app.body);
+    assert!(at_app.body["ignored"]
+        .as_str()
+        .unwrap()
+        .contains("already received"));
+    assert_eq!(deployments(&app).await, 1);
+    assert_eq!(build_requests(&app).await.len(), 1);
+}
+
+#[tokio::test]
+async fn only_the_oldest_hooks_of_a_repository_are_checked() {
+    let app = test_app().await;
+    let token = app.token("alice").await;
+    for n in 0..MAX_CANDIDATES {
+        hook_app(&app, &token, &format!("app-{n}"), Value::Null).await;
+    }
+    let (late, secret) = hook_app(&app, &token, "late", Value::Null).await;
+    let payload = push();
+    Delivery::signed(&secret, "push", "c1", &payload)
+        .send_repo_wide(&app)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // Its own URL still works.
+    let response = Delivery::signed(&secret, "push", "c1", &payload)
+        .send(&app, late)
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+}
