@@ -2,6 +2,7 @@
 //! in a state longer than the state's deadline ends `timed_out`.
 
 use crate::error::Result;
+use crate::github_status;
 use crate::webhooks::store::DELIVERY_RETENTION_DAYS;
 use berth_proto::DeploymentState;
 use sqlx::PgPool;
@@ -82,6 +83,8 @@ impl Reaper {
             let reason = format!("no progress while {state} for {}", minutes(deadline));
             // The UPDATE re-checks the state after waiting for a row lock,
             // so a report applied meanwhile wins.
+            // The GitHub reports go in the transaction that times them out.
+            let mut tx = self.db.begin().await?;
             let rows = sqlx::query_as::<_, (Uuid, Uuid)>(
                 "WITH expired AS (
                     UPDATE deployments SET state = 'timed_out', reason = $3,
@@ -97,8 +100,12 @@ impl Reaper {
             .bind(state.as_str())
             .bind(deadline.as_secs_f64())
             .bind(&reason)
-            .fetch_all(&self.db)
+            .fetch_all(&mut *tx)
             .await?;
+            for (deployment_id, _) in &rows {
+                github_status::on_state(&mut tx, *deployment_id, DeploymentState::TimedOut).await?;
+            }
+            tx.commit().await?;
             for (deployment_id, app_id) in rows {
                 tracing::warn!(%deployment_id, %app_id, %reason, "deployment timed out");
                 metrics::counter!("berth_deployments_timed_out_total", "state" => state.as_str())

@@ -184,6 +184,7 @@ async fn delete_app(
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     state.outbox.notify_one();
+    state.github_status.notify_one();
     tracing::info!(app_id = %id, cancelled, "app deleted");
     Ok(StatusCode::ACCEPTED)
 }

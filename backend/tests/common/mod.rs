@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod fake_github;
 pub mod fake_github_oauth;
+pub mod fake_github_status;
 pub mod fake_logs;
 
 use axum::body::Body;
