@@ -269,6 +269,54 @@ mod tests {
         assert_eq!(rate_limit_wait(&headers), Some(MAX_RATE_LIMIT_WAIT));
     }
 
+    fn response(status: u16, headers: &[(&str, &str)], message: &str) -> reqwest::Response {
+        let mut builder = axum::http::Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let body = serde_json::json!({"message": message}).to_string();
+        reqwest::Response::from(builder.body(body).unwrap())
+    }
+
+    async fn outcome(status: u16, headers: &[(&str, &str)], message: &str) -> StatusError {
+        classify(response(status, headers, message))
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn rate_limits_and_server_errors_are_retried_refusals_are_not() {
+        let retry_after = outcome(403, &[("retry-after", "30")], "secondary rate limit").await;
+        assert!(
+            matches!(retry_after, StatusError::Retry { after: Some(d), .. } if d == Duration::from_secs(30))
+        );
+        let worded = outcome(403, &[], "You have exceeded a secondary rate limit.").await;
+        assert!(
+            matches!(worded, StatusError::Retry { after: Some(d), .. } if d == SECONDARY_LIMIT_WAIT)
+        );
+        let exhausted = outcome(429, &[("x-ratelimit-remaining", "0")], "").await;
+        assert!(matches!(
+            exhausted,
+            StatusError::Retry { after: Some(_), .. }
+        ));
+        let unavailable = outcome(503, &[], "").await;
+        assert!(matches!(
+            unavailable,
+            StatusError::Retry { after: None, .. }
+        ));
+
+        let forbidden = outcome(403, &[], "Resource not accessible by integration").await;
+        assert!(matches!(forbidden, StatusError::Refused(ref r) if r.contains("repo_deployment")));
+        assert!(matches!(outcome(401, &[], "Bad credentials").await,
+            StatusError::Refused(ref r) if r.contains("sign in with GitHub again")));
+        assert_eq!(
+            outcome(422, &[], "No commit found for SHA: abc").await,
+            StatusError::Refused(
+                "GitHub answered 422 Unprocessable Entity: No commit found for SHA: abc".into()
+            )
+        );
+    }
+
     #[test]
     fn remaining_requests_mean_no_wait() {
         let mut headers = HeaderMap::new();
