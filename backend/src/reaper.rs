@@ -118,7 +118,8 @@ impl Reaper {
     }
 
     /// Forgets what nobody needs any more: expired tickets, dead refresh
-    /// tokens, outbox rows published long ago, old webhook deliveries
+    /// tokens, outbox rows published long ago, GitHub reports sent (or
+    /// abandoned) long ago, old webhook deliveries
     /// (pushes that old are refused anyway, see `webhooks::push::MAX_PUSH_AGE`).
     async fn housekeeping(&self) -> Result<()> {
         sqlx::query(
@@ -132,6 +133,10 @@ impl Reaper {
             "DELETE FROM refresh_tokens
              WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '30 days'",
             "DELETE FROM outbox WHERE published_at < now() - interval '7 days'",
+            // The GitHub Deployment ids (github_deployments) stay: a
+            // deployment replaced months later still reports `inactive`.
+            "DELETE FROM github_status_reports
+             WHERE sent_at < now() - interval '7 days' OR abandoned_at < now() - interval '30 days'",
         ] {
             sqlx::query(statement).execute(&self.db).await?;
         }

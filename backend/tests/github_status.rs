@@ -305,7 +305,7 @@ async fn a_deployment_is_reported_in_order_with_the_owners_token() {
 }
 
 #[tokio::test]
-async fn failures_and_timeouts_are_reported_with_the_reason_and_the_log_link() {
+async fn failures_timeouts_and_cancellations_are_reported_with_the_reason_and_the_log_link() {
     let (github, repo_url) = on_github().await;
     let setup = setup(&github.url, &repo_url, true).await;
     let failed = setup.deploy(json!({"commit": SHA})).await;
@@ -358,6 +358,55 @@ async fn failures_and_timeouts_are_reported_with_the_reason_and_the_log_link() {
     assert_eq!(
         calls[10].body["description"],
         "Timed out: no progress while queued for 30 minutes"
+    );
+
+    // Reports sent a week ago are forgotten; the GitHub Deployment ids stay.
+    sqlx::query(
+        "UPDATE github_status_reports SET sent_at = now() - interval '8 days'
+         WHERE deployment_id = $1",
+    )
+    .bind(failed)
+    .execute(setup.app.pool())
+    .await
+    .unwrap();
+    reaper.reap().await.unwrap();
+    let left: Vec<Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT deployment_id FROM github_status_reports")
+            .fetch_all(setup.app.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, [stuck]);
+    assert_eq!(
+        setup
+            .count("SELECT count(*) FROM github_deployments WHERE github_id IS NOT NULL")
+            .await,
+        2
+    );
+
+    // Deleting the app cancels what is in progress: GitHub hears `error`.
+    let cancelled = setup.deploy(json!({"commit": SHA})).await;
+    let uri = format!("/api/v1/apps/{}", setup.app_id);
+    let deleted = setup
+        .app
+        .call(axum::http::Method::DELETE, &uri, Some(&setup.token), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
+    assert_eq!(setup.state(cancelled).await, "cancelled");
+    setup.settled(10).await;
+    let calls = github.status_calls();
+    assert_eq!(
+        steps(&calls[12..]),
+        [
+            step("/deployments", "-"),
+            step("/deployments/3/statuses", "queued"),
+            step(&status, "pending"),
+            step("/deployments/3/statuses", "error"),
+            step(&status, "error"),
+        ]
+    );
+    assert_eq!(
+        calls[15].body["description"],
+        "Cancelled: the app was deleted"
     );
 }
 
