@@ -12,7 +12,7 @@ use berth_backend::inform::{Applied, InformHandler};
 use berth_backend::reaper::{Reaper, ReaperSettings};
 use berth_backend::state::ApiSettings;
 use berth_backend::webhooks::github::ReqwestGitHub;
-use berth_proto::{DeploymentProgress, DeploymentState};
+use berth_proto::{AppRef, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
 use common::broker::eventually;
 use common::fake_github::FakeGitHub;
 use common::fake_github_status::{Failure, StatusCall};
@@ -302,6 +302,119 @@ async fn a_deployment_is_reported_in_order_with_the_owners_token() {
     );
     assert_eq!(of_second[0].body["ref"], SHA2);
     assert_eq!(of_second[3].body["log_url"], setup.log_url(second).as_str());
+}
+
+/// The release a deployment of `commit` builds, as the build-worker reports it.
+async fn release_of(setup: &Setup, deployment: Uuid, commit: &str) -> Release {
+    let release_id: Uuid = sqlx::query_scalar("SELECT release_id FROM deployments WHERE id = $1")
+        .bind(deployment)
+        .fetch_one(setup.app.pool())
+        .await
+        .unwrap();
+    Release {
+        id: release_id,
+        app: AppRef {
+            id: setup.app_id,
+            name: "hello".into(),
+            tenant: "alice".into(),
+        },
+        commit: commit.into(),
+        image: format!("127.0.0.1:5000/alice/hello@sha256:{commit}"),
+        config: ReleaseConfig {
+            port: 8000,
+            env: setup.app.state.key.seal_json(&json!({})),
+            env_version: 1,
+            replicas: 1,
+            resources: Default::default(),
+        },
+    }
+}
+
+/// Builds and deploys `commit` (the release recorded on the way).
+async fn ship(setup: &Setup, commit: &str) -> (Uuid, Uuid) {
+    let id = setup.deploy(json!({"commit": commit})).await;
+    let release = release_of(setup, id, commit).await;
+    let release_id = release.id;
+    setup
+        .report(
+            id,
+            DeploymentProgress::new(DeploymentState::Building).with_commit(commit),
+        )
+        .await;
+    setup
+        .report(
+            id,
+            DeploymentProgress::new(DeploymentState::Deploying).with_release(release),
+        )
+        .await;
+    setup
+        .report(
+            id,
+            DeploymentProgress::new(DeploymentState::Live).with_endpoint(ENDPOINT),
+        )
+        .await;
+    (id, release_id)
+}
+
+#[tokio::test]
+async fn a_rollback_is_reported_and_what_it_replaces_goes_inactive() {
+    let (github, repo_url) = on_github().await;
+    let setup = setup(&github.url, &repo_url, true).await;
+    let (_, first_release) = ship(&setup, SHA).await;
+    let (second, _) = ship(&setup, SHA2).await;
+    let rollback = setup.deploy(json!({"release_id": first_release})).await;
+    setup
+        .report(
+            rollback,
+            DeploymentProgress::new(DeploymentState::Deploying),
+        )
+        .await;
+    setup
+        .report(
+            rollback,
+            DeploymentProgress::new(DeploymentState::Live).with_endpoint(ENDPOINT),
+        )
+        .await;
+    assert_eq!(setup.state(second).await, "rolled_back");
+    setup.settled(23).await;
+
+    let calls = github.status_calls();
+    let of = |n: &str| -> Vec<StatusCall> {
+        let prefix = format!("{REPO}/deployments/{n}/");
+        calls
+            .iter()
+            .filter(|c| c.path.starts_with(&prefix))
+            .cloned()
+            .collect()
+    };
+    let first = of("1");
+    assert_eq!(first.last().unwrap().body["state"], "inactive");
+    assert_eq!(
+        first.last().unwrap().body["description"],
+        "Replaced by a newer deployment"
+    );
+    let second = of("2");
+    assert_eq!(
+        steps(&second[second.len() - 1..]),
+        [step("/deployments/2/statuses", "inactive")]
+    );
+    assert_eq!(second.last().unwrap().body["description"], "Rolled back");
+    // The rollback is a Deployment of the old commit.
+    let created: Vec<&StatusCall> = calls
+        .iter()
+        .filter(|c| c.path == format!("{REPO}/deployments"))
+        .collect();
+    assert_eq!(created.len(), 3);
+    assert_eq!(created[2].body["ref"], SHA);
+    assert_eq!(
+        steps(&of("3")),
+        [
+            step("/deployments/3/statuses", "queued"),
+            step("/deployments/3/statuses", "in_progress"),
+            step("/deployments/3/statuses", "success"),
+        ]
+    );
+    assert_eq!(of("3")[2].body["log_url"], setup.log_url(rollback).as_str());
 }
 
 #[tokio::test]

@@ -149,7 +149,7 @@ impl<A: DeploymentStatusApi> StatusReporter<A> {
             match self.send_due().await {
                 // The next reports of these deployments may be due now.
                 Ok(handled) if handled > 0 => continue,
-                Ok(_) => {}
+                Ok(_) => self.record_backlog().await,
                 Err(error) => tracing::warn!(%error, "the GitHub status reporter cannot run"),
             }
             tokio::select! {
@@ -159,6 +159,18 @@ impl<A: DeploymentStatusApi> StatusReporter<A> {
             }
         }
         tracing::info!("GitHub status reporter stopped");
+    }
+
+    async fn record_backlog(&self) {
+        let pending = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM github_status_reports WHERE sent_at IS NULL AND abandoned_at IS NULL",
+        )
+        .fetch_one(&self.db)
+        .await;
+        match pending {
+            Ok(count) => metrics::gauge!("berth_github_status_backlog").set(count as f64),
+            Err(error) => tracing::debug!(%error, "cannot count the GitHub reports waiting"),
+        }
     }
 
     /// Takes the first unsent report of each deployment that is due and
