@@ -155,6 +155,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state.github_status.clone(),
         ReporterSettings {
             public_url: state.settings.public_url.clone(),
+            max_attempts: i32::from(config.github_status_max_attempts.max(1)),
+            max_age: Duration::from_secs(config.github_status_max_age_minutes.max(1) * 60),
             ..ReporterSettings::default()
         },
     );
