@@ -7,6 +7,7 @@ pub mod fake_github;
 pub mod fake_github_oauth;
 pub mod fake_github_status;
 pub mod fake_logs;
+pub mod github_status_setup;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
