@@ -119,6 +119,19 @@ pub struct Config {
     #[arg(long, env = "BERTH_GITHUB_CLIENT_SECRET", hide_env_values = true)]
     pub github_client_secret: Option<String>,
 
+    /// Attempts at one GitHub deployment or commit status report before it
+    /// is abandoned (GitHub down or rate limiting).
+    #[arg(long, env = "BERTH_GITHUB_STATUS_MAX_ATTEMPTS", default_value_t = 8)]
+    pub github_status_max_attempts: u16,
+
+    /// Minutes after which a GitHub status report that still fails is abandoned.
+    #[arg(
+        long,
+        env = "BERTH_GITHUB_STATUS_MAX_AGE_MINUTES",
+        default_value_t = 60
+    )]
+    pub github_status_max_age_minutes: u64,
+
     /// Inform messages handled at once.
     #[arg(long, env = "BERTH_INFORM_CONCURRENCY", default_value_t = 8)]
     pub inform_concurrency: u16,
@@ -220,6 +233,8 @@ mod tests {
         assert_eq!(config.command, None);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(!config.allow_local_repos);
+        assert_eq!(config.github_status_max_attempts, 8);
+        assert_eq!(config.github_status_max_age_minutes, 60);
         assert_eq!(parse(&["migrate"]).command, Some(Command::Migrate));
     }
 

@@ -5,16 +5,21 @@
 
 use crate::deployments::{releases, store};
 use crate::error::Result;
+use crate::github_status;
 use async_trait::async_trait;
 use berth_common::{Handler, Outcome};
 use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Message};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
 
 pub struct InformHandler {
     db: PgPool,
+    /// Woken after a transition queued reports for GitHub.
+    github_status: Option<Arc<Notify>>,
 }
 
 /// What a report did.
@@ -33,7 +38,16 @@ pub enum Applied {
 
 impl InformHandler {
     pub fn new(db: PgPool) -> Self {
-        Self { db }
+        Self {
+            db,
+            github_status: None,
+        }
+    }
+
+    /// Wakes the GitHub status reporter after each transition.
+    pub fn with_status_reporter(mut self, wake: Arc<Notify>) -> Self {
+        self.github_status = Some(wake);
+        self
     }
 
     /// Applies one report in a transaction holding the deployment's row lock.
@@ -99,6 +113,7 @@ impl InformHandler {
         .execute(&mut *tx)
         .await?;
         store::record_state(&mut tx, deployment_id, next, progress.at).await?;
+        github_status::on_state(&mut tx, deployment_id, next).await?;
         if next == DeploymentState::Live {
             // A rollback returns to an earlier release: what ran before it
             // was rolled back; otherwise it was superseded.
@@ -110,6 +125,9 @@ impl InformHandler {
             go_live(&mut tx, app_id, deployment_id, release_id, previous).await?;
         }
         tx.commit().await?;
+        if let Some(wake) = &self.github_status {
+            wake.notify_one();
+        }
         Ok(Applied::Transitioned {
             from: current,
             to: next,
@@ -141,6 +159,7 @@ async fn go_live(
     .await?;
     for id in ended {
         store::record_state(conn, id, previous, Utc::now()).await?;
+        github_status::on_state(conn, id, previous).await?;
         tracing::info!(deployment_id = %id, state = %previous, "previous live deployment ended");
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! berth's backend: accounts, apps, releases, deployments, logs and GitHub
 //! webhooks over HTTP; the outbox relay that hands intents to the workers; the inform
-//! consumer that moves deployments through their states; the reaper.
+//! consumer that moves deployments through their states; the reaper; the
+//! reporter that tells GitHub how deployments went.
 
 pub mod accounts;
 pub mod apps;
@@ -13,6 +14,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod github;
+pub mod github_status;
 pub mod health;
 pub mod inform;
 pub mod log_api;

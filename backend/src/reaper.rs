@@ -2,6 +2,7 @@
 //! in a state longer than the state's deadline ends `timed_out`.
 
 use crate::error::Result;
+use crate::github_status;
 use crate::webhooks::store::DELIVERY_RETENTION_DAYS;
 use berth_proto::DeploymentState;
 use sqlx::PgPool;
@@ -82,6 +83,8 @@ impl Reaper {
             let reason = format!("no progress while {state} for {}", minutes(deadline));
             // The UPDATE re-checks the state after waiting for a row lock,
             // so a report applied meanwhile wins.
+            // The GitHub reports go in the transaction that times them out.
+            let mut tx = self.db.begin().await?;
             let rows = sqlx::query_as::<_, (Uuid, Uuid)>(
                 "WITH expired AS (
                     UPDATE deployments SET state = 'timed_out', reason = $3,
@@ -97,8 +100,12 @@ impl Reaper {
             .bind(state.as_str())
             .bind(deadline.as_secs_f64())
             .bind(&reason)
-            .fetch_all(&self.db)
+            .fetch_all(&mut *tx)
             .await?;
+            for (deployment_id, _) in &rows {
+                github_status::on_state(&mut tx, *deployment_id, DeploymentState::TimedOut).await?;
+            }
+            tx.commit().await?;
             for (deployment_id, app_id) in rows {
                 tracing::warn!(%deployment_id, %app_id, %reason, "deployment timed out");
                 metrics::counter!("berth_deployments_timed_out_total", "state" => state.as_str())
@@ -111,7 +118,8 @@ impl Reaper {
     }
 
     /// Forgets what nobody needs any more: expired tickets, dead refresh
-    /// tokens, outbox rows published long ago, old webhook deliveries
+    /// tokens, outbox rows published long ago, GitHub reports sent (or
+    /// abandoned) long ago, old webhook deliveries
     /// (pushes that old are refused anyway, see `webhooks::push::MAX_PUSH_AGE`).
     async fn housekeeping(&self) -> Result<()> {
         sqlx::query(
@@ -125,6 +133,10 @@ impl Reaper {
             "DELETE FROM refresh_tokens
              WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '30 days'",
             "DELETE FROM outbox WHERE published_at < now() - interval '7 days'",
+            // The GitHub Deployment ids (github_deployments) stay: a
+            // deployment replaced months later still reports `inactive`.
+            "DELETE FROM github_status_reports
+             WHERE sent_at < now() - interval '7 days' OR abandoned_at < now() - interval '30 days'",
         ] {
             sqlx::query(statement).execute(&self.db).await?;
         }

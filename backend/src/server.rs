@@ -1,10 +1,11 @@
 //! Assembling the HTTP app and running the process: API, ops endpoints,
-//! static web UI, outbox relay, inform consumer, reaper; clean stop on
-//! SIGTERM or ctrl-c.
+//! static web UI, outbox relay, inform consumer, reaper, GitHub status
+//! reporter; clean stop on SIGTERM or ctrl-c.
 
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::error::Error;
+use crate::github_status::reporter::{ReporterSettings, StatusReporter};
 use crate::health::Health;
 use crate::inform::InformHandler;
 use crate::logs::{KafkaLogReader, LogReader};
@@ -138,7 +139,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.spawn(relay.run(shutdown.clone()));
     let (consumer, handler, stop) = (
         broker.clone(),
-        Arc::new(InformHandler::new(pool.clone())),
+        Arc::new(
+            InformHandler::new(pool.clone()).with_status_reporter(state.github_status.clone()),
+        ),
         shutdown.clone(),
     );
     let concurrency = config.inform_concurrency.max(1);
@@ -155,6 +158,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     tasks.spawn(reaper.run(shutdown.clone()));
+    let reporter = StatusReporter::new(
+        pool.clone(),
+        state.key.clone(),
+        ReqwestGitHub::new(config.github_api_url.as_str())?,
+        state.github_status.clone(),
+        ReporterSettings {
+            public_url: state.settings.public_url.clone(),
+            max_attempts: i32::from(config.github_status_max_attempts.max(1)),
+            max_age: Duration::from_secs(config.github_status_max_age_minutes.max(1) * 60),
+            ..ReporterSettings::default()
+        },
+    );
+    tasks.spawn(reporter.run(shutdown.clone()));
     let health = Health::new(broker.clone());
     tasks.spawn(health.clone().run(pool.clone(), shutdown.clone()));
 

@@ -62,6 +62,8 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     /// Wakes the outbox relay right after a message is written.
     pub outbox: Arc<Notify>,
+    /// Wakes the GitHub status reporter right after reports are queued.
+    pub github_status: Arc<Notify>,
     pub logs: Arc<dyn LogReader>,
     pub sockets: Arc<SocketLimiter>,
     pub settings: Arc<ApiSettings>,
@@ -87,6 +89,7 @@ impl AppState {
             key,
             tokens: Arc::new(tokens),
             outbox: Arc::new(Notify::new()),
+            github_status: Arc::new(Notify::new()),
             logs,
             sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
             limiter: Arc::new(AuthLimiter::new(settings.auth_rate_per_minute)),

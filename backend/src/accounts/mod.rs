@@ -201,6 +201,7 @@ async fn delete_me(
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     state.outbox.notify_one();
+    state.github_status.notify_one();
     tracing::info!(user_id = %user.id, apps = apps.len(), "account deleted");
     metrics::counter!("berth_users_deleted_total").increment(1);
     Ok(StatusCode::ACCEPTED)

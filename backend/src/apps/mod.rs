@@ -180,6 +180,7 @@ async fn delete_app(
     remove(&mut tx, &app, source).await?;
     tx.commit().await?;
     state.outbox.notify_one();
+    state.github_status.notify_one();
     Ok(StatusCode::ACCEPTED)
 }
 

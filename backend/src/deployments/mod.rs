@@ -83,7 +83,8 @@ async fn create_deployment(
         let release = releases::get(&mut tx, app.id, release_id)
             .await?
             .ok_or_else(|| Error::invalid("release_id", "this app has no such release"))?;
-        let id = request::request_rollback(&mut tx, &app, &release, user.id).await?;
+        let id = request::request_rollback(&mut tx, &app, &release, user.id, state.github.host())
+            .await?;
         let details = serde_json::json!({"app_id": app.id, "app": app.name,
             "trigger": Trigger::Rollback.as_str(), "release_id": release.id,
             "commit": release.commit_sha});
@@ -124,6 +125,7 @@ async fn create_deployment(
 /// relay, count it, say so.
 pub fn requested(state: &AppState, trigger: Trigger) {
     state.outbox.notify_one();
+    state.github_status.notify_one();
     let trigger = trigger.as_str();
     metrics::counter!("berth_deployments_created_total", "trigger" => trigger).increment(1);
     tracing::info!(trigger, "deployment requested");

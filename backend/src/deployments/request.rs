@@ -6,7 +6,7 @@ use super::releases::ReleaseRow;
 use super::store;
 use crate::apps::store::AppRow;
 use crate::error::{Error, Result};
-use crate::outbox;
+use crate::{github_status, outbox};
 use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, Resources, Source};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -96,6 +96,7 @@ pub async fn request_build(
         },
     };
     outbox::enqueue(conn, Some(id), &payload).await?;
+    github_status::track(conn, id, app, intent.github_host).await?;
     Ok(id)
 }
 
@@ -106,6 +107,7 @@ pub async fn request_rollback(
     app: &AppRow,
     release: &ReleaseRow,
     created_by: Uuid,
+    github_host: &str,
 ) -> Result<Uuid> {
     let id = Uuid::now_v7();
     store::insert(
@@ -127,5 +129,6 @@ pub async fn request_rollback(
     let mut release = release.to_release(app.app_ref());
     release.config.replicas = u32::try_from(app.replicas).unwrap_or(1);
     outbox::enqueue(conn, Some(id), &DeployRequested { release }).await?;
+    github_status::track(conn, id, app, github_host).await?;
     Ok(id)
 }

@@ -152,6 +152,7 @@ pub async fn cancel_in_progress(
     .await?;
     for id in &cancelled {
         record_state(conn, *id, DeploymentState::Cancelled, Utc::now()).await?;
+        crate::github_status::on_state(conn, *id, DeploymentState::Cancelled).await?;
     }
     Ok(cancelled.len() as u64)
 }

@@ -25,6 +25,8 @@ use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+/// `repo` covers cloning private repositories and reporting deployments
+/// (`repo_deployment`, `repo:status`) on them.
 pub const SCOPES: &str = "repo read:user user:email";
 const CALLBACK_PATH: &str = "/api/v1/auth/github/callback";
 

@@ -1,7 +1,8 @@
 //! A fake of GitHub, served on a local port: the REST API for repository
 //! hooks (list, create, update), which checks the token and remembers every
-//! hook and request; and OAuth sign-in, the user, their repositories and
-//! branches (in `fake_github_oauth`).
+//! hook and request; OAuth sign-in, the user, their repositories and
+//! branches (in `fake_github_oauth`); deployments and commit statuses (in
+//! `fake_github_status`).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,6 +26,8 @@ pub(super) struct Inner {
     seen: Vec<Seen>,
     /// OAuth sign-in: codes handed out, token requests.
     pub(super) oauth: super::fake_github_oauth::OAuthState,
+    /// Deployments and commit statuses.
+    pub(super) status: super::fake_github_status::StatusState,
 }
 
 #[derive(Clone)]
@@ -55,6 +58,7 @@ impl FakeGitHub {
             .route("/repos/{owner}/{repo}/hooks", get(list).post(create))
             .route("/repos/{owner}/{repo}/hooks/{id}", patch(update))
             .merge(super::fake_github_oauth::routes())
+            .merge(super::fake_github_status::routes())
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         fake
