@@ -164,18 +164,17 @@ async fn signing_in_creates_an_account_then_signs_it_in_again() {
     );
 }
 
+/// `GET /auth/github/start?browser=true`: the authorize URL.
+async fn start_in_browser(app: &TestApp) -> String {
+    let uri = "/api/v1/auth/github/start?browser=true";
+    let started = app.call(Method::GET, uri, None, None).await;
+    started.body["url"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_browser_sign_in_ends_at_the_ui_with_the_session_cookie() {
     let (app, fake) = berth().await;
-    let started = app
-        .call(
-            Method::GET,
-            "/api/v1/auth/github/start?browser=true",
-            None,
-            None,
-        )
-        .await;
-    let url = started.body["url"].as_str().unwrap().to_owned();
+    let url = start_in_browser(&app).await;
     let code = fake.authorize(&url);
     let signed_in = callback(&app, &code, &query_of(&url)["state"]).await;
     assert_eq!(
@@ -194,15 +193,7 @@ async fn a_browser_sign_in_ends_at_the_ui_with_the_session_cookie() {
     assert_eq!(count(&app, "SELECT count(*) FROM refresh_tokens").await, 1);
 
     // A failure after the state is known goes back to the UI with the reason.
-    let started = app
-        .call(
-            Method::GET,
-            "/api/v1/auth/github/start?browser=true",
-            None,
-            None,
-        )
-        .await;
-    let url = started.body["url"].as_str().unwrap().to_owned();
+    let url = start_in_browser(&app).await;
     let refused = callback(&app, "a-code-github-never-gave", &query_of(&url)["state"]).await;
     assert_eq!(refused.status, StatusCode::SEE_OTHER);
     let location = refused.headers["location"].to_str().unwrap();

@@ -22,6 +22,12 @@ fn seen(response: &common::Response) -> (StatusCode, String) {
     (response.status, response.body["type"].to_string())
 }
 
+/// The seconds a 429 says to wait.
+fn retry_after(response: &common::Response) -> u64 {
+    let value = response.headers[header::RETRY_AFTER].to_str().unwrap();
+    value.parse().unwrap()
+}
+
 #[tokio::test]
 async fn repeated_failures_back_off_alike_for_known_and_unknown_logins() {
     let app = TestApp::new().await;
@@ -40,11 +46,7 @@ async fn repeated_failures_back_off_alike_for_known_and_unknown_logins() {
     // Blocked now, even with the right password, and told for how long.
     let blocked = login(&app, "alice", "correct horse battery").await;
     blocked.assert_problem(StatusCode::TOO_MANY_REQUESTS, "too-many-requests");
-    let retry: u64 = blocked.headers[header::RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after(&blocked);
     assert!(
         (29..=30).contains(&retry),
         "the first block is 30 s: {retry}"
@@ -89,11 +91,7 @@ async fn repeated_failures_back_off_alike_for_known_and_unknown_logins() {
     login(&app, "nobody", "wrong").await;
     let blocked = login(&app, "nobody", "wrong").await;
     assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = blocked.headers[header::RETRY_AFTER]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = retry_after(&blocked);
     assert!(
         (59..=60).contains(&retry),
         "the second block is 60 s: {retry}"

@@ -33,10 +33,24 @@ pub fn stack_env() -> HashMap<String, String> {
         .filter_map(|line| {
             let line = line.trim().strip_prefix("export ").unwrap_or(line.trim());
             let (key, value) = line.split_once('=')?;
-            let value = value.trim_matches(|c| c == '"' || c == '\'');
-            (!key.starts_with('#')).then(|| (key.to_owned(), value.to_owned()))
+            let value = unescape(value.trim_matches(|c| c == '"' || c == '\''));
+            (!key.starts_with('#')).then(|| (key.to_owned(), value))
         })
         .collect()
+}
+
+/// Undoes the backslashes bash's `printf %q` puts before spaces and
+/// other special characters (the env file is written that way).
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One stack setting; panics with the missing name.
@@ -118,5 +132,17 @@ impl Drop for TestVhost {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_written_with_printf_q_read_back_as_they_were() {
+        assert_eq!(
+            super::unescape(r"berth\ \<berth@localhost\>"),
+            "berth <berth@localhost>"
+        );
+        assert_eq!(super::unescape("plain/value:1"), "plain/value:1");
     }
 }

@@ -430,7 +430,7 @@ write_env_file() {
     emit BERTH_LISTEN 127.0.0.1:8080
     emit BERTH_PUBLIC_URL http://127.0.0.1:8080
     emit BERTH_SMTP_URL "smtp://127.0.0.1:$SMTP_PORT"
-    emit BERTH_MAIL_FROM "berth <berth@localhost>"
+    emit BERTH_MAIL_FROM berth@localhost
     echo "# The SMTP sink's Maildir (local only; tests read password-reset mail there):"
     emit BERTH_MAIL_DIR "$MAIL_DIR"
     emit BERTH_WORK_DIR "$BERTH_STATE/work"

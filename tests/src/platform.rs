@@ -176,7 +176,16 @@ impl Platform {
     pub fn output(&self, name: &str) -> String {
         let text = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
             .unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        // Backtrace frames ("  12: fn" and "at file:line") would push the
+        // error itself out of the tail.
+        let frame = |line: &&str| {
+            let line = line.trim_start();
+            line.starts_with("at ")
+                || line
+                    .split_once(": ")
+                    .is_some_and(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let tail: Vec<&str> = text.lines().rev().filter(|l| !frame(l)).take(60).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
