@@ -112,9 +112,13 @@ async fn update_me(
         }
     }
     store::update_profile(&mut tx, user.id, email, display_name).await?;
-    let mut changed = Vec::new();
-    email.is_some().then(|| changed.push("email"));
-    display_name.is_some().then(|| changed.push("display_name"));
+    let changed: Vec<&str> = [
+        ("email", email.is_some()),
+        ("display_name", display_name.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect();
     let event = Event::new(user.id, "account.update", "user", user.id, source)
         .details(json!({ "changed": changed }));
     audit::record(&mut tx, event).await?;
