@@ -50,6 +50,7 @@ use utoipa::{Modify, OpenApi};
         crate::webhooks::manage::get_webhook,
         crate::webhooks::manage::delete_webhook,
         crate::audit::list_events,
+        crate::events::stream,
         openapi_json,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),

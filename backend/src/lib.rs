@@ -12,6 +12,7 @@ pub mod db;
 pub mod deployments;
 pub mod docs;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod github;
 pub mod github_status;

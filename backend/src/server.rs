@@ -14,7 +14,9 @@ use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::webhooks::github::ReqwestGitHub;
-use crate::{accounts, apps, audit, auth, db, deployments, docs, github, log_api, webhooks};
+use crate::{
+    accounts, apps, audit, auth, db, deployments, docs, events, github, log_api, webhooks,
+};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
@@ -39,6 +41,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(github::router())
         .merge(audit::router())
+        .merge(events::router())
         .merge(docs::router())
         .fallback(|| async { Error::NoRoute })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -158,6 +161,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     tasks.spawn(reaper.run(shutdown.clone()));
+    let (hub, db, stop) = (state.events.clone(), pool.clone(), shutdown.clone());
+    tasks.spawn(async move { hub.run(db, stop).await });
     let reporter = StatusReporter::new(
         pool.clone(),
         state.key.clone(),

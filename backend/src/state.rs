@@ -3,6 +3,7 @@
 use crate::audit::source::Cidr;
 use crate::auth::throttle::AuthLimiter;
 use crate::auth::tokens::TokenKeys;
+use crate::events::EventHub;
 use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
 use crate::mail::Mailer;
@@ -74,6 +75,8 @@ pub struct AppState {
     /// Outgoing mail; password reset is off without it.
     pub mailer: Option<Arc<dyn Mailer>>,
     pub limiter: Arc<AuthLimiter>,
+    /// Deployment state changes for the live event streams.
+    pub events: Arc<EventHub>,
 }
 
 impl AppState {
@@ -94,6 +97,7 @@ impl AppState {
             sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
             limiter: Arc::new(AuthLimiter::new(settings.auth_rate_per_minute)),
             mailer: None,
+            events: Arc::new(EventHub::default()),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             github: Arc::new(

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 36] = [
+const ROUTES: [(&str, &str); 37] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
@@ -47,6 +47,7 @@ const ROUTES: [(&str, &str); 36] = [
     ("post", "/api/v1/apps/{id}/webhook"),
     ("delete", "/api/v1/apps/{id}/webhook"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/events"),
     ("get", "/api/v1/openapi.json"),
 ];
 

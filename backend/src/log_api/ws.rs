@@ -68,7 +68,7 @@ pub async fn follow_logs(
 }
 
 /// A bearer header or a ticket; the header wins when both are present.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     ticket: Option<&str>,
