@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
         crate::accounts::change_password,
         crate::accounts::delete_me,
         crate::accounts::unlink_github,
+        crate::accounts::list_sessions,
+        crate::accounts::end_session,
         crate::accounts::reset::request,
         crate::accounts::reset::confirm,
         crate::github::oauth::start,

@@ -372,3 +372,53 @@ async fn deleting_the_account_deletes_its_apps_and_ends_its_sessions() {
     assert_eq!(recorded.iter().filter(|a| *a == "app.delete").count(), 2);
     assert!(recorded.contains(&"account.delete".to_owned()));
 }
+
+#[tokio::test]
+async fn sessions_are_listed_and_one_can_be_signed_out() {
+    let app = TestApp::new().await;
+    let laptop = app.signup("heidi").await;
+    let phone = login(&app, "heidi", PASSWORD).await.body;
+    // A refresh keeps the session (the family), with a new token.
+    let body = json!({"refresh_token": phone["refresh_token"]});
+    let phone = app
+        .call(Method::POST, "/api/v1/auth/refresh", None, Some(body))
+        .await
+        .body;
+    let other = app.signup("ivan").await;
+
+    let listed = app.get("/api/v1/me/sessions", access(&laptop)).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let sessions = listed.body.as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{}", listed.body);
+    let phone_session = &sessions[0];
+    assert_ne!(phone_session["started_at"], phone_session["refreshed_at"]);
+    let phone_id = phone_session["id"].as_str().unwrap().to_owned();
+
+    // Someone else's session is not found.
+    let theirs = app.get("/api/v1/me/sessions", access(&other)).await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uri = format!("/api/v1/me/sessions/{theirs}");
+    app.call(Method::DELETE, &uri, Some(access(&laptop)), None)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not-found");
+
+    let uri = format!("/api/v1/me/sessions/{phone_id}");
+    let ended = app
+        .call(Method::DELETE, &uri, Some(access(&laptop)), None)
+        .await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT, "{}", ended.body);
+    assert_eq!(refresh(&app, &phone).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&app, &laptop).await, StatusCode::OK);
+    let left = app.get("/api/v1/me/sessions", access(&laptop)).await.body;
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_ne!(left[0]["id"], phone_id);
+    let again = app
+        .call(Method::DELETE, &uri, Some(access(&laptop)), None)
+        .await;
+    again.assert_problem(StatusCode::NOT_FOUND, "not-found");
+    assert!(actions(&app)
+        .await
+        .contains(&"account.session_end".to_owned()));
+}

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 37] = [
+const ROUTES: [(&str, &str); 39] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
@@ -21,6 +21,8 @@ const ROUTES: [(&str, &str); 37] = [
     ("delete", "/api/v1/me"),
     ("put", "/api/v1/me/password"),
     ("delete", "/api/v1/me/github"),
+    ("get", "/api/v1/me/sessions"),
+    ("delete", "/api/v1/me/sessions/{id}"),
     ("post", "/api/v1/auth/password-reset"),
     ("post", "/api/v1/auth/password-reset/confirm"),
     ("get", "/api/v1/auth/github/start"),

@@ -8,7 +8,7 @@ use crate::apps;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::{self, password, CurrentUser, TokenResponse};
 use crate::error::{Error, FieldError, Result};
-use crate::extract::Json;
+use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
@@ -18,14 +18,17 @@ use axum::Router;
 use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
-use store::Profile;
+use store::{Profile, Session};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/me", get(me).patch(update_me).delete(delete_me))
         .route("/me/password", put(change_password))
         .route("/me/github", delete(unlink_github))
+        .route("/me/sessions", get(list_sessions))
+        .route("/me/sessions/{id}", delete(end_session))
         .route("/auth/password-reset", post(reset::request))
         .route("/auth/password-reset/confirm", post(reset::confirm))
 }
@@ -237,6 +240,39 @@ async fn unlink_github(
         .ok_or(Error::NotFound("linked GitHub account"))?;
     let event = Event::new(user.id, "account.github_unlink", "user", user.id, source)
         .details(json!({ "github_login": login }));
+    audit::record(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Your signed-in sessions (each browser or client that logged in).
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Session>), (status = 401, body = crate::error::Problem)))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<Session>>> {
+    Ok(Json(store::sessions(&state.db, user.id).await?))
+}
+
+/// Sign one session out: its refresh token stops working, so it ends when
+/// its access token expires (within 15 minutes). To end every session at
+/// once, change the password.
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "account",
+    params(("id" = Uuid, Path, description = "session id")), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::error::Problem),
+              (status = 404, body = crate::error::Problem)))]
+async fn end_session(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    source: SourceAddr,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    if !store::end_session(&mut tx, user.id, id).await? {
+        return Err(Error::NotFound("session"));
+    }
+    let event = Event::new(user.id, "account.session_end", "session", id, source);
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -194,3 +194,43 @@ pub async fn erase(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     .await?;
     revoke_sessions(conn, id).await
 }
+
+/// A signed-in session: one refresh token family.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct Session {
+    pub id: Uuid,
+    /// When it signed in.
+    pub started_at: DateTime<Utc>,
+    /// When it last exchanged its refresh token.
+    pub refreshed_at: DateTime<Utc>,
+    /// When it ends unless refreshed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The account's live sessions, most recently used first.
+pub async fn sessions(db: &PgPool, user_id: Uuid) -> Result<Vec<Session>> {
+    Ok(sqlx::query_as::<_, Session>(
+        "SELECT family_id AS id, min(created_at) AS started_at, max(created_at) AS refreshed_at,
+                max(expires_at) FILTER (WHERE revoked_at IS NULL) AS expires_at
+         FROM refresh_tokens WHERE user_id = $1
+         GROUP BY family_id
+         HAVING bool_or(revoked_at IS NULL AND expires_at > now())
+         ORDER BY refreshed_at DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Ends one of the account's sessions; false if it has no such live one.
+pub async fn end_session(conn: &mut PgConnection, user_id: Uuid, family_id: Uuid) -> Result<bool> {
+    let ended = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now()
+         WHERE user_id = $1 AND family_id = $2 AND revoked_at IS NULL AND expires_at > now()",
+    )
+    .bind(user_id)
+    .bind(family_id)
+    .execute(conn)
+    .await?;
+    Ok(ended.rows_affected() > 0)
+}
