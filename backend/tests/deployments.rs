@@ -66,6 +66,8 @@ async fn unpublished(app: &TestApp) -> i64 {
 async fn a_deployment_is_queued_and_its_build_request_published() {
     let broker = TestBroker::new().await;
     let (app, token, app_id) = app_with_one_app(json!({"SECRET": "s3cret"})).await;
+    let before = app.get(&format!("/api/v1/apps/{app_id}"), &token).await;
+    assert_eq!(before.body["last_deploy"], serde_json::Value::Null);
     let response = app
         .post(
             &format!("/api/v1/apps/{app_id}/deployments"),
@@ -75,6 +77,14 @@ async fn a_deployment_is_queued_and_its_build_request_published() {
         .await;
     assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
     let deployment = response.body;
+    // The apps list shows the last deploy at a glance.
+    let listed = app.get("/api/v1/apps", &token).await;
+    let last = &listed.body[0]["last_deploy"];
+    assert_eq!(
+        (&last["trigger"], &last["commit"]),
+        (&json!("user"), &json!("abcdef1"))
+    );
+    assert_eq!(last["created_at"], deployment["created_at"]);
     assert_eq!(deployment["state"], "queued");
     assert_eq!(deployment["trigger"], "user");
     assert_eq!(deployment["ref"], "trunk");

@@ -40,6 +40,14 @@ async fn a_push_to_the_apps_branch_deploys_exactly_that_commit() {
     assert_eq!(deployment.body["commit"], HEAD);
     assert_eq!(deployment.body["pushed_by"], "Codertocat");
     assert_eq!(deployment.body["created_by"], Value::Null);
+    let shown = app
+        .get(&format!("/api/v1/apps/{}", hooked.app_id), &hooked.token)
+        .await;
+    let last = &shown.body["last_deploy"];
+    assert_eq!(
+        (&last["trigger"], &last["pushed_by"]),
+        (&json!("push"), &json!("Codertocat"))
+    );
 
     // The same transaction wrote the build request, for exactly that commit.
     let builds = build_requests(app).await;

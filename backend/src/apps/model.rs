@@ -141,11 +141,24 @@ pub struct App {
     /// State of the latest deployment; null before the first one.
     pub state: Option<String>,
     pub latest_deployment_id: Option<Uuid>,
+    /// The latest deployment at a glance; null before the first one.
+    pub last_deploy: Option<LastDeploy>,
     /// Where the live deployment answers.
     pub url: Option<String>,
     pub current_release_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastDeploy {
+    /// `user`, `rollback` or `push`.
+    pub trigger: String,
+    /// Known once cloned (at once for a push or a commit).
+    pub commit: Option<String>,
+    /// The GitHub login that pushed, for `push`.
+    pub pushed_by: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 impl App {
@@ -164,6 +177,15 @@ impl App {
             env_version: row.env_version,
             state: row.state,
             latest_deployment_id: row.latest_deployment_id,
+            last_deploy: match (row.latest.latest_trigger, row.latest.latest_created_at) {
+                (Some(trigger), Some(created_at)) => Some(LastDeploy {
+                    trigger,
+                    commit: row.latest.latest_commit,
+                    pushed_by: row.latest.latest_pushed_by,
+                    created_at,
+                }),
+                _ => None,
+            },
             url: row.url,
             current_release_id: row.current_release_id,
             created_at: row.created_at,

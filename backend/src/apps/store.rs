@@ -25,9 +25,21 @@ pub struct AppRow {
     pub current_release_id: Option<Uuid>,
     pub latest_deployment_id: Option<Uuid>,
     pub state: Option<String>,
+    #[sqlx(flatten)]
+    pub latest: LatestDeployment,
     pub url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What the app's latest deployment was: how it was triggered, of which
+/// commit, by whom, when.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LatestDeployment {
+    pub latest_trigger: Option<String>,
+    pub latest_commit: Option<String>,
+    pub latest_pushed_by: Option<String>,
+    pub latest_created_at: Option<DateTime<Utc>>,
 }
 
 impl AppRow {
@@ -44,11 +56,14 @@ const SELECT_APP: &str = "
     SELECT a.id, a.owner_id, a.name, u.username AS tenant, a.repo_url, a.branch,
            a.subdirectory, a.port, a.replicas, a.env_sealed, a.env_version,
            a.current_release_id, latest.id AS latest_deployment_id, latest.state,
+           latest.trigger AS latest_trigger, latest.commit_sha AS latest_commit,
+           latest.pushed_by AS latest_pushed_by, latest.created_at AS latest_created_at,
            live.endpoint AS url, a.created_at, a.updated_at
     FROM apps a
     JOIN users u ON u.id = a.owner_id
     LEFT JOIN LATERAL (
-        SELECT d.id, d.state FROM deployments d WHERE d.app_id = a.id ORDER BY d.id DESC LIMIT 1
+        SELECT d.id, d.state, d.trigger, d.commit_sha, d.pushed_by, d.created_at
+        FROM deployments d WHERE d.app_id = a.id ORDER BY d.id DESC LIMIT 1
     ) latest ON true
     LEFT JOIN LATERAL (
         SELECT d.endpoint FROM deployments d
