@@ -3,6 +3,7 @@
 //! stale and repeated reports are acknowledged and ignored, so redelivery
 //! and reordering are harmless.
 
+use crate::deployments::model::commit_summary;
 use crate::deployments::{releases, store};
 use crate::error::Result;
 use crate::github_status;
@@ -100,7 +101,8 @@ impl InformHandler {
         sqlx::query(
             "UPDATE deployments SET state = $2, state_changed_at = now(), updated_at = now(),
                 reason = COALESCE($3, reason), commit_sha = COALESCE($4, commit_sha),
-                endpoint = COALESCE($5, endpoint), image = COALESCE($6, image), release_id = $7
+                endpoint = COALESCE($5, endpoint), image = COALESCE($6, image), release_id = $7,
+                commit_message = COALESCE($8, commit_message)
              WHERE id = $1",
         )
         .bind(deployment_id)
@@ -110,6 +112,7 @@ impl InformHandler {
         .bind(&progress.endpoint)
         .bind(image)
         .bind(release_id)
+        .bind(progress.commit_message.as_deref().map(commit_summary))
         .execute(&mut *tx)
         .await?;
         store::record_state(&mut tx, deployment_id, next, progress.at).await?;

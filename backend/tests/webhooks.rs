@@ -39,6 +39,10 @@ async fn a_push_to_the_apps_branch_deploys_exactly_that_commit() {
     assert_eq!(deployment.body["ref"], "main");
     assert_eq!(deployment.body["commit"], HEAD);
     assert_eq!(deployment.body["pushed_by"], "Codertocat");
+    assert_eq!(
+        deployment.body["commit_message"],
+        "Update README.md and the API"
+    );
     assert_eq!(deployment.body["created_by"], Value::Null);
     let shown = app
         .get(&format!("/api/v1/apps/{}", hooked.app_id), &hooked.token)

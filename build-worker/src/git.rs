@@ -203,15 +203,23 @@ pub trait SourceFetcher: Send + Sync + 'static {
     /// possible; `None` when only a fetch can tell (an abbreviated SHA).
     async fn resolve(&self, spec: &RepoSpec) -> Result<Option<Resolved>, BuildError>;
 
-    /// Fetches the commit and checks it out into the empty folder `dest`;
-    /// returns its full SHA.
+    /// Fetches the commit and checks it out into the empty folder `dest`.
     async fn checkout(
         &self,
         spec: &RepoSpec,
         resolved: Option<&Resolved>,
         dest: &Path,
         cancel: CancelFlag,
-    ) -> Result<String, BuildError>;
+    ) -> Result<CheckedOut, BuildError>;
+}
+
+/// The commit a checkout holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedOut {
+    /// The full SHA.
+    pub commit: String,
+    /// The first line of its message, as people read it in a history.
+    pub summary: Option<String>,
 }
 
 /// [`SourceFetcher`] over git2 (https, and local repositories if allowed).
@@ -249,7 +257,7 @@ impl SourceFetcher for GitFetcher {
         resolved: Option<&Resolved>,
         dest: &Path,
         cancel: CancelFlag,
-    ) -> Result<String, BuildError> {
+    ) -> Result<CheckedOut, BuildError> {
         let (spec, resolved, dest) = (spec.clone(), resolved.cloned(), dest.to_path_buf());
         blocking(move || checkout_blocking(&spec, resolved.as_ref(), &dest, &cancel)).await
     }
@@ -324,7 +332,7 @@ fn checkout_blocking(
     resolved: Option<&Resolved>,
     dest: &Path,
     cancel: &CancelFlag,
-) -> Result<String, BuildError> {
+) -> Result<CheckedOut, BuildError> {
     let error = |e: git2::Error| classify(&e, spec);
     // The cheap way first: the one ref (or commit) at depth 1. The local
     // transport cannot fetch shallow, so it fetches the whole history.
@@ -382,13 +390,19 @@ fn checkout_blocking(
     check_out(&repo, oid, spec)
 }
 
-fn check_out(repo: &Repository, oid: Oid, spec: &RepoSpec) -> Result<String, BuildError> {
+fn check_out(repo: &Repository, oid: Oid, spec: &RepoSpec) -> Result<CheckedOut, BuildError> {
     let error = |e: git2::Error| classify(&e, spec);
     let commit = repo.find_commit(oid).map_err(error)?;
     repo.checkout_tree(commit.as_object(), Some(CheckoutBuilder::new().force()))
         .map_err(error)?;
     repo.set_head_detached(oid).map_err(error)?;
-    Ok(oid.to_string())
+    Ok(CheckedOut {
+        commit: oid.to_string(),
+        // Not UTF-8: shown lossily rather than not at all.
+        summary: commit
+            .summary_bytes()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned()),
+    })
 }
 
 /// Turns a git2 error into the reason a user reads.

@@ -271,10 +271,11 @@ where
         let checkout = root.join("source");
         std::fs::create_dir(&checkout)
             .map_err(|e| BuildError::Internal(format!("cannot make a work folder: {e}")))?;
-        let commit = self
+        let checked_out = self
             .fetcher
             .checkout(&spec, resolved.as_ref(), &checkout, cancel)
             .await?;
+        let commit = checked_out.commit;
         tracker.set_commit(&commit);
         if resolved.is_none() {
             log.line(format!("Resolved {} to {commit}", spec.wanted()))
@@ -340,7 +341,9 @@ where
         self.report(
             deployment_id,
             attempt,
-            DeploymentProgress::new(DeploymentState::Building).with_commit(&commit),
+            DeploymentProgress::new(DeploymentState::Building)
+                .with_commit(&commit)
+                .with_commit_message(checked_out.summary),
         )
         .await?;
         let job = BuildJob {

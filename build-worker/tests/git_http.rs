@@ -101,7 +101,8 @@ async fn fetch(spec: &RepoSpec) -> Result<(tempfile::TempDir, String), BuildErro
             dest.path(),
             Arc::new(AtomicBool::new(false)),
         )
-        .await?;
+        .await?
+        .commit;
     if let Some(resolved) = resolved {
         assert_eq!(resolved.commit, commit);
     }

@@ -137,6 +137,9 @@ pub struct DeploymentProgress {
     pub reason: Option<String>,
     #[serde(default)]
     pub commit: Option<String>,
+    /// The first line of the commit's message, once the source is cloned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_message: Option<String>,
     /// Set once the image is pushed: the release about to be deployed.
     #[serde(default)]
     pub release: Option<Release>,
@@ -153,6 +156,7 @@ impl DeploymentProgress {
             at: Utc::now(),
             reason: None,
             commit: None,
+            commit_message: None,
             release: None,
             endpoint: None,
         }
@@ -167,6 +171,11 @@ impl DeploymentProgress {
 
     pub fn with_commit(mut self, commit: impl Into<String>) -> Self {
         self.commit = Some(commit.into());
+        self
+    }
+
+    pub fn with_commit_message(mut self, message: Option<String>) -> Self {
+        self.commit_message = message;
         self
     }
 

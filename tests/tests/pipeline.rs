@@ -89,8 +89,12 @@ async fn push_to_live_then_redeploy_a_change() -> Result<()> {
 
     // A change deploys again; the old instance is gone afterwards.
     repo.write("version.txt", "v2")?;
-    repo.commit("v2")?;
+    repo.commit("Say v2\n\nThe body of the message stays out of the history.")?;
     let second = deploy_live(&client, &platform, app_id).await?;
+    assert_eq!(
+        second["commit_message"], "Say v2",
+        "reported after the clone"
+    );
     let second_url = endpoint(&second)?;
     assert_eq!(fetch_body(&second_url).await?, "hello v2");
     if second_url != first_url {

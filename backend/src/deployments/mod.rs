@@ -106,6 +106,7 @@ async fn create_deployment(
             commit: commit.as_deref(),
             created_by: Some(user.id),
             pushed_by: None,
+            commit_message: None,
             github_host: state.github.host(),
         };
         let id = request::request_build(&mut tx, &app, intent).await?;

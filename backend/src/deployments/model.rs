@@ -52,6 +52,8 @@ pub struct Deployment {
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
     pub commit: Option<String>,
+    /// The first line of the commit's message, once known.
+    pub commit_message: Option<String>,
     /// The image by digest, once pushed.
     pub image: Option<String>,
     /// Where it answers, once live.
@@ -79,6 +81,7 @@ impl Deployment {
             trigger: row.trigger,
             git_ref: row.git_ref,
             commit: row.commit_sha,
+            commit_message: row.commit_message,
             image: row.image,
             endpoint: row.endpoint,
             release_id: row.release_id,
@@ -88,4 +91,11 @@ impl Deployment {
             updated_at: row.updated_at,
         }
     }
+}
+
+/// A commit message's first line, at most 200 characters: what a history
+/// shows.
+pub fn commit_summary(message: &str) -> String {
+    let line = message.lines().next().unwrap_or_default().trim();
+    line.chars().take(200).collect()
 }

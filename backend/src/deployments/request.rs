@@ -43,6 +43,8 @@ pub struct BuildIntent<'a> {
     pub created_by: Option<Uuid>,
     /// The GitHub login whose push this deploys.
     pub pushed_by: Option<&'a str>,
+    /// The commit's message's first line, when the trigger knows it.
+    pub commit_message: Option<&'a str>,
     /// GitHub's host (`github.com`): a repository there clones with the
     /// owner's linked GitHub token, if they have one.
     pub github_host: &'a str,
@@ -70,6 +72,7 @@ pub async fn request_build(
             image: None,
             created_by: intent.created_by,
             pushed_by: intent.pushed_by,
+            commit_message: intent.commit_message,
         },
     )
     .await?;
@@ -122,6 +125,7 @@ pub async fn request_rollback(
             image: Some(&release.image),
             created_by: Some(created_by),
             pushed_by: None,
+            commit_message: None,
         },
     )
     .await?;

@@ -18,6 +18,7 @@ pub struct DeploymentRow {
     pub trigger: String,
     pub git_ref: Option<String>,
     pub commit_sha: Option<String>,
+    pub commit_message: Option<String>,
     pub release_id: Uuid,
     pub image: Option<String>,
     pub endpoint: Option<String>,
@@ -28,7 +29,8 @@ pub struct DeploymentRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "d.id, d.app_id, d.state, d.trigger, d.git_ref, d.commit_sha, d.release_id,
+const COLUMNS: &str = "d.id, d.app_id, d.state, d.trigger, d.git_ref, d.commit_sha,
+    d.commit_message, d.release_id,
     d.image, d.endpoint, d.reason, d.created_by, d.pushed_by, d.created_at, d.updated_at";
 
 pub struct NewDeployment<'a> {
@@ -42,14 +44,22 @@ pub struct NewDeployment<'a> {
     pub created_by: Option<Uuid>,
     /// The GitHub login whose push this deploys.
     pub pushed_by: Option<&'a str>,
+    /// The commit's message's first line, when the trigger knows it.
+    pub commit_message: Option<&'a str>,
 }
 
-/// Inserts a `queued` deployment and its first history entry.
+/// Inserts a `queued` deployment and its first history entry. Without a
+/// message, one an earlier deployment of the same commit learned is used
+/// (a rollback, a redeploy).
 pub async fn insert(conn: &mut PgConnection, new: NewDeployment<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO deployments (id, app_id, state, trigger, git_ref, commit_sha, release_id,
-                                  image, created_by, pushed_by)
-         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9)",
+                                  image, created_by, pushed_by, commit_message)
+         VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9,
+                 COALESCE($10, (SELECT commit_message FROM deployments
+                                WHERE app_id = $2 AND commit_sha = $5
+                                  AND commit_message IS NOT NULL
+                                ORDER BY id DESC LIMIT 1)))",
     )
     .bind(new.id)
     .bind(new.app_id)
@@ -60,6 +70,7 @@ pub async fn insert(conn: &mut PgConnection, new: NewDeployment<'_>) -> Result<(
     .bind(new.image)
     .bind(new.created_by)
     .bind(new.pushed_by)
+    .bind(new.commit_message)
     .execute(&mut *conn)
     .await?;
     record_state(conn, new.id, DeploymentState::Queued, Utc::now()).await

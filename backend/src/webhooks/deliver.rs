@@ -5,6 +5,7 @@ use super::push::{self, Decision, PushEvent, Target};
 use super::{header, payload_json, store, DeliveryOutcome, DELIVERY_HEADER, EVENT_HEADER};
 use crate::apps::store as apps_store;
 use crate::audit::{self, Event, SourceAddr};
+use crate::deployments::model::commit_summary;
 use crate::deployments::request::{request_build, BuildIntent, Trigger};
 use crate::deployments::requested;
 use crate::error::{Error, Result};
@@ -132,12 +133,14 @@ async fn on_push(
     match push::decide(push, &target, Utc::now()) {
         Decision::Ignore(reason) => Ok(DeliveryOutcome::ignored(reason)),
         Decision::Deploy(commit) => {
+            let message = push.head_message().map(commit_summary);
             let intent = BuildIntent {
                 trigger: Trigger::Push,
                 git_ref: &app.branch,
                 commit: Some(&commit),
                 created_by: None,
                 pushed_by: push.pushed_by(),
+                commit_message: message.as_deref(),
                 github_host,
             };
             let id = request_build(tx, &app, intent).await?;

@@ -29,6 +29,8 @@ pub struct PushEvent {
     #[serde(default)]
     pub commits: Vec<PushCommit>,
     pub repository: Repository,
+    /// The pushed head commit; null when the push deleted the ref.
+    pub head_commit: Option<HeadCommit>,
     pub pusher: Option<Pusher>,
     pub sender: Option<Sender>,
 }
@@ -38,6 +40,12 @@ pub struct PushCommit {
     pub added: Option<Vec<String>>,
     pub removed: Option<Vec<String>>,
     pub modified: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HeadCommit {
+    pub id: Option<String>,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +76,14 @@ impl PushEvent {
             return Err("`after` is not a 40-digit commit SHA".into());
         }
         Ok(push)
+    }
+
+    /// The message of the commit deployed (`after`), when GitHub sent it.
+    pub fn head_message(&self) -> Option<&str> {
+        self.head_commit
+            .as_ref()
+            .filter(|head| head.id.as_deref() == Some(self.after.as_str()))
+            .and_then(|head| head.message.as_deref())
     }
 
     /// Who pushed: the GitHub login of the sender, else the pusher's name.
