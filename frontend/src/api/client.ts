@@ -1,0 +1,207 @@
+// The one way the UI talks to the API.
+//
+// * The access token lives in this object's memory only: never in
+//   localStorage or sessionStorage, so a script injected into the page cannot
+//   read a stored token, and a reload starts without one.
+// * The refresh token is the backend's `berth_refresh` cookie (HttpOnly,
+//   SameSite=Strict, Path=/api/v1/auth): every call that may set or read it
+//   sends `X-Berth-Session: cookie`. JavaScript never sees that token.
+// * A 401 on an authenticated call triggers one refresh through the cookie
+//   (single-flight: concurrent 401s share it), then the call is retried once.
+//   If the refresh fails the session is over and listeners hear `null`.
+
+import { ApiProblem, networkProblem, problemFromResponse } from "./problem";
+import type { App, Deployment, Profile, TokenResponse, User } from "./types";
+
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+export type TokenListener = (token: string | null) => void;
+
+export interface RequestOptions {
+  method?: string;
+  body?: unknown;
+  /** false for calls that must not send the access token or refresh on 401. */
+  auth?: boolean;
+  /** Ask for the refresh token in the session cookie instead of the body. */
+  cookieSession?: boolean;
+  signal?: AbortSignal;
+}
+
+export const SESSION_HEADER = "X-Berth-Session";
+
+export class ApiClient {
+  private accessToken: string | null = null;
+  private refreshing: Promise<boolean> | null = null;
+  private readonly listeners = new Set<TokenListener>();
+  private readonly fetchImpl: FetchLike;
+  private readonly baseUrl: string;
+
+  constructor(options: { fetch?: FetchLike; baseUrl?: string } = {}) {
+    this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.baseUrl = options.baseUrl ?? "/api/v1";
+  }
+
+  get token(): string | null {
+    return this.accessToken;
+  }
+
+  get signedIn(): boolean {
+    return this.accessToken !== null;
+  }
+
+  /** Hears every change of the access token; `null` means signed out. */
+  subscribe(listener: TokenListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private setToken(token: string | null): void {
+    if (token === this.accessToken) return;
+    this.accessToken = token;
+    for (const listener of [...this.listeners]) listener(token);
+  }
+
+  private async send(path: string, options: RequestOptions, token: string | null): Promise<Response> {
+    const headers: Record<string, string> = { Accept: "application/json, application/problem+json" };
+    if (options.body !== undefined) headers["Content-Type"] = "application/json";
+    if (token && options.auth !== false) headers.Authorization = `Bearer ${token}`;
+    if (options.cookieSession) headers[SESSION_HEADER] = "cookie";
+    try {
+      return await this.fetchImpl(this.baseUrl + path, {
+        method: options.method ?? "GET",
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        credentials: "same-origin",
+        signal: options.signal,
+      });
+    } catch (err) {
+      if (options.signal?.aborted) throw err;
+      throw networkProblem(err);
+    }
+  }
+
+  private static async parse<T>(res: Response): Promise<T> {
+    if (!res.ok) throw await problemFromResponse(res);
+    const text = await res.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  async request<T>(path: string, options: RequestOptions = {}): Promise<T> {
+    const used = this.accessToken;
+    const first = await this.send(path, options, used);
+    if (first.status !== 401 || options.auth === false) return ApiClient.parse<T>(first);
+    // Another call may have refreshed while this one was in flight: then the
+    // new token is tried without spending another refresh.
+    const renewed = this.accessToken !== null && this.accessToken !== used;
+    if (!renewed && !(await this.refresh())) return ApiClient.parse<T>(first);
+    const second = await this.send(path, options, this.accessToken);
+    if (second.status === 401) this.setToken(null);
+    return ApiClient.parse<T>(second);
+  }
+
+  /**
+   * Exchanges the refresh cookie for a new access token. Concurrent callers
+   * share one request (the backend rotates the refresh token on each use, so
+   * two parallel refreshes would race). Resolves false when there is no
+   * session; a network failure also resolves false but keeps the token.
+   */
+  refresh(): Promise<boolean> {
+    if (!this.refreshing) {
+      this.refreshing = this.doRefresh().finally(() => {
+        this.refreshing = null;
+      });
+    }
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<boolean> {
+    let res: Response;
+    try {
+      res = await this.send("/auth/refresh", { method: "POST", body: {}, auth: false, cookieSession: true }, null);
+    } catch {
+      return false;
+    }
+    if (res.ok) {
+      const tokens = (await res.json()) as TokenResponse;
+      this.setToken(tokens.access_token);
+      return true;
+    }
+    if (res.status === 400 || res.status === 401 || res.status === 403) this.setToken(null);
+    return false;
+  }
+
+  // --- auth -------------------------------------------------------------
+
+  async login(login: string, password: string): Promise<void> {
+    const tokens = await this.request<TokenResponse>("/auth/login", {
+      method: "POST",
+      body: { login, password },
+      auth: false,
+      cookieSession: true,
+    });
+    this.setToken(tokens.access_token);
+  }
+
+  register(username: string, email: string, password: string): Promise<User> {
+    return this.request<User>("/auth/register", {
+      method: "POST",
+      body: { username, email, password },
+      auth: false,
+    });
+  }
+
+  /** Ends the session on the server and forgets the token, whatever the server says. */
+  async logout(): Promise<void> {
+    try {
+      await this.request<void>("/auth/logout", { method: "POST", body: {}, auth: false, cookieSession: true });
+    } finally {
+      this.setToken(null);
+    }
+  }
+
+  requestPasswordReset(email: string): Promise<void> {
+    return this.request<void>("/auth/password-reset", { method: "POST", body: { email }, auth: false });
+  }
+
+  confirmPasswordReset(token: string, newPassword: string): Promise<void> {
+    return this.request<void>("/auth/password-reset/confirm", {
+      method: "POST",
+      body: { token, new_password: newPassword },
+      auth: false,
+    });
+  }
+
+  /** Where to send the browser for GitHub sign-in; it comes back to `/` with the cookie set. */
+  async githubSignInUrl(): Promise<string> {
+    const { url } = await this.request<{ url: string }>("/auth/github/start?browser=true", { auth: false });
+    return url;
+  }
+
+  // --- account ----------------------------------------------------------
+
+  me(signal?: AbortSignal): Promise<Profile> {
+    return this.request<Profile>("/me", { signal });
+  }
+
+  // --- apps -------------------------------------------------------------
+
+  apps(signal?: AbortSignal): Promise<App[]> {
+    return this.request<App[]>("/apps", { signal });
+  }
+
+  app(id: string, signal?: AbortSignal): Promise<App> {
+    return this.request<App>(`/apps/${encodeURIComponent(id)}`, { signal });
+  }
+
+  deployments(appId: string, signal?: AbortSignal): Promise<Deployment[]> {
+    return this.request<Deployment[]>(`/apps/${encodeURIComponent(appId)}/deployments`, { signal });
+  }
+
+  deploy(appId: string): Promise<Deployment> {
+    return this.request<Deployment>(`/apps/${encodeURIComponent(appId)}/deployments`, { method: "POST", body: {} });
+  }
+}
+
+export { ApiProblem };
+
+/** The client the app uses; tests make their own. */
+export const api = new ApiClient();

@@ -1,0 +1,73 @@
+// Shapes from the backend's OpenAPI document (/api/v1/openapi.json).
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: string;
+  expires_in: number;
+  refresh_token?: string | null;
+}
+
+export interface User {
+  id: string;
+  username: string;
+  email: string;
+  created_at: string;
+}
+
+export interface Profile extends User {
+  display_name?: string | null;
+  github_login?: string | null;
+  has_password: boolean;
+}
+
+export interface LastDeploy {
+  trigger: string;
+  created_at: string;
+  commit?: string | null;
+  pushed_by?: string | null;
+}
+
+export interface App {
+  id: string;
+  name: string;
+  tenant: string;
+  repo_url: string;
+  branch: string;
+  subdirectory?: string | null;
+  port: number;
+  replicas: number;
+  env_names: string[];
+  env_version: number;
+  created_at: string;
+  updated_at: string;
+  current_release_id?: string | null;
+  latest_deployment_id?: string | null;
+  last_deploy?: LastDeploy | null;
+  state?: string | null;
+  url?: string | null;
+}
+
+export interface StateEntry {
+  state: string;
+  at: string;
+  [key: string]: unknown;
+}
+
+export interface Deployment {
+  id: string;
+  app_id: string;
+  state: string;
+  states: StateEntry[];
+  trigger: string;
+  release_id: string;
+  created_at: string;
+  updated_at: string;
+  commit?: string | null;
+  commit_message?: string | null;
+  created_by?: string | null;
+  endpoint?: string | null;
+  image?: string | null;
+  pushed_by?: string | null;
+  reason?: string | null;
+  ref?: string | null;
+}

@@ -1,0 +1,25 @@
+import { describe, expect, it } from "vitest";
+import { duration, shortSha, timeAgo } from "./format";
+
+describe("format", () => {
+  const now = Date.parse("2026-03-01T12:00:00Z");
+  it("timeAgo", () => {
+    expect(timeAgo("2026-03-01T11:59:40Z", now)).toBe("just now");
+    expect(timeAgo("2026-03-01T11:59:00Z", now)).toBe("1 minute ago");
+    expect(timeAgo("2026-03-01T11:30:00Z", now)).toBe("30 minutes ago");
+    expect(timeAgo("2026-03-01T09:00:00Z", now)).toBe("3 hours ago");
+    expect(timeAgo("2026-02-28T12:00:00Z", now)).toBe("yesterday");
+    expect(timeAgo("2025-12-01T12:00:00Z", now)).toBe("2025-12-01");
+    expect(timeAgo("garbage", now)).toBe("");
+  });
+  it("shortSha", () => {
+    expect(shortSha("0123456789abcdef")).toBe("0123456");
+    expect(shortSha(null)).toBe("");
+  });
+  it("duration", () => {
+    expect(duration("2026-03-01T12:00:00Z", "2026-03-01T12:00:42Z")).toBe("42 s");
+    expect(duration("2026-03-01T12:00:00Z", "2026-03-01T12:01:05Z")).toBe("1 min 5 s");
+    expect(duration("2026-03-01T12:00:00Z", "2026-03-01T12:02:00Z")).toBe("2 min");
+    expect(duration("2026-03-01T12:00:00Z", null)).toBe("");
+  });
+});

@@ -1,0 +1,32 @@
+// Small display helpers.
+
+/** "just now", "5 minutes ago", "3 hours ago", "2 days ago", then the date. */
+export function timeAgo(iso: string, now: number = Date.now()): string {
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return "";
+  const s = Math.round((now - at) / 1000);
+  if (s < 45) return "just now";
+  const m = Math.round(s / 60);
+  if (m < 60) return m === 1 ? "1 minute ago" : `${m} minutes ago`;
+  const h = Math.round(m / 60);
+  if (h < 24) return h === 1 ? "1 hour ago" : `${h} hours ago`;
+  const d = Math.round(h / 24);
+  if (d < 30) return d === 1 ? "yesterday" : `${d} days ago`;
+  return new Date(at).toISOString().slice(0, 10);
+}
+
+export function shortSha(sha: string | null | undefined): string {
+  return sha ? sha.slice(0, 7) : "";
+}
+
+/** "1 min 5 s", "42 s"; empty when either end is missing. */
+export function duration(fromIso: string, toIso: string | null | undefined): string {
+  if (!toIso) return "";
+  const ms = Date.parse(toIso) - Date.parse(fromIso);
+  if (Number.isNaN(ms) || ms < 0) return "";
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  const rest = s % 60;
+  return rest ? `${m} min ${rest} s` : `${m} min`;
+}

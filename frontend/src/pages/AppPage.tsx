@@ -1,0 +1,158 @@
+import { useCallback, useState } from "react";
+import { Link, useParams } from "react-router";
+import type { Deployment } from "../api/types";
+import { useSession } from "../api/session";
+import { ProblemBanner } from "../components/forms";
+import { Loading } from "../components/Layout";
+import { StateBadge } from "../components/StateBadge";
+import { duration, shortSha, timeAgo } from "../lib/format";
+import { isInProgress, triggerLabel } from "../lib/states";
+import { useAsync } from "../lib/useAsync";
+import { usePoll } from "../lib/usePoll";
+import { ApiProblem } from "../api/problem";
+
+export function AppPage() {
+  const { id = "" } = useParams();
+  const { client } = useSession();
+  const app = useAsync((signal) => client.app(id, signal), [client, id]);
+  const deployments = useAsync((signal) => client.deployments(id, signal), [client, id]);
+  const [deployProblem, setDeployProblem] = useState<unknown>(null);
+  const [deploying, setDeploying] = useState(false);
+
+  const moving = !!deployments.data?.some((d) => isInProgress(d.state));
+  // Until live updates arrive (server-sent events), re-read while a deployment moves.
+  const { reload: reloadApp } = app;
+  const { reload: reloadDeployments } = deployments;
+  const reloadAll = useCallback(() => {
+    reloadApp();
+    reloadDeployments();
+  }, [reloadApp, reloadDeployments]);
+  usePoll(reloadAll, 3000, moving);
+
+  const onDeploy = async () => {
+    setDeployProblem(null);
+    setDeploying(true);
+    try {
+      await client.deploy(id);
+      reloadAll();
+    } catch (err) {
+      setDeployProblem(err);
+    } finally {
+      setDeploying(false);
+    }
+  };
+
+  if (app.error && !app.data) {
+    const missing = app.error instanceof ApiProblem && app.error.status === 404;
+    return (
+      <section>
+        <p>
+          <Link to="/">← Apps</Link>
+        </p>
+        {missing ? (
+          <div className="empty">
+            <h1>App not found</h1>
+            <p>It may have been deleted.</p>
+          </div>
+        ) : (
+          <>
+            <ProblemBanner problem={app.error} />
+            <button type="button" className="secondary" onClick={app.reload}>
+              Try again
+            </button>
+          </>
+        )}
+      </section>
+    );
+  }
+  if (!app.data) return <Loading what="Loading the app…" />;
+  const a = app.data;
+
+  return (
+    <section aria-labelledby="app-title">
+      <p className="breadcrumb">
+        <Link to="/">← Apps</Link>
+      </p>
+      <div className="page-head">
+        <h1 id="app-title">{a.name}</h1>
+        <StateBadge state={a.state} />
+        <button type="button" className="primary" onClick={onDeploy} disabled={deploying}>
+          {deploying ? "Starting…" : "Deploy"}
+        </button>
+      </div>
+      <ProblemBanner problem={deployProblem} />
+      <dl className="facts">
+        <dt>URL</dt>
+        <dd>
+          {a.url ? (
+            <a href={a.url} target="_blank" rel="noreferrer">
+              {a.url}
+            </a>
+          ) : (
+            <span className="muted">None until a deployment is live</span>
+          )}
+        </dd>
+        <dt>Repository</dt>
+        <dd>
+          <code>{a.repo_url}</code> on <code>{a.branch}</code>
+          {a.subdirectory ? (
+            <>
+              {" "}
+              in <code>{a.subdirectory}</code>
+            </>
+          ) : null}
+        </dd>
+        <dt>Port</dt>
+        <dd>{a.port}</dd>
+        <dt>Instances</dt>
+        <dd>{a.replicas === 0 ? "stopped" : a.replicas}</dd>
+      </dl>
+
+      <h2>Deployments</h2>
+      {deployments.error && !deployments.data ? (
+        <>
+          <ProblemBanner problem={deployments.error} />
+          <button type="button" className="secondary" onClick={deployments.reload}>
+            Try again
+          </button>
+        </>
+      ) : !deployments.data ? (
+        <Loading what="Loading deployments…" />
+      ) : deployments.data.length === 0 ? (
+        <p className="empty">No deployments yet. Deploy builds the branch's latest commit.</p>
+      ) : (
+        <ol className="deployments">
+          {deployments.data.map((d) => (
+            <DeploymentRow key={d.id} d={d} />
+          ))}
+        </ol>
+      )}
+    </section>
+  );
+}
+
+function finishedAt(d: Deployment): string | null {
+  if (isInProgress(d.state)) return null;
+  const settled = d.states.find((s) => s.state === d.state);
+  return settled?.at ?? d.updated_at;
+}
+
+function DeploymentRow({ d }: { d: Deployment }) {
+  const took = duration(d.created_at, finishedAt(d));
+  return (
+    <li className="deployment">
+      <div className="deployment-head">
+        <StateBadge state={d.state} />
+        <span className="commit">
+          {d.commit ? <code>{shortSha(d.commit)}</code> : <span className="muted">commit not known yet</span>}
+          {d.commit_message && <span className="commit-message"> {d.commit_message}</span>}
+        </span>
+      </div>
+      <div className="muted deployment-meta">
+        {triggerLabel(d.trigger, d.pushed_by)} · <time dateTime={d.created_at}>{timeAgo(d.created_at)}</time>
+        {took && <> · took {took}</>}
+      </div>
+      {d.reason && <p className="reason">{d.reason}</p>}
+    </li>
+  );
+}

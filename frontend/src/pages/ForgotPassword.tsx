@@ -1,0 +1,68 @@
+import { useState, type FormEvent } from "react";
+import { Link } from "react-router";
+import { useSession } from "../api/session";
+import { Field, mergeErrors, Notice, ProblemBanner } from "../components/forms";
+import { collect, email as checkEmail, hasErrors, type Errors } from "../lib/validation";
+
+export function ForgotPassword() {
+  const { client } = useSession();
+  const [email, setEmail] = useState("");
+  const [checks, setChecks] = useState<Errors<"email">>({});
+  const [problem, setProblem] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const [sent, setSent] = useState(false);
+
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault();
+    const found = collect({ email: checkEmail(email.trim()) });
+    setChecks(found);
+    setProblem(null);
+    if (hasErrors(found)) return;
+    setBusy(true);
+    try {
+      await client.requestPasswordReset(email.trim());
+      setSent(true);
+    } catch (err) {
+      setProblem(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const errors = mergeErrors(checks, problem);
+  return (
+    <section className="card narrow" aria-labelledby="forgot-title">
+      <h1 id="forgot-title">Reset your password</h1>
+      {sent ? (
+        <Notice>
+          If an account uses <strong>{email.trim()}</strong>, a link to set a new password is on its way. It works
+          once, for 30 minutes.
+        </Notice>
+      ) : (
+        <>
+          <p>Enter your account's email address and we will send you a link to set a new password.</p>
+          <ProblemBanner problem={problem} shownFields={["email"]} />
+          <form onSubmit={onSubmit} noValidate>
+            <Field
+              label="Email"
+              name="email"
+              type="email"
+              autoComplete="email"
+              value={email}
+              onChange={(e) => setEmail(e.target.value)}
+              error={errors.email}
+              required
+              autoFocus
+            />
+            <button type="submit" className="primary" disabled={busy}>
+              {busy ? "Sending…" : "Send the link"}
+            </button>
+          </form>
+        </>
+      )}
+      <p className="links">
+        <Link to="/sign-in">Back to sign in</Link>
+      </p>
+    </section>
+  );
+}

@@ -1,0 +1,95 @@
+import { useState, type FormEvent } from "react";
+import { Link, useNavigate } from "react-router";
+import { useSession } from "../api/session";
+import { Field, mergeErrors, ProblemBanner } from "../components/forms";
+import { hasErrors, MIN_PASSWORD_CHARS, validateRegister, type Errors } from "../lib/validation";
+
+type RegisterField = "username" | "email" | "password" | "confirm";
+
+export function Register() {
+  const { client, signIn } = useSession();
+  const navigate = useNavigate();
+  const [values, setValues] = useState({ username: "", email: "", password: "", confirm: "" });
+  const [checks, setChecks] = useState<Errors<RegisterField>>({});
+  const [problem, setProblem] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const set = (field: RegisterField) => (e: { target: { value: string } }) =>
+    setValues((v) => ({ ...v, [field]: e.target.value }));
+
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault();
+    const found = validateRegister(values);
+    setChecks(found);
+    setProblem(null);
+    if (hasErrors(found)) return;
+    setBusy(true);
+    try {
+      await client.register(values.username, values.email.trim(), values.password);
+      await signIn(values.username, values.password);
+      navigate("/", { replace: true });
+    } catch (err) {
+      setProblem(err);
+      setBusy(false);
+    }
+  };
+
+  const errors = mergeErrors(checks, problem);
+  return (
+    <section className="card narrow" aria-labelledby="register-title">
+      <h1 id="register-title">Create an account</h1>
+      <ProblemBanner problem={problem} shownFields={["username", "email", "password"]} />
+      <form onSubmit={onSubmit} noValidate>
+        <Field
+          label="Username"
+          name="username"
+          autoComplete="username"
+          value={values.username}
+          onChange={set("username")}
+          error={errors.username}
+          hint="Lowercase letters, digits and '-'. It appears in your apps' addresses and cannot change."
+          autoCapitalize="none"
+          spellCheck={false}
+          required
+          autoFocus
+        />
+        <Field
+          label="Email"
+          name="email"
+          type="email"
+          autoComplete="email"
+          value={values.email}
+          onChange={set("email")}
+          error={errors.email}
+          required
+        />
+        <Field
+          label="Password"
+          name="password"
+          type="password"
+          autoComplete="new-password"
+          value={values.password}
+          onChange={set("password")}
+          error={errors.password}
+          hint={`At least ${MIN_PASSWORD_CHARS} characters.`}
+          required
+        />
+        <Field
+          label="Repeat password"
+          name="confirm"
+          type="password"
+          autoComplete="new-password"
+          value={values.confirm}
+          onChange={set("confirm")}
+          error={errors.confirm}
+          required
+        />
+        <button type="submit" className="primary" disabled={busy}>
+          {busy ? "Creating your account…" : "Create account"}
+        </button>
+      </form>
+      <p className="links">
+        <Link to="/sign-in">Already have an account? Sign in</Link>
+      </p>
+    </section>
+  );
+}

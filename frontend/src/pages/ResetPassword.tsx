@@ -1,0 +1,90 @@
+import { useEffect, useState, type FormEvent } from "react";
+import { Link } from "react-router";
+import { useSession } from "../api/session";
+import { Field, mergeErrors, Notice, ProblemBanner } from "../components/forms";
+import { hasErrors, MIN_PASSWORD_CHARS, tokenFromHash, validateResetConfirm, type Errors } from "../lib/validation";
+
+/** Reached from the mail's link `/reset-password#token=…`: the token is in the fragment, never sent to a server but here. */
+export function ResetPassword() {
+  const { client } = useSession();
+  const [token] = useState(() => tokenFromHash(window.location.hash));
+  const [values, setValues] = useState({ password: "", confirm: "" });
+  const [checks, setChecks] = useState<Errors<"password" | "confirm">>({});
+  const [problem, setProblem] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const [done, setDone] = useState(false);
+
+  // Take the token out of the address bar (and so out of the history).
+  useEffect(() => {
+    if (window.location.hash) {
+      window.history.replaceState(null, "", window.location.pathname + window.location.search);
+    }
+  }, []);
+
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault();
+    const found = validateResetConfirm(values);
+    setChecks(found);
+    setProblem(null);
+    if (hasErrors(found) || !token) return;
+    setBusy(true);
+    try {
+      await client.confirmPasswordReset(token, values.password);
+      setDone(true);
+    } catch (err) {
+      setProblem(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const apiErrors = mergeErrors({}, problem);
+  const errors = { ...checks, password: checks.password ?? apiErrors.new_password };
+  return (
+    <section className="card narrow" aria-labelledby="reset-title">
+      <h1 id="reset-title">Set a new password</h1>
+      {!token ? (
+        <div className="banner banner-error" role="alert">
+          This link has no reset token. Open the link from the mail again, or{" "}
+          <Link to="/forgot-password">ask for a new one</Link>.
+        </div>
+      ) : done ? (
+        <Notice>
+          Your password is set, and every session was signed out. <Link to="/sign-in">Sign in</Link> with the new
+          password.
+        </Notice>
+      ) : (
+        <>
+          <ProblemBanner problem={problem} shownFields={["new_password"]} />
+          <form onSubmit={onSubmit} noValidate>
+            <Field
+              label="New password"
+              name="password"
+              type="password"
+              autoComplete="new-password"
+              value={values.password}
+              onChange={(e) => setValues((v) => ({ ...v, password: e.target.value }))}
+              error={errors.password}
+              hint={`At least ${MIN_PASSWORD_CHARS} characters.`}
+              required
+              autoFocus
+            />
+            <Field
+              label="Repeat password"
+              name="confirm"
+              type="password"
+              autoComplete="new-password"
+              value={values.confirm}
+              onChange={(e) => setValues((v) => ({ ...v, confirm: e.target.value }))}
+              error={errors.confirm}
+              required
+            />
+            <button type="submit" className="primary" disabled={busy}>
+              {busy ? "Saving…" : "Set password"}
+            </button>
+          </form>
+        </>
+      )}
+    </section>
+  );
+}
