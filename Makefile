@@ -24,9 +24,15 @@ help:
 stack:
 	$(STACK) up
 
+# The web UI (frontend/dist, git-ignored), served by the backend. npm ci runs
+# again when package-lock.json is newer than what node_modules was made from.
 frontend:
 	@if [[ -f frontend/package.json ]]; then \
-	  cd frontend && { [[ -d node_modules ]] || npm ci || npm install; } && npm run build; \
+	  cd frontend && \
+	  if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then \
+	    npm ci --no-audit --no-fund; \
+	  fi && \
+	  npm run build; \
 	fi
 
 up: stack frontend
@@ -44,6 +50,8 @@ down:
 # The end-to-end tests run the four real binaries from target/debug; the
 # manifest tests (infra/kubernetes) use kubectl and kubernetes-validate.
 test: stack
+	$(MAKE) frontend
+	@if [[ -f frontend/package.json ]]; then cd frontend && npm test; fi
 	infra/local/k8s-tools.sh >/dev/null
 	cargo build --bins
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts/stops berth's own processes against the local stack (.berth/berth.env).
-#   berth-backend        API + UI on $BERTH_LISTEN (ops endpoints on the same port)
+#   berth-backend        API + UI on $BERTH_LISTEN (ops endpoints on the same port;
+#                        the UI from frontend/dist unless BERTH_FRONTEND_DIR says otherwise)
 #   berth-build-worker   ops on 127.0.0.1:9181
 #   berth-deploy-worker  ops on 127.0.0.1:9182
 #   berth-log-streamer   ops on 127.0.0.1:9183
@@ -31,6 +32,10 @@ load_env() {
   source "$BERTH_ENV_FILE_PATH"
   set +a
   export RUST_LOG="${RUST_LOG:-info}"
+  # The backend serves the web UI built by `make frontend`, when it is built.
+  if [[ -z ${BERTH_FRONTEND_DIR:-} && -f $BERTH_ROOT/frontend/dist/index.html ]]; then
+    export BERTH_FRONTEND_DIR="$BERTH_ROOT/frontend/dist"
+  fi
 }
 
 backend_url() { echo "http://${BERTH_LISTEN:-127.0.0.1:8080}"; }
