@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiProblem, networkProblem, parseRetryAfter, plainMessage, problemFromResponse } from "./problem";
+import { ApiProblem, networkProblem, parseRetryAfter, plainMessage, problemFromResponse, withSubject } from "./problem";
 
 function problemResponse(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
@@ -100,6 +100,17 @@ describe("plainMessage", () => {
     expect(plainMessage(validation, ["username"])).toBe("New password must be at least 10 characters long.");
   });
 
+  it("lets a field message that is a whole sentence read on its own", () => {
+    const p = new ApiProblem({
+      status: 422,
+      detail: "token: this reset link is invalid, expired or already used; ask for a new one",
+      errors: [{ field: "token", message: "this reset link is invalid, expired or already used; ask for a new one" }],
+    });
+    expect(plainMessage(p, ["new_password"])).toBe(
+      "This reset link is invalid, expired or already used; ask for a new one.",
+    );
+  });
+
   it("uses the detail, capitalised and ended, otherwise", () => {
     const p = new ApiProblem({ status: 401, title: "Invalid credentials", detail: "the login or the password is wrong" });
     expect(plainMessage(p)).toBe("The login or the password is wrong.");
@@ -112,5 +123,13 @@ describe("plainMessage", () => {
 
   it("explains network failures", () => {
     expect(plainMessage(networkProblem(new TypeError("Failed to fetch")))).toMatch(/Could not reach berth/);
+  });
+});
+
+describe("withSubject", () => {
+  it("puts the field's name before a predicate, not before a sentence", () => {
+    expect(withSubject("Email", "must be an email address")).toBe("Email must be an email address");
+    expect(withSubject("username", "is already taken")).toBe("Username is already taken");
+    expect(withSubject("Token", "this link expired")).toBe("This link expired");
   });
 });

@@ -158,12 +158,23 @@ export function plainMessage(problem: ApiProblem, shownFields: readonly string[]
         ? "Please correct the field marked below."
         : "Please correct the fields marked below.";
     }
-    return unshown.map((e) => `${capitalize(humanField(e.field))} ${e.message}.`).join(" ");
+    return unshown.map((e) => endSentence(withSubject(humanField(e.field), e.message))).join(" ");
   }
-  return capitalize(problem.detail || problem.title || `Request failed (HTTP ${problem.status})`).replace(
-    /([^.!?])$/,
-    "$1.",
-  );
+  return endSentence(capitalize(problem.detail || problem.title || `Request failed (HTTP ${problem.status})`));
+}
+
+function endSentence(s: string): string {
+  return s.replace(/([^.!?])$/, "$1.");
+}
+
+// Field messages are mostly predicates ("must be an email address") that
+// read after the field's name; some are whole sentences ("this reset link
+// is invalid…") that read on their own.
+const PREDICATE = /^(must|is|are|may|does|do|should|cannot|can't|has|have|needs?|was|already|exceeds|contains)\b/;
+
+/** `("Email", "must be an email address")` → "Email must be an email address". */
+export function withSubject(subject: string, message: string): string {
+  return PREDICATE.test(message) ? `${capitalize(subject)} ${message}` : capitalize(message);
 }
 
 /** `new_password` → `new password`; `env.FOO` stays as written. */

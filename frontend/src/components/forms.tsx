@@ -1,5 +1,6 @@
-import { useId, type InputHTMLAttributes, type ReactNode } from "react";
-import { ApiProblem, plainMessage } from "../api/problem";
+import { useCallback, useId, useState, type InputHTMLAttributes, type ReactNode } from "react";
+import { ApiProblem, plainMessage, withSubject } from "../api/problem";
+import { hasErrors, visibleErrors, type Errors } from "../lib/validation";
 
 type FieldProps = {
   label: string;
@@ -29,7 +30,7 @@ export function Field({ label, error, hint, id, ...input }: FieldProps) {
       )}
       {error && (
         <p className="field-error" id={errorId}>
-          {label} {error}
+          {withSubject(label, error)}
         </p>
       )}
     </div>
@@ -55,10 +56,27 @@ export function Notice({ children }: { children: ReactNode }) {
   );
 }
 
-/** Field errors to show: the browser's own checks first, then the API's. */
-export function mergeErrors(client: Record<string, string | undefined>, problem: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (problem instanceof ApiProblem) Object.assign(out, problem.fieldErrors());
-  for (const [k, v] of Object.entries(client)) if (v) out[k] = v;
-  return out;
+/**
+ * A form's error state: `submit(checks)` records the browser's checks and
+ * says whether to send; `fail(err)` records the API's answer; `edit(field)`
+ * hides a field's error while it is being corrected.
+ */
+export function useFormErrors<F extends string>(aliases: Readonly<Record<string, F>> = {}) {
+  const [checks, setChecks] = useState<Errors<F>>({});
+  const [problem, setProblem] = useState<unknown>(null);
+  const [edited, setEdited] = useState<ReadonlySet<string>>(new Set());
+  const submit = useCallback((found: Errors<F>) => {
+    setChecks(found);
+    setProblem(null);
+    setEdited(new Set());
+    return !hasErrors(found);
+  }, []);
+  const fail = useCallback((err: unknown) => {
+    setProblem(err);
+    setEdited(new Set());
+  }, []);
+  const edit = useCallback((field: F) => setEdited((s) => (s.has(field) ? s : new Set(s).add(field))), []);
+  const apiErrors = problem instanceof ApiProblem ? problem.fieldErrors() : {};
+  const errors = visibleErrors(checks, apiErrors, edited, aliases) as Partial<Record<F, string>>;
+  return { errors, problem, submit, fail, edit, clearProblem: () => setProblem(null) };
 }

@@ -9,6 +9,7 @@ import {
   validateRegister,
   validateResetConfirm,
   validateSignIn,
+  visibleErrors,
 } from "./validation";
 
 describe("field checks (same rules and words as the backend)", () => {
@@ -79,5 +80,18 @@ describe("tokenFromHash", () => {
     expect(tokenFromHash("#other=1&token=xyz")).toBe("xyz");
     expect(tokenFromHash("")).toBeNull();
     expect(tokenFromHash("#token=")).toBeNull();
+  });
+});
+
+describe("visibleErrors", () => {
+  it("shows the browser's checks over the API's, renames API fields, hides edited fields", () => {
+    const api = { username: "is taken", new_password: "is too common", email: "must be an email address" };
+    const checks = { email: "is required" };
+    expect(visibleErrors(checks, api, new Set(), { new_password: "password" })).toEqual({
+      username: "is taken",
+      password: "is too common",
+      email: "is required",
+    });
+    expect(visibleErrors(checks, api, new Set(["username", "email"]))).toEqual({ new_password: "is too common" });
   });
 });

@@ -102,3 +102,22 @@ export function tokenFromHash(hash: string): string | null {
   const token = params.get("token");
   return token && token.trim() ? token.trim() : null;
 }
+
+/**
+ * The errors to show next to fields: the browser's own checks win over the
+ * API's field errors (renamed through `aliases`, e.g. the API's
+ * `new_password` is the form's `password`); a field edited since the last
+ * submit shows none until the next one.
+ */
+export function visibleErrors(
+  checks: Errors,
+  apiErrors: Record<string, string>,
+  edited: ReadonlySet<string>,
+  aliases: Readonly<Record<string, string>> = {},
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [field, message] of Object.entries(apiErrors)) out[aliases[field] ?? field] = message;
+  for (const [field, message] of Object.entries(checks)) if (message) out[field] = message;
+  for (const field of edited) delete out[field];
+  return out;
+}

@@ -1,35 +1,30 @@
 import { useState, type FormEvent } from "react";
 import { Link } from "react-router";
 import { useSession } from "../api/session";
-import { Field, mergeErrors, Notice, ProblemBanner } from "../components/forms";
-import { collect, email as checkEmail, hasErrors, type Errors } from "../lib/validation";
+import { Field, Notice, ProblemBanner, useFormErrors } from "../components/forms";
+import { collect, email as checkEmail } from "../lib/validation";
 
 export function ForgotPassword() {
   const { client } = useSession();
   const [email, setEmail] = useState("");
-  const [checks, setChecks] = useState<Errors<"email">>({});
-  const [problem, setProblem] = useState<unknown>(null);
+  const { errors, problem, submit, fail, edit } = useFormErrors<"email">();
   const [busy, setBusy] = useState(false);
   const [sent, setSent] = useState(false);
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault();
-    const found = collect({ email: checkEmail(email.trim()) });
-    setChecks(found);
-    setProblem(null);
-    if (hasErrors(found)) return;
+    if (!submit(collect({ email: checkEmail(email.trim()) }))) return;
     setBusy(true);
     try {
       await client.requestPasswordReset(email.trim());
       setSent(true);
     } catch (err) {
-      setProblem(err);
+      fail(err);
     } finally {
       setBusy(false);
     }
   };
 
-  const errors = mergeErrors(checks, problem);
   return (
     <section className="card narrow" aria-labelledby="forgot-title">
       <h1 id="forgot-title">Reset your password</h1>
@@ -49,7 +44,10 @@ export function ForgotPassword() {
               type="email"
               autoComplete="email"
               value={email}
-              onChange={(e) => setEmail(e.target.value)}
+              onChange={(e) => {
+                setEmail(e.target.value);
+                edit("email");
+              }}
               error={errors.email}
               required
               autoFocus

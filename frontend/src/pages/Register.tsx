@@ -1,8 +1,8 @@
 import { useState, type FormEvent } from "react";
 import { Link, useNavigate } from "react-router";
 import { useSession } from "../api/session";
-import { Field, mergeErrors, ProblemBanner } from "../components/forms";
-import { hasErrors, MIN_PASSWORD_CHARS, validateRegister, type Errors } from "../lib/validation";
+import { Field, ProblemBanner, useFormErrors } from "../components/forms";
+import { MIN_PASSWORD_CHARS, validateRegister } from "../lib/validation";
 
 type RegisterField = "username" | "email" | "password" | "confirm";
 
@@ -10,30 +10,27 @@ export function Register() {
   const { client, signIn } = useSession();
   const navigate = useNavigate();
   const [values, setValues] = useState({ username: "", email: "", password: "", confirm: "" });
-  const [checks, setChecks] = useState<Errors<RegisterField>>({});
-  const [problem, setProblem] = useState<unknown>(null);
+  const { errors, problem, submit, fail, edit } = useFormErrors<RegisterField>();
   const [busy, setBusy] = useState(false);
-  const set = (field: RegisterField) => (e: { target: { value: string } }) =>
+  const set = (field: RegisterField) => (e: { target: { value: string } }) => {
     setValues((v) => ({ ...v, [field]: e.target.value }));
+    edit(field);
+  };
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault();
-    const found = validateRegister(values);
-    setChecks(found);
-    setProblem(null);
-    if (hasErrors(found)) return;
+    if (!submit(validateRegister(values))) return;
     setBusy(true);
     try {
       await client.register(values.username, values.email.trim(), values.password);
       await signIn(values.username, values.password);
       navigate("/", { replace: true });
     } catch (err) {
-      setProblem(err);
+      fail(err);
       setBusy(false);
     }
   };
 
-  const errors = mergeErrors(checks, problem);
   return (
     <section className="card narrow" aria-labelledby="register-title">
       <h1 id="register-title">Create an account</h1>

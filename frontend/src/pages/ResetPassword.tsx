@@ -1,16 +1,17 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { Link } from "react-router";
+import { ApiProblem } from "../api/problem";
 import { useSession } from "../api/session";
-import { Field, mergeErrors, Notice, ProblemBanner } from "../components/forms";
-import { hasErrors, MIN_PASSWORD_CHARS, tokenFromHash, validateResetConfirm, type Errors } from "../lib/validation";
+import { Field, Notice, ProblemBanner, useFormErrors } from "../components/forms";
+import { MIN_PASSWORD_CHARS, tokenFromHash, validateResetConfirm } from "../lib/validation";
 
 /** Reached from the mail's link `/reset-password#token=…`: the token is in the fragment, never sent to a server but here. */
 export function ResetPassword() {
   const { client } = useSession();
   const [token] = useState(() => tokenFromHash(window.location.hash));
   const [values, setValues] = useState({ password: "", confirm: "" });
-  const [checks, setChecks] = useState<Errors<"password" | "confirm">>({});
-  const [problem, setProblem] = useState<unknown>(null);
+  // The API calls the field `new_password`.
+  const { errors, problem, submit, fail, edit } = useFormErrors<"password" | "confirm">({ new_password: "password" });
   const [busy, setBusy] = useState(false);
   const [done, setDone] = useState(false);
 
@@ -23,23 +24,18 @@ export function ResetPassword() {
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault();
-    const found = validateResetConfirm(values);
-    setChecks(found);
-    setProblem(null);
-    if (hasErrors(found) || !token) return;
+    if (!submit(validateResetConfirm(values)) || !token) return;
     setBusy(true);
     try {
       await client.confirmPasswordReset(token, values.password);
       setDone(true);
     } catch (err) {
-      setProblem(err);
+      fail(err);
     } finally {
       setBusy(false);
     }
   };
 
-  const apiErrors = mergeErrors({}, problem);
-  const errors = { ...checks, password: checks.password ?? apiErrors.new_password };
   return (
     <section className="card narrow" aria-labelledby="reset-title">
       <h1 id="reset-title">Set a new password</h1>
@@ -56,6 +52,11 @@ export function ResetPassword() {
       ) : (
         <>
           <ProblemBanner problem={problem} shownFields={["new_password"]} />
+          {problem instanceof ApiProblem && problem.errors.some((e) => e.field === "token") && (
+            <p>
+              <Link to="/forgot-password">Ask for a new link</Link>
+            </p>
+          )}
           <form onSubmit={onSubmit} noValidate>
             <Field
               label="New password"
@@ -63,7 +64,10 @@ export function ResetPassword() {
               type="password"
               autoComplete="new-password"
               value={values.password}
-              onChange={(e) => setValues((v) => ({ ...v, password: e.target.value }))}
+              onChange={(e) => {
+                setValues((v) => ({ ...v, password: e.target.value }));
+                edit("password");
+              }}
               error={errors.password}
               hint={`At least ${MIN_PASSWORD_CHARS} characters.`}
               required
@@ -75,7 +79,10 @@ export function ResetPassword() {
               type="password"
               autoComplete="new-password"
               value={values.confirm}
-              onChange={(e) => setValues((v) => ({ ...v, confirm: e.target.value }))}
+              onChange={(e) => {
+                setValues((v) => ({ ...v, confirm: e.target.value }));
+                edit("confirm");
+              }}
               error={errors.confirm}
               required
             />

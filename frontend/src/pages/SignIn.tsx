@@ -1,9 +1,9 @@
 import { useState, type FormEvent } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { useSession } from "../api/session";
-import { Field, mergeErrors, ProblemBanner } from "../components/forms";
+import { Field, ProblemBanner, useFormErrors } from "../components/forms";
 import { safeNext } from "../components/Layout";
-import { hasErrors, validateSignIn, type Errors } from "../lib/validation";
+import { validateSignIn } from "../lib/validation";
 
 export function SignIn() {
   const { client, signIn } = useSession();
@@ -11,39 +11,34 @@ export function SignIn() {
   const [params] = useSearchParams();
   const [login, setLogin] = useState("");
   const [password, setPassword] = useState("");
-  const [checks, setChecks] = useState<Errors<"login" | "password">>({});
-  const [problem, setProblem] = useState<unknown>(null);
+  const { errors, problem, submit, fail, edit, clearProblem } = useFormErrors<"login" | "password">();
   const [busy, setBusy] = useState<"password" | "github" | null>(null);
   const githubError = params.get("error");
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault();
-    const found = validateSignIn({ login, password });
-    setChecks(found);
-    setProblem(null);
-    if (hasErrors(found)) return;
+    if (!submit(validateSignIn({ login, password }))) return;
     setBusy("password");
     try {
       await signIn(login.trim(), password);
       navigate(safeNext(params.get("next")), { replace: true });
     } catch (err) {
-      setProblem(err);
+      fail(err);
       setBusy(null);
     }
   };
 
   const onGitHub = async () => {
-    setProblem(null);
+    clearProblem();
     setBusy("github");
     try {
       window.location.assign(await client.githubSignInUrl());
     } catch (err) {
-      setProblem(err);
+      fail(err);
       setBusy(null);
     }
   };
 
-  const errors = mergeErrors(checks, problem);
   return (
     <section className="card narrow" aria-labelledby="signin-title">
       <h1 id="signin-title">Sign in</h1>
@@ -59,7 +54,10 @@ export function SignIn() {
           name="login"
           autoComplete="username"
           value={login}
-          onChange={(e) => setLogin(e.target.value)}
+          onChange={(e) => {
+            setLogin(e.target.value);
+            edit("login");
+          }}
           error={errors.login}
           required
           autoFocus
@@ -70,7 +68,10 @@ export function SignIn() {
           type="password"
           autoComplete="current-password"
           value={password}
-          onChange={(e) => setPassword(e.target.value)}
+          onChange={(e) => {
+            setPassword(e.target.value);
+            edit("password");
+          }}
           error={errors.password}
           required
         />
