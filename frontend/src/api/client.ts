@@ -182,6 +182,12 @@ export class ApiClient {
     return this.request<Profile>("/me", { signal });
   }
 
+  /** A single-use ticket for the event stream or a log WebSocket. */
+  async ticket(): Promise<string> {
+    const { ticket } = await this.request<{ ticket: string; expires_in: number }>("/ws-tickets", { method: "POST" });
+    return ticket;
+  }
+
   // --- apps -------------------------------------------------------------
 
   apps(signal?: AbortSignal): Promise<App[]> {

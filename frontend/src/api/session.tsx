@@ -5,12 +5,15 @@
 
 import { createContext, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { api, type ApiClient } from "./client";
+import { DeploymentEvents } from "./events";
 
 export type SessionStatus = "restoring" | "signed-in" | "signed-out";
 
 export interface Session {
   status: SessionStatus;
   client: ApiClient;
+  /** Live deployment states, streaming while signed in. */
+  events: DeploymentEvents;
   signIn(login: string, password: string): Promise<void>;
   signOut(): Promise<void>;
 }
@@ -35,14 +38,22 @@ export function SessionProvider({ client = api, children }: { client?: ApiClient
     };
   }, [client]);
 
+  const events = useMemo(() => new DeploymentEvents({ ticket: () => client.ticket() }), [client]);
+  useEffect(() => {
+    if (status !== "signed-in") return;
+    events.start();
+    return () => events.stop();
+  }, [status, events]);
+
   const session = useMemo<Session>(
     () => ({
       status,
       client,
+      events,
       signIn: (login, password) => client.login(login, password),
       signOut: () => client.logout(),
     }),
-    [status, client],
+    [status, client, events],
   );
 
   return <SessionContext.Provider value={session}>{children}</SessionContext.Provider>;

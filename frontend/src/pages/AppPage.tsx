@@ -9,6 +9,7 @@ import { duration, shortSha, timeAgo } from "../lib/format";
 import { isInProgress, triggerLabel } from "../lib/states";
 import { useAsync } from "../lib/useAsync";
 import { usePoll } from "../lib/usePoll";
+import { useDeploymentEvents } from "../lib/useDeploymentEvents";
 import { ApiProblem } from "../api/problem";
 
 export function AppPage() {
@@ -20,14 +21,18 @@ export function AppPage() {
   const [deploying, setDeploying] = useState(false);
 
   const moving = !!deployments.data?.some((d) => isInProgress(d.state));
-  // Until live updates arrive (server-sent events), re-read while a deployment moves.
   const { reload: reloadApp } = app;
   const { reload: reloadDeployments } = deployments;
   const reloadAll = useCallback(() => {
     reloadApp();
     reloadDeployments();
   }, [reloadApp, reloadDeployments]);
-  usePoll(reloadAll, 3000, moving);
+  // Live: a change to one of this app's deployments re-reads the page.
+  // Without the stream, poll while a deployment moves.
+  const live = useDeploymentEvents((e) => {
+    if (!e || e.app_id === id) reloadAll();
+  });
+  usePoll(reloadAll, 3000, !live && moving);
 
   const onDeploy = async () => {
     setDeployProblem(null);

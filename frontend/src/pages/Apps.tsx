@@ -8,12 +8,15 @@ import { shortSha, timeAgo } from "../lib/format";
 import { isInProgress, triggerLabel } from "../lib/states";
 import { usePoll } from "../lib/usePoll";
 import { useAsync } from "../lib/useAsync";
+import { useDeploymentEvents } from "../lib/useDeploymentEvents";
 
 export function Apps() {
   const { client } = useSession();
   const { data: apps, error, loading, reload } = useAsync((signal) => client.apps(signal), [client]);
-  // Until live updates arrive (server-sent events), re-read while a deployment moves.
-  usePoll(reload, 4000, !!apps?.some((a) => isInProgress(a.state)));
+  // Live: any deployment change re-reads the list (state, URL, last deploy).
+  // Without the stream, poll while a deployment moves.
+  const live = useDeploymentEvents(reload);
+  usePoll(reload, 4000, !live && !!apps?.some((a) => isInProgress(a.state)));
 
   return (
     <section aria-labelledby="apps-title">
