@@ -2,6 +2,7 @@ import { BrowserRouter, Link, Route, Routes } from "react-router";
 import { SessionProvider } from "./api/session";
 import { GuestOnly, Layout, RequireSession } from "./components/Layout";
 import { AppPage } from "./pages/AppPage";
+import { CreateApp } from "./pages/CreateApp";
 import { Apps } from "./pages/Apps";
 import { ForgotPassword } from "./pages/ForgotPassword";
 import { Register } from "./pages/Register";
@@ -22,6 +23,7 @@ export function App() {
             <Route path="reset-password" element={<ResetPassword />} />
             <Route element={<RequireSession />}>
               <Route index element={<Apps />} />
+              <Route path="apps/new" element={<CreateApp />} />
               <Route path="apps/:id" element={<AppPage />} />
             </Route>
             <Route path="*" element={<NotFound />} />

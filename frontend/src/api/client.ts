@@ -11,7 +11,8 @@
 //   If the refresh fails the session is over and listeners hear `null`.
 
 import { ApiProblem, networkProblem, problemFromResponse } from "./problem";
-import type { App, Deployment, Profile, TokenResponse, User } from "./types";
+import type { App, Branch, Deployment, Profile, Repo, TokenResponse, User } from "./types";
+import type { CreateAppBody } from "../lib/appForm";
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 export type TokenListener = (token: string | null) => void;
@@ -188,10 +189,28 @@ export class ApiClient {
     return ticket;
   }
 
+  // --- GitHub (answers 409 when no GitHub account is linked) -------------
+
+  githubRepos(signal?: AbortSignal): Promise<Repo[]> {
+    return this.request<Repo[]>("/github/repos", { signal });
+  }
+
+  githubBranches(fullName: string, signal?: AbortSignal): Promise<Branch[]> {
+    const [owner, repo] = fullName.split("/");
+    return this.request<Branch[]>(
+      `/github/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/branches`,
+      { signal },
+    );
+  }
+
   // --- apps -------------------------------------------------------------
 
   apps(signal?: AbortSignal): Promise<App[]> {
     return this.request<App[]>("/apps", { signal });
+  }
+
+  createApp(body: CreateAppBody): Promise<App> {
+    return this.request<App>("/apps", { method: "POST", body });
   }
 
   app(id: string, signal?: AbortSignal): Promise<App> {

@@ -71,3 +71,16 @@ export interface Deployment {
   reason?: string | null;
   ref?: string | null;
 }
+
+export interface Repo {
+  full_name: string;
+  private: boolean;
+  clone_url: string;
+  default_branch?: string | null;
+  pushed_at?: string | null;
+}
+
+export interface Branch {
+  name: string;
+  sha: string;
+}

@@ -121,3 +121,44 @@ export function visibleErrors(
   for (const field of edited) delete out[field];
   return out;
 }
+
+/** A branch or tag name as Git accepts it (the backend's common subset). */
+export function gitRef(value: string): string | null {
+  const bad =
+    value.length === 0 ||
+    value.length > 255 ||
+    /^[-/.]/.test(value) ||
+    /[/.]$/.test(value) ||
+    value.endsWith(".lock") ||
+    value.includes("..") ||
+    value.includes("//") ||
+    value.includes("@{") ||
+    // control characters, whitespace, or one of ~^:?*[\
+    /[\u0000-\u001f\u007f\s~^:?*[\\]/.test(value);
+  return bad ? "must be a valid branch or tag name" : null;
+}
+
+/** https:// anywhere, http:// on a loopback host; a local folder only where the server allows it. */
+export function repoUrl(value: string, allowLocal: boolean): string | null {
+  if (value.trim() === "") return "is required";
+  if (value.length > 2048) return "must be at most 2048 characters long";
+  const localRefused = "local repositories are not allowed on this server; use an https:// URL";
+  if (value.startsWith("/")) return allowLocal ? null : localRefused;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return "must be an https:// URL of a Git repository";
+  }
+  if (url.protocol === "file:") return allowLocal ? null : localRefused;
+  if (url.protocol === "http:") {
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    const loopback = host === "localhost" || host === "::1" || /^127\./.test(host);
+    if (!loopback) return "must use https:// (http:// is allowed only for localhost)";
+  } else if (url.protocol !== "https:") {
+    return `must use https:// (${url.protocol}// is not supported)`;
+  }
+  if (!url.hostname) return "must name a host";
+  if (url.username || url.password) return "must not contain credentials";
+  return null;
+}

@@ -22,6 +22,9 @@ export function Apps() {
     <section aria-labelledby="apps-title">
       <div className="page-head">
         <h1 id="apps-title">Apps</h1>
+        <Link to="/apps/new" className="button primary">
+          New app
+        </Link>
       </div>
       {error && !apps ? (
         <div>
@@ -35,9 +38,11 @@ export function Apps() {
       ) : apps.length === 0 ? (
         <div className="empty">
           <h2>No apps yet</h2>
+          <p>Create one from a GitHub repository or any Git URL; berth builds and runs it.</p>
           <p>
-            Creating apps from the web UI is coming. For now create one with <code>POST /api/v1/apps</code> (see
-            the README), then it shows up here.
+            <Link to="/apps/new" className="button primary">
+              Create your first app
+            </Link>
           </p>
         </div>
       ) : (

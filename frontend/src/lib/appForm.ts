@@ -1,0 +1,108 @@
+// The create-app form's rules: what the browser checks before sending
+// (mirroring backend/src/validate.rs) and the request body it sends.
+
+import { appName, gitRef, repoUrl, type Errors } from "./validation";
+
+export interface EnvRow {
+  /** Stable key for React lists; not sent. */
+  id: number;
+  name: string;
+  value: string;
+}
+
+export interface AppFormValues {
+  name: string;
+  repoUrl: string;
+  branch: string;
+  subdirectory: string;
+  port: string;
+  env: EnvRow[];
+}
+
+export interface CreateAppBody {
+  name: string;
+  repo_url: string;
+  branch: string;
+  subdirectory: string | null;
+  port: number;
+  env: Record<string, string>;
+}
+
+export const DEFAULT_PORT = 8000;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** `env.NAME` for a row with a name, `env#<id>` for one without: where to show the row's error. */
+export function envRowField(row: EnvRow): string {
+  return row.name.trim() ? `env.${row.name.trim()}` : `env#${row.id}`;
+}
+
+export function checkSubdirectory(value: string): string | null {
+  const bad =
+    value.length > 1024 ||
+    value.startsWith("/") ||
+    value.includes("\\") ||
+    value.split("/").some((part) => part === "..");
+  return bad ? "must be a relative folder inside the repository" : null;
+}
+
+export function parsePort(value: string): { port: number } | { error: string } {
+  const trimmed = value.trim();
+  if (trimmed === "") return { port: DEFAULT_PORT };
+  if (!/^\d+$/.test(trimmed)) return { error: "must be a whole number between 1 and 65535" };
+  const port = Number(trimmed);
+  return port >= 1 && port <= 65535 ? { port } : { error: "must be between 1 and 65535" };
+}
+
+/** Checks every field; answers the body to send when nothing is wrong. */
+export function buildCreateApp(
+  v: AppFormValues,
+  opts: { allowLocal?: boolean } = {},
+): { errors: Errors; body: CreateAppBody | null } {
+  const errors: Errors = {};
+  const name = v.name.trim();
+  const nameErr = appName(name);
+  if (nameErr) errors.name = nameErr;
+  const url = v.repoUrl.trim();
+  const urlErr = repoUrl(url, opts.allowLocal ?? false);
+  if (urlErr) errors.repo_url = urlErr;
+  const branch = v.branch.trim() || "main";
+  const branchErr = gitRef(branch);
+  if (branchErr) errors.branch = branchErr;
+  const subdirectory = v.subdirectory.trim().replace(/^\.\/+/, "").replace(/\/+$/, "");
+  const subErr = subdirectory ? checkSubdirectory(subdirectory) : null;
+  if (subErr) errors.subdirectory = subErr;
+  const port = parsePort(v.port);
+  if ("error" in port) errors.port = port.error;
+
+  const env: Record<string, string> = {};
+  for (const row of v.env) {
+    const key = row.name.trim();
+    if (!key && !row.value) continue; // an empty row is ignored
+    const field = envRowField(row);
+    if (!key) errors[field] = "needs a name";
+    else if (!ENV_NAME.test(key)) errors[field] = "names must match [A-Za-z_][A-Za-z0-9_]*";
+    else if (key === "PORT") errors[field] = "PORT is set by berth from the app's port";
+    else if (key in env) errors[field] = "is given twice";
+    else env[key] = row.value;
+  }
+
+  if (Object.keys(errors).length > 0 || "error" in port) return { errors, body: null };
+  return {
+    errors,
+    body: { name, repo_url: url, branch, subdirectory: subdirectory || null, port: port.port, env },
+  };
+}
+
+/** `octocat/Hello_World` → `hello-world`, or "" when nothing usable is left. */
+export function suggestName(fullName: string): string {
+  const repo = fullName.split("/").pop() ?? "";
+  const name = repo
+    .toLowerCase()
+    .replace(/\.git$/, "")
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^[^a-z]+/, "")
+    .replace(/-+/g, "-")
+    .slice(0, 63)
+    .replace(/-+$/, "");
+  return name;
+}
