@@ -4,6 +4,7 @@ import type { Deployment } from "../api/types";
 import { useSession } from "../api/session";
 import { ProblemBanner } from "../components/forms";
 import { Loading } from "../components/Layout";
+import { LogView } from "../components/LogView";
 import { StateBadge } from "../components/StateBadge";
 import { duration, shortSha, timeAgo } from "../lib/format";
 import { isInProgress, triggerLabel } from "../lib/states";
@@ -132,6 +133,9 @@ export function AppPage() {
           ))}
         </ol>
       )}
+
+      <h2>Logs</h2>
+      <LogView appId={a.id} appName={a.name} />
     </section>
   );
 }
