@@ -217,6 +217,22 @@ export class ApiClient {
     return this.request<App>(`/apps/${encodeURIComponent(id)}`, { signal });
   }
 
+  appEnv(id: string, signal?: AbortSignal): Promise<{ env: Record<string, string>; env_version: number }> {
+    return this.request(`/apps/${encodeURIComponent(id)}/env`, { signal });
+  }
+
+  /** Absent fields stay; `env` replaces the whole set. */
+  updateApp(
+    id: string,
+    body: Partial<{ repo_url: string; branch: string; subdirectory: string | null; port: number; env: Record<string, string> }>,
+  ): Promise<App> {
+    return this.request<App>(`/apps/${encodeURIComponent(id)}`, { method: "PATCH", body });
+  }
+
+  deleteApp(id: string): Promise<void> {
+    return this.request<void>(`/apps/${encodeURIComponent(id)}`, { method: "DELETE" });
+  }
+
   deployments(appId: string, signal?: AbortSignal): Promise<Deployment[]> {
     return this.request<Deployment[]>(`/apps/${encodeURIComponent(appId)}/deployments`, { signal });
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildCreateApp, parsePort, suggestName, type AppFormValues } from "./appForm";
+import { buildCreateApp, buildEnv, envRows, parsePort, sameEnv, suggestName, type AppFormValues } from "./appForm";
 import { gitRef, repoUrl } from "./validation";
 
 const base: AppFormValues = {
@@ -109,5 +109,22 @@ describe("suggestName", () => {
     expect(suggestName("me/2048-game.git")).toBe("game");
     expect(suggestName("me/--x--")).toBe("x");
     expect(suggestName("me/123")).toBe("");
+  });
+});
+
+describe("env rows", () => {
+  it("round-trip the API's map, sorted by name", () => {
+    const rows = envRows({ B: "2", A: "1" });
+    expect(rows).toEqual([
+      { id: 1, name: "A", value: "1" },
+      { id: 2, name: "B", value: "2" },
+    ]);
+    expect(buildEnv(rows)).toEqual({ env: { A: "1", B: "2" }, errors: {} });
+  });
+  it("tell whether anything changed", () => {
+    expect(sameEnv({ A: "1" }, { A: "1" })).toBe(true);
+    expect(sameEnv({ A: "1" }, { A: "2" })).toBe(false);
+    expect(sameEnv({ A: "1" }, { B: "1" })).toBe(false);
+    expect(sameEnv({}, { A: "" })).toBe(false);
   });
 });

@@ -53,6 +53,36 @@ export function parsePort(value: string): { port: number } | { error: string } {
   return port >= 1 && port <= 65535 ? { port } : { error: "must be between 1 and 65535" };
 }
 
+/** Env var rows → the map the API takes, with each bad row's error (keyed by envRowField). */
+export function buildEnv(rows: readonly EnvRow[]): { env: Record<string, string>; errors: Errors } {
+  const env: Record<string, string> = {};
+  const errors: Errors = {};
+  for (const row of rows) {
+    const key = row.name.trim();
+    if (!key && !row.value) continue; // an empty row is ignored
+    const field = envRowField(row);
+    if (!key) errors[field] = "needs a name";
+    else if (!ENV_NAME.test(key)) errors[field] = "names must match [A-Za-z_][A-Za-z0-9_]*";
+    else if (key === "PORT") errors[field] = "PORT is set by berth from the app's port";
+    else if (key in env) errors[field] = "is given twice";
+    else env[key] = row.value;
+  }
+  return { env, errors };
+}
+
+/** The API's env map as rows, sorted by name, ids from `firstId`. */
+export function envRows(env: Readonly<Record<string, string>>, firstId = 1): EnvRow[] {
+  return Object.keys(env)
+    .sort()
+    .map((name, i) => ({ id: firstId + i, name, value: env[name] }));
+}
+
+/** Whether two env maps hold the same variables and values. */
+export function sameEnv(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => Object.hasOwn(b, k) && b[k] === a[k]);
+}
+
 /** Checks every field; answers the body to send when nothing is wrong. */
 export function buildCreateApp(
   v: AppFormValues,
@@ -74,17 +104,8 @@ export function buildCreateApp(
   const port = parsePort(v.port);
   if ("error" in port) errors.port = port.error;
 
-  const env: Record<string, string> = {};
-  for (const row of v.env) {
-    const key = row.name.trim();
-    if (!key && !row.value) continue; // an empty row is ignored
-    const field = envRowField(row);
-    if (!key) errors[field] = "needs a name";
-    else if (!ENV_NAME.test(key)) errors[field] = "names must match [A-Za-z_][A-Za-z0-9_]*";
-    else if (key === "PORT") errors[field] = "PORT is set by berth from the app's port";
-    else if (key in env) errors[field] = "is given twice";
-    else env[key] = row.value;
-  }
+  const { env, errors: envErrors } = buildEnv(v.env);
+  Object.assign(errors, envErrors);
 
   if (Object.keys(errors).length > 0 || "error" in port) return { errors, body: null };
   return {

@@ -4,6 +4,8 @@ import type { Deployment } from "../api/types";
 import { useSession } from "../api/session";
 import { ProblemBanner } from "../components/forms";
 import { Loading } from "../components/Layout";
+import { DeleteApp } from "../components/DeleteApp";
+import { EnvSection } from "../components/EnvSection";
 import { LogView } from "../components/LogView";
 import { StateBadge } from "../components/StateBadge";
 import { duration, shortSha, timeAgo } from "../lib/format";
@@ -136,6 +138,12 @@ export function AppPage() {
 
       <h2>Logs</h2>
       <LogView appId={a.id} appName={a.name} />
+
+      <h2>Environment variables</h2>
+      <EnvSection appId={a.id} onSaved={reloadAll} />
+
+      <h2>Delete</h2>
+      <DeleteApp appId={a.id} appName={a.name} />
     </section>
   );
 }
