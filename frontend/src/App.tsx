@@ -1,7 +1,9 @@
 import { BrowserRouter, Link, Route, Routes } from "react-router";
 import { SessionProvider } from "./api/session";
 import { GuestOnly, Layout, RequireSession } from "./components/Layout";
+import { Account } from "./pages/Account";
 import { AppPage } from "./pages/AppPage";
+import { Audit } from "./pages/Audit";
 import { CreateApp } from "./pages/CreateApp";
 import { Apps } from "./pages/Apps";
 import { ForgotPassword } from "./pages/ForgotPassword";
@@ -25,6 +27,8 @@ export function App() {
               <Route index element={<Apps />} />
               <Route path="apps/new" element={<CreateApp />} />
               <Route path="apps/:id" element={<AppPage />} />
+              <Route path="account" element={<Account />} />
+              <Route path="audit" element={<Audit />} />
             </Route>
             <Route path="*" element={<NotFound />} />
           </Route>

@@ -11,7 +11,7 @@
 //   If the refresh fails the session is over and listeners hear `null`.
 
 import { ApiProblem, networkProblem, problemFromResponse } from "./problem";
-import type { App, Branch, Deployment, Profile, Repo, TokenResponse, User } from "./types";
+import type { App, AuditEvent, Branch, Deployment, Profile, Repo, Session, TokenResponse, User } from "./types";
 import type { CreateAppBody } from "../lib/appForm";
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -187,6 +187,52 @@ export class ApiClient {
   async ticket(): Promise<string> {
     const { ticket } = await this.request<{ ticket: string; expires_in: number }>("/ws-tickets", { method: "POST" });
     return ticket;
+  }
+
+  updateProfile(body: { display_name?: string | null; email?: string; current_password?: string }): Promise<Profile> {
+    return this.request<Profile>("/me", { method: "PATCH", body });
+  }
+
+  /** Ends every session, this one included, and answers a new pair: the new refresh token is set as the cookie. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    const tokens = await this.request<TokenResponse>("/me/password", {
+      method: "PUT",
+      body: { current_password: currentPassword, new_password: newPassword },
+      cookieSession: true,
+    });
+    this.setToken(tokens.access_token);
+  }
+
+  sessions(signal?: AbortSignal): Promise<Session[]> {
+    return this.request<Session[]>("/me/sessions", { signal });
+  }
+
+  endSession(id: string): Promise<void> {
+    return this.request<void>(`/me/sessions/${encodeURIComponent(id)}`, { method: "DELETE" });
+  }
+
+  /** With the access token, GitHub sign-in links GitHub to this account. */
+  async githubLinkUrl(): Promise<string> {
+    const { url } = await this.request<{ url: string }>("/auth/github/start?browser=true");
+    return url;
+  }
+
+  unlinkGithub(): Promise<void> {
+    return this.request<void>("/me/github", { method: "DELETE" });
+  }
+
+  /** Deletes the account; the session is over afterwards. */
+  async deleteAccount(confirm: string, password: string | null): Promise<void> {
+    await this.request<void>("/me", { method: "DELETE", body: { confirm, password } });
+    this.setToken(null);
+  }
+
+  audit(params: { before?: string; limit?: number } = {}, signal?: AbortSignal): Promise<AuditEvent[]> {
+    const q = new URLSearchParams();
+    if (params.before) q.set("before", params.before);
+    if (params.limit) q.set("limit", String(params.limit));
+    const qs = q.toString();
+    return this.request<AuditEvent[]>(`/audit${qs ? `?${qs}` : ""}`, { signal });
   }
 
   // --- GitHub (answers 409 when no GitHub account is linked) -------------

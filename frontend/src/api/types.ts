@@ -84,3 +84,21 @@ export interface Branch {
   name: string;
   sha: string;
 }
+
+export interface Session {
+  id: string;
+  started_at: string;
+  refreshed_at: string;
+  expires_at: string;
+}
+
+export interface AuditEvent {
+  id: string;
+  actor: string;
+  action: string;
+  target_type: string;
+  target_id?: string | null;
+  details: Record<string, unknown>;
+  created_at: string;
+  source_ip?: string | null;
+}

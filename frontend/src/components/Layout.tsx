@@ -31,6 +31,8 @@ export function Layout() {
             <NavLink to="/" end>
               Apps
             </NavLink>
+            <NavLink to="/account">Account</NavLink>
+            <NavLink to="/audit">Audit</NavLink>
             <button type="button" className="link-button" onClick={onSignOut} disabled={signingOut}>
               Sign out
             </button>
