@@ -11,7 +11,19 @@
 //   If the refresh fails the session is over and listeners hear `null`.
 
 import { ApiProblem, networkProblem, problemFromResponse } from "./problem";
-import type { App, AuditEvent, Branch, Deployment, Profile, Repo, Session, TokenResponse, User } from "./types";
+import type {
+  App,
+  AuditEvent,
+  Branch,
+  Deployment,
+  Profile,
+  Repo,
+  Session,
+  TokenResponse,
+  User,
+  Webhook,
+  WebhookSecret,
+} from "./types";
 import type { CreateAppBody } from "../lib/appForm";
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -277,6 +289,22 @@ export class ApiClient {
 
   deleteApp(id: string): Promise<void> {
     return this.request<void>(`/apps/${encodeURIComponent(id)}`, { method: "DELETE" });
+  }
+
+  webhook(appId: string, signal?: AbortSignal): Promise<Webhook> {
+    return this.request<Webhook>(`/apps/${encodeURIComponent(appId)}/webhook`, { signal });
+  }
+
+  /** Makes or rotates the secret (shown only in this answer); with a token berth registers the hook on GitHub. */
+  createWebhook(appId: string, githubToken?: string): Promise<WebhookSecret> {
+    return this.request<WebhookSecret>(`/apps/${encodeURIComponent(appId)}/webhook`, {
+      method: "POST",
+      body: githubToken ? { github_token: githubToken } : {},
+    });
+  }
+
+  deleteWebhook(appId: string): Promise<void> {
+    return this.request<void>(`/apps/${encodeURIComponent(appId)}/webhook`, { method: "DELETE" });
   }
 
   deployments(appId: string, signal?: AbortSignal): Promise<Deployment[]> {

@@ -102,3 +102,30 @@ export interface AuditEvent {
   created_at: string;
   source_ip?: string | null;
 }
+
+export interface Webhook {
+  configured: boolean;
+  path: string;
+  url?: string | null;
+  created_at?: string | null;
+  rotated_at?: string | null;
+  last_delivery?: {
+    delivery_id: string;
+    event: string;
+    received_at: string;
+    outcome?: string | null;
+    deployment_id?: string | null;
+  } | null;
+}
+
+export interface WebhookSecret {
+  path: string;
+  url?: string | null;
+  secret: string;
+  content_type: string;
+  events: string[];
+  registered: boolean;
+  github_hook_id?: number | null;
+  created_at: string;
+  rotated_at: string;
+}

@@ -8,6 +8,7 @@ import { DeleteApp } from "../components/DeleteApp";
 import { EnvSection } from "../components/EnvSection";
 import { LogView } from "../components/LogView";
 import { StateBadge } from "../components/StateBadge";
+import { WebhookSection } from "../components/WebhookSection";
 import { duration, shortSha, timeAgo } from "../lib/format";
 import { isInProgress, triggerLabel } from "../lib/states";
 import { useAsync } from "../lib/useAsync";
@@ -141,6 +142,9 @@ export function AppPage() {
 
       <h2>Environment variables</h2>
       <EnvSection appId={a.id} onSaved={reloadAll} />
+
+      <h2>Deploy on push</h2>
+      <WebhookSection appId={a.id} />
 
       <h2>Delete</h2>
       <DeleteApp appId={a.id} appName={a.name} />
