@@ -287,6 +287,18 @@ export class ApiClient {
     return this.request<App>(`/apps/${encodeURIComponent(id)}`, { method: "PATCH", body });
   }
 
+  scale(id: string, replicas: number): Promise<App> {
+    return this.request<App>(`/apps/${encodeURIComponent(id)}/scale`, { method: "PUT", body: { replicas } });
+  }
+
+  /** Deploys an earlier release again, without rebuilding. */
+  rollBack(appId: string, releaseId: string): Promise<Deployment> {
+    return this.request<Deployment>(`/apps/${encodeURIComponent(appId)}/deployments`, {
+      method: "POST",
+      body: { release_id: releaseId },
+    });
+  }
+
   deleteApp(id: string): Promise<void> {
     return this.request<void>(`/apps/${encodeURIComponent(id)}`, { method: "DELETE" });
   }

@@ -1,5 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { buildCreateApp, buildEnv, envRows, parsePort, sameEnv, suggestName, type AppFormValues } from "./appForm";
+import {
+  buildCreateApp,
+  buildEnv,
+  buildUpdateApp,
+  canRollBackTo,
+  envRows,
+  parsePort,
+  parseReplicas,
+  sameEnv,
+  suggestName,
+  type AppFormValues,
+} from "./appForm";
 import { gitRef, repoUrl } from "./validation";
 
 const base: AppFormValues = {
@@ -126,5 +137,43 @@ describe("env rows", () => {
     expect(sameEnv({ A: "1" }, { A: "2" })).toBe(false);
     expect(sameEnv({ A: "1" }, { B: "1" })).toBe(false);
     expect(sameEnv({}, { A: "" })).toBe(false);
+  });
+});
+
+describe("buildUpdateApp", () => {
+  const current = { repo_url: "https://example.com/a.git", branch: "main", subdirectory: "web", port: 8000 };
+  it("sends only what changed, and nothing when nothing did", () => {
+    expect(buildUpdateApp({ repoUrl: current.repo_url, branch: "main", subdirectory: "web", port: "8000" }, current).body).toBeNull();
+    expect(buildUpdateApp({ repoUrl: current.repo_url, branch: "dev", subdirectory: "", port: "9000" }, current)).toEqual({
+      errors: {},
+      body: { branch: "dev", subdirectory: null, port: 9000 },
+    });
+  });
+  it("checks the fields", () => {
+    expect(buildUpdateApp({ repoUrl: "ftp://x", branch: "", subdirectory: "/abs", port: "x" }, current).errors).toEqual({
+      repo_url: "must use https:// (ftp:// is not supported)",
+      branch: "is required",
+      subdirectory: "must be a relative folder inside the repository",
+      port: "must be a whole number between 1 and 65535",
+    });
+  });
+});
+
+describe("parseReplicas", () => {
+  it("takes 0 to 20", () => {
+    expect(parseReplicas("0")).toEqual({ replicas: 0 });
+    expect(parseReplicas("20")).toEqual({ replicas: 20 });
+    expect(parseReplicas("21")).toEqual({ error: "must be between 0 (stopped) and 20" });
+    expect(parseReplicas("-1")).toEqual({ error: "must be between 0 (stopped) and 20" });
+  });
+});
+
+describe("canRollBackTo", () => {
+  const live = [{ state: "queued" }, { state: "live" }];
+  it("offers earlier releases that went live", () => {
+    expect(canRollBackTo({ state: "superseded", states: [...live, { state: "superseded" }], release_id: "r1" }, "r2")).toBe(true);
+    expect(canRollBackTo({ state: "superseded", states: live, release_id: "r2" }, "r2")).toBe(false);
+    expect(canRollBackTo({ state: "failed", states: [{ state: "building" }, { state: "failed" }], release_id: "r3" }, "r2")).toBe(false);
+    expect(canRollBackTo({ state: "live", states: live, release_id: "r1" }, "r2")).toBe(false);
   });
 });

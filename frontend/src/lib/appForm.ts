@@ -127,3 +127,54 @@ export function suggestName(fullName: string): string {
     .replace(/-+$/, "");
   return name;
 }
+
+export interface SettingsValues {
+  repoUrl: string;
+  branch: string;
+  subdirectory: string;
+  port: string;
+}
+
+export type UpdateAppBody = Partial<{ repo_url: string; branch: string; subdirectory: string | null; port: number }>;
+
+/** The settings form's checks, and a PATCH body holding only what changed (null when nothing did). */
+export function buildUpdateApp(
+  v: SettingsValues,
+  current: { repo_url: string; branch: string; subdirectory?: string | null; port: number },
+): { errors: Errors; body: UpdateAppBody | null } {
+  const errors: Errors = {};
+  const url = v.repoUrl.trim();
+  const urlErr = repoUrl(url, true);
+  if (urlErr) errors.repo_url = urlErr;
+  const branch = v.branch.trim();
+  const branchErr = gitRef(branch);
+  if (branchErr) errors.branch = branch ? branchErr : "is required";
+  const subdirectory = v.subdirectory.trim().replace(/^\.\/+/, "").replace(/\/+$/, "");
+  const subErr = subdirectory ? checkSubdirectory(subdirectory) : null;
+  if (subErr) errors.subdirectory = subErr;
+  const port = parsePort(v.port);
+  if ("error" in port) errors.port = port.error;
+  if (Object.keys(errors).length > 0 || "error" in port) return { errors, body: null };
+  const body: UpdateAppBody = {};
+  if (url !== current.repo_url) body.repo_url = url;
+  if (branch !== current.branch) body.branch = branch;
+  if ((subdirectory || null) !== (current.subdirectory ?? null)) body.subdirectory = subdirectory || null;
+  if (port.port !== current.port) body.port = port.port;
+  return { errors, body: Object.keys(body).length ? body : null };
+}
+
+export const MAX_REPLICAS = 20;
+
+export function parseReplicas(value: string): { replicas: number } | { error: string } {
+  const t = value.trim();
+  if (!/^\d+$/.test(t) || Number(t) > MAX_REPLICAS) return { error: `must be between 0 (stopped) and ${MAX_REPLICAS}` };
+  return { replicas: Number(t) };
+}
+
+/** A deployment can be rolled back to when it once went live and its release is not the one running. */
+export function canRollBackTo(
+  d: { state: string; states: { state: string }[]; release_id: string },
+  currentReleaseId: string | null | undefined,
+): boolean {
+  return d.release_id !== currentReleaseId && d.state !== "live" && d.states.some((s) => s.state === "live");
+}

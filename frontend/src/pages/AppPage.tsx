@@ -7,10 +7,12 @@ import { Loading } from "../components/Layout";
 import { DeleteApp } from "../components/DeleteApp";
 import { EnvSection } from "../components/EnvSection";
 import { LogView } from "../components/LogView";
+import { ScaleSection, SettingsSection } from "../components/SettingsSection";
 import { StateBadge } from "../components/StateBadge";
 import { WebhookSection } from "../components/WebhookSection";
 import { duration, shortSha, timeAgo } from "../lib/format";
 import { isInProgress, triggerLabel } from "../lib/states";
+import { canRollBackTo } from "../lib/appForm";
 import { useAsync } from "../lib/useAsync";
 import { usePoll } from "../lib/usePoll";
 import { useDeploymentEvents } from "../lib/useDeploymentEvents";
@@ -43,6 +45,19 @@ export function AppPage() {
     setDeploying(true);
     try {
       await client.deploy(id);
+      reloadAll();
+    } catch (err) {
+      setDeployProblem(err);
+    } finally {
+      setDeploying(false);
+    }
+  };
+
+  const onRollBack = async (releaseId: string) => {
+    setDeployProblem(null);
+    setDeploying(true);
+    try {
+      await client.rollBack(id, releaseId);
       reloadAll();
     } catch (err) {
       setDeployProblem(err);
@@ -132,7 +147,13 @@ export function AppPage() {
       ) : (
         <ol className="deployments">
           {deployments.data.map((d) => (
-            <DeploymentRow key={d.id} d={d} />
+            <DeploymentRow
+              key={d.id}
+              d={d}
+              canRollBack={canRollBackTo(d, a.current_release_id)}
+              onRollBack={() => onRollBack(d.release_id)}
+              busy={deploying}
+            />
           ))}
         </ol>
       )}
@@ -142,6 +163,12 @@ export function AppPage() {
 
       <h2>Environment variables</h2>
       <EnvSection appId={a.id} onSaved={reloadAll} />
+
+      <h2>Instances</h2>
+      <ScaleSection key={`scale-${a.replicas}`} app={a} onSaved={app.reload} />
+
+      <h2>Settings</h2>
+      <SettingsSection key={a.updated_at} app={a} onSaved={app.reload} />
 
       <h2>Deploy on push</h2>
       <WebhookSection appId={a.id} />
@@ -158,7 +185,17 @@ function finishedAt(d: Deployment): string | null {
   return settled?.at ?? d.updated_at;
 }
 
-function DeploymentRow({ d }: { d: Deployment }) {
+function DeploymentRow({
+  d,
+  canRollBack,
+  onRollBack,
+  busy,
+}: {
+  d: Deployment;
+  canRollBack: boolean;
+  onRollBack: () => void;
+  busy: boolean;
+}) {
   const took = duration(d.created_at, finishedAt(d));
   return (
     <li className="deployment">
@@ -174,6 +211,11 @@ function DeploymentRow({ d }: { d: Deployment }) {
         {took && <> · took {took}</>}
       </div>
       {d.reason && <p className="reason">{d.reason}</p>}
+      {canRollBack && (
+        <button type="button" className="secondary small" onClick={onRollBack} disabled={busy}>
+          Roll back to this release
+        </button>
+      )}
     </li>
   );
 }
