@@ -11,7 +11,30 @@ export default defineConfig({
   plugins: [react()],
   server: {
     proxy: {
-      "/api": { target: backend, changeOrigin: false, ws: true },
+      "/api": {
+        target: backend,
+        changeOrigin: false,
+        ws: true,
+        configure(proxy) {
+          // The log socket checks Origin against the backend's public URL.
+          // A page served by this dev server is sent on as if from the
+          // backend's own origin; any other Origin passes unchanged (and is
+          // refused as before).
+          proxy.on("proxyReqWs", (proxyReq, req) => {
+            const { origin, host } = req.headers;
+            if (origin && host && URL.canParse(origin) && new URL(origin).host === host) {
+              proxyReq.setHeader("origin", new URL(backend).origin);
+            }
+          });
+          // Send server-sent events' headers at once instead of with the
+          // first event, so EventSource opens without waiting.
+          proxy.on("proxyRes", (proxyRes, _req, res) => {
+            if (String(proxyRes.headers["content-type"] ?? "").startsWith("text/event-stream")) {
+              setImmediate(() => res.flushHeaders());
+            }
+          });
+        },
+      },
     },
   },
   build: {
