@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link, Navigate, NavLink, Outlet, useLocation, useNavigate } from "react-router";
 import { useSession } from "../api/session";
 
@@ -6,6 +6,18 @@ export function Layout() {
   const { status, signOut } = useSession();
   const navigate = useNavigate();
   const [signingOut, setSigningOut] = useState(false);
+  const location = useLocation();
+  const main = useRef<HTMLElement>(null);
+  const firstPage = useRef(true);
+  // After moving to another page, start reading (and tabbing) from its content,
+  // as a full page load would.
+  useEffect(() => {
+    if (firstPage.current) {
+      firstPage.current = false;
+      return;
+    }
+    main.current?.focus();
+  }, [location.pathname]);
   const onSignOut = async () => {
     setSigningOut(true);
     try {
@@ -39,7 +51,7 @@ export function Layout() {
           </nav>
         )}
       </header>
-      <main id="main" className="content">
+      <main id="main" className="content" ref={main} tabIndex={-1}>
         <Outlet />
       </main>
     </>

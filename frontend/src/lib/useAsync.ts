@@ -19,9 +19,17 @@ export function useAsync<T>(load: (signal: AbortSignal) => Promise<T>, deps: rea
   const [tick, setTick] = useState(0);
   const loadRef = useRef(load);
   loadRef.current = load;
+  const lastTick = useRef(tick);
 
   useEffect(() => {
     const controller = new AbortController();
+    // New inputs (another app, say) must not show the previous one's data;
+    // a reload keeps it on screen until the new answer.
+    if (lastTick.current === tick) {
+      setData(undefined);
+      setError(null);
+    }
+    lastTick.current = tick;
     setLoading(true);
     loadRef.current(controller.signal).then(
       (value) => {

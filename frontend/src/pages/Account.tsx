@@ -7,8 +7,10 @@ import { Loading } from "../components/Layout";
 import { timeAgo } from "../lib/format";
 import { useAsync } from "../lib/useAsync";
 import { collect, email as checkEmail, hasErrors, password as checkPassword, confirmation, MIN_PASSWORD_CHARS } from "../lib/validation";
+import { useTitle } from "../lib/useTitle";
 
 export function Account() {
+  useTitle("Your account");
   const { client } = useSession();
   const profile = useAsync((signal) => client.me(signal), [client]);
   if (profile.error && !profile.data) {

@@ -17,11 +17,13 @@ import { useAsync } from "../lib/useAsync";
 import { usePoll } from "../lib/usePoll";
 import { useDeploymentEvents } from "../lib/useDeploymentEvents";
 import { ApiProblem } from "../api/problem";
+import { useTitle } from "../lib/useTitle";
 
 export function AppPage() {
   const { id = "" } = useParams();
   const { client } = useSession();
   const app = useAsync((signal) => client.app(id, signal), [client, id]);
+  useTitle(app.data?.name ?? "App");
   const deployments = useAsync((signal) => client.deployments(id, signal), [client, id]);
   const [deployProblem, setDeployProblem] = useState<unknown>(null);
   const [deploying, setDeploying] = useState(false);

@@ -9,8 +9,10 @@ import { isInProgress, triggerLabel } from "../lib/states";
 import { usePoll } from "../lib/usePoll";
 import { useAsync } from "../lib/useAsync";
 import { useDeploymentEvents } from "../lib/useDeploymentEvents";
+import { useTitle } from "../lib/useTitle";
 
 export function Apps() {
+  useTitle("Apps");
   const { client } = useSession();
   const { data: apps, error, loading, reload } = useAsync((signal) => client.apps(signal), [client]);
   // Live: any deployment change re-reads the list (state, URL, last deploy).

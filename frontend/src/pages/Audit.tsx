@@ -6,10 +6,12 @@ import { Loading } from "../components/Layout";
 import { actionLabel, detailsText } from "../lib/audit";
 import { timeAgo } from "../lib/format";
 import { useAsync } from "../lib/useAsync";
+import { useTitle } from "../lib/useTitle";
 
 const PAGE = 50;
 
 export function Audit() {
+  useTitle("Audit log");
   const { client } = useSession();
   const first = useAsync((signal) => client.audit({ limit: PAGE }, signal), [client]);
   const [more, setMore] = useState<AuditEvent[]>([]);

@@ -6,10 +6,12 @@ import { Field, ProblemBanner, useFormErrors } from "../components/forms";
 import { SelectField } from "../components/Select";
 import { buildCreateApp, DEFAULT_PORT, envRowField, suggestName, type AppFormValues, type EnvRow } from "../lib/appForm";
 import { useAsync } from "../lib/useAsync";
+import { useTitle } from "../lib/useTitle";
 
 type Source = "github" | "url";
 
 export function CreateApp() {
+  useTitle("New app");
   const { client } = useSession();
   const navigate = useNavigate();
   const profile = useAsync((signal) => client.me(signal), [client]);

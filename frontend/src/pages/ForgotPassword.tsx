@@ -3,8 +3,10 @@ import { Link } from "react-router";
 import { useSession } from "../api/session";
 import { Field, Notice, ProblemBanner, useFormErrors } from "../components/forms";
 import { collect, email as checkEmail } from "../lib/validation";
+import { useTitle } from "../lib/useTitle";
 
 export function ForgotPassword() {
+  useTitle("Reset your password");
   const { client } = useSession();
   const [email, setEmail] = useState("");
   const { errors, problem, submit, fail, edit } = useFormErrors<"email">();

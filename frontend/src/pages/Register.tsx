@@ -3,10 +3,12 @@ import { Link, useNavigate } from "react-router";
 import { useSession } from "../api/session";
 import { Field, ProblemBanner, useFormErrors } from "../components/forms";
 import { MIN_PASSWORD_CHARS, validateRegister } from "../lib/validation";
+import { useTitle } from "../lib/useTitle";
 
 type RegisterField = "username" | "email" | "password" | "confirm";
 
 export function Register() {
+  useTitle("Create an account");
   const { client, signIn } = useSession();
   const navigate = useNavigate();
   const [values, setValues] = useState({ username: "", email: "", password: "", confirm: "" });

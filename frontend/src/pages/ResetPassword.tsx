@@ -4,9 +4,11 @@ import { ApiProblem } from "../api/problem";
 import { useSession } from "../api/session";
 import { Field, Notice, ProblemBanner, useFormErrors } from "../components/forms";
 import { MIN_PASSWORD_CHARS, tokenFromHash, validateResetConfirm } from "../lib/validation";
+import { useTitle } from "../lib/useTitle";
 
 /** Reached from the mail's link `/reset-password#token=…`: the token is in the fragment, never sent to a server but here. */
 export function ResetPassword() {
+  useTitle("Set a new password");
   const { client } = useSession();
   const [token] = useState(() => tokenFromHash(window.location.hash));
   const [values, setValues] = useState({ password: "", confirm: "" });

@@ -4,8 +4,10 @@ import { useSession } from "../api/session";
 import { Field, ProblemBanner, useFormErrors } from "../components/forms";
 import { safeNext } from "../components/Layout";
 import { validateSignIn } from "../lib/validation";
+import { useTitle } from "../lib/useTitle";
 
 export function SignIn() {
+  useTitle("Sign in");
   const { client, signIn } = useSession();
   const navigate = useNavigate();
   const [params] = useSearchParams();
