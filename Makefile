@@ -26,8 +26,12 @@ stack:
 
 # The web UI (frontend/dist, git-ignored), served by the backend. npm ci runs
 # again when package-lock.json is newer than what node_modules was made from.
+# Vite needs Node.js 20.19 or newer (Debian 12's own nodejs is 18).
 frontend:
 	@if [[ -f frontend/package.json ]]; then \
+	  if ! command -v npm >/dev/null || ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then \
+	    echo "make frontend: the web UI needs Node.js >= 20.19 with npm (found: $$(node --version 2>/dev/null || echo none))" >&2; exit 1; \
+	  fi; \
 	  cd frontend && \
 	  if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then \
 	    npm ci --no-audit --no-fund; \
