@@ -41,6 +41,10 @@ pub enum Error {
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A conflict one field of the request causes (a name in use): a 409
+    /// that names the field, so a form can show it there.
+    #[error("conflict: {}: {}", .0.field, .0.message)]
+    Taken(FieldError),
     #[error("invalid request")]
     Validation(Vec<FieldError>),
     /// The request cannot be read (malformed JSON, bad path or query).
@@ -110,7 +114,7 @@ impl Error {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Taken(_) => StatusCode::CONFLICT,
             Self::Validation(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -135,7 +139,7 @@ impl Error {
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::NoRoute => ("no-such-route", "Not found"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
-            Self::Conflict(_) => ("conflict", "Conflict"),
+            Self::Conflict(_) | Self::Taken(_) => ("conflict", "Conflict"),
             Self::Validation(_) | Self::Unprocessable(_) => ("validation", "Invalid request"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
@@ -165,6 +169,7 @@ impl Error {
                 "{detail}; try again in {} seconds",
                 Self::retry_after_secs(*retry_after)
             ),
+            Self::Taken(error) => format!("{}: {}", error.field, error.message),
             Self::NotFound(what) => format!("no such {what}"),
             Self::NoRoute => "there is no API endpoint at this path".into(),
             Self::MethodNotAllowed => "this endpoint does not accept this method".into(),
@@ -196,6 +201,7 @@ impl Error {
             detail,
             errors: match self {
                 Self::Validation(errors) => Some(errors.clone()),
+                Self::Taken(error) => Some(vec![error.clone()]),
                 _ => None,
             },
             error_id,
@@ -212,7 +218,8 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// For validation problems: every invalid field.
+    /// For validation problems: every invalid field; for a conflict one
+    /// field causes, that field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
     /// For internal errors: the id under which the cause was logged.
@@ -256,15 +263,16 @@ impl IntoResponse for Error {
 }
 
 /// Unique-constraint violations name their constraint; turn the ones a user
-/// can cause into a conflict.
+/// can cause into a conflict on the request's `field`.
 pub fn conflict_on<'a>(
     constraint: &'a str,
+    field: &'a str,
     message: &str,
 ) -> impl FnOnce(sqlx::Error) -> Error + 'a {
     let message = message.to_owned();
     move |error| match &error {
         sqlx::Error::Database(db) if db.constraint() == Some(constraint) => {
-            Error::Conflict(message)
+            Error::Taken(FieldError::new(field, message))
         }
         _ => Error::Database(error),
     }
@@ -295,6 +303,18 @@ mod tests {
         assert_eq!(problem.status, 422);
         assert_eq!(problem.errors.unwrap().len(), 2);
         assert_eq!(problem.detail, "2 fields are invalid");
+    }
+
+    #[test]
+    fn a_taken_name_is_a_conflict_at_its_field() {
+        let problem = Error::Taken(FieldError::new("name", "is taken")).to_problem();
+        assert_eq!(problem.status, 409);
+        assert_eq!(problem.kind, "https://berth.dev/problems/conflict");
+        assert_eq!(
+            problem.errors,
+            Some(vec![FieldError::new("name", "is taken")])
+        );
+        assert_eq!(problem.detail, "name: is taken");
     }
 
     #[test]

@@ -196,9 +196,13 @@ async fn invalid_apps_are_refused_with_every_reason() {
 
     let body = json!({"name": "twice", "repo_url": "https://x.example/r"});
     app.create_app(&token, body.clone()).await;
-    app.post("/api/v1/apps", &token, body)
-        .await
-        .assert_problem(StatusCode::CONFLICT, "conflict");
+    let twice = app.post("/api/v1/apps", &token, body).await;
+    twice.assert_problem(StatusCode::CONFLICT, "conflict");
+    assert_eq!(
+        twice.invalid_fields(),
+        ["name"],
+        "the form shows it at the name"
+    );
 
     app.get("/api/v1/apps/not-a-uuid", &token)
         .await

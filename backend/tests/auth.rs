@@ -71,6 +71,7 @@ async fn registration_is_validated_and_names_are_unique() {
         )
         .await;
     again.assert_problem(StatusCode::CONFLICT, "conflict");
+    assert_eq!(again.invalid_fields(), ["username"]);
     let same_email = app
         .call(
             Method::POST,
@@ -80,6 +81,7 @@ async fn registration_is_validated_and_names_are_unique() {
         )
         .await;
     same_email.assert_problem(StatusCode::CONFLICT, "conflict");
+    assert_eq!(same_email.invalid_fields(), ["email"]);
 }
 
 #[tokio::test]

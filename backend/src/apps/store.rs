@@ -158,6 +158,7 @@ pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<Uuid> {
     .await
     .map_err(conflict_on(
         "apps_owner_name",
+        "name",
         "you already have an app with this name",
     ))?;
     Ok(id)

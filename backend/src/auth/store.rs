@@ -36,9 +36,9 @@ pub async fn insert_user(
     .await
     .map_err(|error| match &error {
         sqlx::Error::Database(db) if db.constraint() == Some("users_email_key") => {
-            crate::error::Error::Conflict("this email address is already registered".into())
+            conflict_on("users_email_key", "email", "is already registered")(error)
         }
-        _ => conflict_on("users_username_key", "this username is taken")(error),
+        _ => conflict_on("users_username_key", "username", "is taken")(error),
     })
 }
 
