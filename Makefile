@@ -44,7 +44,7 @@ up: stack frontend
 	$(PROCS) start
 	@echo
 	@echo "berth is running at http://127.0.0.1:8080"
-	@echo "sign in: register a user with POST /api/v1/auth/register"
+	@echo "create an account there; its confirmation mail lands in .berth/mail/new/"
 	@echo "stop it with: make down"
 
 down:

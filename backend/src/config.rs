@@ -70,9 +70,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_AUTH_RATE_LIMIT", default_value_t = 20)]
     pub auth_rate_limit: u32,
 
-    /// The SMTP server password reset mail goes through: smtp://host:25
-    /// (plain), smtp://user:pass@host:587?tls=required (STARTTLS) or
-    /// smtps://user:pass@host (TLS). Password reset is off without it.
+    /// The SMTP server account mail goes through (sign-up and email
+    /// confirmation, password reset): smtp://host:25 (plain),
+    /// smtp://user:pass@host:587?tls=required (STARTTLS) or
+    /// smtps://user:pass@host (TLS). Without it password reset is off and
+    /// sign-ups and email changes are not confirmed.
     #[arg(long, env = "BERTH_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
 

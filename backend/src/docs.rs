@@ -15,12 +15,14 @@ use utoipa::{Modify, OpenApi};
             Errors are application/problem+json documents with a stable `type`."
     ),
     paths(
-        crate::auth::register,
+        crate::accounts::signup::register,
+        crate::accounts::signup::confirm,
         crate::auth::login,
         crate::auth::refresh,
         crate::auth::logout,
         crate::accounts::me,
         crate::accounts::update_me,
+        crate::accounts::email_change::confirm,
         crate::accounts::change_password,
         crate::accounts::delete_me,
         crate::accounts::unlink_github,

@@ -128,7 +128,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_github(Arc::new(github));
     match config.smtp_url.as_deref() {
         Some(url) => state = state.with_mailer(Arc::new(SmtpMailer::new(url, &config.mail_from)?)),
-        None => tracing::warn!("BERTH_SMTP_URL is not set: password reset by email is off"),
+        None => tracing::warn!(
+            "BERTH_SMTP_URL is not set: password reset by email is off, and sign-ups and \
+             email changes take effect unconfirmed (answering 409 to a taken email or username)"
+        ),
     }
     let shutdown = state.shutdown.clone();
 

@@ -6,7 +6,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use berth_backend::state::ApiSettings;
 use common::fake_logs::FakeLogs;
-use common::mailbox::{reset_token, smtp_mailer, wait_for_message};
+use common::mailbox::{smtp_mailer, token_in, wait_for_message};
 use common::{id_of, TestApp};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -65,6 +65,7 @@ async fn the_profile_is_read_and_updated() {
     assert_eq!(refused.invalid_fields(), ["current_password"]);
     let wrong = patch(json!({"email": "new@example.com", "current_password": "nope"})).await;
     assert_eq!(wrong.invalid_fields(), ["current_password"]);
+    // Without mail there is nothing to confirm with: the change is at once.
     let moved = patch(json!({"email": "new@example.com", "current_password": PASSWORD})).await;
     assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
     assert_eq!(moved.body["email"], "new@example.com");
@@ -159,19 +160,7 @@ async fn a_password_is_reset_with_the_emailed_token_once() {
         .with_mailer(Arc::new(smtp_mailer()));
     let username = unique("dora");
     let email = format!("{username}@example.com");
-    let session = {
-        let body = json!({"username": username, "email": email, "password": PASSWORD});
-        let registered = app
-            .call(Method::POST, "/api/v1/auth/register", None, Some(body))
-            .await;
-        assert_eq!(
-            registered.status,
-            StatusCode::CREATED,
-            "{}",
-            registered.body
-        );
-        login(&app, &username, PASSWORD).await.body
-    };
+    let session = app.signup_by_mail(&username, &email).await;
 
     let ask = |address: String| {
         app.call(
@@ -190,11 +179,11 @@ async fn a_password_is_reset_with_the_emailed_token_once() {
         "same answer"
     );
 
-    let mail = wait_for_message(&email, 1).await;
+    let mail = wait_for_message(&email, 2).await;
     assert_eq!(mail.subject, "Reset your berth password");
     assert_eq!(mail.from, "berth <berth@localhost>");
     assert!(mail.body.contains(&username), "{}", mail.body);
-    let token = reset_token(&mail);
+    let token = token_in(&mail);
     let link = format!("https://berth.example.com/reset-password#token={token}");
     assert!(mail.body.contains(&link), "{}", mail.body);
     assert_eq!(token.len(), 43, "32 random bytes, base64url: {token}");
@@ -245,7 +234,7 @@ async fn a_password_is_reset_with_the_emailed_token_once() {
 }
 
 #[tokio::test]
-async fn an_expired_reset_token_is_refused_and_reset_needs_mail_configured() {
+async fn an_expired_token_in_is_refused_and_reset_needs_mail_configured() {
     let app = TestApp::new().await;
     let off = app
         .call(
@@ -262,9 +251,7 @@ async fn an_expired_reset_token_is_refused_and_reset_needs_mail_configured() {
     let app = app.with_mailer(Arc::new(smtp_mailer()));
     let username = unique("erin");
     let email = format!("{username}@example.com");
-    let body = json!({"username": username, "email": email, "password": PASSWORD});
-    app.call(Method::POST, "/api/v1/auth/register", None, Some(body))
-        .await;
+    app.signup_by_mail(&username, &email).await;
     let body = json!({"email": email});
     app.call(
         Method::POST,
@@ -273,7 +260,7 @@ async fn an_expired_reset_token_is_refused_and_reset_needs_mail_configured() {
         Some(body),
     )
     .await;
-    let token = reset_token(&wait_for_message(&email, 1).await);
+    let token = token_in(&wait_for_message(&email, 2).await);
     sqlx::query("UPDATE password_resets SET expires_at = now() - interval '1 second'")
         .execute(app.pool())
         .await

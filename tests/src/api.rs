@@ -1,6 +1,7 @@
 //! A small client for berth's public API, as a user's CLI would use it.
 
 use anyhow::{bail, Context, Result};
+use berth_common::testing::mailbox;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -75,22 +76,27 @@ impl Client {
         self.expect(reqwest::Method::GET, path, None, 200).await
     }
 
-    /// Registers a user and signs in as them.
+    /// Signs up as a user would: registers, opens the confirmation link
+    /// mailed to the address (from the local stack's SMTP sink), and keeps
+    /// the session it starts.
     pub async fn sign_up(&mut self, username: &str) -> Result<()> {
         let password = "correct horse battery staple";
+        // Unique per run: the SMTP sink keeps earlier runs' mail.
+        let email = format!("{username}+{}@example.test", uuid::Uuid::new_v4().simple());
         self.expect(
             reqwest::Method::POST,
             "/auth/register",
-            Some(json!({"username": username, "email": format!("{username}@example.test"), "password": password})),
-            201,
+            Some(json!({"username": username, "email": email, "password": password})),
+            202,
         )
         .await?;
+        let mail = mailbox::wait_for_message(&email, 1).await;
         let tokens = self
             .expect(
                 reqwest::Method::POST,
-                "/auth/login",
-                Some(json!({"login": username, "password": password})),
-                200,
+                "/auth/register/confirm",
+                Some(json!({"token": mailbox::token_in(&mail)})),
+                201,
             )
             .await?;
         self.token = Some(

@@ -1,7 +1,11 @@
-//! The signed-in user's own account: profile, password, deletion; and the
-//! password reset by email, for users who cannot sign in.
+//! The account: sign-up, and the signed-in user's profile, password and
+//! deletion; and the password reset by email, for users who cannot sign in.
 
+pub mod email_change;
+pub mod mails;
+pub mod pending;
 pub mod reset;
+pub mod signup;
 pub mod store;
 
 use crate::apps;
@@ -9,6 +13,7 @@ use crate::audit::{self, Event, SourceAddr};
 use crate::auth::{self, password, CurrentUser, TokenResponse};
 use crate::error::{Error, FieldError, Result};
 use crate::extract::{Json, Path};
+use crate::mail;
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
@@ -29,6 +34,9 @@ pub fn router() -> Router<AppState> {
         .route("/me/github", delete(unlink_github))
         .route("/me/sessions", get(list_sessions))
         .route("/me/sessions/{id}", delete(end_session))
+        .route("/auth/register", post(signup::register))
+        .route("/auth/register/confirm", post(signup::confirm))
+        .route("/auth/email-change/confirm", post(email_change::confirm))
         .route("/auth/password-reset", post(reset::request))
         .route("/auth/password-reset/confirm", post(reset::confirm))
 }
@@ -74,7 +82,8 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Pro
         .ok_or(Error::Unauthorized("the account no longer exists"))
 }
 
-/// Change the display name or the email address.
+/// Change the display name or the email address. With mail configured, a
+/// new address is `pending_email` until the link mailed to it is opened.
 #[utoipa::path(patch, path = "/api/v1/me", tag = "account", request_body = UpdateProfile,
     security(("bearer" = [])),
     responses((status = 200, body = Profile), (status = 401, body = crate::error::Problem),
@@ -114,6 +123,16 @@ async fn update_me(
             ));
         }
     }
+    // With mail, a new address waits for its confirmation.
+    let (email, mail) = match (email, state.mailer.clone()) {
+        (Some(new), Some(mailer)) => {
+            let mail =
+                email_change::request(&mut tx, &state, user.id, &account.username, new, source)
+                    .await?;
+            (None, Some((mailer, mail)))
+        }
+        (email, _) => (email, None),
+    };
     store::update_profile(&mut tx, user.id, email, display_name).await?;
     let changed: Vec<&str> = [
         ("email", email.is_some()),
@@ -126,6 +145,9 @@ async fn update_me(
         .details(json!({ "changed": changed }));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
+    if let Some((mailer, mail)) = mail {
+        mail::send_later(mailer, mail, "email_change");
+    }
     me(State(state), user).await
 }
 

@@ -5,13 +5,14 @@
 //! and just as fast: the mail leaves in the background. Using the token sets
 //! the password and ends every session of the account.
 
+use super::mails::{self, Links};
 use super::store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::password;
 use crate::auth::throttle::{self, Guarded};
 use crate::error::{Error, Result};
 use crate::extract::Json;
-use crate::mail::{self, Email, Mailer};
+use crate::mail::{self, Mailer};
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
@@ -103,39 +104,13 @@ async fn send_reset(
     );
     let mut conn = state.db.acquire().await?;
     audit::record(&mut conn, event).await?;
+    let links = Links(state.settings.public_url.as_deref());
     mail::send_later(
         mailer,
-        reset_mail(state, &address, &username, &token, ttl),
+        mails::password_reset(&links, &address, &username, &token, ttl),
         "password_reset",
     );
     Ok(())
-}
-
-fn reset_mail(state: &AppState, to: &str, username: &str, token: &str, ttl: Duration) -> Email {
-    let base = state.settings.public_url.as_deref();
-    let minutes = ttl.as_secs() / 60;
-    let link = match base {
-        Some(base) => format!(
-            "To choose a new password, open this link within {minutes} minutes:\n\n\
-             {base}/reset-password#token={token}\n\nOr send the token to the API:\n"
-        ),
-        None => {
-            format!("To choose a new password within {minutes} minutes, send this to the API:\n")
-        }
-    };
-    Email {
-        to: to.to_owned(),
-        subject: "Reset your berth password".into(),
-        body: format!(
-            "Someone asked to reset the password of the berth account {username}.\n\n\
-             {link}\
-             POST {base}/api/v1/auth/password-reset/confirm\n\
-             {{\"token\": \"{token}\", \"new_password\": \"(the new password)\"}}\n\n\
-             The token works once. Choosing a new password signs out every session.\n\
-             If you did not ask for this, ignore this mail: your password stays as it is.\n",
-            base = base.unwrap_or("")
-        ),
-    }
 }
 
 /// Set a new password with the token from the reset mail.

@@ -2,7 +2,7 @@
 //! deletion.
 
 use crate::auth::tokens::{hash_token, random_token};
-use crate::error::{Error, Result};
+use crate::error::{conflict_on, Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -23,13 +23,19 @@ pub struct Profile {
     pub has_password: bool,
     /// The linked GitHub login, if any.
     pub github_login: Option<String>,
+    /// A new address waiting to be confirmed from its inbox.
+    pub pending_email: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 pub async fn profile(db: &PgPool, id: Uuid) -> Result<Option<Profile>> {
     Ok(sqlx::query_as::<_, Profile>(
         "SELECT u.id, u.username, u.email, u.display_name,
-                u.password_hash IS NOT NULL AS has_password, g.login AS github_login, u.created_at
+                u.password_hash IS NOT NULL AS has_password, g.login AS github_login,
+                (SELECT c.email FROM email_changes c
+                 WHERE c.user_id = u.id AND c.used_at IS NULL AND c.expires_at > now()
+                 ORDER BY c.created_at DESC LIMIT 1) AS pending_email,
+                u.created_at
          FROM users u LEFT JOIN github_accounts g ON g.user_id = u.id
          WHERE u.id = $1 AND u.deleted_at IS NULL",
     )
@@ -75,12 +81,11 @@ pub async fn update_profile(
     .bind(display_name.flatten())
     .execute(conn)
     .await
-    .map_err(|error| match &error {
-        sqlx::Error::Database(db) if db.constraint() == Some("users_email_key") => {
-            Error::Conflict("this email address belongs to another account".into())
-        }
-        _ => Error::Database(error),
-    })?;
+    .map_err(conflict_on(
+        "users_email_key",
+        "email",
+        "belongs to another account",
+    ))?;
     Ok(())
 }
 
@@ -183,6 +188,7 @@ pub async fn erase(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     sqlx::query(
         "WITH github AS (DELETE FROM github_accounts WHERE user_id = $1),
               resets AS (DELETE FROM password_resets WHERE user_id = $1),
+              changes AS (DELETE FROM email_changes WHERE user_id = $1),
               tickets AS (DELETE FROM ws_tickets WHERE user_id = $1),
               links AS (DELETE FROM oauth_states WHERE link_user_id = $1)
          UPDATE users SET deleted_at = now(), email = NULL, password_hash = NULL,

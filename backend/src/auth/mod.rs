@@ -1,5 +1,5 @@
-//! Sessions: register, log in, refresh, log out. The account itself
-//! (profile, password, deletion, reset) is in `accounts`.
+//! Sessions: log in, refresh, log out. The account itself (sign-up,
+//! profile, password, deletion, reset) is in `accounts`.
 
 pub mod cookie;
 pub mod extractor;
@@ -12,10 +12,9 @@ pub use extractor::CurrentUser;
 pub use store::User;
 
 use crate::audit::{self, Event, SourceAddr};
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, Result};
 use crate::extract::Json;
 use crate::state::{ApiSettings, AppState};
-use crate::validate;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -30,20 +29,9 @@ use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/auth/register", post(register))
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RegisterRequest {
-    /// A DNS-1123 label (lowercase letters, digits, '-'); it becomes your tenant name.
-    #[schema(example = "alice")]
-    pub username: String,
-    pub email: String,
-    /// At least 10 characters.
-    pub password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,48 +126,6 @@ pub async fn new_session(
     let ttl = state.settings.refresh_token_ttl;
     let (_, refresh_token) = store::create_refresh_token(conn, user_id, family, ttl).await?;
     tokens_for(state, conn, user_id, refresh_token).await
-}
-
-/// Create an account.
-#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 201, body = User), (status = 409, body = crate::error::Problem),
-              (status = 422, body = crate::error::Problem)))]
-async fn register(
-    State(state): State<AppState>,
-    source: SourceAddr,
-    Json(request): Json<RegisterRequest>,
-) -> Result<(StatusCode, Json<User>)> {
-    state.limiter.check(Guarded::Register, source.0)?;
-    let email = request.email.trim().to_owned();
-    let mut errors = Vec::new();
-    let checks = [
-        (
-            "username",
-            validate::dns_label(&request.username, validate::MAX_USERNAME_LEN),
-        ),
-        ("email", validate::email(&email)),
-        ("password", validate::password(&request.password)),
-    ];
-    for (field, check) in checks {
-        if let Err(message) = check {
-            errors.push(FieldError::new(field, message));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    let hash = password::hash(request.password).await?;
-    let mut tx = state.db.begin().await?;
-    let user = store::insert_user(&mut tx, &request.username, &email, Some(&hash)).await?;
-    audit::record(
-        &mut tx,
-        Event::new(user.id, "auth.register", "user", user.id, source),
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.id, username = %user.username, "registered");
-    metrics::counter!("berth_users_registered_total").increment(1);
-    Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// Exchange a username (or email) and password for tokens.

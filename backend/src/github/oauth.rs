@@ -237,7 +237,7 @@ async fn create_user(conn: &mut PgConnection, github: &GitHubUser) -> Result<Uui
     let user = auth::store::insert_user(conn, &username, &email, None)
         .await
         .map_err(|error| match error {
-            Error::Conflict(_) => Error::Conflict(
+            Error::Conflict(_) | Error::Taken(_) => Error::Conflict(
                 "a berth account already uses this GitHub account's email; sign in to it and link GitHub"
                     .into(),
             ),

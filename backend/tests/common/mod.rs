@@ -252,6 +252,30 @@ impl TestApp {
         response.body
     }
 
+    /// Signs up through the mail (the app has a mailer): registers, finds
+    /// the confirmation link in the SMTP sink and opens it. Returns the
+    /// token response; `email` must be this test's own.
+    pub async fn signup_by_mail(&self, username: &str, email: &str) -> Value {
+        let body =
+            json!({"username": username, "email": email, "password": "correct horse battery"});
+        let response = self
+            .call(Method::POST, "/api/v1/auth/register", None, Some(body))
+            .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        let mail = mailbox::wait_for_message(email, 1).await;
+        let body = json!({"token": mailbox::token_in(&mail)});
+        let response = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/register/confirm",
+                None,
+                Some(body),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+        response.body
+    }
+
     /// Registers `username` and returns an access token.
     pub async fn token(&self, username: &str) -> String {
         self.signup(username).await["access_token"]

@@ -3,6 +3,8 @@
 //! started; each test gets its own RabbitMQ vhost so parallel tests and
 //! leftovers from earlier runs never see each other's messages.
 
+pub mod mailbox;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
