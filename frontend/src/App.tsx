@@ -4,6 +4,7 @@ import { GuestOnly, Layout, RequireSession } from "./components/Layout";
 import { Account } from "./pages/Account";
 import { AppPage } from "./pages/AppPage";
 import { Audit } from "./pages/Audit";
+import { ConfirmEmail, ConfirmRegistration } from "./pages/Confirm";
 import { CreateApp } from "./pages/CreateApp";
 import { Apps } from "./pages/Apps";
 import { ForgotPassword } from "./pages/ForgotPassword";
@@ -23,6 +24,8 @@ export function App() {
             </Route>
             <Route path="forgot-password" element={<ForgotPassword />} />
             <Route path="reset-password" element={<ResetPassword />} />
+            <Route path="confirm-registration" element={<ConfirmRegistration />} />
+            <Route path="confirm-email" element={<ConfirmEmail />} />
             <Route element={<RequireSession />}>
               <Route index element={<Apps />} />
               <Route path="apps/new" element={<CreateApp />} />

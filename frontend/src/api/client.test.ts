@@ -186,3 +186,39 @@ describe("ApiClient", () => {
     await expect(client.confirmPasswordReset("tok", "a long password")).resolves.toBeUndefined();
   });
 });
+
+describe("sign-up", () => {
+  function answering(status: number, body: unknown) {
+    const calls: Call[] = [];
+    const fetch = vi.fn<FetchLike>(async (url, init = {}) => {
+      calls.push({
+        url,
+        method: init.method ?? "GET",
+        headers: (init.headers ?? {}) as Record<string, string>,
+        body: init.body ? JSON.parse(init.body as string) : undefined,
+        credentials: init.credentials,
+      });
+      return json(status, body);
+    });
+    return { client: new ApiClient({ fetch }), calls };
+  }
+
+  it("tells a mailed confirmation from an account made at once", async () => {
+    const mailed = answering(202, { status: "check your inbox at a@b.c: the link in the mail finishes signing up" });
+    expect(await mailed.client.register("alice", "a@b.c", "a long password")).toBe("mailed");
+    expect(mailed.client.signedIn).toBe(false);
+    const made = answering(201, { id: "u1", username: "alice", email: "a@b.c", created_at: "2026-12-03T00:00:00Z" });
+    expect(await made.client.register("alice", "a@b.c", "a long password")).toBe("created");
+  });
+
+  it("confirms with the cookie session and is signed in", async () => {
+    const backend = answering(201, { access_token: "new-account", token_type: "Bearer", expires_in: 900 });
+    await backend.client.confirmRegistration("tok");
+    expect(backend.client.signedIn).toBe(true);
+    const [call] = backend.calls;
+    expect(call.url).toMatch(/\/api\/v1\/auth\/register\/confirm$/);
+    expect(call.body).toEqual({ token: "tok" });
+    expect(call.headers["X-Berth-Session"]).toBe("cookie");
+    expect(call.credentials).toBe("same-origin");
+  });
+});

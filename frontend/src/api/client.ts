@@ -154,12 +154,33 @@ export class ApiClient {
     this.setToken(tokens.access_token);
   }
 
-  register(username: string, email: string, password: string): Promise<User> {
-    return this.request<User>("/auth/register", {
+  /**
+   * With mail configured (the usual case) the account waits until the link
+   * mailed to the address is opened, and the answer is the same whether or
+   * not the name is free; without mail it exists at once.
+   */
+  async register(username: string, email: string, password: string): Promise<"mailed" | "created"> {
+    const body = await this.request<User | { status: string }>("/auth/register", {
       method: "POST",
       body: { username, email, password },
       auth: false,
     });
+    return "status" in body ? "mailed" : "created";
+  }
+
+  /** Finishes a sign-up with the mailed token; the new account is signed in. */
+  async confirmRegistration(token: string): Promise<void> {
+    const tokens = await this.request<TokenResponse>("/auth/register/confirm", {
+      method: "POST",
+      body: { token },
+      auth: false,
+      cookieSession: true,
+    });
+    this.setToken(tokens.access_token);
+  }
+
+  confirmEmailChange(token: string): Promise<void> {
+    return this.request<void>("/auth/email-change/confirm", { method: "POST", body: { token }, auth: false });
   }
 
   /** Ends the session on the server and forgets the token, whatever the server says. */

@@ -18,6 +18,8 @@ export interface Profile extends User {
   display_name?: string | null;
   github_login?: string | null;
   has_password: boolean;
+  /** A new address waiting for the link mailed to it. */
+  pending_email?: string | null;
 }
 
 export interface LastDeploy {

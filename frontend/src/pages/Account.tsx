@@ -42,14 +42,14 @@ function ProfileForm({ profile, onSaved }: { profile: Profile; onSaved: () => vo
   const [displayName, setDisplayName] = useState(profile.display_name ?? "");
   const [email, setEmail] = useState(profile.email);
   const [currentPassword, setCurrentPassword] = useState("");
-  const [saved, setSaved] = useState(false);
+  const [saved, setSaved] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const { errors, problem, submit, fail, edit } = useFormErrors<"display_name" | "email" | "current_password">();
   const emailChanged = email.trim() !== profile.email;
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault();
-    setSaved(false);
+    setSaved(null);
     const found = collect({
       display_name: [...displayName].length > 100 ? "must be at most 100 characters" : null,
       email: checkEmail(email.trim()),
@@ -59,12 +59,18 @@ function ProfileForm({ profile, onSaved }: { profile: Profile; onSaved: () => vo
     if (!submit(found)) return;
     setBusy(true);
     try {
-      await client.updateProfile({
+      const updated = await client.updateProfile({
         display_name: displayName.trim() || null,
         ...(emailChanged ? { email: email.trim(), current_password: currentPassword || undefined } : {}),
       });
       setCurrentPassword("");
-      setSaved(true);
+      // A new address waits for its link: the form shows the one in use.
+      setEmail(updated.email);
+      setSaved(
+        emailChanged && updated.pending_email
+          ? `Saved. We sent a link to ${updated.pending_email}: the account uses the new address once you open it.`
+          : "Saved.",
+      );
       onSaved();
     } catch (err) {
       fail(err);
@@ -79,7 +85,7 @@ function ProfileForm({ profile, onSaved }: { profile: Profile; onSaved: () => vo
       <p>
         Username: <strong>{profile.username}</strong> <span className="muted">(it names your apps; it cannot change)</span>
       </p>
-      {saved && <Notice>Saved.</Notice>}
+      {saved && <Notice>{saved}</Notice>}
       <ProblemBanner problem={problem} shownFields={["display_name", "email", "current_password"]} />
       <Field
         label="Display name"
@@ -103,6 +109,11 @@ function ProfileForm({ profile, onSaved }: { profile: Profile; onSaved: () => vo
           edit("email");
         }}
         error={errors.email}
+        hint={
+          profile.pending_email
+            ? `Waiting for confirmation: ${profile.pending_email} (open the link mailed there).`
+            : undefined
+        }
       />
       {emailChanged && profile.has_password && (
         <Field

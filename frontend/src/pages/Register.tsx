@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { Link, useNavigate } from "react-router";
 import { useSession } from "../api/session";
-import { Field, ProblemBanner, useFormErrors } from "../components/forms";
+import { Field, Notice, ProblemBanner, useFormErrors } from "../components/forms";
 import { MIN_PASSWORD_CHARS, validateRegister } from "../lib/validation";
 import { useTitle } from "../lib/useTitle";
 
@@ -14,6 +14,7 @@ export function Register() {
   const [values, setValues] = useState({ username: "", email: "", password: "", confirm: "" });
   const { errors, problem, submit, fail, edit } = useFormErrors<RegisterField>();
   const [busy, setBusy] = useState(false);
+  const [mailedTo, setMailedTo] = useState<string | null>(null);
   const set = (field: RegisterField) => (e: { target: { value: string } }) => {
     setValues((v) => ({ ...v, [field]: e.target.value }));
     edit(field);
@@ -24,14 +25,34 @@ export function Register() {
     if (!submit(validateRegister(values))) return;
     setBusy(true);
     try {
-      await client.register(values.username, values.email.trim(), values.password);
+      const email = values.email.trim();
+      if ((await client.register(values.username, email, values.password)) === "mailed") {
+        setMailedTo(email);
+        return;
+      }
       await signIn(values.username, values.password);
       navigate("/", { replace: true });
     } catch (err) {
       fail(err);
+    } finally {
       setBusy(false);
     }
   };
+
+  if (mailedTo) {
+    return (
+      <section className="card narrow" aria-labelledby="register-title">
+        <h1 id="register-title">Check your inbox</h1>
+        <Notice>
+          We sent a link to <strong>{mailedTo}</strong>. Open it within 24 hours to finish creating your account.
+        </Notice>
+        <p className="muted">No mail after a few minutes? Look in the spam folder, or sign up again.</p>
+        <button type="button" className="secondary" onClick={() => setMailedTo(null)}>
+          Sign up again
+        </button>
+      </section>
+    );
+  }
 
   return (
     <section className="card narrow" aria-labelledby="register-title">
