@@ -11,8 +11,10 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 39] = [
+const ROUTES: [(&str, &str); 41] = [
     ("post", "/api/v1/auth/register"),
+    ("post", "/api/v1/auth/register/confirm"),
+    ("post", "/api/v1/auth/email-change/confirm"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),

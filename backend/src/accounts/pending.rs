@@ -11,9 +11,16 @@ use uuid::Uuid;
 pub const UNSOLICITED_PER_HOUR: i64 = 5;
 
 /// Counts one more mail to `address` unless it had its hourly share; false
-/// means: send nothing.
+/// means: send nothing. Call it inside the transaction that goes on to
+/// make the mail: the count is locked for the address until it commits.
 pub async fn allow_unsolicited_mail(conn: &mut PgConnection, address: &str) -> Result<bool> {
     let address = address.to_lowercase();
+    // Sign-ups for one address run at once in their own transactions: each
+    // would count before the others commit, so they take turns.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&address)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("DELETE FROM unsolicited_mails WHERE sent_at < now() - interval '1 hour'")
         .execute(&mut *conn)
         .await?;
