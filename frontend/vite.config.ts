@@ -1,4 +1,5 @@
 /// <reference types="vitest/config" />
+import { configDefaults } from "vitest/config";
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react";
 
@@ -45,5 +46,7 @@ export default defineConfig({
   test: {
     environment: "node",
     include: ["src/**/*.test.ts", "src/**/*.test.tsx"],
+    // e2e/ holds Playwright's journeys, run by tests/tests/web_ui.rs.
+    exclude: [...configDefaults.exclude, "e2e/**"],
   },
 });

@@ -17,6 +17,9 @@ DEBIAN_PACKAGES=(
   curl ca-certificates openssl
   # the SMTP sink berth's mail goes to locally (aiosmtpd into a Maildir)
   python3-aiosmtpd
+  # the web UI's end-to-end tests drive Debian's headless Chromium with
+  # Playwright (which cannot download its own browsers here)
+  chromium
   # tansu's build needs a C toolchain (libsql bundles sqlite)
   build-essential pkg-config
   # berth's own build: git2's https (OpenSSL), librdkafka's bundled build;
