@@ -4,8 +4,10 @@
 
 pub mod api;
 pub mod engine;
+pub mod fake_github;
 pub mod flow;
 pub mod platform;
+pub mod playwright;
 pub mod repo;
 
 pub use api::Client;

@@ -61,6 +61,12 @@ impl Platform {
     /// Starts the four binaries (built by `cargo build --bins`) and waits
     /// until the backend is ready.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with `extra` settings for every process
+    /// on top of the stack's and the platform's own (they win).
+    pub async fn start_with(extra: &[(&str, String)]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         let id = Uuid::new_v4().simple().to_string();
         let mut env = stack_env();
@@ -87,6 +93,7 @@ impl Platform {
             ("RUST_LOG", "info,berth=debug".into()),
         ];
         env.extend(overrides.map(|(k, v)| (k.to_owned(), v)));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let mut platform = Self {
             base_url,
             env,

@@ -1,0 +1,97 @@
+//! The web UI end to end: the Playwright journeys in `frontend/e2e/`, in
+//! headless Chromium, against the real backend serving the built UI and the
+//! real pipeline. The only fake is GitHub (`berth_tests::fake_github`).
+//! Needs the stack, the binaries (`cargo build --bins`) and the built UI
+//! with its npm packages (`make frontend`); `make test` does all three.
+
+use anyhow::{ensure, Context, Result};
+use berth_common::testing::repo_root;
+use berth_tests::fake_github::{self, FakeGitHub};
+use berth_tests::{playwright, AppRepo, Platform};
+
+/// The built UI the backend serves.
+fn built_ui() -> Result<String> {
+    let dist = repo_root().join("frontend/dist");
+    ensure!(
+        dist.join("index.html").exists(),
+        "{} has no built UI: run `make frontend` (npm ci + npm run build)",
+        dist.display()
+    );
+    Ok(dist.display().to_string())
+}
+
+/// The page the backend answers at `path` is the UI's index.html.
+async fn serves_the_ui(base_url: &str, path: &str) -> Result<()> {
+    let response = reqwest::get(format!("{base_url}{path}")).await?;
+    let status = response.status();
+    let body = response.text().await?;
+    ensure!(
+        status.is_success() && body.contains(r#"<div id="root">"#),
+        "GET {path} did not answer the web UI ({status}): {body:.300}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journeys_through_the_web_ui() -> Result<()> {
+    let github = FakeGitHub::start().await?;
+    let mut settings = github.settings();
+    settings.push(("BERTH_FRONTEND_DIR", built_ui()?));
+    let platform = Platform::start_with(&settings).await?;
+    let base = platform.base_url.clone();
+    github.expect_redirect_uri(&format!("{base}/api/v1/auth/github/callback"));
+    // A deep link reaches the UI too: the browser asks for it on a reload.
+    serves_the_ui(&base, "/").await?;
+    serves_the_ui(&base, "/apps/new").await?;
+
+    let repo = AppRepo::python("v1")?;
+    let mail_dir = platform
+        .env
+        .get("BERTH_MAIL_DIR")
+        .context("the stack's env file has BERTH_MAIL_DIR (the SMTP sink's Maildir)")?
+        .clone();
+    let repos: Vec<String> = fake_github::REPOS
+        .iter()
+        .map(|(name, _)| format!("{}/{name}", fake_github::LOGIN))
+        .collect();
+    let artifacts = repo_root().join("tests/artifacts/web-ui");
+    let run = playwright::run(&[
+        ("BERTH_E2E_BASE_URL", base.clone()),
+        ("BERTH_E2E_REPO_URL", repo.url()),
+        ("BERTH_E2E_MAIL_DIR", mail_dir),
+        ("BERTH_E2E_OUTPUT_DIR", artifacts.display().to_string()),
+        ("BERTH_E2E_GITHUB_LOGIN", fake_github::LOGIN.into()),
+        ("BERTH_E2E_GITHUB_REPOS", repos.join(",")),
+        ("BERTH_E2E_GITHUB_BRANCHES", fake_github::BRANCHES.join(",")),
+    ])
+    .await?;
+    ensure!(
+        run.success,
+        "the Playwright journeys failed (traces in {}):\n{}\n{}",
+        artifacts.display(),
+        run.output,
+        platform.all_output()
+    );
+
+    // The GitHub sign-in went through the whole flow, in order, and Create
+    // app read the repositories and the chosen one's branches.
+    let calls = github.calls();
+    let first = fake_github::REPOS[0].0;
+    let expected = [
+        "GET /login/oauth/authorize".to_owned(),
+        "POST /login/oauth/access_token".to_owned(),
+        "GET /user".to_owned(),
+        "GET /user/emails".to_owned(),
+        "GET /user/repos".to_owned(),
+        format!("GET /repos/{}/{first}/branches", fake_github::LOGIN),
+    ];
+    let positions: Vec<Option<usize>> = expected
+        .iter()
+        .map(|call| calls.iter().position(|c| c == call))
+        .collect();
+    ensure!(
+        positions.iter().all(Option::is_some) && positions.windows(2).all(|w| w[0] < w[1]),
+        "the fake GitHub did not get {expected:?} in that order; it got {calls:?}"
+    );
+    Ok(())
+}
