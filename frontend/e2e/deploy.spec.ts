@@ -58,7 +58,8 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     await page.getByLabel("Repeat password").fill(password);
     await snap(page, "register");
     await page.getByRole("button", { name: "Create account" }).click();
-    await expect(page.getByText(/check your inbox/i)).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Check your inbox" })).toBeVisible();
+    await expect(page.getByText(email)).toBeVisible();
     await snap(page, "register-check-inbox");
 
     const link = confirmationLink(await waitForMail(mailDir, email));
