@@ -45,46 +45,46 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
 
   await test.step("sign-in page", async () => {
     await page.goto("/sign-in");
-    await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Sign in", exact: true })).toBeVisible();
     await snap(page, "sign-in");
   });
 
   await test.step("register, then confirm with the link the mail brings", async () => {
     await page.getByRole("link", { name: "Create an account" }).click();
-    await expect(page.getByRole("heading", { name: "Create an account" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Create an account", exact: true })).toBeVisible();
     await page.getByLabel("Username", { exact: true }).fill(username);
     await page.getByLabel("Email", { exact: true }).fill(email);
     await page.getByLabel("Password", { exact: true }).fill(password);
-    await page.getByLabel("Repeat password").fill(password);
+    await page.getByLabel("Repeat password", { exact: true }).fill(password);
     await snap(page, "register");
     await page.getByRole("button", { name: "Create account" }).click();
-    await expect(page.getByRole("heading", { name: "Check your inbox" })).toBeVisible();
-    await expect(page.getByText(email)).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Check your inbox", exact: true })).toBeVisible();
+    await expect(page.getByText(`We sent a link to ${email}`)).toBeVisible();
     await snap(page, "register-check-inbox");
 
     const link = confirmationLink(await waitForMail(mailDir, email));
     expect(link.startsWith(`${baseUrl}/confirm-registration#token=`), link).toBe(true);
     await page.goto(link);
     await expect(page).toHaveURL(`${baseUrl}/`);
-    await expect(page.getByRole("heading", { name: "Apps" })).toBeVisible();
-    await expect(page.getByRole("heading", { name: "No apps yet" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Apps", exact: true })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "No apps yet", exact: true })).toBeVisible();
     await snap(page, "apps-empty");
   });
 
   await test.step("create an app from the Git URL, with an env var, and deploy it", async () => {
     await page.getByRole("link", { name: "New app", exact: true }).click();
-    await expect(page.getByRole("heading", { name: "New app" })).toBeVisible();
-    await page.getByLabel("Git URL").fill(repoUrl);
-    await page.getByLabel("Branch").fill("main");
+    await expect(page.getByRole("heading", { name: "New app", exact: true })).toBeVisible();
+    await page.getByLabel("Git URL", { exact: true }).fill(repoUrl);
+    await page.getByLabel("Branch", { exact: true }).fill("main");
     await page.getByLabel("Name", { exact: true }).fill("greeter");
-    await page.getByLabel("Port").fill("8000");
-    await page.getByLabel("Name 1").fill("GREETING");
-    await page.getByLabel("Value 1").fill("hello from the browser");
-    await expect(page.getByLabel("Deploy it now")).toBeChecked();
+    await page.getByLabel("Port", { exact: true }).fill("8000");
+    await page.getByLabel("Name 1", { exact: true }).fill("GREETING");
+    await page.getByLabel("Value 1", { exact: true }).fill("hello from the browser");
+    await expect(page.getByLabel("Deploy it now", { exact: true })).toBeChecked();
     await snap(page, "create-app");
     await page.getByRole("button", { name: "Create app" }).click();
     await expect(page).toHaveURL(/\/apps\/[0-9a-f-]{36}$/);
-    await expect(page.getByRole("heading", { name: "greeter" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "greeter", exact: true })).toBeVisible();
   });
 
   // Set on this document: still there at the end means nothing reloaded it.
@@ -118,7 +118,7 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
 
   await test.step("change the env var and redeploy: the new value is served", async () => {
     await page.getByRole("button", { name: "Show values" }).click();
-    const value = page.getByLabel("Value 1");
+    const value = page.getByLabel("Value 1", { exact: true });
     await expect(value).toHaveValue("hello from the browser");
     await value.fill("bonjour from the browser");
     await page.getByRole("button", { name: "Save and deploy" }).click();
@@ -137,11 +137,11 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     await expect(row.locator(".badge")).toHaveAttribute("data-state", "live");
     await snap(page, "apps");
     await page.getByRole("link", { name: "Account" }).click();
-    await expect(page.getByRole("heading", { name: "Your account" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Your account", exact: true })).toBeVisible();
     await expect(page.getByLabel("Email", { exact: true })).toHaveValue(email);
     await snap(page, "account");
     await page.getByRole("link", { name: "Audit" }).click();
-    await expect(page.getByRole("heading", { name: "Audit log" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Audit log", exact: true })).toBeVisible();
     await expect(page.getByText("Created an app").first()).toBeVisible();
     await expect(page.getByText("Started a deployment").first()).toBeVisible();
     await snap(page, "audit");

@@ -17,20 +17,20 @@ test("sign in with GitHub and pick a repository for a new app", async ({ page })
     await page.goto("/sign-in");
     await page.getByRole("button", { name: "Sign in with GitHub" }).click();
     await expect(page).toHaveURL(`${baseUrl}/`);
-    await expect(page.getByRole("heading", { name: "Apps" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "Apps", exact: true })).toBeVisible();
     await expect(page.getByRole("navigation", { name: "Main" }).getByRole("button", { name: "Sign out" })).toBeVisible();
   });
 
   await test.step("New app offers the GitHub repositories and a chosen one's branches", async () => {
     await page.getByRole("link", { name: "New app", exact: true }).click();
-    await expect(page.getByRole("heading", { name: "New app" })).toBeVisible();
+    await expect(page.getByRole("heading", { name: "New app", exact: true })).toBeVisible();
     await expect(page.getByLabel(`A GitHub repository (${login})`)).toBeChecked();
-    const repository = page.getByLabel("Repository");
+    const repository = page.getByLabel("Repository", { exact: true });
     for (const fullName of repos) {
       await expect(repository.locator("option", { hasText: fullName })).toHaveCount(1);
     }
     await repository.selectOption(repos[0]);
-    const branch = page.getByLabel("Branch");
+    const branch = page.getByLabel("Branch", { exact: true });
     await expect(branch.locator("option")).toHaveText(branches);
     await expect(branch).toHaveValue("main");
     // The name comes from the repository's.

@@ -59,10 +59,12 @@ export function LogView({ appId, appName }: { appId: string; appName: string }) 
   const indexes = useMemo(() => filterIndexes(buffer, filter), [buffer, filter, version]);
   const count = indexes ? indexes.length : buffer.length;
 
+  // Following keeps the newest line in view, also when the box changes
+  // height (a phone turned, a window resized).
   useLayoutEffect(() => {
     const el = box.current;
     if (follow && el) el.scrollTop = el.scrollHeight;
-  }, [follow, count, version]);
+  }, [follow, count, version, viewport]);
 
   const onScroll = () => {
     const el = box.current;
