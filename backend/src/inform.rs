@@ -102,7 +102,12 @@ impl InformHandler {
             "UPDATE deployments SET state = $2, state_changed_at = now(), updated_at = now(),
                 reason = COALESCE($3, reason), commit_sha = COALESCE($4, commit_sha),
                 endpoint = COALESCE($5, endpoint), image = COALESCE($6, image), release_id = $7,
-                commit_message = COALESCE($8, commit_message)
+                commit_message = COALESCE($8, commit_message,
+                    (SELECT e.commit_message FROM deployments e
+                     WHERE e.app_id = deployments.app_id AND e.id <> $1
+                       AND e.commit_sha = COALESCE($4, deployments.commit_sha)
+                       AND e.commit_message IS NOT NULL
+                     ORDER BY e.id DESC LIMIT 1))
              WHERE id = $1",
         )
         .bind(deployment_id)

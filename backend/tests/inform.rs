@@ -403,3 +403,30 @@ async fn the_reaper_times_out_overdue_deployments() {
         .unwrap()
         .starts_with("no progress while building for"));
 }
+
+/// A build that finds its commit already built reports no message (it
+/// never cloned): the message an earlier deployment of the commit learned
+/// is shown instead.
+#[tokio::test]
+async fn a_commit_built_before_keeps_its_message() {
+    let setup = Setup::new().await;
+    let handler = InformHandler::new(setup.app.pool().clone());
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let first = id_of(&setup.deploy().await);
+    let built = DeploymentProgress::new(DeploymentState::Building)
+        .with_commit(commit)
+        .with_commit_message(Some("app v1\n\nthe long story".into()));
+    handler.apply(first, &built).await.unwrap();
+    assert_eq!(setup.deployment(first).await["commit_message"], "app v1");
+
+    let again = id_of(&setup.deploy().await);
+    let reused = DeploymentProgress::new(DeploymentState::Deploying).with_commit(commit);
+    handler.apply(again, &reused).await.unwrap();
+    assert_eq!(setup.deployment(again).await["commit_message"], "app v1");
+
+    let other = id_of(&setup.deploy().await);
+    let elsewhere =
+        DeploymentProgress::new(DeploymentState::Deploying).with_commit(&"f".repeat(40));
+    handler.apply(other, &elsewhere).await.unwrap();
+    assert_eq!(setup.deployment(other).await["commit_message"], Value::Null);
+}
