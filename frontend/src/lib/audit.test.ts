@@ -10,7 +10,10 @@ describe("audit display", () => {
   });
   it("shows details briefly", () => {
     expect(detailsText({ name: "hello", trigger: "push", empty: null, nested: { a: 1 } })).toBe(
-      'name: hello · trigger: push · nested: {"a":1}',
+      "name: hello · trigger: push · nested: (a: 1)",
+    );
+    expect(detailsText({ changes: { env_changed: true, env_names: ["GREETING", "PORT"] }, name: "greeter" })).toBe(
+      "changes: (env changed: yes · env names: GREETING, PORT) · name: greeter",
     );
     expect(detailsText({})).toBe("");
     expect(
