@@ -380,6 +380,12 @@ async fn sessions_are_listed_and_one_can_be_signed_out() {
     let phone_session = &sessions[0];
     assert_ne!(phone_session["started_at"], phone_session["refreshed_at"]);
     let phone_id = phone_session["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (&phone_session["current"], &sessions[1]["current"]),
+        (&json!(false), &json!(true)),
+        "the laptop asked: {}",
+        listed.body
+    );
 
     // Someone else's session is not found.
     let theirs = app.get("/api/v1/me/sessions", access(&other)).await.body[0]["id"]

@@ -425,8 +425,7 @@ async fn a_commit_built_before_keeps_its_message() {
     assert_eq!(setup.deployment(again).await["commit_message"], "app v1");
 
     let other = id_of(&setup.deploy().await);
-    let elsewhere =
-        DeploymentProgress::new(DeploymentState::Deploying).with_commit(&"f".repeat(40));
+    let elsewhere = DeploymentProgress::new(DeploymentState::Deploying).with_commit("f".repeat(40));
     handler.apply(other, &elsewhere).await.unwrap();
     assert_eq!(setup.deployment(other).await["commit_message"], Value::Null);
 }

@@ -139,6 +139,7 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     await page.getByRole("link", { name: "Account" }).click();
     await expect(page.getByRole("heading", { name: "Your account", exact: true })).toBeVisible();
     await expect(page.getByLabel("Email", { exact: true })).toHaveValue(email);
+    await expect(page.getByText("This browser:", { exact: true })).toBeVisible();
     await snap(page, "account");
     await page.getByRole("link", { name: "Audit" }).click();
     await expect(page.getByRole("heading", { name: "Audit log", exact: true })).toBeVisible();

@@ -267,14 +267,19 @@ async fn unlink_github(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Your signed-in sessions (each browser or client that logged in).
+/// Your signed-in sessions (each browser or client that logged in); the one
+/// asking is marked `current`.
 #[utoipa::path(get, path = "/api/v1/me/sessions", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = Vec<Session>), (status = 401, body = crate::error::Problem)))]
 async fn list_sessions(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<Vec<Session>>> {
-    Ok(Json(store::sessions(&state.db, user.id).await?))
+    let mut sessions = store::sessions(&state.db, user.id).await?;
+    for session in &mut sessions {
+        session.current = Some(session.id) == user.session;
+    }
+    Ok(Json(sessions))
 }
 
 /// Sign one session out: its refresh token stops working, so it ends when

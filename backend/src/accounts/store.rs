@@ -211,6 +211,9 @@ pub struct Session {
     pub refreshed_at: DateTime<Utc>,
     /// When it ends unless refreshed.
     pub expires_at: DateTime<Utc>,
+    /// Whether it is the session making this request.
+    #[sqlx(default)]
+    pub current: bool,
 }
 
 /// The account's live sessions, most recently used first.

@@ -13,6 +13,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CurrentUser {
     pub id: Uuid,
+    /// The session the access token belongs to (absent from tokens issued
+    /// before sessions were named in them).
+    pub session: Option<Uuid>,
 }
 
 /// The bearer token of a request, if it has one.
@@ -46,15 +49,19 @@ impl CurrentUser {
         let Some(token) = bearer_token(headers)? else {
             return Ok(None);
         };
-        let (id, epoch) = state.tokens.verify(token).ok_or(Error::Unauthorized(
+        let verified = state.tokens.verify(token).ok_or(Error::Unauthorized(
             "the access token is invalid or expired",
         ))?;
-        if store::session_epoch(&state.db, id).await? != Some(epoch) {
+        let id = verified.user_id;
+        if store::session_epoch(&state.db, id).await? != Some(verified.epoch) {
             return Err(Error::Unauthorized(
                 "this session has ended (the password changed or the account was deleted); log in again",
             ));
         }
-        Ok(Some(Self { id }))
+        Ok(Some(Self {
+            id,
+            session: verified.session,
+        }))
     }
 }
 

@@ -102,6 +102,7 @@ pub async fn tokens_for(
     state: &AppState,
     conn: &mut PgConnection,
     user_id: Uuid,
+    session: Uuid,
     refresh_token: String,
 ) -> Result<TokenResponse> {
     let epoch = sqlx::query_scalar::<_, i32>("SELECT session_epoch FROM users WHERE id = $1")
@@ -109,7 +110,7 @@ pub async fn tokens_for(
         .fetch_one(conn)
         .await?;
     Ok(TokenResponse {
-        access_token: state.tokens.issue(user_id, epoch)?,
+        access_token: state.tokens.issue(user_id, epoch, session)?,
         token_type: "Bearer",
         expires_in: state.tokens.access_ttl.as_secs(),
         refresh_token: Some(refresh_token),
@@ -125,7 +126,7 @@ pub async fn new_session(
     let family = Uuid::now_v7();
     let ttl = state.settings.refresh_token_ttl;
     let (_, refresh_token) = store::create_refresh_token(conn, user_id, family, ttl).await?;
-    tokens_for(state, conn, user_id, refresh_token).await
+    tokens_for(state, conn, user_id, family, refresh_token).await
 }
 
 /// Exchange a username (or email) and password for tokens.
@@ -206,10 +207,11 @@ async fn refresh(
     match store::rotate_refresh_token(&state.db, &token, ttl).await? {
         Rotation::Rotated {
             user_id,
+            session,
             refresh_token,
         } => {
             let mut conn = state.db.acquire().await?;
-            let tokens = tokens_for(&state, &mut conn, user_id, refresh_token).await?;
+            let tokens = tokens_for(&state, &mut conn, user_id, session, refresh_token).await?;
             Ok(tokens.deliver(&state.settings, &headers, jar))
         }
         Rotation::Reused | Rotation::Invalid => Err(Error::Unauthorized(

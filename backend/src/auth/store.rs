@@ -93,6 +93,8 @@ pub enum Rotation {
     /// The presented token is now revoked; here is its successor.
     Rotated {
         user_id: Uuid,
+        /// The token's family: the session goes on.
+        session: Uuid,
         refresh_token: String,
     },
     /// The token was already revoked: its whole family is now revoked.
@@ -144,6 +146,7 @@ pub async fn rotate_refresh_token(db: &PgPool, token: &str, ttl: Duration) -> Re
     tx.commit().await?;
     Ok(Rotation::Rotated {
         user_id: stored.user_id,
+        session: stored.family_id,
         refresh_token,
     })
 }

@@ -26,6 +26,18 @@ pub struct Claims {
     /// when the epoch moves on (password change, account deletion).
     #[serde(default)]
     pub epoch: i32,
+    /// The session (refresh token family) the token was issued to, so the
+    /// session list can say which one is the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+}
+
+/// What a valid access token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: Uuid,
+    pub epoch: i32,
+    pub session: Option<Uuid>,
 }
 
 pub struct TokenKeys {
@@ -56,7 +68,12 @@ impl TokenKeys {
         })
     }
 
-    pub fn issue(&self, user_id: Uuid, epoch: i32) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        epoch: i32,
+        session: Uuid,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
@@ -64,15 +81,20 @@ impl TokenKeys {
             iat: now,
             exp: now + self.access_ttl.as_secs() as i64,
             epoch,
+            sid: Some(session),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
-    /// The user id and session epoch of a valid, unexpired token.
-    pub fn verify(&self, token: &str) -> Option<(Uuid, i32)> {
+    /// What a valid, unexpired token says.
+    pub fn verify(&self, token: &str) -> Option<Verified> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()
-            .map(|data| (data.claims.sub, data.claims.epoch))
+            .map(|data| Verified {
+                user_id: data.claims.sub,
+                epoch: data.claims.epoch,
+                session: data.claims.sid,
+            })
     }
 }
 
@@ -97,8 +119,14 @@ mod tests {
     fn tokens_round_trip_and_other_keys_are_refused() {
         let keys = TokenKeys::new(&[7u8; 32]).unwrap();
         let user = Uuid::now_v7();
-        let token = keys.issue(user, 3).unwrap();
-        assert_eq!(keys.verify(&token), Some((user, 3)));
+        let session = Uuid::now_v7();
+        let token = keys.issue(user, 3, session).unwrap();
+        let verified = Verified {
+            user_id: user,
+            epoch: 3,
+            session: Some(session),
+        };
+        assert_eq!(keys.verify(&token), Some(verified));
         let other = TokenKeys::new(&[8u8; 32]).unwrap();
         assert_eq!(other.verify(&token), None);
         assert_eq!(keys.verify("garbage"), None);
@@ -114,6 +142,7 @@ mod tests {
             iat: now - 120,
             exp: now - 60,
             epoch: 0,
+            sid: None,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token), None);

@@ -60,5 +60,5 @@ pub async fn redeem(db: &PgPool, ticket: &str) -> Result<Option<CurrentUser>> {
     .await?;
     Ok(found
         .filter(|(_, valid)| *valid)
-        .map(|(id, _)| CurrentUser { id }))
+        .map(|(id, _)| CurrentUser { id, session: None }))
 }

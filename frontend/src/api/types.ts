@@ -92,6 +92,8 @@ export interface Session {
   started_at: string;
   refreshed_at: string;
   expires_at: string;
+  /** The session this page is signed in with. */
+  current: boolean;
 }
 
 export interface AuditEvent {

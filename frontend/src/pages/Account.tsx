@@ -280,7 +280,7 @@ function GitHubSection({ profile, onChanged }: { profile: Profile; onChanged: ()
 }
 
 function Sessions() {
-  const { client } = useSession();
+  const { client, signOut } = useSession();
   const sessions = useAsync((signal) => client.sessions(signal), [client]);
   const [problem, setProblem] = useState<unknown>(null);
   const end = async (id: string) => {
@@ -306,9 +306,11 @@ function Sessions() {
           {sessions.data.map((s) => (
             <li key={s.id}>
               <span>
+                {s.current && <strong>This browser: </strong>}
                 Signed in {timeAgo(s.started_at)}, last active {timeAgo(s.refreshed_at)}
               </span>
-              <button type="button" className="secondary" onClick={() => end(s.id)}>
+              {/* This browser signs out at once, as the header's Sign out does. */}
+              <button type="button" className="secondary" onClick={() => (s.current ? signOut() : end(s.id))}>
                 Sign out
               </button>
             </li>
