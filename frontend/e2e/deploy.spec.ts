@@ -5,6 +5,7 @@
 
 import { expect, test, type Locator, type Page } from "@playwright/test";
 import { IN_PROGRESS, required, SETTLE_MS, SETTLED } from "./env";
+import { askHarness } from "./harness";
 import { confirmationLink, waitForMail } from "./mailbox";
 import { snap } from "./screens";
 
@@ -114,6 +115,35 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     await expect(served.locator(".src-app")).toBeVisible();
     await page.getByLabel("Filter", { exact: true }).fill("");
     await snap(page, "app-live");
+  });
+
+  await test.step("the log view rides out a backend restart: no line lost, none twice", async () => {
+    const appUrl = await page.locator("dl.facts a").getAttribute("href");
+    // Each request is one line in the app's log, named by its path.
+    const hit = async (phase: string) => {
+      for (let i = 1; i <= 3; i++) {
+        const answer = await fetch(new URL(`/e2e-${phase}-${i}`, appUrl!));
+        expect(answer.ok, `the app answered ${answer.status}`).toBe(true);
+      }
+    };
+    const marked = await logRows(page, "served /e2e-");
+    const status = page.locator(".log-status");
+    await hit("before");
+    await expect(marked).toHaveCount(3, { timeout: 60_000 });
+    await askHarness("stop-backend");
+    await expect(status).toContainText("Connection lost", { timeout: 30_000 });
+    // The app goes on logging while the backend is down.
+    await hit("during");
+    await askHarness("start-backend");
+    await hit("after");
+    await expect(status).toContainText("Live", { timeout: 60_000 });
+    const expected = ["before", "during", "after"].flatMap((phase) =>
+      [1, 2, 3].map((i) => `served /e2e-${phase}-${i} with v1`),
+    );
+    await expect(marked).toHaveCount(expected.length, { timeout: 60_000 });
+    const shown = await marked.evaluateAll((rows) => rows.map((row) => row.textContent ?? ""));
+    expect(shown.map((text) => text.match(/served \/e2e-\S+ with v1/)?.[0])).toEqual(expected);
+    await page.getByLabel("Filter", { exact: true }).fill("");
   });
 
   await test.step("change the env var and redeploy: the new value is served", async () => {

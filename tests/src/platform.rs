@@ -148,7 +148,9 @@ impl Platform {
         Ok(())
     }
 
-    async fn wait_ready(&mut self, within: Duration) -> Result<()> {
+    /// Waits until the backend answers `/readyz`; fails early when one of
+    /// the binaries exits.
+    pub async fn wait_ready(&mut self, within: Duration) -> Result<()> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + within;
         loop {

@@ -6,8 +6,8 @@ use git2::{IndexAddOption, Repository, Signature};
 use std::path::Path;
 use tempfile::TempDir;
 
-/// Serves `GREETING + " " + version.txt` and prints a line per request.
-const APP_PY: &str = r#"import http.server, os
+/// Serves `GREETING + " " + version.txt` and logs a line per request.
+const APP_PY: &str = r#"import http.server, os, sys
 
 PORT = int(os.environ["PORT"])
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as f:
@@ -17,12 +17,16 @@ BODY = (os.environ.get("GREETING", "hello") + " " + VERSION).encode()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        # Logged before answering, in one write: requests made one after
+        # another log in that order, each line whole (print() writes the
+        # line and its newline apart, which threads interleave).
+        sys.stdout.write(f"served {self.path} with {VERSION}\n")
+        sys.stdout.flush()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(BODY)))
         self.end_headers()
         self.wfile.write(BODY)
-        print(f"served {self.path} with {VERSION}", flush=True)
 
     def log_message(self, *args):
         pass

@@ -4,10 +4,12 @@
 //! Needs the stack, the binaries (`cargo build --bins`) and the built UI
 //! with its npm packages (`make frontend`); `make test` does all three.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use berth_common::testing::repo_root;
 use berth_tests::fake_github::{self, FakeGitHub};
 use berth_tests::{playwright, AppRepo, Platform};
+use std::path::Path;
+use std::time::Duration;
 
 /// The built UI the backend serves.
 fn built_ui() -> Result<String> {
@@ -32,12 +34,38 @@ async fn serves_the_ui(base_url: &str, path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Does what the journeys asked for (`frontend/e2e/harness.ts`): each
+/// `<what>.request` in `dir` is carried out and renamed to `<what>.done`.
+async fn serve_requests(platform: &mut Platform, dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(what) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".request"))
+        else {
+            continue;
+        };
+        match what {
+            // As a crash would: the browser's connections drop at once.
+            "stop-backend" => platform.kill("berth-backend").await?,
+            "start-backend" => {
+                platform.spawn("berth-backend")?;
+                platform.wait_ready(Duration::from_secs(60)).await?;
+            }
+            other => bail!("a journey asked the harness for {other:?}, which it does not do"),
+        }
+        std::fs::rename(&path, dir.join(format!("{what}.done")))?;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn journeys_through_the_web_ui() -> Result<()> {
     let github = FakeGitHub::start().await?;
     let mut settings = github.settings();
     settings.push(("BERTH_FRONTEND_DIR", built_ui()?));
-    let platform = Platform::start_with(&settings).await?;
+    let mut platform = Platform::start_with(&settings).await?;
     let base = platform.base_url.clone();
     github.expect_redirect_uri(&format!("{base}/api/v1/auth/github/callback"));
     // A deep link reaches the UI too: the browser asks for it on a reload.
@@ -55,7 +83,9 @@ async fn journeys_through_the_web_ui() -> Result<()> {
         .map(|(name, _)| format!("{}/{name}", fake_github::LOGIN))
         .collect();
     let artifacts = repo_root().join("tests/artifacts/web-ui");
-    let run = playwright::run(&[
+    let control = platform.dir.path().join("control");
+    std::fs::create_dir(&control)?;
+    let settings = [
         ("BERTH_E2E_BASE_URL", base.clone()),
         ("BERTH_E2E_REPO_URL", repo.url()),
         ("BERTH_E2E_MAIL_DIR", mail_dir),
@@ -63,8 +93,18 @@ async fn journeys_through_the_web_ui() -> Result<()> {
         ("BERTH_E2E_GITHUB_LOGIN", fake_github::LOGIN.into()),
         ("BERTH_E2E_GITHUB_REPOS", repos.join(",")),
         ("BERTH_E2E_GITHUB_BRANCHES", fake_github::BRANCHES.join(",")),
-    ])
-    .await?;
+        ("BERTH_E2E_CONTROL_DIR", control.display().to_string()),
+    ];
+    let journeys = playwright::run(&settings);
+    tokio::pin!(journeys);
+    let run = loop {
+        tokio::select! {
+            run = &mut journeys => break run?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                serve_requests(&mut platform, &control).await?;
+            }
+        }
+    };
     ensure!(
         run.success,
         "the Playwright journeys failed (traces in {}):\n{}\n{}",

@@ -222,3 +222,19 @@ describe("sign-up", () => {
     expect(call.credentials).toBe("same-origin");
   });
 });
+
+describe("a refresh that loses the race with a sign-in", () => {
+  it("keeps the token the sign-in brought", async () => {
+    let answerRefresh: (r: Response) => void = () => {};
+    const fetch = vi.fn<FetchLike>((url) => {
+      if (url.endsWith("/auth/refresh")) return new Promise<Response>((resolve) => (answerRefresh = resolve));
+      return Promise.resolve(json(201, { access_token: "confirmed", token_type: "Bearer", expires_in: 900 }));
+    });
+    const client = new ApiClient({ fetch });
+    const refreshed = client.refresh();
+    await client.confirmRegistration("tok");
+    answerRefresh(unauthorized());
+    expect(await refreshed).toBe(true);
+    expect(client.signedIn).toBe(true);
+  });
+});

@@ -127,6 +127,11 @@ export class ApiClient {
   }
 
   private async doRefresh(): Promise<boolean> {
+    // A sign-in may finish while this is in flight (the page opened on a
+    // confirmation link refreshes on start): its token is newer than
+    // anything this answer says, so it stays.
+    const before = this.accessToken;
+    const stillCurrent = () => this.accessToken === before;
     let res: Response;
     try {
       res = await this.send("/auth/refresh", { method: "POST", body: {}, auth: false, cookieSession: true }, null);
@@ -135,9 +140,10 @@ export class ApiClient {
     }
     if (res.ok) {
       const tokens = (await res.json()) as TokenResponse;
-      this.setToken(tokens.access_token);
+      if (stillCurrent()) this.setToken(tokens.access_token);
       return true;
     }
+    if (!stillCurrent()) return this.accessToken !== null;
     if (res.status === 400 || res.status === 401 || res.status === 403) this.setToken(null);
     return false;
   }
