@@ -5,7 +5,7 @@
 //! and confirming fails.
 
 use super::mails::{self, Links};
-use super::pending;
+use super::pending::{self, CONFIRM_WITHIN};
 use crate::audit::{self, Event, SourceAddr};
 use crate::error::{Error, Result};
 use crate::extract::Json;
@@ -16,12 +16,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
-use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// How long a new address waits to be confirmed.
-pub const CONFIRM_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ConfirmEmailChange {
@@ -33,7 +29,7 @@ pub struct ConfirmEmailChange {
 /// returns the mail to send once the transaction commits.
 pub async fn request(
     conn: &mut PgConnection,
-    state: &AppState,
+    links: &Links<'_>,
     user_id: Uuid,
     username: &str,
     email: &str,
@@ -54,12 +50,11 @@ pub async fn request(
         source,
     );
     audit::record(conn, event).await?;
-    let links = Links(state.settings.public_url.as_deref());
     Ok(
         if pending::email_in_use(conn, email, Some(user_id)).await? {
             mails::email_in_use(email)
         } else {
-            mails::confirm_email_change(&links, email, username, &token, CONFIRM_WITHIN)
+            mails::confirm_email_change(links, email, username, &token, CONFIRM_WITHIN)
         },
     )
 }

@@ -126,8 +126,9 @@ async fn update_me(
     // With mail, a new address waits for its confirmation.
     let (email, mail) = match (email, state.mailer.clone()) {
         (Some(new), Some(mailer)) => {
+            let links = mails::Links(state.settings.public_url.as_deref());
             let mail =
-                email_change::request(&mut tx, &state, user.id, &account.username, new, source)
+                email_change::request(&mut tx, &links, user.id, &account.username, new, source)
                     .await?;
             (None, Some((mailer, mail)))
         }

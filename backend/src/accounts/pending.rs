@@ -7,6 +7,9 @@ use sqlx::PgConnection;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// How long a sign-up or a new address waits to be confirmed.
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Mails an address may get in an hour without having asked for them.
 pub const UNSOLICITED_PER_HOUR: i64 = 5;
 

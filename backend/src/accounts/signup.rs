@@ -10,7 +10,7 @@
 //! `BERTH_SMTP_URL`; the backend warns at start when it is not set.
 
 use super::mails::{self, Links};
-use super::pending::{self, Registration};
+use super::pending::{self, Registration, CONFIRM_WITHIN};
 use super::store as account_store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::throttle::Guarded;
@@ -26,11 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 use utoipa::ToSchema;
-
-/// How long a sign-up waits for its address to be confirmed.
-pub const CONFIRM_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
