@@ -26,6 +26,9 @@ pub struct BuildJob {
     pub context: PathBuf,
     /// The Dockerfile's path inside the context.
     pub dockerfile: String,
+    /// The images the Dockerfile builds on (`FROM`, `COPY --from`), not
+    /// counting its own stages: a sandboxed builder prepares them first.
+    pub base_images: Vec<String>,
     /// Where it goes: `registry/tenant/app`.
     pub repository: String,
     /// The tag: the commit SHA.

@@ -39,6 +39,14 @@ pub enum BuildError {
     #[error("{0}")]
     Detect(#[from] crate::detect::DetectError),
 
+    /// The Dockerfile asks for something berth's builders do not allow.
+    #[error("the Dockerfile is refused at {0}")]
+    DockerfileRefused(#[from] crate::dockerfile::Refusal),
+
+    /// The repository tries to reach outside itself through a link.
+    #[error("the repository's {0}")]
+    UnsafeRepository(String),
+
     #[error("the build context cannot be prepared: {0}")]
     Context(String),
 

@@ -20,11 +20,14 @@ pub mod config;
 pub mod context;
 pub mod detect;
 pub mod docker;
+pub mod dockerfile;
 pub mod dockerignore;
 pub mod error;
 pub mod git;
 pub mod kaniko;
+pub mod prepare;
 pub mod registry;
+pub mod repofile;
 pub mod service;
 
 pub use buildlog::{BuildLog, LogSettings};

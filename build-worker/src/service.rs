@@ -5,11 +5,12 @@
 
 use crate::buildlog::BuildLog;
 use crate::config::Settings;
-use crate::context::{self, ExtraFile};
-use crate::detect::{self, AppFiles, Plan, Recipe, APP_IN_CONTEXT, CA_IN_CONTEXT};
+use crate::context::{self, ContextError};
+use crate::detect::{Plan, Recipe};
 use crate::docker::{BuildJob, Built, ImageBuilder};
 use crate::error::BuildError;
 use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
+use crate::prepare::prepare;
 use crate::registry::{ImageRepo, Registry};
 use async_trait::async_trait;
 use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
@@ -292,44 +293,37 @@ where
                 problem,
             }
         })?;
-        let files = AppFiles::read_dir(&app_dir)
-            .map_err(|e| BuildError::Context(format!("cannot read the app folder: {e}")))?;
         let recipe = Recipe {
             images: &self.settings.images,
             port: request.config.port,
             extra_ca: self.settings.extra_ca.is_some(),
         };
-        let plan = detect::plan(&files, &recipe)?;
-        log.line(plan.log_line()).await;
-        tracing::info!(plan = %plan.description(), %commit, "building");
-        let mut extra = Vec::new();
-        if let Some(ca) = &self.settings.extra_ca {
-            extra.push(ExtraFile {
-                name: CA_IN_CONTEXT.to_owned(),
-                contents: ca.clone(),
-            });
-        }
-        let (dockerfile, prefix) = match &plan {
-            Plan::RepoDockerfile { path } => (path.clone(), ""),
-            Plan::Generated { dockerfile, .. } => {
-                log.line("Generated Dockerfile:").await;
-                for line in dockerfile.lines() {
-                    log.line(format!("  {line}")).await;
-                }
-                extra.push(ExtraFile {
-                    name: "Dockerfile".to_owned(),
-                    contents: dockerfile.clone().into_bytes(),
-                });
-                ("Dockerfile".to_owned(), APP_IN_CONTEXT)
+        let prepared = prepare(
+            &checkout,
+            &app_dir,
+            &recipe,
+            self.settings.extra_ca.as_deref(),
+        )?;
+        log.line(prepared.plan.log_line()).await;
+        tracing::info!(plan = %prepared.plan.description(), %commit, "building");
+        if let Plan::Generated { dockerfile, .. } = &prepared.plan {
+            log.line("Generated Dockerfile:").await;
+            for line in dockerfile.lines() {
+                log.line(format!("  {line}")).await;
             }
-        };
+        }
         let tar = root.join("context.tar");
-        let (dir, out) = (app_dir.clone(), tar.clone());
-        let stats =
-            tokio::task::spawn_blocking(move || context::write_context(&dir, prefix, &extra, &out))
-                .await
-                .map_err(|e| BuildError::Internal(e.to_string()))?
-                .map_err(|e| BuildError::Context(e.to_string()))?;
+        let (repo_root, dir, out) = (checkout.clone(), app_dir.clone(), tar.clone());
+        let (prefix, extra) = (prepared.prefix, prepared.extra);
+        let stats = tokio::task::spawn_blocking(move || {
+            context::write_context(&repo_root, &dir, prefix, &extra, &out)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))?
+        .map_err(|error| match error {
+            ContextError::Unsafe(problem) => BuildError::UnsafeRepository(problem),
+            ContextError::Io(error) => BuildError::Context(error.to_string()),
+        })?;
         log.line(format!(
             "Sending the build context: {} files, {:.1} MiB",
             stats.files,
@@ -348,7 +342,8 @@ where
         .await?;
         let job = BuildJob {
             context: tar,
-            dockerfile,
+            dockerfile: prepared.dockerfile,
+            base_images: prepared.base_images,
             repository: repo.name(),
             tag: commit.clone(),
             labels: image_labels(request, &spec.display_url(), &commit),
