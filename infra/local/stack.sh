@@ -516,6 +516,7 @@ cmd_up() {
   smtp_up
   registry_up
   podman_up
+  build_user_up
   # The tansu build (first run only) is the long pole: make the base images
   # while waiting for it when it still has to be built.
   local k wanted=()
