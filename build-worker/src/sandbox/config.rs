@@ -4,16 +4,11 @@
 //! ordinary app, while two concurrent builds still leave the platform's
 //! services their share of a 4 GiB machine.
 
+use berth_common::fence::DEFAULT_EGRESS_DENY;
 use clap::Args;
 use ipnet::Ipv4Net;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
-
-/// Ranges a build may never reach besides the host itself: private,
-/// loopback, link-local (cloud metadata at 169.254.169.254), CGNAT,
-/// multicast and reserved.
-pub const DEFAULT_EGRESS_DENY: &str = "0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,127.0.0.0/8,\
-169.254.0.0/16,172.16.0.0/12,192.0.0.0/24,192.168.0.0/16,198.18.0.0/15,224.0.0.0/4,240.0.0.0/4";
 
 #[derive(Debug, Clone, Args)]
 pub struct SandboxConfig {
@@ -69,30 +64,4 @@ pub struct SandboxConfig {
     #[arg(long, env = "BERTH_BUILD_EGRESS_DENY", value_delimiter = ',',
           default_value = DEFAULT_EGRESS_DENY)]
     pub build_egress_deny: Vec<Ipv4Net>,
-}
-
-/// Where a sandbox's DNS comes from when no server is configured.
-pub fn resolv_conf_nameservers(text: &str) -> Vec<Ipv4Addr> {
-    text.lines()
-        .filter_map(|line| line.trim().strip_prefix("nameserver"))
-        .filter_map(|rest| rest.trim().parse::<IpAddr>().ok())
-        .filter_map(|ip| match ip {
-            IpAddr::V4(v4) if !v4.is_loopback() => Some(v4),
-            _ => None,
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_and_v6_nameservers_cannot_serve_a_sandbox() {
-        let text = "# generated\nnameserver 127.0.0.53\nnameserver 10.255.255.53\nnameserver ::1\noptions edns0\n";
-        assert_eq!(
-            resolv_conf_nameservers(text),
-            [Ipv4Addr::new(10, 255, 255, 53)]
-        );
-    }
 }

@@ -32,9 +32,10 @@ use crate::buildlog::BuildLog;
 use crate::docker::{last_line, BuildJob, Built, ImageBuilder, RegistryAuth};
 use crate::error::BuildError;
 use async_trait::async_trait;
+use berth_common::fence::{self, Fence, Passed};
 use cgroup::{BuildCgroup, Limits};
 use ipnet::Ipv4Net;
-use net::{Fence, SandboxNet};
+use net::SandboxNet;
 use podman::{BuildUser, Enter, Podman, Store};
 use std::path::{Path, PathBuf};
 
@@ -120,7 +121,7 @@ impl SandboxBuilder {
             );
         }
         fence(config)
-            .await?
+            .await
             .install(&podman.root.join("fence.lock"))
             .await
             .map_err(|e| BuildError::Sandbox(e.to_string()))?;
@@ -455,9 +456,9 @@ fn reap_pause(runtime: &Path) {
 }
 
 /// The fence from the flags, with the host's own networks refused too.
-async fn fence(config: &SandboxConfig) -> Result<Fence, BuildError> {
+async fn fence(config: &SandboxConfig) -> Fence {
     let dns = if config.build_dns.is_empty() {
-        config::resolv_conf_nameservers(
+        fence::resolv_conf_nameservers(
             &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         )
     } else {
@@ -466,34 +467,17 @@ async fn fence(config: &SandboxConfig) -> Result<Fence, BuildError> {
     if dns.is_empty() {
         tracing::warn!("no DNS server a sandbox can reach: set BERTH_BUILD_DNS");
     }
-    let mut deny = config.build_egress_deny.clone();
-    let output = tokio::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show"])
-        .output()
-        .await
-        .map_err(setup_failed)?;
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let mut words = line.split_whitespace();
-        let interface = words.nth(1).unwrap_or("");
-        if interface.starts_with(net::HOST_IF_PREFIX) {
-            continue;
-        }
-        if let Some(net) = words
-            .skip_while(|word| *word != "inet")
-            .nth(1)
-            .and_then(|cidr| cidr.parse::<Ipv4Net>().ok())
-        {
-            let net = net.trunc();
-            if !deny.iter().any(|known| known.contains(&net)) {
-                deny.push(net);
-            }
-        }
-    }
-    Ok(Fence {
-        pool: config.build_network,
+    Fence {
+        chain: "BERTH-BUILD".into(),
+        interfaces: format!("{}+", net::HOST_IF_PREFIX),
         dns,
-        deny,
-    })
+        deny: fence::with_host_networks(config.build_egress_deny.clone(), &[net::HOST_IF_PREFIX])
+            .await,
+        same_bridge: false,
+        passed: Passed::Accept,
+        closed_inbound: true,
+        masquerade: Some(config.build_network),
+    }
 }
 
 /// Owned by the build user, readable by no one else.
