@@ -25,6 +25,18 @@ PG_SOCK="$PG_DIR/socket"
 RMQ_NODE="berth@localhost"
 RMQ_PORT=5672
 RMQ_DIR="$BERTH_STATE/rabbitmq"
+# One broker user per berth process, with what it needs on the vhost: every
+# process declares the topology (configure), publishes to the exchange and
+# binds the queues (write), and reads only the queue it consumes (plus the
+# exchanges it binds from). Tests grant the same to their own vhosts
+# (berth_common::testing reads them from the env file).
+RMQ_CONFIGURE='^berth(\..*)?$'
+RMQ_WRITE='^berth(\..*)?$'
+declare -A RMQ_READ=(
+  [berth-backend]='^berth(\..*)?$'
+  [berth-build-worker]='^berth(\.dlx|\.builds)?$'
+  [berth-deploy-worker]='^berth(\.dlx|\.deploys)?$'
+)
 
 TANSU_VERSION="0.6.0"
 TANSU_ROOT="$BERTH_CACHE/tansu-$TANSU_VERSION"
