@@ -117,6 +117,24 @@ ensure_dirs() {
   chmod 700 "$BERTH_SECRETS"
 }
 
+# Every folder of the stack that holds tenants' data or berth's secrets is
+# root's alone: Kafka's database (every tenant's logs), the mail sink (reset
+# links), the registry's blobs, the engine's storage and socket, logs, work
+# folders. The state folder itself is only traversable, for the postgres and
+# rabbitmq users whose folders (their own, mode 0700) live in it.
+private_state() {
+  chmod 711 "$BERTH_STATE"
+  local dir
+  for dir in "$BERTH_STATE"/*/; do
+    dir="${dir%/}"
+    case "$dir" in
+      "$PG_DIR") chmod 700 "$dir" ;;
+      "$RMQ_DIR") chown rabbitmq:rabbitmq "$dir"; chmod 700 "$dir" ;;
+      *) chmod 700 "$dir" ;;
+    esac
+  done
+}
+
 # The unprivileged build user and its build root (0700, its own). useradd
 # gives a non-system user /etc/subuid and /etc/subgid ranges, which
 # rootless podman needs for its user namespaces.

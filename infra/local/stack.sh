@@ -526,6 +526,7 @@ share_foreign_stack() {
       -e "1a # Shared: the services are those of $other." \
       "$other_env" | (umask 077 && write_if_changed "$BERTH_ENV_FILE_PATH") || true
   echo "$other" >"$SHARED_MARKER"
+  private_state
   echo
   echo "berth local stack: shared with $other"
   echo "  env file: $BERTH_ENV_FILE_PATH"
@@ -570,6 +571,7 @@ cmd_up() {
     [[ -n $img_pid ]] && { wait "$img_pid" || die "base images failed"; }
   fi
   write_env_file
+  private_state
   summary
   ok "stack up in $((SECONDS - t0))s"
 }
