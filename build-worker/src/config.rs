@@ -49,9 +49,15 @@ pub enum BuilderKind {
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildConfig {
-    /// How many builds run at once (also the queue prefetch).
+    /// How many builds run at once. The worker takes up to four times as
+    /// many messages, so builds waiting for their tenant's share (below)
+    /// do not keep other tenants' builds in the queue.
     #[arg(long, env = "BERTH_BUILD_CONCURRENCY", default_value_t = 2)]
     pub concurrency: u16,
+
+    /// How many of those one tenant's builds may take at once; more wait.
+    #[arg(long, env = "BERTH_BUILD_TENANT_CONCURRENCY", default_value_t = 1)]
+    pub tenant_concurrency: u16,
 
     /// What builds images: `sandbox` (rootless podman in a sandbox per
     /// build, single host), `kaniko` (a Kaniko Pod per build, see the

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod repofile;
 pub mod sandbox;
 pub mod service;
+pub mod slots;
 
 pub use buildlog::{BuildLog, LogSettings};
 pub use config::{BuildConfig, BuilderKind, Config, Settings};

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use berth_build_worker::registry::default_insecure;
+use berth_build_worker::slots::BuildSlots;
 use berth_build_worker::{
     BuildService, BuilderKind, Config, DockerBuilder, GitFetcher, HttpRegistry, ImageBuilder,
     KanikoBuilder, RegistryAuth, SandboxBuilder,
@@ -91,10 +92,19 @@ async fn main() -> anyhow::Result<()> {
         logs,
         broker.clone(),
     )
-    .with_shutdown(shutdown.clone());
+    .with_shutdown(shutdown.clone())
+    .with_slots(BuildSlots::new(
+        usize::from(build.concurrency),
+        usize::from(build.tenant_concurrency),
+    ));
     tracing::info!(concurrency = build.concurrency, registry = %build.registry, "build worker starting");
     broker
-        .consume(BUILDS_QUEUE, build.concurrency, Arc::new(service), shutdown)
+        .consume(
+            BUILDS_QUEUE,
+            build.concurrency.saturating_mul(4),
+            Arc::new(service),
+            shutdown,
+        )
         .await;
     tracing::info!("build worker stopped");
     Ok(())

@@ -12,6 +12,7 @@ use crate::error::BuildError;
 use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
 use crate::prepare::prepare;
 use crate::registry::{ImageRepo, Registry};
+use crate::slots::BuildSlots;
 use async_trait::async_trait;
 use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
 use berth_proto::{
@@ -40,6 +41,7 @@ pub struct BuildService<B, F, R, L, P> {
     logs: Arc<L>,
     publisher: P,
     shutdown: CancellationToken,
+    slots: Arc<BuildSlots>,
 }
 
 /// Where a build is, for the deadline's message and the failure report.
@@ -104,7 +106,14 @@ where
             logs,
             publisher,
             shutdown: CancellationToken::new(),
+            slots: Arc::new(BuildSlots::new(usize::MAX >> 3, usize::MAX >> 3)),
         }
+    }
+
+    /// Bounds the builds run at once, and one tenant's share of them.
+    pub fn with_slots(mut self, slots: BuildSlots) -> Self {
+        self.slots = Arc::new(slots);
+        self
     }
 
     /// Builds in progress stop when `shutdown` is cancelled; their messages
@@ -459,6 +468,12 @@ where
         };
         let span = tracing::info_span!("build", %deployment_id, app_id = %request.app.id,
             app = %request.app.name, tenant = %request.app.tenant, attempt = envelope.attempt);
+        let _slot = tokio::select! {
+            slot = self.slots.acquire(&request.app.tenant) => slot,
+            () = self.shutdown.cancelled() => {
+                return Outcome::Retry("the build worker is shutting down".into())
+            }
+        };
         self.build(deployment_id, envelope.attempt, request)
             .instrument(span)
             .await
