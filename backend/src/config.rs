@@ -33,7 +33,9 @@ pub struct Config {
     #[command(flatten)]
     pub secret: SecretKeyConfig,
 
-    /// Secret that signs access tokens (HS256); at least 32 bytes. Required by `serve`.
+    /// Secret that signs access tokens (HS256): at least 32 random bytes,
+    /// e.g. `openssl rand -hex 32` (hex and base64 count as the bytes they
+    /// encode; repetitive secrets are refused). Required by `serve`.
     #[arg(long, env = "BERTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
@@ -65,8 +67,9 @@ pub struct Config {
     #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
-    /// Requests a minute one client address may make to each of login,
-    /// register and password reset.
+    /// Requests a minute one client (an IPv4 address or an IPv6 /64) may
+    /// make to each of login, register and password reset, counted in
+    /// PostgreSQL across every backend replica.
     #[arg(long, env = "BERTH_AUTH_RATE_LIMIT", default_value_t = 20)]
     pub auth_rate_limit: u32,
 
