@@ -199,6 +199,10 @@ async fn an_ended_sessions_access_token_stops_working_at_once() {
         .body;
     let other_access = other["access_token"].as_str().unwrap();
     assert_eq!(app.get("/api/v1/me", access).await.status, StatusCode::OK);
+    let ticket = app.post("/api/v1/ws-tickets", access, json!({})).await.body["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let logout = app
         .call(
@@ -213,6 +217,11 @@ async fn an_ended_sessions_access_token_stops_working_at_once() {
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     app.post("/api/v1/ws-tickets", access, json!({}))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // A ticket the session got before belongs to it and ended with it.
+    let uri = format!("/api/v1/events?ticket={ticket}");
+    app.call(Method::GET, &uri, None, None)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
     // The other session goes on, until it is signed out from the list.

@@ -364,3 +364,75 @@ async fn unused_tickets_are_capped_per_user() {
     let other = app.token("bob").await;
     ticket(&app, &other).await;
 }
+
+/// M2: an ended session is announced (a trigger on the refresh tokens,
+/// heard by every backend's listener), so its sockets close at once, not
+/// at the next re-check (a minute away here): on logout, and when another
+/// session signs it out.
+#[tokio::test(flavor = "multi_thread")]
+async fn ending_a_session_closes_its_log_sockets_at_once() {
+    let settings = ApiSettings {
+        websocket_ping: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let (app, token, app_id) = setup(settings, logs()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (ends, db, until) = (app.state.sessions.clone(), app.pool().clone(), stop.clone());
+    tokio::spawn(async move { ends.run(db, until).await });
+    app.state.sessions.listening().await;
+    let addr = listen(&app).await;
+    let url = format!("ws://{addr}/api/v1/apps/{app_id}/logs/ws");
+
+    // Logout.
+    let login = json!({"login": "alice", "password": "correct horse battery"});
+    let laptop = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login.clone()),
+        )
+        .await
+        .body;
+    let bearer = format!("Bearer {}", laptop["access_token"].as_str().unwrap());
+    let mut socket = open(url.clone(), &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(next_entry(&mut socket).await["offset"], 0);
+    let body = json!({"refresh_token": laptop["refresh_token"]});
+    let out = app
+        .call(Method::POST, "/api/v1/auth/logout", None, Some(body))
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let (code, _) = close_frame(&mut socket, Duration::from_secs(3))
+        .await
+        .expect("a close frame");
+    assert_eq!(code, 4401);
+
+    // Signed out from another session's list.
+    let phone = app
+        .call(Method::POST, "/api/v1/auth/login", None, Some(login))
+        .await
+        .body;
+    let bearer = format!("Bearer {}", phone["access_token"].as_str().unwrap());
+    let mut socket = open(url, &[("authorization", &bearer)]).await.unwrap();
+    assert_eq!(next_entry(&mut socket).await["offset"], 0);
+    let sessions = app.get("/api/v1/me/sessions", &token).await.body;
+    let phone_session = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("the phone's session")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uri = format!("/api/v1/me/sessions/{phone_session}");
+    let ended = app.call(Method::DELETE, &uri, Some(&token), None).await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT, "{}", ended.body);
+    let (code, _) = close_frame(&mut socket, Duration::from_secs(3))
+        .await
+        .expect("a close frame");
+    assert_eq!(code, 4401);
+    stop.cancel();
+}
