@@ -239,7 +239,7 @@ function Sessions() {
   return (
     <div className="card">
       <h2>Sessions</h2>
-      <p className="muted">Browsers and tools signed in to this account. Signing one out ends it at its next refresh.</p>
+      <p className="muted">Browsers and tools signed in to this account. Signing one out ends it at once, with its open log views and live updates.</p>
       <ProblemBanner problem={problem ?? (sessions.data ? null : sessions.error)} />
       {!sessions.data ? (
         sessions.loading && <Loading what="Loading sessions…" />
