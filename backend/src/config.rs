@@ -33,7 +33,9 @@ pub struct Config {
     #[command(flatten)]
     pub secret: SecretKeyConfig,
 
-    /// Secret that signs access tokens (HS256); at least 32 bytes. Required by `serve`.
+    /// Secret that signs access tokens (HS256): at least 32 random bytes,
+    /// e.g. `openssl rand -hex 32` (hex and base64 count as the bytes they
+    /// encode; repetitive secrets are refused). Required by `serve`.
     #[arg(long, env = "BERTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
@@ -65,8 +67,9 @@ pub struct Config {
     #[arg(long, env = "BERTH_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
-    /// Requests a minute one client address may make to each of login,
-    /// register and password reset.
+    /// Requests a minute one client (an IPv4 address or an IPv6 /64) may
+    /// make to each of login, register and password reset, counted in
+    /// PostgreSQL across every backend replica.
     #[arg(long, env = "BERTH_AUTH_RATE_LIMIT", default_value_t = 20)]
     pub auth_rate_limit: u32,
 
@@ -149,18 +152,57 @@ pub enum Command {
 
 /// An HS256 secret must carry at least 256 bits.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// However long it is, a secret whose characters carry less than this
+/// (by their Shannon entropy) is a repetition or a pattern, not a secret.
+const MIN_JWT_SECRET_ENTROPY_BITS: f64 = 128.0;
+
+/// What a secret holds: the bytes it decodes to (hex and base64 are read as
+/// such, anything else byte for byte) and an estimate of its entropy in
+/// bits (Shannon's, over its characters). The estimate catches repetition
+/// and short alphabets, not a guessable phrase: generate secrets.
+pub fn secret_strength(secret: &str) -> (usize, f64) {
+    let chars = secret.len();
+    let decoded = if chars.is_multiple_of(2) && secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+        chars / 2
+    } else if secret
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
+    {
+        secret.trim_end_matches('=').len() * 6 / 8
+    } else {
+        chars
+    };
+    let mut counts = std::collections::HashMap::<u8, usize>::new();
+    for byte in secret.bytes() {
+        *counts.entry(byte).or_default() += 1;
+    }
+    let per_char: f64 = counts
+        .values()
+        .map(|&n| {
+            let p = n as f64 / chars as f64;
+            -p * p.log2()
+        })
+        .sum();
+    (decoded, per_char * chars as f64)
+}
 
 impl Config {
-    /// The JWT secret, refused when missing or shorter than 32 bytes.
+    /// The JWT secret, refused when missing, when it decodes to less than
+    /// 32 bytes (64 hex digits, 43 base64 characters) or when its
+    /// characters carry too little entropy.
     pub fn jwt_secret(&self) -> anyhow::Result<&[u8]> {
-        match self.jwt_secret.as_deref() {
-            None => anyhow::bail!("BERTH_JWT_SECRET is required to serve"),
-            Some(secret) if secret.len() < MIN_JWT_SECRET_BYTES => anyhow::bail!(
-                "BERTH_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (it has {})",
-                secret.len()
-            ),
-            Some(secret) => Ok(secret.as_bytes()),
+        let Some(secret) = self.jwt_secret.as_deref() else {
+            anyhow::bail!("BERTH_JWT_SECRET is required to serve");
+        };
+        let (bytes, bits) = secret_strength(secret);
+        if bytes < MIN_JWT_SECRET_BYTES || bits < MIN_JWT_SECRET_ENTROPY_BITS {
+            anyhow::bail!(
+                "BERTH_JWT_SECRET must hold at least {MIN_JWT_SECRET_BYTES} random bytes (it \
+                 decodes to {bytes} bytes with about {bits:.0} bits of entropy); generate one \
+                 with `openssl rand -hex 32`"
+            );
         }
+        Ok(secret.as_bytes())
     }
 
     /// Checks what clap cannot.
@@ -271,11 +313,29 @@ mod tests {
         assert_eq!(app.web_url, "https://ghe.example.com");
     }
 
+    /// L10: what counts is the key material, not the characters typed.
     #[test]
-    fn short_jwt_secrets_are_refused() {
-        assert!(parse(&["--jwt-secret", "short"]).jwt_secret().is_err());
-        let long = "x".repeat(32);
-        assert!(parse(&["--jwt-secret", &long]).jwt_secret().is_ok());
+    fn weak_jwt_secrets_are_refused_by_what_they_hold() {
+        let refused = |secret: &str| parse(&["--jwt-secret", secret]).jwt_secret().is_err();
+        assert!(refused("short"));
+        // 32 characters, but next to no entropy.
+        assert!(refused(&"x".repeat(32)));
+        assert!(refused(&"ab".repeat(32)));
+        // 32 hex digits are 16 bytes, not 32.
+        assert!(refused("3f9a1c0e7b2d4f6a8c1e3b5d7f9a0c2e"));
+        // The local stack's secret (`gen_hex 64`: 64 random bytes as hex),
+        // 32 random bytes as hex, and 48 as base64 (the Kubernetes README's).
+        let accepted = |secret: &str| parse(&["--jwt-secret", secret]).jwt_secret().is_ok();
+        assert!(accepted(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\
+             60e3f3a1a6b1c2d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5"
+        ));
+        assert!(accepted(
+            "60e3f3a1a6b1c2d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5"
+        ));
+        assert!(accepted(
+            "q2Vh3T0pZk9yXw8Lr5Nc1Bm4Fd7Gs6Ja+Ue2Oi3Py/Qt0Rv9Wx8Yz7Ab6Cd5Ef4Gh"
+        ));
     }
 
     #[test]

@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         crate::accounts::reset::confirm,
         crate::github::oauth::start,
         crate::github::oauth::callback,
+        crate::github::linking::link,
         crate::github::repos::list_repos,
         crate::github::repos::list_branches,
         crate::apps::create_app,
@@ -57,7 +58,8 @@ use utoipa::{Modify, OpenApi};
         crate::events::stream,
         openapi_json,
     ),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    components(schemas(crate::error::Problem, crate::error::FieldError,
+        crate::github::linking::LinkedResponse)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Sign-up, sign-in and sessions"),

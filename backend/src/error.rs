@@ -36,6 +36,10 @@ pub enum Error {
     InvalidCredentials,
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The change needs a fresh sign-in (an account without a password has
+    /// no password to confirm it with).
+    #[error("a recent sign-in is required: {0}")]
+    RecentSignInRequired(String),
     /// The named thing does not exist or is not the caller's.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -111,7 +115,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::RecentSignInRequired(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::Taken(_) => StatusCode::CONFLICT,
@@ -136,6 +140,7 @@ impl Error {
             Self::Unauthorized(_) => ("unauthorized", "Authentication required"),
             Self::InvalidCredentials => ("invalid-credentials", "Invalid credentials"),
             Self::Forbidden(_) => ("forbidden", "Forbidden"),
+            Self::RecentSignInRequired(_) => ("recent-sign-in-required", "Sign in again"),
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::NoRoute => ("no-such-route", "Not found"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
@@ -157,6 +162,7 @@ impl Error {
             Self::Unauthorized(detail) => (*detail).to_owned(),
             Self::InvalidCredentials => "the login or the password is wrong".into(),
             Self::Forbidden(detail)
+            | Self::RecentSignInRequired(detail)
             | Self::Conflict(detail)
             | Self::BadRequest(detail)
             | Self::Unprocessable(detail)

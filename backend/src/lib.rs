@@ -24,7 +24,9 @@ pub mod mail;
 pub mod outbox;
 pub mod reaper;
 pub mod server;
+pub mod session_ends;
 pub mod state;
+pub mod tenant_names;
 pub mod validate;
 pub mod webhooks;
 

@@ -1,6 +1,7 @@
 //! The reaper: nothing stays in progress forever. A deployment that stayed
 //! in a state longer than the state's deadline ends `timed_out`.
 
+use crate::auth::throttle::FAILURE_WINDOW;
 use crate::error::Result;
 use crate::github_status;
 use crate::webhooks::store::DELIVERY_RETENTION_DAYS;
@@ -121,6 +122,9 @@ impl Reaper {
     /// tokens, outbox rows published long ago, GitHub reports sent (or
     /// abandoned) long ago, old webhook deliveries
     /// (pushes that old are refused anyway, see `webhooks::push::MAX_PUSH_AGE`).
+    /// And what anyone can make without signing in: failed sign-ins no
+    /// longer counted, abandoned GitHub sign-ins, full rate limit budgets,
+    /// expired sign-ups and mail counts.
     async fn housekeeping(&self) -> Result<()> {
         sqlx::query(
             "DELETE FROM webhook_deliveries WHERE received_at < now() - make_interval(days => $1)",
@@ -128,7 +132,21 @@ impl Reaper {
         .bind(DELIVERY_RETENTION_DAYS)
         .execute(&self.db)
         .await?;
+        sqlx::query(
+            "DELETE FROM login_failures
+             WHERE last_failed_at < now() - make_interval(secs => $1) AND blocked_until < now()",
+        )
+        .bind(FAILURE_WINDOW.as_secs_f64())
+        .execute(&self.db)
+        .await?;
         for statement in [
+            "DELETE FROM oauth_states WHERE expires_at < now()",
+            // A passed arrival time means a full budget: the row says nothing.
+            "DELETE FROM auth_rate_limits WHERE tat < now()",
+            "DELETE FROM pending_registrations WHERE expires_at < now() - interval '1 day'",
+            "DELETE FROM email_changes WHERE expires_at < now() - interval '1 day'",
+            "DELETE FROM password_resets WHERE expires_at < now() - interval '1 day'",
+            "DELETE FROM unsolicited_mails WHERE sent_at < now() - interval '1 hour'",
             "DELETE FROM ws_tickets WHERE expires_at < now()",
             "DELETE FROM refresh_tokens
              WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '30 days'",

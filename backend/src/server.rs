@@ -166,6 +166,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.spawn(reaper.run(shutdown.clone()));
     let (hub, db, stop) = (state.events.clone(), pool.clone(), shutdown.clone());
     tasks.spawn(async move { hub.run(db, stop).await });
+    let (ends, db, stop) = (state.sessions.clone(), pool.clone(), shutdown.clone());
+    tasks.spawn(async move { ends.run(db, stop).await });
     let reporter = StatusReporter::new(
         pool.clone(),
         state.key.clone(),

@@ -7,6 +7,7 @@ use crate::events::EventHub;
 use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
 use crate::mail::Mailer;
+use crate::session_ends::SessionEnds;
 use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use berth_proto::SecretKey;
 use sqlx::PgPool;
@@ -25,7 +26,9 @@ pub struct ApiSettings {
     pub websocket_origins: Vec<String>,
     pub max_sockets_per_user: usize,
     pub refresh_token_ttl: Duration,
-    /// How often an open log socket pings its client.
+    /// How often an open log socket pings its client; also how often open
+    /// log sockets and event streams re-check their session (ended
+    /// sessions are announced at once; this is the backstop).
     pub websocket_ping: Duration,
     /// Where users reach berth (BERTH_PUBLIC_URL, no trailing `/`): the base
     /// of the webhook payload URLs berth shows.
@@ -34,8 +37,9 @@ pub struct ApiSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// How long a password reset token works.
     pub password_reset_ttl: Duration,
-    /// Requests a minute per client address on login, register and
-    /// password reset (each its own budget).
+    /// Requests a minute per client (an IPv4 address or an IPv6 /64) on
+    /// login, register and password reset (each its own budget), counted
+    /// in PostgreSQL for every replica.
     pub auth_rate_per_minute: u32,
 }
 
@@ -77,6 +81,8 @@ pub struct AppState {
     pub limiter: Arc<AuthLimiter>,
     /// Deployment state changes for the live event streams.
     pub events: Arc<EventHub>,
+    /// Ended sessions, so their log sockets and event streams close.
+    pub sessions: Arc<SessionEnds>,
 }
 
 impl AppState {
@@ -87,6 +93,7 @@ impl AppState {
         logs: Arc<dyn LogReader>,
         settings: ApiSettings,
     ) -> Self {
+        let limiter = Arc::new(AuthLimiter::new(db.clone(), settings.auth_rate_per_minute));
         Self {
             db,
             key,
@@ -95,9 +102,10 @@ impl AppState {
             github_status: Arc::new(Notify::new()),
             logs,
             sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
-            limiter: Arc::new(AuthLimiter::new(settings.auth_rate_per_minute)),
+            limiter,
             mailer: None,
             events: Arc::new(EventHub::default()),
+            sessions: Arc::new(SessionEnds::default()),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             github: Arc::new(

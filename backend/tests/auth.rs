@@ -181,6 +181,63 @@ async fn logout_revokes_the_refresh_token() {
     .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
+/// M2: ending a session ends its access tokens at once, not when they
+/// expire: logging out, and signing a session out from the session list.
+#[tokio::test]
+async fn an_ended_sessions_access_token_stops_working_at_once() {
+    let app = TestApp::new().await;
+    let tokens = app.signup("erin").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let other = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "erin", "password": "correct horse battery"})),
+        )
+        .await
+        .body;
+    let other_access = other["access_token"].as_str().unwrap();
+    assert_eq!(app.get("/api/v1/me", access).await.status, StatusCode::OK);
+    let ticket = app.post("/api/v1/ws-tickets", access, json!({})).await.body["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let logout = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(json!({ "refresh_token": tokens["refresh_token"] })),
+        )
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    app.get("/api/v1/me", access)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.post("/api/v1/ws-tickets", access, json!({}))
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // A ticket the session got before belongs to it and ended with it.
+    let uri = format!("/api/v1/events?ticket={ticket}");
+    app.call(Method::GET, &uri, None, None)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // The other session goes on, until it is signed out from the list.
+    let sessions = app.get("/api/v1/me/sessions", other_access).await;
+    assert_eq!(sessions.status, StatusCode::OK, "{}", sessions.body);
+    let id = sessions.body[0]["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/me/sessions/{id}");
+    let ended = app
+        .call(Method::DELETE, &uri, Some(other_access), None)
+        .await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT, "{}", ended.body);
+    app.get("/api/v1/me", other_access)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
 #[tokio::test]
 async fn missing_or_invalid_tokens_answer_401_with_www_authenticate() {
     let app = TestApp::new().await;

@@ -75,17 +75,27 @@ async fn migrate_then_serve_until_sigterm() {
             .unwrap_or_else(|e| panic!("{queue} was not declared: {e}"));
     }
 
-    // A short JWT secret is refused.
-    let weak = backend(&db, &amqp_url)
-        .env("BERTH_JWT_SECRET", "too-short")
-        .output()
-        .unwrap();
-    assert!(!weak.status.success());
-    assert!(String::from_utf8_lossy(&weak.stderr).contains("BERTH_JWT_SECRET"));
+    // A short JWT secret is refused, and so is a long one that holds little.
+    for secret in ["too-short".to_owned(), "x".repeat(40)] {
+        let weak = backend(&db, &amqp_url)
+            .env("BERTH_JWT_SECRET", secret)
+            .output()
+            .unwrap();
+        assert!(!weak.status.success());
+        assert!(String::from_utf8_lossy(&weak.stderr).contains("BERTH_JWT_SECRET"));
+    }
 
     let port = free_port();
     let mut child = backend(&db, &amqp_url)
-        .env("BERTH_JWT_SECRET", "x".repeat(40))
+        // 32 random bytes in hex, as `openssl rand -hex 32` makes them.
+        .env(
+            "BERTH_JWT_SECRET",
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ),
+        )
         .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
         .spawn()
         .unwrap();

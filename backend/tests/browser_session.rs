@@ -118,3 +118,42 @@ async fn api_clients_keep_the_refresh_token_in_the_body() {
     let missing = post(&app, "/api/v1/auth/refresh", json!({}), false, None).await;
     missing.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
 }
+
+/// L5: on https the cookie is `__Host-` prefixed (Secure, `Path=/`, no
+/// Domain). A tenant app on a sibling subdomain can set cookies for the
+/// parent domain, but browsers refuse it a `__Host-` one, and berth reads
+/// no other: a tossed `berth_refresh` is ignored.
+#[tokio::test]
+async fn on_https_the_session_cookie_cannot_be_tossed_from_a_sibling_domain() {
+    let settings = berth_backend::state::ApiSettings {
+        public_url: Some("https://berth.example.com".into()),
+        ..Default::default()
+    };
+    let app = TestApp::with(
+        settings,
+        std::sync::Arc::new(common::fake_logs::FakeLogs::default()),
+    )
+    .await;
+    // The attacker's own session, whose refresh token a sibling app tosses.
+    let attackers = app.signup("mallory").await;
+    let tossed = attackers["refresh_token"].as_str().unwrap();
+    app.signup("alice").await;
+    let login = json!({"login": "alice", "password": "correct horse battery"});
+    let signed_in = post(&app, "/api/v1/auth/login", login, true, None).await;
+    let set = signed_in.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.starts_with("__Host-berth_refresh="), "{set}");
+    for part in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/;"] {
+        assert!(format!("{set};").contains(part), "{part} in {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+
+    let refresh = Request::post("/api/v1/auth/refresh")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(MODE.0, MODE.1)
+        .header(header::COOKIE, format!("berth_refresh={tossed}"))
+        .body(Body::from("{}"))
+        .unwrap();
+    app.send(refresh)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 41] = [
+const ROUTES: [(&str, &str); 42] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/register/confirm"),
     ("post", "/api/v1/auth/email-change/confirm"),
@@ -29,6 +29,7 @@ const ROUTES: [(&str, &str); 41] = [
     ("post", "/api/v1/auth/password-reset/confirm"),
     ("get", "/api/v1/auth/github/start"),
     ("get", "/api/v1/auth/github/callback"),
+    ("post", "/api/v1/auth/github/link"),
     ("get", "/api/v1/github/repos"),
     ("get", "/api/v1/github/repos/{owner}/{repo}/branches"),
     ("get", "/api/v1/apps"),

@@ -76,6 +76,27 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Reads until the server ends the stream (within `within`): the names
+    /// of the events sent before the end.
+    async fn ended(&mut self, within: Duration) -> Vec<String> {
+        let read = async {
+            while let Some(frame) = self.frames.next().await {
+                self.buffer
+                    .push_str(std::str::from_utf8(&frame.unwrap()).unwrap());
+            }
+        };
+        tokio::time::timeout(within, read)
+            .await
+            .expect("the stream ends in time");
+        self.buffer
+            .lines()
+            .filter_map(|line| line.strip_prefix("event: "))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 async fn deploy(app: &TestApp, token: &str, name: &str) -> (Uuid, Uuid) {
     let body = json!({"name": name, "repo_url": "https://github.com/octo/web"});
     let app_id = id_of(&app.create_app(token, body).await);
@@ -146,4 +167,37 @@ async fn the_stream_needs_a_token_or_a_ticket() {
         )
         .await;
     spent.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// M2: a stream opened before the password changed ends with a
+/// `session-ended` event (by the periodic re-check here: no session
+/// listener runs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_ends_the_event_streams_of_its_sessions() {
+    let settings = berth_backend::state::ApiSettings {
+        websocket_ping: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let app = TestApp::with(
+        settings,
+        std::sync::Arc::new(common::fake_logs::FakeLogs::default()),
+    )
+    .await;
+    let token = app.token("alice").await;
+    let mut by_header = Events::open(&app, Some(&token), "").await;
+    let ticket = app.post("/api/v1/ws-tickets", &token, json!({})).await.body["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut by_ticket = Events::open(&app, None, &format!("?ticket={ticket}")).await;
+    let body = json!({"current_password": "correct horse battery",
+                      "new_password": "a brand new passphrase"});
+    let changed = app
+        .call(Method::PUT, "/api/v1/me/password", Some(&token), Some(body))
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    for stream in [&mut by_header, &mut by_ticket] {
+        let events = stream.ended(Duration::from_secs(3)).await;
+        assert_eq!(events, ["session-ended"]);
+    }
 }

@@ -4,7 +4,8 @@
 
 mod common;
 
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
 use berth_backend::github::types::OAuthApp;
 use berth_backend::state::ApiSettings;
 use berth_backend::webhooks::github::ReqwestGitHub;
@@ -40,13 +41,44 @@ async fn berth() -> (TestApp, FakeGitHub) {
     (app, fake)
 }
 
-/// `GET /auth/github/start`, as `bearer` if given: the authorize URL.
-async fn start(app: &TestApp, bearer: Option<&str>) -> String {
-    let started = app
-        .call(Method::GET, "/api/v1/auth/github/start", bearer, None)
-        .await;
+/// A started GitHub sign-in: the authorize URL, and the cookie `start` gave
+/// the browser (`name=value`, as a `Cookie` header sends it back).
+struct Started {
+    url: String,
+    cookie: Option<String>,
+}
+
+impl Started {
+    fn state(&self) -> String {
+        query_of(&self.url)["state"].clone()
+    }
+}
+
+/// The `Set-Cookie` line of a response for the cookie whose name ends in
+/// `name`.
+fn set_cookie_line(response: &Response, name: &str) -> Option<String> {
+    response
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .find(|set| set.split('=').next().unwrap_or("").ends_with(name))
+        .map(str::to_owned)
+}
+
+/// The `name=value` of that cookie, as a `Cookie` header sends it back.
+fn cookie_set(response: &Response, name: &str) -> Option<String> {
+    set_cookie_line(response, name).map(|set| set.split(';').next().unwrap().to_owned())
+}
+
+async fn start_flow(app: &TestApp, bearer: Option<&str>, query: &str) -> Started {
+    let uri = format!("/api/v1/auth/github/start{query}");
+    let started = app.call(Method::GET, &uri, bearer, None).await;
     assert_eq!(started.status, StatusCode::OK, "{}", started.body);
-    started.body["url"].as_str().unwrap().to_owned()
+    Started {
+        url: started.body["url"].as_str().unwrap().to_owned(),
+        cookie: cookie_set(&started, "berth_oauth"),
+    }
 }
 
 fn query_of(url: &str) -> HashMap<String, String> {
@@ -57,16 +89,60 @@ fn query_of(url: &str) -> HashMap<String, String> {
         .collect()
 }
 
-async fn callback(app: &TestApp, code: &str, state: &str) -> Response {
+/// GitHub sends the browser back, with the cookies it holds.
+async fn callback_with(app: &TestApp, code: &str, state: &str, cookie: Option<&str>) -> Response {
     let uri = format!("/api/v1/auth/github/callback?code={code}&state={state}");
-    app.call(Method::GET, &uri, None, None).await
+    let mut request = Request::builder().method(Method::GET).uri(uri);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    app.send(request.body(Body::empty()).unwrap()).await
 }
 
-/// The whole flow, as `bearer` if given: the callback's answer.
-async fn sign_in(app: &TestApp, fake: &FakeGitHub, bearer: Option<&str>) -> Response {
-    let url = start(app, bearer).await;
-    let code = fake.authorize(&url);
-    callback(app, &code, &query_of(&url)["state"]).await
+/// The callback in the browser that started `started`.
+async fn finish(app: &TestApp, code: &str, started: &Started) -> Response {
+    callback_with(app, code, &started.state(), started.cookie.as_deref()).await
+}
+
+/// The whole sign-in flow: the callback's answer.
+async fn sign_in(app: &TestApp, fake: &FakeGitHub) -> Response {
+    let started = start_flow(app, None, "").await;
+    let code = fake.authorize(&started.url);
+    finish(app, &code, &started).await
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+/// `POST /auth/github/link` as `bearer` with `body`.
+async fn start_link(app: &TestApp, bearer: &str, body: Value) -> Response {
+    app.call(
+        Method::POST,
+        "/api/v1/auth/github/link",
+        Some(bearer),
+        Some(body),
+    )
+    .await
+}
+
+/// Links GitHub to `bearer`'s account (with `body`'s password and mode),
+/// the whole flow: the callback's answer.
+async fn link_with(app: &TestApp, fake: &FakeGitHub, bearer: &str, body: Value) -> Response {
+    let started = start_link(app, bearer, body).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.body);
+    let flow = Started {
+        url: started.body["url"].as_str().unwrap().to_owned(),
+        cookie: cookie_set(&started, "berth_oauth"),
+    };
+    assert!(
+        flow.cookie.is_some(),
+        "the link's start sets the flow cookie"
+    );
+    let code = fake.authorize(&flow.url);
+    finish(app, &code, &flow).await
+}
+
+async fn link(app: &TestApp, fake: &FakeGitHub, bearer: &str) -> Response {
+    link_with(app, fake, bearer, json!({"current_password": PASSWORD})).await
 }
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
@@ -101,7 +177,8 @@ fn access_token(response: &Response) -> String {
 #[tokio::test]
 async fn signing_in_creates_an_account_then_signs_it_in_again() {
     let (app, fake) = berth().await;
-    let url = start(&app, None).await;
+    let started = start_flow(&app, None, "").await;
+    let url = started.url.clone();
     assert!(url.starts_with(&format!("{}/login/oauth/authorize?", fake.url)));
     let query = query_of(&url);
     assert_eq!(query["client_id"], CLIENT_ID);
@@ -113,7 +190,7 @@ async fn signing_in_creates_an_account_then_signs_it_in_again() {
     assert_eq!(query["state"].len(), 43);
     let code = fake.authorize(&url);
 
-    let signed_in = callback(&app, &code, &query["state"]).await;
+    let signed_in = finish(&app, &code, &started).await;
     let token = access_token(&signed_in);
     assert!(signed_in.body["refresh_token"].is_string());
     let me = app.get("/api/v1/me", &token).await;
@@ -146,11 +223,11 @@ async fn signing_in_creates_an_account_then_signs_it_in_again() {
     login.assert_problem(StatusCode::UNAUTHORIZED, "invalid-credentials");
 
     // The state worked once.
-    let reused = callback(&app, &code, &query["state"]).await;
+    let reused = finish(&app, &code, &started).await;
     reused.assert_problem(StatusCode::BAD_REQUEST, "bad-request");
 
     // Signing in again is the same account.
-    let again = access_token(&sign_in(&app, &fake, None).await);
+    let again = access_token(&sign_in(&app, &fake).await);
     let me_again = app.get("/api/v1/me", &again).await;
     assert_eq!(me_again.body["id"], me.body["id"]);
     assert_eq!(count(&app, "SELECT count(*) FROM users").await, 1);
@@ -164,19 +241,17 @@ async fn signing_in_creates_an_account_then_signs_it_in_again() {
     );
 }
 
-/// `GET /auth/github/start?browser=true`: the authorize URL.
-async fn start_in_browser(app: &TestApp) -> String {
-    let uri = "/api/v1/auth/github/start?browser=true";
-    let started = app.call(Method::GET, uri, None, None).await;
-    started.body["url"].as_str().unwrap().to_owned()
+/// `GET /auth/github/start?browser=true`, as the web UI does.
+async fn start_in_browser(app: &TestApp) -> Started {
+    start_flow(app, None, "?browser=true").await
 }
 
 #[tokio::test]
 async fn a_browser_sign_in_ends_at_the_ui_with_the_session_cookie() {
     let (app, fake) = berth().await;
-    let url = start_in_browser(&app).await;
-    let code = fake.authorize(&url);
-    let signed_in = callback(&app, &code, &query_of(&url)["state"]).await;
+    let started = start_in_browser(&app).await;
+    let code = fake.authorize(&started.url);
+    let signed_in = finish(&app, &code, &started).await;
     assert_eq!(
         signed_in.status,
         StatusCode::SEE_OTHER,
@@ -184,32 +259,42 @@ async fn a_browser_sign_in_ends_at_the_ui_with_the_session_cookie() {
         signed_in.body
     );
     assert_eq!(signed_in.headers["location"], format!("{PUBLIC_URL}/"));
-    let cookie = signed_in.headers["set-cookie"].to_str().unwrap();
-    assert!(cookie.starts_with("berth_refresh="), "{cookie}");
-    for part in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/api/v1/auth"] {
-        assert!(cookie.contains(part), "{part} in {cookie}");
+    let cookie = set_cookie_line(&signed_in, "berth_refresh").expect("the session cookie");
+    // Over https the session cookie is `__Host-` prefixed (L5).
+    assert!(cookie.starts_with("__Host-berth_refresh="), "{cookie}");
+    for part in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/;"] {
+        assert!(format!("{cookie};").contains(part), "{part} in {cookie}");
     }
+    // The flow's cookie is spent.
+    let flow = set_cookie_line(&signed_in, "berth_oauth").expect("the flow cookie removed");
+    assert!(flow.contains("Max-Age=0"), "{flow}");
     assert!(!cookie.contains(TOKEN) && !signed_in.body.to_string().contains(TOKEN));
     assert_eq!(count(&app, "SELECT count(*) FROM refresh_tokens").await, 1);
 
     // A failure after the state is known goes back to the UI with the reason.
-    let url = start_in_browser(&app).await;
-    let refused = callback(&app, "a-code-github-never-gave", &query_of(&url)["state"]).await;
+    let started = start_in_browser(&app).await;
+    let refused = finish(&app, "a-code-github-never-gave", &started).await;
     assert_eq!(refused.status, StatusCode::SEE_OTHER);
     let location = refused.headers["location"].to_str().unwrap();
     assert!(
         location.starts_with(&format!("{PUBLIC_URL}/sign-in?error=GitHub+refused")),
         "{location}"
     );
-    assert!(refused.headers.get("set-cookie").is_none());
+    assert!(set_cookie_line(&refused, "berth_refresh").is_none());
 }
 
 #[tokio::test]
 async fn a_state_berth_did_not_make_is_refused_before_asking_github() {
     let (app, fake) = berth().await;
-    let url = start(&app, None).await;
-    let code = fake.authorize(&url);
-    let forged = callback(&app, &code, "bm90LXRoZS1zdGF0ZS1iZXJ0aC1tYWRlLWF0LWFsbC0w").await;
+    let started = start_flow(&app, None, "").await;
+    let code = fake.authorize(&started.url);
+    let forged = callback_with(
+        &app,
+        &code,
+        "bm90LXRoZS1zdGF0ZS1iZXJ0aC1tYWRlLWF0LWFsbC0w",
+        started.cookie.as_deref(),
+    )
+    .await;
     forged.assert_problem(StatusCode::BAD_REQUEST, "bad-request");
     let missing = app
         .call(
@@ -225,16 +310,40 @@ async fn a_state_berth_did_not_make_is_refused_before_asking_github() {
     assert_eq!(count(&app, "SELECT count(*) FROM github_accounts").await, 0);
 
     // An expired state is refused too.
-    let url = start(&app, None).await;
+    let started = start_flow(&app, None, "").await;
     sqlx::query("UPDATE oauth_states SET expires_at = now() - interval '1 second'")
         .execute(app.pool())
         .await
         .unwrap();
-    let code = fake.authorize(&url);
-    callback(&app, &code, &query_of(&url)["state"])
+    let code = fake.authorize(&started.url);
+    finish(&app, &code, &started)
         .await
         .assert_problem(StatusCode::BAD_REQUEST, "bad-request");
     assert_eq!(fake.token_requests(), 0);
+}
+
+/// H4: the state alone is not enough. Login CSRF: someone starts a
+/// sign-in, approves it with their own GitHub and sends the callback link
+/// to a victim, whose browser would sign in to the sender's account. The
+/// victim's browser does not hold the cookie `start` gave the sender's.
+#[tokio::test]
+async fn a_callback_without_the_starting_browsers_cookie_is_refused() {
+    let (app, fake) = berth().await;
+    for query in ["", "?browser=true"] {
+        // The victim's browser: no cookie, or the one of its own sign-in.
+        let victims = start_flow(&app, None, query).await;
+        for cookie in [None, victims.cookie.as_deref()] {
+            let attackers = start_flow(&app, None, query).await;
+            let code = fake.authorize(&attackers.url);
+            let refused = callback_with(&app, &code, &attackers.state(), cookie).await;
+            refused.assert_problem(StatusCode::BAD_REQUEST, "bad-request");
+            assert!(cookie_set(&refused, "berth_refresh").is_none());
+        }
+    }
+    assert_eq!(fake.token_requests(), 0, "GitHub was not asked");
+    assert_eq!(count(&app, "SELECT count(*) FROM github_accounts").await, 0);
+    assert_eq!(count(&app, "SELECT count(*) FROM users").await, 0);
+    assert_eq!(count(&app, "SELECT count(*) FROM refresh_tokens").await, 0);
 }
 
 #[tokio::test]
@@ -242,9 +351,9 @@ async fn a_signed_in_user_links_github_and_nobody_else_can_take_it() {
     let (app, fake) = berth().await;
     let alice = app.token("alice").await;
     let alice_id = id_of(&app.get("/api/v1/me", &alice).await.body);
-    let linked = sign_in(&app, &fake, Some(&alice)).await;
-    let token = access_token(&linked);
-    assert_eq!(id_of(&app.get("/api/v1/me", &token).await.body), alice_id);
+    let linked = link(&app, &fake, &alice).await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    assert_eq!(linked.body, json!({"github_login": "Codertocat"}));
     assert_eq!(stored_token(&app).await.0, alice_id);
     assert_eq!(count(&app, "SELECT count(*) FROM users").await, 1);
     assert!(actions(&app)
@@ -252,13 +361,132 @@ async fn a_signed_in_user_links_github_and_nobody_else_can_take_it() {
         .contains(&"auth.github_linked".to_owned()));
 
     // Signing in with GitHub now signs alice in.
-    let again = access_token(&sign_in(&app, &fake, None).await);
+    let again = access_token(&sign_in(&app, &fake).await);
     assert_eq!(id_of(&app.get("/api/v1/me", &again).await.body), alice_id);
 
     let bob = app.token("bob").await;
-    let taken = sign_in(&app, &fake, Some(&bob)).await;
+    let taken = link(&app, &fake, &bob).await;
     taken.assert_problem(StatusCode::CONFLICT, "conflict");
     assert_eq!(stored_token(&app).await.0, alice_id);
+}
+
+/// H4: a link's callback hands out no session: the browser that started
+/// it has one, and a leaked link state must not sign anyone in to the
+/// linking account. The web UI's flow goes back to the account page.
+#[tokio::test]
+async fn a_link_issues_no_session_and_the_browser_goes_back_to_the_account() {
+    let (app, fake) = berth().await;
+    let alice = app.token("alice").await;
+    let before = count(&app, "SELECT count(*) FROM refresh_tokens").await;
+    let body = json!({"current_password": PASSWORD, "browser": true});
+    let linked = link_with(&app, &fake, &alice, body).await;
+    assert_eq!(linked.status, StatusCode::SEE_OTHER, "{}", linked.body);
+    assert_eq!(
+        linked.headers["location"],
+        format!("{PUBLIC_URL}/account?github=linked")
+    );
+    assert!(cookie_set(&linked, "berth_refresh").is_none());
+    assert!(linked.body.get("access_token").is_none(), "{}", linked.body);
+    assert_eq!(count(&app, "SELECT count(*) FROM github_accounts").await, 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM refresh_tokens").await,
+        before,
+        "no session was made"
+    );
+
+    // The API client's flow answers the login, not tokens.
+    sqlx::query("DELETE FROM github_accounts")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let linked = link(&app, &fake, &alice).await;
+    assert_eq!(linked.body, json!({"github_login": "Codertocat"}));
+    assert!(cookie_set(&linked, "berth_refresh").is_none());
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM refresh_tokens").await,
+        before
+    );
+}
+
+/// M1: a stolen access token alone cannot link the thief's GitHub (which
+/// would open the account for good), nor replace a link.
+#[tokio::test]
+async fn linking_needs_the_password_and_never_replaces_a_link() {
+    let (app, fake) = berth().await;
+    let alice = app.token("alice").await;
+    for body in [json!({}), json!({"current_password": "not the password"})] {
+        let refused = start_link(&app, &alice, body).await;
+        refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        assert_eq!(refused.invalid_fields(), ["current_password"]);
+    }
+    // The old way (a bearer on the sign-in start) does not link either.
+    app.call(Method::GET, "/api/v1/auth/github/start", Some(&alice), None)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "bad-request");
+    assert_eq!(count(&app, "SELECT count(*) FROM oauth_states").await, 0);
+
+    let linked = link(&app, &fake, &alice).await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    let again = start_link(&app, &alice, json!({"current_password": PASSWORD})).await;
+    again.assert_problem(StatusCode::CONFLICT, "conflict");
+    assert!(again.body["detail"].as_str().unwrap().contains("unlink"));
+    app.call(Method::DELETE, "/api/v1/me/github", Some(&alice), None)
+        .await;
+    let relinked = link(&app, &fake, &alice).await;
+    assert_eq!(relinked.status, StatusCode::OK, "{}", relinked.body);
+}
+
+/// M1: an account made by GitHub sign-in has no password to confirm with:
+/// changing its address or deleting it needs a session that signed in
+/// (with GitHub) within the last minutes; a refresh does not count.
+#[tokio::test]
+async fn a_github_only_account_needs_a_recent_sign_in_for_email_and_deletion() {
+    let (app, fake) = berth().await;
+    let signed_in = sign_in(&app, &fake).await;
+    let token = access_token(&signed_in);
+    let patch = json!({"email": "new@example.com"});
+    let fresh = app
+        .call(
+            Method::PATCH,
+            "/api/v1/me",
+            Some(&token),
+            Some(patch.clone()),
+        )
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.body);
+
+    // The session signed in ten minutes ago, and refreshed since.
+    sqlx::query("UPDATE refresh_tokens SET signed_in_at = now() - interval '10 minutes'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let body = json!({"refresh_token": signed_in.body["refresh_token"]});
+    let refreshed = app
+        .call(Method::POST, "/api/v1/auth/refresh", None, Some(body))
+        .await;
+    let token = access_token(&refreshed);
+    let patch = json!({"email": "attacker@example.com"});
+    let stale = app
+        .call(Method::PATCH, "/api/v1/me", Some(&token), Some(patch))
+        .await;
+    stale.assert_problem(StatusCode::FORBIDDEN, "recent-sign-in-required");
+    assert!(stale.body["detail"].as_str().unwrap().contains("GitHub"));
+    let delete = json!({"confirm": "codertocat"});
+    let body = Some(delete.clone());
+    app.call(Method::DELETE, "/api/v1/me", Some(&token), body)
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "recent-sign-in-required");
+    assert_eq!(
+        app.get("/api/v1/me", &token).await.body["email"],
+        "new@example.com"
+    );
+
+    // Signing in with GitHub again is the recent sign-in.
+    let again = access_token(&sign_in(&app, &fake).await);
+    let deleted = app
+        .call(Method::DELETE, "/api/v1/me", Some(&again), Some(delete))
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.body);
 }
 
 #[tokio::test]
@@ -266,7 +494,7 @@ async fn unlinking_github_needs_a_password_and_deletes_the_token() {
     let (app, fake) = berth().await;
     // An account made by GitHub sign-in has no password: unlinking would
     // lock it out.
-    let made = access_token(&sign_in(&app, &fake, None).await);
+    let made = access_token(&sign_in(&app, &fake).await);
     let me = app.get("/api/v1/me", &made).await;
     assert_eq!(
         (
@@ -290,7 +518,8 @@ async fn unlinking_github_needs_a_password_and_deletes_the_token() {
         .execute(app.pool())
         .await
         .unwrap();
-    sign_in(&app, &fake, Some(&alice)).await;
+    let linked = link(&app, &fake, &alice).await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
     let unlinked = app
         .call(Method::DELETE, "/api/v1/me/github", Some(&alice), None)
         .await;
@@ -313,7 +542,7 @@ async fn repositories_and_branches_are_listed_across_pages() {
         .await
         .assert_problem(StatusCode::CONFLICT, "conflict");
 
-    let token = access_token(&sign_in(&app, &fake, None).await);
+    let token = access_token(&sign_in(&app, &fake).await);
     let repos = app.get("/api/v1/github/repos", &token).await;
     assert_eq!(repos.status, StatusCode::OK, "{}", repos.body);
     let names: Vec<&str> = repos
@@ -395,7 +624,7 @@ async fn build_request(app: &TestApp) -> (String, BuildRequested) {
 #[tokio::test]
 async fn builds_of_the_users_github_repositories_carry_the_sealed_token() {
     let (app, fake) = berth().await;
-    let token = access_token(&sign_in(&app, &fake, None).await);
+    let token = access_token(&sign_in(&app, &fake).await);
     // The fake serves on 127.0.0.1, so that is where the repository is.
     let repo_url = format!("{}/Codertocat/Hello-World.git", fake.url);
     let created = app
@@ -430,4 +659,22 @@ async fn sign_in_is_off_when_not_configured() {
     app.call(Method::GET, "/api/v1/auth/github/start", None, None)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not-found");
+}
+
+/// M1: linking GitHub is mailed to the account's address, where its owner
+/// hears of a link they did not make.
+#[tokio::test]
+async fn the_account_address_is_mailed_when_github_is_linked() {
+    let (app, fake) = berth().await;
+    let app = app.with_mailer(Arc::new(common::mailbox::smtp_mailer()));
+    let name = format!("linker-{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let email = format!("{name}@example.com");
+    let tokens = app.signup_by_mail(&name, &email).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let linked = link(&app, &fake, access).await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    let mail = common::mailbox::wait_for_message(&email, 2).await;
+    assert_eq!(mail.subject, "GitHub was linked to your berth account");
+    assert!(mail.body.contains("Codertocat"), "{}", mail.body);
+    assert!(mail.body.contains(&name), "{}", mail.body);
 }

@@ -280,3 +280,159 @@ async fn the_socket_closes_with_a_reason_when_the_log_store_is_down() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
+
+/// Waits for the server to close `socket`: the close frame, skipping
+/// entries and pings.
+async fn close_frame(socket: &mut Socket, within: Duration) -> Option<(u16, String)> {
+    let read = async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(Message::Close(Some(frame))) => {
+                    return Some((u16::from(frame.code), frame.reason.to_string()))
+                }
+                Ok(Message::Close(None)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+        None
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .expect("the socket closes in time")
+}
+
+async fn change_password(app: &TestApp, token: &str) -> common::Response {
+    let body = json!({"current_password": "correct horse battery",
+                      "new_password": "a brand new passphrase"});
+    app.call(Method::PUT, "/api/v1/me/password", Some(token), Some(body))
+        .await
+}
+
+/// M2: a socket opened before the password changed (or before its
+/// session ended) does not keep streaming: it is closed with 4401. Here by
+/// the periodic re-check alone (no session listener runs), within a ping.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_closes_the_open_log_sockets_of_its_sessions() {
+    let settings = ApiSettings {
+        websocket_ping: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (app, token, app_id) = setup(settings, logs()).await;
+    let addr = listen(&app).await;
+    let url = format!("ws://{addr}/api/v1/apps/{app_id}/logs/ws");
+    let bearer = format!("Bearer {token}");
+    let mut by_header = open(url.clone(), &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    let ticket = ticket(&app, &token).await;
+    let mut by_ticket = open(format!("{url}?ticket={ticket}"), &[]).await.unwrap();
+    for socket in [&mut by_header, &mut by_ticket] {
+        assert_eq!(next_entry(socket).await["offset"], 0);
+    }
+
+    let changed = change_password(&app, &token).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    for socket in [&mut by_header, &mut by_ticket] {
+        let (code, reason) = close_frame(socket, Duration::from_secs(3))
+            .await
+            .expect("a close frame");
+        assert_eq!(code, 4401, "{reason}");
+        assert!(reason.contains("session"), "{reason}");
+    }
+    // The new session's token opens sockets again.
+    let fresh = format!("Bearer {}", changed.body["access_token"].as_str().unwrap());
+    let mut socket = open(url, &[("authorization", &fresh)]).await.unwrap();
+    assert_eq!(next_entry(&mut socket).await["offset"], 0);
+}
+
+/// L9: unused tickets are capped per user, so nobody fills the table.
+#[tokio::test]
+async fn unused_tickets_are_capped_per_user() {
+    let (app, token, _) = setup(ApiSettings::default(), logs()).await;
+    for _ in 0..20 {
+        ticket(&app, &token).await;
+    }
+    app.post("/api/v1/ws-tickets", &token, json!({}))
+        .await
+        .assert_problem(StatusCode::TOO_MANY_REQUESTS, "too-many-requests");
+    // Spent and expired tickets do not count.
+    sqlx::query("UPDATE ws_tickets SET expires_at = now() - interval '1 second'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    ticket(&app, &token).await;
+    let other = app.token("bob").await;
+    ticket(&app, &other).await;
+}
+
+/// M2: an ended session is announced (a trigger on the refresh tokens,
+/// heard by every backend's listener), so its sockets close at once, not
+/// at the next re-check (a minute away here): on logout, and when another
+/// session signs it out.
+#[tokio::test(flavor = "multi_thread")]
+async fn ending_a_session_closes_its_log_sockets_at_once() {
+    let settings = ApiSettings {
+        websocket_ping: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let (app, token, app_id) = setup(settings, logs()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (ends, db, until) = (app.state.sessions.clone(), app.pool().clone(), stop.clone());
+    tokio::spawn(async move { ends.run(db, until).await });
+    app.state.sessions.listening().await;
+    let addr = listen(&app).await;
+    let url = format!("ws://{addr}/api/v1/apps/{app_id}/logs/ws");
+
+    // Logout.
+    let login = json!({"login": "alice", "password": "correct horse battery"});
+    let laptop = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login.clone()),
+        )
+        .await
+        .body;
+    let bearer = format!("Bearer {}", laptop["access_token"].as_str().unwrap());
+    let mut socket = open(url.clone(), &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(next_entry(&mut socket).await["offset"], 0);
+    let body = json!({"refresh_token": laptop["refresh_token"]});
+    let out = app
+        .call(Method::POST, "/api/v1/auth/logout", None, Some(body))
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let (code, _) = close_frame(&mut socket, Duration::from_secs(3))
+        .await
+        .expect("a close frame");
+    assert_eq!(code, 4401);
+
+    // Signed out from another session's list.
+    let phone = app
+        .call(Method::POST, "/api/v1/auth/login", None, Some(login))
+        .await
+        .body;
+    let bearer = format!("Bearer {}", phone["access_token"].as_str().unwrap());
+    let mut socket = open(url, &[("authorization", &bearer)]).await.unwrap();
+    assert_eq!(next_entry(&mut socket).await["offset"], 0);
+    let sessions = app.get("/api/v1/me/sessions", &token).await.body;
+    let phone_session = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("the phone's session")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let uri = format!("/api/v1/me/sessions/{phone_session}");
+    let ended = app.call(Method::DELETE, &uri, Some(&token), None).await;
+    assert_eq!(ended.status, StatusCode::NO_CONTENT, "{}", ended.body);
+    let (code, _) = close_frame(&mut socket, Duration::from_secs(3))
+        .await
+        .expect("a close frame");
+    assert_eq!(code, 4401);
+    stop.cancel();
+}

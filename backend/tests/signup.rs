@@ -43,7 +43,10 @@ async fn register(app: &TestApp, username: &str, email: &str) -> common::Respons
 }
 
 async fn confirm(app: &TestApp, token: &str) -> common::Response {
-    let body = json!({"token": token});
+    confirm_with(app, json!({"token": token, "password": PASSWORD})).await
+}
+
+async fn confirm_with(app: &TestApp, body: Value) -> common::Response {
     app.call(
         Method::POST,
         "/api/v1/auth/register/confirm",
@@ -195,13 +198,16 @@ async fn confirming_from_the_browser_puts_the_session_in_the_cookie() {
     let request = Request::post("/api/v1/auth/register/confirm")
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-berth-session", "cookie")
-        .body(Body::from(json!({"token": token}).to_string()))
+        .body(Body::from(
+            json!({"token": token, "password": PASSWORD}).to_string(),
+        ))
         .unwrap();
     let confirmed = app.send(request).await;
     assert_eq!(confirmed.status, StatusCode::CREATED, "{}", confirmed.body);
     assert_eq!(confirmed.body["refresh_token"], Value::Null);
     let cookie = confirmed.headers[header::SET_COOKIE].to_str().unwrap();
-    assert!(cookie.starts_with("berth_refresh="), "{cookie}");
+    // https: the `__Host-` prefixed name (L5).
+    assert!(cookie.starts_with("__Host-berth_refresh="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
 }
 
@@ -271,8 +277,71 @@ async fn a_new_address_counts_once_confirmed_and_a_taken_one_looks_the_same() {
     assert_eq!(login(&app, &new).await, StatusCode::OK);
     let again = app.call(Method::POST, uri, None, Some(body)).await;
     assert_eq!(again.invalid_fields(), ["token"]);
+    // M1: the old address hears that the account moved.
+    let told = wait_for_message(&address(&name), 2).await;
+    assert_eq!(told.subject, "Your berth account has a new email address");
+    assert!(told.body.contains(&name), "{}", told.body);
     let actions = actions_of(&app, &name).await;
     for action in ["account.email_change_requested", "account.email_change"] {
         assert!(actions.contains(&action.to_owned()), "{actions:?}");
+    }
+}
+
+/// L2: a sign-up for someone else's address must not become an account
+/// with the signer's password when the address's owner opens the link.
+/// Confirming needs the password chosen at sign-up: whoever only holds the
+/// mailbox cannot finish it (and a wrong guess does not spend the link).
+#[tokio::test]
+async fn confirming_a_sign_up_needs_the_password_it_was_made_with() {
+    let app = mailing_app().await;
+    let name = unique("victim");
+    register(&app, &name, &address(&name)).await;
+    let token = token_in(&wait_for_message(&address(&name), 1).await);
+
+    let without = confirm_with(&app, json!({"token": token})).await;
+    without.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_eq!(without.invalid_fields(), ["password"]);
+    let wrong = confirm_with(
+        &app,
+        json!({"token": token, "password": "the owner's own guess"}),
+    )
+    .await;
+    wrong.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    assert_eq!(wrong.invalid_fields(), ["password"]);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(users, 0, "no account was made");
+
+    // The one who signed up (and reads the mailbox) finishes it.
+    let confirmed = confirm(&app, &token).await;
+    assert_eq!(confirmed.status, StatusCode::CREATED, "{}", confirmed.body);
+}
+
+/// M4: a username is a tenant name. `berth-<x>-build` is tenant x's build
+/// namespace and some names are berth's own: those are refused, with a
+/// reason, before anything is mailed.
+#[tokio::test]
+async fn usernames_that_collide_with_namespaces_or_reserved_names_are_refused() {
+    for app in [mailing_app().await, TestApp::new().await] {
+        for (username, reason) in [
+            ("victim-build", "-build"),
+            ("system", "reserved"),
+            ("cache", "reserved"),
+            ("admin", "reserved"),
+            ("kube", "reserved"),
+        ] {
+            let email = address(&unique("taken"));
+            let refused = register(&app, username, &email).await;
+            refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+            assert_eq!(refused.invalid_fields(), ["username"], "{username}");
+            let message = refused.body["errors"][0]["message"].as_str().unwrap();
+            assert!(message.contains(reason), "{username}: {message}");
+        }
+        // Names that merely contain such words are fine.
+        let fine = unique("builder");
+        let answer = register(&app, &fine, &address(&fine)).await;
+        assert!(answer.status.is_success(), "{}", answer.body);
     }
 }

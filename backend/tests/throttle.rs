@@ -3,13 +3,21 @@
 
 mod common;
 
-use axum::http::{header, Method, StatusCode};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
 use berth_backend::auth::throttle::FREE_FAILURES;
+use berth_backend::auth::tokens::TokenKeys;
+use berth_backend::server;
 use berth_backend::state::ApiSettings;
+use berth_backend::state::AppState;
 use common::fake_logs::FakeLogs;
 use common::TestApp;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use tower::ServiceExt;
 
 async fn login(app: &TestApp, login: &str, password: &str) -> common::Response {
     let body = json!({"login": login, "password": password});
@@ -58,14 +66,10 @@ async fn repeated_failures_back_off_alike_for_known_and_unknown_logins() {
         "no difference to see"
     );
 
-    // The email address is the same login name for the backoff only when
-    // typed as such; each name as typed has its own count.
-    assert_eq!(
-        login(&app, "alice@example.com", "correct horse battery")
-            .await
-            .status,
-        StatusCode::OK
-    );
+    // L10: the account's email address is the same name to the backoff,
+    // so a username and its email do not get two budgets of guesses.
+    let by_email = login(&app, "Alice@Example.com", "correct horse battery").await;
+    by_email.assert_problem(StatusCode::TOO_MANY_REQUESTS, "too-many-requests");
 
     // Once the block is over, a success clears the count.
     sqlx::query("UPDATE login_failures SET blocked_until = now()")
@@ -156,4 +160,83 @@ async fn login_register_and_reset_are_rate_limited_per_address() {
         )
         .await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A failed login (wrong password for a name nobody has) from `peer`,
+/// through `router`: its status.
+async fn login_from(router: &Router, peer: &str) -> StatusCode {
+    let body = json!({"login": "nobody", "password": "wrong password"});
+    let mut request = Request::post("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    router.clone().oneshot(request).await.unwrap().status()
+}
+
+fn limited(per_minute: u32) -> ApiSettings {
+    ApiSettings {
+        auth_rate_per_minute: per_minute,
+        ..ApiSettings::default()
+    }
+}
+
+/// M3: the budget is kept where every backend replica sees it. A second
+/// backend process over the same database (its own state and router)
+/// shares the client's budget with the first.
+#[tokio::test]
+async fn backends_over_one_database_share_a_clients_budget() {
+    let first = TestApp::with(limited(3), Arc::new(FakeLogs::default())).await;
+    let keys = TokenKeys::new(uuid::Uuid::new_v4().simple().to_string().as_bytes()).unwrap();
+    let state = AppState::new(
+        first.pool().clone(),
+        common::secret_key(),
+        keys,
+        Arc::new(FakeLogs::default()),
+        limited(3),
+    );
+    let second = server::app(state, Arc::new(|| true), None);
+    let peer = "192.0.2.7:40000";
+    for router in [&first.router, &second, &first.router] {
+        assert_eq!(login_from(router, peer).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_from(&second, peer).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(&first.router, peer).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(&second, "192.0.2.8:40000").await,
+        StatusCode::UNAUTHORIZED,
+        "another address has its own budget"
+    );
+}
+
+/// M3: an IPv6 client is keyed by its /64, which one subscriber usually
+/// holds whole: rotating addresses inside it buys no new budget.
+#[tokio::test]
+async fn ipv6_clients_share_a_budget_per_64() {
+    let app = TestApp::with(limited(2), Arc::new(FakeLogs::default())).await;
+    let router = &app.router;
+    assert_eq!(
+        login_from(router, "[2001:db8::1]:1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(router, "[2001:db8::2]:1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_from(router, "[2001:db8::ffff:1]:1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_from(router, "[2001:db8:0:1::1]:1").await,
+        StatusCode::UNAUTHORIZED,
+        "the next /64 is another client"
+    );
 }

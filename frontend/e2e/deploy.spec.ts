@@ -66,6 +66,11 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     const link = confirmationLink(await waitForMail(mailDir, email));
     expect(link.startsWith(`${baseUrl}/confirm-registration#token=`), link).toBe(true);
     await page.goto(link);
+    // Finishing a sign-up takes the password chosen for it, too.
+    await expect(page.getByRole("heading", { name: "Confirm your account", exact: true })).toBeVisible();
+    await page.getByLabel("Password", { exact: true }).fill(password);
+    await snap(page, "confirm-registration");
+    await page.getByRole("button", { name: "Create account" }).click();
     await expect(page).toHaveURL(`${baseUrl}/`);
     await expect(page.getByRole("heading", { name: "Apps", exact: true })).toBeVisible();
     await expect(page.getByRole("heading", { name: "No apps yet", exact: true })).toBeVisible();

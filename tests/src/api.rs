@@ -95,7 +95,7 @@ impl Client {
             .expect(
                 reqwest::Method::POST,
                 "/auth/register/confirm",
-                Some(json!({"token": mailbox::token_in(&mail)})),
+                Some(json!({"token": mailbox::token_in(&mail), "password": password})),
                 201,
             )
             .await?;

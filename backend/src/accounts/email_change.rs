@@ -9,7 +9,7 @@ use super::pending::{self, CONFIRM_WITHIN};
 use crate::audit::{self, Event, SourceAddr};
 use crate::error::{Error, Result};
 use crate::extract::Json;
-use crate::mail::Email;
+use crate::mail::{self, Email};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -81,11 +81,19 @@ pub async fn confirm(
             "this confirmation link is invalid, expired or already used; change the address again",
         ));
     };
+    let old = super::store::lock(&mut tx, user_id).await?;
     super::store::update_profile(&mut tx, user_id, Some(&email), None).await?;
     let event = Event::new(user_id, "account.email_change", "user", user_id, source)
         .details(json!({ "changed": ["email"] }));
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
     tracing::info!(%user_id, "email address changed");
+    // The old address hears of it: if it was not its owner, that is where
+    // they still read mail.
+    if let Some(mailer) = state.mailer.clone() {
+        let links = Links(state.settings.public_url.as_deref());
+        let mail = mails::email_changed(&links, &old.email, &old.username);
+        mail::send_later(mailer, mail, "email_changed");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -81,7 +81,7 @@ pub fn confirm_registration(
         "/confirm-registration",
         "/api/v1/auth/register/confirm",
         token,
-        "",
+        ", \"password\": \"(the password you signed up with)\"",
         ttl,
     );
     Email {
@@ -89,8 +89,9 @@ pub fn confirm_registration(
         subject: "Confirm your berth account".into(),
         body: format!(
             "Someone signed up for berth as {username} with this address.\n\n\
-             To confirm the address and finish signing up, {steps}\n\
-             If it was not you, ignore this mail: no account is made.\n"
+             To confirm the address and finish signing up with the password you chose, {steps}\n\
+             If it was not you, ignore this mail: no account is made, and nobody can finish \
+             this sign-up without both this mail and that password.\n"
         ),
     }
 }
@@ -151,6 +152,22 @@ pub fn confirm_email_change(
     }
 }
 
+/// To the old address of an account whose address just changed.
+pub fn email_changed(links: &Links, to: &str, username: &str) -> Email {
+    Email {
+        to: to.to_owned(),
+        subject: "Your berth account has a new email address".into(),
+        body: format!(
+            "The berth account {username} now uses another email address; this one gets no \
+             more mail about it.\n\n\
+             If it was not you, sign in and change your password (it signs out every session), \
+             then set your address back: {account}\n\
+             If you cannot sign in any more, ask the operator of this berth for help.\n",
+            account = links.page("/account"),
+        ),
+    }
+}
+
 /// To an address another account asked to move to, which is already taken.
 pub fn email_in_use(to: &str) -> Email {
     Email {
@@ -177,7 +194,7 @@ mod tests {
             .body
             .contains("https://berth.example/confirm-registration#token=tok\n"));
         assert!(mail.body.contains(
-            "POST https://berth.example/api/v1/auth/register/confirm\n{\"token\": \"tok\"}\n"
+            "POST https://berth.example/api/v1/auth/register/confirm\n{\"token\": \"tok\", \"password\""
         ));
     }
 

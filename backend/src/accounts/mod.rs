@@ -10,7 +10,7 @@ pub mod store;
 
 use crate::apps;
 use crate::audit::{self, Event, SourceAddr};
-use crate::auth::{self, password, CurrentUser, TokenResponse};
+use crate::auth::{self, password, recent, CurrentUser, TokenResponse};
 use crate::error::{Error, FieldError, Result};
 use crate::extract::{Json, Path};
 use crate::mail;
@@ -48,7 +48,8 @@ pub struct UpdateProfile {
     #[schema(value_type = Option<String>)]
     pub display_name: Option<Option<String>>,
     pub email: Option<String>,
-    /// Needed to change the email address of an account with a password.
+    /// Needed to change the email address of an account with a password
+    /// (one without must have signed in within the last 5 minutes).
     pub current_password: Option<String>,
 }
 
@@ -68,7 +69,8 @@ pub struct ChangePassword {
 pub struct DeleteAccount {
     /// The account's username, typed again.
     pub confirm: String,
-    /// Needed when the account has a password.
+    /// Needed when the account has a password (one without must have
+    /// signed in within the last 5 minutes).
     pub password: Option<String>,
 }
 
@@ -87,6 +89,8 @@ async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Pro
 #[utoipa::path(patch, path = "/api/v1/me", tag = "account", request_body = UpdateProfile,
     security(("bearer" = [])),
     responses((status = 200, body = Profile), (status = 401, body = crate::error::Problem),
+              (status = 403, body = crate::error::Problem,
+               description = "a new address for an account without a password that did not sign in recently"),
               (status = 409, body = crate::error::Problem),
               (status = 422, body = crate::error::Problem)))]
 async fn update_me(
@@ -114,14 +118,14 @@ async fn update_me(
     let mut tx = state.db.begin().await?;
     let account = store::lock(&mut tx, user.id).await?;
     let email = email.filter(|email| !email.eq_ignore_ascii_case(&account.email));
-    if email.is_some() && account.password_hash.is_some() {
-        let given = request.current_password.clone().unwrap_or_default();
-        if !password::verify(given, account.password_hash.clone()).await? {
-            return Err(Error::invalid(
-                "current_password",
-                "changing the email address needs the current password",
-            ));
-        }
+    if email.is_some() {
+        // A new address plus a password reset would be a lasting takeover:
+        // the password, or a recent sign-in for an account without one.
+        let (hash, given) = (
+            account.password_hash.clone(),
+            request.current_password.clone(),
+        );
+        recent::confirm(&mut tx, &user, hash, given, "current_password").await?;
     }
     // With mail, a new address waits for its confirmation.
     let (email, mail) = match (email, state.mailer.clone()) {
@@ -200,6 +204,8 @@ async fn change_password(
     security(("bearer" = [])),
     responses((status = 202, description = "deleted; the apps are being removed"),
               (status = 401, body = crate::error::Problem),
+              (status = 403, body = crate::error::Problem,
+               description = "an account without a password that did not sign in recently"),
               (status = 422, body = crate::error::Problem)))]
 async fn delete_me(
     State(state): State<AppState>,
@@ -215,12 +221,14 @@ async fn delete_me(
             "type the account's username to confirm",
         ));
     }
-    if account.password_hash.is_some() {
-        let given = request.password.unwrap_or_default();
-        if !password::verify(given, account.password_hash).await? {
-            return Err(Error::invalid("password", "the password is wrong"));
-        }
-    }
+    recent::confirm(
+        &mut tx,
+        &user,
+        account.password_hash,
+        request.password,
+        "password",
+    )
+    .await?;
     let apps = apps::store::lock_all_owned(&mut tx, user.id).await?;
     for app in &apps {
         apps::remove(&mut tx, app, source).await?;
@@ -278,14 +286,13 @@ async fn list_sessions(
 ) -> Result<Json<Vec<Session>>> {
     let mut sessions = store::sessions(&state.db, user.id).await?;
     for session in &mut sessions {
-        session.current = Some(session.id) == user.session;
+        session.current = session.id == user.session;
     }
     Ok(Json(sessions))
 }
 
-/// Sign one session out: its refresh token stops working, so it ends when
-/// its access token expires (within 15 minutes). To end every session at
-/// once, change the password.
+/// Sign one session out: its refresh token and its access tokens stop
+/// working at once, and its open log sockets and event streams are closed.
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "account",
     params(("id" = Uuid, Path, description = "session id")), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = crate::error::Problem),

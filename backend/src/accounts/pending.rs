@@ -70,19 +70,28 @@ pub async fn create_registration(
     Ok(token)
 }
 
-/// Spends a sign-up token: the sign-up, if the token is unused and unexpired.
-pub async fn consume_registration(
+/// The sign-up a token confirms, if the token is unused and unexpired; its
+/// row locked until the transaction ends.
+pub async fn find_registration(
     conn: &mut PgConnection,
     token: &str,
 ) -> Result<Option<Registration>> {
     Ok(sqlx::query_as::<_, Registration>(
-        "UPDATE pending_registrations SET used_at = now()
-         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-         RETURNING username, email, password_hash",
+        "SELECT username, email, password_hash FROM pending_registrations
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() FOR UPDATE",
     )
     .bind(hash_token(token))
     .fetch_optional(conn)
     .await?)
+}
+
+/// Spends a sign-up token: it works once.
+pub async fn spend_registration(conn: &mut PgConnection, token: &str) -> Result<()> {
+    sqlx::query("UPDATE pending_registrations SET used_at = now() WHERE token_hash = $1")
+        .bind(hash_token(token))
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Stores a change of the user's address to `email`, replacing any change

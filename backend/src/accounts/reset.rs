@@ -56,7 +56,10 @@ pub async fn request(
     source: SourceAddr,
     Json(request): Json<ResetRequest>,
 ) -> Result<(StatusCode, Json<ResetRequested>)> {
-    state.limiter.check(Guarded::PasswordReset, source.0)?;
+    state
+        .limiter
+        .check(Guarded::PasswordReset, source.0)
+        .await?;
     let mailer = state.mailer.clone().ok_or(Error::NotFound(
         "password reset by email: mail is not configured on this server (BERTH_SMTP_URL)",
     ))?;
@@ -124,7 +127,10 @@ pub async fn confirm(
     source: SourceAddr,
     Json(request): Json<ResetConfirm>,
 ) -> Result<StatusCode> {
-    state.limiter.check(Guarded::PasswordReset, source.0)?;
+    state
+        .limiter
+        .check(Guarded::PasswordReset, source.0)
+        .await?;
     if let Err(message) = validate::password(&request.new_password) {
         return Err(Error::invalid("new_password", message));
     }

@@ -19,7 +19,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::extract::Json;
 use crate::mail::{self, Mailer};
 use crate::state::AppState;
-use crate::{github, validate};
+use crate::{github, tenant_names, validate};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,6 +50,8 @@ pub struct RegistrationStarted {
 pub struct ConfirmRegistration {
     /// The token from the mail.
     pub token: String,
+    /// The password chosen at sign-up, typed again.
+    pub password: String,
 }
 
 /// Sign up. With mail configured (the usual case) the answer is `202` and
@@ -66,7 +68,7 @@ pub async fn register(
     source: SourceAddr,
     Json(request): Json<RegisterRequest>,
 ) -> Result<Response> {
-    state.limiter.check(Guarded::Register, source.0)?;
+    state.limiter.check(Guarded::Register, source.0).await?;
     let request = RegisterRequest {
         email: request.email.trim().to_owned(),
         ..request
@@ -92,10 +94,7 @@ pub async fn register(
 
 fn validate_request(request: &RegisterRequest) -> Result<()> {
     let checks = [
-        (
-            "username",
-            validate::dns_label(&request.username, validate::MAX_USERNAME_LEN),
-        ),
+        ("username", tenant_names::tenant_name(&request.username)),
         ("email", validate::email(&request.email)),
         ("password", validate::password(&request.password)),
     ];
@@ -172,9 +171,9 @@ async fn registered(conn: &mut sqlx::PgConnection, user: &User, source: SourceAd
     Ok(())
 }
 
-/// Finish signing up with the token from the mail: the account is made and
-/// signed in (with `X-Berth-Session: cookie`, the refresh token is in the
-/// session cookie).
+/// Finish signing up with the token from the mail and the password chosen
+/// at sign-up: the account is made and signed in (with `X-Berth-Session:
+/// cookie`, the refresh token is in the session cookie).
 #[utoipa::path(post, path = "/api/v1/auth/register/confirm", tag = "auth",
     request_body = ConfirmRegistration,
     responses((status = 201, body = TokenResponse),
@@ -189,15 +188,27 @@ pub async fn confirm(
     jar: CookieJar,
     Json(request): Json<ConfirmRegistration>,
 ) -> Result<(StatusCode, CookieJar, Json<TokenResponse>)> {
-    state.limiter.check(Guarded::Register, source.0)?;
+    state.limiter.check(Guarded::Register, source.0).await?;
+    let token = request.token.trim();
     let mut tx = state.db.begin().await?;
-    let Some(registration) = pending::consume_registration(&mut tx, request.token.trim()).await?
-    else {
+    let Some(registration) = pending::find_registration(&mut tx, token).await? else {
         return Err(Error::invalid(
             "token",
             "this confirmation link is invalid, expired or already used; sign up again",
         ));
     };
+    // Whoever signed up chose the password; whoever opens the link holds
+    // the mailbox. Both must be the same person, or someone could sign up
+    // with another's address and know the password of the account its
+    // owner then confirms. A wrong password leaves the link usable.
+    let hash = Some(registration.password_hash.clone());
+    if !password::verify(request.password, hash).await? {
+        return Err(Error::invalid(
+            "password",
+            "this is not the password chosen when signing up; if you did not sign up, ignore the mail",
+        ));
+    }
+    pending::spend_registration(&mut tx, token).await?;
     let user = auth::store::insert_user(
         &mut tx,
         &registration.username,

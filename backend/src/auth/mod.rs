@@ -4,6 +4,7 @@
 pub mod cookie;
 pub mod extractor;
 pub mod password;
+pub mod recent;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
@@ -50,13 +51,18 @@ pub struct RefreshRequest {
 
 impl RefreshRequest {
     /// The refresh token from the body, else from the session cookie.
-    fn token(&self, headers: &HeaderMap, jar: &CookieJar) -> Option<String> {
+    fn token(
+        &self,
+        settings: &ApiSettings,
+        headers: &HeaderMap,
+        jar: &CookieJar,
+    ) -> Option<String> {
         self.refresh_token
             .as_deref()
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .map(str::to_owned)
-            .or_else(|| cookie::refresh_token(headers, jar))
+            .or_else(|| cookie::refresh_token(settings, headers, jar))
     }
 }
 
@@ -125,7 +131,7 @@ pub async fn new_session(
 ) -> Result<TokenResponse> {
     let family = Uuid::now_v7();
     let ttl = state.settings.refresh_token_ttl;
-    let (_, refresh_token) = store::create_refresh_token(conn, user_id, family, ttl).await?;
+    let (_, refresh_token) = store::create_refresh_token(conn, user_id, family, ttl, None).await?;
     tokens_for(state, conn, user_id, family, refresh_token).await
 }
 
@@ -139,20 +145,25 @@ async fn login(
     jar: CookieJar,
     Json(request): Json<LoginRequest>,
 ) -> Result<(CookieJar, Json<TokenResponse>)> {
-    state.limiter.check(Guarded::Login, source.0)?;
+    state.limiter.check(Guarded::Login, source.0).await?;
     let login = request.login.trim();
+    let found = store::find_login(&state.db, login).await?;
+    // An account's username and email are one name to the backoff; other
+    // names count as typed.
+    let name = found
+        .as_ref()
+        .map_or_else(|| login.to_owned(), |account| account.username.clone());
     // Checked before the password, so a blocked name cannot be guessed at,
     // and for every name alike, so being blocked reveals no account.
-    if let Some(wait) = throttle::login_blocked(&state.db, login).await? {
+    if let Some(wait) = throttle::login_blocked(&state.db, &name).await? {
         metrics::counter!("berth_logins_total", "outcome" => "blocked").increment(1);
         return Err(Error::throttled(
             "too many failed sign-ins for this login",
             wait,
         ));
     }
-    let found = store::find_login(&state.db, login).await?;
     let (user_id, stored) = match found {
-        Some((id, hash)) => (Some(id), hash),
+        Some(account) => (Some(account.id), account.password_hash),
         None => (None, None),
     };
     let valid = password::verify(request.password, stored).await?;
@@ -174,12 +185,12 @@ async fn login(
             }
             .actor(login);
             audit::record(&mut tx, event).await?;
-            throttle::record_login_failure(&mut tx, login).await?;
+            throttle::record_login_failure(&mut tx, &name).await?;
             tx.commit().await?;
             return Err(Error::InvalidCredentials);
         }
     };
-    throttle::clear_login_failures(&mut tx, &[login]).await?;
+    throttle::clear_login_failures(&mut tx, &[&name, login]).await?;
     let tokens = new_session(&state, &mut tx, user_id).await?;
     audit::record(
         &mut tx,
@@ -200,7 +211,7 @@ async fn refresh(
     jar: CookieJar,
     Json(request): Json<RefreshRequest>,
 ) -> Result<(CookieJar, Json<TokenResponse>)> {
-    let token = request.token(&headers, &jar).ok_or(Error::Unauthorized(
+    let token = request.token(&state.settings, &headers, &jar).ok_or(Error::Unauthorized(
         "no refresh token: send it in the body, or send the session cookie with X-Berth-Session: cookie",
     ))?;
     let ttl = state.settings.refresh_token_ttl;
@@ -231,7 +242,7 @@ async fn logout(
     Json(request): Json<RefreshRequest>,
 ) -> Result<(CookieJar, StatusCode)> {
     let mut tx = state.db.begin().await?;
-    if let Some(token) = request.token(&headers, &jar) {
+    if let Some(token) = request.token(&state.settings, &headers, &jar) {
         if let Some(user_id) = store::revoke_session(&mut tx, &token).await? {
             let event = Event::new(user_id, "auth.logout", "user", user_id, source);
             audit::record(&mut tx, event).await?;

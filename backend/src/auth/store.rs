@@ -42,11 +42,19 @@ pub async fn insert_user(
     })
 }
 
-/// The id and password hash of the user whose username or email is `login`
-/// (no hash: the account signs in with GitHub only).
-pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<(Uuid, Option<String>)>> {
-    Ok(sqlx::query_as::<_, (Uuid, Option<String>)>(
-        "SELECT id, password_hash FROM users
+/// The account a login names (by username or email).
+#[derive(Debug, sqlx::FromRow)]
+pub struct Login {
+    pub id: Uuid,
+    pub username: String,
+    /// None: the account signs in with GitHub only.
+    pub password_hash: Option<String>,
+}
+
+/// The account whose username or email is `login`.
+pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<Login>> {
+    Ok(sqlx::query_as::<_, Login>(
+        "SELECT id, username, password_hash FROM users
          WHERE (username = $1 OR lower(email) = lower($1)) AND deleted_at IS NULL
          ORDER BY username = $1 DESC LIMIT 1",
     )
@@ -55,35 +63,55 @@ pub async fn find_login(db: &PgPool, login: &str) -> Result<Option<(Uuid, Option
     .await?)
 }
 
-/// The session epoch of a live (not deleted) account.
-pub async fn session_epoch(db: &PgPool, id: Uuid) -> Result<Option<i32>> {
-    Ok(sqlx::query_scalar::<_, i32>(
-        "SELECT session_epoch FROM users WHERE id = $1 AND deleted_at IS NULL",
+/// Whether `session` of user `id` is still on: the account exists, its
+/// session epoch is `epoch` (when given), and the session (a refresh token
+/// family) holds a refresh token that is neither revoked nor expired.
+/// Logout, signing a session out, a password change or reset and an
+/// account deletion each revoke the session's tokens, so this is false
+/// from the moment they commit. One indexed query, made on every request.
+pub async fn session_is_live(
+    db: &PgPool,
+    id: Uuid,
+    session: Uuid,
+    epoch: Option<i32>,
+) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, bool>(
+        "SELECT ($3::int IS NULL OR u.session_epoch = $3) AND EXISTS (
+                    SELECT 1 FROM refresh_tokens r
+                    WHERE r.family_id = $2 AND r.user_id = u.id
+                      AND r.revoked_at IS NULL AND r.expires_at > now())
+         FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL",
     )
     .bind(id)
+    .bind(session)
+    .bind(epoch)
     .fetch_optional(db)
-    .await?)
+    .await?
+    .unwrap_or(false))
 }
 
 /// Stores a new refresh token of `family` and returns it (the only time it
-/// exists in clear).
+/// exists in clear). `signed_in_at` is when the session signed in: now for
+/// a new session, carried over on a refresh.
 pub async fn create_refresh_token(
     conn: &mut PgConnection,
     user_id: Uuid,
     family_id: Uuid,
     ttl: Duration,
+    signed_in_at: Option<DateTime<Utc>>,
 ) -> Result<(Uuid, String)> {
     let id = Uuid::now_v7();
     let token = random_token();
     sqlx::query(
-        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, signed_in_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), COALESCE($6, now()))",
     )
     .bind(id)
     .bind(user_id)
     .bind(family_id)
     .bind(hash_token(&token))
     .bind(ttl.as_secs_f64())
+    .bind(signed_in_at)
     .execute(conn)
     .await?;
     Ok((id, token))
@@ -110,6 +138,7 @@ struct StoredToken {
     family_id: Uuid,
     expired: bool,
     revoked: bool,
+    signed_in_at: DateTime<Utc>,
 }
 
 /// Revokes the presented token and issues its successor in one transaction.
@@ -117,7 +146,7 @@ pub async fn rotate_refresh_token(db: &PgPool, token: &str, ttl: Duration) -> Re
     let mut tx = db.begin().await?;
     let stored = sqlx::query_as::<_, StoredToken>(
         "SELECT id, user_id, family_id, expires_at <= now() AS expired,
-                revoked_at IS NOT NULL AS revoked
+                revoked_at IS NOT NULL AS revoked, signed_in_at
          FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(hash_token(token))
@@ -136,8 +165,14 @@ pub async fn rotate_refresh_token(db: &PgPool, token: &str, ttl: Duration) -> Re
     if stored.expired {
         return Ok(Rotation::Invalid);
     }
-    let (next_id, refresh_token) =
-        create_refresh_token(&mut tx, stored.user_id, stored.family_id, ttl).await?;
+    let (next_id, refresh_token) = create_refresh_token(
+        &mut tx,
+        stored.user_id,
+        stored.family_id,
+        ttl,
+        Some(stored.signed_in_at),
+    )
+    .await?;
     sqlx::query("UPDATE refresh_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1")
         .bind(stored.id)
         .bind(next_id)

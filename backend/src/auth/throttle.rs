@@ -1,34 +1,38 @@
 //! Slowing down guessing and flooding on the endpoints anyone can call:
 //!
-//! * a rate limit per client address on login, register and password reset
-//!   (in memory, per backend process: `BERTH_AUTH_RATE_LIMIT` a minute);
+//! * a rate limit per client on login, register and password reset
+//!   (`BERTH_AUTH_RATE_LIMIT` a minute), kept in PostgreSQL so that every
+//!   backend replica spends from the same budget. A client is its IPv4
+//!   address, or its IPv6 /64 (one subscriber usually holds a whole /64,
+//!   and could otherwise rotate through it for fresh budgets);
 //! * a backoff per login name after repeated failed sign-ins, kept in
-//!   PostgreSQL so every backend process sees it. It counts names as typed,
-//!   known or not, so being blocked says nothing about whether an account
-//!   exists. The `FREE_FAILURES`-th failure in a day blocks the name for
-//!   `FIRST_BLOCK`, each further one doubles that, up to `MAX_BLOCK`; a
-//!   success clears it.
+//!   PostgreSQL too. A name that belongs to an account counts as that
+//!   account (its username and its email are one name, so they do not get
+//!   two budgets); any other name counts as typed, known or not, so being
+//!   blocked says nothing about whether an account exists. The
+//!   `FREE_FAILURES`-th failure in a day blocks the name for `FIRST_BLOCK`,
+//!   each further one doubles that, up to `MAX_BLOCK`; a success clears it.
 //!
 //! The backoff trades a little availability (someone can keep a known login
 //! blocked for up to `MAX_BLOCK` at a time) for a hard cap on guesses: about
-//! a hundred a day per login name, whatever the number of attacking
-//! addresses.
+//! a hundred a day per account, whatever the number of attacking
+//! addresses. Counting an account's two names as one also means that
+//! blocking one blocks the other, which tells someone who already guessed
+//! both that they belong together; the audit log shows the account's owner
+//! every failed attempt.
 
 use crate::error::{Error, Result};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::{PgConnection, PgPool};
-use std::net::{IpAddr, Ipv4Addr};
-use std::num::NonZeroU32;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 pub const FREE_FAILURES: i32 = 5;
 pub const FIRST_BLOCK: Duration = Duration::from_secs(30);
 pub const MAX_BLOCK: Duration = Duration::from_secs(15 * 60);
-/// Failures older than this are forgotten.
-const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Failures older than this are forgotten (and pruned by the reaper).
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// The public endpoints with their own budget per address.
+/// The public endpoints with their own budget per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Guarded {
     Login,
@@ -36,36 +40,96 @@ pub enum Guarded {
     PasswordReset,
 }
 
-/// Governor's state grows with the addresses seen; past this many keys the
-/// ones whose budget is full again are dropped.
-const RETAIN_ABOVE: usize = 10_000;
+impl Guarded {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Register => "register",
+            Self::PasswordReset => "password_reset",
+        }
+    }
+}
 
+/// The window a budget refills over.
+const PERIOD: Duration = Duration::from_secs(60);
+
+/// `per_minute` requests a minute per client and endpoint, all of which
+/// may come at once: the GCRA (as `governor` does it), with each client's
+/// theoretical arrival time in the `auth_rate_limits` table. Spending is
+/// one statement, atomic under the row's lock, so replicas cannot both
+/// spend the last request.
 pub struct AuthLimiter {
-    limiter: DefaultKeyedRateLimiter<(Guarded, IpAddr)>,
+    db: PgPool,
+    per_minute: u32,
 }
 
 impl AuthLimiter {
-    /// `per_minute` requests a minute per address and endpoint, all of
-    /// which may come at once.
-    pub fn new(per_minute: u32) -> Self {
-        let per_minute = NonZeroU32::new(per_minute.max(1)).expect("at least 1");
+    pub fn new(db: PgPool, per_minute: u32) -> Self {
         Self {
-            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            db,
+            per_minute: per_minute.max(1),
         }
     }
 
-    /// Spends one request of the address's budget; refused with the time to
+    /// Spends one request of the client's budget; refused with the time to
     /// wait when it is spent. Requests without a known address share one.
-    pub fn check(&self, route: Guarded, addr: Option<IpAddr>) -> Result<()> {
-        if self.limiter.len() > RETAIN_ABOVE {
-            self.limiter.retain_recent();
+    pub async fn check(&self, route: Guarded, addr: Option<IpAddr>) -> Result<()> {
+        let interval = PERIOD.as_secs_f64() / f64::from(self.per_minute);
+        let client = client_key(addr);
+        let spent: bool = sqlx::query_scalar(
+            "WITH spent AS (
+                INSERT INTO auth_rate_limits AS l (route, client, tat)
+                VALUES ($1, $2, now() + make_interval(secs => $3))
+                ON CONFLICT (route, client) DO UPDATE
+                    SET tat = GREATEST(l.tat, now()) + make_interval(secs => $3)
+                    WHERE GREATEST(l.tat, now()) <= now() + make_interval(secs => $4 - $3)
+                RETURNING 1)
+             SELECT EXISTS (SELECT 1 FROM spent)",
+        )
+        .bind(route.as_str())
+        .bind(&client)
+        .bind(interval)
+        .bind(PERIOD.as_secs_f64())
+        .fetch_one(&self.db)
+        .await?;
+        if spent {
+            return Ok(());
         }
-        let addr = addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        self.limiter.check_key(&(route, addr)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            metrics::counter!("berth_auth_rate_limited_total").increment(1);
-            Error::throttled("too many requests from this address", wait)
-        })
+        // The next request fits once the arrival time is a period (less one
+        // interval) away.
+        let wait: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM tat - now())::float8 - ($3 - $4)
+             FROM auth_rate_limits WHERE route = $1 AND client = $2",
+        )
+        .bind(route.as_str())
+        .bind(&client)
+        .bind(PERIOD.as_secs_f64())
+        .bind(interval)
+        .fetch_optional(&self.db)
+        .await?;
+        metrics::counter!("berth_auth_rate_limited_total").increment(1);
+        let wait = Duration::from_secs_f64(wait.unwrap_or(interval).max(0.0));
+        Err(Error::throttled(
+            "too many requests from this address",
+            wait,
+        ))
+    }
+}
+
+/// Whom a budget belongs to: an IPv4 address (also when it comes mapped
+/// into IPv6), an IPv6 /64, or `unknown`.
+pub fn client_key(addr: Option<IpAddr>) -> String {
+    let addr = addr.map(|addr| match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    });
+    match addr {
+        None => "unknown".into(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let network = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+            format!("{network}/64")
+        }
     }
 }
 
@@ -148,16 +212,15 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_limit_is_per_address_and_endpoint() {
-        let limiter = AuthLimiter::new(2);
-        let a = Some("192.0.2.1".parse().unwrap());
-        let b = Some("192.0.2.2".parse().unwrap());
-        assert!(limiter.check(Guarded::Login, a).is_ok());
-        assert!(limiter.check(Guarded::Login, a).is_ok());
-        let refused = limiter.check(Guarded::Login, a).unwrap_err();
-        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
-        assert!(limiter.check(Guarded::Login, b).is_ok());
-        assert!(limiter.check(Guarded::Register, a).is_ok());
+    fn clients_are_ipv4_addresses_or_ipv6_64s() {
+        let key = |addr: &str| client_key(Some(addr.parse().unwrap()));
+        assert_eq!(key("192.0.2.1"), "192.0.2.1");
+        assert_eq!(key("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(key("2001:db8::1"), "2001:db8::/64");
+        assert_eq!(key("2001:db8::2"), key("2001:db8::1"));
+        assert_eq!(key("2001:db8:0:0:ffff:ffff:ffff:ffff"), "2001:db8::/64");
+        assert_ne!(key("2001:db8:0:1::1"), key("2001:db8::1"));
+        assert_eq!(client_key(None), "unknown");
     }
 
     #[test]

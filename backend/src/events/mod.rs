@@ -12,6 +12,7 @@
 use crate::auth::CurrentUser;
 use crate::error::Result;
 use crate::extract::Query;
+use crate::session_ends::SessionWatch;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -143,7 +144,9 @@ pub struct EventsQuery {
 
 /// Your deployments' state changes as they happen (server-sent events).
 /// `deployment` events carry `DeploymentEvent`; `resync` means some may
-/// have been missed: reload. Authenticate with a bearer token or `?ticket=`.
+/// have been missed: reload; `session-ended` (then the stream ends) means
+/// the session that opened it ended: sign in again. Authenticate with a
+/// bearer token or `?ticket=`.
 #[utoipa::path(get, path = "/api/v1/events", tag = "deployments", params(EventsQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", body = DeploymentEvent),
@@ -154,39 +157,60 @@ pub async fn stream(
     Query(query): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let user = crate::log_api::ws::authenticate(&state, &headers, query.ticket.as_deref()).await?;
-    let receiver = state.events.subscribe();
-    let shutdown = state.shutdown.clone();
-    Ok(Sse::new(events_for(user, receiver, shutdown)).keep_alive(KeepAlive::default()))
+    let open = Open {
+        receiver: state.events.subscribe(),
+        shutdown: state.shutdown.clone(),
+        session: user.watch_session(&state),
+    };
+    Ok(Sse::new(events_for(user, open)).keep_alive(KeepAlive::default()))
+}
+
+/// An open stream: what it reads, and what ends it.
+struct Open {
+    receiver: broadcast::Receiver<Announcement>,
+    shutdown: CancellationToken,
+    session: SessionWatch,
 }
 
 fn events_for(
     user: CurrentUser,
-    receiver: broadcast::Receiver<Announcement>,
-    shutdown: CancellationToken,
+    open: Open,
 ) -> impl Stream<Item = std::result::Result<Event, Infallible>> {
-    futures::stream::unfold(
-        (receiver, shutdown),
-        move |(mut receiver, shutdown)| async move {
-            loop {
-                let received = tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    received = receiver.recv() => received,
-                };
-                let event = match received {
-                    Ok(Announcement::Deployment(event)) if event.owner_id == Some(user.id) => {
-                        Event::default()
-                            .event("deployment")
-                            .json_data(&event)
-                            .expect("events serialize")
-                    }
-                    Ok(Announcement::Deployment(_)) => continue,
-                    Ok(Announcement::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        Event::default().event("resync").data("{}")
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                };
-                return Some((Ok(event), (receiver, shutdown)));
-            }
-        },
-    )
+    futures::stream::unfold(Some(open), move |open| async move {
+        let Open {
+            mut receiver,
+            shutdown,
+            session,
+        } = open?;
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = session.ended() => {
+                    tracing::info!(user_id = %user.id, "event stream ended: its session ended");
+                    let event = Event::default().event("session-ended").data("{}");
+                    return Some((Ok(event), None));
+                }
+                received = receiver.recv() => received,
+            };
+            let event = match received {
+                Ok(Announcement::Deployment(event)) if event.owner_id == Some(user.id) => {
+                    Event::default()
+                        .event("deployment")
+                        .json_data(&event)
+                        .expect("events serialize")
+                }
+                Ok(Announcement::Deployment(_)) => continue,
+                Ok(Announcement::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Event::default().event("resync").data("{}")
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let open = Open {
+                receiver,
+                shutdown,
+                session,
+            };
+            return Some((Ok(event), Some(open)));
+        }
+    })
 }

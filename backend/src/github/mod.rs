@@ -1,11 +1,14 @@
-//! GitHub accounts: sign-in with GitHub (`oauth`), the linked account and
-//! its sealed token (`store`), the user's repositories and branches
-//! (`repos`), and the token a private repository's build clones with
-//! (`clone_token`). The HTTP client is `webhooks::github::ReqwestGitHub`,
-//! extended here (`client`).
+//! GitHub accounts: sign-in with GitHub (`oauth`; the account a first
+//! sign-in makes, `new_user`), linking GitHub to a signed-in account
+//! (`linking`), the linked account and its sealed token (`store`), the
+//! user's repositories and branches (`repos`), and the token a private
+//! repository's build clones with (`clone_token`). The HTTP client is
+//! `webhooks::github::ReqwestGitHub`, extended here (`client`).
 
 pub mod client;
 pub mod link;
+pub mod linking;
+pub mod new_user;
 pub mod oauth;
 pub mod repos;
 pub mod store;
@@ -13,7 +16,7 @@ pub mod types;
 
 use crate::error::Result;
 use crate::state::AppState;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use berth_proto::Sealed;
 use sqlx::PgConnection;
@@ -23,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/github/start", get(oauth::start))
         .route("/auth/github/callback", get(oauth::callback))
+        .route("/auth/github/link", post(linking::link))
         .route("/github/repos", get(repos::list_repos))
         .route(
             "/github/repos/{owner}/{repo}/branches",

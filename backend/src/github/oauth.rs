@@ -1,27 +1,36 @@
 //! GitHub sign-in: the OAuth authorization-code flow with `state` and PKCE
 //! (S256). `start` answers the URL to send the browser to; GitHub sends it
-//! back to `callback`, which signs the GitHub account's berth user in,
-//! creates one, or links GitHub to the signed-in user who started.
+//! back to `callback`, which signs the GitHub account's berth user in or
+//! creates one. Linking GitHub to a signed-in account starts elsewhere
+//! (`linking`) and ends here too.
+//!
+//! The `state` alone would be a bearer secret: whoever holds it could
+//! finish the flow in their own browser, or send the callback link to
+//! someone else's ("login CSRF": the victim ends up signed in to the
+//! sender's account). So the flow is bound to the browser that started it:
+//! `start` gives it a cookie holding a random nonce (HttpOnly,
+//! SameSite=Lax, so the top-level return from GitHub carries it; `__Host-`
+//! prefixed over https), the state's row keeps the nonce's SHA-256, and the
+//! callback wants the cookie back before it asks GitHub anything.
 
-use super::store::{self, Account};
-use super::types::{GitHubUser, OAuthApp};
+use super::new_user::create_user;
+use super::store::{self, Account, NewState, PendingSignIn};
+use super::types::{GitHubUser, OAuthApp, OAuthToken};
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::tokens::random_token;
-use crate::auth::{self, cookie, CurrentUser, TokenResponse};
+use crate::auth::{self, cookie, TokenResponse};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Query};
-use crate::state::AppState;
-use crate::validate;
+use crate::state::{ApiSettings, AppState};
 use crate::webhooks::github::GitHubError;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::cookie::CookieJar;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -29,6 +38,9 @@ use uuid::Uuid;
 /// (`repo_deployment`, `repo:status`) on them.
 pub const SCOPES: &str = "repo read:user user:email";
 const CALLBACK_PATH: &str = "/api/v1/auth/github/callback";
+/// The cookie binding a flow to its browser (`__Host-berth_oauth` over https).
+pub const FLOW_COOKIE: &str = "berth_oauth";
+const FLOW_COOKIE_PATH: &str = "/api/v1/auth/github";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StartResponse {
@@ -53,7 +65,7 @@ pub struct CallbackQuery {
 }
 
 /// The OAuth app and the callback URL, or "not configured".
-fn configured(state: &AppState) -> Result<(&OAuthApp, String)> {
+pub(super) fn configured(state: &AppState) -> Result<(&OAuthApp, String)> {
     let not_configured = Error::NotFound("GitHub sign-in: it is not configured on this server");
     let app = state.github.oauth_app().ok_or(not_configured)?;
     let public = state.settings.public_url.as_deref().ok_or(Error::NotFound(
@@ -66,24 +78,41 @@ pub fn challenge(verifier: &str) -> String {
     B64URL.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Start signing in with GitHub. With an access token, the flow links
-/// GitHub to that account instead. Answers JSON (not a redirect) so that a
-/// web UI can send its bearer token and then navigate to `url`.
-#[utoipa::path(get, path = "/api/v1/auth/github/start", tag = "auth", params(StartQuery),
-    security((), ("bearer" = [])),
-    responses((status = 200, body = StartResponse), (status = 404, body = crate::error::Problem)))]
-pub async fn start(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<StartQuery>,
-) -> Result<Json<StartResponse>> {
-    let link = CurrentUser::from_headers(&headers, &state).await?;
-    let (app, redirect_uri) = configured(&state)?;
+fn flow_cookie(settings: &ApiSettings, nonce: String) -> Cookie<'static> {
+    let mut cookie = cookie::scoped(
+        settings,
+        FLOW_COOKIE,
+        FLOW_COOKIE_PATH,
+        SameSite::Lax,
+        nonce,
+    );
+    cookie.set_max_age(::cookie::time::Duration::seconds(
+        store::STATE_TTL.as_secs() as i64,
+    ));
+    cookie
+}
+
+/// Starts a flow (a sign-in, or a link for `link_user_id`): stores its
+/// state, gives the browser its nonce cookie, and answers the authorize URL.
+pub(super) async fn begin(
+    state: &AppState,
+    jar: CookieJar,
+    link_user_id: Option<Uuid>,
+    browser: bool,
+) -> Result<(CookieJar, Json<StartResponse>)> {
+    let (app, redirect_uri) = configured(state)?;
     let oauth_state = random_token();
+    let nonce = random_token();
     let verifier = random_token();
     let sealed = state.key.seal(verifier.as_bytes());
-    let link = link.map(|user| user.id);
-    store::insert_state(&state.db, &oauth_state, &sealed, link, query.browser).await?;
+    let new = NewState {
+        state: &oauth_state,
+        nonce: &nonce,
+        verifier: &sealed,
+        link_user_id,
+        browser,
+    };
+    store::insert_state(&state.db, new).await?;
     let mut url = url::Url::parse(&format!("{}/login/oauth/authorize", app.web_url))
         .map_err(|e| Error::internal(format!("BERTH_GITHUB_URL: {e}")))?;
     url.query_pairs_mut()
@@ -93,17 +122,50 @@ pub async fn start(
         .append_pair("state", &oauth_state)
         .append_pair("code_challenge", &challenge(&verifier))
         .append_pair("code_challenge_method", "S256");
-    Ok(Json(StartResponse { url: url.into() }))
+    let jar = jar.add(flow_cookie(&state.settings, nonce));
+    Ok((jar, Json(StartResponse { url: url.into() })))
+}
+
+/// Start signing in with GitHub. Answers JSON (not a redirect) so that a
+/// web UI can navigate to `url` itself; the answer also sets the cookie
+/// the callback needs, so the callback must come back to the same browser
+/// (or HTTP client, with its cookies). To link GitHub to a signed-in
+/// account, use `POST /auth/github/link`.
+#[utoipa::path(get, path = "/api/v1/auth/github/start", tag = "auth", params(StartQuery),
+    responses((status = 200, body = StartResponse,
+               description = "sets the `berth_oauth` cookie (`__Host-berth_oauth` over https)"),
+              (status = 400, body = crate::error::Problem,
+               description = "sent with an access token: linking is POST /auth/github/link"),
+              (status = 404, body = crate::error::Problem)))]
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(query): Query<StartQuery>,
+) -> Result<(CookieJar, Json<StartResponse>)> {
+    if auth::extractor::bearer_token(&headers)?.is_some() {
+        return Err(Error::BadRequest(
+            "this starts a sign-in; to link GitHub to your account, use \
+             POST /api/v1/auth/github/link (it asks for your password)"
+                .into(),
+        ));
+    }
+    begin(&state, jar, None, query.browser).await
 }
 
 /// GitHub sends the browser back here. The state must be one berth made,
-/// unexpired and unused. Answers the same tokens as a login; for a sign-in
-/// the web UI started (`browser=true`), sets the session cookie and
-/// redirects to the UI, or to `/sign-in?error=...` when it failed.
+/// unexpired and unused, and the browser must hold the cookie its start
+/// set. A sign-in answers the same tokens as a login; one the web UI
+/// started (`browser=true`) sets the session cookie and redirects to the
+/// UI, or to `/sign-in?error=...` when it failed. A link issues no session:
+/// it answers `{github_login}`, or redirects to `/account?github=linked`
+/// (or `/account?github_error=...`).
 #[utoipa::path(get, path = "/api/v1/auth/github/callback", tag = "auth", params(CallbackQuery),
-    responses((status = 200, body = TokenResponse),
-              (status = 303, description = "a browser sign-in: to the web UI"),
-              (status = 400, body = crate::error::Problem),
+    responses((status = 200, body = TokenResponse,
+               description = "a sign-in: its tokens (a link answers `LinkedResponse`)"),
+              (status = 303, description = "a flow the web UI started: back to the UI"),
+              (status = 400, body = crate::error::Problem,
+               description = "unknown, expired or used state, or not the browser that started"),
               (status = 409, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
 pub async fn callback(
     State(state): State<AppState>,
@@ -121,11 +183,27 @@ pub async fn callback(
     let pending = store::consume_state(&state.db, oauth_state)
         .await?
         .ok_or_else(bad_state)?;
+    let nonce = cookie::scoped_value(&state.settings, &jar, FLOW_COOKIE);
+    if !pending.started_with(nonce.as_deref()) {
+        tracing::warn!(
+            link = pending.link_user_id.is_some(),
+            "a GitHub callback came without the cookie of the browser that started it"
+        );
+        return Err(Error::BadRequest(
+            "this GitHub sign-in was started in another browser (or its cookie is gone); \
+             start again from berth"
+                .into(),
+        ));
+    }
+    let jar = jar.remove(flow_cookie(&state.settings, String::new()));
+    if let Some(user_id) = pending.link_user_id {
+        return super::linking::finish(&state, source, &query, &pending, user_id, jar).await;
+    }
     let browser = pending.browser;
-    let signed_in = sign_in(&state, source, &query, pending, &redirect_uri).await;
+    let signed_in = sign_in(&state, source, &query, &pending, &redirect_uri).await;
     let ui = state.settings.public_url.as_deref().unwrap_or("");
     match (signed_in, browser) {
-        (Ok(tokens), false) => Ok(Json(tokens).into_response()),
+        (Ok(tokens), false) => Ok((jar, Json(tokens)).into_response()),
         (Ok(tokens), true) => {
             let token = tokens.refresh_token.unwrap_or_default();
             let jar = cookie::with_session(jar, &state.settings, token);
@@ -133,22 +211,23 @@ pub async fn callback(
         }
         (Err(error), false) => Err(error),
         (Err(error), true) => {
-            let detail: String =
-                url::form_urlencoded::byte_serialize(error.to_problem().detail.as_bytes())
-                    .collect();
-            Ok(Redirect::to(&format!("{ui}/sign-in?error={detail}")).into_response())
+            let detail = url_encoded(&error.to_problem().detail);
+            Ok((jar, Redirect::to(&format!("{ui}/sign-in?error={detail}"))).into_response())
         }
     }
 }
 
-/// Trades the code for a token and signs the GitHub account's user in.
-async fn sign_in(
+pub(super) fn url_encoded(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Trades the code for a token and reads whose it is.
+pub(super) async fn authorized(
     state: &AppState,
-    source: SourceAddr,
     query: &CallbackQuery,
-    pending: store::PendingSignIn,
+    pending: &PendingSignIn,
     redirect_uri: &str,
-) -> Result<TokenResponse> {
+) -> Result<(GitHubUser, OAuthToken)> {
     if query.error.is_some() {
         return Err(Error::BadRequest(
             "GitHub sign-in was refused or cancelled".into(),
@@ -170,23 +249,23 @@ async fn sign_in(
         .user(&token.access_token)
         .await
         .map_err(github_problem)?;
-    let sealed = state.key.seal(token.access_token.as_bytes());
+    Ok((github_user, token))
+}
 
+/// Signs the GitHub account's user in (making one on the first sign-in).
+async fn sign_in(
+    state: &AppState,
+    source: SourceAddr,
+    query: &CallbackQuery,
+    pending: &PendingSignIn,
+    redirect_uri: &str,
+) -> Result<TokenResponse> {
+    let (github_user, token) = authorized(state, query, pending, redirect_uri).await?;
+    let sealed = state.key.seal(token.access_token.as_bytes());
     let mut tx = state.db.begin().await?;
-    let owner = store::user_of(&mut tx, github_user.id).await?;
-    let (user_id, action, created) = match (pending.link_user_id, owner) {
-        (Some(link), Some(owner)) if owner != link => {
-            return Err(Error::Conflict(
-                "this GitHub account is linked to another berth account".into(),
-            ))
-        }
-        (Some(link), _) => (link, "auth.github_linked", false),
-        (None, Some(owner)) => (owner, "auth.github_login", false),
-        (None, None) => (
-            create_user(&mut tx, &github_user).await?,
-            "auth.github_login",
-            true,
-        ),
+    let (user_id, created) = match store::user_of(&mut tx, github_user.id).await? {
+        Some(owner) => (owner, false),
+        None => (create_user(&mut tx, &github_user).await?, true),
     };
     let account = Account {
         user_id,
@@ -198,14 +277,14 @@ async fn sign_in(
     store::upsert_account(&mut tx, account).await?;
     let tokens = auth::new_session(state, &mut tx, user_id).await?;
     let details = serde_json::json!({"github_login": github_user.login, "created": created});
-    let event = Event::new(user_id, action, "user", user_id, source).details(details);
+    let event = Event::new(user_id, "auth.github_login", "user", user_id, source).details(details);
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
-    tracing::info!(%user_id, github_login = %github_user.login, action, created, "signed in with GitHub");
+    tracing::info!(%user_id, github_login = %github_user.login, created, "signed in with GitHub");
     Ok(tokens)
 }
 
-fn github_problem(error: GitHubError) -> Error {
+pub(super) fn github_problem(error: GitHubError) -> Error {
     match error {
         GitHubError::Unavailable(reason) => Error::Unavailable(reason),
         GitHubError::NotConfigured => {
@@ -215,70 +294,9 @@ fn github_problem(error: GitHubError) -> Error {
     }
 }
 
-/// A new password-less user named after the GitHub login.
-async fn create_user(conn: &mut PgConnection, github: &GitHubUser) -> Result<Uuid> {
-    let email = github
-        .email
-        .clone()
-        .unwrap_or_else(|| format!("{}+{}@users.noreply.github.com", github.id, github.login));
-    let base = username_base(&github.login);
-    let mut username = base.clone();
-    for n in 2.. {
-        if !store::username_taken(conn, &username).await? {
-            break;
-        }
-        let suffix = format!("-{n}");
-        let keep = validate::MAX_USERNAME_LEN - suffix.len();
-        username = format!(
-            "{}{suffix}",
-            base[..base.len().min(keep)].trim_end_matches('-')
-        );
-    }
-    let user = auth::store::insert_user(conn, &username, &email, None)
-        .await
-        .map_err(|error| match error {
-            Error::Conflict(_) | Error::Taken(_) => Error::Conflict(
-                "a berth account already uses this GitHub account's email; sign in to it and link GitHub"
-                    .into(),
-            ),
-            other => other,
-        })?;
-    Ok(user.id)
-}
-
-/// A DNS-1123 label from a GitHub login (`Octo_Cat` → `octo-cat`).
-pub fn username_base(login: &str) -> String {
-    let mapped: String = login
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9') => c,
-            _ => '-',
-        })
-        .collect();
-    let mut label = mapped.trim_matches('-').to_owned();
-    label.truncate(validate::MAX_USERNAME_LEN);
-    let label = label.trim_end_matches('-').to_owned();
-    if validate::dns_label(&label, validate::MAX_USERNAME_LEN).is_ok() {
-        label
-    } else {
-        "github-user".into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn usernames_are_dns_labels() {
-        assert_eq!(username_base("Codertocat"), "codertocat");
-        assert_eq!(username_base("Octo_Cat-"), "octo-cat");
-        assert_eq!(username_base("---"), "github-user");
-        assert_eq!(
-            username_base(&"a".repeat(60)).len(),
-            validate::MAX_USERNAME_LEN
-        );
-    }
 
     #[test]
     fn the_challenge_is_the_verifiers_sha256_in_base64url() {
@@ -287,5 +305,27 @@ mod tests {
             challenge("dBjftJeZ4CVP-mJ92K9ekaWNmO6xdbZ5F1gUg9nYpR0"),
             "O3Y7VaMzP5MlwZuD6eeYgo3WWGAoz35-3EBOCHofB64"
         );
+    }
+
+    #[test]
+    fn the_flow_cookie_is_lax_http_only_and_host_prefixed_over_https() {
+        let https = ApiSettings {
+            public_url: Some("https://berth.example.com".into()),
+            ..ApiSettings::default()
+        };
+        let set = format!("{};", flow_cookie(&https, "n0nce".into()));
+        for part in [
+            "__Host-berth_oauth=n0nce;",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/;",
+            "Max-Age=600",
+        ] {
+            assert!(set.contains(part), "{part} in {set}");
+        }
+        let plain = flow_cookie(&ApiSettings::default(), "n".into()).to_string();
+        assert!(plain.starts_with("berth_oauth=n;"), "{plain}");
+        assert!(plain.contains("Path=/api/v1/auth/github"), "{plain}");
     }
 }

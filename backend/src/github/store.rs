@@ -11,59 +11,95 @@ use uuid::Uuid;
 /// How long a started sign-in may take.
 pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
 
-pub async fn insert_state(
-    db: &PgPool,
-    state: &str,
-    verifier: &Sealed,
-    link_user_id: Option<Uuid>,
-    browser: bool,
-) -> Result<()> {
-    let mut tx = db.begin().await?;
-    // Abandoned sign-ins go away with the next one.
-    sqlx::query("DELETE FROM oauth_states WHERE expires_at < now()")
-        .execute(&mut *tx)
-        .await?;
+/// A sign-in (or link) being started.
+pub struct NewState<'a> {
+    /// The `state` sent to GitHub and back.
+    pub state: &'a str,
+    /// The nonce in the starting browser's cookie.
+    pub nonce: &'a str,
+    pub verifier: &'a Sealed,
+    pub link_user_id: Option<Uuid>,
+    pub browser: bool,
+}
+
+/// Stores a started sign-in: the state and the browser's nonce as their
+/// SHA-256, the PKCE verifier sealed. Expired ones are pruned by the
+/// reaper (anyone can start sign-ins).
+pub async fn insert_state(db: &PgPool, new: NewState<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO oauth_states (state_hash, pkce_verifier_sealed, link_user_id, expires_at,
-                                   browser)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5)",
+        "INSERT INTO oauth_states (state_hash, nonce_hash, pkce_verifier_sealed, link_user_id,
+                                   expires_at, browser)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6)",
     )
-    .bind(hash_token(state))
-    .bind(SqlJson(verifier))
-    .bind(link_user_id)
+    .bind(hash_token(new.state))
+    .bind(hash_token(new.nonce))
+    .bind(SqlJson(new.verifier))
+    .bind(new.link_user_id)
     .bind(STATE_TTL.as_secs_f64())
-    .bind(browser)
-    .execute(&mut *tx)
+    .bind(new.browser)
+    .execute(db)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
 /// A started sign-in, consumed.
 pub struct PendingSignIn {
     pub verifier: Sealed,
+    /// The SHA-256 of the nonce the starting browser holds.
+    pub nonce_hash: Vec<u8>,
     pub link_user_id: Option<Uuid>,
-    /// Started by the web UI: finish with a redirect and the session cookie.
+    /// Started by the web UI: finish with a redirect (and for a sign-in,
+    /// the session cookie).
     pub browser: bool,
+}
+
+impl PendingSignIn {
+    /// Whether `nonce` (from the callback's cookie) is the one the starting
+    /// browser was given; compared without an early exit.
+    pub fn started_with(&self, nonce: Option<&str>) -> bool {
+        let Some(nonce) = nonce else {
+            return false;
+        };
+        let given = hash_token(nonce);
+        given.len() == self.nonce_hash.len()
+            && given
+                .iter()
+                .zip(&self.nonce_hash)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
 }
 
 /// Deletes the state and returns its sign-in if it had not expired: a
 /// state works once, whatever happens next.
 pub async fn consume_state(db: &PgPool, state: &str) -> Result<Option<PendingSignIn>> {
-    let row = sqlx::query_as::<_, (SqlJson<Sealed>, Option<Uuid>, bool, bool)>(
+    let row = sqlx::query_as::<_, (SqlJson<Sealed>, Vec<u8>, Option<Uuid>, bool, bool)>(
         "DELETE FROM oauth_states WHERE state_hash = $1
-         RETURNING pkce_verifier_sealed, link_user_id, browser, expires_at > now()",
+         RETURNING pkce_verifier_sealed, nonce_hash, link_user_id, browser, expires_at > now()",
     )
     .bind(hash_token(state))
     .fetch_optional(db)
     .await?;
-    Ok(row.and_then(|(verifier, link_user_id, browser, live)| {
-        live.then_some(PendingSignIn {
-            verifier: verifier.0,
-            link_user_id,
-            browser,
-        })
-    }))
+    Ok(
+        row.and_then(|(verifier, nonce_hash, link_user_id, browser, live)| {
+            live.then_some(PendingSignIn {
+                verifier: verifier.0,
+                nonce_hash,
+                link_user_id,
+                browser,
+            })
+        }),
+    )
+}
+
+/// The GitHub login linked to the user, if any.
+pub async fn linked_login(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<(i64, String)>> {
+    Ok(sqlx::query_as::<_, (i64, String)>(
+        "SELECT github_id, login FROM github_accounts WHERE user_id = $1 FOR UPDATE",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// The berth user a GitHub account is linked to.

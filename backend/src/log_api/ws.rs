@@ -1,11 +1,15 @@
 //! The log WebSocket: each entry is one JSON text frame, history first, then
-//! live. The server pings periodically and closes with a reason on error.
+//! live. The server pings periodically and closes with a reason on error,
+//! and with `4401` when the session that opened it ends (logout, signed
+//! out, password change, account deletion): logs often hold secrets, and a
+//! socket must not outlive the sign-in it was opened with.
 
 use super::{owned_app, tickets, LogQuery};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Path, Query};
 use crate::logs::{LogReader, StartAt};
+use crate::session_ends::SessionWatch;
 use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -20,6 +24,9 @@ use uuid::Uuid;
 
 /// Clients only send control frames; anything larger is refused.
 const MAX_CLIENT_MESSAGE: usize = 4096;
+/// The close code for "your session ended; sign in again" (4000-4999 are
+/// the application's; 4401 echoes HTTP 401).
+pub const CLOSE_SESSION_ENDED: u16 = 4401;
 
 /// Follow the app's log over a WebSocket (history from `from`/`since`, then live).
 #[utoipa::path(get, path = "/api/v1/apps/{id}/logs/ws", tag = "logs",
@@ -54,14 +61,19 @@ pub async fn follow_logs(
             state.settings.max_sockets_per_user
         ))
     })?;
-    let reader = state.logs.clone();
-    let ping = state.settings.websocket_ping;
-    let shutdown = state.shutdown.clone();
+    let stream = Stream {
+        reader: state.logs.clone(),
+        app_id,
+        start,
+        ping: state.settings.websocket_ping,
+        shutdown: state.shutdown.clone(),
+        session: user.watch_session(&state),
+    };
     tracing::info!(%app_id, user_id = %user.id, ?start, "log socket opened");
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            pump(socket, reader, app_id, start, ping, shutdown).await;
+            pump(socket, stream).await;
             drop(guard);
             tracing::info!(%app_id, "log socket closed");
         }))
@@ -112,22 +124,50 @@ pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((host, origin_host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(&b))
 }
 
+/// How long a closing socket waits for the client's Close.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
 async fn close(mut socket: WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    // Finish the closing handshake: read (and drop) what the client still
+    // sends (a pong, say) until its Close. Dropping a connection with
+    // unread data resets it, and the client may then lose the close frame
+    // and its reason.
+    let handshake = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, handshake).await;
 }
 
-async fn pump(
-    mut socket: WebSocket,
+/// What one socket streams, and what stops it.
+struct Stream {
     reader: Arc<dyn LogReader>,
     app_id: Uuid,
     start: StartAt,
     ping: Duration,
     shutdown: CancellationToken,
-) {
+    session: SessionWatch,
+}
+
+async fn pump(mut socket: WebSocket, stream: Stream) {
+    let Stream {
+        reader,
+        app_id,
+        start,
+        ping,
+        shutdown,
+        session,
+    } = stream;
     let mut entries = match reader.follow(app_id, start).await {
         Ok(entries) => entries,
         Err(error) => {
@@ -140,6 +180,10 @@ async fn pump(
         tokio::select! {
             _ = shutdown.cancelled() => {
                 return close(socket, close_code::AWAY, "the server is shutting down").await;
+            }
+            _ = session.ended() => {
+                tracing::info!(%app_id, "log socket closed: its session ended");
+                return close(socket, CLOSE_SESSION_ENDED, "the session has ended; sign in again").await;
             }
             entry = entries.recv() => match entry {
                 Some(Ok(entry)) => {

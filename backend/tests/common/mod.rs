@@ -263,7 +263,7 @@ impl TestApp {
             .await;
         assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
         let mail = mailbox::wait_for_message(email, 1).await;
-        let body = json!({"token": mailbox::token_in(&mail)});
+        let body = json!({"token": mailbox::token_in(&mail), "password": "correct horse battery"});
         let response = self
             .call(
                 Method::POST,

@@ -213,13 +213,35 @@ describe("sign-up", () => {
 
   it("confirms with the cookie session and is signed in", async () => {
     const backend = answering(201, { access_token: "new-account", token_type: "Bearer", expires_in: 900 });
-    await backend.client.confirmRegistration("tok");
+    await backend.client.confirmRegistration("tok", "a long password");
     expect(backend.client.signedIn).toBe(true);
     const [call] = backend.calls;
     expect(call.url).toMatch(/\/api\/v1\/auth\/register\/confirm$/);
-    expect(call.body).toEqual({ token: "tok" });
+    expect(call.body).toEqual({ token: "tok", password: "a long password" });
     expect(call.headers["X-Berth-Session"]).toBe("cookie");
     expect(call.credentials).toBe("same-origin");
+  });
+});
+
+describe("linking GitHub", () => {
+  it("posts the password and asks for the browser's flow", async () => {
+    const calls: Call[] = [];
+    const fetch = vi.fn<FetchLike>(async (url, init = {}) => {
+      calls.push({
+        url,
+        method: init.method ?? "GET",
+        headers: (init.headers ?? {}) as Record<string, string>,
+        body: init.body ? JSON.parse(init.body as string) : undefined,
+      });
+      return json(200, { url: "https://github.example/login/oauth/authorize?state=s" });
+    });
+    const client = new ApiClient({ fetch });
+    expect(await client.githubLinkUrl("my password")).toBe("https://github.example/login/oauth/authorize?state=s");
+    expect(calls[0].url).toMatch(/\/api\/v1\/auth\/github\/link$/);
+    expect(calls[0].method).toBe("POST");
+    expect(calls[0].body).toEqual({ current_password: "my password", browser: true });
+    await client.githubLinkUrl(null);
+    expect(calls[1].body).toEqual({ browser: true });
   });
 });
 
@@ -232,7 +254,7 @@ describe("a refresh that loses the race with a sign-in", () => {
     });
     const client = new ApiClient({ fetch });
     const refreshed = client.refresh();
-    await client.confirmRegistration("tok");
+    await client.confirmRegistration("tok", "a long password");
     answerRefresh(unauthorized());
     expect(await refreshed).toBe(true);
     expect(client.signedIn).toBe(true);

@@ -3,9 +3,10 @@
 // * The access token lives in this object's memory only: never in
 //   localStorage or sessionStorage, so a script injected into the page cannot
 //   read a stored token, and a reload starts without one.
-// * The refresh token is the backend's `berth_refresh` cookie (HttpOnly,
-//   SameSite=Strict, Path=/api/v1/auth): every call that may set or read it
-//   sends `X-Berth-Session: cookie`. JavaScript never sees that token.
+// * The refresh token is the backend's session cookie (HttpOnly,
+//   SameSite=Strict; `__Host-berth_refresh` over https, `berth_refresh` on
+//   plain http): every call that may set or read it sends
+//   `X-Berth-Session: cookie`. JavaScript never sees that token.
 // * A 401 on an authenticated call triggers one refresh through the cookie
 //   (single-flight: concurrent 401s share it), then the call is retried once.
 //   If the refresh fails the session is over and listeners hear `null`.
@@ -174,11 +175,15 @@ export class ApiClient {
     return "status" in body ? "mailed" : "created";
   }
 
-  /** Finishes a sign-up with the mailed token; the new account is signed in. */
-  async confirmRegistration(token: string): Promise<void> {
+  /**
+   * Finishes a sign-up with the mailed token and the password chosen when
+   * signing up (so that whoever only holds the mailbox cannot finish a
+   * stranger's sign-up); the new account is signed in.
+   */
+  async confirmRegistration(token: string, password: string): Promise<void> {
     const tokens = await this.request<TokenResponse>("/auth/register/confirm", {
       method: "POST",
-      body: { token },
+      body: { token, password },
       auth: false,
       cookieSession: true,
     });
@@ -210,7 +215,11 @@ export class ApiClient {
     });
   }
 
-  /** Where to send the browser for GitHub sign-in; it comes back to `/` with the cookie set. */
+  /**
+   * Where to send the browser for GitHub sign-in; it comes back to `/` with
+   * the cookie set. The answer also gives this browser the cookie the
+   * callback checks, so the flow must finish in this browser.
+   */
   async githubSignInUrl(): Promise<string> {
     const { url } = await this.request<{ url: string }>("/auth/github/start?browser=true", { auth: false });
     return url;
@@ -250,9 +259,16 @@ export class ApiClient {
     return this.request<void>(`/me/sessions/${encodeURIComponent(id)}`, { method: "DELETE" });
   }
 
-  /** With the access token, GitHub sign-in links GitHub to this account. */
-  async githubLinkUrl(): Promise<string> {
-    const { url } = await this.request<{ url: string }>("/auth/github/start?browser=true");
+  /**
+   * Where to send the browser to link a GitHub account to this one. Needs
+   * the password (an account without one must have signed in recently);
+   * GitHub sends the browser back to `/account?github=linked`.
+   */
+  async githubLinkUrl(currentPassword: string | null): Promise<string> {
+    const { url } = await this.request<{ url: string }>("/auth/github/link", {
+      method: "POST",
+      body: { current_password: currentPassword ?? undefined, browser: true },
+    });
     return url;
   }
 

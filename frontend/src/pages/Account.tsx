@@ -3,6 +3,7 @@ import { Link, useNavigate } from "react-router";
 import type { Profile } from "../api/types";
 import { useSession } from "../api/session";
 import { Field, Notice, ProblemBanner, useFormErrors } from "../components/forms";
+import { GitHubSection, RecentSignInHint } from "../components/GitHubSection";
 import { Loading } from "../components/Layout";
 import { timeAgo } from "../lib/format";
 import { useAsync } from "../lib/useAsync";
@@ -87,6 +88,7 @@ function ProfileForm({ profile, onSaved }: { profile: Profile; onSaved: () => vo
       </p>
       {saved && <Notice>{saved}</Notice>}
       <ProblemBanner problem={problem} shownFields={["display_name", "email", "current_password"]} />
+      <RecentSignInHint problem={problem} />
       <Field
         label="Display name"
         name="display_name"
@@ -221,64 +223,6 @@ function PasswordForm({ profile }: { profile: Profile }) {
   );
 }
 
-function GitHubSection({ profile, onChanged }: { profile: Profile; onChanged: () => void }) {
-  const { client } = useSession();
-  const [problem, setProblem] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const run = async (fn: () => Promise<void>) => {
-    setProblem(null);
-    setBusy(true);
-    try {
-      await fn();
-    } catch (err) {
-      setProblem(err);
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <div className="card">
-      <h2>GitHub</h2>
-      <ProblemBanner problem={problem} />
-      {profile.github_login ? (
-        <>
-          <p>
-            Linked to <strong>{profile.github_login}</strong>: you can sign in with GitHub and pick its repositories.
-          </p>
-          <button
-            type="button"
-            className="secondary"
-            disabled={busy || !profile.has_password}
-            onClick={() =>
-              run(async () => {
-                await client.unlinkGithub();
-                onChanged();
-              })
-            }
-          >
-            Unlink GitHub
-          </button>
-          {!profile.has_password && (
-            <p className="field-hint">Set a password first: without one, GitHub is your only way to sign in.</p>
-          )}
-        </>
-      ) : (
-        <>
-          <p>Link a GitHub account to sign in with it and create apps from its repositories.</p>
-          <button
-            type="button"
-            className="secondary"
-            disabled={busy}
-            onClick={() => run(async () => window.location.assign(await client.githubLinkUrl()))}
-          >
-            Link GitHub
-          </button>
-        </>
-      )}
-    </div>
-  );
-}
-
 function Sessions() {
   const { client, signOut } = useSession();
   const sessions = useAsync((signal) => client.sessions(signal), [client]);
@@ -295,7 +239,7 @@ function Sessions() {
   return (
     <div className="card">
       <h2>Sessions</h2>
-      <p className="muted">Browsers and tools signed in to this account. Signing one out ends it at its next refresh.</p>
+      <p className="muted">Browsers and tools signed in to this account. Signing one out ends it at once, with its open log views and live updates.</p>
       <ProblemBanner problem={problem ?? (sessions.data ? null : sessions.error)} />
       {!sessions.data ? (
         sessions.loading && <Loading what="Loading sessions…" />
@@ -352,6 +296,7 @@ function DeleteAccount({ profile }: { profile: Profile }) {
         reserved. This cannot be undone.
       </p>
       <ProblemBanner problem={problem} shownFields={["confirm", "password"]} />
+      <RecentSignInHint problem={problem} />
       <Field
         label="Type your username to confirm"
         name="confirm"

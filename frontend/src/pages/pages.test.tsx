@@ -5,6 +5,8 @@ import { renderToString } from "react-dom/server";
 import { MemoryRouter } from "react-router";
 import { describe, expect, it } from "vitest";
 import { ApiClient } from "../api/client";
+import type { Profile } from "../api/types";
+import { GitHubSection } from "../components/GitHubSection";
 import { SessionProvider } from "../api/session";
 import { Apps } from "./Apps";
 import { CreateApp } from "./CreateApp";
@@ -53,6 +55,24 @@ describe("pages render with labelled fields", () => {
   it("create app (Git URL until GitHub is known to be linked)", () => {
     const labels = labelled(render(<CreateApp />)).map((f) => f.label);
     expect(labels).toEqual(["Git URL", "Branch", "Name", "Subdirectory", "Port", "Name 1", "Value 1"]);
+  });
+
+  it("linking GitHub asks for the password, and says what came back", () => {
+    const profile: Profile = {
+      id: "u1",
+      username: "alice",
+      email: "alice@example.com",
+      display_name: null,
+      has_password: true,
+      github_login: null,
+      pending_email: null,
+      created_at: "2026-12-05T00:00:00Z",
+    };
+    const html = render(<GitHubSection profile={profile} onChanged={() => {}} />, "/account?github_error=no%20cookie");
+    expect(labelled(html).map((f) => f.label)).toEqual(["Current password"]);
+    expect(html).toContain("Linking GitHub did not work: no cookie");
+    const githubOnly = { ...profile, has_password: false };
+    expect(labelled(render(<GitHubSection profile={githubOnly} onChanged={() => {}} />))).toEqual([]);
   });
 
   it("apps list starts in its loading state", () => {
