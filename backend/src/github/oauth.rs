@@ -6,7 +6,7 @@
 use super::store::{self, Account};
 use super::types::{GitHubUser, OAuthApp};
 use crate::audit::{self, Event, SourceAddr};
-use crate::auth::tokens::random_token;
+use crate::auth::tokens::{hash_token, random_token};
 use crate::auth::{self, cookie, CurrentUser, TokenResponse};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Query};
@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
+use berth_proto::Binding;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -81,7 +82,8 @@ pub async fn start(
     let (app, redirect_uri) = configured(&state)?;
     let oauth_state = random_token();
     let verifier = random_token();
-    let sealed = state.key.seal(verifier.as_bytes());
+    let binding = Binding::pkce_verifier(&hash_token(&oauth_state));
+    let sealed = state.key.seal(&binding, verifier.as_bytes());
     let link = link.map(|user| user.id);
     store::insert_state(&state.db, &oauth_state, &sealed, link, query.browser).await?;
     let mut url = url::Url::parse(&format!("{}/login/oauth/authorize", app.web_url))
@@ -158,7 +160,8 @@ async fn sign_in(
         .code
         .as_deref()
         .ok_or_else(|| Error::BadRequest("GitHub sent no authorization code".into()))?;
-    let verifier = String::from_utf8(state.key.open(&pending.verifier)?)
+    let binding = Binding::pkce_verifier(&hash_token(query.state.as_deref().unwrap_or_default()));
+    let verifier = String::from_utf8(state.key.open(&binding, &pending.verifier)?)
         .map_err(|_| Error::internal("a sealed PKCE verifier is not text"))?;
     let token = state
         .github
@@ -170,7 +173,6 @@ async fn sign_in(
         .user(&token.access_token)
         .await
         .map_err(github_problem)?;
-    let sealed = state.key.seal(token.access_token.as_bytes());
 
     let mut tx = state.db.begin().await?;
     let owner = store::user_of(&mut tx, github_user.id).await?;
@@ -188,6 +190,11 @@ async fn sign_in(
             true,
         ),
     };
+    // Sealed for the user it is linked to: it opens for nobody else.
+    let sealed = state.key.seal(
+        &Binding::github_token(user_id),
+        token.access_token.as_bytes(),
+    );
     let account = Account {
         user_id,
         github_id: github_user.id,
