@@ -26,6 +26,7 @@ pub mod git;
 pub mod kaniko;
 pub mod registry;
 pub mod service;
+pub mod source_policy;
 
 pub use buildlog::{BuildLog, LogSettings};
 pub use config::{BuildConfig, BuilderKind, Config, Settings};
@@ -36,3 +37,4 @@ pub use git::{GitFetcher, RepoSpec, SourceFetcher};
 pub use kaniko::{KanikoBuilder, KanikoConfig, KanikoSettings};
 pub use registry::{HttpRegistry, ImageRepo, Registry};
 pub use service::BuildService;
+pub use source_policy::SourcePolicy;
