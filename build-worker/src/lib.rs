@@ -19,6 +19,8 @@ pub mod buildlog;
 pub mod config;
 pub mod context;
 pub mod detect;
+#[cfg(test)]
+mod detect_props;
 pub mod docker;
 pub mod dockerignore;
 pub mod error;

@@ -15,6 +15,8 @@
 mod deliver;
 pub mod github;
 pub mod manage;
+#[cfg(test)]
+mod props;
 pub mod push;
 pub mod repo_wide;
 pub mod signature;

@@ -57,7 +57,7 @@ struct Identity {
 
 /// The keys (`push::repo_key`) of the repository the payload names; none
 /// when it names none.
-fn repository_keys(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
+pub(super) fn repository_keys(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     let Ok(json) = payload_json(headers, body) else {
         return Vec::new();
     };
