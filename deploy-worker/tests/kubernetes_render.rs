@@ -135,13 +135,13 @@ fn render_from_flags_prints_the_plan() {
     };
     let printed = documents(&output);
     assert_eq!(printed, plan(&release, deployment, &env, &settings));
-    assert_eq!(printed.len(), 9);
+    assert_eq!(printed.len(), 10);
     assert_eq!(
-        printed[8]["spec"]["rules"][0]["host"],
+        printed[9]["spec"]["rules"][0]["host"],
         "shop.acme.apps.example"
     );
     assert_eq!(printed[1]["spec"]["hard"]["pods"], "7");
-    assert_eq!(printed[6]["spec"]["revisionHistoryLimit"], 5);
+    assert_eq!(printed[7]["spec"]["revisionHistoryLimit"], 5);
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn render_of_a_deploy_requested_payload_prints_the_plan_with_the_env_given_in_cl
         plan(&release, deployment, &env, &KubernetesSettings::default())
     );
     assert_eq!(
-        printed[5]["data"]["SECRET"], "czNjcmV0",
+        printed[6]["data"]["SECRET"], "czNjcmV0",
         "the Secret as it is applied"
     );
 }
