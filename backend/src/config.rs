@@ -56,10 +56,18 @@ pub struct Config {
     #[arg(long, env = "BERTH_MAX_SOCKETS_PER_USER", default_value_t = 20)]
     pub max_sockets_per_user: usize,
 
-    /// Accept file:// URLs and absolute local paths as repositories (local
-    /// development only: the build-worker reads them from its own disk).
+    /// Local development only: accept file:// URLs and absolute paths inside
+    /// BERTH_LOCAL_REPO_ROOT (the build-worker reads them from its own
+    /// disk), plain http:// and repository hosts on loopback or private
+    /// addresses. Off, only https:// on public hosts is accepted.
     #[arg(long, env = "BERTH_ALLOW_LOCAL_REPOS")]
     pub allow_local_repos: bool,
+
+    /// The one folder local repositories may be in (with
+    /// BERTH_ALLOW_LOCAL_REPOS); symlinks out of it are refused. Unset, no
+    /// local folder is accepted. Must match the build-worker's.
+    #[arg(long, env = "BERTH_LOCAL_REPO_ROOT")]
+    pub local_repo_root: Option<std::path::PathBuf>,
 
     /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For gives
     /// the client address recorded in the audit log and rate-limited; by

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod mail;
 pub mod outbox;
 pub mod reaper;
+pub mod sealing;
 pub mod server;
 pub mod session_ends;
 pub mod state;

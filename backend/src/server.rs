@@ -70,6 +70,7 @@ pub fn app(state: AppState, ready: Readiness, frontend_dir: Option<&Path>) -> Ro
 fn api_settings(config: &Config) -> ApiSettings {
     ApiSettings {
         allow_local_repos: config.allow_local_repos,
+        local_repo_root: config.local_repo_root.clone(),
         websocket_origins: config.websocket_origins(),
         max_sockets_per_user: config.max_sockets_per_user,
         refresh_token_ttl: Duration::from_secs(u64::from(config.refresh_token_days) * 86_400),
@@ -92,6 +93,9 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let pool = db::connect(&config.database_url, 2).await?;
     db::migrate(&pool).await?;
     tracing::info!("database migrated");
+    let rebound = crate::sealing::rebind_legacy(&pool, &config.secret.key()?).await?;
+    tracing::info!(ran = rebound.ran, counts = ?rebound.counts, unreadable = rebound.unreadable,
+        "stored sealed values checked for bindings");
     Broker::new(&config.broker.amqp_url, "berth-backend-migrate")
         .ensure_topology()
         .await?;
@@ -107,6 +111,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let key = config.secret.key()?;
     let pool = db::connect(&config.database_url, config.database_max_connections).await?;
     db::migrate(&pool).await?;
+    let rebound = crate::sealing::rebind_legacy(&pool, &key).await?;
+    if rebound.ran {
+        tracing::info!(counts = ?rebound.counts, unreadable = rebound.unreadable,
+            "values sealed before bindings were sealed again for their owners");
+    }
+    if rebound.unreadable > 0 {
+        tracing::warn!(
+            unreadable = rebound.unreadable,
+            "some stored sealed values do not open with BERTH_SECRET_KEY; they stay refused, \
+             and the re-sealing pass runs again at the next start"
+        );
+    }
     let broker = Broker::new(&config.broker.amqp_url, "berth-backend");
     match tokio::time::timeout(Duration::from_secs(10), broker.ensure_topology()).await {
         Ok(Ok(())) => tracing::info!("broker topology declared"),

@@ -19,8 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// Policy knobs of the HTTP API.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// Accept `file://` URLs and absolute paths as repositories.
+    /// Local development: accept `file://` URLs and absolute paths inside
+    /// `local_repo_root`, plain http and hosts on internal addresses.
     pub allow_local_repos: bool,
+    /// The folder local repositories must be in (BERTH_LOCAL_REPO_ROOT).
+    pub local_repo_root: Option<std::path::PathBuf>,
     /// Origins allowed to open WebSockets; when empty, only an Origin whose
     /// host is the request's Host is accepted.
     pub websocket_origins: Vec<String>,
@@ -47,6 +50,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             allow_local_repos: false,
+            local_repo_root: None,
             websocket_origins: Vec::new(),
             max_sockets_per_user: 20,
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
@@ -55,6 +59,16 @@ impl Default for ApiSettings {
             trusted_proxies: Vec::new(),
             password_reset_ttl: Duration::from_secs(30 * 60),
             auth_rate_per_minute: 20,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Where repositories may come from (the build-worker's rules too).
+    pub fn repo_policy(&self) -> berth_common::repo_policy::RepoPolicy {
+        berth_common::repo_policy::RepoPolicy {
+            allow_local: self.allow_local_repos,
+            local_root: self.local_repo_root.clone(),
         }
     }
 }

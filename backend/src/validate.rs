@@ -2,8 +2,8 @@
 //! Each check returns the message a user reads next to the field.
 
 use crate::error::{Error, FieldError, Result};
+use berth_common::repo_policy::{RepoPolicy, RepoRefusal, SystemResolver};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 /// Longest tenant slug: `berth-<tenant>-build` must stay a DNS-1123 label.
 pub const MAX_USERNAME_LEN: usize = 40;
@@ -97,17 +97,11 @@ pub fn password(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_loopback_host(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Domain(domain) => domain.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
-        url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
-    }
-}
-
-/// `https://` anywhere; `http://` only on a loopback host; `file://` or an
-/// absolute path only when local repositories are allowed.
-pub fn repo_url(value: &str, allow_local: bool) -> Result<(), String> {
+/// `https://` on a public host; local folders (inside the root), plain
+/// `http://` and internal hosts only when local repositories are allowed.
+/// The same policy as the build-worker's, which checks again before every
+/// fetch.
+pub fn repo_url(value: &str, policy: &RepoPolicy) -> Result<(), String> {
     let value = value.trim();
     if value.is_empty() {
         return Err("is required".into());
@@ -115,36 +109,17 @@ pub fn repo_url(value: &str, allow_local: bool) -> Result<(), String> {
     if value.len() > 2048 {
         return Err("must be at most 2048 characters long".into());
     }
-    let local_refused =
-        || Err("local repositories are not allowed on this server; use an https:// URL".to_owned());
-    if value.starts_with('/') {
-        return if allow_local { Ok(()) } else { local_refused() };
+    policy.check(value).map(drop).map_err(|e| e.to_string())
+}
+
+/// After [`repo_url`]: the host's name must not resolve to an internal
+/// address. A name that does not resolve now passes; the build-worker
+/// resolves it again before fetching.
+pub async fn repo_host(value: &str, policy: &RepoPolicy) -> Result<()> {
+    match policy.check_resolved(value.trim(), &SystemResolver).await {
+        Ok(_) | Err(RepoRefusal::Unresolvable { .. }) => Ok(()),
+        Err(refusal) => Err(Error::invalid("repo_url", refusal.to_string())),
     }
-    let url = url::Url::parse(value)
-        .map_err(|e| format!("must be an https:// URL of a Git repository ({e})"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" => {
-            if !url.host().as_ref().is_some_and(is_loopback_host) {
-                return Err("must use https:// (http:// is allowed only for localhost)".into());
-            }
-        }
-        "file" => {
-            return if allow_local { Ok(()) } else { local_refused() };
-        }
-        other => {
-            return Err(format!(
-                "scheme `{other}` is not supported; use an https:// URL"
-            ))
-        }
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("must name a host".into());
-    }
-    if url.password().is_some() || !url.username().is_empty() {
-        return Err("must not contain credentials".into());
-    }
-    Ok(())
 }
 
 /// A branch or tag name as Git accepts it (the common subset).
@@ -278,24 +253,70 @@ mod tests {
         }
     }
 
+    fn local(root: &str) -> RepoPolicy {
+        RepoPolicy {
+            allow_local: true,
+            local_root: Some(root.into()),
+        }
+    }
+
     #[test]
     fn repo_urls() {
-        assert!(repo_url("https://github.com/o/r.git", false).is_ok());
-        assert!(repo_url("http://127.0.0.1:3000/o/r", false).is_ok());
-        assert!(repo_url("http://localhost/o/r", false).is_ok());
-        assert!(repo_url("http://[::1]/o/r", false).is_ok());
-        assert!(repo_url("http://github.com/o/r", false)
+        let public = RepoPolicy::default();
+        assert!(repo_url("https://github.com/o/r.git", &public).is_ok());
+        assert!(repo_url("http://github.com/o/r", &public)
             .unwrap_err()
             .contains("https"));
-        assert!(repo_url("ssh://git@github.com/o/r", false).is_err());
-        assert!(repo_url("https://user:pw@github.com/o/r", false).is_err());
-        assert!(repo_url("file:///srv/repo", false)
+        assert!(repo_url("ssh://git@github.com/o/r", &public).is_err());
+        assert!(repo_url("https://user:pw@github.com/o/r", &public).is_err());
+        assert!(repo_url("file:///srv/repo", &public)
             .unwrap_err()
             .contains("local"));
-        assert!(repo_url("/srv/repo", false).is_err());
-        assert!(repo_url("file:///srv/repo", true).is_ok());
-        assert!(repo_url("/srv/repo", true).is_ok());
-        assert!(repo_url("not a url", false).is_err());
+        assert!(repo_url("/srv/repo", &public).is_err());
+        assert!(repo_url("file:///srv/repo", &local("/srv")).is_ok());
+        assert!(repo_url("/srv/repo", &local("/srv")).is_ok());
+        assert!(repo_url("not a url", &public).is_err());
+    }
+
+    /// L1: before, http:// to loopback was always accepted, and https://
+    /// to any address (the metadata service, the cluster's API server).
+    #[test]
+    fn internal_hosts_need_local_development() {
+        let public = RepoPolicy::default();
+        for url in [
+            "http://127.0.0.1:3000/o/r",
+            "http://localhost/o/r",
+            "http://[::1]/o/r",
+            "https://10.0.0.1/x",
+            "https://169.254.169.254/latest/meta-data",
+            "https://kubernetes.default.svc/x",
+            "https://[fd00:ec2::254]/x",
+        ] {
+            assert!(repo_url(url, &public).is_err(), "{url}");
+            assert!(repo_url(url, &local("/srv")).is_ok(), "{url}");
+        }
+    }
+
+    /// L4: local repositories only inside the root.
+    #[test]
+    fn local_folders_outside_the_root_are_refused() {
+        for url in ["/etc", "file:///etc/", "/srv/../etc", "/srvx/repo"] {
+            assert!(
+                repo_url(url, &local("/srv"))
+                    .unwrap_err()
+                    .contains("must be inside /srv"),
+                "{url}"
+            );
+        }
+        assert!(repo_url(
+            "/srv/repo",
+            &RepoPolicy {
+                allow_local: true,
+                local_root: None
+            }
+        )
+        .unwrap_err()
+        .contains("BERTH_LOCAL_REPO_ROOT"));
     }
 
     #[test]

@@ -222,6 +222,7 @@ async fn invalid_apps_are_refused_with_every_reason() {
 async fn local_repositories_are_accepted_when_allowed() {
     let settings = ApiSettings {
         allow_local_repos: true,
+        local_repo_root: Some("/srv".into()),
         ..Default::default()
     };
     let app = TestApp::with(settings, Arc::new(FakeLogs::default())).await;
@@ -233,6 +234,91 @@ async fn local_repositories_are_accepted_when_allowed() {
     ] {
         app.create_app(&token, json!({"name": name, "repo_url": url}))
             .await;
+    }
+}
+
+/// L1: a repository on an internal host (the metadata service, the
+/// cluster, the backend's own machine) is refused, http://localhost too,
+/// unless the server is a local development one.
+#[tokio::test]
+async fn repositories_on_internal_hosts_are_refused() {
+    let app = TestApp::new().await;
+    let token = app.token("dave").await;
+    let id = id_of(
+        &app.create_app(
+            &token,
+            json!({"name": "ok", "repo_url": "https://github.com/o/r"}),
+        )
+        .await,
+    );
+    for url in [
+        "http://localhost/o/r",
+        "http://127.0.0.1:3000/o/r",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.1/o/r",
+        "https://[::1]/o/r",
+        "https://kubernetes.default.svc/o/r",
+    ] {
+        let created = app
+            .post(
+                "/api/v1/apps",
+                &token,
+                json!({"name": "x", "repo_url": url}),
+            )
+            .await;
+        created.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        assert_eq!(created.invalid_fields(), ["repo_url"], "{url}");
+        let changed = app
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/apps/{id}"),
+                Some(&token),
+                Some(json!({"repo_url": url})),
+            )
+            .await;
+        changed.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+    }
+}
+
+/// L4: with local repositories on, only folders inside the root, judged
+/// after following symlinks.
+#[tokio::test]
+async fn local_repositories_outside_the_root_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("mine")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.path().join("sneaky")).unwrap();
+    let settings = ApiSettings {
+        allow_local_repos: true,
+        local_repo_root: Some(root.path().to_path_buf()),
+        ..Default::default()
+    };
+    let app = TestApp::with(settings, Arc::new(FakeLogs::default())).await;
+    let token = app.token("erin").await;
+    let inside = root.path().join("mine").display().to_string();
+    app.create_app(&token, json!({"name": "mine", "repo_url": inside}))
+        .await;
+    for url in [
+        "/etc".to_owned(),
+        "file:///root/.ssh".to_owned(),
+        root.path().join("sneaky").display().to_string(),
+        format!("{}/mine/../..", root.path().display()),
+    ] {
+        let created = app
+            .post(
+                "/api/v1/apps",
+                &token,
+                json!({"name": "x", "repo_url": url}),
+            )
+            .await;
+        created.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation");
+        assert!(
+            created.body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("local repositories must be inside"),
+            "{url}: {}",
+            created.body
+        );
     }
 }
 

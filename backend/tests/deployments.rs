@@ -114,7 +114,12 @@ async fn a_deployment_is_queued_and_its_build_request_published() {
     assert_eq!(build.source.commit.as_deref(), Some("abcdef1"));
     assert_eq!(build.source.subdirectory.as_deref(), Some("srv"));
     assert_eq!(build.config.port, 5000);
-    let env: BTreeMap<String, String> = app.state.key.open_json(&build.config.env).unwrap();
+    let binding = berth_proto::Binding::app_env("alice", app_id);
+    let env: BTreeMap<String, String> = app
+        .state
+        .key
+        .open_json(&binding, &build.config.env)
+        .unwrap();
     assert_eq!(env["SECRET"], "s3cret");
     assert!(!String::from_utf8_lossy(&delivery.data).contains("s3cret"));
 
@@ -189,6 +194,7 @@ async fn make_live(
 ) -> Release {
     let handler = InformHandler::new(app.pool().clone());
     let deployment_id = id_of(deployment);
+    let binding = berth_proto::Binding::app_env(&app_ref.tenant, app_ref.id);
     let release = Release {
         id: deployment["release_id"].as_str().unwrap().parse().unwrap(),
         app: app_ref,
@@ -196,10 +202,10 @@ async fn make_live(
         image: format!("127.0.0.1:5000/alice/web@sha256:{}", commit.repeat(8)),
         config: berth_proto::ReleaseConfig {
             port: 5000,
-            env: app.state.key.seal_json(&BTreeMap::from([(
-                "V".to_owned(),
-                format!("value-{commit}"),
-            )])),
+            env: app.state.key.seal_json(
+                &binding,
+                &BTreeMap::from([("V".to_owned(), format!("value-{commit}"))]),
+            ),
             env_version: 1,
             replicas: 1,
             resources: Default::default(),

@@ -22,6 +22,9 @@ const TOKEN: &str = "gho_16C7e42F292c6912E7710c838347Ae178B4a";
 async fn berth(api_url: &str, repo_url: &str) -> (TestApp, String, Uuid) {
     let settings = ApiSettings {
         public_url: Some(PUBLIC_URL.into()),
+        // The fake GitHub (and so the repository) is on 127.0.0.1: a
+        // development setup, where internal hosts are allowed.
+        allow_local_repos: true,
         ..ApiSettings::default()
     };
     let github = ReqwestGitHub::new(api_url).unwrap();

@@ -9,7 +9,7 @@ use axum::http::{Method, Request, StatusCode};
 use berth_backend::github::types::OAuthApp;
 use berth_backend::state::ApiSettings;
 use berth_backend::webhooks::github::ReqwestGitHub;
-use berth_proto::{BuildRequested, Envelope, Sealed};
+use berth_proto::{Binding, BuildRequested, Envelope, Sealed};
 use common::fake_github::FakeGitHub;
 use common::fake_github_oauth::{CLIENT_ID, CLIENT_SECRET, EMAIL, GITHUB_ID};
 use common::fake_logs::FakeLogs;
@@ -26,6 +26,9 @@ async fn berth() -> (TestApp, FakeGitHub) {
     let fake = FakeGitHub::start("Codertocat", "Hello-World", TOKEN).await;
     let settings = ApiSettings {
         public_url: Some(PUBLIC_URL.into()),
+        // The fake GitHub (and so the repository) is on 127.0.0.1: a
+        // development setup, where internal hosts are allowed.
+        allow_local_repos: true,
         ..ApiSettings::default()
     };
     let github = ReqwestGitHub::new(&fake.url)
@@ -204,7 +207,11 @@ async fn signing_in_creates_an_account_then_signs_it_in_again() {
     let (user_id, raw, sealed) = stored_token(&app).await;
     assert_eq!(user_id, id_of(&me.body));
     assert!(!raw.contains(TOKEN));
-    assert_eq!(app.state.key.open(&sealed).unwrap(), TOKEN.as_bytes());
+    let bound = Binding::github_token(user_id);
+    assert_eq!(
+        app.state.key.open(&bound, &sealed).unwrap(),
+        TOKEN.as_bytes()
+    );
     let github_id: i64 = sqlx::query_scalar("SELECT github_id FROM github_accounts")
         .fetch_one(app.pool())
         .await
@@ -599,7 +606,11 @@ async fn repositories_and_branches_are_listed_across_pages() {
     assert!(!repos.body.to_string().contains(TOKEN));
 
     // GitHub no longer accepts the token.
-    let sealed = app.state.key.seal(b"gho_revoked");
+    let user_id = stored_token(&app).await.0;
+    let sealed = app
+        .state
+        .key
+        .seal(&Binding::github_token(user_id), b"gho_revoked");
     sqlx::query("UPDATE github_accounts SET token_sealed = $1")
         .bind(sqlx::types::Json(&sealed))
         .execute(app.pool())
@@ -636,7 +647,25 @@ async fn builds_of_the_users_github_repositories_carry_the_sealed_token() {
     let (raw, build) = build_request(&app).await;
     assert!(!raw.contains(TOKEN), "never in clear in the queue");
     let sealed = build.source.token.expect("the token goes with the build");
-    assert_eq!(app.state.key.open(&sealed).unwrap(), TOKEN.as_bytes());
+    let app_id = id_of(&created);
+    let for_build = Binding::build_token("codertocat", app_id);
+    assert_eq!(
+        app.state.key.open(&for_build, &sealed).unwrap(),
+        TOKEN.as_bytes()
+    );
+    // Bound to this app's builds: neither the stored token's binding nor
+    // another app's opens it.
+    let user_id = stored_token(&app).await.0;
+    assert!(app
+        .state
+        .key
+        .open(&Binding::github_token(user_id), &sealed)
+        .is_err());
+    assert!(app
+        .state
+        .key
+        .open(&Binding::build_token("codertocat", Uuid::now_v7()), &sealed)
+        .is_err());
 
     // Another host's repository does not get it.
     let other = app

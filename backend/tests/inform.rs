@@ -7,7 +7,7 @@ use berth_backend::inform::{Applied, InformHandler};
 use berth_backend::reaper::{Reaper, ReaperSettings};
 use berth_common::MessagePublisher;
 use berth_proto::names::{DEAD_LETTER_REASON_HEADER, INFORM_QUEUE};
-use berth_proto::{AppRef, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
+use berth_proto::{AppRef, Binding, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
 use common::broker::{eventually, TestBroker};
 use common::{id_of, TestApp};
 use lapin::types::AMQPValue;
@@ -79,7 +79,11 @@ impl Setup {
             image: "127.0.0.1:5000/alice/web@sha256:abc".into(),
             config: ReleaseConfig {
                 port: 8000,
-                env: self.app.state.key.seal_json(&json!({})),
+                env: self
+                    .app
+                    .state
+                    .key
+                    .seal_json(&Binding::app_env("alice", self.app_id), &json!({})),
                 env_version: 1,
                 replicas: 1,
                 resources: Default::default(),

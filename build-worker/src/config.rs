@@ -142,11 +142,24 @@ pub struct BuildConfig {
     #[arg(long, env = "BERTH_BUILD_CA_BUNDLE")]
     pub build_ca_bundle: Option<PathBuf>,
 
-    /// Accept file:// URLs and local paths as repositories. For development
-    /// and tests only: it lets a user build any repository on this host.
+    /// Local development and tests only: accept file:// URLs and paths
+    /// inside BERTH_LOCAL_REPO_ROOT, plain http:// and repository hosts on
+    /// loopback or private addresses. Off, only https:// on public hosts.
     #[arg(long, env = "BERTH_ALLOW_LOCAL_REPOS", default_value_t = false,
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_local_repos: bool,
+
+    /// The one folder local repositories may be in (with
+    /// BERTH_ALLOW_LOCAL_REPOS), after following symlinks; unset, no local
+    /// folder is built. Must match the backend's.
+    #[arg(long, env = "BERTH_LOCAL_REPO_ROOT")]
+    pub local_repo_root: Option<PathBuf>,
+
+    /// The GitHub whose tokens the backend hands to builds (the backend's
+    /// BERTH_GITHUB_URL): a build sends its token only to this scheme, host
+    /// and port, and only over https unless local repositories are allowed.
+    #[arg(long, env = "BERTH_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: url::Url,
 
     /// Folder for clones and build contexts (a `builds` folder is made in
     /// it); default: the system's temporary folder.
@@ -167,10 +180,27 @@ pub struct Settings {
     /// Contents of the extra CA bundle, if one is configured.
     pub extra_ca: Option<Vec<u8>>,
     pub allow_local_repos: bool,
+    /// The folder local repositories must be in.
+    pub local_repo_root: Option<PathBuf>,
+    /// The GitHub the owners' tokens are for.
+    pub github_url: url::Url,
     /// Where each build gets its temporary folder.
     pub work_dir: PathBuf,
     pub deadline: Duration,
     pub log: LogSettings,
+}
+
+impl Settings {
+    /// What a build may fetch, and where its token may go.
+    pub fn source_policy(&self) -> crate::source_policy::SourcePolicy {
+        crate::source_policy::SourcePolicy {
+            repos: berth_common::repo_policy::RepoPolicy {
+                allow_local: self.allow_local_repos,
+                local_root: self.local_repo_root.clone(),
+            },
+            github: self.github_url.clone(),
+        }
+    }
 }
 
 impl BuildConfig {
@@ -220,6 +250,8 @@ impl BuildConfig {
             images: self.images(),
             extra_ca,
             allow_local_repos: self.allow_local_repos,
+            local_repo_root: self.local_repo_root.clone(),
+            github_url: self.github_url.clone(),
             work_dir,
             deadline: Duration::from_secs(self.build_timeout_secs.max(1)),
             log: LogSettings::default(),

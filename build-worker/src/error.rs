@@ -10,7 +10,7 @@ pub enum BuildError {
     #[error("the repository URL `{url}` is not allowed: {reason}")]
     UrlRefused { url: String, reason: String },
 
-    #[error("the repository token cannot be opened with this server's key; save the token again")]
+    #[error("the repository token cannot be opened for this app (it was sealed for another app, or with another BERTH_SECRET_KEY); deploy again from berth")]
     TokenUnreadable,
 
     #[error(

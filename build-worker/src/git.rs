@@ -4,14 +4,22 @@
 //!
 //! git2 is blocking, so every call runs on `spawn_blocking`; a cancel flag
 //! checked in the transfer callbacks stops a clone that outlived its deadline.
+//!
+//! What may be fetched and where the token may go is [`SourcePolicy`]'s:
+//! the URL is checked when the spec is made and its host resolved again
+//! right before each network step; redirects to another host are not
+//! followed, and the credentials callback answers only the repository's
+//! own scheme, host and port.
 
 use crate::error::BuildError;
+use crate::source_policy::{same_origin, SourcePolicy};
 use async_trait::async_trait;
-use berth_proto::{SecretKey, Source};
+use berth_common::repo_policy::RepoSource;
+use berth_proto::{AppRef, Binding, SecretKey, Source};
 use git2::build::CheckoutBuilder;
 use git2::{
     AutotagOption, Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions, Oid,
-    RemoteCallbacks, Repository,
+    RemoteCallbacks, RemoteRedirect, Repository,
 };
 use std::fmt;
 use std::path::Path;
@@ -34,25 +42,55 @@ impl fmt::Debug for Token {
 /// What to fetch: a checked URL, the ref or commit, the opened token.
 #[derive(Debug, Clone)]
 pub struct RepoSpec {
+    /// The URL as the app names it.
     pub url: String,
-    /// A `file://` URL or a path (allowed only with `allow_local_repos`).
+    /// For a local repository, its real path inside the root: what is
+    /// fetched, so a symlink swapped in later cannot lead elsewhere.
+    local_path: Option<String>,
+    /// A `file://` URL or a path (allowed only with local repositories).
     pub local: bool,
     pub git_ref: String,
     pub commit: Option<String>,
+    /// Only for a repository on the configured GitHub.
     pub token: Option<Token>,
+    policy: SourcePolicy,
 }
 
 impl RepoSpec {
-    pub fn new(source: &Source, key: &SecretKey, allow_local: bool) -> Result<Self, BuildError> {
-        let url = source.repo_url.trim().to_owned();
-        let local = check_url(&url, allow_local)?;
+    /// Checks the source of a build of `app` against `policy`; opens the
+    /// token (sealed for this app's builds) and keeps it only when the
+    /// repository is on the configured GitHub.
+    pub fn new(
+        source: &Source,
+        app: &AppRef,
+        key: &SecretKey,
+        policy: &SourcePolicy,
+    ) -> Result<Self, BuildError> {
+        let given = source.repo_url.trim();
+        let url = given.to_owned();
+        let local_path = match policy.check(given)? {
+            RepoSource::Remote(_) => None,
+            RepoSource::Local(path) if path.is_dir() => Some(path.display().to_string()),
+            RepoSource::Local(_) => {
+                return Err(BuildError::RepositoryNotFound { url: redact(given) })
+            }
+        };
         let token = match &source.token {
             None => None,
             Some(sealed) => {
-                let bytes = key.open(sealed).map_err(|_| BuildError::TokenUnreadable)?;
+                let binding = Binding::build_token(&app.tenant, app.id);
+                let bytes = key
+                    .open(&binding, sealed)
+                    .map_err(|_| BuildError::TokenUnreadable)?;
                 let token = String::from_utf8(bytes).map_err(|_| BuildError::TokenUnreadable)?;
                 let token = token.trim().to_owned();
-                (!token.is_empty()).then_some(Token(token))
+                if !policy.token_may_go_to(&url) {
+                    tracing::warn!(url = %redact(&url), github = %policy.github,
+                        "a token came with a repository that is not on the configured GitHub; not using it");
+                    None
+                } else {
+                    (!token.is_empty()).then_some(Token(token))
+                }
             }
         };
         let commit = source
@@ -71,11 +109,24 @@ impl RepoSpec {
         }
         Ok(Self {
             url,
-            local,
+            local: local_path.is_some(),
+            local_path,
             git_ref: source.git_ref.trim().to_owned(),
             commit,
             token,
+            policy: policy.clone(),
         })
+    }
+
+    /// Right before fetching: the host must (still) resolve to public
+    /// addresses only.
+    async fn check_host(&self) -> Result<(), BuildError> {
+        self.policy.check_resolved(&self.url).await.map(drop)
+    }
+
+    /// What libgit2 fetches.
+    fn fetch_url(&self) -> &str {
+        self.local_path.as_deref().unwrap_or(&self.url)
     }
 
     /// The URL without any credentials in it, for logs and messages.
@@ -101,42 +152,6 @@ impl RepoSpec {
             text = text.replace(token.as_str(), "***");
         }
         text
-    }
-}
-
-/// Checks a repository URL against the policy; returns whether it is local.
-/// `https://` is always allowed; `http://`, `file://` and paths only when
-/// local repositories are allowed (development and tests).
-pub fn check_url(url: &str, allow_local: bool) -> Result<bool, BuildError> {
-    let refuse = |reason: &str| BuildError::UrlRefused {
-        url: redact(url),
-        reason: reason.to_owned(),
-    };
-    let lower = url.to_ascii_lowercase();
-    let local_hint = "local repositories (file:// URLs and paths) are disabled on this server \
-                      (BERTH_ALLOW_LOCAL_REPOS)";
-    if lower.starts_with("https://") {
-        let parsed = url::Url::parse(url).map_err(|_| refuse("it is not a valid URL"))?;
-        if parsed.host_str().unwrap_or("").is_empty() {
-            return Err(refuse("it has no host"));
-        }
-        Ok(false)
-    } else if lower.starts_with("file://") || url.starts_with('/') {
-        if allow_local {
-            Ok(true)
-        } else {
-            Err(refuse(local_hint))
-        }
-    } else if lower.starts_with("http://") {
-        if allow_local {
-            Ok(false)
-        } else {
-            Err(refuse("plain http is not allowed; use an https:// URL"))
-        }
-    } else if lower.starts_with("ssh://") || lower.starts_with("git://") || url.contains('@') {
-        Err(refuse("only https:// URLs are supported"))
-    } else {
-        Err(refuse("use an https:// URL"))
     }
 }
 
@@ -235,6 +250,7 @@ impl SourceFetcher for GitFetcher {
                 ref_name: None,
             }));
         }
+        spec.check_host().await?;
         let spec = spec.clone();
         blocking(move || {
             let heads = ls_remote(&spec)?;
@@ -258,6 +274,7 @@ impl SourceFetcher for GitFetcher {
         dest: &Path,
         cancel: CancelFlag,
     ) -> Result<CheckedOut, BuildError> {
+        spec.check_host().await?;
         let (spec, resolved, dest) = (spec.clone(), resolved.cloned(), dest.to_path_buf());
         blocking(move || checkout_blocking(&spec, resolved.as_ref(), &dest, &cancel)).await
     }
@@ -274,18 +291,16 @@ async fn blocking<T: Send + 'static>(
 fn callbacks<'a>(spec: &'a RepoSpec, cancel: Option<&'a CancelFlag>) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let mut asked = false;
-    callbacks.credentials(move |_url, username, allowed| {
+    callbacks.credentials(move |url, username, allowed| {
         let refuse =
             |message: &str| Err(git2::Error::new(ErrorCode::Auth, ErrorClass::Http, message));
         if asked {
             return refuse("the credentials were refused");
         }
         asked = true;
-        match &spec.token {
-            Some(Token(token)) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
-                Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token)
-            }
-            _ => refuse("the repository asks for credentials"),
+        match credentials_for(spec, url, username, allowed) {
+            Ok((user, token)) => Cred::userpass_plaintext(user, token),
+            Err(message) => refuse(message),
         }
     });
     if let Some(cancel) = cancel {
@@ -295,9 +310,34 @@ fn callbacks<'a>(spec: &'a RepoSpec, cancel: Option<&'a CancelFlag>) -> RemoteCa
     callbacks
 }
 
+/// What to answer libgit2 when `url` asks for credentials: the user name
+/// and the token, only when the repository has one and `url` (the URL
+/// asking, after any redirect) is the repository's own scheme, host and port.
+fn credentials_for<'s>(
+    spec: &'s RepoSpec,
+    url: &str,
+    username: Option<&'s str>,
+    allowed: CredentialType,
+) -> Result<(&'s str, &'s str), &'static str> {
+    match &spec.token {
+        Some(_) if !same_origin(url, &spec.url) => Err("another host asks for the credentials"),
+        Some(Token(token)) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+            Ok((username.unwrap_or("x-access-token"), token))
+        }
+        _ => Err("the repository asks for credentials"),
+    }
+}
+
 fn ls_remote(spec: &RepoSpec) -> Result<Vec<(String, String)>, BuildError> {
-    let mut remote =
-        git2::Remote::create_detached(spec.url.as_str()).map_err(|e| classify(&e, spec))?;
+    // A remote without a repository follows redirects to other hosts
+    // (libgit2's default); one in a scratch repository reads this setting.
+    let scratch = tempfile::tempdir()
+        .map_err(|e| BuildError::Internal(format!("cannot make a scratch folder: {e}")))?;
+    let repo = Repository::init_bare(scratch.path()).map_err(|e| classify(&e, spec))?;
+    no_offsite_redirects(&repo).map_err(|e| classify(&e, spec))?;
+    let mut remote = repo
+        .remote_anonymous(spec.fetch_url())
+        .map_err(|e| classify(&e, spec))?;
     let connection = remote
         .connect_auth(Direction::Fetch, Some(callbacks(spec, None)), None)
         .map_err(|e| classify(&e, spec))?;
@@ -317,14 +357,22 @@ fn fetch(
     depth: i32,
     cancel: &CancelFlag,
 ) -> Result<(), git2::Error> {
-    let mut remote = repo.remote_anonymous(&spec.url)?;
+    let mut remote = repo.remote_anonymous(spec.fetch_url())?;
     let mut options = FetchOptions::new();
     options
+        .follow_redirects(RemoteRedirect::None)
         .remote_callbacks(callbacks(spec, Some(cancel)))
         .download_tags(AutotagOption::None)
         .update_fetchhead(false)
         .depth(depth);
     remote.fetch(refspecs, Some(&mut options), None)
+}
+
+/// `http.followRedirects = false`: libgit2 then follows redirects on the
+/// same host only, so a repository cannot send the fetch (or the token)
+/// elsewhere.
+fn no_offsite_redirects(repo: &Repository) -> Result<(), git2::Error> {
+    repo.config()?.set_str("http.followRedirects", "false")
 }
 
 fn checkout_blocking(
@@ -434,171 +482,5 @@ fn classify(error: &git2::Error, spec: &RepoSpec) -> BuildError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key() -> SecretKey {
-        SecretKey::from_base64(&SecretKey::generate_base64()).unwrap()
-    }
-
-    fn source(url: &str) -> Source {
-        Source {
-            repo_url: url.into(),
-            git_ref: "main".into(),
-            commit: None,
-            subdirectory: None,
-            token: None,
-        }
-    }
-
-    #[test]
-    fn https_is_allowed_and_local_repositories_only_when_enabled() {
-        assert!(!check_url("https://github.com/a/b.git", false).unwrap());
-        for url in ["file:///srv/git/app", "/srv/git/app"] {
-            let error = check_url(url, false).unwrap_err();
-            assert!(
-                error
-                    .to_string()
-                    .contains("local repositories (file:// URLs and paths) are disabled"),
-                "{error}"
-            );
-            assert!(check_url(url, true).unwrap());
-        }
-        let error = check_url("http://example.com/a.git", false).unwrap_err();
-        assert!(error.to_string().contains("use an https:// URL"), "{error}");
-        for url in [
-            "git@github.com:a/b.git",
-            "ssh://git@github.com/a/b",
-            "git://x/y",
-        ] {
-            let error = check_url(url, true).unwrap_err();
-            assert!(
-                error.to_string().contains("only https:// URLs"),
-                "{url}: {error}"
-            );
-        }
-        assert!(check_url("relative/path", true).is_err());
-        assert!(check_url("https://", false).is_err());
-    }
-
-    #[test]
-    fn credentials_in_urls_are_never_shown() {
-        assert_eq!(
-            redact("https://bob:s3cret@git.example.com/a/b.git"),
-            "https://git.example.com/a/b.git"
-        );
-        assert_eq!(redact("file:///srv/app"), "file:///srv/app");
-        let error = check_url("http://bob:s3cret@example.com/a.git", false).unwrap_err();
-        assert!(!error.to_string().contains("s3cret"), "{error}");
-    }
-
-    #[test]
-    fn the_token_is_opened_with_the_key_and_hidden_from_debug_output() {
-        let key = key();
-        let mut src = source("https://github.com/a/b");
-        src.token = Some(key.seal(b"ghp_secret\n"));
-        let spec = RepoSpec::new(&src, &key, false).unwrap();
-        assert!(matches!(&spec.token, Some(Token(t)) if t == "ghp_secret"));
-        assert!(!format!("{spec:?}").contains("ghp_secret"));
-        assert_eq!(spec.scrub("failed for ghp_secret"), "failed for ***");
-
-        let error = RepoSpec::new(&src, &self::key(), false).unwrap_err();
-        assert!(matches!(error, BuildError::TokenUnreadable));
-    }
-
-    #[test]
-    fn a_commit_must_look_like_a_sha() {
-        let key = key();
-        let mut src = source("https://github.com/a/b");
-        src.commit = Some("  ABCDEF1 ".into());
-        let spec = RepoSpec::new(&src, &key, false).unwrap();
-        assert_eq!(spec.commit.as_deref(), Some("abcdef1"));
-        assert_eq!(spec.wanted(), "abcdef1");
-        src.commit = Some("main; rm -rf /".into());
-        let error = RepoSpec::new(&src, &key, false).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("commit `main; rm -rf /` was not found"),
-            "{error}"
-        );
-    }
-
-    fn heads() -> Vec<(String, String)> {
-        [
-            ("HEAD", "1111"),
-            ("refs/heads/main", "1111"),
-            ("refs/heads/dev", "2222"),
-            ("refs/tags/v1", "3333"),
-            ("refs/tags/v1^{}", "4444"),
-            ("refs/tags/light", "5555"),
-            ("refs/pull/7/head", "6666"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_owned(), b.to_owned()))
-        .collect()
-    }
-
-    #[test]
-    fn refs_resolve_to_branches_then_peeled_tags() {
-        let heads = heads();
-        let found = |wanted: &str| find_ref(&heads, wanted);
-        assert_eq!(found("dev"), Some(("refs/heads/dev".into(), "2222".into())));
-        assert_eq!(
-            found("v1"),
-            Some(("refs/tags/v1".into(), "4444".into())),
-            "annotated tags peel"
-        );
-        assert_eq!(
-            found("light"),
-            Some(("refs/tags/light".into(), "5555".into()))
-        );
-        assert_eq!(
-            found("refs/pull/7/head"),
-            Some(("refs/pull/7/head".into(), "6666".into()))
-        );
-        assert_eq!(found(""), Some(("refs/heads/main".into(), "1111".into())));
-        assert_eq!(
-            found("HEAD"),
-            Some(("refs/heads/main".into(), "1111".into()))
-        );
-        assert_eq!(found("nope"), None);
-        assert_eq!(
-            found("main:refs/heads/x"),
-            None,
-            "only advertised names match"
-        );
-    }
-
-    #[test]
-    fn git_errors_become_reasons_a_user_can_act_on() {
-        let key = key();
-        let spec = RepoSpec::new(&source("https://github.com/a/b"), &key, false).unwrap();
-        let auth = git2::Error::new(ErrorCode::Auth, ErrorClass::Http, "asked for credentials");
-        assert!(matches!(
-            classify(&auth, &spec),
-            BuildError::RepositoryNotFound { .. }
-        ));
-        let mut with_token = source("https://github.com/a/b");
-        with_token.token = Some(key.seal(b"t0ken"));
-        let spec_t = RepoSpec::new(&with_token, &key, false).unwrap();
-        assert_eq!(
-            classify(&auth, &spec_t).to_string(),
-            "authentication to https://github.com/a/b failed: check that the token is valid and can read the repository"
-        );
-        let missing = git2::Error::new(
-            ErrorCode::GenericError,
-            ErrorClass::Http,
-            "unexpected http status code: 404",
-        );
-        assert!(matches!(
-            classify(&missing, &spec),
-            BuildError::RepositoryNotFound { .. }
-        ));
-        let other = git2::Error::new(ErrorCode::GenericError, ErrorClass::Net, "t0ken reset");
-        assert_eq!(
-            classify(&other, &spec_t).to_string(),
-            "cloning https://github.com/a/b failed: *** reset"
-        );
-    }
-}
+#[path = "git_tests.rs"]
+mod tests;

@@ -19,6 +19,8 @@ pub mod buildlog;
 pub mod config;
 pub mod context;
 pub mod detect;
+#[cfg(test)]
+mod detect_props;
 pub mod docker;
 pub mod dockerfile;
 pub mod dockerignore;
@@ -31,6 +33,7 @@ pub mod repofile;
 pub mod sandbox;
 pub mod service;
 pub mod slots;
+pub mod source_policy;
 
 pub use buildlog::{BuildLog, LogSettings};
 pub use config::{BuildConfig, BuilderKind, Config, Settings};
@@ -42,3 +45,4 @@ pub use kaniko::{KanikoBuilder, KanikoConfig, KanikoSettings};
 pub use registry::{HttpRegistry, ImageRepo, Registry};
 pub use sandbox::{SandboxBuilder, SandboxConfig};
 pub use service::BuildService;
+pub use source_policy::SourcePolicy;

@@ -243,7 +243,8 @@ where
         cancel: CancelFlag,
     ) -> Result<Release, BuildError> {
         let source = &request.source;
-        let spec = RepoSpec::new(source, &self.key, self.settings.allow_local_repos)?;
+        let policy = self.settings.source_policy();
+        let spec = RepoSpec::new(source, &request.app, &self.key, &policy)?;
         log.line(format!(
             "Cloning {} at {}",
             spec.display_url(),

@@ -291,11 +291,42 @@ async fn local_repositories_are_refused_unless_allowed() {
     );
     assert!(
         seen.reason().contains(
-            "local repositories (file:// URLs and paths) are disabled on this server (BERTH_ALLOW_LOCAL_REPOS)"
+            "local repositories are not allowed on this server (BERTH_ALLOW_LOCAL_REPOS)"
         ),
         "{}",
         seen.reason()
     );
+}
+
+/// L4: with local repositories on, a repository outside the root (here a
+/// folder of the system's temporary directory) is refused, as is a symlink
+/// in the root that leads out of it.
+#[tokio::test]
+async fn local_repositories_outside_the_root_are_refused() {
+    let harness = Harness::start(settings(true)).await;
+    let outside = tempfile::tempdir().unwrap();
+    git2::Repository::init(outside.path()).unwrap();
+    let link = tempfile::tempdir_in(berth_common::testing::local_repo_root()).unwrap();
+    std::os::unix::fs::symlink(outside.path(), link.path().join("repo")).unwrap();
+    for url in [
+        format!("file://{}", outside.path().display()),
+        link.path().join("repo").display().to_string(),
+    ] {
+        let app = new_app("outside");
+        let deployment = harness
+            .submit(&harness.request(&app, source(&url, "main")))
+            .await;
+        let seen = harness.outcome(deployment, Duration::from_secs(60)).await;
+        assert_eq!(
+            seen.states(),
+            [DeploymentState::Cloning, DeploymentState::Failed]
+        );
+        assert!(
+            seen.reason().contains("local repositories must be inside"),
+            "{url}: {}",
+            seen.reason()
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,8 +5,9 @@
 
 mod support;
 
-use berth_build_worker::{BuildError, GitFetcher, RepoSpec, SourceFetcher};
-use berth_proto::{SecretKey, Source};
+use berth_build_worker::{BuildError, GitFetcher, RepoSpec, SourceFetcher, SourcePolicy};
+use berth_common::repo_policy::RepoPolicy;
+use berth_proto::{AppRef, Binding, SecretKey, Source};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -79,15 +80,41 @@ impl Fixture {
     }
 
     fn spec(&self, git_ref: &str, commit: Option<&str>, token: Option<&str>) -> RepoSpec {
+        self.spec_at(&self.url(), &self.url(), git_ref, commit, token)
+    }
+
+    /// A spec for `url` whose token is for the GitHub at `github`.
+    fn spec_at(
+        &self,
+        url: &str,
+        github: &str,
+        git_ref: &str,
+        commit: Option<&str>,
+        token: Option<&str>,
+    ) -> RepoSpec {
+        let app = AppRef {
+            id: uuid::Uuid::now_v7(),
+            name: "web".into(),
+            tenant: "acme".into(),
+        };
+        let binding = Binding::build_token(&app.tenant, app.id);
         let source = Source {
-            repo_url: self.url(),
+            repo_url: url.to_owned(),
             git_ref: git_ref.into(),
             commit: commit.map(str::to_owned),
             subdirectory: None,
-            token: token.map(|t| self.key.seal(t.as_bytes())),
+            token: token.map(|t| self.key.seal(&binding, t.as_bytes())),
         };
-        // Plain http is a "local" URL: allowed only with local repositories on.
-        RepoSpec::new(&source, &self.key, true).unwrap()
+        // Plain http on 127.0.0.1 is allowed only with local repositories on;
+        // the token goes to the server only because it is "the GitHub".
+        let policy = SourcePolicy {
+            repos: RepoPolicy {
+                allow_local: true,
+                local_root: Some(self.repo.path().parent().unwrap().to_path_buf()),
+            },
+            github: url::Url::parse(github).unwrap(),
+        };
+        RepoSpec::new(&source, &app, &self.key, &policy).unwrap()
     }
 }
 
@@ -223,4 +250,85 @@ async fn credentials_problems_say_what_to_fix_and_never_show_the_token() {
         error.to_string(),
         format!("branch or tag `no-such-branch` was not found in {url}")
     );
+}
+
+/// Answers every request with a redirect to `target` + the same path: a
+/// repository host that sends the client elsewhere.
+async fn redirector(target: String) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut stream = TokioBufReader::new(stream);
+                let mut request_line = String::new();
+                if stream.read_line(&mut request_line).await.is_err() {
+                    return;
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_owned();
+                let mut line = String::new();
+                while stream.read_line(&mut line).await.is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let answer = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.get_mut().write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// S4: the token is for the repository's own host; a redirect elsewhere
+/// never gets it. Before: libgit2 followed the redirect on the first
+/// request and the credentials callback answered any URL, so the clone
+/// succeeded with the token sent to the other server.
+#[tokio::test]
+async fn a_redirect_to_another_host_never_gets_the_token() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.repo.commit("one", &[("index.html", "one\n")]);
+    let name = fx.repo.path().file_name().unwrap().to_str().unwrap();
+
+    // Same host name, another port: libgit2 follows it (not off-site for
+    // it), and the credentials callback refuses the other origin.
+    let port = redirector(format!("http://127.0.0.1:{}", fx.server.port)).await;
+    let github = format!("http://127.0.0.1:{port}");
+    let url = format!("{github}/{name}");
+    let spec = fx.spec_at(&url, &github, "main", None, Some(TOKEN));
+    assert!(spec.token.is_some(), "the token is for this host");
+    let error = fetch(&spec).await.unwrap_err();
+    assert!(
+        matches!(error, BuildError::AuthenticationFailed { .. }),
+        "{error}"
+    );
+
+    // Another host name: the redirect itself is refused.
+    let port = redirector(format!("http://localhost:{}", fx.server.port)).await;
+    let github = format!("http://127.0.0.1:{port}");
+    let url = format!("{github}/{name}");
+    let error = fetch(&fx.spec_at(&url, &github, "main", None, Some(TOKEN)))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("cannot redirect"), "{error}");
+}
+
+/// A token that came with a repository off the configured GitHub is not
+/// used at all: the private repository answers as not found.
+#[tokio::test]
+async fn a_repository_off_the_configured_github_gets_no_token() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.repo.commit("one", &[("index.html", "one\n")]);
+    let spec = fx.spec_at(&fx.url(), "http://127.0.0.1:1", "main", None, Some(TOKEN));
+    assert!(spec.token.is_none());
+    assert!(matches!(
+        fetch(&spec).await.unwrap_err(),
+        BuildError::RepositoryNotFound { .. }
+    ));
 }

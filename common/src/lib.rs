@@ -14,6 +14,7 @@ pub mod kube_fake;
 pub mod kubernetes;
 pub mod logs;
 pub mod ops;
+pub mod repo_policy;
 pub mod shutdown;
 
 pub use broker::{Broker, BrokerError, Handler, MessagePublisher, Outcome};

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("the release's env vars cannot be opened: {0}; the deploy-worker's BERTH_SECRET_KEY must be the backend's")]
+    #[error("the release's env vars cannot be opened for this app: {0}; deploy again from berth (the deploy-worker's BERTH_SECRET_KEY must be the backend's)")]
     Secrets(#[source] berth_proto::SealedError),
 
     #[error("the image reference `{image}` is not valid: {reason}")]

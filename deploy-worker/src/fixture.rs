@@ -1,6 +1,6 @@
 //! A fluent [`Release`] for the tests of both drivers.
 
-use berth_proto::{AppRef, Release, ReleaseConfig, Resources, SecretKey};
+use berth_proto::{AppRef, Binding, Release, ReleaseConfig, Resources, SecretKey};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -12,11 +12,12 @@ impl ReleaseFixture {
     /// App `web` of tenant `acme` on port 8000, one replica, no resources.
     pub fn new() -> Self {
         let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+        let app_id = Uuid::now_v7();
         Self {
             release: Release {
                 id: Uuid::now_v7(),
                 app: AppRef {
-                    id: Uuid::now_v7(),
+                    id: app_id,
                     name: "web".into(),
                     tenant: "acme".into(),
                 },
@@ -24,7 +25,10 @@ impl ReleaseFixture {
                 image: format!("registry.example:5000/acme/web@sha256:{}", "a".repeat(64)),
                 config: ReleaseConfig {
                     port: 8000,
-                    env: key.seal_json(&BTreeMap::<String, String>::new()),
+                    env: key.seal_json(
+                        &Binding::app_env("acme", app_id),
+                        &BTreeMap::<String, String>::new(),
+                    ),
                     env_version: 1,
                     replicas: 1,
                     resources: Resources::default(),
@@ -44,9 +48,12 @@ impl ReleaseFixture {
         self
     }
 
-    /// Env vars sealed with `key`, as the backend sends them.
+    /// Env vars sealed with `key` for the release's app, as the backend
+    /// sends them (so call it after [`app`](Self::app)).
     pub fn env(mut self, key: &SecretKey, env: &BTreeMap<String, String>) -> Self {
-        self.release.config.env = key.seal_json(env);
+        let app = &self.release.app;
+        let binding = Binding::app_env(&app.tenant, app.id);
+        self.release.config.env = key.seal_json(&binding, env);
         self
     }
 

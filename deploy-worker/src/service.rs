@@ -17,7 +17,7 @@
 use async_trait::async_trait;
 use berth_common::{Handler, MessagePublisher, Outcome};
 use berth_proto::{
-    AppRef, DeploymentProgress, DeploymentState, Envelope, Message, Release, SecretKey,
+    AppRef, Binding, DeploymentProgress, DeploymentState, Envelope, Message, Release, SecretKey,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -114,9 +114,12 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             self.report(deployment_id, attempt, deploying).await?;
         }
 
+        // Sealed for this app: env copied from another app's release (or a
+        // forged message) does not open, and the deploy fails.
+        let binding = Binding::app_env(&release.app.tenant, app_id);
         let env = match self
             .key
-            .open_json::<BTreeMap<String, String>>(&release.config.env)
+            .open_json::<BTreeMap<String, String>>(&binding, &release.config.env)
         {
             Ok(env) => env,
             Err(error) => {

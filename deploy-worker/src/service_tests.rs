@@ -193,12 +193,49 @@ async fn env_sealed_with_another_key_fails_the_deploy() {
     let service = service();
     let mut release = release(&BTreeMap::new());
     let other = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
-    release.config.env = other.seal_json(&BTreeMap::<String, String>::new());
+    let binding = Binding::app_env(&release.app.tenant, release.app.id);
+    release.config.env = other.seal_json(&binding, &BTreeMap::<String, String>::new());
     service.deploy(Uuid::now_v7(), 1, release).await;
     let failed = service.publisher.last();
     assert_eq!(failed.state, DeploymentState::Failed);
     assert!(failed.reason.unwrap().contains("BERTH_SECRET_KEY"));
     assert!(service.runtime.deploys.lock().unwrap().is_empty());
+}
+
+/// A forged or replayed `deploy.requested` for one app that carries the
+/// env of another app (as sealed for that app) is refused: a failed
+/// deployment with the reason, and nothing runs.
+#[tokio::test]
+async fn env_copied_from_another_app_fails_the_deploy_and_runs_nothing() {
+    let service = service();
+    let secret = BTreeMap::from([("SECRET".to_owned(), "victim's".to_owned())]);
+    let victim = ReleaseFixture::new()
+        .app("victim", "web")
+        .env(&key(), &secret)
+        .build();
+    let mut forged = ReleaseFixture::new().app("mallory", "web").build();
+    forged.config.env = victim.config.env.clone();
+    let outcome = service.deploy(Uuid::now_v7(), 1, forged).await;
+    assert_eq!(outcome, Outcome::Done, "settled, not retried or crashed");
+    let failed = service.publisher.last();
+    assert_eq!(failed.state, DeploymentState::Failed);
+    let reason = failed.reason.unwrap();
+    assert!(
+        reason.starts_with("the release's env vars cannot be opened for this app")
+            && reason.contains("sealed for another app"),
+        "{reason}"
+    );
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+
+    // The same tenant's other app does not open it either.
+    let mut sibling = ReleaseFixture::new().app("victim", "api").build();
+    sibling.config.env = victim.config.env.clone();
+    service.deploy(Uuid::now_v7(), 1, sibling).await;
+    assert_eq!(service.publisher.last().state, DeploymentState::Failed);
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+    // While the victim's own release deploys with it.
+    service.deploy(Uuid::now_v7(), 1, victim).await;
+    assert_eq!(service.publisher.last().state, DeploymentState::Live);
 }
 
 #[tokio::test]

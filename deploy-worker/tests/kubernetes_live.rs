@@ -11,7 +11,7 @@
 use berth_common::kubernetes::app_namespace;
 use berth_deploy_worker::kubernetes::{KubeRuntime, KubernetesSettings, RolloutSettings};
 use berth_deploy_worker::{DeployError, DeploySpec, Runtime};
-use berth_proto::{labels, AppRef, Release, ReleaseConfig, Resources, SecretKey};
+use berth_proto::{labels, AppRef, Binding, Release, ReleaseConfig, Resources, SecretKey};
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
@@ -42,7 +42,7 @@ impl Live {
             image: image.to_owned(),
             config: ReleaseConfig {
                 port: setting("BERTH_LIVE_PORT", "8080").parse().unwrap(),
-                env: key.seal_json(&env),
+                env: key.seal_json(&Binding::app_env(&self.app.tenant, self.app.id), &env),
                 env_version: 1,
                 replicas: 1,
                 resources: Resources::default(),

@@ -3,7 +3,7 @@
 //! compared, object by object, with what the driver would apply.
 
 use berth_deploy_worker::kubernetes::{plan, KubernetesSettings};
-use berth_proto::{AppRef, Release, ReleaseConfig, Resources, SecretKey};
+use berth_proto::{AppRef, Binding, Release, ReleaseConfig, Resources, SecretKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -43,10 +43,11 @@ fn scratch(name: &str, contents: &str) -> PathBuf {
 }
 
 fn release(key: &SecretKey) -> Release {
+    let app_id = Uuid::now_v7();
     Release {
         id: Uuid::now_v7(),
         app: AppRef {
-            id: Uuid::now_v7(),
+            id: app_id,
             name: "shop".into(),
             tenant: "acme".into(),
         },
@@ -54,7 +55,10 @@ fn release(key: &SecretKey) -> Release {
         image: format!("registry.example:5000/acme/shop@sha256:{}", "b".repeat(64)),
         config: ReleaseConfig {
             port: 3000,
-            env: key.seal_json(&BTreeMap::from([("IGNORED", "sealed")])),
+            env: key.seal_json(
+                &Binding::app_env("acme", app_id),
+                &BTreeMap::from([("IGNORED", "sealed")]),
+            ),
             env_version: 2,
             replicas: 2,
             resources: Resources {
@@ -131,13 +135,13 @@ fn render_from_flags_prints_the_plan() {
     };
     let printed = documents(&output);
     assert_eq!(printed, plan(&release, deployment, &env, &settings));
-    assert_eq!(printed.len(), 9);
+    assert_eq!(printed.len(), 10);
     assert_eq!(
-        printed[8]["spec"]["rules"][0]["host"],
+        printed[9]["spec"]["rules"][0]["host"],
         "shop.acme.apps.example"
     );
     assert_eq!(printed[1]["spec"]["hard"]["pods"], "7");
-    assert_eq!(printed[6]["spec"]["revisionHistoryLimit"], 5);
+    assert_eq!(printed[7]["spec"]["revisionHistoryLimit"], 5);
 }
 
 #[test]
@@ -162,7 +166,7 @@ fn render_of_a_deploy_requested_payload_prints_the_plan_with_the_env_given_in_cl
         plan(&release, deployment, &env, &KubernetesSettings::default())
     );
     assert_eq!(
-        printed[5]["data"]["SECRET"], "czNjcmV0",
+        printed[6]["data"]["SECRET"], "czNjcmV0",
         "the Secret as it is applied"
     );
 }

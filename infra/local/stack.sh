@@ -430,7 +430,7 @@ EOF
 }
 
 write_env_file() {
-  mkdir -p "$BERTH_STATE/work" "$BERTH_STATE/log-streamer"
+  mkdir -p "$BERTH_STATE/work" "$BERTH_STATE/log-streamer" "$BERTH_STATE/repos"
   write_helpers
   local k
   {
@@ -461,6 +461,8 @@ write_env_file() {
     done
     emit BERTH_BUILD_CA_BUNDLE /etc/ssl/certs/ca-certificates.crt
     emit BERTH_ALLOW_LOCAL_REPOS true
+    echo "# Local repositories are built only from inside this folder (tests make theirs here):"
+    emit BERTH_LOCAL_REPO_ROOT "$BERTH_STATE/repos"
     emit BERTH_LISTEN 127.0.0.1:8080
     emit BERTH_PUBLIC_URL http://127.0.0.1:8080
     emit BERTH_SMTP_URL "smtp://127.0.0.1:$SMTP_PORT"
@@ -520,9 +522,11 @@ share_foreign_stack() {
   [[ $(curl -s --max-time 3 --unix-socket "$sock" http://d/v1.41/_ping 2>/dev/null) == OK ]] \
     || die "podman API of $other is not running"
   ensure_dirs
-  mkdir -p "$BERTH_STATE/work" "$BERTH_STATE/log-streamer"
+  mkdir -p "$BERTH_STATE/work" "$BERTH_STATE/log-streamer" "$BERTH_STATE/repos"
   sed -e "s|^export BERTH_WORK_DIR=.*|export BERTH_WORK_DIR=$BERTH_STATE/work|" \
       -e "s|^export BERTH_LOG_STREAMER_STATE_DIR=.*|export BERTH_LOG_STREAMER_STATE_DIR=$BERTH_STATE/log-streamer|" \
+      -e "/^export BERTH_LOCAL_REPO_ROOT=/d" \
+      -e "\$a export BERTH_LOCAL_REPO_ROOT=$BERTH_STATE/repos" \
       -e "1a # Shared: the services are those of $other." \
       "$other_env" | (umask 077 && write_if_changed "$BERTH_ENV_FILE_PATH") || true
   echo "$other" >"$SHARED_MARKER"

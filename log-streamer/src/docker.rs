@@ -51,13 +51,25 @@ impl DockerLogSource {
     }
 }
 
-/// A workload from its labels, if berth runs it for an app.
+/// A workload from its labels, if berth runs it for an app: its name must
+/// be the one the deploy-worker gives it for those labels. A container a
+/// build step made (Docker's classic builder copies the image's labels onto
+/// it, berth's too if a Dockerfile sets them) has a name of the engine's and
+/// is ignored, so it cannot write into another app's log.
 fn workload(
     id: &str,
     name: &str,
     labels: &HashMap<String, String>,
     running: bool,
 ) -> Option<Workload> {
+    if !labels::named_by_berth(name, labels) {
+        tracing::debug!(
+            container = id,
+            name,
+            "berth labels on a container berth did not name; ignored"
+        );
+        return None;
+    }
     let app_id = labels.get(labels::APP)?.parse::<Uuid>().ok()?;
     Some(Workload {
         id: id.to_owned(),
@@ -202,13 +214,23 @@ mod tests {
     use super::*;
     use bollard::models::EventActor;
 
+    fn berth_labels(app: Uuid, deployment: Uuid) -> HashMap<String, String> {
+        HashMap::from([
+            (labels::APP.to_owned(), app.to_string()),
+            (labels::APP_NAME.to_owned(), "web".to_owned()),
+            (labels::TENANT.to_owned(), "t".to_owned()),
+            (labels::DEPLOYMENT.to_owned(), deployment.to_string()),
+            (labels::MANAGED_BY.to_owned(), "berth".to_owned()),
+        ])
+    }
+
     #[test]
     fn lifecycle_events_carry_the_workload_and_exit_code() {
-        let app = Uuid::now_v7();
-        let attributes = HashMap::from([
-            (labels::APP.to_owned(), app.to_string()),
-            (labels::DEPLOYMENT.to_owned(), "d-1".to_owned()),
-            ("name".to_owned(), "berth-t-web-0123".to_owned()),
+        let (app, deployment) = (Uuid::now_v7(), Uuid::now_v7());
+        let name = labels::container_name("t", "web", deployment);
+        let mut attributes = berth_labels(app, deployment);
+        attributes.extend([
+            ("name".to_owned(), name.clone()),
             ("exitCode".to_owned(), "137".to_owned()),
         ]);
         let event = |action: &str| EventMessage {
@@ -228,8 +250,8 @@ mod tests {
             }
         );
         assert_eq!(died.workload.app_id, app);
-        assert_eq!(died.workload.key, "d-1");
-        assert_eq!(died.workload.name, "berth-t-web-0123");
+        assert_eq!(died.workload.key, deployment.to_string());
+        assert_eq!(died.workload.name, name);
         assert_eq!(died.cursor, 1_795_313_598_000_000_001);
         assert_eq!(
             from_event(event("restart")).unwrap().kind,
@@ -240,5 +262,40 @@ mod tests {
             Lifecycle::Removed
         );
         assert!(from_event(event("exec_create")).is_none());
+    }
+
+    /// S3: Docker's classic builder runs each build step in a container
+    /// that carries the image's labels so far: a Dockerfile that sets
+    /// berth's labels with another app's id makes containers that look like
+    /// that app's. Their names are the engine's, so they are not followed,
+    /// as events or when listed. (Before, labels alone decided.)
+    #[test]
+    fn containers_with_berth_labels_but_not_berths_name_are_ignored() {
+        let (victim, deployment) = (Uuid::now_v7(), Uuid::now_v7());
+        let labels = berth_labels(victim, deployment);
+        let summary = |name: &str| ContainerSummary {
+            id: Some("c0ffee".into()),
+            names: Some(vec![format!("/{name}")]),
+            labels: Some(labels.clone()),
+            state: Some(ContainerSummaryStateEnum::RUNNING),
+            ..Default::default()
+        };
+        let named = labels::container_name("t", "web", deployment);
+        assert_eq!(from_summary(summary(&named)).unwrap().app_id, victim);
+        for impostor in ["pensive_hopper", "berth-t-web", "berth-t-api-0123456789ab"] {
+            assert!(from_summary(summary(impostor)).is_none(), "{impostor}");
+            let mut attributes = labels.clone();
+            attributes.insert("name".into(), impostor.into());
+            let event = EventMessage {
+                action: Some("start".into()),
+                actor: Some(EventActor {
+                    id: Some("c0ffee".into()),
+                    attributes: Some(attributes),
+                }),
+                time_nano: Some(1),
+                ..Default::default()
+            };
+            assert!(from_event(event).is_none(), "{impostor}");
+        }
     }
 }

@@ -16,6 +16,8 @@ pub mod docker;
 pub mod error;
 pub mod follower;
 pub mod frames;
+#[cfg(test)]
+mod frames_props;
 pub mod kubernetes;
 pub mod service;
 pub mod sink;

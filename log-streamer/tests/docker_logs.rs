@@ -223,3 +223,36 @@ async fn measure_a_burst_of_lines() {
     streamer.stop().await;
     app.remove(&id).await;
 }
+
+/// S3: a container with an app's berth labels that the deploy-worker did
+/// not name (as Docker's classic builder makes for a build step of a
+/// Dockerfile that sets those labels) is not followed: its lines cannot
+/// reach the app's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_with_an_apps_labels_but_not_berths_name_is_not_followed() {
+    use berth_log_streamer::docker::DockerLogSource;
+    use berth_log_streamer::source::LogSource as _;
+    let app = TestApp::new();
+    let (own, _) = app.start(&[("COUNT", "1")], None).await;
+    let impostor = app
+        .start_as(
+            &format!(
+                "build-step-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            &[("COUNT", "1")],
+            None,
+        )
+        .await;
+    let source = DockerLogSource::new(docker().await).with_selector(SELECTOR_LABEL, &app.tenant);
+    let followed: Vec<String> = source
+        .workloads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|workload| workload.id)
+        .collect();
+    assert_eq!(followed, [own]);
+    assert!(!followed.contains(&impostor));
+    app.remove_all().await;
+}

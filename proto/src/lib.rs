@@ -4,6 +4,7 @@
 //! envelope and payloads, the exchange, queue and topic names, the log record
 //! and the deployment state machine. This crate performs no I/O.
 
+pub mod binding;
 pub mod envelope;
 pub mod labels;
 pub mod logs;
@@ -12,6 +13,7 @@ pub mod names;
 pub mod sealed;
 pub mod state;
 
+pub use binding::Binding;
 pub use envelope::{DecodeError, Envelope, Message, Payload};
 pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{

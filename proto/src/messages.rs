@@ -30,7 +30,8 @@ pub struct Source {
     /// Folder inside the repository that holds the app.
     #[serde(default)]
     pub subdirectory: Option<String>,
-    /// A token for private repositories, sealed with the shared key.
+    /// A token for private repositories, sealed with the shared key for
+    /// [`Binding::build_token`](crate::Binding::build_token) of the message's app.
     #[serde(default)]
     pub token: Option<Sealed>,
 }
@@ -48,7 +49,9 @@ pub struct Resources {
 pub struct ReleaseConfig {
     /// The port the app listens on; given to it as `PORT`.
     pub port: u16,
-    /// Env vars as a sealed JSON object of strings.
+    /// Env vars as a sealed JSON object of strings, sealed for
+    /// [`Binding::app_env`](crate::Binding::app_env) of the release's app:
+    /// it opens for that app (tenant and id) only.
     pub env: Sealed,
     /// Which version of the app's env var set this is.
     pub env_version: i64,

@@ -44,7 +44,11 @@ pub struct AppRepo {
 impl AppRepo {
     /// A repository on branch `main` with the app at `version`.
     pub fn python(version: &str) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("berth-app-").tempdir()?;
+        // Inside the stack's BERTH_LOCAL_REPO_ROOT: the only folder the
+        // platform builds local repositories from.
+        let dir = tempfile::Builder::new()
+            .prefix("berth-app-")
+            .tempdir_in(berth_common::testing::local_repo_root())?;
         let repo = Repository::init_opts(
             dir.path(),
             git2::RepositoryInitOptions::new().initial_head("main"),

@@ -10,11 +10,12 @@ use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
 use crate::outbox;
 use crate::state::AppState;
+use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::Router;
-use berth_proto::{AppRemovalRequested, AppScaleRequested};
+use berth_proto::{AppRemovalRequested, AppScaleRequested, Binding};
 use model::{App, AppEnv, CreateApp, EnvVars, ScaleApp, UpdateApp, DEFAULT_BRANCH, DEFAULT_PORT};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -51,24 +52,29 @@ async fn create_app(
     source: SourceAddr,
     Json(request): Json<CreateApp>,
 ) -> Result<(StatusCode, Json<App>)> {
-    request.validate(state.settings.allow_local_repos)?;
+    let policy = state.settings.repo_policy();
+    request.validate(&policy)?;
+    validate::repo_host(&request.repo_url, &policy).await?;
     let env = request.env.unwrap_or_default();
+    let mut tx = state.db.begin().await?;
+    let id = Uuid::now_v7();
+    let tenant = store::tenant_of(&mut tx, user.id).await?;
     let app = store::NewApp {
+        id,
         owner: user.id,
         name: &request.name,
         repo_url: request.repo_url.trim(),
         branch: request.branch.as_deref().unwrap_or(DEFAULT_BRANCH),
         subdirectory: request.subdirectory.as_deref(),
         port: request.port.unwrap_or(DEFAULT_PORT),
-        env: state.key.seal_json(&env),
+        env: state.key.seal_json(&Binding::app_env(&tenant, id), &env),
     };
     // Env var names only: their values may be secrets.
     let details = json!({
         "name": app.name, "repo_url": audit::repo_url(app.repo_url), "branch": app.branch,
         "subdirectory": app.subdirectory, "port": app.port, "env_names": env.keys().collect::<Vec<_>>(),
     });
-    let mut tx = state.db.begin().await?;
-    let id = store::insert(&mut tx, app).await?;
+    store::insert(&mut tx, app).await?;
     let event = Event::new(user.id, "app.create", "app", id, source).details(details);
     audit::record(&mut tx, event).await?;
     tx.commit().await?;
@@ -114,15 +120,21 @@ async fn update_app(
     Path(id): Path<Uuid>,
     Json(request): Json<UpdateApp>,
 ) -> Result<Json<App>> {
-    request.validate(state.settings.allow_local_repos)?;
+    let policy = state.settings.repo_policy();
+    request.validate(&policy)?;
+    if let Some(url) = &request.repo_url {
+        validate::repo_host(url, &policy).await?;
+    }
     let mut tx = state.db.begin().await?;
     let current = store::lock_owned(&mut tx, user.id, id).await?;
     // Only a different set is a new version.
     let (env, env_names) = match request.env {
         Some(env) => {
-            let old: EnvVars = state.key.open_json(&current.env_sealed)?;
+            let binding = Binding::app_env(&current.tenant, current.id);
+            let old: EnvVars = state.key.open_json(&binding, &current.env_sealed)?;
             let names = env.keys().cloned().collect::<Vec<_>>();
-            ((old != env).then(|| state.key.seal_json(&env)), Some(names))
+            let sealed = (old != env).then(|| state.key.seal_json(&binding, &env));
+            (sealed, Some(names))
         }
         None => (None, None),
     };
@@ -248,7 +260,9 @@ async fn get_env(
         .await?
         .ok_or(Error::NotFound("app"))?;
     Ok(Json(AppEnv {
-        env: state.key.open_json(&row.env_sealed)?,
+        env: state
+            .key
+            .open_json(&Binding::app_env(&row.tenant, row.id), &row.env_sealed)?,
         env_version: row.env_version,
     }))
 }

@@ -3,7 +3,8 @@
 use super::store::AppRow;
 use crate::error::Result;
 use crate::validate::{self, Checks};
-use berth_proto::SecretKey;
+use berth_common::repo_policy::RepoPolicy;
+use berth_proto::{Binding, SecretKey};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -57,16 +58,13 @@ where
 }
 
 impl CreateApp {
-    pub fn validate(&self, allow_local_repos: bool) -> Result<()> {
+    pub fn validate(&self, policy: &RepoPolicy) -> Result<()> {
         let mut checks = Checks::default();
         checks.check(
             "name",
             validate::app_name(&self.name, validate::MAX_APP_NAME_LEN),
         );
-        checks.check(
-            "repo_url",
-            validate::repo_url(&self.repo_url, allow_local_repos),
-        );
+        checks.check("repo_url", validate::repo_url(&self.repo_url, policy));
         if let Some(branch) = &self.branch {
             checks.check("branch", validate::git_ref(branch));
         }
@@ -100,10 +98,10 @@ impl ScaleApp {
 }
 
 impl UpdateApp {
-    pub fn validate(&self, allow_local_repos: bool) -> Result<()> {
+    pub fn validate(&self, policy: &RepoPolicy) -> Result<()> {
         let mut checks = Checks::default();
         if let Some(repo_url) = &self.repo_url {
-            checks.check("repo_url", validate::repo_url(repo_url, allow_local_repos));
+            checks.check("repo_url", validate::repo_url(repo_url, policy));
         }
         if let Some(branch) = &self.branch {
             checks.check("branch", validate::git_ref(branch));
@@ -163,7 +161,8 @@ pub struct LastDeploy {
 
 impl App {
     pub fn from_row(row: AppRow, key: &SecretKey) -> Result<Self> {
-        let env: EnvVars = key.open_json(&row.env_sealed)?;
+        let env: EnvVars =
+            key.open_json(&Binding::app_env(&row.tenant, row.id), &row.env_sealed)?;
         Ok(Self {
             id: row.id,
             name: row.name,
@@ -227,7 +226,7 @@ mod tests {
             port: Some(0),
             env: Some([("1X".to_owned(), "v".to_owned())].into()),
         };
-        match request.validate(false) {
+        match request.validate(&RepoPolicy::default()) {
             Err(Error::Validation(errors)) => {
                 let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
                 assert_eq!(fields, ["name", "repo_url", "port", "env.1X"]);

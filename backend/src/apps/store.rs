@@ -131,6 +131,8 @@ pub async fn lock_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> Resul
 }
 
 pub struct NewApp<'a> {
+    /// Chosen by the caller: the env is sealed for it before the insert.
+    pub id: Uuid,
     pub owner: Uuid,
     pub name: &'a str,
     pub repo_url: &'a str,
@@ -140,13 +142,12 @@ pub struct NewApp<'a> {
     pub env: Sealed,
 }
 
-pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<Uuid> {
-    let id = Uuid::now_v7();
+pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO apps (id, owner_id, name, repo_url, branch, subdirectory, port, env_sealed)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(id)
+    .bind(app.id)
     .bind(app.owner)
     .bind(app.name)
     .bind(app.repo_url)
@@ -161,7 +162,18 @@ pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<Uuid> {
         "name",
         "you already have an app with this name",
     ))?;
-    Ok(id)
+    Ok(())
+}
+
+/// The owner's tenant slug (their username), which names their apps' namespaces
+/// and images and is part of what their apps' env is sealed for.
+pub async fn tenant_of(conn: &mut PgConnection, owner: Uuid) -> Result<String> {
+    Ok(
+        sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+            .bind(owner)
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 /// The fields a PATCH may change; `None` leaves a field as it is.

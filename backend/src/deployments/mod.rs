@@ -108,6 +108,7 @@ async fn create_deployment(
             pushed_by: None,
             commit_message: None,
             github_host: state.github.host(),
+            key: &state.key,
         };
         let id = request::request_build(&mut tx, &app, intent).await?;
         let details = serde_json::json!({"app_id": app.id, "app": app.name,
@@ -188,7 +189,7 @@ async fn list_releases(
     let rows = releases::list_for_app(&state.db, app_id).await?;
     Ok(Json(
         rows.into_iter()
-            .map(|row| ReleaseView::from_row(row, app.current_release_id, &state.key))
+            .map(|row| ReleaseView::from_row(row, app.current_release_id, &state.key, &app.tenant))
             .collect(),
     ))
 }

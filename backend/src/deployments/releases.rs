@@ -2,7 +2,7 @@
 //! recorded from the workers' reports and deployed again on rollback.
 
 use crate::error::Result;
-use berth_proto::{AppRef, Release, ReleaseConfig, Resources, SecretKey};
+use berth_proto::{AppRef, Binding, Release, ReleaseConfig, Resources, SecretKey};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json as SqlJson;
@@ -99,11 +99,15 @@ pub struct ReleaseView {
 }
 
 impl ReleaseView {
-    pub fn from_row(row: ReleaseRow, current: Option<Uuid>, key: &SecretKey) -> Self {
+    /// `tenant` is the app's: the release's env is sealed for the app.
+    pub fn from_row(row: ReleaseRow, current: Option<Uuid>, key: &SecretKey, tenant: &str) -> Self {
         let config = row.config.0;
         // A release sealed with an older key still lists, without names.
         let env_names = key
-            .open_json::<BTreeMap<String, String>>(&config.env)
+            .open_json::<BTreeMap<String, String>>(
+                &Binding::app_env(tenant, row.app_id),
+                &config.env,
+            )
             .map(|env| env.into_keys().collect())
             .unwrap_or_default();
         let Resources {

@@ -7,7 +7,7 @@ use super::store;
 use crate::apps::store::AppRow;
 use crate::error::{Error, Result};
 use crate::{github_status, outbox};
-use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, Resources, Source};
+use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, Resources, SecretKey, Source};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -48,6 +48,8 @@ pub struct BuildIntent<'a> {
     /// GitHub's host (`github.com`): a repository there clones with the
     /// owner's linked GitHub token, if they have one.
     pub github_host: &'a str,
+    /// Opens the owner's stored token and seals it for this app's build.
+    pub key: &'a SecretKey,
 }
 
 /// Queues a build of `app` (locked by the caller): a `queued` deployment and
@@ -77,8 +79,7 @@ pub async fn request_build(
     )
     .await?;
     // Sealed: the token is never in the queue, the outbox or a log in clear.
-    let token =
-        crate::github::clone_token(conn, app.owner_id, &app.repo_url, intent.github_host).await?;
+    let token = crate::github::clone_token(conn, intent.key, app, intent.github_host).await?;
     let payload = BuildRequested {
         app: app.app_ref(),
         release_id,

@@ -21,6 +21,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::CookieJar;
+use berth_proto::Binding;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -124,7 +125,11 @@ async fn attach(
     redirect_uri: &str,
 ) -> Result<String> {
     let (github_user, token) = oauth::authorized(state, query, pending, redirect_uri).await?;
-    let sealed = state.key.seal(token.access_token.as_bytes());
+    // Sealed for the user it is linked to: it opens for nobody else.
+    let sealed = state.key.seal(
+        &Binding::github_token(user_id),
+        token.access_token.as_bytes(),
+    );
     let mut tx = state.db.begin().await?;
     let account: Option<(String, Option<String>)> = sqlx::query_as(
         "SELECT username, email FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",

@@ -14,13 +14,13 @@ pub mod repos;
 pub mod store;
 pub mod types;
 
+use crate::apps::store::AppRow;
 use crate::error::Result;
 use crate::state::AppState;
 use axum::routing::{get, post};
 use axum::Router;
-use berth_proto::Sealed;
+use berth_proto::{Binding, Sealed, SecretKey};
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,19 +47,26 @@ pub fn takes_token(repo_url: &str, host: &str) -> bool {
         && crate::webhooks::github::repository(repo_url, host).is_some()
 }
 
-/// The owner's GitHub token, still sealed, for a build of `repo_url`.
-/// The backend and the build-worker share the key, so the stored sealed
-/// value is what the message carries: the token is never opened here.
+/// The owner's GitHub token for a build of `app`, sealed for that app's
+/// builds ([`Binding::build_token`]): the stored value is bound to its user
+/// and opens nowhere else, and what the message carries opens only in a
+/// build of this app.
 pub async fn clone_token(
     conn: &mut PgConnection,
-    owner_id: Uuid,
-    repo_url: &str,
+    key: &SecretKey,
+    app: &AppRow,
     host: &str,
 ) -> Result<Option<Sealed>> {
-    if !takes_token(repo_url, host) {
+    if !takes_token(&app.repo_url, host) {
         return Ok(None);
     }
-    store::token_of(conn, owner_id).await
+    let Some(stored) = store::token_of(conn, app.owner_id).await? else {
+        return Ok(None);
+    };
+    let token = key.open(&Binding::github_token(app.owner_id), &stored)?;
+    Ok(Some(
+        key.seal(&Binding::build_token(&app.tenant, app.id), &token),
+    ))
 }
 
 #[cfg(test)]

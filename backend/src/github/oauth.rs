@@ -17,7 +17,7 @@ use super::new_user::create_user;
 use super::store::{self, Account, NewState, PendingSignIn};
 use super::types::{GitHubUser, OAuthApp, OAuthToken};
 use crate::audit::{self, Event, SourceAddr};
-use crate::auth::tokens::random_token;
+use crate::auth::tokens::{hash_token, random_token};
 use crate::auth::{self, cookie, TokenResponse};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Query};
@@ -29,6 +29,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
+use berth_proto::Binding;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -104,7 +105,8 @@ pub(super) async fn begin(
     let oauth_state = random_token();
     let nonce = random_token();
     let verifier = random_token();
-    let sealed = state.key.seal(verifier.as_bytes());
+    let binding = Binding::pkce_verifier(&hash_token(&oauth_state));
+    let sealed = state.key.seal(&binding, verifier.as_bytes());
     let new = NewState {
         state: &oauth_state,
         nonce: &nonce,
@@ -237,7 +239,8 @@ pub(super) async fn authorized(
         .code
         .as_deref()
         .ok_or_else(|| Error::BadRequest("GitHub sent no authorization code".into()))?;
-    let verifier = String::from_utf8(state.key.open(&pending.verifier)?)
+    let binding = Binding::pkce_verifier(&hash_token(query.state.as_deref().unwrap_or_default()));
+    let verifier = String::from_utf8(state.key.open(&binding, &pending.verifier)?)
         .map_err(|_| Error::internal("a sealed PKCE verifier is not text"))?;
     let token = state
         .github
@@ -261,12 +264,16 @@ async fn sign_in(
     redirect_uri: &str,
 ) -> Result<TokenResponse> {
     let (github_user, token) = authorized(state, query, pending, redirect_uri).await?;
-    let sealed = state.key.seal(token.access_token.as_bytes());
     let mut tx = state.db.begin().await?;
     let (user_id, created) = match store::user_of(&mut tx, github_user.id).await? {
         Some(owner) => (owner, false),
         None => (create_user(&mut tx, &github_user).await?, true),
     };
+    // Sealed for the user it is linked to: it opens for nobody else.
+    let sealed = state.key.seal(
+        &Binding::github_token(user_id),
+        token.access_token.as_bytes(),
+    );
     let account = Account {
         user_id,
         github_id: github_user.id,

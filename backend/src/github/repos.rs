@@ -9,6 +9,7 @@ use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::webhooks::github::GitHubError;
 use axum::extract::State;
+use berth_proto::Binding;
 
 /// The user's GitHub token, opened.
 async fn token(state: &AppState, user: CurrentUser) -> Result<String> {
@@ -16,7 +17,7 @@ async fn token(state: &AppState, user: CurrentUser) -> Result<String> {
     let sealed = store::token_of(&mut conn, user.id).await?.ok_or_else(|| {
         Error::Conflict("connect GitHub first: sign in with GitHub from your account".into())
     })?;
-    String::from_utf8(state.key.open(&sealed)?)
+    String::from_utf8(state.key.open(&Binding::github_token(user.id), &sealed)?)
         .map_err(|_| Error::internal("a sealed GitHub token is not text"))
 }
 

@@ -11,7 +11,7 @@ use super::api::{
 };
 use super::Kind;
 use crate::error::{Error, Result};
-use berth_proto::{Sealed, SecretKey};
+use berth_proto::{Binding, Sealed, SecretKey};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rand::Rng;
@@ -107,6 +107,7 @@ struct Target {
     commit_sha: Option<String>,
     github_id: Option<i64>,
     app_id: Uuid,
+    owner_id: Uuid,
     token_sealed: Option<SqlJson<Sealed>>,
 }
 
@@ -277,7 +278,7 @@ impl<A: DeploymentStatusApi> StatusReporter<A> {
     async fn send(&self, report: &Due) -> std::result::Result<(), Failure> {
         let target = sqlx::query_as::<_, Target>(
             "SELECT g.owner, g.repo, g.environment, g.commit_sha, g.github_id, d.app_id,
-                    gh.token_sealed
+                    a.owner_id, gh.token_sealed
              FROM github_deployments g JOIN deployments d ON d.id = g.deployment_id
              JOIN apps a ON a.id = d.app_id
              LEFT JOIN github_accounts gh ON gh.user_id = a.owner_id
@@ -294,7 +295,7 @@ impl<A: DeploymentStatusApi> StatusReporter<A> {
         };
         let token = self
             .key
-            .open(&sealed.0)
+            .open(&Binding::github_token(target.owner_id), &sealed.0)
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| Failure::Abandon("the stored GitHub token cannot be opened".into()))?;

@@ -3,6 +3,8 @@
 //! with its offset, so a client can resume exactly where it stopped.
 
 mod kafka;
+#[cfg(test)]
+mod props;
 
 pub use kafka::KafkaLogReader;
 

@@ -13,6 +13,7 @@ use crate::extract::{Json, Path};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use berth_proto::Binding;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -148,7 +149,10 @@ pub(super) async fn create_webhook(
     let mut tx = state.db.begin().await?;
     let app = apps_store::lock_owned(&mut tx, user.id, id).await?;
     let secret = new_secret();
-    store::set_secret(&mut tx, id, &state.key.seal(secret.as_bytes())).await?;
+    let sealed = state
+        .key
+        .seal(&Binding::webhook_secret(id), secret.as_bytes());
+    store::set_secret(&mut tx, id, &sealed).await?;
     // Registered before the commit: if GitHub refuses, the old secret stays.
     let github_hook_id = match request.github_token.as_deref().map(str::trim) {
         Some(token) if !token.is_empty() => {

@@ -15,6 +15,8 @@
 mod deliver;
 pub mod github;
 pub mod manage;
+#[cfg(test)]
+mod props;
 pub mod push;
 pub mod repo_wide;
 pub mod signature;
@@ -29,6 +31,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use berth_proto::Binding;
 use deliver::Verified;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -173,7 +176,7 @@ async fn receive_github(
         return Err(unauthorized());
     };
     let body = read_body(&headers, body).await?;
-    let secret = state.key.open(&sealed)?;
+    let secret = state.key.open(&Binding::webhook_secret(app_id), &sealed)?;
     if !signature::verify(&secret, &body, signature) {
         tracing::warn!("webhook delivery with a wrong signature refused");
         return Err(unauthorized());

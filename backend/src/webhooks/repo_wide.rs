@@ -24,6 +24,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use berth_proto::Binding;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -56,7 +57,7 @@ struct Identity {
 
 /// The keys (`push::repo_key`) of the repository the payload names; none
 /// when it names none.
-fn repository_keys(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
+pub(super) fn repository_keys(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
     let Ok(json) = payload_json(headers, body) else {
         return Vec::new();
     };
@@ -132,7 +133,8 @@ pub async fn receive_github_repo(
     let mut secrets = Vec::new();
     for candidate in candidates {
         if repo_key(&candidate.repo_url).is_some_and(|key| keys.contains(&key)) {
-            let secret = state.key.open(&candidate.secret_sealed.0)?;
+            let binding = Binding::webhook_secret(candidate.app_id);
+            let secret = state.key.open(&binding, &candidate.secret_sealed.0)?;
             secrets.push(((candidate.owner_id, candidate.app_id), secret));
         }
     }

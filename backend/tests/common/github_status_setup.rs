@@ -13,7 +13,7 @@ use berth_backend::github_status::reporter::{ReporterSettings, StatusReporter};
 use berth_backend::inform::{Applied, InformHandler};
 use berth_backend::state::ApiSettings;
 use berth_backend::webhooks::github::ReqwestGitHub;
-use berth_proto::{AppRef, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
+use berth_proto::{AppRef, Binding, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,9 @@ pub fn settings() -> ReporterSettings {
 pub async fn setup(api_url: &str, repo_url: &str, linked: bool) -> Setup {
     let api = ApiSettings {
         public_url: Some(PUBLIC_URL.into()),
+        // The fake GitHub (and so the repository) is on 127.0.0.1: a
+        // development setup, where internal hosts are allowed.
+        allow_local_repos: true,
         ..ApiSettings::default()
     };
     let app = TestApp::with(api, Arc::new(FakeLogs::default()))
@@ -68,7 +71,10 @@ pub async fn setup(api_url: &str, repo_url: &str, linked: bool) -> Setup {
             .fetch_one(app.pool())
             .await
             .unwrap();
-        let sealed = app.state.key.seal(TOKEN.as_bytes());
+        let sealed = app
+            .state
+            .key
+            .seal(&Binding::github_token(user_id), TOKEN.as_bytes());
         let mut conn = app.pool().acquire().await.unwrap();
         let account = Account {
             user_id,
@@ -237,7 +243,11 @@ pub async fn release_of(setup: &Setup, deployment: Uuid, commit: &str) -> Releas
         image: format!("127.0.0.1:5000/alice/hello@sha256:{commit}"),
         config: ReleaseConfig {
             port: 8000,
-            env: setup.app.state.key.seal_json(&json!({})),
+            env: setup
+                .app
+                .state
+                .key
+                .seal_json(&Binding::app_env("alice", setup.app_id), &json!({})),
             env_version: 1,
             replicas: 1,
             resources: Default::default(),

@@ -169,6 +169,13 @@ impl TestApp {
         self
     }
 
+    /// Seals and opens with `key` (a test that needs to know it).
+    pub fn with_key(mut self, key: SecretKey) -> Self {
+        self.state.key = key;
+        self.router = server::app(self.state.clone(), Arc::new(|| true), None);
+        self
+    }
+
     /// Sends mail through `mailer`.
     pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.state = self.state.clone().with_mailer(mailer);

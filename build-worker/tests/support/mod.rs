@@ -10,12 +10,12 @@ use berth_build_worker::{
     BuildService, GitFetcher, HttpRegistry, LogSettings, RegistryAuth, SandboxBuilder,
     SandboxConfig, Settings, StackImages,
 };
-use berth_common::testing::{stack_env, TestVhost};
+use berth_common::testing::{local_repo_root, stack_env, TestVhost};
 use berth_common::{Broker, Handler, LogProducer, MessagePublisher, Outcome};
 use berth_proto::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
 use berth_proto::{
-    AppRef, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
-    LogRecord, Message, ReleaseConfig, SecretKey, Source,
+    AppRef, Binding, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState,
+    Envelope, LogRecord, Message, ReleaseConfig, SecretKey, Source,
 };
 use clap::Parser;
 use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature};
@@ -68,6 +68,8 @@ pub fn settings(allow_local: bool) -> Settings {
             .get("BERTH_BUILD_CA_BUNDLE")
             .map(|path| std::fs::read(path).expect("the CA bundle is readable")),
         allow_local_repos: allow_local,
+        local_repo_root: Some(local_repo_root()),
+        github_url: url::Url::parse("https://github.com").unwrap(),
         work_dir,
         deadline: Duration::from_secs(600),
         log: LogSettings::default(),
@@ -220,7 +222,10 @@ impl Harness {
             source,
             config: ReleaseConfig {
                 port: 8080,
-                env: self.key.seal_json(&serde_json::json!({"GREETING": "hi"})),
+                env: self.key.seal_json(
+                    &Binding::app_env(&app.tenant, app.id),
+                    &serde_json::json!({"GREETING": "hi"}),
+                ),
                 env_version: 1,
                 replicas: 1,
                 resources: Default::default(),
@@ -321,8 +326,9 @@ pub struct TestRepo {
 }
 
 impl TestRepo {
+    /// In the stack's local repository root, where the worker accepts it.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir_in(local_repo_root()).unwrap();
         let repo = Repository::init_opts(
             dir.path(),
             RepositoryInitOptions::new().initial_head("main"),

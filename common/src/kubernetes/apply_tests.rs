@@ -56,6 +56,25 @@ async fn a_tenant_namespace_is_applied_in_order_and_again_identically() {
         first[0].pointer("/metadata/labels/pod-security.kubernetes.io~1enforce"),
         Some(&serde_json::json!("baseline"))
     );
+    // H3: what reaches the API server fences builds off the cluster and
+    // the metadata service.
+    let internet = &first[3]["spec"]["egress"][1]["to"];
+    assert_eq!(internet[0]["ipBlock"]["cidr"], "0.0.0.0/0");
+    let except = internet[0]["ipBlock"]["except"].as_array().unwrap();
+    for cidr in [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+    ] {
+        assert!(except.contains(&serde_json::json!(cidr)), "{cidr}");
+    }
+    assert_eq!(internet[1]["ipBlock"]["cidr"], "::/0");
+    assert!(internet[1]["ipBlock"]["except"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("fc00::/7")));
     server.done().await;
 }
 

@@ -5,9 +5,10 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 
 use super::{
     app_namespace, base_labels, build_namespace, document, meta, TenantSettings,
-    NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT,
+    NAMESPACE_NAME_LABEL, SERVICE_ACCOUNT, TENANT_READERS, TENANT_READER_ROLE,
 };
 
 /// Which of a tenant's two namespaces.
@@ -35,18 +36,23 @@ pub struct TenantNamespace {
     pub limit_range: LimitRange,
     pub network_policy: NetworkPolicy,
     pub service_account: ServiceAccount,
+    /// Apps only: lets berth's deploy-worker and log-streamer read this
+    /// namespace's pods, their logs and events (nowhere else).
+    pub readers: Option<RoleBinding>,
 }
 
 impl TenantNamespace {
     /// The objects as JSON documents, namespace first, for apply or YAML.
     pub fn to_documents(&self) -> Vec<serde_json::Value> {
-        vec![
+        let mut documents = vec![
             document(&self.namespace),
             document(&self.quota),
             document(&self.limit_range),
             document(&self.network_policy),
             document(&self.service_account),
-        ]
+        ];
+        documents.extend(self.readers.as_ref().map(document));
+        documents
     }
 }
 
@@ -97,10 +103,40 @@ pub fn tenant_namespace(
             spec: Some(network_policy_spec(kind, settings)),
         },
         service_account: ServiceAccount {
-            metadata: meta(SERVICE_ACCOUNT, ns, labels),
+            metadata: meta(SERVICE_ACCOUNT, ns, labels.clone()),
             automount_service_account_token: Some(false),
             ..Default::default()
         },
+        readers: (kind == TenantNamespaceKind::Apps).then(|| readers(ns, labels, settings)),
+    }
+}
+
+/// berth's readers (deploy-worker, log-streamer) may read pods, pod logs
+/// and events here: a RoleBinding per tenant namespace rather than a
+/// ClusterRoleBinding, so they read nothing outside tenants' namespaces.
+fn readers(
+    namespace: Option<&str>,
+    labels: BTreeMap<String, String>,
+    settings: &TenantSettings,
+) -> RoleBinding {
+    RoleBinding {
+        metadata: meta("berth-readers", namespace, labels),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+            kind: "ClusterRole".to_owned(),
+            name: TENANT_READER_ROLE.to_owned(),
+        },
+        subjects: Some(
+            TENANT_READERS
+                .iter()
+                .map(|name| Subject {
+                    kind: "ServiceAccount".to_owned(),
+                    name: (*name).to_owned(),
+                    namespace: Some(settings.system_namespace.clone()),
+                    api_group: None,
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -175,14 +211,7 @@ fn network_policy_spec(kind: TenantNamespaceKind, settings: &TenantSettings) -> 
         ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
     }];
     if kind == TenantNamespaceKind::Builds {
-        egress.push(NetworkPolicyEgressRule {
-            to: None,
-            ports: Some(vec![
-                port("TCP", 443),
-                port("TCP", 80),
-                port("TCP", settings.registry_port),
-            ]),
-        });
+        egress.extend(build_egress(settings));
     }
     NetworkPolicySpec {
         pod_selector: Some(LabelSelector::default()),
@@ -193,6 +222,94 @@ fn network_policy_spec(kind: TenantNamespaceKind, settings: &TenantSettings) -> 
         }]),
         egress: Some(egress),
     }
+}
+
+/// A build runs a stranger's Dockerfile: it reaches the internet's package
+/// registries (80, 443) and the registry, and nothing inside: every address
+/// but the denied ranges (private networks, the cluster's pod and service
+/// CIDRs, link-local with the metadata addresses), IPv4 and IPv6. An
+/// in-cluster registry, a registry on a private address and the backend's
+/// token endpoint are allowed by name, on their port only.
+fn build_egress(settings: &TenantSettings) -> Vec<NetworkPolicyEgressRule> {
+    let denied: Vec<&String> = settings
+        .build_egress_deny
+        .iter()
+        .chain(&settings.cluster_cidrs)
+        .collect();
+    let except = |v6: bool| {
+        let mut list: Vec<String> = Vec::new();
+        for cidr in denied.iter().filter(|cidr| cidr.contains(':') == v6) {
+            if !list.contains(cidr) {
+                list.push((*cidr).clone());
+            }
+        }
+        (!list.is_empty()).then_some(list)
+    };
+    let anywhere_but = |cidr: &str, v6: bool| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.to_owned(),
+            except: except(v6),
+        }),
+        ..Default::default()
+    };
+    let registry_port = || vec![port("TCP", settings.registry_port)];
+    let mut rules = vec![NetworkPolicyEgressRule {
+        to: Some(vec![
+            anywhere_but("0.0.0.0/0", false),
+            anywhere_but("::/0", true),
+        ]),
+        ports: Some(vec![
+            port("TCP", 443),
+            port("TCP", 80),
+            port("TCP", settings.registry_port),
+        ]),
+    }];
+    if let Some(namespace) = settings
+        .registry_namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    {
+        rules.push(NetworkPolicyEgressRule {
+            to: Some(vec![namespace_peer(namespace)]),
+            ports: Some(registry_port()),
+        });
+    }
+    if !settings.registry_cidrs.is_empty() {
+        let blocks = settings
+            .registry_cidrs
+            .iter()
+            .map(|cidr| NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: cidr.clone(),
+                    except: None,
+                }),
+                ..Default::default()
+            })
+            .collect();
+        rules.push(NetworkPolicyEgressRule {
+            to: Some(blocks),
+            ports: Some(registry_port()),
+        });
+    }
+    if let Some(namespace) = settings
+        .token_namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    {
+        let mut backend = namespace_peer(namespace);
+        backend.pod_selector = Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "berth-backend".to_owned(),
+            )])),
+            ..Default::default()
+        });
+        rules.push(NetworkPolicyEgressRule {
+            to: Some(vec![backend]),
+            ports: Some(vec![port("TCP", settings.token_port)]),
+        });
+    }
+    rules
 }
 
 fn namespace_peer(namespace: &str) -> NetworkPolicyPeer {

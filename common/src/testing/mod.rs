@@ -62,6 +62,24 @@ pub fn setting(key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} is not in the stack's env file"))
 }
 
+/// The folder local repositories must be in (`BERTH_LOCAL_REPO_ROOT` of
+/// the stack's env file), created if missing: tests make their
+/// repositories here so that the processes they start accept them.
+pub fn local_repo_root() -> PathBuf {
+    let root = PathBuf::from(
+        stack_env()
+            .remove("BERTH_LOCAL_REPO_ROOT")
+            .unwrap_or_else(|| {
+                panic!(
+            "BERTH_LOCAL_REPO_ROOT is not in the stack's env file: re-run `infra/local/stack.sh up`"
+        )
+            }),
+    );
+    std::fs::create_dir_all(&root)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", root.display()));
+    root
+}
+
 /// Runs `rabbitmqctl` against the stack's node.
 pub fn rabbitmqctl(args: &[&str]) -> String {
     let env = stack_env();

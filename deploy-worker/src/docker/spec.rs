@@ -14,9 +14,9 @@ use crate::error::DeployError;
 use crate::runtime::{DeploySpec, Instance};
 
 /// `berth-<tenant>-<app>-<first 12 hex digits of the deployment id>`.
+/// The log-streamer follows only containers named so ([`labels::container_name`]).
 pub fn container_name(app: &AppRef, deployment_id: Uuid) -> String {
-    let id = deployment_id.simple().to_string();
-    format!("berth-{}-{}-{}", app.tenant, app.name, &id[..12])
+    labels::container_name(&app.tenant, &app.name, deployment_id)
 }
 
 /// The berth labels every container of a deployment carries.

@@ -256,6 +256,8 @@ pub async fn expect_apply(server: &mut ApiServer, deploy: &Deploy) -> Vec<Value>
         "/apis/networking.k8s.io/v1/namespaces/berth-acme/networkpolicies/berth-default-deny"
             .to_owned(),
         "/api/v1/namespaces/berth-acme/serviceaccounts/berth-workload".to_owned(),
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/berth-acme/rolebindings/berth-readers"
+            .to_owned(),
         format!("{SECRETS}/{}", deploy.env_secret()),
         DEPLOYMENT.to_owned(),
         "/api/v1/namespaces/berth-acme/services/web".to_owned(),

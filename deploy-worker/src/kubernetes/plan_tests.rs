@@ -32,6 +32,7 @@ fn the_plan_is_the_apps_namespace_then_the_release_in_apply_order() {
             "LimitRange",
             "NetworkPolicy",
             "ServiceAccount",
+            "RoleBinding",
             "Secret",
             "Deployment",
             "Service",

@@ -129,6 +129,7 @@ pub fn release_of(args: &RenderArgs) -> anyhow::Result<Release> {
 
 fn no_env() -> Sealed {
     Sealed {
+        format: berth_proto::sealed::BOUND_FORMAT,
         nonce: String::new(),
         ciphertext: String::new(),
     }

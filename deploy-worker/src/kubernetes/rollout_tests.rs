@@ -19,11 +19,11 @@ async fn a_tenants_first_deploy_creates_its_namespace_and_goes_live_on_https() {
     );
     assert_eq!(applied[3]["spec"]["podSelector"], json!({}), "default deny");
     assert_eq!(
-        applied[6]["spec"]["template"]["spec"]["containers"][0]["image"],
+        applied[7]["spec"]["template"]["spec"]["containers"][0]["image"],
         json!(first.spec.release.image)
     );
     assert_eq!(
-        applied[6]["metadata"]["labels"]["berth.dev/deployment"],
+        applied[7]["metadata"]["labels"]["berth.dev/deployment"],
         json!(first.id().to_string())
     );
     // The controller has not seen it yet, then pods are created, then ready.
@@ -46,7 +46,7 @@ async fn a_redeploy_rolls_out_the_new_release_and_prunes_env_secrets_out_of_the_
     expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
     let applied = expect_apply(&mut server, &second).await;
     assert_eq!(
-        applied[6]["spec"]["template"]["spec"]["containers"][0]["image"],
+        applied[7]["spec"]["template"]["spec"]["containers"][0]["image"],
         "registry.example:5000/acme/web@sha256:bbbb"
     );
     // New pod up, old one still there; then the old one is gone.
@@ -146,11 +146,11 @@ async fn a_rollback_rolls_the_earlier_release_out_again_as_a_new_deployment() {
     .await;
     let applied = expect_apply(&mut server, &rollback).await;
     assert_eq!(
-        applied[5]["metadata"]["name"],
+        applied[6]["metadata"]["name"],
         first.env_secret(),
         "the earlier release's env Secret, applied again in case it was pruned"
     );
-    let image = &applied[6]["spec"]["template"]["spec"]["containers"][0]["image"];
+    let image = &applied[7]["spec"]["template"]["spec"]["containers"][0]["image"];
     assert_eq!(image, &json!(first.spec.release.image));
     expect_get_deployment(
         &mut server,

@@ -10,8 +10,8 @@ use berth_deploy_worker::docker::DockerRuntime;
 use berth_deploy_worker::{AppLimits, DeployService, DockerConfig};
 use berth_proto::names::{DEPLOYS_QUEUE, INFORM_QUEUE};
 use berth_proto::{
-    AppRef, AppRemovalRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
-    Release, ReleaseConfig, Resources, SecretKey,
+    AppRef, AppRemovalRequested, Binding, DeployRequested, DeploymentProgress, DeploymentState,
+    Envelope, Release, ReleaseConfig, Resources, SecretKey,
 };
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
@@ -156,7 +156,7 @@ pub fn release(app: &AppRef, image: &str, env: &[(&str, &str)]) -> Release {
         image: image.to_owned(),
         config: ReleaseConfig {
             port: 8000,
-            env: key().seal_json(&env),
+            env: key().seal_json(&Binding::app_env(&app.tenant, app.id), &env),
             env_version: 1,
             replicas: 1,
             resources: Resources {

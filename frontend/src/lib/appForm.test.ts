@@ -94,9 +94,9 @@ describe("parsePort", () => {
 describe("repoUrl", () => {
   it("follows the backend's rules", () => {
     expect(repoUrl("https://github.com/o/r.git", false)).toBeNull();
-    expect(repoUrl("http://127.0.0.1:3000/o/r.git", false)).toBeNull();
-    expect(repoUrl("http://localhost/r", false)).toBeNull();
-    expect(repoUrl("http://example.com/r", false)).toBe("must use https:// (http:// is allowed only for localhost)");
+    expect(repoUrl("http://127.0.0.1:3000/o/r.git", true)).toBeNull();
+    expect(repoUrl("http://localhost/r", false)).toMatch(/^plain http:\/\/ is allowed only for local development/);
+    expect(repoUrl("http://example.com/r", false)).toMatch(/use an https:\/\/ URL$/);
     expect(repoUrl("ssh://git@example.com/r", false)).toBe("must use https:// (ssh:// is not supported)");
     expect(repoUrl("https://user:pw@example.com/r", false)).toBe("must not contain credentials");
     expect(repoUrl("/srv/repo", false)).toMatch(/local repositories are not allowed/);

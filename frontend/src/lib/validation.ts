@@ -138,11 +138,12 @@ export function gitRef(value: string): string | null {
   return bad ? "must be a valid branch or tag name" : null;
 }
 
-/** https:// anywhere, http:// on a loopback host; a local folder only where the server allows it. */
+/** https://; http:// and local folders only where the server allows local development (it also refuses internal hosts). */
 export function repoUrl(value: string, allowLocal: boolean): string | null {
   if (value.trim() === "") return "is required";
   if (value.length > 2048) return "must be at most 2048 characters long";
-  const localRefused = "local repositories are not allowed on this server; use an https:// URL";
+  const localRefused =
+    "local repositories are not allowed on this server (BERTH_ALLOW_LOCAL_REPOS); use an https:// URL";
   if (value.startsWith("/")) return allowLocal ? null : localRefused;
   let url: URL;
   try {
@@ -152,9 +153,11 @@ export function repoUrl(value: string, allowLocal: boolean): string | null {
   }
   if (url.protocol === "file:") return allowLocal ? null : localRefused;
   if (url.protocol === "http:") {
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    const loopback = host === "localhost" || host === "::1" || /^127\./.test(host);
-    if (!loopback) return "must use https:// (http:// is allowed only for localhost)";
+    // The server decides which hosts are allowed (no internal ones unless it
+    // is a local development server); plain http only for local development.
+    if (!allowLocal) {
+      return "plain http:// is allowed only for local development (BERTH_ALLOW_LOCAL_REPOS); use an https:// URL";
+    }
   } else if (url.protocol !== "https:") {
     return `must use https:// (${url.protocol}// is not supported)`;
   }

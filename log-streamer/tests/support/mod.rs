@@ -101,14 +101,18 @@ impl TestApp {
 
     /// Starts a counter container; returns (id, name).
     pub async fn start(&self, env: &[(&str, &str)], restart: Option<i64>) -> (String, String) {
+        // Named as the deploy-worker names it: the streamer follows no other.
+        let name = labels::container_name(&self.tenant, "web", self.deployment);
+        (self.start_as(&name, env, restart).await, name)
+    }
+
+    /// Starts a counter container named `name` with the app's labels;
+    /// returns its id.
+    pub async fn start_as(&self, name: &str, env: &[(&str, &str)], restart: Option<i64>) -> String {
         let image = counter_image().await;
-        let name = format!(
-            "berth-{}-{}",
-            self.tenant,
-            &Uuid::new_v4().simple().to_string()[..8]
-        );
         let labels = HashMap::from([
             (labels::APP.to_owned(), self.app_id.to_string()),
+            (labels::APP_NAME.to_owned(), "web".to_owned()),
             (labels::DEPLOYMENT.to_owned(), self.deployment.to_string()),
             (labels::TENANT.to_owned(), self.tenant.clone()),
             // Not `berth`: streamers other suites run on the same engine
@@ -129,14 +133,14 @@ impl TestApp {
             ..Default::default()
         };
         let docker = docker().await;
-        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
         let id = docker
             .create_container(Some(options), body)
             .await
             .unwrap()
             .id;
         docker.start_container(&id, None).await.unwrap();
-        (id, name)
+        id
     }
 
     pub async fn remove(&self, id: &str) {

@@ -260,3 +260,129 @@ fn network_policies_deny_by_default_and_admit_only_what_berth_uses() {
         );
     }
 }
+
+/// The tenant fences the workers apply, rendered with the settings an
+/// overlay ships (every `BERTH_K8S_*` value of its ConfigMap, passed as the
+/// flags the workers read).
+fn tenant_settings(rendered: &crate::render::Rendered) -> berth_common::kubernetes::TenantSettings {
+    use clap::{CommandFactory, Parser};
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        tenant: berth_common::kubernetes::TenantSettings,
+    }
+    let data = rendered.config()["data"].as_object().unwrap();
+    let mut args = vec!["worker".to_owned()];
+    for arg in Flags::command().get_arguments() {
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        if let Some(value) = env.and_then(|env| data.get(&env)).and_then(Value::as_str) {
+            args.push(format!("--{}={value}", arg.get_long().unwrap()));
+        }
+    }
+    Flags::try_parse_from(&args)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: the BERTH_K8S_* settings do not parse: {e}",
+                rendered.name
+            )
+        })
+        .tenant
+}
+
+fn covers(cidr: &str, address: &str) -> bool {
+    let bits = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+        std::net::IpAddr::V6(v6) => (u128::from(v6), 128u32),
+    };
+    let (net, prefix) = cidr.split_once('/').unwrap();
+    let (net, width) = bits(net.parse().unwrap());
+    let (ip, ip_width) = bits(address.parse().unwrap());
+    let shift = width - prefix.parse::<u32>().unwrap();
+    width == ip_width && net.checked_shr(shift).unwrap_or(0) == ip.checked_shr(shift).unwrap_or(0)
+}
+
+/// H3: with the settings each overlay ships, a tenant's builds reach the
+/// internet on 80/443 and the registry's port, but not the cluster's pods
+/// and services, private networks, CGNAT or the metadata service.
+#[test]
+fn tenant_builds_reach_neither_the_cluster_nor_the_metadata_service() {
+    use berth_common::kubernetes::{tenant_namespace, TenantNamespaceKind};
+    for rendered in overlays() {
+        let settings = tenant_settings(rendered);
+        let builds = tenant_namespace("acme", TenantNamespaceKind::Builds, &settings);
+        let policy = serde_json::to_value(&builds.network_policy).unwrap();
+        let egress = array(policy.pointer("/spec/egress"));
+        for rule in egress {
+            assert!(
+                rule.get("to").is_some_and(|to| !array(Some(to)).is_empty()),
+                "{}: an egress rule without `to` reaches every address: {rule}",
+                rendered.name
+            );
+        }
+        let blocks: Vec<&Value> = egress
+            .iter()
+            .flat_map(|rule| array(rule.get("to")))
+            .filter_map(|peer| peer.get("ipBlock"))
+            .collect();
+        let except_of = |cidr: &str| -> Vec<&str> {
+            let block = blocks
+                .iter()
+                .find(|b| b["cidr"] == cidr)
+                .unwrap_or_else(|| panic!("{}: no ipBlock {cidr}", rendered.name));
+            strings(block.get("except"))
+        };
+        let (v4, v6) = (except_of("0.0.0.0/0"), except_of("::/0"));
+        let mut internal = vec![
+            "169.254.169.254",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "fd00:ec2::254",
+            "fe80::1",
+        ];
+        let cluster = rendered.config_value("BERTH_K8S_CLUSTER_CIDRS");
+        let first_addresses: Vec<String> = cluster
+            .split(',')
+            .map(|cidr| cidr.trim().split_once('/').unwrap().0.to_owned())
+            .collect();
+        internal.extend(first_addresses.iter().map(String::as_str));
+        for address in internal {
+            let list = if address.contains(':') { &v6 } else { &v4 };
+            assert!(
+                list.iter().any(|cidr| covers(cidr, address)),
+                "{}: tenant builds can reach {address}",
+                rendered.name
+            );
+        }
+        for cidr in cluster.split(',') {
+            let list = if cidr.contains(':') { &v6 } else { &v4 };
+            assert!(
+                list.contains(&cidr.trim()),
+                "{}: the cluster CIDR {cidr} is not denied to builds",
+                rendered.name
+            );
+        }
+        assert!(
+            !v4.iter().any(|cidr| covers(cidr, "140.82.121.4")),
+            "{}: builds must still reach public hosts",
+            rendered.name
+        );
+    }
+    // kind's registry runs in the cluster: allowed by name, on its port.
+    let kind = rendered("kind");
+    let settings = tenant_settings(kind);
+    let builds = tenant_namespace("acme", TenantNamespaceKind::Builds, &settings);
+    let policy = serde_json::to_value(&builds.network_policy).unwrap();
+    let to_registry = array(policy.pointer("/spec/egress")).iter().any(|rule| {
+        names_port(rule, 5000)
+            && array(rule.get("to")).iter().any(|peer| {
+                peer.pointer("/namespaceSelector/matchLabels/kubernetes.io~1metadata.name")
+                    == Some(&Value::from("berth-deps"))
+            })
+    });
+    assert!(
+        to_registry,
+        "kind: builds cannot push to the in-cluster registry"
+    );
+}

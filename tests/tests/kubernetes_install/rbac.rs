@@ -6,6 +6,7 @@ use crate::render::{overlays, Rendered};
 use crate::{
     array, str_of, strings, BACKEND, BUILD_WORKER, DEPLOY_WORKER, LOG_STREAMER, NAMESPACE, WORKERS,
 };
+use berth_common::kubernetes::TENANT_READER_ROLE;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -85,6 +86,22 @@ fn the_backend_has_no_kubernetes_api_token() {
     }
 }
 
+/// The deploy-worker's RBAC rules for the per-tenant RoleBinding: write
+/// RoleBindings, and `bind` the tenant reader ClusterRole and nothing else.
+fn tenant_reader_binding(rule: &Value) -> bool {
+    let groups = strings(rule.get("apiGroups"));
+    let resources = strings(rule.get("resources"));
+    let verbs = strings(rule.get("verbs"));
+    groups == ["rbac.authorization.k8s.io"]
+        && ((resources == ["rolebindings"]
+            && verbs
+                .iter()
+                .all(|v| ["get", "create", "patch", "delete"].contains(v)))
+            || (resources == ["clusterroles"]
+                && verbs == ["bind"]
+                && strings(rule.get("resourceNames")) == [TENANT_READER_ROLE]))
+}
+
 #[test]
 fn rbac_grants_no_wildcard_and_nothing_that_escalates() {
     for rendered in overlays() {
@@ -115,6 +132,11 @@ fn rbac_grants_no_wildcard_and_nothing_that_escalates() {
                             rendered.name
                         );
                     }
+                }
+                // The one exception: the deploy-worker binds the tenant
+                // reader role, by name, in tenants' namespaces.
+                if name == DEPLOY_WORKER && tenant_reader_binding(rule) {
+                    continue;
                 }
                 for verb in strings(rule.get("verbs")) {
                     assert!(
@@ -184,20 +206,90 @@ fn each_worker_is_bound_to_its_own_role_and_service_account_only() {
     }
 }
 
+/// L7: the log-streamer's own role reads no pod logs anywhere (they come
+/// from the per-tenant RoleBinding); it still watches pods and events
+/// cluster-wide to find tenants' pods as they come.
 #[test]
-fn the_log_streamer_only_reads_pods_their_logs_and_events() {
+fn the_log_streamer_only_watches_pods_and_events() {
+    let expected = grant_set(&[("", &["pods", "events"], &["get", "list", "watch"])]);
+    for rendered in overlays() {
+        assert_eq!(
+            rendered.grants(LOG_STREAMER),
+            expected,
+            "{}: the log-streamer's role must be exactly read on pods and events",
+            rendered.name
+        );
+    }
+}
+
+/// L7: pods, their logs and events are read in tenants' app namespaces
+/// only: the role that grants them has no ClusterRoleBinding, and the
+/// RoleBinding each tenant namespace carries names it and berth's two
+/// readers in berth-system.
+#[test]
+fn pod_logs_are_read_through_per_tenant_role_bindings_only() {
+    use berth_common::kubernetes::{tenant_namespace, TenantNamespaceKind, TenantSettings};
     let expected = grant_set(&[
         ("", &["pods", "events"], &["get", "list", "watch"]),
         ("", &["pods/log"], &["get"]),
     ]);
     for rendered in overlays() {
         assert_eq!(
-            rendered.grants(LOG_STREAMER),
+            rendered.grants(TENANT_READER_ROLE),
             expected,
-            "{}: the log-streamer's role must be exactly read on pods, pods/log and events",
+            "{}: {TENANT_READER_ROLE} must be exactly read on pods, pods/log and events",
+            rendered.name
+        );
+        assert!(
+            !rendered
+                .all("ClusterRoleBinding")
+                .iter()
+                .any(|b| str_of(b, "/roleRef/name") == TENANT_READER_ROLE),
+            "{}: {TENANT_READER_ROLE} is bound cluster-wide",
+            rendered.name
+        );
+        for worker in [DEPLOY_WORKER, LOG_STREAMER] {
+            let grants = rendered.grants(worker);
+            for resource in ["pods/log", "secrets"] {
+                assert!(
+                    !grants.iter().any(|(g, r, v)| g.is_empty()
+                        && r == resource
+                        && ["get", "list", "watch"].contains(&v.as_str())),
+                    "{}: {worker} reads {resource} cluster-wide",
+                    rendered.name
+                );
+            }
+        }
+        assert!(
+            !rendered
+                .grants(DEPLOY_WORKER)
+                .iter()
+                .any(|(g, r, _)| g.is_empty() && (r == "pods" || r == "events")),
+            "{}: the deploy-worker reads pods or events cluster-wide",
             rendered.name
         );
     }
+    let binding = tenant_namespace(
+        "acme",
+        TenantNamespaceKind::Apps,
+        &TenantSettings::default(),
+    )
+    .readers
+    .expect("an app namespace lets berth's readers in");
+    assert_eq!(binding.role_ref.name, TENANT_READER_ROLE);
+    let subjects: Vec<(String, Option<String>)> = binding
+        .subjects
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.namespace))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            (DEPLOY_WORKER.to_owned(), Some(NAMESPACE.to_owned())),
+            (LOG_STREAMER.to_owned(), Some(NAMESPACE.to_owned()))
+        ]
+    );
 }
 
 #[test]
@@ -216,12 +308,13 @@ fn the_deploy_worker_acts_only_on_the_kinds_it_manages() {
         ("networking.k8s.io", "ingresses"),
     ]
     .into();
-    // ...and what it only reads to explain a failed rollout.
-    let read_only: BTreeSet<(&str, &str)> = [
-        ("", "pods"),
-        ("", "pods/log"),
-        ("", "events"),
-        ("apps", "replicasets"),
+    // ...and what it only reads to explain a failed rollout (pods, their
+    // logs and events through the per-tenant RoleBinding instead).
+    let read_only: BTreeSet<(&str, &str)> = [("apps", "replicasets")].into();
+    // The per-tenant RoleBinding it applies, and binding its one role.
+    let rbac: BTreeSet<(&str, &str)> = [
+        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("rbac.authorization.k8s.io", "clusterroles"),
     ]
     .into();
     for rendered in overlays() {
@@ -229,7 +322,7 @@ fn the_deploy_worker_acts_only_on_the_kinds_it_manages() {
         for (group, resource, verb) in &grants {
             let key = (group.as_str(), resource.as_str());
             assert!(
-                managed.contains(&key) || read_only.contains(&key),
+                managed.contains(&key) || read_only.contains(&key) || rbac.contains(&key),
                 "{}: the deploy-worker may {verb} {resource} ({group:?}), which it does not manage",
                 rendered.name
             );
@@ -260,7 +353,9 @@ fn the_deploy_worker_acts_only_on_the_kinds_it_manages() {
             }
         }
         assert!(
-            granted("", "pods/log", "get") && granted("apps", "deployments", "watch"),
+            granted("apps", "deployments", "watch")
+                && granted("rbac.authorization.k8s.io", "rolebindings", "patch")
+                && granted("rbac.authorization.k8s.io", "clusterroles", "bind"),
             "{}: the deploy-worker cannot follow a rollout",
             rendered.name
         );

@@ -274,3 +274,30 @@ fn namespaced_objects_live_in_berth_system_and_cluster_scoped_ones_have_no_names
         );
     }
 }
+
+/// M3: behind the ingress controller every request comes from its pods.
+/// Without trusted proxies the backend keys rate limits (and the audit log)
+/// by that address: the whole internet shares one login budget. The shipped
+/// config trusts the ingress controller's pod CIDR (a placeholder the
+/// operator sets), never everyone.
+#[test]
+fn the_backend_trusts_the_ingress_controllers_pods_for_client_addresses() {
+    for rendered in overlays() {
+        let proxies = rendered.config_value("BERTH_TRUSTED_PROXIES");
+        let cidrs: Vec<&str> = proxies.split(',').map(str::trim).collect();
+        assert!(
+            !cidrs.is_empty() && cidrs.iter().all(|c| !c.is_empty()),
+            "{}: BERTH_TRUSTED_PROXIES is empty",
+            rendered.name
+        );
+        for cidr in cidrs {
+            berth_common::kubernetes::parse_cidr(cidr)
+                .unwrap_or_else(|e| panic!("{}: BERTH_TRUSTED_PROXIES: {e}", rendered.name));
+            assert!(
+                !cidr.ends_with("/0"),
+                "{}: trusting {cidr} lets any client name its own address",
+                rendered.name
+            );
+        }
+    }
+}
