@@ -22,10 +22,12 @@ pub mod log_api;
 pub mod logs;
 pub mod mail;
 pub mod outbox;
+pub mod quota;
 pub mod reaper;
 pub mod server;
 pub mod state;
 pub mod validate;
+pub mod web_security;
 pub mod webhooks;
 
 pub use config::{Command, Config};

@@ -4,10 +4,12 @@ use crate::audit::source::Cidr;
 use crate::auth::throttle::AuthLimiter;
 use crate::auth::tokens::TokenKeys;
 use crate::events::EventHub;
-use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
 use crate::mail::Mailer;
+use crate::quota::slots::OpenSlots;
+use crate::quota::Quotas;
 use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
+use crate::webhooks::guard::WebhookGuard;
 use berth_proto::SecretKey;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -23,7 +25,11 @@ pub struct ApiSettings {
     /// Origins allowed to open WebSockets; when empty, only an Origin whose
     /// host is the request's Host is accepted.
     pub websocket_origins: Vec<String>,
-    pub max_sockets_per_user: usize,
+    /// Host names answered besides the public URL's, IP addresses and
+    /// localhost (BERTH_ALLOWED_HOSTS); checked only with a public URL.
+    pub allowed_hosts: Vec<String>,
+    /// Per-tenant quotas and per-app resources.
+    pub quotas: Quotas,
     pub refresh_token_ttl: Duration,
     /// How often an open log socket pings its client.
     pub websocket_ping: Duration,
@@ -37,6 +43,10 @@ pub struct ApiSettings {
     /// Requests a minute per client address on login, register and
     /// password reset (each its own budget).
     pub auth_rate_per_minute: u32,
+    /// Requests a minute per client address on the webhook endpoints.
+    pub webhook_rate_per_minute: u32,
+    /// Webhook signature checks at once (each hashes a whole body).
+    pub webhook_verify_concurrency: usize,
 }
 
 impl Default for ApiSettings {
@@ -44,13 +54,16 @@ impl Default for ApiSettings {
         Self {
             allow_local_repos: false,
             websocket_origins: Vec::new(),
-            max_sockets_per_user: 20,
+            allowed_hosts: Vec::new(),
+            quotas: Quotas::default(),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             websocket_ping: Duration::from_secs(20),
             public_url: None,
             trusted_proxies: Vec::new(),
             password_reset_ttl: Duration::from_secs(30 * 60),
             auth_rate_per_minute: 20,
+            webhook_rate_per_minute: 120,
+            webhook_verify_concurrency: 2,
         }
     }
 }
@@ -66,7 +79,11 @@ pub struct AppState {
     /// Wakes the GitHub status reporter right after reports are queued.
     pub github_status: Arc<Notify>,
     pub logs: Arc<dyn LogReader>,
-    pub sockets: Arc<SocketLimiter>,
+    /// Log sockets, event streams and log reads held, across processes.
+    pub slots: Arc<OpenSlots>,
+    /// The unauthenticated webhook endpoints' rate limit and signature
+    /// check bound.
+    pub webhooks: Arc<WebhookGuard>,
     pub settings: Arc<ApiSettings>,
     /// Cancelled when the process stops; open sockets close on it.
     pub shutdown: CancellationToken,
@@ -87,6 +104,7 @@ impl AppState {
         logs: Arc<dyn LogReader>,
         settings: ApiSettings,
     ) -> Self {
+        let slots = Arc::new(OpenSlots::new(db.clone()));
         Self {
             db,
             key,
@@ -94,7 +112,11 @@ impl AppState {
             outbox: Arc::new(Notify::new()),
             github_status: Arc::new(Notify::new()),
             logs,
-            sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
+            slots,
+            webhooks: Arc::new(WebhookGuard::new(
+                settings.webhook_rate_per_minute,
+                settings.webhook_verify_concurrency,
+            )),
             limiter: Arc::new(AuthLimiter::new(settings.auth_rate_per_minute)),
             mailer: None,
             events: Arc::new(EventHub::default()),

@@ -12,6 +12,7 @@
 use crate::auth::CurrentUser;
 use crate::error::Result;
 use crate::extract::Query;
+use crate::quota::slots::{Slot, SlotKind};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -144,29 +145,37 @@ pub struct EventsQuery {
 /// Your deployments' state changes as they happen (server-sent events).
 /// `deployment` events carry `DeploymentEvent`; `resync` means some may
 /// have been missed: reload. Authenticate with a bearer token or `?ticket=`.
+/// Counts toward the tenant's quota of open streams, with log sockets.
 #[utoipa::path(get, path = "/api/v1/events", tag = "deployments", params(EventsQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", body = DeploymentEvent),
-              (status = 401, body = crate::error::Problem)))]
+              (status = 401, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem, description = "too many open streams")))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let user = crate::log_api::ws::authenticate(&state, &headers, query.ticket.as_deref()).await?;
+    let slot = state
+        .slots
+        .acquire(user.id, SlotKind::Stream, state.settings.quotas.streams)
+        .await?;
     let receiver = state.events.subscribe();
     let shutdown = state.shutdown.clone();
-    Ok(Sse::new(events_for(user, receiver, shutdown)).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(events_for(user, slot, receiver, shutdown)).keep_alive(KeepAlive::default()))
 }
 
+/// The stream holds `slot` until the client goes (the stream is dropped).
 fn events_for(
     user: CurrentUser,
+    slot: Slot,
     receiver: broadcast::Receiver<Announcement>,
     shutdown: CancellationToken,
 ) -> impl Stream<Item = std::result::Result<Event, Infallible>> {
     futures::stream::unfold(
-        (receiver, shutdown),
-        move |(mut receiver, shutdown)| async move {
+        (receiver, shutdown, slot),
+        move |(mut receiver, shutdown, slot)| async move {
             loop {
                 let received = tokio::select! {
                     _ = shutdown.cancelled() => return None,
@@ -185,7 +194,7 @@ fn events_for(
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 };
-                return Some((Ok(event), (receiver, shutdown)));
+                return Some((Ok(event), (receiver, shutdown, slot)));
             }
         },
     )

@@ -5,6 +5,11 @@
 //!
 //! Only for an app whose repository is on the configured GitHub host and
 //! whose owner linked a GitHub account: the calls use the owner's token.
+//!
+//! Statuses are public on public repositories, so an ended deployment is
+//! described generically ("Build failed at step 3", "Deployment failed",
+//! "Timed out while building"): its reason may quote build or app output,
+//! and stays in berth, behind the status's link.
 //! The reports are rows written in the same transaction as the deployment
 //! or the state they report (`track`, `on_state`), so none is lost and the
 //! pipeline never waits on GitHub; `reporter::StatusReporter` sends them.
@@ -64,20 +69,64 @@ pub fn short(s: &str) -> String {
     cut
 }
 
+/// How far a deployment got before it ended: the furthest in-progress
+/// state it reached (`deployment_states`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Queued,
+    Build,
+    Deploy,
+}
+
+impl Phase {
+    /// From the furthest in-progress state reached, as stored.
+    pub fn from_state(state: Option<&str>) -> Self {
+        match state {
+            Some("cloning" | "building" | "pushing") => Self::Build,
+            Some("deploying") => Self::Deploy,
+            _ => Self::Queued,
+        }
+    }
+}
+
+/// The build step a failure reason names ("... at step 3 (RUN ...)"): its
+/// number only, never its text.
+fn failed_step(reason: Option<&str>) -> Option<u32> {
+    let rest = reason?.split_once("at step ")?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|step| *step > 0)
+}
+
+/// What GitHub is told about a deployment that ended: no reason text, which
+/// may quote build output.
+fn ended(state: DeploymentState, phase: Phase, reason: Option<&str>) -> String {
+    use DeploymentState::*;
+    match (state, phase) {
+        (Failed, Phase::Deploy) => "Deployment failed".into(),
+        (Failed, _) => match failed_step(reason) {
+            Some(step) => format!("Build failed at step {step}"),
+            None => "Build failed".into(),
+        },
+        (TimedOut, Phase::Queued) => "Timed out while queued".into(),
+        (TimedOut, Phase::Build) => "Timed out while building".into(),
+        (TimedOut, Phase::Deploy) => "Timed out while deploying".into(),
+        _ => "Cancelled".into(),
+    }
+}
+
 /// The reports a deployment reaching `state` makes: a deployment status,
 /// then the commit status that says the same (none for `inactive`: the
-/// commit did deploy). `in_progress_sent`: the deployment already reported
-/// `in_progress`, which is said once for all the building steps.
+/// commit did deploy). `phase` and `reason` say where an ended one ended
+/// (only a step number is taken from the reason). `in_progress_sent`: the
+/// deployment already reported `in_progress`, which is said once for all
+/// the building steps.
 pub fn reports_for(
     state: DeploymentState,
+    phase: Phase,
     reason: Option<&str>,
     in_progress_sent: bool,
 ) -> Vec<Report> {
     use DeploymentState::*;
-    let because = |what: &str| match reason {
-        Some(reason) => short(&format!("{what}: {reason}")),
-        None => what.to_owned(),
-    };
     let (deployment, commit, description) = match state {
         Queued => ("queued", Some("pending"), "Queued".to_owned()),
         Cloning | Building | Pushing | Deploying if in_progress_sent => return Vec::new(),
@@ -90,9 +139,8 @@ pub fn reports_for(
         ),
         Deploying => ("in_progress", Some("pending"), "Deploying".to_owned()),
         Live => ("success", Some("success"), "Live".to_owned()),
-        Failed => ("failure", Some("failure"), because("Failed")),
-        TimedOut => ("error", Some("error"), because("Timed out")),
-        Cancelled => ("error", Some("error"), because("Cancelled")),
+        Failed => ("failure", Some("failure"), ended(state, phase, reason)),
+        TimedOut | Cancelled => ("error", Some("error"), ended(state, phase, reason)),
         Superseded => ("inactive", None, "Replaced by a newer deployment".into()),
         RolledBack => ("inactive", None, "Rolled back".into()),
     };
@@ -153,6 +201,8 @@ struct Tracked {
     commit_sha: Option<String>,
     endpoint: Option<String>,
     reason: Option<String>,
+    /// The furthest in-progress state reached.
+    furthest: Option<String>,
     in_progress_sent: bool,
 }
 
@@ -167,6 +217,10 @@ pub async fn on_state(
 ) -> Result<()> {
     let tracked = sqlx::query_as::<_, Tracked>(
         "SELECT g.commit_sha AS started_sha, d.commit_sha, d.endpoint, d.reason,
+                (SELECT s.state FROM deployment_states s WHERE s.deployment_id = d.id
+                 ORDER BY array_position(ARRAY['queued', 'cloning', 'building', 'pushing',
+                                               'deploying'], s.state) DESC NULLS LAST
+                 LIMIT 1) AS furthest,
                 EXISTS (SELECT 1 FROM github_status_reports r WHERE r.deployment_id = g.deployment_id
                         AND r.kind = 'deployment_status' AND r.state = 'in_progress') AS in_progress_sent
          FROM github_deployments g JOIN deployments d ON d.id = g.deployment_id
@@ -203,6 +257,7 @@ pub async fn on_state(
     }
     reports.extend(reports_for(
         state,
+        Phase::from_state(tracked.furthest.as_deref()),
         tracked.reason.as_deref(),
         tracked.in_progress_sent,
     ));
@@ -235,6 +290,10 @@ mod tests {
 
     fn states(reports: &[Report]) -> Vec<(&'static str, &'static str)> {
         reports.iter().map(|r| (r.kind.as_str(), r.state)).collect()
+    }
+
+    fn reports_for(state: DeploymentState, reason: Option<&str>, sent: bool) -> Vec<Report> {
+        super::reports_for(state, Phase::Build, reason, sent)
     }
 
     #[test]
@@ -270,7 +329,7 @@ mod tests {
         );
         assert_eq!(
             reports_for(Failed, Some("no Dockerfile"), true)[0].description,
-            "Failed: no Dockerfile"
+            "Build failed"
         );
         for state in [TimedOut, Cancelled] {
             assert_eq!(
@@ -289,10 +348,50 @@ mod tests {
     #[test]
     fn descriptions_fit_githubs_limit() {
         let long = "é".repeat(500);
-        let reports = reports_for(Failed, Some(&long), true);
-        assert_eq!(reports[0].description.chars().count(), MAX_DESCRIPTION);
-        assert!(reports[0].description.ends_with('…'));
+        assert_eq!(short(&long).chars().count(), MAX_DESCRIPTION);
+        assert!(short(&long).ends_with('…'));
         assert_eq!(short("fine"), "fine");
+    }
+
+    #[test]
+    fn ended_deployments_are_described_without_their_reason() {
+        let output = "the build failed at step 3 (RUN ./configure --token=s3cr3t): \
+                      s3cr3t leaked | make: *** [all] Error 1";
+        let described = |state, phase, reason| {
+            super::reports_for(state, phase, reason, true)
+                .into_iter()
+                .map(|r| r.description)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            described(Failed, Phase::Build, Some(output)),
+            ["Build failed at step 3", "Build failed at step 3"]
+        );
+        assert_eq!(
+            described(Failed, Phase::Deploy, Some("the app exited: s3cr3t"))[0],
+            "Deployment failed"
+        );
+        assert_eq!(
+            described(Failed, Phase::Queued, Some("at step 0x1"))[0],
+            "Build failed"
+        );
+        assert_eq!(
+            described(TimedOut, Phase::Build, Some("s3cr3t"))[0],
+            "Timed out while building"
+        );
+        assert_eq!(
+            described(Cancelled, Phase::Deploy, Some("s3cr3t"))[0],
+            "Cancelled"
+        );
+        for state in [Failed, TimedOut, Cancelled] {
+            for phase in [Phase::Queued, Phase::Build, Phase::Deploy] {
+                for description in described(state, phase, Some(output)) {
+                    assert!(!description.contains("s3cr3t"), "{description}");
+                }
+            }
+        }
+        assert_eq!(Phase::from_state(Some("pushing")), Phase::Build);
+        assert_eq!(Phase::from_state(None), Phase::Queued);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub async fn handle(
             ..DeliveryOutcome::default()
         },
         (_, Some(push)) => {
-            let outcome = on_push(&mut tx, owner, app_id, push, state.github.host()).await?;
+            let outcome = on_push(&mut tx, owner, app_id, push, state).await?;
             if let Some(id) = outcome.deployment_id {
                 // The owner's log: a deploy of their app, by whoever pushed.
                 let pusher = push.pushed_by().unwrap_or("unknown");
@@ -117,7 +117,7 @@ async fn on_push(
     owner: uuid::Uuid,
     app_id: uuid::Uuid,
     push: &PushEvent,
-    github_host: &str,
+    state: &AppState,
 ) -> Result<DeliveryOutcome> {
     if !apps_store::lock(tx, owner, app_id).await? {
         return Ok(DeliveryOutcome::ignored("the app was deleted"));
@@ -141,7 +141,8 @@ async fn on_push(
                 created_by: None,
                 pushed_by: push.pushed_by(),
                 commit_message: message.as_deref(),
-                github_host,
+                github_host: state.github.host(),
+                quotas: &state.settings.quotas,
             };
             let id = request_build(tx, &app, intent).await?;
             tracing::Span::current().record("deployment_id", tracing::field::display(id));
