@@ -347,6 +347,13 @@ async fn problem_of(response: axum::response::Response) -> Response {
     }
 }
 
+/// Answers that must come at once (a refusal, not a stream or a held read).
+async fn within<T>(answer: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("an answer within 10 s")
+}
+
 /// A second backend process on the same database: its own slots.
 fn replica(app: &TestApp) -> axum::Router {
     let state = AppState::new(
@@ -379,7 +386,8 @@ async fn event_streams_and_log_sockets_share_one_quota_across_processes() {
     let second = open_events(&replica(&app), &alice).await;
     assert_eq!(second.status(), StatusCode::OK);
 
-    let third = problem_of(open_events(&app.router, &alice).await).await;
+    let third = within(open_events(&app.router, &alice)).await;
+    let third = within(problem_of(third)).await;
     assert_quota(
         &third,
         StatusCode::TOO_MANY_REQUESTS,
@@ -466,7 +474,7 @@ async fn log_reads_in_progress_over_the_quota_answer_429() {
     })
     .await;
     assert!(in_progress.is_some(), "two reads are in progress");
-    let refused = app.get(&uri, &alice).await;
+    let refused = within(app.get(&uri, &alice)).await;
     assert_quota(
         &refused,
         StatusCode::TOO_MANY_REQUESTS,
