@@ -176,11 +176,8 @@ export function AppPage() {
       <ScaleSection key={`scale-${a.replicas}`} app={a} onSaved={app.reload} />
 
       <h2>Resources</h2>
-      <ResourcesSection
-        key={`resources-${a.resources.memory_mb}-${a.resources.cpu_millis}-${a.replicas}`}
-        app={a}
-        onSaved={app.reload}
-      />
+      {/* Keyed by the app only: a save keeps its notice while the page reloads the app. */}
+      <ResourcesSection key={`resources-${a.id}`} app={a} onSaved={app.reload} />
 
       <h2>Settings</h2>
       <SettingsSection key={a.updated_at} app={a} onSaved={app.reload} />
