@@ -3,6 +3,7 @@
 use crate::buildlog::LogSettings;
 use crate::detect::StackImages;
 use crate::kaniko::KanikoConfig;
+use crate::sandbox::SandboxConfig;
 use anyhow::Context;
 use berth_common::config::{BrokerConfig, KafkaConfig, OpsConfig, SecretKeyConfig};
 use clap::{ArgAction, Args, Parser, ValueEnum};
@@ -28,12 +29,19 @@ pub struct Config {
     pub build: BuildConfig,
     #[command(flatten)]
     pub kaniko: KanikoConfig,
+    #[command(flatten)]
+    pub sandbox: SandboxConfig,
 }
 
 /// What builds images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuilderKind {
-    /// The Docker Engine API (Docker, or Podman's socket): single host.
+    /// Rootless podman as BERTH_BUILD_USER, in a network namespace and a
+    /// control group per build (see the BERTH_BUILD_* sandbox flags): the
+    /// single-host builder for code berth does not trust.
+    Sandbox,
+    /// The Docker Engine API at BERTH_DOCKER_HOST, as the engine's user:
+    /// a Dockerfile's steps run there unfenced, so only for code you trust.
     Docker,
     /// A Kaniko Pod per build in the tenant's build namespace (Kubernetes).
     Kaniko,
@@ -41,14 +49,21 @@ pub enum BuilderKind {
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildConfig {
-    /// How many builds run at once (also the queue prefetch).
+    /// How many builds run at once. The worker takes up to four times as
+    /// many messages, so builds waiting for their tenant's share (below)
+    /// do not keep other tenants' builds in the queue.
     #[arg(long, env = "BERTH_BUILD_CONCURRENCY", default_value_t = 2)]
     pub concurrency: u16,
 
-    /// What builds images: `docker` (the Docker Engine API at
-    /// BERTH_DOCKER_HOST) or `kaniko` (a Kaniko Pod per build, see the
-    /// BERTH_KANIKO_* flags).
-    #[arg(long, env = "BERTH_BUILDER", value_enum, default_value_t = BuilderKind::Docker)]
+    /// How many of those one tenant's builds may take at once; more wait.
+    #[arg(long, env = "BERTH_BUILD_TENANT_CONCURRENCY", default_value_t = 1)]
+    pub tenant_concurrency: u16,
+
+    /// What builds images: `sandbox` (rootless podman in a sandbox per
+    /// build, single host), `kaniko` (a Kaniko Pod per build, see the
+    /// BERTH_KANIKO_* flags) or `docker` (the Docker Engine API at
+    /// BERTH_DOCKER_HOST, unfenced: trusted code only).
+    #[arg(long, env = "BERTH_BUILDER", value_enum, default_value_t = BuilderKind::Sandbox)]
     pub builder: BuilderKind,
 
     /// Docker Engine API endpoint: unix:///path/to.sock (Docker, or Podman's

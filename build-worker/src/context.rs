@@ -1,12 +1,16 @@
 //! The build context: the app folder as a tar file, minus `.git` and what
 //! `.dockerignore` excludes, plus berth's own files (a generated Dockerfile,
 //! the extra CA bundle). The app's files are at the root of the context, or
-//! under a prefix folder (for generated Dockerfiles, which copy that folder). Symlinks are stored as links, never followed, so a
-//! repository cannot pull files of the build host into its image. Headers
+//! under a prefix folder (for generated Dockerfiles, which copy that folder).
+//! Symlinks are stored as links, never followed, and a link whose target
+//! leads out of the repository refuses the whole context: neither berth nor
+//! the builder that unpacks the context may be led to the build host's
+//! files. Headers
 //! are deterministic (fixed owner and mtime), which keeps the engine's layer
 //! cache valid across clones of the same content.
 
 use crate::dockerignore::DockerIgnore;
+use crate::repofile::{self, Links};
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
@@ -25,19 +29,41 @@ pub struct ContextStats {
     pub bytes: u64,
 }
 
-/// Writes the context of `dir` to the tar file `out`, the app's files under
-/// `prefix` (`""`: at the root). Blocking.
+/// The largest `.dockerignore` berth reads.
+pub const MAX_DOCKERIGNORE: u64 = 1024 * 1024;
+
+/// Why a context could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The repository tried to lead berth out of it; the text completes
+    /// "the repository's …".
+    #[error("{0}")]
+    Unsafe(String),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Writes the context of `dir` (inside the checkout `repo_root`) to the tar
+/// file `out`, the app's files under `prefix` (`""`: at the root). Blocking.
 pub fn write_context(
+    repo_root: &Path,
     dir: &Path,
     prefix: &str,
     extra: &[ExtraFile],
     out: &Path,
-) -> io::Result<ContextStats> {
-    let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
-        Ok(text) => DockerIgnore::parse(&text),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => DockerIgnore::default(),
-        Err(error) => return Err(error),
-    };
+) -> Result<ContextStats, ContextError> {
+    let (repo_root, dir) = (repo_root.canonicalize()?, dir.canonicalize()?);
+    let (repo_root, dir) = (repo_root.as_path(), dir.as_path());
+    let ignore = repofile::read(
+        repo_root,
+        dir,
+        ".dockerignore",
+        Links::Refuse,
+        MAX_DOCKERIGNORE,
+    )
+    .map_err(|unsafe_file| ContextError::Unsafe(unsafe_file.to_string()))?
+    .map(|bytes| DockerIgnore::parse(&String::from_utf8_lossy(&bytes)))
+    .unwrap_or_default();
     let mut tar = Builder::new(BufWriter::new(File::create(out)?));
     tar.mode(HeaderMode::Deterministic);
     tar.follow_symlinks(false);
@@ -92,6 +118,16 @@ pub fn write_context(
                 // Sockets, fifos and devices are not part of an app.
                 && (meta.is_file() || meta.file_type().is_symlink())
             {
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&path)?;
+                    if !repofile::link_stays_inside(repo_root, &path, &target) {
+                        return Err(ContextError::Unsafe(format!(
+                            "link {rel_str} leads outside the repository (to {}); berth does not \
+                             build links to files outside the repository",
+                            target.display()
+                        )));
+                    }
+                }
                 tar.append_path_with_name(&path, &name_in_tar)?;
                 stats.files += 1;
                 stats.bytes += meta.len();
@@ -189,13 +225,13 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("Dockerfile"), "FROM scratch").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("src/app.py", root.join("passwd")).unwrap();
         let out = dir.path().join("context.tar");
         let extra = [ExtraFile {
             name: ".berth-ca.crt".into(),
             contents: b"CA".to_vec(),
         }];
-        let stats = write_context(&root, "", &extra, &out).unwrap();
+        let stats = write_context(&root, &root, "", &extra, &out).unwrap();
         let found = entries(&out);
         let names: Vec<&str> = found.keys().map(String::as_str).collect();
         assert_eq!(
@@ -209,7 +245,7 @@ mod tests {
                 "src/app.py"
             ]
         );
-        assert_eq!(found["passwd"], (EntryType::Symlink, "/etc/passwd".into()));
+        assert_eq!(found["passwd"], (EntryType::Symlink, "src/app.py".into()));
         assert_eq!(found["src/app.py"].1, "print(1)");
         assert_eq!(found[".berth-ca.crt"].1, "CA");
         assert_eq!(stats.files, 5);
@@ -226,7 +262,7 @@ mod tests {
             name: "Dockerfile".into(),
             contents: b"FROM ours".to_vec(),
         }];
-        write_context(&root, "", &extra, &out).unwrap();
+        write_context(&root, &root, "", &extra, &out).unwrap();
         let found = entries(&out);
         assert_eq!(found["Dockerfile"].1, "FROM ours");
         assert_eq!(found.len(), 1);
@@ -236,7 +272,7 @@ mod tests {
         std::fs::write(root.join("x.log"), "").unwrap();
         std::fs::create_dir(root.join("css")).unwrap();
         std::fs::write(root.join("css/site.css"), "p{}").unwrap();
-        write_context(&root, "app", &extra, &out).unwrap();
+        write_context(&root, &root, "app", &extra, &out).unwrap();
         let names: Vec<String> = entries(&out).into_keys().collect();
         assert_eq!(
             names,
@@ -247,6 +283,44 @@ mod tests {
                 "app/css",
                 "app/css/site.css"
             ]
+        );
+    }
+
+    #[test]
+    fn links_out_of_the_repository_and_a_linked_dockerignore_refuse_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let app = repo.join("services/web");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(repo.join("shared.txt"), "shared").unwrap();
+        std::fs::write(app.join("Dockerfile"), "FROM scratch").unwrap();
+        // Out of the app folder but inside the repository: kept as a link.
+        std::os::unix::fs::symlink("../../shared.txt", app.join("shared")).unwrap();
+        let out = dir.path().join("context.tar");
+        write_context(&repo, &app, "", &[], &out).unwrap();
+        assert_eq!(
+            entries(&out)["shared"],
+            (EntryType::Symlink, "../../shared.txt".into())
+        );
+
+        for (name, target) in [("passwd", "/etc/passwd"), ("up", "../../../outside")] {
+            std::os::unix::fs::symlink(target, app.join(name)).unwrap();
+            let error = write_context(&repo, &app, "", &[], &out).unwrap_err();
+            assert!(
+                matches!(&error, ContextError::Unsafe(text) if text.contains(name) && text.contains(target)),
+                "{error}"
+            );
+            std::fs::remove_file(app.join(name)).unwrap();
+        }
+
+        // Before: `.dockerignore -> /dev/zero` was read until memory ran out.
+        std::os::unix::fs::symlink("/dev/zero", app.join(".dockerignore")).unwrap();
+        let started = std::time::Instant::now();
+        let error = write_context(&repo, &app, "", &[], &out).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            error.to_string(),
+            ".dockerignore is a link; berth reads it only as a regular file"
         );
     }
 

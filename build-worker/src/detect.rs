@@ -24,6 +24,7 @@
 //! Generated images get `ENV PORT=<port>` and `EXPOSE <port>`. In their
 //! build context the app's files are under [`APP_IN_CONTEXT`].
 
+use crate::repofile::{self, Links, UnsafeFile};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -80,29 +81,40 @@ impl AppFiles {
         self.contents.get(name).map(String::as_str)
     }
 
-    /// Lists `dir`'s top-level entries and reads the [`WANTED`](Self::WANTED) ones.
-    pub fn read_dir(dir: &Path) -> std::io::Result<Self> {
+    /// Lists `dir`'s top-level entries and reads the [`WANTED`](Self::WANTED)
+    /// ones, following links only inside the checkout `root`. A wanted file
+    /// that is larger than [`MAX_READ`](Self::MAX_READ) is listed unread; one
+    /// that leads out of the repository refuses the build.
+    pub fn read_dir(root: &Path, dir: &Path) -> Result<Self, ReadError> {
         let mut files = Self::default();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let meta = std::fs::metadata(entry.path());
             if Self::WANTED.contains(&name.as_str()) {
-                if let Ok(meta) = &meta {
-                    if meta.is_file() && meta.len() <= Self::MAX_READ {
-                        let bytes = std::fs::read(entry.path())?;
-                        files
-                            .contents
-                            .insert(name.clone(), String::from_utf8_lossy(&bytes).into_owned());
+                match repofile::read(root, dir, &name, Links::Inside, Self::MAX_READ) {
+                    Ok(Some(bytes)) => {
+                        let text = String::from_utf8_lossy(&bytes).into_owned();
+                        files.contents.insert(name.clone(), text);
                     }
+                    Ok(None) | Err(UnsafeFile::TooLarge { .. } | UnsafeFile::NotAFile { .. }) => {}
+                    Err(unsafe_file) => return Err(ReadError::Unsafe(unsafe_file)),
                 }
             }
             files.names.insert(name);
         }
         Ok(files)
     }
+}
+
+/// Why an app folder could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Unsafe(#[from] UnsafeFile),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Base images, one per stack.
@@ -668,7 +680,7 @@ mod tests {
         std::fs::write(dir.path().join("Procfile"), "web: ./run\n").unwrap();
         std::fs::write(dir.path().join("index.html"), "<p>hi").unwrap();
         std::fs::create_dir(dir.path().join("assets")).unwrap();
-        let files = AppFiles::read_dir(dir.path()).unwrap();
+        let files = AppFiles::read_dir(dir.path(), dir.path()).unwrap();
         assert!(files.has("index.html") && files.has("assets") && files.has("Procfile"));
         assert_eq!(files.contents("Procfile"), Some("web: ./run\n"));
         assert_eq!(
@@ -676,5 +688,25 @@ mod tests {
             None,
             "only wanted files are read"
         );
+    }
+
+    #[test]
+    fn a_wanted_file_that_leads_out_of_the_repository_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        std::fs::write(dir.path().join("host-file"), "web: leak\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("host-file"), repo.join("Procfile")).unwrap();
+        let error = AppFiles::read_dir(&repo, &repo).unwrap_err();
+        assert!(
+            error.to_string().contains("Procfile leads outside"),
+            "{error}"
+        );
+        // Before, the link was followed and `leak` became the start command.
+        std::fs::remove_file(repo.join("Procfile")).unwrap();
+        std::fs::write(repo.join("Procfile.real"), "web: ok\n").unwrap();
+        std::os::unix::fs::symlink("Procfile.real", repo.join("Procfile")).unwrap();
+        let files = AppFiles::read_dir(&repo, &repo).unwrap();
+        assert_eq!(files.contents("Procfile"), Some("web: ok\n"));
     }
 }

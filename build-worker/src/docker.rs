@@ -26,6 +26,9 @@ pub struct BuildJob {
     pub context: PathBuf,
     /// The Dockerfile's path inside the context.
     pub dockerfile: String,
+    /// The images the Dockerfile builds on (`FROM`, `COPY --from`), not
+    /// counting its own stages: a sandboxed builder prepares them first.
+    pub base_images: Vec<String>,
     /// Where it goes: `registry/tenant/app`.
     pub repository: String,
     /// The tag: the commit SHA.
@@ -351,6 +354,8 @@ pub fn parse_step(line: &str) -> Option<String> {
 /// `building at STEP "RUN x": while running runtime: exit status 1`.
 fn engine_cause(error: &str) -> String {
     let error = error.trim();
+    // The podman CLI prefixes its own errors with `Error: `.
+    let error = error.strip_prefix("Error: ").unwrap_or(error);
     let rest = error
         .strip_prefix("error building at STEP \"")
         .or_else(|| error.strip_prefix("building at STEP \""));

@@ -39,11 +39,34 @@ pub enum BuildError {
     #[error("{0}")]
     Detect(#[from] crate::detect::DetectError),
 
+    /// The Dockerfile asks for something berth's builders do not allow.
+    #[error("the Dockerfile is refused at {0}")]
+    DockerfileRefused(#[from] crate::dockerfile::Refusal),
+
+    /// The repository tries to reach outside itself through a link.
+    #[error("the repository's {0}")]
+    UnsafeRepository(String),
+
     #[error("the build context cannot be prepared: {0}")]
     Context(String),
 
     #[error("the build failed at {step}: {detail}")]
     BuildFailed { step: String, detail: String },
+
+    /// The build's processes used more memory than a build may.
+    #[error(
+        "the build ran out of memory at {step}: it needed more than the {limit_mb} MiB a build \
+         may use (make the step use less, e.g. fewer parallel jobs)"
+    )]
+    OutOfMemory { step: String, limit_mb: u64 },
+
+    /// The build tried to run more processes at once than a build may.
+    #[error("the build hit its limit of {limit} processes at {step}")]
+    TooManyProcesses { step: String, limit: u64 },
+
+    /// The sandbox builds run in could not be made: berth's problem.
+    #[error("the build sandbox could not be set up ({0}); try again later")]
+    Sandbox(String),
 
     #[error("the image could not be pushed to {registry}: {detail}")]
     PushFailed { registry: String, detail: String },

@@ -10,7 +10,7 @@
 //! | seam | trait | implementation here |
 //! |---|---|---|
 //! | source | [`SourceFetcher`] | [`GitFetcher`] (git2) |
-//! | image builds and pushes | [`ImageBuilder`] | [`DockerBuilder`] (bollard; Docker or Podman), [`KanikoBuilder`] (a Kaniko Pod per build, kube) |
+//! | image builds and pushes | [`ImageBuilder`] | [`SandboxBuilder`] (rootless podman in a sandbox per build; single host), [`DockerBuilder`] (bollard; trusted code only), [`KanikoBuilder`] (a Kaniko Pod per build, kube) |
 //! | digest lookups | [`Registry`] | [`HttpRegistry`] (Distribution v2 API) |
 //! | build log | `berth_common::LogSink` | `LogProducer` (Kafka) |
 //! | messages | `berth_common::MessagePublisher` | `Broker` (RabbitMQ) |
@@ -20,12 +20,17 @@ pub mod config;
 pub mod context;
 pub mod detect;
 pub mod docker;
+pub mod dockerfile;
 pub mod dockerignore;
 pub mod error;
 pub mod git;
 pub mod kaniko;
+pub mod prepare;
 pub mod registry;
+pub mod repofile;
+pub mod sandbox;
 pub mod service;
+pub mod slots;
 
 pub use buildlog::{BuildLog, LogSettings};
 pub use config::{BuildConfig, BuilderKind, Config, Settings};
@@ -35,4 +40,5 @@ pub use error::BuildError;
 pub use git::{GitFetcher, RepoSpec, SourceFetcher};
 pub use kaniko::{KanikoBuilder, KanikoConfig, KanikoSettings};
 pub use registry::{HttpRegistry, ImageRepo, Registry};
+pub use sandbox::{SandboxBuilder, SandboxConfig};
 pub use service::BuildService;

@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 use berth_build_worker::registry::default_insecure;
+use berth_build_worker::slots::BuildSlots;
 use berth_build_worker::{
     BuildService, BuilderKind, Config, DockerBuilder, GitFetcher, HttpRegistry, ImageBuilder,
-    KanikoBuilder, RegistryAuth,
+    KanikoBuilder, RegistryAuth, SandboxBuilder,
 };
 use berth_common::{ops, Broker, LogProducer};
 use berth_proto::names::BUILDS_QUEUE;
@@ -35,8 +36,20 @@ async fn main() -> anyhow::Result<()> {
         build.registry_username.clone(),
         build.registry_password.clone(),
     )?;
+    let insecure = build
+        .registry_insecure
+        .unwrap_or_else(|| default_insecure(&settings.registry));
     let builder: Box<dyn ImageBuilder> = match build.builder {
+        BuilderKind::Sandbox => {
+            let builder = SandboxBuilder::start(&config.sandbox, auth, insecure).await?;
+            tracing::info!(user = %config.sandbox.build_user, "building in sandboxes");
+            Box::new(builder)
+        }
         BuilderKind::Docker => {
+            tracing::warn!(
+                "BERTH_BUILDER=docker: Dockerfile steps run on the engine unfenced; \
+                 build only code you trust this way"
+            );
             let builder = DockerBuilder::new(&build.docker_host, auth);
             if let Err(error) = builder.docker().await {
                 tracing::warn!(%error, "the container engine is not reachable yet; builds will retry it");
@@ -44,9 +57,6 @@ async fn main() -> anyhow::Result<()> {
             Box::new(builder)
         }
         BuilderKind::Kaniko => {
-            let insecure = build
-                .registry_insecure
-                .unwrap_or_else(|| default_insecure(&settings.registry));
             let kaniko = config.kaniko.settings(auth, insecure)?;
             if kaniko.deadline >= settings.deadline {
                 tracing::warn!(
@@ -82,10 +92,19 @@ async fn main() -> anyhow::Result<()> {
         logs,
         broker.clone(),
     )
-    .with_shutdown(shutdown.clone());
+    .with_shutdown(shutdown.clone())
+    .with_slots(BuildSlots::new(
+        usize::from(build.concurrency),
+        usize::from(build.tenant_concurrency),
+    ));
     tracing::info!(concurrency = build.concurrency, registry = %build.registry, "build worker starting");
     broker
-        .consume(BUILDS_QUEUE, build.concurrency, Arc::new(service), shutdown)
+        .consume(
+            BUILDS_QUEUE,
+            build.concurrency.saturating_mul(4),
+            Arc::new(service),
+            shutdown,
+        )
         .await;
     tracing::info!("build worker stopped");
     Ok(())

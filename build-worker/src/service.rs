@@ -5,12 +5,14 @@
 
 use crate::buildlog::BuildLog;
 use crate::config::Settings;
-use crate::context::{self, ExtraFile};
-use crate::detect::{self, AppFiles, Plan, Recipe, APP_IN_CONTEXT, CA_IN_CONTEXT};
+use crate::context::{self, ContextError};
+use crate::detect::{Plan, Recipe};
 use crate::docker::{BuildJob, Built, ImageBuilder};
 use crate::error::BuildError;
 use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
+use crate::prepare::prepare;
 use crate::registry::{ImageRepo, Registry};
+use crate::slots::BuildSlots;
 use async_trait::async_trait;
 use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
 use berth_proto::{
@@ -39,6 +41,7 @@ pub struct BuildService<B, F, R, L, P> {
     logs: Arc<L>,
     publisher: P,
     shutdown: CancellationToken,
+    slots: Arc<BuildSlots>,
 }
 
 /// Where a build is, for the deadline's message and the failure report.
@@ -103,7 +106,14 @@ where
             logs,
             publisher,
             shutdown: CancellationToken::new(),
+            slots: Arc::new(BuildSlots::new(usize::MAX >> 3, usize::MAX >> 3)),
         }
+    }
+
+    /// Bounds the builds run at once, and one tenant's share of them.
+    pub fn with_slots(mut self, slots: BuildSlots) -> Self {
+        self.slots = Arc::new(slots);
+        self
     }
 
     /// Builds in progress stop when `shutdown` is cancelled; their messages
@@ -292,44 +302,37 @@ where
                 problem,
             }
         })?;
-        let files = AppFiles::read_dir(&app_dir)
-            .map_err(|e| BuildError::Context(format!("cannot read the app folder: {e}")))?;
         let recipe = Recipe {
             images: &self.settings.images,
             port: request.config.port,
             extra_ca: self.settings.extra_ca.is_some(),
         };
-        let plan = detect::plan(&files, &recipe)?;
-        log.line(plan.log_line()).await;
-        tracing::info!(plan = %plan.description(), %commit, "building");
-        let mut extra = Vec::new();
-        if let Some(ca) = &self.settings.extra_ca {
-            extra.push(ExtraFile {
-                name: CA_IN_CONTEXT.to_owned(),
-                contents: ca.clone(),
-            });
-        }
-        let (dockerfile, prefix) = match &plan {
-            Plan::RepoDockerfile { path } => (path.clone(), ""),
-            Plan::Generated { dockerfile, .. } => {
-                log.line("Generated Dockerfile:").await;
-                for line in dockerfile.lines() {
-                    log.line(format!("  {line}")).await;
-                }
-                extra.push(ExtraFile {
-                    name: "Dockerfile".to_owned(),
-                    contents: dockerfile.clone().into_bytes(),
-                });
-                ("Dockerfile".to_owned(), APP_IN_CONTEXT)
+        let prepared = prepare(
+            &checkout,
+            &app_dir,
+            &recipe,
+            self.settings.extra_ca.as_deref(),
+        )?;
+        log.line(prepared.plan.log_line()).await;
+        tracing::info!(plan = %prepared.plan.description(), %commit, "building");
+        if let Plan::Generated { dockerfile, .. } = &prepared.plan {
+            log.line("Generated Dockerfile:").await;
+            for line in dockerfile.lines() {
+                log.line(format!("  {line}")).await;
             }
-        };
+        }
         let tar = root.join("context.tar");
-        let (dir, out) = (app_dir.clone(), tar.clone());
-        let stats =
-            tokio::task::spawn_blocking(move || context::write_context(&dir, prefix, &extra, &out))
-                .await
-                .map_err(|e| BuildError::Internal(e.to_string()))?
-                .map_err(|e| BuildError::Context(e.to_string()))?;
+        let (repo_root, dir, out) = (checkout.clone(), app_dir.clone(), tar.clone());
+        let (prefix, extra) = (prepared.prefix, prepared.extra);
+        let stats = tokio::task::spawn_blocking(move || {
+            context::write_context(&repo_root, &dir, prefix, &extra, &out)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))?
+        .map_err(|error| match error {
+            ContextError::Unsafe(problem) => BuildError::UnsafeRepository(problem),
+            ContextError::Io(error) => BuildError::Context(error.to_string()),
+        })?;
         log.line(format!(
             "Sending the build context: {} files, {:.1} MiB",
             stats.files,
@@ -348,7 +351,8 @@ where
         .await?;
         let job = BuildJob {
             context: tar,
-            dockerfile,
+            dockerfile: prepared.dockerfile,
+            base_images: prepared.base_images,
             repository: repo.name(),
             tag: commit.clone(),
             labels: image_labels(request, &spec.display_url(), &commit),
@@ -464,6 +468,12 @@ where
         };
         let span = tracing::info_span!("build", %deployment_id, app_id = %request.app.id,
             app = %request.app.name, tenant = %request.app.tenant, attempt = envelope.attempt);
+        let _slot = tokio::select! {
+            slot = self.slots.acquire(&request.app.tenant) => slot,
+            () = self.shutdown.cancelled() => {
+                return Outcome::Retry("the build worker is shutting down".into())
+            }
+        };
         self.build(deployment_id, envelope.attempt, request)
             .instrument(span)
             .await

@@ -6,6 +6,8 @@ pub mod broker;
 pub mod config;
 #[cfg(feature = "engine")]
 pub mod engine;
+#[cfg(feature = "fence")]
+pub mod fence;
 #[cfg(feature = "kube-fake")]
 pub mod kube_fake;
 #[cfg(feature = "kubernetes")]

@@ -127,6 +127,44 @@ pub struct DockerConfig {
     /// without backoff, so an unbounded policy lets a crashing app spin.
     #[arg(long, env = "BERTH_RESTART_POLICY", default_value = "on-failure:5")]
     pub restart_policy: RestartPolicySetting,
+    #[command(flatten)]
+    pub limits: AppLimits,
+}
+
+/// What every app container may use, and where its traffic may go. The
+/// defaults hold a small app (a web server with a few workers) and keep a
+/// runaway one from taking the host: memory without swap, a CPU share,
+/// a process cap that stops a fork bomb, a capped log file.
+#[derive(Debug, Clone, Args)]
+pub struct AppLimits {
+    /// Memory of an app instance whose release names none, in MiB.
+    #[arg(long, env = "BERTH_APP_DEFAULT_MEMORY_MB", default_value_t = 512)]
+    pub app_default_memory_mb: u32,
+    /// CPU of an app instance whose release names none, in thousandths of a CPU.
+    #[arg(long, env = "BERTH_APP_DEFAULT_CPU_MILLIS", default_value_t = 1000)]
+    pub app_default_cpu_millis: u32,
+    /// Processes (and threads) an app instance may run at once.
+    #[arg(long, env = "BERTH_APP_PIDS_LIMIT", default_value_t = 512)]
+    pub app_pids_limit: i64,
+    /// Size at which an app instance's log file on the host is cut (the
+    /// engine keeps the newest part), e.g. 10m.
+    #[arg(long, env = "BERTH_APP_LOG_MAX_SIZE", default_value = "10m")]
+    pub app_log_max_size: String,
+    /// Fence the tenants' app networks with host firewall rules (needs
+    /// root and iptables on the engine's host; turn off only when the
+    /// engine runs elsewhere and is fenced there).
+    #[arg(long, env = "BERTH_APP_FENCE", default_value_t = true,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub app_fence: bool,
+    /// DNS servers apps may query, comma-separated (default: the host's
+    /// nameservers from /etc/resolv.conf).
+    #[arg(long, env = "BERTH_APP_DNS", value_delimiter = ',')]
+    pub app_dns: Vec<std::net::Ipv4Addr>,
+    /// Destinations apps may never reach, comma-separated CIDRs; the
+    /// host's own addresses and networks are always refused too.
+    #[arg(long, env = "BERTH_APP_EGRESS_DENY", value_delimiter = ',',
+          default_value = berth_common::fence::DEFAULT_EGRESS_DENY)]
+    pub app_egress_deny: Vec<ipnet::Ipv4Net>,
 }
 
 /// A parsed `BERTH_RESTART_POLICY`.

@@ -19,7 +19,7 @@ pub mod kubernetes;
 pub mod runtime;
 pub mod service;
 
-pub use config::{Config, DockerConfig, Invocation, RestartPolicySetting, RuntimeKind};
+pub use config::{AppLimits, Config, DockerConfig, Invocation, RestartPolicySetting, RuntimeKind};
 pub use error::DeployError;
 pub use runtime::{DeploySpec, Endpoint, Instance, Runtime};
 pub use service::DeployService;
@@ -50,6 +50,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     None => return Ok(()),
                 };
             tracing::info!(docker_host = config.docker.docker_host, "docker driver");
+            if config.docker.limits.app_fence {
+                docker::network::fence(&config.docker.limits).await?;
+            } else {
+                tracing::warn!(
+                    "BERTH_APP_FENCE=false: tenants' apps are not fenced by this host's firewall"
+                );
+            }
             let runtime = docker::DockerRuntime::new(docker, config.docker.clone());
             consume(runtime, broker, key, &config, shutdown).await
         }

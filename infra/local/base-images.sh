@@ -175,26 +175,43 @@ ensure_image() {
   [[ $name == static ]] && changes+=(--change "EXPOSE 8080")
   changes+=(--change "CMD ${IMAGE_CMD[$name]}")
   # The label identifies rootfs recipe + image settings: a change to either re-imports.
-  local hash tag current tar
+  local hash tag
   hash="$(recipe_hash "$name")"
   tag="$hash-$(printf '%s\n' "${changes[@]}" | sha256sum | cut -c1-8)"
-  current="$(bpodman image inspect --format '{{index .Labels "org.berth.recipe"}}' "$image" 2>/dev/null || true)"
+  # Into the engine's store (apps, and the unsandboxed docker builder) and
+  # the sandboxed builds' read-only base store.
+  import_into bpodman "engine store" "$name" "$image" "$tag" "${changes[@]}"
+  import_into build_podman "build sandbox store" "$name" "$image" "$tag" "${changes[@]}"
+}
+
+# import_into PODMAN WHERE NAME IMAGE TAG CHANGES...
+import_into() {
+  local podman=$1 where=$2 name=$3 image=$4 tag=$5 current old_id tar
+  shift 5
+  current="$($podman image inspect --format '{{index .Labels "org.berth.recipe"}}' "$image" 2>/dev/null || true)"
   if [[ $current == "$tag" ]]; then
-    log "base image $name: $image present"
+    log "base image $name: $image present ($where)"
     return 0
   fi
-  local old_id
-  old_id="$(bpodman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
+  old_id="$($podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
   tar="$(ensure_tarball "$name")"
-  bpodman import -q "${changes[@]}" --change "LABEL org.berth.recipe=$tag" "$tar" "$image" >/dev/null
+  $podman import -q "$@" --change "LABEL org.berth.recipe=$tag" "$tar" "$image" >/dev/null
   # The outdated image is now untagged: drop it unless something still uses it.
-  [[ -n $old_id ]] && bpodman rmi "$old_id" >/dev/null 2>&1 || true
-  ok "base image $name: imported $image"
+  [[ -n $old_id ]] && $podman rmi "$old_id" >/dev/null 2>&1 || true
+  ok "base image $name: imported $image ($where)"
+}
+
+# The build user's podman leaves a pause process holding its user namespace.
+reap_build_podman() {
+  local pid
+  pid="$(cat "$BUILD_ROOT/run-base/libpod/tmp/pause.pid" 2>/dev/null || true)"
+  [[ -n $pid ]] && kill "$pid" 2>/dev/null || true
 }
 
 main() {
   need_root
   mkdir -p "$BASE_IMAGE_CACHE" "$BERTH_LOGS"
+  build_user_up
   local names=("$@") n
   ((${#names[@]})) || names=("${ORDER[@]}")
   for n in "${names[@]}"; do
@@ -216,6 +233,7 @@ main() {
     wait -n -p done_pid || failed[$done_pid]=1
     running=$((running - 1))
   done
+  reap_build_podman
   if ((${#failed[@]})); then
     for pid in "${!failed[@]}"; do warn "base image ${pids[$pid]} failed"; done
     die "some base images failed"

@@ -13,6 +13,9 @@ DEBIAN_PACKAGES=(
   docker-registry apache2-utils
   # catatonit: the init process app containers run under (HostConfig.Init)
   podman runc catatonit
+  # sandboxed builds: rootless podman as the build user (newuidmap), a
+  # network namespace and firewall rules per build
+  uidmap iproute2 iptables
   debootstrap busybox-static
   curl ca-certificates openssl
   # the SMTP sink berth's mail goes to locally (aiosmtpd into a Maildir)

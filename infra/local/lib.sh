@@ -25,6 +25,18 @@ PG_SOCK="$PG_DIR/socket"
 RMQ_NODE="berth@localhost"
 RMQ_PORT=5672
 RMQ_DIR="$BERTH_STATE/rabbitmq"
+# One broker user per berth process, with what it needs on the vhost: every
+# process declares the topology (configure), publishes to the exchange and
+# binds the queues (write), and reads only the queue it consumes (plus the
+# exchanges it binds from). Tests grant the same to their own vhosts
+# (berth_common::testing reads them from the env file).
+RMQ_CONFIGURE='^berth(\..*)?$'
+RMQ_WRITE='^berth(\..*)?$'
+declare -A RMQ_READ=(
+  [berth-backend]='^berth(\..*)?$'
+  [berth-build-worker]='^berth(\.dlx|\.builds)?$'
+  [berth-deploy-worker]='^berth(\.dlx|\.deploys)?$'
+)
 
 TANSU_VERSION="0.6.0"
 TANSU_ROOT="$BERTH_CACHE/tansu-$TANSU_VERSION"
@@ -45,6 +57,13 @@ PODMAN_DIR="$BERTH_STATE/podman"
 PODMAN_SOCK="$BERTH_RUN/podman.sock"
 
 BASE_IMAGE_CACHE="$BERTH_CACHE/base-images"
+
+# Sandboxed builds run rootless podman as this unprivileged user, with an
+# image store per tenant and a read-only store of base images under the
+# build root (machine-wide, like the caches: every clone's worker uses it).
+BUILD_USER="berth-build"
+BUILD_ROOT="${BERTH_BUILD_ROOT:-/var/lib/berth-build}"
+BUILD_BASE_STORE="$BUILD_ROOT/base"
 
 # ---------------------------------------------------------------- logging
 
@@ -96,6 +115,44 @@ port_conflict() {
 ensure_dirs() {
   mkdir -p "$BERTH_STATE" "$BERTH_RUN" "$BERTH_LOGS" "$BERTH_SECRETS"
   chmod 700 "$BERTH_SECRETS"
+}
+
+# Every folder of the stack that holds tenants' data or berth's secrets is
+# root's alone: Kafka's database (every tenant's logs), the mail sink (reset
+# links), the registry's blobs, the engine's storage and socket, logs, work
+# folders. The state folder itself is only traversable, for the postgres and
+# rabbitmq users whose folders (their own, mode 0700) live in it.
+private_state() {
+  chmod 711 "$BERTH_STATE"
+  local dir
+  for dir in "$BERTH_STATE"/*/; do
+    dir="${dir%/}"
+    case "$dir" in
+      "$PG_DIR") chmod 700 "$dir" ;;
+      "$RMQ_DIR") chown rabbitmq:rabbitmq "$dir"; chmod 700 "$dir" ;;
+      *) chmod 700 "$dir" ;;
+    esac
+  done
+}
+
+# The unprivileged build user and its build root (0700, its own). useradd
+# gives a non-system user /etc/subuid and /etc/subgid ranges, which
+# rootless podman needs for its user namespaces.
+build_user_up() {
+  if ! id -u "$BUILD_USER" >/dev/null 2>&1; then
+    useradd --create-home --home-dir "$BUILD_ROOT" --shell /usr/sbin/nologin \
+      --comment "berth sandboxed builds" "$BUILD_USER"
+    log "build user $BUILD_USER created"
+  fi
+  local file
+  for file in /etc/subuid /etc/subgid; do
+    grep -q "^$BUILD_USER:" "$file" 2>/dev/null \
+      || usermod --add-subuids 200000-265535 --add-subgids 200000-265535 "$BUILD_USER"
+  done
+  mkdir -p "$BUILD_ROOT/run-base" "$BUILD_ROOT/runroot/base" "$BUILD_BASE_STORE"
+  chown "$BUILD_USER:" "$BUILD_ROOT" "$BUILD_ROOT/run-base" "$BUILD_ROOT/runroot" \
+    "$BUILD_ROOT/runroot/base" "$BUILD_BASE_STORE"
+  chmod 700 "$BUILD_ROOT" "$BUILD_ROOT/run-base"
 }
 
 # write_if_changed FILE  (content on stdin). Returns 0 if the file changed.
@@ -205,3 +262,10 @@ podman_env() {
   export CONTAINERS_REGISTRIES_CONF="$PODMAN_DIR/registries.conf"
 }
 bpodman() { (podman_env && podman "$@"); }
+# podman as the build user on the base image store sandboxed builds read.
+build_podman() {
+  (cd / && runuser -u "$BUILD_USER" -- env -i PATH=/usr/bin:/bin HOME="$BUILD_ROOT" \
+    XDG_RUNTIME_DIR="$BUILD_ROOT/run-base" TMPDIR="$BUILD_ROOT/run-base" \
+    podman --log-level=error --storage-driver=overlay --root "$BUILD_BASE_STORE" \
+    --runroot "$BUILD_ROOT/runroot/base" "$@")
+}

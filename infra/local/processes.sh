@@ -42,15 +42,19 @@ backend_url() { echo "http://${BERTH_LISTEN:-127.0.0.1:8080}"; }
 backend_healthy() { curl -sf --max-time 2 "$(backend_url)/healthz" >/dev/null; }
 ops_healthy() { curl -sf --max-time 2 "http://$1/healthz" >/dev/null; }
 
+# The process's own broker user (BERTH_AMQP_URL_BUILD_WORKER for berth-build-worker, ...).
+amqp_url_of() {
+  local var="BERTH_AMQP_URL_$(echo "${1#berth-}" | tr 'a-z-' 'A-Z_')"
+  echo "${!var:-}"
+}
+
 start_one() {
-  local name=$1 bin="$BIN_DIR/$1" ops=${OPS_ADDR[$1]}
+  local name=$1 bin="$BIN_DIR/$1" ops=${OPS_ADDR[$1]} settings=()
   [[ -x $bin ]] || die "$bin not found: build it first (cargo build --bins)"
-  if [[ -n $ops ]]; then
-    start_bg "$name" "$BERTH_RUN/$name.pid" "$BERTH_LOGS/$name.log" "$BERTH_ROOT" \
-      env BERTH_OPS_ADDR="$ops" "$bin"
-  else
-    start_bg "$name" "$BERTH_RUN/$name.pid" "$BERTH_LOGS/$name.log" "$BERTH_ROOT" "$bin"
-  fi
+  [[ -n $ops ]] && settings+=(BERTH_OPS_ADDR="$ops")
+  [[ -n $(amqp_url_of "$name") ]] && settings+=(BERTH_AMQP_URL="$(amqp_url_of "$name")")
+  start_bg "$name" "$BERTH_RUN/$name.pid" "$BERTH_LOGS/$name.log" "$BERTH_ROOT" \
+    env "${settings[@]}" "$bin"
 }
 
 cmd_start() {
@@ -61,7 +65,8 @@ cmd_start() {
   # Schema and broker topology exist before any process starts, so start
   # order never matters and a failed migration stops here with its reason.
   log "migrating the database and declaring exchanges and queues"
-  "$BIN_DIR/berth-backend" migrate >>"$BERTH_LOGS/berth-backend.log" 2>&1 \
+  BERTH_AMQP_URL="$(amqp_url_of berth-backend)" \
+    "$BIN_DIR/berth-backend" migrate >>"$BERTH_LOGS/berth-backend.log" 2>&1 \
     || { tail -n 20 "$BERTH_LOGS/berth-backend.log" >&2; die "berth-backend migrate failed"; }
   start_one berth-backend
   if ! wait_for "berth-backend $(backend_url)/healthz" 120 backend_healthy; then

@@ -19,6 +19,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_secrets() {
   PG_PASSWORD="$(secret postgres-password gen_hex 16)"
   RMQ_PASSWORD="$(secret rabbitmq-password gen_hex 16)"
+  declare -gA RMQ_PASSWORDS=()
+  local user
+  for user in "${!RMQ_READ[@]}"; do
+    RMQ_PASSWORDS[$user]="$(secret "rabbitmq-$user-password" gen_hex 16)"
+  done
   REGISTRY_PASSWORD="$(secret registry-password gen_hex 16)"
   REGISTRY_HTTP_SECRET="$(secret registry-http-secret gen_hex 32)"
   JWT_SECRET="$(secret jwt-secret gen_hex 64)"
@@ -149,16 +154,35 @@ EOF
     wait_for "rabbitmq" 120 rmq_ready || { tail -n 30 "$BERTH_LOGS/rabbitmq-start.log" >&2; die "rabbitmq did not start"; }
   fi
   rmqctl -q await_startup >/dev/null
-  if ! rmqctl -q authenticate_user berth "$RMQ_PASSWORD" >/dev/null 2>&1; then
-    if rmqctl -q list_users | awk '{print $1}' | grep -qx berth; then
-      rmqctl -q change_password berth "$RMQ_PASSWORD" >/dev/null
+  # The node makes guest/guest, an administrator reachable from loopback,
+  # on first boot: nothing of berth's uses it.
+  if rmqctl -q list_users | awk '{print $1}' | grep -qx guest; then
+    rmqctl -q delete_user guest >/dev/null
+    log "rabbitmq: deleted the default guest user"
+  fi
+  # berth: the tests' and operators' user; it has rights only on the test
+  # vhosts that tests grant it, none on the platform's own vhost.
+  rmq_user berth "$RMQ_PASSWORD"
+  rmqctl -q clear_permissions -p / berth >/dev/null 2>&1 || true
+  local user
+  for user in $(printf "%s\n" "${!RMQ_READ[@]}" | sort); do
+    rmq_user "$user" "${RMQ_PASSWORDS[$user]}"
+    rmqctl -q set_permissions -p / "$user" "$RMQ_CONFIGURE" "$RMQ_WRITE" "${RMQ_READ[$user]}" >/dev/null
+  done
+  ok "rabbitmq: ready ($RMQ_NODE, 127.0.0.1:$RMQ_PORT, a user per process, no guest)"
+}
+
+# rmq_user NAME PASSWORD: the user exists with this password and no tags.
+rmq_user() {
+  local name=$1 password=$2
+  if ! rmqctl -q authenticate_user "$name" "$password" >/dev/null 2>&1; then
+    if rmqctl -q list_users | awk '{print $1}' | grep -qx "$name"; then
+      rmqctl -q change_password "$name" "$password" >/dev/null
     else
-      rmqctl -q add_user berth "$RMQ_PASSWORD" >/dev/null
+      rmqctl -q add_user "$name" "$password" >/dev/null
     fi
   fi
-  rmqctl -q set_user_tags berth administrator >/dev/null
-  rmqctl -q set_permissions -p / berth '.*' '.*' '.*' >/dev/null
-  ok "rabbitmq: ready ($RMQ_NODE, 127.0.0.1:$RMQ_PORT, user berth)"
+  rmqctl -q set_user_tags "$name" >/dev/null
 }
 
 rabbitmq_down() {
@@ -414,7 +438,17 @@ write_env_file() {
     echo "# Source it: . $BERTH_ENV_FILE_PATH"
     emit BERTH_DATABASE_URL "postgres://berth:$PG_PASSWORD@127.0.0.1:$PG_PORT/berth"
     emit BERTH_PG_ADMIN_URL "postgres://berth:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
+    echo "# The tests' broker user (rights only on the vhosts tests make); each process has its own:"
     emit BERTH_AMQP_URL "amqp://berth:$RMQ_PASSWORD@127.0.0.1:$RMQ_PORT/%2f"
+    local user var
+    for user in $(printf "%s\n" "${!RMQ_READ[@]}" | sort); do
+      var="$(echo "${user#berth-}" | tr 'a-z-' 'A-Z_')"
+      emit "BERTH_AMQP_URL_$var" "amqp://$user:${RMQ_PASSWORDS[$user]}@127.0.0.1:$RMQ_PORT/%2f"
+      emit "BERTH_AMQP_READ_$var" "${RMQ_READ[$user]}"
+    done
+    echo "# What every process may declare (configure) and publish/bind (write); tests grant the same."
+    emit BERTH_AMQP_CONFIGURE "$RMQ_CONFIGURE"
+    emit BERTH_AMQP_WRITE "$RMQ_WRITE"
     emit BERTH_KAFKA_BROKERS "127.0.0.1:$KAFKA_PORT"
     emit BERTH_SECRET_KEY "$SECRET_KEY"
     emit BERTH_JWT_SECRET "$JWT_SECRET"
@@ -492,6 +526,7 @@ share_foreign_stack() {
       -e "1a # Shared: the services are those of $other." \
       "$other_env" | (umask 077 && write_if_changed "$BERTH_ENV_FILE_PATH") || true
   echo "$other" >"$SHARED_MARKER"
+  private_state
   echo
   echo "berth local stack: shared with $other"
   echo "  env file: $BERTH_ENV_FILE_PATH"
@@ -516,6 +551,7 @@ cmd_up() {
   smtp_up
   registry_up
   podman_up
+  build_user_up
   # The tansu build (first run only) is the long pole: make the base images
   # while waiting for it when it still has to be built.
   local k wanted=()
@@ -535,6 +571,7 @@ cmd_up() {
     [[ -n $img_pid ]] && { wait "$img_pid" || die "base images failed"; }
   fi
   write_env_file
+  private_state
   summary
   ok "stack up in $((SECONDS - t0))s"
 }

@@ -27,7 +27,7 @@ pub struct Platform {
     pub dir: TempDir,
     children: Vec<(String, Child)>,
     /// Deleted (with the database) when the platform is dropped.
-    _vhost: TestVhost,
+    vhost: TestVhost,
     database: String,
 }
 
@@ -99,7 +99,7 @@ impl Platform {
             env,
             dir,
             children: Vec::new(),
-            _vhost: vhost,
+            vhost,
             database,
         };
         for name in BINARIES {
@@ -125,6 +125,8 @@ impl Platform {
         let mut command = Command::new(&binary);
         command
             .envs(&self.env)
+            // Each process logs in to the broker as its own user.
+            .env("BERTH_AMQP_URL", self.vhost.url_for(name))
             .env("BERTH_OPS_ADDR", format!("127.0.0.1:{}", free_port()))
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))

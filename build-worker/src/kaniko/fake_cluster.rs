@@ -66,7 +66,7 @@ pub(super) fn start(settings: KanikoSettings) -> (Build, ApiServer) {
     std::fs::write(app.join("Dockerfile"), "FROM scratch\nCOPY app.txt /\n").unwrap();
     std::fs::write(app.join("app.txt"), "hello").unwrap();
     let context = dir.path().join("context.tar");
-    crate::context::write_context(&app, "", &[], &context).unwrap();
+    crate::context::write_context(&app, &app, "", &[], &context).unwrap();
     let lines = Arc::new(Lines::default());
     let sink: Arc<dyn LogSink> = lines.clone();
     let job = job(context);

@@ -43,6 +43,7 @@ pub fn job(context: PathBuf) -> BuildJob {
     BuildJob {
         context,
         dockerfile: "Dockerfile".to_owned(),
+        base_images: vec!["localhost/berth/static:latest".to_owned()],
         repository: format!("{REGISTRY}/acme/web"),
         tag: "0123456789abcdef0123456789abcdef01234567".to_owned(),
         labels: HashMap::from([

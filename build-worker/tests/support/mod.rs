@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 use berth_build_worker::{
-    BuildService, DockerBuilder, GitFetcher, HttpRegistry, LogSettings, RegistryAuth, Settings,
-    StackImages,
+    BuildService, GitFetcher, HttpRegistry, LogSettings, RegistryAuth, SandboxBuilder,
+    SandboxConfig, Settings, StackImages,
 };
 use berth_common::testing::{stack_env, TestVhost};
 use berth_common::{Broker, Handler, LogProducer, MessagePublisher, Outcome};
@@ -17,6 +17,7 @@ use berth_proto::{
     AppRef, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
     LogRecord, Message, ReleaseConfig, SecretKey, Source,
 };
+use clap::Parser;
 use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
@@ -27,6 +28,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+#[derive(Parser)]
+struct SandboxFlags {
+    #[command(flatten)]
+    sandbox: SandboxConfig,
+}
 
 /// The tenant every test app belongs to.
 pub const TENANT: &str = "buildtest";
@@ -157,14 +164,18 @@ impl Harness {
         broker.ensure_topology().await.unwrap();
         let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
         let logs = Arc::new(LogProducer::new(&env["BERTH_KAFKA_BROKERS"], 24).unwrap());
-        let builder = DockerBuilder::new(
-            &env["BERTH_DOCKER_HOST"],
-            RegistryAuth {
-                registry: settings.registry.clone(),
-                username: env.get("BERTH_REGISTRY_USERNAME").cloned(),
-                password: env.get("BERTH_REGISTRY_PASSWORD").cloned(),
-            },
-        );
+        let auth = RegistryAuth {
+            registry: settings.registry.clone(),
+            username: env.get("BERTH_REGISTRY_USERNAME").cloned(),
+            password: env.get("BERTH_REGISTRY_PASSWORD").cloned(),
+        };
+        // The builder the platform runs on a single host.
+        let builder =
+            SandboxBuilder::start(&SandboxFlags::parse_from(["test"]).sandbox, auth, true)
+                .await
+                .expect(
+                    "the build sandbox starts (as root, on the stack infra/local/stack.sh made)",
+                );
         let shutdown = CancellationToken::new();
         let service = BuildService::new(
             settings,
@@ -454,6 +465,23 @@ pub async fn serve_and_get(image: &str, port: u16, paths: &[&str]) -> Vec<(u16, 
     .negotiate_version()
     .await
     .unwrap();
+    // Pulled from the registry, as the deploy-worker does: builds happen in
+    // the sandbox's own store, not the engine's.
+    let credentials =
+        env.get("BERTH_REGISTRY_USERNAME")
+            .map(|user| bollard::auth::DockerCredentials {
+                username: Some(user.clone()),
+                password: env.get("BERTH_REGISTRY_PASSWORD").cloned(),
+                serveraddress: Some(env["BERTH_REGISTRY"].clone()),
+                ..Default::default()
+            });
+    let pull = bollard::query_parameters::CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    let mut pulling = docker.create_image(Some(pull), None, credentials);
+    while let Some(progress) = futures::StreamExt::next(&mut pulling).await {
+        progress.unwrap_or_else(|e| panic!("pulling {image}: {e}"));
+    }
     let host_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

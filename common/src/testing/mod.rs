@@ -91,15 +91,62 @@ pub struct TestVhost {
 }
 
 impl TestVhost {
+    /// The vhost, with all rights for the tests' user, and for each berth
+    /// process's own user the rights the stack gives it on the platform's
+    /// vhost (so end-to-end tests run with the real permissions).
     pub fn new() -> Self {
         let name = format!("berth-test-{}", Uuid::new_v4().simple());
         rabbitmqctl(&["add_vhost", &name]);
         rabbitmqctl(&["set_permissions", "-p", &name, "berth", ".*", ".*", ".*"]);
-        let base = setting("BERTH_AMQP_URL");
-        let root = base.rsplit_once('/').map(|(root, _)| root).unwrap_or(&base);
-        let url = format!("{root}/{name}");
+        let env = stack_env();
+        for (key, read) in env
+            .iter()
+            .filter(|(k, _)| k.starts_with("BERTH_AMQP_READ_"))
+        {
+            let url_key = key.replace("_READ_", "_URL_");
+            let Some(user) = env.get(&url_key).and_then(|url| amqp_user(url)) else {
+                continue;
+            };
+            rabbitmqctl(&[
+                "set_permissions",
+                "-p",
+                &name,
+                user,
+                &env["BERTH_AMQP_CONFIGURE"],
+                &env["BERTH_AMQP_WRITE"],
+                read,
+            ]);
+        }
+        let url = on_vhost(&setting("BERTH_AMQP_URL"), &name);
         Self { name, url }
     }
+
+    /// The URL of this vhost as `process` (`berth-build-worker`, ...) logs
+    /// in; the tests' user's when the stack has no user for it.
+    pub fn url_for(&self, process: &str) -> String {
+        let key = format!(
+            "BERTH_AMQP_URL_{}",
+            process
+                .trim_start_matches("berth-")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        match stack_env().get(&key) {
+            Some(url) => on_vhost(url, &self.name),
+            None => self.url.clone(),
+        }
+    }
+}
+
+/// `amqp://user:pass@host:port/vhost` on another vhost.
+fn on_vhost(url: &str, vhost: &str) -> String {
+    let root = url.rsplit_once('/').map(|(root, _)| root).unwrap_or(url);
+    format!("{root}/{vhost}")
+}
+
+fn amqp_user(url: &str) -> Option<&str> {
+    let (credentials, _) = url.split_once("://")?.1.split_once('@')?;
+    credentials.split(':').next()
 }
 
 impl Default for TestVhost {

@@ -8,6 +8,7 @@
 //! are found by label, so the worker keeps no state of its own.
 
 mod image;
+pub mod network;
 mod ready;
 pub mod spec;
 
@@ -149,12 +150,13 @@ impl DockerRuntime {
     /// Creates and starts the deployment's container, waits until it serves.
     async fn start_new(&self, spec: &DeploySpec, name: &str) -> Result<(String, u16), DeployError> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        let body = spec::container_body(
-            spec,
+        let network = network::ensure(
+            &self.docker,
             &self.config.installation,
-            &self.config.publish_addr,
-            &self.config.restart_policy,
-        );
+            &spec.release.app.tenant,
+        )
+        .await?;
+        let body = spec::container_body(spec, &self.config, &network);
         let created = self.docker.create_container(Some(options), body).await?;
         let id = created.id;
         let port = spec.release.config.port;

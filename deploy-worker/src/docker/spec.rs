@@ -3,13 +3,13 @@
 
 use berth_proto::{labels, AppRef};
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, PortBinding,
-    RestartPolicy,
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig,
+    HostConfigLogConfig, PortBinding, RestartPolicy,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use crate::config::RestartPolicySetting;
+use crate::config::DockerConfig;
 use crate::error::DeployError;
 use crate::runtime::{DeploySpec, Instance};
 
@@ -50,41 +50,75 @@ pub fn container_env(spec: &DeploySpec) -> Vec<String> {
         .collect()
 }
 
-/// What `create_container` is asked for.
+/// Capabilities an app keeps: enough for a root process to own its files,
+/// drop to another user and bind a low port. Gone from the engine's
+/// defaults: `NET_RAW` (spoofing neighbours on the bridge), `MKNOD`,
+/// `SYS_CHROOT`, `SETFCAP`, `SETPCAP`, `AUDIT_WRITE`.
+pub const CAPABILITIES: [&str; 8] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+];
+
+/// What `create_container` is asked for: the app on its tenant's
+/// `network`, with limits (the release's, else the defaults), no new
+/// privileges and only [`CAPABILITIES`].
 pub fn container_body(
     spec: &DeploySpec,
-    installation: &str,
-    publish_addr: &str,
-    restart: &RestartPolicySetting,
+    config: &DockerConfig,
+    network: &str,
 ) -> ContainerCreateBody {
     let port_key = format!("{}/tcp", spec.release.config.port);
     let resources = &spec.release.config.resources;
+    let limits = &config.limits;
+    let memory =
+        i64::from(resources.memory_mb.unwrap_or(limits.app_default_memory_mb)) * 1024 * 1024;
+    let cpu_millis = resources
+        .cpu_millis
+        .unwrap_or(limits.app_default_cpu_millis);
     let host_config = HostConfig {
         // The engine picks a free host port; it is read back after start.
         port_bindings: Some(HashMap::from([(
             port_key.clone(),
             Some(vec![PortBinding {
-                host_ip: Some(publish_addr.to_owned()),
+                host_ip: Some(config.publish_addr.clone()),
                 host_port: Some(String::new()),
             }]),
         )])),
         restart_policy: Some(RestartPolicy {
-            name: Some(restart.policy),
-            maximum_retry_count: restart.max_retries,
+            name: Some(config.restart_policy.policy),
+            maximum_retry_count: config.restart_policy.max_retries,
         }),
         // An init as PID 1 forwards SIGTERM, so apps started through a shell
         // stop within the grace period instead of being killed after it.
         init: Some(true),
-        memory: resources.memory_mb.map(|mb| i64::from(mb) * 1024 * 1024),
-        nano_cpus: resources
-            .cpu_millis
-            .map(|millis| i64::from(millis) * 1_000_000),
+        network_mode: Some(network.to_owned()),
+        memory: Some(memory),
+        // Equal to the memory: no swap.
+        memory_swap: Some(memory),
+        nano_cpus: Some(i64::from(cpu_millis) * 1_000_000),
+        pids_limit: Some(limits.app_pids_limit),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        cap_add: Some(CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        log_config: Some(HostConfigLogConfig {
+            typ: None,
+            config: Some(HashMap::from([(
+                "max-size".to_owned(),
+                limits.app_log_max_size.clone(),
+            )])),
+        }),
         ..Default::default()
     };
     ContainerCreateBody {
         image: Some(spec.release.image.clone()),
         env: Some(container_env(spec)),
-        labels: Some(container_labels(spec, installation)),
+        labels: Some(container_labels(spec, &config.installation)),
         exposed_ports: Some(vec![port_key]),
         host_config: Some(host_config),
         ..Default::default()
@@ -190,11 +224,23 @@ mod tests {
         );
     }
 
+    fn config() -> DockerConfig {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            docker: DockerConfig,
+        }
+        let mut config = Flags::parse_from(["test"]).docker;
+        config.installation = "test-installation".into();
+        config.restart_policy = "on-failure:5".parse().unwrap();
+        config
+    }
+
     #[test]
     fn the_container_has_labels_env_port_and_limits() {
         let spec = spec();
-        let restart = "on-failure:5".parse().unwrap();
-        let body = container_body(&spec, "test-installation", "127.0.0.1", &restart);
+        let body = container_body(&spec, &config(), "berth-test-installation-acme");
         let labels = body.labels.unwrap();
         assert_eq!(labels[labels::APP], spec.release.app.id.to_string());
         assert_eq!(labels[labels::DEPLOYMENT], spec.deployment_id.to_string());
@@ -213,11 +259,35 @@ mod tests {
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));
         assert_eq!(host.memory, Some(256 * 1024 * 1024));
+        assert_eq!(host.memory_swap, Some(256 * 1024 * 1024));
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.init, Some(true));
+        assert_eq!(
+            host.network_mode.as_deref(),
+            Some("berth-test-installation-acme")
+        );
         let restart = host.restart_policy.unwrap();
         assert_eq!(restart.maximum_retry_count, Some(5));
         assert_eq!(body.exposed_ports.unwrap(), vec!["8000/tcp"]);
+    }
+
+    #[test]
+    fn every_container_is_fenced_and_limited_even_when_its_release_names_no_limits() {
+        let mut spec = spec();
+        spec.release.config.resources = Default::default();
+        let host = container_body(&spec, &config(), "net").host_config.unwrap();
+        // Before: no limit at all when the release named none.
+        assert_eq!(host.memory, Some(512 * 1024 * 1024));
+        assert_eq!(host.nano_cpus, Some(1_000_000_000));
+        assert_eq!(host.pids_limit, Some(512));
+        assert_eq!(host.cap_drop.unwrap(), ["ALL"]);
+        let caps = host.cap_add.unwrap();
+        assert!(
+            !caps.iter().any(|c| c == "NET_RAW" || c == "SYS_ADMIN"),
+            "{caps:?}"
+        );
+        assert_eq!(host.security_opt.unwrap(), ["no-new-privileges"]);
+        assert_eq!(host.log_config.unwrap().config.unwrap()["max-size"], "10m");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use berth_common::engine::connect;
 use berth_common::testing::{setting, TestVhost};
 use berth_common::{Broker, MessagePublisher};
 use berth_deploy_worker::docker::DockerRuntime;
-use berth_deploy_worker::{DeployService, DockerConfig};
+use berth_deploy_worker::{AppLimits, DeployService, DockerConfig};
 use berth_proto::names::{DEPLOYS_QUEUE, INFORM_QUEUE};
 use berth_proto::{
     AppRef, AppRemovalRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
@@ -19,6 +19,7 @@ use bollard::query_parameters::{
     RemoveImageOptionsBuilder,
 };
 use bollard::Docker;
+use clap::Parser;
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
@@ -177,7 +178,14 @@ pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
         ready_timeout_secs,
         stop_timeout_secs: 2,
         restart_policy: "on-failure:5".parse().unwrap(),
+        limits: AppLimitFlags::parse_from(["test"]).limits,
     }
+}
+
+#[derive(clap::Parser)]
+struct AppLimitFlags {
+    #[command(flatten)]
+    limits: AppLimits,
 }
 
 /// An in-process deploy-worker on its own vhost, and what it reported.
@@ -201,7 +209,11 @@ impl Worker {
         let url = vhost.url.clone();
         let broker = Broker::new(url.clone(), "deploy-worker-test");
         broker.ensure_topology().await.expect("topology");
-        let runtime = DockerRuntime::new(docker().await, docker_config(ready_timeout_secs));
+        let config = docker_config(ready_timeout_secs);
+        berth_deploy_worker::docker::network::fence(&config.limits)
+            .await
+            .expect("the app fence installs (as root)");
+        let runtime = DockerRuntime::new(docker().await, config);
         let service = DeployService::new(runtime, broker.clone(), key());
         let shutdown = CancellationToken::new();
         let consumer = tokio::spawn({
