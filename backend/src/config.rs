@@ -1,8 +1,8 @@
 //! The backend's configuration: flags, each with a `BERTH_` environment
 //! variable.
 
-use berth_common::config::{BrokerConfig, KafkaConfig, SecretKeyConfig};
-use clap::{Parser, Subcommand};
+use berth_common::config::{BrokerConfig, KafkaConfig, OpsConfig, SecretKeyConfig};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -12,9 +12,14 @@ pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Address the API, /healthz, /readyz and /metrics are served on.
+    /// Address the API, the web UI, /healthz and /readyz are served on.
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// The ops listener (/metrics, /healthz, /readyz), kept off the public
+    /// one.
+    #[command(flatten)]
+    pub ops: OpsConfig,
 
     /// PostgreSQL URL, e.g. postgres://berth:pass@127.0.0.1:5432/berth
     #[arg(long, env = "BERTH_DATABASE_URL", hide_env_values = true)]
@@ -52,9 +57,26 @@ pub struct Config {
     #[arg(long, env = "BERTH_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
-    /// Most log WebSockets one user may hold open at once (per process).
-    #[arg(long, env = "BERTH_MAX_SOCKETS_PER_USER", default_value_t = 20)]
-    pub max_sockets_per_user: usize,
+    /// More host names the API answers to, comma separated. With
+    /// BERTH_PUBLIC_URL set, a request whose Host is another name (not an
+    /// IP address or localhost) is refused: a DNS-rebinding page cannot
+    /// reach a local install.
+    #[arg(long, env = "BERTH_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    #[command(flatten)]
+    pub quota: QuotaConfig,
+
+    /// Requests a minute one client address may make to the webhook
+    /// endpoints (per process). GitHub delivers from a few addresses: keep
+    /// it above the installation's push rate.
+    #[arg(long, env = "BERTH_WEBHOOK_RATE_LIMIT", default_value_t = 120)]
+    pub webhook_rate_limit: u32,
+
+    /// Webhook signature checks running at once (per process); each hashes
+    /// a whole body on a blocking thread.
+    #[arg(long, env = "BERTH_WEBHOOK_VERIFY_CONCURRENCY", default_value_t = 2)]
+    pub webhook_verify_concurrency: u16,
 
     /// Local development only: accept file:// URLs and absolute paths inside
     /// BERTH_LOCAL_REPO_ROOT (the build-worker reads them from its own
@@ -150,6 +172,93 @@ pub struct Config {
     pub inform_concurrency: u16,
 }
 
+/// Per-tenant quotas and per-app resources.
+#[derive(Debug, Clone, Args)]
+pub struct QuotaConfig {
+    /// Live apps one tenant may have.
+    #[arg(long, env = "BERTH_QUOTA_APPS", default_value_t = 20)]
+    pub quota_apps: u32,
+
+    /// Deployments of one tenant that may wait to start (queued, not yet
+    /// building); more answer 429.
+    #[arg(long, env = "BERTH_QUOTA_QUEUED_DEPLOYMENTS", default_value_t = 10)]
+    pub quota_queued_deployments: u32,
+
+    /// Log WebSockets and event streams one tenant may hold open at once,
+    /// together, across every backend process.
+    #[arg(long, env = "BERTH_QUOTA_STREAMS", default_value_t = 20)]
+    pub quota_streams: u32,
+
+    /// REST log reads of one tenant in progress at once, across every
+    /// backend process.
+    #[arg(long, env = "BERTH_QUOTA_LOG_READS", default_value_t = 4)]
+    pub quota_log_reads: u32,
+
+    /// Memory of all of a tenant's apps times their replicas, in MB.
+    #[arg(long, env = "BERTH_QUOTA_MEMORY_MB", default_value_t = 10_240)]
+    pub quota_memory_mb: u64,
+
+    /// CPU of all of a tenant's apps times their replicas, in millicores.
+    #[arg(long, env = "BERTH_QUOTA_CPU_MILLIS", default_value_t = 20_000)]
+    pub quota_cpu_millis: u64,
+
+    /// Memory limit of each instance of an app that sets none, in MB.
+    #[arg(long, env = "BERTH_APP_DEFAULT_MEMORY_MB", default_value_t = 512)]
+    pub app_default_memory_mb: u32,
+
+    /// CPU limit of each instance of an app that sets none, in millicores.
+    #[arg(long, env = "BERTH_APP_DEFAULT_CPU_MILLIS", default_value_t = 1000)]
+    pub app_default_cpu_millis: u32,
+
+    /// The most memory one app's instance may ask for, in MB.
+    #[arg(long, env = "BERTH_APP_MAX_MEMORY_MB", default_value_t = 4096)]
+    pub app_max_memory_mb: u32,
+
+    /// The most CPU one app's instance may ask for, in millicores.
+    #[arg(long, env = "BERTH_APP_MAX_CPU_MILLIS", default_value_t = 4000)]
+    pub app_max_cpu_millis: u32,
+}
+
+impl QuotaConfig {
+    /// The quotas, refused when an app default is outside its bounds.
+    pub fn quotas(&self) -> anyhow::Result<crate::quota::Quotas> {
+        use crate::quota::{AppBounds, Quotas, MIN_CPU_MILLIS, MIN_MEMORY_MB};
+        let bounds = [
+            (
+                "BERTH_APP_DEFAULT_MEMORY_MB",
+                self.app_default_memory_mb,
+                MIN_MEMORY_MB,
+                self.app_max_memory_mb,
+            ),
+            (
+                "BERTH_APP_DEFAULT_CPU_MILLIS",
+                self.app_default_cpu_millis,
+                MIN_CPU_MILLIS,
+                self.app_max_cpu_millis,
+            ),
+        ];
+        for (name, value, min, max) in bounds {
+            if !(min..=max).contains(&value) {
+                anyhow::bail!("{name} must be between {min} and the matching BERTH_APP_MAX_* ({max}), not {value}");
+            }
+        }
+        Ok(Quotas {
+            apps: self.quota_apps,
+            queued_deployments: self.quota_queued_deployments,
+            streams: self.quota_streams,
+            log_reads: self.quota_log_reads,
+            memory_mb: self.quota_memory_mb,
+            cpu_millis: self.quota_cpu_millis,
+            app: AppBounds {
+                default_memory_mb: self.app_default_memory_mb,
+                default_cpu_millis: self.app_default_cpu_millis,
+                max_memory_mb: self.app_max_memory_mb,
+                max_cpu_millis: self.app_max_cpu_millis,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the API and run the background loops (the default).
@@ -221,6 +330,10 @@ impl Config {
         self.trusted_proxies()
             .map_err(|e| anyhow::anyhow!("BERTH_TRUSTED_PROXIES: {e}"))?;
         self.github_oauth()?;
+        self.quota.quotas()?;
+        if self.ops.ops_addr.port() != 0 && self.ops.ops_addr == self.listen {
+            anyhow::bail!("BERTH_OPS_ADDR must differ from BERTH_LISTEN: /metrics is not public");
+        }
         self.jwt_secret().map(drop)
     }
 
@@ -288,6 +401,28 @@ mod tests {
         assert_eq!(config.github_status_max_attempts, 8);
         assert_eq!(config.github_status_max_age_minutes, 60);
         assert_eq!(parse(&["migrate"]).command, Some(Command::Migrate));
+        assert_eq!(
+            config.quota.quotas().unwrap(),
+            crate::quota::Quotas::default()
+        );
+        assert_ne!(config.ops.ops_addr, config.listen);
+    }
+
+    #[test]
+    fn app_defaults_must_fit_their_bounds() {
+        assert!(parse(&["--app-default-memory-mb", "8192"])
+            .quota
+            .quotas()
+            .is_err());
+        assert!(parse(&["--app-default-cpu-millis", "10"])
+            .quota
+            .quotas()
+            .is_err());
+        let quotas = parse(&["--quota-apps", "3", "--app-max-memory-mb", "1024"])
+            .quota
+            .quotas()
+            .unwrap();
+        assert_eq!((quotas.apps, quotas.app.max_memory_mb), (3, 1024));
     }
 
     #[test]

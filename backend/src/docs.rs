@@ -42,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         crate::apps::delete_app,
         crate::apps::get_env,
         crate::apps::scale_app,
+        crate::apps::quota_view::get_quota,
         crate::deployments::create_deployment,
         crate::deployments::list_deployments,
         crate::deployments::get_deployment,

@@ -63,6 +63,17 @@ pub enum Error {
     PayloadTooLarge,
     #[error("too many requests: {0}")]
     TooManyRequests(String),
+    /// Over one of the tenant's quotas (`quota::Limit`): a count such as
+    /// apps is a 422, something held at once (open streams, log reads,
+    /// queued deployments) a 429.
+    #[error("quota {limit}: {detail}")]
+    QuotaExceeded {
+        /// The quota's name, e.g. `apps` or `memory_mb`.
+        limit: &'static str,
+        detail: String,
+        /// Whether waiting (something finishing) can free room: a 429.
+        wait: bool,
+    },
     /// Refused for now; answered with `Retry-After`.
     #[error("throttled: {detail}")]
     Throttled {
@@ -124,6 +135,8 @@ impl Error {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) | Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaExceeded { wait: true, .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaExceeded { wait: false, .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_)
             | Self::Migration(_)
@@ -153,6 +166,7 @@ impl Error {
                 ("too-many-requests", "Too many requests")
             }
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+            Self::QuotaExceeded { .. } => ("quota-exceeded", "Over a quota"),
             _ => ("internal", "Internal server error"),
         }
     }
@@ -167,7 +181,8 @@ impl Error {
             | Self::BadRequest(detail)
             | Self::Unprocessable(detail)
             | Self::UnsupportedMediaType(detail)
-            | Self::TooManyRequests(detail) => detail.clone(),
+            | Self::TooManyRequests(detail)
+            | Self::QuotaExceeded { detail, .. } => detail.clone(),
             Self::Throttled {
                 detail,
                 retry_after,
@@ -211,6 +226,10 @@ impl Error {
                 _ => None,
             },
             error_id,
+            limit: match self {
+                Self::QuotaExceeded { limit, .. } => Some((*limit).to_owned()),
+                _ => None,
+            },
         }
     }
 }
@@ -231,6 +250,10 @@ pub struct Problem {
     /// For internal errors: the id under which the cause was logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_id: Option<String>,
+    /// For `quota-exceeded`: which quota (`apps`, `queued_deployments`,
+    /// `streams`, `log_reads`, `memory_mb`, `cpu_millis`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 impl IntoResponse for Problem {
@@ -331,6 +354,26 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
         let problem = Error::throttled("slow down", wait).to_problem();
         assert_eq!(problem.detail, "slow down; try again in 3 seconds");
+    }
+
+    #[test]
+    fn quotas_name_their_limit_with_422_for_counts_and_429_for_waits() {
+        let count = Error::QuotaExceeded {
+            limit: "apps",
+            detail: "you have 20 apps, the limit of your account".into(),
+            wait: false,
+        }
+        .to_problem();
+        assert_eq!(count.status, 422);
+        assert_eq!(count.kind, "https://berth.dev/problems/quota-exceeded");
+        assert_eq!(count.limit.as_deref(), Some("apps"));
+        assert_eq!(count.detail, "you have 20 apps, the limit of your account");
+        let held = Error::QuotaExceeded {
+            limit: "streams",
+            detail: "x".into(),
+            wait: true,
+        };
+        assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod log_api;
 pub mod logs;
 pub mod mail;
 pub mod outbox;
+pub mod quota;
 pub mod reaper;
 pub mod sealing;
 pub mod server;
@@ -29,6 +30,7 @@ pub mod session_ends;
 pub mod state;
 pub mod tenant_names;
 pub mod validate;
+pub mod web_security;
 pub mod webhooks;
 
 pub use config::{Command, Config};

@@ -1,6 +1,7 @@
-//! Assembling the HTTP app and running the process: API, ops endpoints,
-//! static web UI, outbox relay, inform consumer, reaper, GitHub status
-//! reporter; clean stop on SIGTERM or ctrl-c.
+//! Assembling the HTTP app and running the process: API, health endpoints,
+//! static web UI on the public listener; `/metrics` (with health) on the
+//! ops listener; outbox relay, inform consumer, reaper, GitHub status
+//! reporter, open-slot heartbeat; clean stop on SIGTERM or ctrl-c.
 
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
@@ -13,6 +14,7 @@ use crate::mail::SmtpMailer;
 use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
+use crate::web_security::{self, AllowedHosts};
 use crate::webhooks::github::ReqwestGitHub;
 use crate::{
     accounts, apps, audit, auth, db, deployments, docs, events, github, log_api, webhooks,
@@ -49,16 +51,24 @@ pub fn api_router(state: AppState) -> Router {
     Router::new().nest("/api/v1", api)
 }
 
-/// The whole HTTP app: the API, `/healthz`, `/readyz`, `/metrics`, and the
-/// web UI when `frontend_dir` is given (unknown paths get its index.html,
-/// so client-side routes work).
+/// The whole public HTTP app: the API, `/healthz`, `/readyz`, and the web
+/// UI when `frontend_dir` is given (unknown paths get its index.html, so
+/// client-side routes work), with the security headers and, with a public
+/// URL, the Host check. `/metrics` is not here: it is on the ops listener.
 pub fn app(state: AppState, ready: Readiness, frontend_dir: Option<&Path>) -> Router {
-    let router = api_router(state).merge(berth_common::ops::router(ready));
+    let public_url = state
+        .settings
+        .public_url
+        .as_deref()
+        .and_then(|u| u.parse().ok());
+    let allowed = AllowedHosts::new(public_url.as_ref(), &state.settings.allowed_hosts);
+    let router = api_router(state).merge(berth_common::ops::health_router(ready));
     let router = match frontend_dir {
         Some(dir) => router
             .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
         None => router.fallback(|| async { Error::NoRoute }),
     };
+    let router = web_security::apply(router, public_url.as_ref(), allowed);
     router.layer(
         TraceLayer::new_for_http().make_span_with(|request: &Request| {
             tracing::info_span!("http", method = %request.method(), path = %request.uri().path(),
@@ -72,7 +82,11 @@ fn api_settings(config: &Config) -> ApiSettings {
         allow_local_repos: config.allow_local_repos,
         local_repo_root: config.local_repo_root.clone(),
         websocket_origins: config.websocket_origins(),
-        max_sockets_per_user: config.max_sockets_per_user,
+        allowed_hosts: config.allowed_hosts.clone(),
+        // Checked by Config::validate before serving.
+        quotas: config.quota.quotas().unwrap_or_default(),
+        webhook_rate_per_minute: config.webhook_rate_limit,
+        webhook_verify_concurrency: usize::from(config.webhook_verify_concurrency.max(1)),
         refresh_token_ttl: Duration::from_secs(u64::from(config.refresh_token_days) * 86_400),
         public_url: config
             .public_url
@@ -199,6 +213,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.spawn(reporter.run(shutdown.clone()));
     let health = Health::new(broker.clone());
     tasks.spawn(health.clone().run(pool.clone(), shutdown.clone()));
+    tasks.spawn(state.slots.clone().run(shutdown.clone()));
+    berth_common::ops::serve(config.ops.ops_addr, health.readiness()).await?;
 
     let app = app(state, health.readiness(), config.frontend_dir.as_deref());
     let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -4,11 +4,13 @@ use crate::audit::source::Cidr;
 use crate::auth::throttle::AuthLimiter;
 use crate::auth::tokens::TokenKeys;
 use crate::events::EventHub;
-use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
 use crate::mail::Mailer;
+use crate::quota::slots::OpenSlots;
+use crate::quota::Quotas;
 use crate::session_ends::SessionEnds;
 use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
+use crate::webhooks::guard::WebhookGuard;
 use berth_proto::SecretKey;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -27,7 +29,11 @@ pub struct ApiSettings {
     /// Origins allowed to open WebSockets; when empty, only an Origin whose
     /// host is the request's Host is accepted.
     pub websocket_origins: Vec<String>,
-    pub max_sockets_per_user: usize,
+    /// Host names answered besides the public URL's, IP addresses and
+    /// localhost (BERTH_ALLOWED_HOSTS); checked only with a public URL.
+    pub allowed_hosts: Vec<String>,
+    /// Per-tenant quotas and per-app resources.
+    pub quotas: Quotas,
     pub refresh_token_ttl: Duration,
     /// How often an open log socket pings its client; also how often open
     /// log sockets and event streams re-check their session (ended
@@ -44,6 +50,10 @@ pub struct ApiSettings {
     /// login, register and password reset (each its own budget), counted
     /// in PostgreSQL for every replica.
     pub auth_rate_per_minute: u32,
+    /// Requests a minute per client address on the webhook endpoints.
+    pub webhook_rate_per_minute: u32,
+    /// Webhook signature checks at once (each hashes a whole body).
+    pub webhook_verify_concurrency: usize,
 }
 
 impl Default for ApiSettings {
@@ -52,13 +62,16 @@ impl Default for ApiSettings {
             allow_local_repos: false,
             local_repo_root: None,
             websocket_origins: Vec::new(),
-            max_sockets_per_user: 20,
+            allowed_hosts: Vec::new(),
+            quotas: Quotas::default(),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             websocket_ping: Duration::from_secs(20),
             public_url: None,
             trusted_proxies: Vec::new(),
             password_reset_ttl: Duration::from_secs(30 * 60),
             auth_rate_per_minute: 20,
+            webhook_rate_per_minute: 120,
+            webhook_verify_concurrency: 2,
         }
     }
 }
@@ -84,7 +97,11 @@ pub struct AppState {
     /// Wakes the GitHub status reporter right after reports are queued.
     pub github_status: Arc<Notify>,
     pub logs: Arc<dyn LogReader>,
-    pub sockets: Arc<SocketLimiter>,
+    /// Log sockets, event streams and log reads held, across processes.
+    pub slots: Arc<OpenSlots>,
+    /// The unauthenticated webhook endpoints' rate limit and signature
+    /// check bound.
+    pub webhooks: Arc<WebhookGuard>,
     pub settings: Arc<ApiSettings>,
     /// Cancelled when the process stops; open sockets close on it.
     pub shutdown: CancellationToken,
@@ -108,6 +125,7 @@ impl AppState {
         settings: ApiSettings,
     ) -> Self {
         let limiter = Arc::new(AuthLimiter::new(db.clone(), settings.auth_rate_per_minute));
+        let slots = Arc::new(OpenSlots::new(db.clone()));
         Self {
             db,
             key,
@@ -115,7 +133,11 @@ impl AppState {
             outbox: Arc::new(Notify::new()),
             github_status: Arc::new(Notify::new()),
             logs,
-            sockets: Arc::new(SocketLimiter::new(settings.max_sockets_per_user)),
+            slots,
+            webhooks: Arc::new(WebhookGuard::new(
+                settings.webhook_rate_per_minute,
+                settings.webhook_verify_concurrency,
+            )),
             limiter,
             mailer: None,
             events: Arc::new(EventHub::default()),

@@ -232,6 +232,10 @@ impl Checks {
         }
     }
 
+    pub fn errors(&mut self, errors: impl IntoIterator<Item = FieldError>) {
+        self.0.extend(errors);
+    }
+
     pub fn finish(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())

@@ -86,6 +86,7 @@ async fn migrate_then_serve_until_sigterm() {
     }
 
     let port = free_port();
+    let ops_port = free_port();
     let mut child = backend(&db, &amqp_url)
         // 32 random bytes in hex, as `openssl rand -hex 32` makes them.
         .env(
@@ -97,6 +98,7 @@ async fn migrate_then_serve_until_sigterm() {
             ),
         )
         .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BERTH_OPS_ADDR", format!("127.0.0.1:{ops_port}"))
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -118,8 +120,23 @@ async fn migrate_then_serve_until_sigterm() {
         .await
         .unwrap();
     assert_eq!(registered.status(), 201);
-    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(
+        registered.headers()["x-content-type-options"],
+        "nosniff",
+        "security headers on API answers"
+    );
+    // L3: /metrics is on the ops listener, not on the public one.
+    let public = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let ops = format!("http://127.0.0.1:{ops_port}");
+    let metrics = http.get(format!("{ops}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("berth_"), "{text}");
+    for probe in ["/healthz", "/readyz"] {
+        let answer = http.get(format!("{ops}{probe}")).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{probe} on the ops listener");
+    }
 
     let pid = child.id().to_string();
     assert!(Command::new("kill")

@@ -114,6 +114,14 @@ async fn a_deployment_is_queued_and_its_build_request_published() {
     assert_eq!(build.source.commit.as_deref(), Some("abcdef1"));
     assert_eq!(build.source.subdirectory.as_deref(), Some("srv"));
     assert_eq!(build.config.port, 5000);
+    // Every release carries the app's resources, the operator's defaults filled in.
+    assert_eq!(
+        build.config.resources,
+        berth_proto::Resources {
+            cpu_millis: Some(1000),
+            memory_mb: Some(512)
+        }
+    );
     let binding = berth_proto::Binding::app_env("alice", app_id);
     let env: BTreeMap<String, String> = app
         .state
@@ -288,8 +296,13 @@ async fn a_rollback_deploys_the_stored_release_without_a_build() {
     assert_eq!(envelope.deployment_id, Some(id_of(&rollback.body)));
     let deploy: DeployRequested = envelope.payload().unwrap();
     assert_eq!(deploy.release.config.replicas, 3);
+    // So are the resources: the release was made without, today's are the defaults.
     let mut expected = release.clone();
     expected.config.replicas = 3;
+    expected.config.resources = berth_proto::Resources {
+        cpu_millis: Some(1000),
+        memory_mb: Some(512),
+    };
     assert_eq!(deploy.release, expected);
     assert_eq!(broker.depth("berth.builds").await, 0, "no rebuild");
 

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 42] = [
+const ROUTES: [(&str, &str); 43] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/register/confirm"),
     ("post", "/api/v1/auth/email-change/confirm"),
@@ -24,6 +24,7 @@ const ROUTES: [(&str, &str); 42] = [
     ("put", "/api/v1/me/password"),
     ("delete", "/api/v1/me/github"),
     ("get", "/api/v1/me/sessions"),
+    ("get", "/api/v1/me/quota"),
     ("delete", "/api/v1/me/sessions/{id}"),
     ("post", "/api/v1/auth/password-reset"),
     ("post", "/api/v1/auth/password-reset/confirm"),
@@ -102,13 +103,15 @@ async fn the_openapi_document_lists_every_route_and_only_served_ones() {
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
 
+/// L3: `/metrics` is served on the ops listener only, not on the public
+/// one, which keeps the health endpoints (probes, load balancers).
 #[tokio::test]
-async fn health_readiness_and_metrics_are_served() {
+async fn health_and_readiness_are_public_and_metrics_is_not() {
     let app = TestApp::new().await;
     for (path, status) in [
         ("/healthz", StatusCode::OK),
         ("/readyz", StatusCode::OK),
-        ("/metrics", StatusCode::OK),
+        ("/metrics", StatusCode::NOT_FOUND),
     ] {
         let response = app.call(Method::GET, path, None, None).await;
         assert_eq!(response.status, status, "{path}");

@@ -92,6 +92,60 @@ async fn since_a_time_skips_older_lines() {
     assert!(future.entries.is_empty());
 }
 
+/// M7: a read by time skips older records for at most its budget, then
+/// answers what it found and where to go on, instead of scanning the topic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_by_time_scans_at_most_its_budget_then_says_where_to_go_on() {
+    let app = Uuid::now_v7();
+    write(app, 0..30).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let since = Utc::now();
+    write(app, 30..33).await;
+    let reader = reader().with_scan_budget(10);
+
+    // From the start of the topic (what a broker that cannot find offsets
+    // by time, like tansu, does for `since`): ten records a page.
+    let mut pages = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = reader
+            .read(app, StartAt::TimeFrom(from, since), 5)
+            .await
+            .unwrap();
+        assert!(page.next_offset - from <= 10, "scanned past the budget");
+        from = page.next_offset;
+        let done = !page.truncated;
+        pages.push(page);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(pages.len(), 4);
+    for page in &pages[..3] {
+        assert!(page.truncated && page.entries.is_empty());
+    }
+    let lines: Vec<_> = pages[3]
+        .entries
+        .iter()
+        .map(|e| e.record.line.as_str())
+        .collect();
+    assert_eq!(lines, ["line 30", "line 31", "line 32"]);
+    assert_eq!(pages[3].next_offset, 33);
+
+    // `since` alone starts where the broker says, or scans from the start
+    // within the same budget.
+    let page = reader.read(app, StartAt::Time(since), 5).await.unwrap();
+    if page.truncated {
+        assert_eq!(page.next_offset, 10);
+        assert!(page.entries.is_empty());
+    } else {
+        assert_eq!(page.entries.len(), 3);
+    }
+    // Reads that skip nothing are not cut short by the budget.
+    let all = reader.read(app, StartAt::Beginning, 33).await.unwrap();
+    assert_eq!((all.entries.len(), all.truncated), (33, false));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn follow_replays_history_then_delivers_live_lines() {
     let app = Uuid::now_v7();

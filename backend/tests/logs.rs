@@ -4,6 +4,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
+use berth_backend::quota::Quotas;
 use berth_backend::server;
 use berth_backend::state::ApiSettings;
 use chrono::{TimeZone, Utc};
@@ -27,7 +28,7 @@ fn logs() -> FakeLogs {
             entry(2, "GET /", t(20)),
         ],
         live: vec![entry(3, "GET /health", t(30))],
-        unavailable: false,
+        ..Default::default()
     }
 }
 
@@ -71,12 +72,19 @@ async fn the_rest_endpoint_pages_through_the_log() {
         .get(&format!("{uri}?since=2026-11-22T03:00:15Z"), &token)
         .await;
     assert_eq!(offsets(&since.body), [2]);
+    assert_eq!(since.body["truncated"], false);
+    // Both: from an offset, entries at or after the time (going on after a
+    // page that stopped at its scan budget).
+    let both = app
+        .get(&format!("{uri}?from=2&since=2026-11-22T03:00:05Z"), &token)
+        .await;
+    assert_eq!(offsets(&both.body), [2]);
 
     for bad in [
         "limit=0",
         "limit=5001",
         "from=-1",
-        "from=1&since=2026-11-22T03:00:15Z",
+        "from=-1&since=2026-11-22T03:00:15Z",
         "since=yesterday",
         "from=x",
     ] {
@@ -235,7 +243,10 @@ async fn the_socket_sends_history_then_live_entries_to_a_ticket_holder() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sockets_per_user_are_bounded() {
     let settings = ApiSettings {
-        max_sockets_per_user: 2,
+        quotas: Quotas {
+            streams: 2,
+            ..Quotas::default()
+        },
         ..Default::default()
     };
     let (app, token, app_id) = setup(settings, logs()).await;

@@ -41,6 +41,11 @@ pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 /// `/healthz` (the process runs), `/readyz` (it can work), `/metrics`.
 pub fn router(ready: Readiness) -> Router {
     let handle = metrics_handle();
+    health_router(ready).route("/metrics", get(move || async move { handle.render() }))
+}
+
+/// `/healthz` and `/readyz` alone: what a public listener may serve too.
+pub fn health_router(ready: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -54,7 +59,6 @@ pub fn router(ready: Readiness) -> Router {
             }),
         )
         .with_state(ready)
-        .route("/metrics", get(move || async move { handle.render() }))
 }
 
 /// Serves [`router`] on `addr` in the background; returns the bound address.

@@ -39,13 +39,21 @@ async function logRows(page: Page, text: string): Promise<Locator> {
 }
 
 test("register, deploy from Git, watch it go live, change an env var and redeploy", async ({ page }) => {
+  // The backend's Content-Security-Policy must not block anything the UI does.
+  const blocked: string[] = [];
+  page.on("console", (message) => {
+    if (/Content Security Policy/i.test(message.text())) blocked.push(message.text());
+  });
   const username = `ada-${Date.now().toString(36)}`;
   // Unique: the Maildir is shared by every run on this machine.
   const email = `${username}@example.com`;
   const password = "correct horse battery staple";
 
   await test.step("sign-in page", async () => {
-    await page.goto("/sign-in");
+    const answer = await page.goto("/sign-in");
+    const policy = answer?.headers()["content-security-policy"] ?? "";
+    expect(policy).toContain("frame-ancestors 'none'");
+    expect(policy).toContain("script-src 'self'");
     await expect(page.getByRole("heading", { name: "Sign in", exact: true })).toBeVisible();
     await snap(page, "sign-in");
   });
@@ -166,6 +174,20 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     await snap(page, "app-redeployed");
   });
 
+  await test.step("resources: each instance's memory, within the per-app maximum and the quota", async () => {
+    const memory = page.getByLabel("Memory (MB)", { exact: true });
+    await expect(memory).toHaveValue("512");
+    await expect(page.locator("dl.facts", { hasText: "Memory" }).getByText("512 MB of 10 GB")).toBeVisible();
+    await memory.fill("100000");
+    await page.getByRole("button", { name: "Save resources" }).click();
+    await expect(page.getByText("must be between 64 and 4096 MB")).toBeVisible();
+    await memory.fill("256");
+    await page.getByRole("button", { name: "Save resources" }).click();
+    await expect(page.getByText("Saved. It applies from the next deployment.")).toBeVisible();
+    await expect(page.getByText("256 MB of memory, 1 core")).toBeVisible();
+    await expect(page.locator("dl.facts", { hasText: "Memory" }).getByText("256 MB of 10 GB")).toBeVisible();
+  });
+
   await test.step("the apps list, the account and the audit log", async () => {
     await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Apps" }).click();
     const row = page.locator(".app-row", { hasText: "greeter" });
@@ -182,4 +204,6 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     await expect(page.getByText("Started a deployment").first()).toBeVisible();
     await snap(page, "audit");
   });
+
+  expect(blocked, "the Content-Security-Policy blocked something").toEqual([]);
 });

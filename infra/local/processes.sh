@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts/stops berth's own processes against the local stack (.berth/berth.env).
-#   berth-backend        API + UI on $BERTH_LISTEN (ops endpoints on the same port;
-#                        the UI from frontend/dist unless BERTH_FRONTEND_DIR says otherwise)
+#   berth-backend        API + UI on $BERTH_LISTEN (the UI from frontend/dist unless
+#                        BERTH_FRONTEND_DIR says otherwise); /metrics on 127.0.0.1:9180
 #   berth-build-worker   ops on 127.0.0.1:9181
 #   berth-deploy-worker  ops on 127.0.0.1:9182
 #   berth-log-streamer   ops on 127.0.0.1:9183
@@ -16,10 +16,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN_DIR="${BERTH_BIN_DIR:-target/debug}"
 [[ $BIN_DIR == /* ]] || BIN_DIR="$BERTH_ROOT/$BIN_DIR"
 
-# name -> ops address ("" = serves ops on its main port)
+# name -> ops address (/healthz, /readyz, /metrics)
 PROCESSES=(berth-backend berth-build-worker berth-deploy-worker berth-log-streamer)
 declare -A OPS_ADDR=(
-  [berth-backend]=""
+  [berth-backend]=127.0.0.1:9180
   [berth-build-worker]=127.0.0.1:9181
   [berth-deploy-worker]=127.0.0.1:9182
   [berth-log-streamer]=127.0.0.1:9183

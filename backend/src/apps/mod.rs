@@ -1,6 +1,7 @@
 //! Apps: create, list, read, change, delete; read env var values.
 
 pub mod model;
+pub(crate) mod quota_view;
 pub mod store;
 
 use crate::audit::{self, Event, SourceAddr};
@@ -9,6 +10,7 @@ use crate::deployments::store as deployments_store;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
 use crate::outbox;
+use crate::quota::{self, StoredResources};
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
@@ -31,6 +33,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/apps/{id}/env", get(get_env))
         .route("/apps/{id}/scale", put(scale_app))
+        .route("/me/quota", get(quota_view::get_quota))
 }
 
 async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<App> {
@@ -38,10 +41,11 @@ async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<App> {
     let row = store::get(&mut conn, owner, id)
         .await?
         .ok_or(Error::NotFound("app"))?;
-    App::from_row(row, &state.key)
+    App::from_row(row, &state.key, &state.settings.quotas.app)
 }
 
-/// Create an app.
+/// Create an app. Over the account's app count or its memory or CPU quota
+/// is a `422` `quota-exceeded` problem naming the limit.
 #[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp,
     security(("bearer" = [])),
     responses((status = 201, body = App), (status = 409, body = crate::error::Problem),
@@ -53,9 +57,12 @@ async fn create_app(
     Json(request): Json<CreateApp>,
 ) -> Result<(StatusCode, Json<App>)> {
     let policy = state.settings.repo_policy();
-    request.validate(&policy)?;
+    let quotas = &state.settings.quotas;
+    request.validate(&policy, &quotas.app)?;
     validate::repo_host(&request.repo_url, &policy).await?;
     let env = request.env.unwrap_or_default();
+    let resources = StoredResources::default().apply(&request.resources.unwrap_or_default());
+    let effective = quotas.app.effective(resources);
     let mut tx = state.db.begin().await?;
     let id = Uuid::now_v7();
     let tenant = store::tenant_of(&mut tx, user.id).await?;
@@ -68,12 +75,15 @@ async fn create_app(
         subdirectory: request.subdirectory.as_deref(),
         port: request.port.unwrap_or(DEFAULT_PORT),
         env: state.key.seal_json(&Binding::app_env(&tenant, id), &env),
+        resources,
     };
     // Env var names only: their values may be secrets.
     let details = json!({
         "name": app.name, "repo_url": audit::repo_url(app.repo_url), "branch": app.branch,
         "subdirectory": app.subdirectory, "port": app.port, "env_names": env.keys().collect::<Vec<_>>(),
+        "resources": effective,
     });
+    quota::check_new_app(&mut tx, user.id, quotas, effective).await?;
     store::insert(&mut tx, app).await?;
     let event = Event::new(user.id, "app.create", "app", id, source).details(details);
     audit::record(&mut tx, event).await?;
@@ -89,7 +99,7 @@ async fn list_apps(State(state): State<AppState>, user: CurrentUser) -> Result<J
     let rows = store::list(&state.db, user.id).await?;
     let apps = rows
         .into_iter()
-        .map(|row| App::from_row(row, &state.key))
+        .map(|row| App::from_row(row, &state.key, &state.settings.quotas.app))
         .collect::<Result<_>>()?;
     Ok(Json(apps))
 }
@@ -107,7 +117,8 @@ async fn get_app(
 }
 
 /// Change an app. A new `env` replaces the set and bumps `env_version`;
-/// changes apply from the next deployment.
+/// changes apply from the next deployment. More `resources` than the
+/// account's memory or CPU quota allows is a `422` `quota-exceeded`.
 #[utoipa::path(patch, path = "/api/v1/apps/{id}", tag = "apps",
     params(("id" = Uuid, Path, description = "app id")), request_body = UpdateApp,
     security(("bearer" = [])),
@@ -121,12 +132,34 @@ async fn update_app(
     Json(request): Json<UpdateApp>,
 ) -> Result<Json<App>> {
     let policy = state.settings.repo_policy();
-    request.validate(&policy)?;
+    let quotas = &state.settings.quotas;
+    request.validate(&policy, &quotas.app)?;
     if let Some(url) = &request.repo_url {
         validate::repo_host(url, &policy).await?;
     }
     let mut tx = state.db.begin().await?;
     let current = store::lock_owned(&mut tx, user.id, id).await?;
+    let resources = match &request.resources {
+        Some(change) => {
+            let stored = current.stored_resources().apply(change);
+            let (before, after) = (
+                quotas.app.effective(current.stored_resources()),
+                quotas.app.effective(stored),
+            );
+            let replicas = current.replica_count();
+            quota::check_app_change(
+                &mut tx,
+                user.id,
+                quotas,
+                id,
+                (before, replicas),
+                (after, replicas),
+            )
+            .await?;
+            Some((stored, after))
+        }
+        None => None,
+    };
     // Only a different set is a new version.
     let (env, env_names) = match request.env {
         Some(env) => {
@@ -151,6 +184,9 @@ async fn update_app(
     if let Some(port) = request.port {
         changes.insert("port".into(), json!(port));
     }
+    if let Some((_, effective)) = resources {
+        changes.insert("resources".into(), json!(effective));
+    }
     if let Some(names) = env_names {
         // Names only, and whether the set changed: values may be secrets.
         changes.insert("env_names".into(), json!(names));
@@ -167,6 +203,7 @@ async fn update_app(
             subdirectory: request.subdirectory,
             port: request.port,
             env,
+            resources: resources.map(|(stored, _)| stored),
         },
     )
     .await?;
@@ -214,7 +251,8 @@ pub async fn remove(tx: &mut PgConnection, app: &AppRow, source: SourceAddr) -> 
 
 /// Set how many instances of the app run; `0` stops it and a later scale
 /// up resumes it. The scale belongs to the app: later deploys and rollbacks
-/// keep it.
+/// keep it. Scaling past the account's memory or CPU quota is a `422`
+/// `quota-exceeded`; scaling down always works.
 #[utoipa::path(put, path = "/api/v1/apps/{id}/scale", tag = "apps",
     params(("id" = Uuid, Path, description = "app id")), request_body = ScaleApp,
     security(("bearer" = [])),
@@ -231,6 +269,17 @@ async fn scale_app(
     request.validate()?;
     let mut tx = state.db.begin().await?;
     let app = store::lock_owned(&mut tx, user.id, id).await?;
+    let quotas = &state.settings.quotas;
+    let resources = quotas.app.effective(app.stored_resources());
+    quota::check_app_change(
+        &mut tx,
+        user.id,
+        quotas,
+        id,
+        (resources, app.replica_count()),
+        (resources, request.replicas),
+    )
+    .await?;
     store::set_replicas(&mut tx, id, request.replicas).await?;
     let message = AppScaleRequested {
         app: app.app_ref(),

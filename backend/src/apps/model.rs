@@ -2,6 +2,7 @@
 
 use super::store::AppRow;
 use crate::error::Result;
+use crate::quota::{AppBounds, AppResources, ResourcesRequest};
 use crate::validate::{self, Checks};
 use berth_common::repo_policy::RepoPolicy;
 use berth_proto::{Binding, SecretKey};
@@ -32,10 +33,13 @@ pub struct CreateApp {
     pub port: Option<u16>,
     /// Environment variables; names match `[A-Za-z_][A-Za-z0-9_]*`, PORT excepted.
     pub env: Option<EnvVars>,
+    /// Memory and CPU of each instance; the operator's defaults when absent.
+    pub resources: Option<ResourcesRequest>,
 }
 
 /// Absent leaves a field unchanged; `"subdirectory": null` clears it;
-/// `env` replaces the whole set.
+/// `env` replaces the whole set; in `resources`, `null` returns a value to
+/// the operator's default.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateApp {
@@ -46,6 +50,7 @@ pub struct UpdateApp {
     pub subdirectory: Option<Option<String>>,
     pub port: Option<u16>,
     pub env: Option<EnvVars>,
+    pub resources: Option<ResourcesRequest>,
 }
 
 /// `Some(None)` for an explicit null, `None` (via `default`) when absent.
@@ -58,7 +63,7 @@ where
 }
 
 impl CreateApp {
-    pub fn validate(&self, policy: &RepoPolicy) -> Result<()> {
+    pub fn validate(&self, policy: &RepoPolicy, bounds: &AppBounds) -> Result<()> {
         let mut checks = Checks::default();
         checks.check(
             "name",
@@ -76,6 +81,9 @@ impl CreateApp {
         }
         if let Some(env) = &self.env {
             checks.env(env);
+        }
+        if let Some(resources) = &self.resources {
+            checks.errors(bounds.check(resources));
         }
         checks.finish()
     }
@@ -98,7 +106,7 @@ impl ScaleApp {
 }
 
 impl UpdateApp {
-    pub fn validate(&self, policy: &RepoPolicy) -> Result<()> {
+    pub fn validate(&self, policy: &RepoPolicy, bounds: &AppBounds) -> Result<()> {
         let mut checks = Checks::default();
         if let Some(repo_url) = &self.repo_url {
             checks.check("repo_url", validate::repo_url(repo_url, policy));
@@ -114,6 +122,9 @@ impl UpdateApp {
         }
         if let Some(env) = &self.env {
             checks.env(env);
+        }
+        if let Some(resources) = &self.resources {
+            checks.errors(bounds.check(resources));
         }
         checks.finish()
     }
@@ -132,6 +143,9 @@ pub struct App {
     pub port: u16,
     /// How many instances run; `0` when stopped. Deploys keep it.
     pub replicas: u32,
+    /// Memory and CPU of each instance (the operator's defaults filled in);
+    /// changes apply from the next deployment.
+    pub resources: AppResources,
     /// Names of the app's env vars; values come from GET /apps/{id}/env.
     pub env_names: Vec<String>,
     /// Grows each time the env var set changes.
@@ -160,9 +174,10 @@ pub struct LastDeploy {
 }
 
 impl App {
-    pub fn from_row(row: AppRow, key: &SecretKey) -> Result<Self> {
+    pub fn from_row(row: AppRow, key: &SecretKey, bounds: &AppBounds) -> Result<Self> {
         let env: EnvVars =
             key.open_json(&Binding::app_env(&row.tenant, row.id), &row.env_sealed)?;
+        let resources = bounds.effective(row.stored_resources());
         Ok(Self {
             id: row.id,
             name: row.name,
@@ -172,6 +187,7 @@ impl App {
             subdirectory: row.subdirectory,
             port: u16::try_from(row.port).unwrap_or(DEFAULT_PORT),
             replicas: u32::try_from(row.replicas).unwrap_or(1),
+            resources,
             env_names: env.into_keys().collect(),
             env_version: row.env_version,
             state: row.state,
@@ -225,11 +241,18 @@ mod tests {
             subdirectory: None,
             port: Some(0),
             env: Some([("1X".to_owned(), "v".to_owned())].into()),
+            resources: Some(ResourcesRequest {
+                memory_mb: Some(Some(1)),
+                cpu_millis: None,
+            }),
         };
-        match request.validate(&RepoPolicy::default()) {
+        match request.validate(&RepoPolicy::default(), &crate::quota::Quotas::default().app) {
             Err(Error::Validation(errors)) => {
                 let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
-                assert_eq!(fields, ["name", "repo_url", "port", "env.1X"]);
+                assert_eq!(
+                    fields,
+                    ["name", "repo_url", "port", "env.1X", "resources.memory_mb"]
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -2,6 +2,7 @@
 //! app is simply not found.
 
 use crate::error::{conflict_on, Result};
+use crate::quota::StoredResources;
 use berth_proto::{AppRef, Sealed};
 use chrono::{DateTime, Utc};
 use sqlx::types::Json as SqlJson;
@@ -20,6 +21,9 @@ pub struct AppRow {
     pub subdirectory: Option<String>,
     pub port: i32,
     pub replicas: i32,
+    /// NULL follows the operator's default.
+    pub memory_mb: Option<i32>,
+    pub cpu_millis: Option<i32>,
     pub env_sealed: SqlJson<Sealed>,
     pub env_version: i64,
     pub current_release_id: Option<Uuid>,
@@ -50,11 +54,20 @@ impl AppRow {
             tenant: self.tenant.clone(),
         }
     }
+
+    /// The app's own resource choices (`None`: the default).
+    pub fn stored_resources(&self) -> StoredResources {
+        StoredResources::from_columns(self.memory_mb, self.cpu_millis)
+    }
+
+    pub fn replica_count(&self) -> u32 {
+        u32::try_from(self.replicas).unwrap_or(1)
+    }
 }
 
 const SELECT_APP: &str = "
     SELECT a.id, a.owner_id, a.name, u.username AS tenant, a.repo_url, a.branch,
-           a.subdirectory, a.port, a.replicas, a.env_sealed, a.env_version,
+           a.subdirectory, a.port, a.replicas, a.memory_mb, a.cpu_millis, a.env_sealed, a.env_version,
            a.current_release_id, latest.id AS latest_deployment_id, latest.state,
            latest.trigger AS latest_trigger, latest.commit_sha AS latest_commit,
            latest.pushed_by AS latest_pushed_by, latest.created_at AS latest_created_at,
@@ -140,12 +153,14 @@ pub struct NewApp<'a> {
     pub subdirectory: Option<&'a str>,
     pub port: u16,
     pub env: Sealed,
+    pub resources: StoredResources,
 }
 
 pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO apps (id, owner_id, name, repo_url, branch, subdirectory, port, env_sealed)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO apps (id, owner_id, name, repo_url, branch, subdirectory, port, env_sealed,
+                           memory_mb, cpu_millis)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(app.id)
     .bind(app.owner)
@@ -155,6 +170,8 @@ pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<()> {
     .bind(app.subdirectory)
     .bind(i32::from(app.port))
     .bind(SqlJson(&app.env))
+    .bind(app.resources.memory_column())
+    .bind(app.resources.cpu_column())
     .execute(conn)
     .await
     .map_err(conflict_on(
@@ -185,6 +202,8 @@ pub struct AppChanges {
     pub port: Option<u16>,
     /// A new env set; bumps `env_version`.
     pub env: Option<Sealed>,
+    /// New resource choices (both columns).
+    pub resources: Option<StoredResources>,
 }
 
 pub async fn update(conn: &mut PgConnection, id: Uuid, changes: AppChanges) -> Result<()> {
@@ -196,6 +215,8 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, changes: AppChanges) -> R
             port = COALESCE($6, port),
             env_sealed = COALESCE($7, env_sealed),
             env_version = env_version + CASE WHEN $7 IS NULL THEN 0 ELSE 1 END,
+            memory_mb = CASE WHEN $8 THEN $9 ELSE memory_mb END,
+            cpu_millis = CASE WHEN $8 THEN $10 ELSE cpu_millis END,
             updated_at = now()
          WHERE id = $1",
     )
@@ -206,6 +227,9 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, changes: AppChanges) -> R
     .bind(changes.subdirectory.flatten())
     .bind(changes.port.map(i32::from))
     .bind(changes.env.map(SqlJson))
+    .bind(changes.resources.is_some())
+    .bind(changes.resources.and_then(StoredResources::memory_column))
+    .bind(changes.resources.and_then(StoredResources::cpu_column))
     .execute(conn)
     .await?;
     Ok(())

@@ -56,11 +56,14 @@ async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<Deployment> {
 }
 
 /// Deploy the app: build a ref or commit, or roll back to an earlier release.
+/// With the account's quota of deployments already waiting to start, a
+/// `429` `quota-exceeded`.
 #[utoipa::path(post, path = "/api/v1/apps/{id}/deployments", tag = "deployments",
     params(("id" = Uuid, Path, description = "app id")), request_body = CreateDeployment,
     security(("bearer" = [])),
     responses((status = 202, body = Deployment), (status = 404, body = crate::error::Problem),
-              (status = 422, body = crate::error::Problem)))]
+              (status = 422, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem, description = "too many deployments waiting")))]
 #[tracing::instrument(skip_all, fields(app_id = %app_id, deployment_id))]
 async fn create_deployment(
     State(state): State<AppState>,
@@ -83,8 +86,15 @@ async fn create_deployment(
         let release = releases::get(&mut tx, app.id, release_id)
             .await?
             .ok_or_else(|| Error::invalid("release_id", "this app has no such release"))?;
-        let id = request::request_rollback(&mut tx, &app, &release, user.id, state.github.host())
-            .await?;
+        let id = request::request_rollback(
+            &mut tx,
+            &app,
+            &release,
+            user.id,
+            state.github.host(),
+            &state.settings.quotas,
+        )
+        .await?;
         let details = serde_json::json!({"app_id": app.id, "app": app.name,
             "trigger": Trigger::Rollback.as_str(), "release_id": release.id,
             "commit": release.commit_sha});
@@ -109,6 +119,7 @@ async fn create_deployment(
             commit_message: None,
             github_host: state.github.host(),
             key: &state.key,
+            quotas: &state.settings.quotas,
         };
         let id = request::request_build(&mut tx, &app, intent).await?;
         let details = serde_json::json!({"app_id": app.id, "app": app.name,

@@ -1,13 +1,16 @@
 //! Requesting a deployment: the deployment row and the message that carries
 //! it to a worker, written in the caller's transaction (the outbox). Every
-//! way of deploying (the API, a push webhook, a rollback) goes through here.
+//! way of deploying (the API, a push webhook, a rollback) goes through here,
+//! so here the tenant's quota of queued deployments is checked and every
+//! release gets the app's effective resources.
 
 use super::releases::ReleaseRow;
 use super::store;
 use crate::apps::store::AppRow;
 use crate::error::{Error, Result};
+use crate::quota::{self, Quotas};
 use crate::{github_status, outbox};
-use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, Resources, SecretKey, Source};
+use berth_proto::{BuildRequested, DeployRequested, ReleaseConfig, SecretKey, Source};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -50,16 +53,20 @@ pub struct BuildIntent<'a> {
     pub github_host: &'a str,
     /// Opens the owner's stored token and seals it for this app's build.
     pub key: &'a SecretKey,
+    /// The operator's quotas and per-app defaults.
+    pub quotas: &'a Quotas,
 }
 
 /// Queues a build of `app` (locked by the caller): a `queued` deployment and
 /// its `build.requested`. Returns the deployment id. The caller commits and
-/// then wakes the relay.
+/// then wakes the relay. A `429` `quota-exceeded` when the tenant already
+/// has its quota of deployments waiting.
 pub async fn request_build(
     conn: &mut PgConnection,
     app: &AppRow,
     intent: BuildIntent<'_>,
 ) -> Result<Uuid> {
+    quota::check_queue(conn, app.owner_id, intent.quotas).await?;
     let id = Uuid::now_v7();
     let release_id = Uuid::now_v7();
     store::insert(
@@ -95,8 +102,8 @@ pub async fn request_build(
                 .map_err(|_| Error::internal("stored port out of range"))?,
             env: app.env_sealed.0.clone(),
             env_version: app.env_version,
-            replicas: u32::try_from(app.replicas).unwrap_or(1),
-            resources: Resources::default(),
+            replicas: app.replica_count(),
+            resources: intent.quotas.app.effective(app.stored_resources()).into(),
         },
     };
     outbox::enqueue(conn, Some(id), &payload).await?;
@@ -105,14 +112,18 @@ pub async fn request_build(
 }
 
 /// Queues a rollback of `app` (locked by the caller) to `release`: a
-/// deployment of that release as it is, without a build. Returns its id.
+/// deployment of that release's image and env, without a build, at the
+/// app's scale and resources of today (they are what the quota counts).
+/// Returns its id.
 pub async fn request_rollback(
     conn: &mut PgConnection,
     app: &AppRow,
     release: &ReleaseRow,
     created_by: Uuid,
     github_host: &str,
+    quotas: &Quotas,
 ) -> Result<Uuid> {
+    quota::check_queue(conn, app.owner_id, quotas).await?;
     let id = Uuid::now_v7();
     store::insert(
         conn,
@@ -130,9 +141,11 @@ pub async fn request_rollback(
         },
     )
     .await?;
-    // The scale is the app's: a rollback runs the old release at today's.
+    // The scale and resources are the app's: a rollback runs the old
+    // release at today's.
     let mut release = release.to_release(app.app_ref());
-    release.config.replicas = u32::try_from(app.replicas).unwrap_or(1);
+    release.config.replicas = app.replica_count();
+    release.config.resources = quotas.app.effective(app.stored_resources()).into();
     outbox::enqueue(conn, Some(id), &DeployRequested { release }).await?;
     github_status::track(conn, id, app, github_host).await?;
     Ok(id)

@@ -12,6 +12,7 @@
 use crate::auth::CurrentUser;
 use crate::error::Result;
 use crate::extract::Query;
+use crate::quota::slots::{Slot, SlotKind};
 use crate::session_ends::SessionWatch;
 use crate::state::AppState;
 use axum::extract::State;
@@ -146,32 +147,41 @@ pub struct EventsQuery {
 /// `deployment` events carry `DeploymentEvent`; `resync` means some may
 /// have been missed: reload; `session-ended` (then the stream ends) means
 /// the session that opened it ended: sign in again. Authenticate with a
-/// bearer token or `?ticket=`.
+/// bearer token or `?ticket=`. Counts toward the tenant's quota of open
+/// streams, with log sockets.
 #[utoipa::path(get, path = "/api/v1/events", tag = "deployments", params(EventsQuery),
     security(("bearer" = [])),
     responses((status = 200, content_type = "text/event-stream", body = DeploymentEvent),
-              (status = 401, body = crate::error::Problem)))]
+              (status = 401, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem, description = "too many open streams")))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let user = crate::log_api::ws::authenticate(&state, &headers, query.ticket.as_deref()).await?;
+    let slot = state
+        .slots
+        .acquire(user.id, SlotKind::Stream, state.settings.quotas.streams)
+        .await?;
     let open = Open {
         receiver: state.events.subscribe(),
         shutdown: state.shutdown.clone(),
         session: user.watch_session(&state),
+        slot,
     };
     Ok(Sse::new(events_for(user, open)).keep_alive(KeepAlive::default()))
 }
 
-/// An open stream: what it reads, and what ends it.
+/// An open stream: what it reads, what ends it, the quota slot it holds.
 struct Open {
     receiver: broadcast::Receiver<Announcement>,
     shutdown: CancellationToken,
     session: SessionWatch,
+    slot: Slot,
 }
 
+/// The stream holds `slot` until the client goes (the stream is dropped).
 fn events_for(
     user: CurrentUser,
     open: Open,
@@ -181,6 +191,7 @@ fn events_for(
             mut receiver,
             shutdown,
             session,
+            slot,
         } = open?;
         loop {
             let received = tokio::select! {
@@ -209,6 +220,7 @@ fn events_for(
                 receiver,
                 shutdown,
                 session,
+                slot,
             };
             return Some((Ok(event), Some(open)));
         }

@@ -5,12 +5,21 @@
 //!
 //! Only for an app whose repository is on the configured GitHub host and
 //! whose owner linked a GitHub account: the calls use the owner's token.
+//!
+//! Statuses are public on public repositories, so an ended deployment is
+//! described generically ("Build failed at step 3", "Deployment failed",
+//! "Timed out while building"): its reason may quote build or app output,
+//! and stays in berth, behind the status's link.
 //! The reports are rows written in the same transaction as the deployment
 //! or the state they report (`track`, `on_state`), so none is lost and the
 //! pipeline never waits on GitHub; `reporter::StatusReporter` sends them.
 
 pub mod api;
+mod describe;
 pub mod reporter;
+
+use describe::ended;
+pub use describe::Phase;
 
 use crate::apps::store::AppRow;
 use crate::error::Result;
@@ -66,18 +75,17 @@ pub fn short(s: &str) -> String {
 
 /// The reports a deployment reaching `state` makes: a deployment status,
 /// then the commit status that says the same (none for `inactive`: the
-/// commit did deploy). `in_progress_sent`: the deployment already reported
-/// `in_progress`, which is said once for all the building steps.
+/// commit did deploy). `phase` and `reason` say where an ended one ended
+/// (only a step number is taken from the reason). `in_progress_sent`: the
+/// deployment already reported `in_progress`, which is said once for all
+/// the building steps.
 pub fn reports_for(
     state: DeploymentState,
+    phase: Phase,
     reason: Option<&str>,
     in_progress_sent: bool,
 ) -> Vec<Report> {
     use DeploymentState::*;
-    let because = |what: &str| match reason {
-        Some(reason) => short(&format!("{what}: {reason}")),
-        None => what.to_owned(),
-    };
     let (deployment, commit, description) = match state {
         Queued => ("queued", Some("pending"), "Queued".to_owned()),
         Cloning | Building | Pushing | Deploying if in_progress_sent => return Vec::new(),
@@ -90,9 +98,8 @@ pub fn reports_for(
         ),
         Deploying => ("in_progress", Some("pending"), "Deploying".to_owned()),
         Live => ("success", Some("success"), "Live".to_owned()),
-        Failed => ("failure", Some("failure"), because("Failed")),
-        TimedOut => ("error", Some("error"), because("Timed out")),
-        Cancelled => ("error", Some("error"), because("Cancelled")),
+        Failed => ("failure", Some("failure"), ended(state, phase, reason)),
+        TimedOut | Cancelled => ("error", Some("error"), ended(state, phase, reason)),
         Superseded => ("inactive", None, "Replaced by a newer deployment".into()),
         RolledBack => ("inactive", None, "Rolled back".into()),
     };
@@ -153,6 +160,8 @@ struct Tracked {
     commit_sha: Option<String>,
     endpoint: Option<String>,
     reason: Option<String>,
+    /// The furthest in-progress state reached.
+    furthest: Option<String>,
     in_progress_sent: bool,
 }
 
@@ -167,6 +176,10 @@ pub async fn on_state(
 ) -> Result<()> {
     let tracked = sqlx::query_as::<_, Tracked>(
         "SELECT g.commit_sha AS started_sha, d.commit_sha, d.endpoint, d.reason,
+                (SELECT s.state FROM deployment_states s WHERE s.deployment_id = d.id
+                 ORDER BY array_position(ARRAY['queued', 'cloning', 'building', 'pushing',
+                                               'deploying'], s.state) DESC NULLS LAST
+                 LIMIT 1) AS furthest,
                 EXISTS (SELECT 1 FROM github_status_reports r WHERE r.deployment_id = g.deployment_id
                         AND r.kind = 'deployment_status' AND r.state = 'in_progress') AS in_progress_sent
          FROM github_deployments g JOIN deployments d ON d.id = g.deployment_id
@@ -203,6 +216,7 @@ pub async fn on_state(
     }
     reports.extend(reports_for(
         state,
+        Phase::from_state(tracked.furthest.as_deref()),
         tracked.reason.as_deref(),
         tracked.in_progress_sent,
     ));
@@ -235,6 +249,10 @@ mod tests {
 
     fn states(reports: &[Report]) -> Vec<(&'static str, &'static str)> {
         reports.iter().map(|r| (r.kind.as_str(), r.state)).collect()
+    }
+
+    fn reports_for(state: DeploymentState, reason: Option<&str>, sent: bool) -> Vec<Report> {
+        super::reports_for(state, Phase::Build, reason, sent)
     }
 
     #[test]
@@ -270,7 +288,7 @@ mod tests {
         );
         assert_eq!(
             reports_for(Failed, Some("no Dockerfile"), true)[0].description,
-            "Failed: no Dockerfile"
+            "Build failed"
         );
         for state in [TimedOut, Cancelled] {
             assert_eq!(
@@ -289,9 +307,8 @@ mod tests {
     #[test]
     fn descriptions_fit_githubs_limit() {
         let long = "é".repeat(500);
-        let reports = reports_for(Failed, Some(&long), true);
-        assert_eq!(reports[0].description.chars().count(), MAX_DESCRIPTION);
-        assert!(reports[0].description.ends_with('…'));
+        assert_eq!(short(&long).chars().count(), MAX_DESCRIPTION);
+        assert!(short(&long).ends_with('…'));
         assert_eq!(short("fine"), "fine");
     }
 

@@ -2,7 +2,6 @@
 //! history then live entries, and the single-use tickets browsers open that
 //! socket with. Reading itself is [`crate::logs::LogReader`]'s job.
 
-pub mod limiter;
 pub(crate) mod tickets;
 pub(crate) mod ws;
 
@@ -11,6 +10,7 @@ use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::logs::{LogPage, LogReadError, StartAt};
+use crate::quota::slots::SlotKind;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -38,6 +38,8 @@ pub struct LogQuery {
     /// Start at this offset (resume with the last offset seen + 1).
     pub from: Option<i64>,
     /// Start at the first entry written at or after this time (RFC 3339).
+    /// With `from` (REST only): entries from that offset written at or
+    /// after this time, to go on after a `truncated` page.
     pub since: Option<DateTime<Utc>>,
     /// Most entries in the page, 1 to 5000 (500 when absent). REST only.
     pub limit: Option<usize>,
@@ -46,13 +48,23 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
+    /// Where a socket starts: `from` or `since`, not both.
     fn start(&self) -> Result<StartAt> {
-        match (self.from, self.since) {
-            (Some(_), Some(_)) => Err(Error::invalid(
+        if self.from.is_some() && self.since.is_some() {
+            return Err(Error::invalid(
                 "from",
                 "give either `from` or `since`, not both",
-            )),
-            (Some(offset), None) if offset < 0 => Err(Error::invalid("from", "must be 0 or more")),
+            ));
+        }
+        self.page_start()
+    }
+
+    /// Where a REST page starts: `from` and `since` together go on after a
+    /// page that stopped at its scan budget.
+    fn page_start(&self) -> Result<StartAt> {
+        match (self.from, self.since) {
+            (Some(offset), _) if offset < 0 => Err(Error::invalid("from", "must be 0 or more")),
+            (Some(offset), Some(time)) => Ok(StartAt::TimeFrom(offset, time)),
             (Some(offset), None) => Ok(StartAt::Offset(offset)),
             (None, Some(time)) => Ok(StartAt::Time(time)),
             (None, None) => Ok(StartAt::Beginning),
@@ -74,9 +86,13 @@ async fn owned_app(state: &AppState, owner: Uuid, app_id: Uuid) -> Result<()> {
 }
 
 /// A page of the app's log (build output, app output, events), oldest first.
+/// A `since` read skips older entries for at most 10 000 records; when it
+/// stops there the page is `truncated`: go on with `from=next_offset` and
+/// the same `since`.
 #[utoipa::path(get, path = "/api/v1/apps/{id}/logs", tag = "logs",
     params(("id" = Uuid, Path, description = "app id"), LogQuery), security(("bearer" = [])),
     responses((status = 200, body = LogPage), (status = 404, body = crate::error::Problem),
+              (status = 429, body = crate::error::Problem, description = "too many log reads in progress"),
               (status = 503, body = crate::error::Problem)))]
 async fn read_logs(
     State(state): State<AppState>,
@@ -84,7 +100,7 @@ async fn read_logs(
     Path(app_id): Path<Uuid>,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<LogPage>> {
-    let start = query.start()?;
+    let start = query.page_start()?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Error::invalid(
@@ -93,6 +109,11 @@ async fn read_logs(
         ));
     }
     owned_app(&state, user.id, app_id).await?;
+    // Each read opens its own Kafka consumer: bounded per tenant.
+    let _slot = state
+        .slots
+        .acquire(user.id, SlotKind::LogRead, state.settings.quotas.log_reads)
+        .await?;
     let page = state
         .logs
         .read(app_id, start, limit)
@@ -116,5 +137,10 @@ mod tests {
         assert_eq!(query(Some(7), None).start().unwrap(), StartAt::Offset(7));
         assert!(query(Some(-1), None).start().is_err());
         assert!(query(Some(1), Some(Utc::now())).start().is_err());
+        let now = Utc::now();
+        assert_eq!(
+            query(Some(1), Some(now)).page_start().unwrap(),
+            StartAt::TimeFrom(1, now)
+        );
     }
 }

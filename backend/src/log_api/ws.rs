@@ -9,6 +9,7 @@ use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Path, Query};
 use crate::logs::{LogReader, StartAt};
+use crate::quota::slots::SlotKind;
 use crate::session_ends::SessionWatch;
 use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -49,16 +50,15 @@ pub async fn follow_logs(
             "this origin may not open log sockets".into(),
         ));
     }
+    // Log sockets and event streams share the tenant's quota.
+    let guard = state
+        .slots
+        .acquire(user.id, SlotKind::Stream, state.settings.quotas.streams)
+        .await?;
     let upgrade = upgrade.map_err(|rejection| {
         Error::BadRequest(format!(
             "this endpoint speaks WebSocket: {}",
             rejection.body_text()
-        ))
-    })?;
-    let guard = state.sockets.try_acquire(user.id).ok_or_else(|| {
-        Error::TooManyRequests(format!(
-            "at most {} log sockets may be open at once",
-            state.settings.max_sockets_per_user
         ))
     })?;
     let stream = Stream {

@@ -1,6 +1,11 @@
 //! [`LogReader`] over Kafka: one consumer per read or follow, assigned to
 //! partition 0 of the app's topic (berth's log topics have exactly one), with
 //! no consumer group, so readers never affect each other.
+//!
+//! A read by time on a broker that cannot find offsets by time (tansu)
+//! scans from the start and skips older entries; a REST read scans at most
+//! its budget of records (`DEFAULT_SCAN_BUDGET`), then answers what it
+//! found with `truncated` and the offset to go on from.
 
 use super::{LogEntry, LogPage, LogReadError, LogReader, StartAt};
 use async_trait::async_trait;
@@ -22,12 +27,16 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// A follower's buffer; a slow client applies backpressure to its own
 /// consumer only.
 const FOLLOW_BUFFER: usize = 256;
+/// Records one REST read may receive from the broker, kept or skipped.
+/// Higher than the largest page (5000), so only skipping stops early.
+pub const DEFAULT_SCAN_BUDGET: usize = 10_000;
 
 pub struct KafkaLogReader {
     brokers: String,
     admin: AdminClient<DefaultClientContext>,
     retention_ms: String,
     known_topics: Mutex<HashSet<String>>,
+    scan_budget: usize,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> LogReadError {
@@ -45,7 +54,15 @@ impl KafkaLogReader {
             admin,
             retention_ms: (retention_hours * 3_600_000).to_string(),
             known_topics: Mutex::new(HashSet::new()),
+            scan_budget: DEFAULT_SCAN_BUDGET,
         })
+    }
+
+    /// Reads receive at most `records` from the broker (at least their
+    /// `limit`).
+    pub fn with_scan_budget(mut self, records: usize) -> Self {
+        self.scan_budget = records.max(1);
+        self
     }
 
     /// Creating the topic up front (one partition) means a reader never
@@ -89,7 +106,7 @@ impl KafkaLogReader {
                 .map_err(unavailable)?;
             let offset = match start {
                 StartAt::Beginning => low,
-                StartAt::Offset(offset) => offset.clamp(low, high),
+                StartAt::Offset(offset) | StartAt::TimeFrom(offset, _) => offset.clamp(low, high),
                 StartAt::Time(time) => {
                     let mut query = TopicPartitionList::new();
                     query
@@ -141,7 +158,7 @@ fn entry(message: &BorrowedMessage<'_>) -> Option<LogEntry> {
 
 fn wanted(entry: &LogEntry, start: StartAt) -> bool {
     match start {
-        StartAt::Time(time) => entry.record.ts >= time,
+        StartAt::Time(time) | StartAt::TimeFrom(_, time) => entry.record.ts >= time,
         _ => true,
     }
 }
@@ -160,17 +177,26 @@ impl LogReader for KafkaLogReader {
         let mut page = LogPage {
             entries: Vec::new(),
             next_offset: first,
+            truncated: false,
         };
+        let budget = self.scan_budget.max(limit);
+        let mut scanned = 0;
         while page.next_offset < high && page.entries.len() < limit {
+            if scanned == budget {
+                page.truncated = true;
+                break;
+            }
             let message = tokio::time::timeout(METADATA_TIMEOUT, consumer.recv())
                 .await
                 .map_err(|_| unavailable("timed out reading the log"))?
                 .map_err(unavailable)?;
+            scanned += 1;
             page.next_offset = message.offset() + 1;
             if let Some(entry) = entry(&message).filter(|e| wanted(e, start)) {
                 page.entries.push(entry);
             }
         }
+        metrics::histogram!("berth_log_read_scanned_records").record(scanned as f64);
         Ok(page)
     }
 

@@ -35,6 +35,9 @@ pub enum StartAt {
     Offset(i64),
     /// The first entry written at or after this time.
     Time(DateTime<Utc>),
+    /// The entries at or after this offset written at or after this time:
+    /// where a `Time` read that stopped at its scan budget goes on.
+    TimeFrom(i64, DateTime<Utc>),
 }
 
 /// A page of history.
@@ -43,6 +46,10 @@ pub struct LogPage {
     pub entries: Vec<LogEntry>,
     /// Where the next page starts (`from` for the next request).
     pub next_offset: i64,
+    /// The read stopped at its scan budget, skipping entries older than
+    /// `since`, before it had `limit` entries or reached the end: the next
+    /// page goes on from `next_offset` with the same `since`.
+    pub truncated: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

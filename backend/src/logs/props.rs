@@ -48,8 +48,8 @@ proptest! {
     }
 
     #[test]
-    fn a_page_carries_its_entries_in_order(entries in prop::collection::vec(entry(), 0..8), next in any::<i64>()) {
-        let page = LogPage { entries: entries.clone(), next_offset: next };
+    fn a_page_carries_its_entries_in_order(entries in prop::collection::vec(entry(), 0..8), next in any::<i64>(), truncated in any::<bool>()) {
+        let page = LogPage { entries: entries.clone(), next_offset: next, truncated };
         let value: Value = serde_json::from_str(&serde_json::to_string(&page).unwrap()).unwrap();
         let offsets: Vec<i64> = value["entries"]
             .as_array()
@@ -59,5 +59,6 @@ proptest! {
             .collect();
         prop_assert_eq!(offsets, entries.iter().map(|e| e.offset).collect::<Vec<_>>());
         prop_assert_eq!(value["next_offset"].as_i64(), Some(next));
+        prop_assert_eq!(value["truncated"].as_bool(), Some(truncated));
     }
 }

@@ -143,6 +143,7 @@ async fn on_push(
                 commit_message: message.as_deref(),
                 github_host: state.github.host(),
                 key: &state.key,
+                quotas: &state.settings.quotas,
             };
             let id = request_build(tx, &app, intent).await?;
             tracing::Span::current().record("deployment_id", tracing::field::display(id));

@@ -14,6 +14,7 @@
 
 mod deliver;
 pub mod github;
+pub mod guard;
 pub mod manage;
 #[cfg(test)]
 mod props;
@@ -50,7 +51,8 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// GitHub caps payloads at 25 MB.
+/// GitHub caps payloads at 25 MB. The per-app URL reads that much only
+/// for an app that has a webhook, and checks one secret.
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 const DELIVERY_HEADER: &str = "x-github-delivery";
 const EVENT_HEADER: &str = "x-github-event";
@@ -74,7 +76,7 @@ pub struct DeliveryOutcome {
 }
 
 impl DeliveryOutcome {
-    fn ignored(reason: impl Into<String>) -> Self {
+    pub(crate) fn ignored(reason: impl Into<String>) -> Self {
         Self {
             ignored: Some(reason.into()),
             ..Self::default()
@@ -99,15 +101,16 @@ fn unauthorized() -> Error {
     )
 }
 
-/// The request's body, refusing more than GitHub sends (by the declared
-/// length first, so an oversized body is not read at all).
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes> {
+/// The request's body, refusing more than `max` bytes: by the declared
+/// length first, so an oversized body is not read at all, and otherwise as
+/// soon as `max` bytes came without its end.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes> {
     let declared = header(headers, header::CONTENT_LENGTH.as_str())
         .and_then(|length| length.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+    if declared.is_some_and(|length| length > max) {
         return Err(Error::PayloadTooLarge);
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
+    axum::body::to_bytes(body, max)
         .await
         .map_err(|_| Error::PayloadTooLarge)
 }
@@ -159,7 +162,8 @@ fn payload_json<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Cow<'a, [u8]>
         (status = 200, body = DeliveryOutcome, description = "ping, replay or ignored event"),
         (status = 400, body = crate::error::Problem),
         (status = 401, body = crate::error::Problem, description = "missing or wrong signature"),
-        (status = 413, body = crate::error::Problem)))]
+        (status = 413, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem, description = "too many deliveries from this address")))]
 #[tracing::instrument(skip_all, fields(app_id = %app_id, delivery, event))]
 async fn receive_github(
     State(state): State<AppState>,
@@ -168,6 +172,7 @@ async fn receive_github(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<DeliveryOutcome>)> {
+    state.webhooks.admit(source.0)?;
     // No body is read unless the app has a secret and the request a signature.
     let Some((owner, sealed)) = store::secret(&state.db, app_id).await? else {
         return Err(unauthorized());
@@ -175,9 +180,13 @@ async fn receive_github(
     let Some(signature) = header(&headers, signature::HEADER) else {
         return Err(unauthorized());
     };
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body, MAX_BODY_BYTES).await?;
     let secret = state.key.open(&Binding::webhook_secret(app_id), &sealed)?;
-    if !signature::verify(&secret, &body, signature) {
+    let signed = state
+        .webhooks
+        .signed_by(vec![((), secret)], body.clone(), signature.to_owned())
+        .await?;
+    if signed.is_empty() {
         tracing::warn!("webhook delivery with a wrong signature refused");
         return Err(unauthorized());
     }

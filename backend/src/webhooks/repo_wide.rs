@@ -25,16 +25,23 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use berth_proto::Binding;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// At most this many apps' secrets are checked per delivery (the oldest
-/// webhooks of the repository first): each check hashes the whole body, up
-/// to 25 MB, and anyone can post here. Apps beyond it, on a repository
-/// with more hooked apps than this, are reached at their own URL.
+/// webhooks of the repository first): each check hashes the whole body,
+/// and anyone can post here. Apps beyond it, on a repository with more
+/// hooked apps than this, are reached at their own URL.
 pub const MAX_CANDIDATES: i64 = 50;
+/// At most this many of one owner's apps are candidates (their oldest
+/// webhooks): an account cannot make a delivery cost more by hooking many
+/// apps to one repository.
+pub const MAX_CANDIDATES_PER_OWNER: i64 = 5;
+/// Bodies are read up to this size here (GitHub's cap, 25 MB, stays for the
+/// per-app URL, which checks one secret): a larger push is a 413 before it
+/// is all read, and reaches its apps at their own URLs.
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
 /// What a delivery did for each app whose secret signed it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -111,7 +118,8 @@ fn spellings(keys: &[String]) -> (Vec<String>, Vec<String>) {
         (status = 200, body = RepoDeliveryOutcome, description = "ping, replay or ignored event"),
         (status = 400, body = crate::error::Problem),
         (status = 401, body = crate::error::Problem, description = "no app of the repository has the secret that signed it"),
-        (status = 413, body = crate::error::Problem)))]
+        (status = 413, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem, description = "too many deliveries from this address, or being checked")))]
 #[tracing::instrument(skip_all, fields(delivery, event, apps))]
 pub async fn receive_github_repo(
     State(state): State<AppState>,
@@ -119,16 +127,21 @@ pub async fn receive_github_repo(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<RepoDeliveryOutcome>)> {
+    state.webhooks.admit(source.0)?;
     let Some(signature) = header(&headers, signature::HEADER).map(str::to_owned) else {
         return Err(unauthorized());
     };
-    let body = read_body(&headers, body).await?;
+    let body = read_body(&headers, body, MAX_BODY_BYTES).await?;
     let keys = repository_keys(&headers, &body);
     let (folded, exact) = spellings(&keys);
     let candidates = if keys.is_empty() {
         Vec::new()
     } else {
-        store::candidates(&state.db, &folded, &exact, MAX_CANDIDATES).await?
+        let limits = store::CandidateLimits {
+            total: MAX_CANDIDATES,
+            per_owner: MAX_CANDIDATES_PER_OWNER,
+        };
+        store::candidates(&state.db, &folded, &exact, limits).await?
     };
     let mut secrets = Vec::new();
     for candidate in candidates {
@@ -138,24 +151,13 @@ pub async fn receive_github_repo(
             secrets.push(((candidate.owner_id, candidate.app_id), secret));
         }
     }
-    // Hashing up to 50 copies of a large body is CPU work, off the runtime.
-    // With no candidate one check is still made, so an unknown repository
+    // Off the runtime, within the process's bound on checks at once; with
+    // no candidate a decoy check is still made, so an unknown repository
     // does not answer faster than a known one.
-    let signed_body = body.clone();
-    let signed = tokio::task::spawn_blocking(move || {
-        if secrets.is_empty() {
-            let mut decoy = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut decoy);
-            signature::verify(&decoy, &signed_body, &signature);
-        }
-        secrets
-            .into_iter()
-            .filter(|(_, secret)| signature::verify(secret, &signed_body, &signature))
-            .map(|(app, _)| app)
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|_| Error::internal("the signature check did not finish"))?;
+    let signed = state
+        .webhooks
+        .signed_by(secrets, body.clone(), signature)
+        .await?;
     if signed.is_empty() {
         tracing::warn!("repository-wide webhook delivery no app's secret signed refused");
         return Err(unauthorized());
@@ -164,7 +166,13 @@ pub async fn receive_github_repo(
     let verified = Verified::read(&headers, &body)?;
     let mut deliveries = Vec::with_capacity(signed.len());
     for (owner, app_id) in signed {
-        let outcome = deliver::handle(&state, source, owner, app_id, &verified).await?;
+        let outcome = match deliver::handle(&state, source, owner, app_id, &verified).await {
+            Ok(outcome) => outcome,
+            // One owner's full queue does not stop the other apps; the
+            // delivery is not remembered for it, so a redelivery deploys.
+            Err(Error::QuotaExceeded { detail, .. }) => DeliveryOutcome::ignored(detail),
+            Err(error) => return Err(error),
+        };
         deliveries.push(AppDeliveryOutcome { app_id, outcome });
     }
     let deployed = deliveries.iter().any(|d| d.outcome.deployment_id.is_some());

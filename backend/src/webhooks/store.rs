@@ -31,25 +31,39 @@ pub struct Candidate {
     pub secret_sealed: SqlJson<Sealed>,
 }
 
+/// How many candidates one delivery may check.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateLimits {
+    pub total: i64,
+    pub per_owner: i64,
+}
+
 /// Live apps with a webhook whose `repo_url` is one of `folded` ignoring
-/// case, or one of `exact` as it is; oldest webhook first, so hooks made
-/// later cannot push an app out of the first `limit`.
+/// case, or one of `exact` as it is: each owner's `per_owner` oldest
+/// webhooks, then the `total` oldest of those, so hooks made later cannot
+/// push an app out.
 pub async fn candidates(
     db: &PgPool,
     folded: &[String],
     exact: &[String],
-    limit: i64,
+    limits: CandidateLimits,
 ) -> Result<Vec<Candidate>> {
     Ok(sqlx::query_as::<_, Candidate>(
-        "SELECT a.id AS app_id, a.owner_id, a.repo_url, w.secret_sealed
-         FROM app_webhooks w JOIN apps a ON a.id = w.app_id
-         WHERE a.deleted_at IS NULL
-           AND (lower(btrim(a.repo_url)) = ANY($1) OR btrim(a.repo_url) = ANY($2))
-         ORDER BY w.created_at, w.app_id LIMIT $3",
+        "SELECT app_id, owner_id, repo_url, secret_sealed FROM (
+             SELECT a.id AS app_id, a.owner_id, a.repo_url, w.secret_sealed, w.created_at,
+                    row_number() OVER (PARTITION BY a.owner_id
+                                       ORDER BY w.created_at, w.app_id) AS nth
+             FROM app_webhooks w JOIN apps a ON a.id = w.app_id
+             WHERE a.deleted_at IS NULL
+               AND (lower(btrim(a.repo_url)) = ANY($1) OR btrim(a.repo_url) = ANY($2))
+         ) c
+         WHERE nth <= $4
+         ORDER BY created_at, app_id LIMIT $3",
     )
     .bind(folded)
     .bind(exact)
-    .bind(limit)
+    .bind(limits.total)
+    .bind(limits.per_owner)
     .fetch_all(db)
     .await?)
 }

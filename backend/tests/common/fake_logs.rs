@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use berth_backend::logs::{LogEntry, LogPage, LogReadError, LogReader, StartAt};
 use berth_proto::{LogRecord, LogSource, LogStream};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use uuid::Uuid;
 
 #[derive(Default)]
@@ -16,6 +17,9 @@ pub struct FakeLogs {
     /// Sent by `follow` after the history, as if written live.
     pub live: Vec<LogEntry>,
     pub unavailable: bool,
+    /// When set, a REST read waits for a permit of this gate (and gives it
+    /// back): reads in progress can be held open.
+    pub gate: Option<Arc<Semaphore>>,
 }
 
 pub fn entry(offset: i64, line: &str, ts: DateTime<Utc>) -> LogEntry {
@@ -39,6 +43,7 @@ fn from(entries: &[LogEntry], start: StartAt) -> Vec<LogEntry> {
             StartAt::Beginning => true,
             StartAt::Offset(offset) => entry.offset >= offset,
             StartAt::Time(time) => entry.record.ts >= time,
+            StartAt::TimeFrom(offset, time) => entry.offset >= offset && entry.record.ts >= time,
         })
         .cloned()
         .collect()
@@ -55,11 +60,15 @@ impl LogReader for FakeLogs {
         if self.unavailable {
             return Err(LogReadError::Unavailable("broker down".into()));
         }
+        if let Some(gate) = &self.gate {
+            drop(gate.acquire().await.expect("the gate stays open"));
+        }
         let entries: Vec<_> = from(&self.history, start).into_iter().take(limit).collect();
         let next_offset = entries.last().map_or(0, |e| e.offset + 1);
         Ok(LogPage {
             entries,
             next_offset,
+            truncated: false,
         })
     }
 

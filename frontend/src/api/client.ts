@@ -18,6 +18,7 @@ import type {
   Branch,
   Deployment,
   Profile,
+  Quota,
   Repo,
   Session,
   TokenResponse,
@@ -231,6 +232,11 @@ export class ApiClient {
     return this.request<Profile>("/me", { signal });
   }
 
+  /** The account's quotas and what its apps use of them. */
+  quota(signal?: AbortSignal): Promise<Quota> {
+    return this.request<Quota>("/me/quota", { signal });
+  }
+
   /** A single-use ticket for the event stream or a log WebSocket. */
   async ticket(): Promise<string> {
     const { ticket } = await this.request<{ ticket: string; expires_in: number }>("/ws-tickets", { method: "POST" });
@@ -325,7 +331,14 @@ export class ApiClient {
   /** Absent fields stay; `env` replaces the whole set. */
   updateApp(
     id: string,
-    body: Partial<{ repo_url: string; branch: string; subdirectory: string | null; port: number; env: Record<string, string> }>,
+    body: Partial<{
+      repo_url: string;
+      branch: string;
+      subdirectory: string | null;
+      port: number;
+      env: Record<string, string>;
+      resources: Partial<{ memory_mb: number | null; cpu_millis: number | null }>;
+    }>,
   ): Promise<App> {
     return this.request<App>(`/apps/${encodeURIComponent(id)}`, { method: "PATCH", body });
   }

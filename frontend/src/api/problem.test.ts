@@ -70,6 +70,21 @@ describe("problemFromResponse", () => {
     expect(p.retryAfter).toBe(30);
     expect(plainMessage(p)).toBe("Too many attempts. Try again in 30 seconds.");
   });
+
+  it("says which quota a quota-exceeded problem hit, whatever its status", async () => {
+    for (const status of [422, 429]) {
+      const p = await problemFromResponse(
+        problemResponse(status, {
+          type: "https://berth.dev/problems/quota-exceeded",
+          status,
+          title: "Over a quota",
+          detail: "you have 20 apps, the limit of your account",
+          limit: "apps",
+        }),
+      );
+      expect(plainMessage(p)).toBe("You have 20 apps, the limit of your account.");
+    }
+  });
 });
 
 describe("parseRetryAfter", () => {

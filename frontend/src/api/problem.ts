@@ -142,6 +142,10 @@ export function plainMessage(problem: ApiProblem, shownFields: readonly string[]
   if (problem.type === NETWORK_PROBLEM) {
     return "Could not reach berth. Check your connection and try again.";
   }
+  // A quota (429 while something is held, 422 for counts) says which, and its value.
+  if (problem.slug === "quota-exceeded" && problem.detail) {
+    return endSentence(capitalize(problem.detail));
+  }
   if (problem.status === 429) {
     return problem.retryAfter !== null
       ? `Too many attempts. Try again in ${seconds(problem.retryAfter)}.`

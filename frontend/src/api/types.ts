@@ -29,6 +29,12 @@ export interface LastDeploy {
   pushed_by?: string | null;
 }
 
+/** Memory and CPU of each instance of an app. */
+export interface Resources {
+  memory_mb: number;
+  cpu_millis: number;
+}
+
 export interface App {
   id: string;
   name: string;
@@ -38,6 +44,8 @@ export interface App {
   subdirectory?: string | null;
   port: number;
   replicas: number;
+  /** Each instance's; the operator's defaults filled in. */
+  resources: Resources;
   env_names: string[];
   env_version: number;
   created_at: string;
@@ -132,4 +140,24 @@ export interface WebhookSecret {
   github_hook_id?: number | null;
   created_at: string;
   rotated_at: string;
+}
+
+/** One quota of the account and how much of it is used. */
+export interface QuotaUse {
+  used: number;
+  limit: number;
+}
+
+/** GET /me/quota: the account's quotas, set by the operator. */
+export interface Quota {
+  apps: QuotaUse;
+  queued_deployments: QuotaUse;
+  streams: QuotaUse;
+  log_reads: QuotaUse;
+  /** Memory of every app times its instances, in MB. */
+  memory_mb: QuotaUse;
+  /** CPU of every app times its instances, in millicores. */
+  cpu_millis: QuotaUse;
+  app_default: Resources;
+  app_max: Resources;
 }

@@ -7,12 +7,14 @@ import { Loading } from "../components/Layout";
 import { DeleteApp } from "../components/DeleteApp";
 import { EnvSection } from "../components/EnvSection";
 import { LogView } from "../components/LogView";
+import { ResourcesSection } from "../components/ResourcesSection";
 import { ScaleSection, SettingsSection } from "../components/SettingsSection";
 import { StateBadge } from "../components/StateBadge";
 import { WebhookSection } from "../components/WebhookSection";
 import { duration, shortSha, timeAgo } from "../lib/format";
 import { isInProgress, triggerLabel } from "../lib/states";
 import { canRollBackTo } from "../lib/appForm";
+import { formatCpu, formatMemory } from "../lib/resources";
 import { useAsync } from "../lib/useAsync";
 import { usePoll } from "../lib/usePoll";
 import { useDeploymentEvents } from "../lib/useDeploymentEvents";
@@ -132,6 +134,10 @@ export function AppPage() {
         <dd>{a.port}</dd>
         <dt>Instances</dt>
         <dd>{a.replicas === 0 ? "stopped" : a.replicas}</dd>
+        <dt>Each instance</dt>
+        <dd>
+          {formatMemory(a.resources.memory_mb)} of memory, {formatCpu(a.resources.cpu_millis)}
+        </dd>
       </dl>
 
       <h2>Deployments</h2>
@@ -168,6 +174,10 @@ export function AppPage() {
 
       <h2>Instances</h2>
       <ScaleSection key={`scale-${a.replicas}`} app={a} onSaved={app.reload} />
+
+      <h2>Resources</h2>
+      {/* Keyed by the app only: a save keeps its notice while the page reloads the app. */}
+      <ResourcesSection key={`resources-${a.id}`} app={a} onSaved={app.reload} />
 
       <h2>Settings</h2>
       <SettingsSection key={a.updated_at} app={a} onSaved={app.reload} />

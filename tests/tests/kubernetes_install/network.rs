@@ -138,6 +138,30 @@ fn the_backend_is_reachable_through_an_ingress_and_services_select_their_pods() 
             "{}: the Service does not reach the API's port",
             rendered.name
         );
+        // L3: /metrics is on the ops port, which no Ingress path reaches.
+        let ops_port = port_of(rendered.config_value("BERTH_OPS_ADDR"));
+        assert_ne!(
+            port_of(rendered.config_value("BERTH_LISTEN")),
+            ops_port,
+            "{}: the backend's ops port must not be its public one",
+            rendered.name
+        );
+        for path in array(ingress.pointer("/spec/rules/0/http/paths")) {
+            let routed = &path["backend"]["service"];
+            let service = rendered.find("Service", routed["name"].as_str().unwrap());
+            for port in array(service["spec"].get("ports")) {
+                if port["name"] == routed["port"]["name"]
+                    || port["port"] == routed["port"]["number"]
+                {
+                    assert_ne!(
+                        container_port(rendered.container(BACKEND), &port["targetPort"]),
+                        ops_port,
+                        "{}: the Ingress reaches the backend's /metrics",
+                        rendered.name
+                    );
+                }
+            }
+        }
         for (process, _) in PROCESSES {
             let service = rendered.find("Service", process);
             let selector = labels(service["spec"].get("selector"));
@@ -211,8 +235,13 @@ fn network_policies_deny_by_default_and_admit_only_what_berth_uses() {
             rendered.name
         );
         assert!(
-            admits(BACKEND, "monitoring", api_port),
-            "{}: monitoring cannot scrape the backend",
+            admits(BACKEND, "monitoring", ops_port),
+            "{}: monitoring cannot scrape the backend on {ops_port}",
+            rendered.name
+        );
+        assert!(
+            !admits(BACKEND, ingress, ops_port),
+            "{}: the backend's ops port is open to the ingress controller",
             rendered.name
         );
         for worker in WORKERS {

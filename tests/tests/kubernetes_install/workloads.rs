@@ -79,14 +79,10 @@ fn every_process_has_liveness_on_healthz_and_readiness_on_readyz_at_its_ops_port
     for rendered in overlays() {
         for (process, _) in PROCESSES {
             let container = rendered.container(process);
-            // The backend serves /healthz and /readyz on BERTH_LISTEN; the
-            // workers on BERTH_OPS_ADDR (OpsConfig, default 127.0.0.1:0,
-            // which a probe could not reach).
-            let addr = if process == BACKEND {
-                rendered.config_value("BERTH_LISTEN")
-            } else {
-                rendered.config_value("BERTH_OPS_ADDR")
-            };
+            // Every process serves /healthz and /readyz on BERTH_OPS_ADDR
+            // (OpsConfig, default 127.0.0.1:0, which a probe could not
+            // reach); the backend also on BERTH_LISTEN, its public port.
+            let addr = rendered.config_value("BERTH_OPS_ADDR");
             assert!(
                 addr.starts_with("0.0.0.0:"),
                 "{}: {process} must listen on all interfaces for the probes, not {addr}",
