@@ -12,6 +12,8 @@ pub mod kube_fake;
 pub mod kubernetes;
 pub mod logs;
 pub mod ops;
+#[cfg(feature = "registry_auth")]
+pub mod registry_auth;
 pub mod shutdown;
 
 pub use broker::{Broker, BrokerError, Handler, MessagePublisher, Outcome};
