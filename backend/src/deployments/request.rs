@@ -2,7 +2,7 @@
 //! it to a worker, written in the caller's transaction (the outbox). Every
 //! way of deploying (the API, a push webhook, a rollback) goes through here.
 
-use super::releases::ReleaseRow;
+use super::releases::{self, ReleaseRow};
 use super::store;
 use crate::apps::store::AppRow;
 use crate::error::{Error, Result};
@@ -76,6 +76,8 @@ pub async fn request_build(
         },
     )
     .await?;
+    // Only digests berth recorded make a build skippable, never a tag.
+    let known_images = releases::known_images(conn, app.id, intent.commit).await?;
     // Sealed: the token is never in the queue, the outbox or a log in clear.
     let token =
         crate::github::clone_token(conn, app.owner_id, &app.repo_url, intent.github_host).await?;
@@ -97,6 +99,7 @@ pub async fn request_build(
             replicas: u32::try_from(app.replicas).unwrap_or(1),
             resources: Resources::default(),
         },
+        known_images,
     };
     outbox::enqueue(conn, Some(id), &payload).await?;
     github_status::track(conn, id, app, intent.github_host).await?;
