@@ -23,6 +23,7 @@ pub mod logs;
 pub mod mail;
 pub mod outbox;
 pub mod reaper;
+pub mod registry_tokens;
 pub mod server;
 pub mod state;
 pub mod validate;

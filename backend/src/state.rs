@@ -8,6 +8,7 @@ use crate::log_api::limiter::SocketLimiter;
 use crate::logs::LogReader;
 use crate::mail::Mailer;
 use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
+use berth_common::registry_auth::TokenIssuer;
 use berth_proto::SecretKey;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub limiter: Arc<AuthLimiter>,
     /// Deployment state changes for the live event streams.
     pub events: Arc<EventHub>,
+    /// Issues image registry tokens; `None` when no signing key is set.
+    pub registry_tokens: Option<Arc<TokenIssuer>>,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             limiter: Arc::new(AuthLimiter::new(settings.auth_rate_per_minute)),
             mailer: None,
             events: Arc::new(EventHub::default()),
+            registry_tokens: None,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             github: Arc::new(
@@ -109,6 +113,12 @@ impl AppState {
     /// Sends mail (password reset links) through `mailer`.
     pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = Some(mailer);
+        self
+    }
+
+    /// Serves the image registry's token service with `issuer`.
+    pub fn with_registry_tokens(mut self, issuer: Arc<TokenIssuer>) -> Self {
+        self.registry_tokens = Some(issuer);
         self
     }
 
