@@ -14,7 +14,7 @@ use crate::registry_auth::{
 };
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,15 +93,20 @@ impl SigningFiles {
     }
 }
 
-/// A running registry; stopped (and its storage deleted) when dropped.
+/// A running registry; stopped (and its storage deleted) when dropped, or
+/// when the test process ends, whichever comes first: it may live in a
+/// `static` shared by a test binary's tests.
 pub struct TestRegistry {
     /// `127.0.0.1:<port>`: what `BERTH_REGISTRY` is set to.
     pub address: String,
     /// The token endpoint the registry sends clients to.
     pub realm: String,
     pub signing: SigningFiles,
+    /// The wrapper that runs the registry while its stdin stays open.
     child: Child,
-    realm_server: Option<tokio::task::JoinHandle<()>>,
+    stdin: Option<ChildStdin>,
+    /// Stops the in-process realm, if there is one.
+    stop_realm: Option<tokio::sync::oneshot::Sender<()>>,
     dir: tempfile::TempDir,
 }
 
@@ -112,28 +117,53 @@ fn free_port() -> u16 {
         .expect("a free local port")
 }
 
+/// Runs the registry (`$1` its config, `$2` its log) until this script's
+/// stdin closes, which it does when the test process ends however it ends;
+/// then stops it and deletes `$3`. Exits when the registry does.
+const WRAPPER: &str = r#"docker-registry serve "$1" >>"$2" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$3"' EXIT
+while kill -0 $pid 2>/dev/null; do
+  read -r -t 1 _; rc=$?
+  if [ $rc -ne 0 ] && [ $rc -le 128 ]; then exit 0; fi
+done
+exit 1"#;
+
 impl TestRegistry {
-    /// A registry whose realm is served in this process by berth's token
-    /// service, with grants of `secret_key` (a `BERTH_SECRET_KEY`). Needs a
-    /// Tokio runtime.
+    /// A registry whose realm berth's token service serves in this process
+    /// (on a thread of its own, so it outlives the caller's runtime), with
+    /// grants of `secret_key` (a `BERTH_SECRET_KEY`).
     pub async fn start(secret_key: &str) -> Self {
         let dir = tempdir();
         let signing = SigningFiles::generate(dir.path());
         let issuer = Arc::new(signing.issuer(secret_key));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port for the realm");
+        let app = axum::Router::new().nest("/api/v1", router(issuer));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, address) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the realm");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("a port for the realm");
+                let _ = bound.send(listener.local_addr().expect("a bound address"));
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        let address = address.recv().expect("the realm binds a port");
         let realm = format!(
-            "http://{}/api/v1{}",
-            listener.local_addr().expect("a bound address"),
+            "http://{address}/api/v1{}",
             crate::registry_auth::TOKEN_PATH
         );
-        let app = axum::Router::new().nest("/api/v1", router(issuer));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
         let mut registry = Self::launch(dir, signing, &realm).await;
-        registry.realm_server = Some(server);
+        registry.stop_realm = Some(stop);
         registry
     }
 
@@ -171,29 +201,34 @@ impl TestRegistry {
             )
             .expect("the registry config writes");
             let log = dir.path().join("registry.log");
-            let output = std::fs::File::create(&log).expect("a log file");
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
+            let mut child = Command::new("bash")
+                .args(["-c", WRAPPER, "test-registry"])
                 .arg(&config)
-                .stdout(Stdio::from(output.try_clone().expect("a log file")))
-                .stderr(Stdio::from(output))
+                .arg(&log)
+                .arg(dir.path())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .spawn()
-                .expect("docker-registry (Debian's docker-registry package) runs");
+                .expect("bash runs");
+            let stdin = child.stdin.take();
             if wait_ready(&mut child, &address).await {
                 return Self {
                     address,
                     realm: realm.to_owned(),
                     signing,
                     child,
-                    realm_server: None,
+                    stdin,
+                    stop_realm: None,
                     dir,
                 };
             }
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
+            drop(stdin);
             let _ = child.kill();
             let _ = child.wait();
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
         }
-        panic!("the test registry did not start: {last_log}");
+        panic!("the test registry (Debian's docker-registry) did not start: {last_log}");
     }
 
     /// Grants of `secret_key` that live 15 minutes (the registry accepts
@@ -210,10 +245,16 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
+        // Closing stdin stops the registry within a second.
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(server) = self.realm_server.take() {
-            server.abort();
+        if let Some(stop) = self.stop_realm.take() {
+            let _ = stop.send(());
         }
     }
 }
