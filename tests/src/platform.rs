@@ -82,11 +82,9 @@ impl Platform {
         let database_url = create_database(&env["BERTH_PG_ADMIN_URL"], &database)?;
         let vhost = TestVhost::new();
         let signing = SigningFiles::generate(dir.path());
-        let registry = TestRegistry::start_with_realm(
-            &format!("{base_url}/api/v1/registry/token"),
-            &signing,
-        )
-        .await;
+        let registry =
+            TestRegistry::start_with_realm(&format!("{base_url}/api/v1/registry/token"), &signing)
+                .await;
         // No platform-wide registry user: every push and pull is a grant.
         env.remove("BERTH_REGISTRY_USERNAME");
         env.remove("BERTH_REGISTRY_PASSWORD");
