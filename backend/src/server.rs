@@ -44,10 +44,11 @@ pub fn api_router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(events::router())
         .merge(docs::router())
-        .fallback(|| async { Error::NoRoute })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(state)
-        .merge(registry_tokens);
+        // Its own state; the fallbacks below answer for it too.
+        .merge(registry_tokens)
+        .fallback(|| async { Error::NoRoute })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed });
     Router::new().nest("/api/v1", api)
 }
 

@@ -102,4 +102,12 @@ async fn a_backend_without_a_signing_key_says_it_issues_no_registry_tokens() {
         .await;
     response.assert_problem(StatusCode::NOT_FOUND, "not-found");
     assert_eq!(response.body["detail"], "no such registry token service");
+    let post = app
+        .send(
+            Request::post("/api/v1/registry/token")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    post.assert_problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
 }
