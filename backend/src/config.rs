@@ -170,6 +170,31 @@ pub struct Config {
     /// Inform messages handled at once.
     #[arg(long, env = "BERTH_INFORM_CONCURRENCY", default_value_t = 8)]
     pub inform_concurrency: u16,
+
+    /// The P-256 private key (PKCS#8 PEM file) registry tokens are signed
+    /// with. With it, this backend is the image registry's token service
+    /// (its realm): GET /api/v1/registry/token turns the per-tenant grants
+    /// berth's processes mint into tokens for that tenant's repositories.
+    #[arg(long, env = "BERTH_REGISTRY_TOKEN_KEY")]
+    pub registry_token_key: Option<PathBuf>,
+
+    /// The certificate (PEM file) of BERTH_REGISTRY_TOKEN_KEY: the registry's
+    /// auth.token.rootcertbundle, sent in every token's x5c header.
+    #[arg(long, env = "BERTH_REGISTRY_TOKEN_CERT")]
+    pub registry_token_cert: Option<PathBuf>,
+
+    /// The registry's auth.token.service: the audience of every token.
+    #[arg(long, env = "BERTH_REGISTRY_SERVICE", default_value = "berth-registry")]
+    pub registry_service: String,
+
+    /// The registry's auth.token.issuer: the issuer of every token.
+    #[arg(long, env = "BERTH_REGISTRY_TOKEN_ISSUER", default_value = "berth")]
+    pub registry_token_issuer: String,
+
+    /// The registry images go to, host[:port][/prefix], as the workers have
+    /// it: its path is the prefix of every repository a token names.
+    #[arg(long, env = "BERTH_REGISTRY")]
+    pub registry: Option<String>,
 }
 
 /// Per-tenant quotas and per-app resources.
@@ -259,6 +284,10 @@ impl QuotaConfig {
     }
 }
 
+/// How long a registry token lives (never past its grant): long enough for
+/// a push of large layers, which reuses one token.
+pub const REGISTRY_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Serve the API and run the background loops (the default).
@@ -322,6 +351,45 @@ impl Config {
         Ok(secret.as_bytes())
     }
 
+    /// The registry token service, when its key and certificate are set.
+    pub fn registry_tokens(
+        &self,
+    ) -> anyhow::Result<Option<berth_common::registry_auth::TokenIssuer>> {
+        use berth_common::registry_auth::{
+            GrantKey, IssuerSettings, RepositoryLayout, TokenIssuer,
+        };
+        let non_empty = |path: &Option<PathBuf>| path.clone().filter(|p| !p.as_os_str().is_empty());
+        let (key, certificate) = match (
+            non_empty(&self.registry_token_key),
+            non_empty(&self.registry_token_cert),
+        ) {
+            (None, None) => return Ok(None),
+            (Some(key), Some(certificate)) => (key, certificate),
+            _ => {
+                anyhow::bail!("BERTH_REGISTRY_TOKEN_KEY and BERTH_REGISTRY_TOKEN_CERT go together")
+            }
+        };
+        let grants = GrantKey::from_secret_key(&self.secret.secret_key)
+            .map_err(|e| anyhow::anyhow!("BERTH_SECRET_KEY: {e}"))?;
+        let settings = IssuerSettings {
+            issuer: self.registry_token_issuer.trim().to_owned(),
+            service: self.registry_service.trim().to_owned(),
+            layout: RepositoryLayout::from_registry(self.registry.as_deref().unwrap_or("")),
+            token_ttl: REGISTRY_TOKEN_TTL,
+        };
+        anyhow::ensure!(
+            !settings.issuer.is_empty(),
+            "BERTH_REGISTRY_TOKEN_ISSUER must not be empty"
+        );
+        anyhow::ensure!(
+            !settings.service.is_empty(),
+            "BERTH_REGISTRY_SERVICE must not be empty"
+        );
+        TokenIssuer::from_files(grants, &key, &certificate, settings)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("BERTH_REGISTRY_TOKEN_KEY/_CERT: {e}"))
+    }
+
     /// Checks what clap cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.deadline_scale.is_finite() && self.deadline_scale > 0.0) {
@@ -334,6 +402,7 @@ impl Config {
         if self.ops.ops_addr.port() != 0 && self.ops.ops_addr == self.listen {
             anyhow::bail!("BERTH_OPS_ADDR must differ from BERTH_LISTEN: /metrics is not public");
         }
+        self.registry_tokens()?;
         self.jwt_secret().map(drop)
     }
 
@@ -457,6 +526,45 @@ mod tests {
     }
 
     /// L10: what counts is the key material, not the characters typed.
+    #[test]
+    fn the_registry_token_service_needs_a_key_and_its_certificate() {
+        assert!(parse(&[]).registry_tokens().unwrap().is_none());
+        let error = parse(&["--registry-token-key", "/k.pem"])
+            .registry_tokens()
+            .unwrap_err();
+        assert!(error.to_string().contains("go together"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let files = berth_common::testing::registry::SigningFiles::generate(dir.path());
+        let secret = berth_proto::SecretKey::generate_base64();
+        let key = files.key.to_str().unwrap();
+        let cert = files.certificate.to_str().unwrap();
+        let config = Config::try_parse_from([
+            "berth-backend",
+            "--database-url=postgres://x",
+            "--amqp-url=amqp://x",
+            &format!("--secret-key={secret}"),
+            &format!("--registry-token-key={key}"),
+            &format!("--registry-token-cert={cert}"),
+            "--registry=registry.example.com/berth",
+        ])
+        .unwrap();
+        let issuer = config.registry_tokens().unwrap().unwrap();
+        assert_eq!(issuer.settings().service, "berth-registry");
+        assert_eq!(issuer.settings().issuer, "berth");
+        assert_eq!(
+            issuer.settings().layout,
+            berth_common::registry_auth::RepositoryLayout::with_prefix("berth")
+        );
+        // The key of another certificate is refused at start.
+        let other = tempfile::tempdir().unwrap();
+        let other = berth_common::testing::registry::SigningFiles::generate(other.path());
+        let mismatched = Config {
+            registry_token_cert: Some(other.certificate),
+            ..config
+        };
+        assert!(mismatched.registry_tokens().is_err());
+    }
+
     #[test]
     fn weak_jwt_secrets_are_refused_by_what_they_hold() {
         let refused = |secret: &str| parse(&["--jwt-secret", secret]).jwt_secret().is_err();

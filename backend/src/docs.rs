@@ -57,6 +57,7 @@ use utoipa::{Modify, OpenApi};
         crate::webhooks::manage::delete_webhook,
         crate::audit::list_events,
         crate::events::stream,
+        crate::registry_tokens::token,
         openapi_json,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError,
@@ -71,6 +72,7 @@ use utoipa::{Modify, OpenApi};
         (name = "webhooks", description = "GitHub push webhooks"),
         (name = "github", description = "Your GitHub repositories and branches, through your linked account"),
         (name = "audit", description = "What was done on your account, by whom, from where"),
+        (name = "registry", description = "The image registry's token service, for berth's own processes"),
         (name = "docs", description = "This document"),
     )
 )]

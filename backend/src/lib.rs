@@ -24,6 +24,7 @@ pub mod mail;
 pub mod outbox;
 pub mod quota;
 pub mod reaper;
+pub mod registry_tokens;
 pub mod sealing;
 pub mod server;
 pub mod session_ends;

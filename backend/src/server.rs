@@ -34,6 +34,7 @@ use tower_http::trace::TraceLayer;
 
 /// Everything under `/api/v1`.
 pub fn api_router(state: AppState) -> Router {
+    let registry_tokens = crate::registry_tokens::router(state.registry_tokens.clone());
     let api = Router::new()
         .merge(auth::router())
         .merge(accounts::router())
@@ -45,9 +46,11 @@ pub fn api_router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(events::router())
         .merge(docs::router())
+        .with_state(state)
+        // Its own state; the fallbacks below answer for it too.
+        .merge(registry_tokens)
         .fallback(|| async { Error::NoRoute })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .with_state(state);
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed });
     Router::new().nest("/api/v1", api)
 }
 
@@ -156,6 +159,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ReqwestGitHub::new(config.github_api_url.as_str())?.with_oauth(config.github_oauth()?);
     let mut state = AppState::new(pool.clone(), key, tokens, logs, api_settings(&config))
         .with_github(Arc::new(github));
+    match config.registry_tokens()? {
+        Some(issuer) => {
+            tracing::info!(service = issuer.settings().service, issuer = issuer.settings().issuer,
+                "serving the registry token service at /api/v1/registry/token");
+            state = state.with_registry_tokens(Arc::new(issuer));
+        }
+        None => tracing::warn!(
+            "BERTH_REGISTRY_TOKEN_KEY is not set: this backend issues no registry tokens, so              builds cannot push and deploys cannot pull from a registry that names it its realm"
+        ),
+    }
     match config.smtp_url.as_deref() {
         Some(url) => state = state.with_mailer(Arc::new(SmtpMailer::new(url, &config.mail_from)?)),
         None => tracing::warn!(

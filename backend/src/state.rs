@@ -11,6 +11,7 @@ use crate::quota::Quotas;
 use crate::session_ends::SessionEnds;
 use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use crate::webhooks::guard::WebhookGuard;
+use berth_common::registry_auth::TokenIssuer;
 use berth_proto::SecretKey;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -114,6 +115,8 @@ pub struct AppState {
     pub events: Arc<EventHub>,
     /// Ended sessions, so their log sockets and event streams close.
     pub sessions: Arc<SessionEnds>,
+    /// Issues image registry tokens; `None` when no signing key is set.
+    pub registry_tokens: Option<Arc<TokenIssuer>>,
 }
 
 impl AppState {
@@ -142,6 +145,7 @@ impl AppState {
             mailer: None,
             events: Arc::new(EventHub::default()),
             sessions: Arc::new(SessionEnds::default()),
+            registry_tokens: None,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             github: Arc::new(
@@ -153,6 +157,12 @@ impl AppState {
     /// Sends mail (password reset links) through `mailer`.
     pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = Some(mailer);
+        self
+    }
+
+    /// Serves the image registry's token service with `issuer`.
+    pub fn with_registry_tokens(mut self, issuer: Arc<TokenIssuer>) -> Self {
+        self.registry_tokens = Some(issuer);
         self
     }
 

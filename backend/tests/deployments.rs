@@ -405,3 +405,82 @@ async fn deployments_list_newest_first_with_paging_and_validate_input() {
     .await
     .assert_problem(StatusCode::NOT_FOUND, "not-found");
 }
+
+/// The build request written for `deployment`, from the outbox.
+async fn build_request_of(app: &TestApp, deployment: &Value) -> BuildRequested {
+    let envelope: Value =
+        sqlx::query_scalar("SELECT envelope FROM outbox WHERE envelope->>'deployment_id' = $1")
+            .bind(deployment["id"].as_str().unwrap())
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(envelope["type"], "build.requested");
+    serde_json::from_value(envelope["payload"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_build_request_names_the_digests_berth_recorded_for_the_apps_commits() {
+    let (app, token, app_id) = app_with_one_app(json!({})).await;
+    let uri = format!("/api/v1/apps/{app_id}/deployments");
+    let app_ref = berth_proto::AppRef {
+        id: app_id,
+        name: "web".into(),
+        tenant: "alice".into(),
+    };
+    let first = app.post(&uri, &token, json!({})).await.body;
+    assert!(build_request_of(&app, &first).await.known_images.is_empty());
+    // make_live records `<registry>/alice/web@sha256:<commit × 8>`.
+    let a = make_live(&app, &first, app_ref.clone(), "aaaaaaaa").await;
+    let second = app.post(&uri, &token, json!({})).await.body;
+    let b = make_live(&app, &second, app_ref.clone(), "bbbbbbbb").await;
+    let digest = |release: &Release| release.image.split_once('@').unwrap().1.to_owned();
+
+    // A branch: the app's recent commits, newest first.
+    let branch = app.post(&uri, &token, json!({})).await.body;
+    let known: Vec<(String, String)> = build_request_of(&app, &branch)
+        .await
+        .known_images
+        .into_iter()
+        .map(|k| (k.commit, k.digest))
+        .collect();
+    assert_eq!(
+        known,
+        [
+            ("bbbbbbbb".to_owned(), digest(&b)),
+            ("aaaaaaaa".to_owned(), digest(&a))
+        ]
+    );
+    // An exact (or abbreviated) commit: only its own.
+    let exact = app
+        .post(&uri, &token, json!({"commit": "aaaaaaa"}))
+        .await
+        .body;
+    let known = build_request_of(&app, &exact).await.known_images;
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].digest, digest(&a));
+    let unknown = app
+        .post(&uri, &token, json!({"commit": "ccccccc"}))
+        .await
+        .body;
+    assert!(build_request_of(&app, &unknown)
+        .await
+        .known_images
+        .is_empty());
+    // Another app's releases are not this app's.
+    let other = app
+        .create_app(
+            &token,
+            json!({"name": "api", "repo_url": "https://github.com/o/web.git", "branch": "trunk",
+                   "port": 5000}),
+        )
+        .await;
+    let other = app
+        .post(
+            &format!("/api/v1/apps/{}/deployments", id_of(&other)),
+            &token,
+            json!({"commit": "aaaaaaa"}),
+        )
+        .await
+        .body;
+    assert!(build_request_of(&app, &other).await.known_images.is_empty());
+}

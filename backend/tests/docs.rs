@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 43] = [
+const ROUTES: [(&str, &str); 44] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/register/confirm"),
     ("post", "/api/v1/auth/email-change/confirm"),
@@ -54,6 +54,7 @@ const ROUTES: [(&str, &str); 43] = [
     ("delete", "/api/v1/apps/{id}/webhook"),
     ("get", "/api/v1/audit"),
     ("get", "/api/v1/events"),
+    ("get", "/api/v1/registry/token"),
     ("get", "/api/v1/openapi.json"),
 ];
 

@@ -76,17 +76,12 @@ pub struct BuildConfig {
     pub docker_host: String,
 
     /// Registry images are pushed to, as host[:port][/prefix]; an app's
-    /// images are <registry>/<tenant>/<app>:<commit>.
+    /// images are <registry>/<tenant>/<app>:<commit>. It must use berth's
+    /// token service (the backend's /api/v1/registry/token): pushes and
+    /// lookups present grants of the build's tenant, minted with
+    /// BERTH_SECRET_KEY.
     #[arg(long, env = "BERTH_REGISTRY")]
     pub registry: String,
-
-    /// User name for the registry (pushes and digest lookups).
-    #[arg(long, env = "BERTH_REGISTRY_USERNAME")]
-    pub registry_username: Option<String>,
-
-    /// Password or token for the registry.
-    #[arg(long, env = "BERTH_REGISTRY_PASSWORD", hide_env_values = true)]
-    pub registry_password: Option<String>,
 
     /// Speak plain http to the registry's API. Default: true for a
     /// registry on 127.0.0.1 or localhost, false otherwise.

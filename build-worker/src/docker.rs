@@ -8,6 +8,7 @@
 use crate::buildlog::BuildLog;
 use crate::error::BuildError;
 use async_trait::async_trait;
+use berth_common::registry_auth::{Access, RegistryCredentials};
 use berth_proto::AppRef;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{BuildImageOptionsBuilder, PushImageOptionsBuilder};
@@ -15,6 +16,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
@@ -77,31 +79,37 @@ impl<T: ImageBuilder + ?Sized> ImageBuilder for Box<T> {
     }
 }
 
-/// Registry credentials for pushes (and pulls of private base images).
-#[derive(Clone, Default)]
+/// Where images go, and the per-tenant grants a build pushes (and pulls
+/// the tenant's own images) with: never one platform-wide user.
+#[derive(Clone)]
 pub struct RegistryAuth {
     pub registry: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
+    pub credentials: Arc<dyn RegistryCredentials>,
 }
 
 impl std::fmt::Debug for RegistryAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryAuth")
             .field("registry", &self.registry)
-            .field("username", &self.username)
             .finish_non_exhaustive()
     }
 }
 
 impl RegistryAuth {
-    fn credentials(&self) -> Option<DockerCredentials> {
-        self.username.as_ref().map(|username| DockerCredentials {
-            username: Some(username.clone()),
-            password: self.password.clone(),
-            serveraddress: Some(self.registry.split('/').next().unwrap_or("").to_owned()),
+    /// `host[:port]` of the registry.
+    pub fn host(&self) -> &str {
+        self.registry.split('/').next().unwrap_or("")
+    }
+
+    /// The engine's credentials for a grant of `access` to `tenant`.
+    pub fn credentials(&self, tenant: &str, access: Access) -> DockerCredentials {
+        let grant = self.credentials.for_tenant(tenant, access);
+        DockerCredentials {
+            username: Some(grant.username),
+            password: Some(grant.password),
+            serveraddress: Some(self.host().to_owned()),
             ..Default::default()
-        })
+        }
     }
 }
 
@@ -160,10 +168,11 @@ impl ImageBuilder for DockerBuilder {
             .forcerm(true)
             .labels(&job.labels)
             .build();
-        let credentials = self
-            .auth
-            .credentials()
-            .map(|c| HashMap::from([(c.serveraddress.clone().unwrap_or_default(), c)]));
+        // A pull grant: a build may start FROM its own tenant's images.
+        let credentials = Some(HashMap::from([(
+            self.auth.host().to_owned(),
+            self.auth.credentials(&job.app.tenant, Access::Pull),
+        )]));
         let mut stream = docker.build_image(options, credentials, Some(body));
         let mut output = BuildOutput::default();
         while let Some(item) = stream.next().await {
@@ -202,7 +211,8 @@ impl ImageBuilder for DockerBuilder {
     async fn push(&self, job: &BuildJob, log: &BuildLog) -> Result<(), BuildError> {
         let docker = self.docker().await?;
         let options = PushImageOptionsBuilder::default().tag(&job.tag).build();
-        let mut stream = docker.push_image(&job.repository, Some(options), self.auth.credentials());
+        let credentials = self.auth.credentials(&job.app.tenant, Access::Push);
+        let mut stream = docker.push_image(&job.repository, Some(options), Some(credentials));
         let mut last_status = String::new();
         while let Some(item) = stream.next().await {
             match item {

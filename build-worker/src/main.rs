@@ -1,12 +1,13 @@
 //! `berth-build-worker`: see the crate docs of `berth_build_worker`.
 
 use anyhow::Context;
-use berth_build_worker::registry::default_insecure;
+use berth_build_worker::registry::{build_grants, default_insecure};
 use berth_build_worker::slots::BuildSlots;
 use berth_build_worker::{
     BuildService, BuilderKind, Config, DockerBuilder, GitFetcher, HttpRegistry, ImageBuilder,
     KanikoBuilder, RegistryAuth, SandboxBuilder,
 };
+use berth_common::registry_auth::{Grants, RegistryCredentials};
 use berth_common::{ops, Broker, LogProducer};
 use berth_proto::names::BUILDS_QUEUE;
 use clap::Parser;
@@ -25,20 +26,23 @@ async fn main() -> anyhow::Result<()> {
         &config.kafka.kafka_brokers,
         config.kafka.log_retention_hours,
     )?);
-    let auth = RegistryAuth {
-        registry: settings.registry.clone(),
-        username: build.registry_username.clone(),
-        password: build.registry_password.clone(),
-    };
+    // Per-tenant grants, never a platform-wide registry user.
+    let grants = Grants::from_secret_key(&config.secret.secret_key)
+        .map_err(|e| anyhow::anyhow!("BERTH_SECRET_KEY: {e}"))?;
+    let credentials: Arc<dyn RegistryCredentials> =
+        Arc::new(build_grants(grants.clone(), settings.deadline));
     let registry = HttpRegistry::new(
         &settings.registry,
         build.registry_insecure,
-        build.registry_username.clone(),
-        build.registry_password.clone(),
+        credentials.clone(),
     )?;
     let insecure = build
         .registry_insecure
         .unwrap_or_else(|| default_insecure(&settings.registry));
+    let auth = RegistryAuth {
+        registry: settings.registry.clone(),
+        credentials,
+    };
     let builder: Box<dyn ImageBuilder> = match build.builder {
         BuilderKind::Sandbox => {
             let builder = SandboxBuilder::start(&config.sandbox, auth, insecure).await?;
@@ -57,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
             Box::new(builder)
         }
         BuilderKind::Kaniko => {
-            let kaniko = config.kaniko.settings(auth, insecure)?;
+            let kaniko = config
+                .kaniko
+                .settings(&settings.registry, grants, insecure)?;
             if kaniko.deadline >= settings.deadline {
                 tracing::warn!(
                     kaniko_deadline_secs = kaniko.deadline.as_secs(),

@@ -2,13 +2,31 @@
 //! read from the registry itself (`HEAD /v2/<name>/manifests/<tag>`, the
 //! `Docker-Content-Digest` header), which is what a later pull by digest
 //! will find, whatever the engine reported while pushing.
+//!
+//! The registry uses token authentication: a request answered 401 with a
+//! `Bearer realm=…` challenge gets a token from the realm for a pull grant
+//! of the repository's tenant, and is sent again with it.
 
 use crate::error::BuildError;
 use async_trait::async_trait;
+use berth_common::registry_auth::{Access, Grants, RegistryCredentials};
 use reqwest::header::{HeaderMap, ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How much longer than its deadline a build's grants live: the push (and
+/// the digest read after it) may end just at the deadline.
+pub const GRANT_MARGIN: Duration = Duration::from_secs(60);
+
+/// The grants a build uses, pushes and pulls alike: they live as long as
+/// the build may ([`GRANT_MARGIN`] past `deadline`), and no longer.
+pub fn build_grants(grants: Grants, deadline: Duration) -> Grants {
+    grants
+        .push_for(deadline + GRANT_MARGIN)
+        .pull_for(deadline + GRANT_MARGIN)
+}
 
 /// Manifest types a registry may store an image as.
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
@@ -21,6 +39,8 @@ pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
 pub struct ImageRepo {
     /// `host[:port][/prefix]`, as configured.
     pub registry: String,
+    /// The tenant whose grants reach it.
+    pub tenant: String,
     /// `tenant/app`.
     pub path: String,
 }
@@ -29,6 +49,7 @@ impl ImageRepo {
     pub fn new(registry: &str, tenant: &str, app: &str) -> Self {
         Self {
             registry: registry.trim_end_matches('/').to_owned(),
+            tenant: tenant.to_owned(),
             path: format!("{tenant}/{app}"),
         }
     }
@@ -55,7 +76,7 @@ pub trait Registry: Send + Sync + 'static {
     async fn digest(&self, repo: &ImageRepo, tag: &str) -> Result<Option<String>, BuildError>;
 }
 
-/// The Distribution v2 HTTP API, with basic auth or a bearer token.
+/// The Distribution v2 HTTP API, with tokens for per-tenant pull grants.
 #[derive(Clone)]
 pub struct HttpRegistry {
     client: reqwest::Client,
@@ -64,7 +85,7 @@ pub struct HttpRegistry {
     /// Path before `tenant/app` in repository names (from `host/prefix`).
     prefix: String,
     display: String,
-    credentials: Option<(String, String)>,
+    credentials: Arc<dyn RegistryCredentials>,
 }
 
 impl std::fmt::Debug for HttpRegistry {
@@ -91,8 +112,7 @@ impl HttpRegistry {
     pub fn new(
         registry: &str,
         insecure: Option<bool>,
-        username: Option<String>,
-        password: Option<String>,
+        credentials: Arc<dyn RegistryCredentials>,
     ) -> Result<Self, BuildError> {
         let registry = registry.trim_end_matches('/');
         let (host, prefix) = registry.split_once('/').unwrap_or((registry, ""));
@@ -110,7 +130,7 @@ impl HttpRegistry {
             base: format!("{scheme}://{host}"),
             prefix: prefix.to_owned(),
             display: registry.to_owned(),
-            credentials: username.map(|user| (user, password.unwrap_or_default())),
+            credentials,
         })
     }
 
@@ -139,19 +159,22 @@ impl HttpRegistry {
             .client
             .request(method, url)
             .header(ACCEPT, MANIFEST_TYPES);
-        request = match (bearer, &self.credentials) {
-            (Some(token), _) => request.bearer_auth(token),
-            (None, Some((user, password))) => request.basic_auth(user, Some(password)),
-            (None, None) => request,
-        };
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
         request
             .send()
             .await
             .map_err(|e| self.problem(format!("cannot be reached: {}", without_url(&e))))
     }
 
-    /// The token flow of registries that answer 401 with a Bearer challenge.
-    async fn bearer_token(&self, headers: &HeaderMap) -> Result<Option<String>, BuildError> {
+    /// The token flow: the challenge's realm gives a token for a pull grant
+    /// of the repository's tenant.
+    async fn bearer_token(
+        &self,
+        repo: &ImageRepo,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, BuildError> {
         let Some(challenge) = headers
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
@@ -168,10 +191,12 @@ impl HttpRegistry {
             .filter(|(k, _)| k == "service" || k == "scope")
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let mut request = self.client.get(realm).query(&query);
-        if let Some((user, password)) = &self.credentials {
-            request = request.basic_auth(user, Some(password));
-        }
+        let grant = self.credentials.for_tenant(&repo.tenant, Access::Pull);
+        let request = self
+            .client
+            .get(realm)
+            .query(&query)
+            .basic_auth(&grant.username, Some(&grant.password));
         let response = request.send().await.map_err(|e| {
             self.problem(format!(
                 "token service cannot be reached: {}",
@@ -179,7 +204,12 @@ impl HttpRegistry {
             ))
         })?;
         if !response.status().is_success() {
-            return Ok(None);
+            return Err(self.problem(format!(
+                "its token service ({realm}) refused berth's pull grant for tenant `{}` with {}: \
+                 it must be berth's /api/v1/registry/token, with the same BERTH_SECRET_KEY",
+                repo.tenant,
+                response.status()
+            )));
         }
         let body: serde_json::Value = response
             .json()
@@ -200,16 +230,18 @@ impl Registry for HttpRegistry {
         let mut response = self.send(Method::HEAD, &url, None).await?;
         let mut token = None;
         if response.status() == StatusCode::UNAUTHORIZED {
-            token = self.bearer_token(response.headers()).await?;
+            token = self.bearer_token(repo, response.headers()).await?;
             if let Some(token) = &token {
                 response = self.send(Method::HEAD, &url, Some(token)).await?;
             }
         }
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.problem(
-                "refused berth's credentials (BERTH_REGISTRY_USERNAME / BERTH_REGISTRY_PASSWORD)",
-            )),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(self.problem(format!(
+                "refused the token for tenant `{}`'s pull grant: does the registry's \
+                 auth.token (service, issuer, rootcertbundle) match berth's token service?",
+                repo.tenant
+            ))),
             status if status.is_success() => {
                 let header = response
                     .headers()
@@ -287,6 +319,9 @@ fn parse_challenge(challenge: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    fn grants() -> Arc<dyn RegistryCredentials> {
+        Arc::new(Grants::from_secret_key(&berth_proto::SecretKey::generate_base64()).unwrap())
+    }
 
     #[test]
     fn image_names() {
@@ -305,13 +340,13 @@ mod tests {
         assert!(default_insecure("localhost"));
         assert!(!default_insecure("registry.example.com"));
         assert!(!default_insecure("ghcr.io/acme"));
-        let registry = HttpRegistry::new("ghcr.io/acme", None, None, None).unwrap();
+        let registry = HttpRegistry::new("ghcr.io/acme", None, grants()).unwrap();
         assert_eq!(registry.base, "https://ghcr.io");
         assert_eq!(
             registry.api_name(&ImageRepo::new("ghcr.io/acme", "t", "a")),
             "acme/t/a"
         );
-        let registry = HttpRegistry::new("10.0.0.5:5000", Some(true), None, None).unwrap();
+        let registry = HttpRegistry::new("10.0.0.5:5000", Some(true), grants()).unwrap();
         assert_eq!(registry.base, "http://10.0.0.5:5000");
     }
 

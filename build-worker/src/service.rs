@@ -11,7 +11,7 @@ use crate::docker::{BuildJob, Built, ImageBuilder};
 use crate::error::BuildError;
 use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
 use crate::prepare::prepare;
-use crate::registry::{ImageRepo, Registry};
+use crate::registry::{is_digest, ImageRepo, Registry};
 use crate::slots::BuildSlots;
 use async_trait::async_trait;
 use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
@@ -388,6 +388,10 @@ where
         Ok(release)
     }
 
+    /// The release of an image berth itself built for `commit`, when the
+    /// request names one (by the digest the backend recorded) and the
+    /// registry still has it. A tag is never trusted: whoever can push to
+    /// the repository can move it.
     async fn already_built(
         &self,
         request: &BuildRequested,
@@ -395,14 +399,26 @@ where
         commit: &str,
         log: &BuildLog,
     ) -> Result<Option<Release>, BuildError> {
-        let Some(digest) = self.registry.digest(repo, commit).await? else {
+        let Some(known) = request
+            .known_images
+            .iter()
+            .find(|known| known.commit == commit && is_digest(&known.digest))
+        else {
             return Ok(None);
         };
+        if self.registry.digest(repo, &known.digest).await?.as_deref() != Some(&known.digest) {
+            log.line(format!(
+                "The image built earlier for {commit} ({}) is gone from the registry; building it again",
+                known.digest
+            ))
+            .await;
+            return Ok(None);
+        }
         log.line(format!(
             "Image already built for {commit}; skipping the build"
         ))
         .await;
-        let release = self.release(request, repo, commit, &digest);
+        let release = self.release(request, repo, commit, &known.digest);
         log.line(format!("Using {}", release.image)).await;
         Ok(Some(release))
     }
@@ -447,6 +463,10 @@ fn image_labels(
         ),
     ])
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
 
 #[async_trait]
 impl<B, F, R, L, P> Handler for BuildService<B, F, R, L, P>

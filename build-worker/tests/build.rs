@@ -1,12 +1,14 @@
 //! The build worker end to end on the local stack (`infra/local/stack.sh up`):
 //! real git repositories (file:// URLs), real builds on Podman through its
-//! Docker-compatible socket, pushes to the real registry, build lines read
-//! back from tansu, messages over a real RabbitMQ vhost.
+//! Docker-compatible socket, pushes to a real registry (the test's own, with
+//! token authentication and per-tenant grants), build lines read back from
+//! tansu, messages over a real RabbitMQ vhost.
 
 mod support;
 
-use berth_build_worker::{ImageRepo, Registry};
-use berth_proto::{DeploymentState, LogSource, LogStream};
+use berth_build_worker::Registry;
+use berth_common::registry_auth::Access;
+use berth_proto::{DeploymentState, KnownImage, LogSource, LogStream};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -63,8 +65,7 @@ async fn a_python_app_is_built_and_pushed_and_the_same_commit_is_not_built_again
     assert_eq!(release.app, app);
     assert_eq!(release.commit, sha);
     assert_eq!(release.config, request.config);
-    let settings = settings(true);
-    let image_repo = ImageRepo::new(&settings.registry, TENANT, &app.name);
+    let image_repo = harness.image_repo(&app);
     assert!(
         release
             .image
@@ -73,7 +74,8 @@ async fn a_python_app_is_built_and_pushed_and_the_same_commit_is_not_built_again
         release.image
     );
     // The digest is the one the registry serves for the commit's tag.
-    let served = registry_client()
+    let served = harness
+        .registry_client()
         .digest(&image_repo, &sha)
         .await
         .unwrap()
@@ -81,7 +83,7 @@ async fn a_python_app_is_built_and_pushed_and_the_same_commit_is_not_built_again
     assert_eq!(digest_of(&release.image), served);
 
     // The generated image runs the app on PORT.
-    let answer = serve_and_fetch(&image_repo.tagged(&sha), request.config.port).await;
+    let answer = serve_and_fetch(&harness, &image_repo.tagged(&sha), request.config.port).await;
     assert_eq!(answer, "hello from berth\n");
 
     let lines = log_lines(app.id, first, "Pushed ").await;
@@ -111,9 +113,14 @@ async fn a_python_app_is_built_and_pushed_and_the_same_commit_is_not_built_again
         );
     }
 
-    // The same commit again (a redeploy, or a redelivery): no build.
+    // The same commit again (a redeploy, or a redelivery), with the digest
+    // berth recorded for it: no build.
     let started = Instant::now();
-    let again = harness.request(&app, source(&repo.url(), "main"));
+    let mut again = harness.request(&app, source(&repo.url(), "main"));
+    again.known_images = vec![KnownImage {
+        commit: sha.clone(),
+        digest: digest_of(&release.image).to_owned(),
+    }];
     let second = harness.submit(&again).await;
     let seen = harness.outcome(second, BUILD_TIMEOUT).await;
     let skipped_in = started.elapsed();
@@ -166,8 +173,14 @@ async fn an_exact_commit_is_built_even_when_the_branch_moved_on() {
             .any(|r| r.line == "Detected static site (index.html)"),
         "{lines:#?}"
     );
-    let tagged = ImageRepo::new(&settings(true).registry, TENANT, &app.name).tagged(&good);
-    let answers = serve_and_get(&tagged, 8080, &["/", "/Dockerfile", "/.berth-ca.crt"]).await;
+    let tagged = harness.image_repo(&app).tagged(&good);
+    let answers = serve_and_get(
+        &harness,
+        &tagged,
+        8080,
+        &["/", "/Dockerfile", "/.berth-ca.crt"],
+    )
+    .await;
     assert_eq!(
         answers[0],
         (200, "<!doctype html><p>hello</p>\n".to_owned())
@@ -177,11 +190,90 @@ async fn an_exact_commit_is_built_even_when_the_branch_moved_on() {
 
     // An abbreviated SHA resolves (after a fetch) to the same, built commit.
     src.commit = Some(good[..10].to_owned());
-    let deployment = harness.submit(&harness.request(&app, src)).await;
+    let mut request = harness.request(&app, src);
+    request.known_images = vec![KnownImage {
+        commit: good.clone(),
+        digest: digest_of(&release.image).to_owned(),
+    }];
+    let deployment = harness.submit(&request).await;
     let seen = harness.outcome(deployment, BUILD_TIMEOUT).await;
     assert_eq!(seen.states(), [DeploymentState::Cloning], "{seen:?}");
     assert_eq!(seen.deploy.unwrap().release.image, release.image);
     eprintln!("static site: built and pushed in {built_in:?}");
+}
+
+/// C1: whoever else pushes to an app's commit tag (a leaked grant, a
+/// registry operator) never makes that image a release: without the digest
+/// berth recorded the commit is built again, and with it that digest is
+/// used whatever the tag names now.
+#[tokio::test]
+async fn an_image_pushed_over_the_commits_tag_is_never_deployed() {
+    let harness = Harness::start(settings(true)).await;
+    let repo = TestRepo::new();
+    let static_image = settings(true).images.static_site;
+    let sha = repo.commit(
+        "a site",
+        &[(
+            "Dockerfile",
+            &format!("FROM {static_image}\nRUN echo ours > /site/index.html\n"),
+        )],
+    );
+    let app = new_app("poisoned");
+    let first = harness
+        .submit(&harness.request(&app, source(&repo.url(), "main")))
+        .await;
+    let built = harness
+        .outcome(first, BUILD_TIMEOUT)
+        .await
+        .deploy
+        .expect("the first build is deployed")
+        .release;
+    let ours = digest_of(&built.image).to_owned();
+
+    // Someone else's image under the commit's tag.
+    let image_repo = harness.image_repo(&app);
+    let foreign = harness
+        .push_as(&static_image, &image_repo, &sha, Access::Push)
+        .await;
+    assert_ne!(foreign, ours);
+    assert_eq!(
+        harness
+            .registry_client()
+            .digest(&image_repo, &sha)
+            .await
+            .unwrap(),
+        Some(foreign.clone())
+    );
+
+    // No digest recorded (the request of an old backend, or a commit berth
+    // never released): built again, not skipped to the tag.
+    let rebuilt = harness
+        .submit(&harness.request(&app, source(&repo.url(), "main")))
+        .await;
+    let seen = harness.outcome(rebuilt, BUILD_TIMEOUT).await;
+    assert!(
+        seen.states().contains(&DeploymentState::Building),
+        "{seen:?}"
+    );
+    let image = seen.deploy.expect("deployed").release.image;
+    assert!(!image.contains(&foreign), "{image}");
+
+    // With the recorded digest: skipped, and that digest is the release.
+    harness
+        .push_as(&static_image, &image_repo, &sha, Access::Push)
+        .await;
+    let mut request = harness.request(&app, source(&repo.url(), "main"));
+    request.known_images = vec![KnownImage {
+        commit: sha.clone(),
+        digest: ours.clone(),
+    }];
+    let skipped = harness.submit(&request).await;
+    let seen = harness.outcome(skipped, BUILD_TIMEOUT).await;
+    assert_eq!(seen.states(), [DeploymentState::Cloning], "{seen:?}");
+    assert_eq!(
+        seen.deploy.unwrap().release.image,
+        image_repo.by_digest(&ours)
+    );
 }
 
 #[tokio::test]

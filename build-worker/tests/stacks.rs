@@ -4,7 +4,6 @@
 
 mod support;
 
-use berth_build_worker::ImageRepo;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -28,8 +27,8 @@ async fn build_and_serve(stack: &str, files: &[(&str, &str)], detected: &str) ->
     eprintln!("{stack}: built and pushed in {:?}", started.elapsed());
     let lines = log_lines(app.id, deployment, "Pushed ").await;
     assert!(lines.iter().any(|r| r.line == detected), "{lines:#?}");
-    let image = ImageRepo::new(&settings(true).registry, TENANT, &app.name).tagged(&sha);
-    serve_and_fetch(&image, request.config.port).await
+    let image = harness.image_repo(&app).tagged(&sha);
+    serve_and_fetch(&harness, &image, request.config.port).await
 }
 
 #[tokio::test]

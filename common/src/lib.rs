@@ -14,6 +14,8 @@ pub mod kube_fake;
 pub mod kubernetes;
 pub mod logs;
 pub mod ops;
+#[cfg(feature = "registry_auth")]
+pub mod registry_auth;
 pub mod repo_policy;
 pub mod shutdown;
 

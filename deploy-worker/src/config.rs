@@ -78,6 +78,18 @@ pub struct Config {
     pub kubernetes: KubernetesSettings,
     #[command(flatten)]
     pub rollout: RolloutSettings,
+    /// berth's registry, host[:port][/prefix], as the build-worker has it.
+    /// Release images there are pulled with a pull grant of the release's
+    /// tenant (minted with BERTH_SECRET_KEY, checked by the registry's token
+    /// service); grants go to this host only. Unset, images are pulled
+    /// without credentials.
+    #[arg(long, env = "BERTH_REGISTRY")]
+    pub registry: Option<String>,
+    /// Days a tenant's image pull Secret (kubernetes driver) works. Kubelet
+    /// pulls whenever a pod lands on a node without the image, long after a
+    /// deploy; every deploy and scale-up of the tenant's apps renews it.
+    #[arg(long, env = "BERTH_K8S_PULL_GRANT_DAYS", default_value_t = 30)]
+    pub k8s_pull_grant_days: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,12 +111,6 @@ pub struct DockerConfig {
         default_value = "unix:///var/run/docker.sock"
     )]
     pub docker_host: String,
-    /// User the engine pulls release images from the registry with.
-    #[arg(long, env = "BERTH_REGISTRY_USERNAME")]
-    pub registry_username: Option<String>,
-    /// That user's registry password.
-    #[arg(long, env = "BERTH_REGISTRY_PASSWORD", hide_env_values = true)]
-    pub registry_password: Option<String>,
     /// Names this berth installation in the label `berth.dev/installation`
     /// on every container it starts, so installations sharing an engine
     /// (a developer's platform beside test runs) never touch each other's.
@@ -237,6 +243,9 @@ mod tests {
         assert_eq!(config.runtime, RuntimeKind::Docker);
         assert_eq!(config.kubernetes, KubernetesSettings::default());
         assert_eq!(config.rollout, RolloutSettings::default());
+        if std::env::var_os("BERTH_K8S_PULL_GRANT_DAYS").is_none() {
+            assert_eq!(config.k8s_pull_grant_days, 30);
+        }
         assert_eq!(
             config.docker.restart_policy,
             RestartPolicySetting {

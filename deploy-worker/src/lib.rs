@@ -16,6 +16,7 @@ pub mod error;
 #[cfg(test)]
 mod fixture;
 pub mod kubernetes;
+pub mod registry;
 pub mod runtime;
 pub mod service;
 
@@ -24,15 +25,28 @@ pub use error::DeployError;
 pub use runtime::{DeploySpec, Endpoint, Instance, Runtime};
 pub use service::DeployService;
 
+use berth_common::registry_auth::Grants;
 use berth_common::Broker;
 use berth_proto::names::DEPLOYS_QUEUE;
+use registry::{RegistryPull, ENGINE_PULL_GRANT};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the worker until `shutdown`: ops endpoints, then the consumer loop.
 /// In-flight deploys finish before it returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let key = config.secret_key.key()?;
+    let grants = Grants::from_secret_key(&config.secret_key.secret_key)
+        .map_err(|e| anyhow::anyhow!("BERTH_SECRET_KEY: {e}"))?;
+    let registry = config
+        .registry
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if registry.is_none() {
+        tracing::warn!("BERTH_REGISTRY is not set: release images are pulled without credentials");
+    }
     let broker = Broker::new(config.broker.amqp_url.clone(), "deploy-worker");
     let ready_broker = broker.clone();
     berth_common::ops::serve(
@@ -57,7 +71,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     "BERTH_APP_FENCE=false: tenants' apps are not fenced by this host's firewall"
                 );
             }
-            let runtime = docker::DockerRuntime::new(docker, config.docker.clone());
+            let pull = registry.map(|registry| {
+                RegistryPull::new(
+                    registry,
+                    Arc::new(grants.clone().pull_for(ENGINE_PULL_GRANT)),
+                )
+            });
+            let runtime = docker::DockerRuntime::new(docker, config.docker.clone(), pull);
             consume(runtime, broker, key, &config, shutdown).await
         }
         RuntimeKind::Kubernetes => {
@@ -70,11 +90,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 base_domain = config.kubernetes.base_domain,
                 "kubernetes driver"
             );
+            let days = u64::from(config.k8s_pull_grant_days.max(1));
+            let pull = registry.map(|registry| {
+                RegistryPull::new(
+                    registry,
+                    Arc::new(grants.pull_for(Duration::from_secs(days * 86_400))),
+                )
+            });
             let runtime = kubernetes::KubeRuntime::new(
                 client,
                 config.kubernetes.clone(),
                 config.rollout.clone(),
-            );
+            )
+            .with_image_pull(pull);
             consume(runtime, broker, key, &config, shutdown).await
         }
     }

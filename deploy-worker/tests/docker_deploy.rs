@@ -227,8 +227,8 @@ async fn a_stale_deploy_is_skipped() {
 async fn a_missing_image_fails_for_good() {
     let worker = Worker::start(60).await;
     let app = new_app();
-    let registry = berth_common::testing::setting("BERTH_REGISTRY");
-    let image = format!("{registry}/berth-test/nothing@sha256:{}", "e".repeat(64));
+    let registry = &registry().await.address;
+    let image = format!("{registry}/{TENANT}/nothing@sha256:{}", "e".repeat(64));
     let deployment = Uuid::now_v7();
     worker.deploy(deployment, &release(&app, &image, &[])).await;
     let failed = worker.outcome(deployment, 1).await;
@@ -287,4 +287,28 @@ async fn an_image_missing_on_the_engine_is_pulled_by_digest_with_credentials() {
     worker.runtime.remove_app(&app).await.unwrap();
     worker.stop().await;
     forget_image(&image).await;
+}
+
+/// A release naming another tenant's image does not run: the engine pulls
+/// with a pull grant of the release's own tenant, which the registry
+/// refuses for anyone else's repositories.
+#[tokio::test]
+async fn another_tenants_image_cannot_be_pulled_for_a_release() {
+    let page = format!("theirs-{}", Uuid::new_v4().simple());
+    let image = build_and_push(&format!("theirs-{}", &page[7..19]), &web_dockerfile(&page)).await;
+    forget_image(&image).await;
+    let worker = Worker::start(60).await;
+    let mut app = new_app();
+    app.tenant = "intruder".into();
+    let deployment = Uuid::now_v7();
+    worker.deploy(deployment, &release(&app, &image, &[])).await;
+    let failed = worker.outcome(deployment, 1).await;
+    assert_eq!(failed.state, DeploymentState::Failed, "{failed:?}");
+    let reason = failed.reason.unwrap();
+    assert!(
+        reason.starts_with(&format!("the image {image} cannot be pulled:")),
+        "{reason}"
+    );
+    assert!(containers_of(&app).await.is_empty());
+    worker.stop().await;
 }

@@ -2,7 +2,9 @@
 //! is run with a release given as flags or as a file, and its YAML is
 //! compared, object by object, with what the driver would apply.
 
-use berth_deploy_worker::kubernetes::{plan, KubernetesSettings};
+use berth_common::registry_auth::Credentials;
+use berth_deploy_worker::kubernetes::render::PLACEHOLDER_GRANT;
+use berth_deploy_worker::kubernetes::{plan, KubernetesSettings, PullSecret};
 use berth_proto::{AppRef, Binding, Release, ReleaseConfig, Resources, SecretKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -134,7 +136,7 @@ fn render_from_flags_prints_the_plan() {
         },
     };
     let printed = documents(&output);
-    assert_eq!(printed, plan(&release, deployment, &env, &settings));
+    assert_eq!(printed, plan(&release, deployment, &env, &settings, None));
     assert_eq!(printed.len(), 10);
     assert_eq!(
         printed[9]["spec"]["rules"][0]["host"],
@@ -142,6 +144,43 @@ fn render_from_flags_prints_the_plan() {
     );
     assert_eq!(printed[1]["spec"]["hard"]["pods"], "7");
     assert_eq!(printed[7]["spec"]["revisionHistoryLimit"], 5);
+}
+
+#[test]
+fn with_the_registry_the_tenants_pull_secret_is_rendered_and_named_by_its_pods() {
+    let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+    let release = release(&key);
+    let file = scratch("release.json", &json!({ "release": release }).to_string());
+    let printed = documents(&render(&[
+        "--release",
+        file.to_str().unwrap(),
+        "--registry",
+        "registry.example:5000/berth",
+    ]));
+    let pull = PullSecret {
+        registry: "registry.example:5000".into(),
+        credentials: Credentials {
+            username: "pull.acme".into(),
+            password: PLACEHOLDER_GRANT.into(),
+        },
+    };
+    let expected = plan(
+        &release,
+        Uuid::nil(),
+        &BTreeMap::new(),
+        &KubernetesSettings::default(),
+        Some(&pull),
+    );
+    assert_eq!(printed, expected);
+    assert_eq!(printed.len(), 10);
+    assert_eq!(printed[5]["kind"], "Secret");
+    assert_eq!(printed[5]["metadata"]["name"], "berth-registry-pull");
+    assert_eq!(printed[5]["metadata"]["namespace"], "berth-acme");
+    assert_eq!(printed[5]["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        printed[7]["spec"]["template"]["spec"]["imagePullSecrets"],
+        json!([{"name": "berth-registry-pull"}])
+    );
 }
 
 #[test]
@@ -163,7 +202,13 @@ fn render_of_a_deploy_requested_payload_prints_the_plan_with_the_env_given_in_cl
     let printed = documents(&output);
     assert_eq!(
         printed,
-        plan(&release, deployment, &env, &KubernetesSettings::default())
+        plan(
+            &release,
+            deployment,
+            &env,
+            &KubernetesSettings::default(),
+            None
+        )
     );
     assert_eq!(
         printed[6]["data"]["SECRET"], "czNjcmV0",
@@ -184,6 +229,7 @@ fn a_bare_release_without_its_sealed_env_renders_too() {
         Uuid::nil(),
         &BTreeMap::new(),
         &KubernetesSettings::default(),
+        None,
     );
     assert_eq!(
         printed, expected,

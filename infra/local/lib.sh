@@ -47,6 +47,13 @@ KAFKA_PORT=9092
 
 REGISTRY_ADDR="127.0.0.1:5000"
 REGISTRY_DIR="$BERTH_STATE/registry"
+# Token authentication: the realm is the local backend (BERTH_LISTEN), which
+# signs tokens with the key below; the registry trusts its certificate.
+REGISTRY_TOKEN_REALM="http://127.0.0.1:8080/api/v1/registry/token"
+REGISTRY_SERVICE="berth-registry"
+REGISTRY_TOKEN_ISSUER="berth"
+REGISTRY_TOKEN_KEY="$BERTH_SECRETS/registry-token.key"
+REGISTRY_TOKEN_CERT="$BERTH_SECRETS/registry-token.crt"
 
 # The SMTP sink: a real SMTP server (aiosmtpd) that delivers every message
 # into a Maildir, where the tests read password-reset mail.

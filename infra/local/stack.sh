@@ -24,7 +24,6 @@ load_secrets() {
   for user in "${!RMQ_READ[@]}"; do
     RMQ_PASSWORDS[$user]="$(secret "rabbitmq-$user-password" gen_hex 16)"
   done
-  REGISTRY_PASSWORD="$(secret registry-password gen_hex 16)"
   REGISTRY_HTTP_SECRET="$(secret registry-http-secret gen_hex 32)"
   JWT_SECRET="$(secret jwt-secret gen_hex 64)"
   SECRET_KEY="$(secret secret-key sh -c 'head -c32 /dev/urandom | base64 -w0')"
@@ -248,11 +247,33 @@ smtp_down() { stop_pidfile smtp "$BERTH_RUN/smtp.pid"; }
 registry_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$REGISTRY_ADDR/v2/" || true; }
 registry_ready() { [[ $(registry_code) == 401 ]]; }
 
+# The key registry tokens are signed with (P-256, PKCS#8) and its self-signed
+# certificate, the registry's rootcertbundle. The backend signs with the key;
+# the registry trusts tokens whose x5c chain is this certificate. Root only.
+registry_token_keys() {
+  ensure_dirs
+  local key=$REGISTRY_TOKEN_KEY crt=$REGISTRY_TOKEN_CERT
+  if [[ ! -s $key ]]; then
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key.tmp" 2>/dev/null \
+      && mv -f "$key.tmp" "$key") || die "could not make the registry token key"
+    rm -f "$crt"
+  fi
+  # A certificate of another key (a key made again) is made again too.
+  if [[ ! -s $crt ]] || [[ $(openssl x509 -noout -pubkey -in "$crt" 2>/dev/null) != "$(openssl pkey -pubout -in "$key" 2>/dev/null)" ]]; then
+    (umask 077 && openssl req -new -x509 -key "$key" -out "$crt.tmp" -days 3650 \
+      -subj "/CN=berth registry token issuer" 2>/dev/null && mv -f "$crt.tmp" "$crt") \
+      || die "could not make the registry token certificate"
+  fi
+  chmod 600 "$key" "$crt"
+}
+
 registry_up() {
   mkdir -p "$REGISTRY_DIR/data"
-  if ! [[ -s $REGISTRY_DIR/htpasswd ]] || ! htpasswd -vb "$REGISTRY_DIR/htpasswd" berth "$REGISTRY_PASSWORD" >/dev/null 2>&1; then
-    (umask 077 && htpasswd -Bbn berth "$REGISTRY_PASSWORD" >"$REGISTRY_DIR/htpasswd")
-  fi
+  # Every tenant's images: root only.
+  chmod 700 "$REGISTRY_DIR"
+  registry_token_keys
+  # No shared password user any more: every client presents a per-tenant grant.
+  rm -f "$REGISTRY_DIR/htpasswd"
   local changed=0
   (umask 077 && write_if_changed "$REGISTRY_DIR/config.yml") <<EOF && changed=1
 # Written by infra/local/stack.sh; edits are overwritten.
@@ -273,11 +294,18 @@ http:
   secret: $REGISTRY_HTTP_SECRET
   headers:
     X-Content-Type-Options: [nosniff]
+# Token authentication with berth's backend as the issuer: clients present a
+# per-tenant grant to the realm and get a token for that tenant's
+# repositories only (berth_common::registry_auth).
 auth:
-  htpasswd:
-    realm: berth-registry
-    path: $REGISTRY_DIR/htpasswd
+  token:
+    realm: $REGISTRY_TOKEN_REALM
+    service: $REGISTRY_SERVICE
+    issuer: $REGISTRY_TOKEN_ISSUER
+    rootcertbundle: $REGISTRY_TOKEN_CERT
 EOF
+  # The certificate is read at start only.
+  [[ $REGISTRY_TOKEN_CERT -nt $BERTH_RUN/registry.pid ]] && changed=1
   if ((changed)) && pid_alive "$BERTH_RUN/registry.pid"; then
     log "registry: configuration changed; restarting"
     stop_pidfile registry "$BERTH_RUN/registry.pid"
@@ -290,7 +318,7 @@ EOF
       docker-registry serve "$REGISTRY_DIR/config.yml"
     wait_for "registry" 30 registry_ready || { tail -n 30 "$BERTH_LOGS/registry.log" >&2; die "registry did not start"; }
   fi
-  ok "registry: ready (http://$REGISTRY_ADDR, user berth, htpasswd)"
+  ok "registry: ready (http://$REGISTRY_ADDR, token auth, realm $REGISTRY_TOKEN_REALM)"
 }
 
 registry_down() { stop_pidfile registry "$BERTH_RUN/registry.pid"; }
@@ -351,23 +379,32 @@ driver = "$driver"
 graphroot = "$PODMAN_DIR/storage"
 runroot = "$PODMAN_DIR/run"
 EOF
-  write_if_changed "$PODMAN_DIR/registries.conf" <<EOF || true
+  # Plain http to registries on this machine, on any port: the stack's, and
+  # the ones tests start on random ports. Podman 4.3 (containers/image)
+  # applies a location without a port to every port of that host.
+  write_if_changed "$PODMAN_DIR/registries.conf" <<EOF && PODMAN_RESTART=1 || true
 # Written by infra/local/stack.sh. Nothing can be pulled from public registries
 # here, so no short names are resolved against them.
 unqualified-search-registries = []
 
 [[registry]]
-location = "$REGISTRY_ADDR"
+location = "${REGISTRY_ADDR%%:*}"
 insecure = true
 
 [[registry]]
-location = "localhost:${REGISTRY_ADDR##*:}"
+location = "localhost"
 insecure = true
 EOF
 }
 
 podman_up() {
+  PODMAN_RESTART=0
   podman_configure
+  # The service reads registries.conf once.
+  if ((PODMAN_RESTART)) && pid_alive "$BERTH_RUN/podman.pid"; then
+    log "podman: registries.conf changed; restarting the API service"
+    stop_pidfile podman "$BERTH_RUN/podman.pid" 5
+  fi
   if pid_alive "$BERTH_RUN/podman.pid" && podman_ready; then
     log "podman: API service already running"
   else
@@ -454,8 +491,11 @@ write_env_file() {
     emit BERTH_JWT_SECRET "$JWT_SECRET"
     emit BERTH_DOCKER_HOST "unix://$PODMAN_SOCK"
     emit BERTH_REGISTRY "$REGISTRY_ADDR"
-    emit BERTH_REGISTRY_USERNAME berth
-    emit BERTH_REGISTRY_PASSWORD "$REGISTRY_PASSWORD"
+    echo "# The registry's token service is the backend (the realm); it signs with this key:"
+    emit BERTH_REGISTRY_TOKEN_KEY "$REGISTRY_TOKEN_KEY"
+    emit BERTH_REGISTRY_TOKEN_CERT "$REGISTRY_TOKEN_CERT"
+    emit BERTH_REGISTRY_SERVICE "$REGISTRY_SERVICE"
+    emit BERTH_REGISTRY_TOKEN_ISSUER "$REGISTRY_TOKEN_ISSUER"
     for k in "${BASE_IMAGE_ORDER[@]}"; do
       emit "BERTH_BASE_IMAGE_$k" "$(base_image_value "$k")"
     done
@@ -607,7 +647,7 @@ cmd_status() {
   line postgres "$(updown pg_ready)" "127.0.0.1:$PG_PORT  data .berth/postgres"
   line rabbitmq "$(updown rmq_ready)" "127.0.0.1:$RMQ_PORT  node $RMQ_NODE"
   line tansu "$(updown kafka_ready)" "127.0.0.1:$KAFKA_PORT  $TANSU_BIN"
-  line registry "$(updown registry_ready)" "http://$REGISTRY_ADDR"
+  line registry "$(updown registry_ready)" "http://$REGISTRY_ADDR  token auth, realm $REGISTRY_TOKEN_REALM"
   line smtp "$(updown smtp_ready)" "smtp://127.0.0.1:$SMTP_PORT  mail .berth/mail"
   line podman "$(updown podman_ready)" "unix://$PODMAN_SOCK"
   local k img

@@ -18,7 +18,7 @@ pub use envelope::{DecodeError, Envelope, Message, Payload};
 pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{
     AppRef, AppRemovalRequested, AppScaleRequested, BuildRequested, DeployRequested,
-    DeploymentProgress, Release, ReleaseConfig, Resources, Source,
+    DeploymentProgress, KnownImage, Release, ReleaseConfig, Resources, Source,
 };
 pub use sealed::{Sealed, SealedError, SecretKey};
 pub use state::{DeploymentState, TransitionError};

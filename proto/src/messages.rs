@@ -71,6 +71,17 @@ pub struct Release {
     pub config: ReleaseConfig,
 }
 
+/// An image berth built (and recorded as a release) for one of the app's
+/// commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownImage {
+    /// The full commit SHA.
+    pub commit: String,
+    /// The manifest digest berth read from the registry after its push:
+    /// `sha256:…`.
+    pub digest: String,
+}
+
 /// Build `source` and then deploy it as release `release_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildRequested {
@@ -78,6 +89,13 @@ pub struct BuildRequested {
     pub release_id: Uuid,
     pub source: Source,
     pub config: ReleaseConfig,
+    /// The images berth recorded for the app's recent commits (the exact
+    /// commit's when one is asked for). The build is skipped only when the
+    /// commit it resolves to is here and the registry still has that
+    /// digest: an image is trusted by the digest berth recorded, never by a
+    /// tag, which anyone who could push to the repository could have moved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_images: Vec<KnownImage>,
 }
 
 impl Payload for BuildRequested {
@@ -198,4 +216,32 @@ impl Payload for DeploymentProgress {
     const TYPE: &'static str = "deployment.progress";
     const VERSION: u32 = 1;
     const QUEUE: &'static str = INFORM_QUEUE;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_request_without_known_images_trusts_no_image() {
+        let json = serde_json::json!({
+            "app": {"id": Uuid::nil(), "name": "web", "tenant": "acme"},
+            "release_id": Uuid::nil(),
+            "source": {"repo_url": "https://example.com/r.git", "git_ref": "main"},
+            "config": {"port": 8000, "env": {"nonce": "", "ciphertext": ""},
+                       "env_version": 1, "replicas": 1},
+        });
+        let request: BuildRequested = serde_json::from_value(json).unwrap();
+        assert!(request.known_images.is_empty());
+        let with = BuildRequested {
+            known_images: vec![KnownImage {
+                commit: "a".repeat(40),
+                digest: format!("sha256:{}", "b".repeat(64)),
+            }],
+            ..request
+        };
+        let back: BuildRequested =
+            serde_json::from_value(serde_json::to_value(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+    }
 }

@@ -4,7 +4,7 @@
 
 use berth_proto::{
     AppRef, AppScaleRequested, BuildRequested, DeploymentProgress, DeploymentState, Envelope,
-    LogRecord, LogSource, LogStream, Message, ReleaseConfig, Resources, Sealed, Source,
+    KnownImage, LogRecord, LogSource, LogStream, Message, ReleaseConfig, Resources, Sealed, Source,
 };
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
@@ -107,6 +107,7 @@ fn build() -> impl Strategy<Value = BuildRequested> {
             proptest::option::of(any::<u32>()),
             proptest::option::of(any::<u32>()),
         ),
+        proptest::collection::vec(("[0-9a-f]{40}", "sha256:[0-9a-f]{64}"), 0..3),
     )
         .prop_map(
             |(
@@ -116,8 +117,13 @@ fn build() -> impl Strategy<Value = BuildRequested> {
                 token,
                 config,
                 resources,
+                known,
             )| {
                 BuildRequested {
+                    known_images: known
+                        .into_iter()
+                        .map(|(commit, digest)| KnownImage { commit, digest })
+                        .collect(),
                     app,
                     release_id,
                     source: Source {

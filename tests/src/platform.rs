@@ -1,6 +1,10 @@
-//! One running berth: backend, build-worker, deploy-worker, log-streamer.
+//! One running berth: backend, build-worker, deploy-worker, log-streamer,
+//! and an image registry of its own whose token service (realm) is this
+//! platform's backend, as on a real installation. (The stack's registry
+//! answers to the backend on :8080, which tests do not run.)
 
 use anyhow::{bail, Context, Result};
+use berth_common::testing::registry::{SigningFiles, TestRegistry, ISSUER, SERVICE};
 use berth_common::testing::{repo_root, stack_env, TestVhost};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -29,6 +33,8 @@ pub struct Platform {
     /// Deleted (with the database) when the platform is dropped.
     vhost: TestVhost,
     database: String,
+    /// Stopped (its images deleted) when the platform is dropped.
+    pub registry: TestRegistry,
 }
 
 fn free_port() -> u16 {
@@ -75,6 +81,13 @@ impl Platform {
         let database = format!("berth_e2e_{id}");
         let database_url = create_database(&env["BERTH_PG_ADMIN_URL"], &database)?;
         let vhost = TestVhost::new();
+        let signing = SigningFiles::generate(dir.path());
+        let registry =
+            TestRegistry::start_with_realm(&format!("{base_url}/api/v1/registry/token"), &signing)
+                .await;
+        // No platform-wide registry user: every push and pull is a grant.
+        env.remove("BERTH_REGISTRY_USERNAME");
+        env.remove("BERTH_REGISTRY_PASSWORD");
         let overrides = [
             ("BERTH_DATABASE_URL", database_url),
             ("BERTH_AMQP_URL", vhost.url.clone()),
@@ -90,6 +103,17 @@ impl Platform {
                 dir.path().join("log-streamer").display().to_string(),
             ),
             ("BERTH_ALLOW_LOCAL_REPOS", "true".into()),
+            ("BERTH_REGISTRY", registry.address.clone()),
+            (
+                "BERTH_REGISTRY_TOKEN_KEY",
+                signing.key.display().to_string(),
+            ),
+            (
+                "BERTH_REGISTRY_TOKEN_CERT",
+                signing.certificate.display().to_string(),
+            ),
+            ("BERTH_REGISTRY_SERVICE", SERVICE.into()),
+            ("BERTH_REGISTRY_TOKEN_ISSUER", ISSUER.into()),
             ("RUST_LOG", "info,berth=debug".into()),
         ];
         env.extend(overrides.map(|(k, v)| (k.to_owned(), v)));
@@ -101,6 +125,7 @@ impl Platform {
             children: Vec::new(),
             vhost,
             database,
+            registry,
         };
         for name in BINARIES {
             platform.spawn(name)?;

@@ -109,6 +109,18 @@ async fn push_to_live_then_redeploy_a_change() -> Result<()> {
     assert_eq!(first_now["state"], "superseded");
     let app_now = client.get(&format!("/apps/{app_id}")).await?;
     assert_eq!(app_now["url"], second_url.as_str(), "{app_now}");
+
+    // The same commit again: no build. The image is the one berth recorded
+    // for it, by digest, found in the platform's own registry through its
+    // token service (the backend) with a pull grant of the tenant.
+    let third = deploy_live(&client, &platform, app_id).await?;
+    assert_eq!(
+        state_names(&third)?,
+        ["queued", "cloning", "deploying", "live"],
+        "{third}"
+    );
+    assert_eq!(third["image"], second["image"]);
+    assert_eq!(fetch_body(&endpoint(&third)?).await?, "hello v2");
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! recorded from the workers' reports and deployed again on rollback.
 
 use crate::error::Result;
-use berth_proto::{AppRef, Binding, Release, ReleaseConfig, Resources, SecretKey};
+use berth_proto::{AppRef, Binding, KnownImage, Release, ReleaseConfig, Resources, SecretKey};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json as SqlJson;
@@ -54,6 +54,53 @@ pub async fn list_for_app(db: &PgPool, app_id: Uuid) -> Result<Vec<ReleaseRow>> 
     .bind(app_id)
     .fetch_all(db)
     .await?)
+}
+
+/// How many of an app's most recent commits a build request names images
+/// for: enough for redeploys of recent branch heads, small in a message.
+pub const KNOWN_IMAGES: i64 = 20;
+
+/// The images berth recorded for the app's most recently released commits,
+/// newest first, one per commit (its newest release's); only those of
+/// commits starting with `commit` when one is given (an abbreviated SHA
+/// names every commit it prefixes). What a build may skip to.
+pub async fn known_images(
+    conn: &mut PgConnection,
+    app_id: Uuid,
+    commit: Option<&str>,
+) -> Result<Vec<KnownImage>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT commit_sha, image FROM (
+             SELECT DISTINCT ON (commit_sha) commit_sha, image, created_at, id FROM releases
+             WHERE app_id = $1 AND ($2::text IS NULL OR starts_with(commit_sha, $2))
+             ORDER BY commit_sha, created_at DESC, id DESC
+         ) newest ORDER BY created_at DESC, id DESC LIMIT $3",
+    )
+    .bind(app_id)
+    .bind(commit)
+    .bind(KNOWN_IMAGES)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(commit, image)| {
+            let (_, digest) = image.rsplit_once('@')?;
+            is_digest(digest).then(|| KnownImage {
+                commit,
+                digest: digest.to_owned(),
+            })
+        })
+        .collect())
+}
+
+/// `sha256:` and 64 lowercase hex digits.
+fn is_digest(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Records a release reported by a worker; a repeated report changes nothing.

@@ -4,7 +4,7 @@
 //! so here the tenant's quota of queued deployments is checked and every
 //! release gets the app's effective resources.
 
-use super::releases::ReleaseRow;
+use super::releases::{self, ReleaseRow};
 use super::store;
 use crate::apps::store::AppRow;
 use crate::error::{Error, Result};
@@ -85,6 +85,8 @@ pub async fn request_build(
         },
     )
     .await?;
+    // Only digests berth recorded make a build skippable, never a tag.
+    let known_images = releases::known_images(conn, app.id, intent.commit).await?;
     // Sealed: the token is never in the queue, the outbox or a log in clear.
     let token = crate::github::clone_token(conn, intent.key, app, intent.github_host).await?;
     let payload = BuildRequested {
@@ -105,6 +107,7 @@ pub async fn request_build(
             replicas: app.replica_count(),
             resources: intent.quotas.app.effective(app.stored_resources()).into(),
         },
+        known_images,
     };
     outbox::enqueue(conn, Some(id), &payload).await?;
     github_status::track(conn, id, app, intent.github_host).await?;

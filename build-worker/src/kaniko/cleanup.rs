@@ -1,10 +1,10 @@
 //! The build Pod's removal: a Pod an earlier attempt left, and the Pod of
-//! this build however it ends.
+//! this build and its registry Secret however the build ends.
 
 use super::api_error;
 use crate::buildlog::BuildLog;
 use crate::error::BuildError;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams};
 use std::time::Duration;
 
@@ -51,26 +51,44 @@ pub(super) async fn remove_leftover(
         })
 }
 
-/// Deletes the build Pod: awaited where the build ends, or in the
-/// background if the build is dropped before.
+/// Deletes the build Pod (once created) and its registry Secret: awaited
+/// where the build ends, or in the background if the build is dropped
+/// before.
 pub(super) struct PodGuard {
     pods: Api<Pod>,
+    secrets: Api<Secret>,
     name: String,
+    secret: String,
+    pod_created: bool,
     armed: bool,
 }
 
 impl PodGuard {
-    pub(super) fn new(pods: Api<Pod>, name: String) -> Self {
+    pub(super) fn new(pods: Api<Pod>, secrets: Api<Secret>, name: String, secret: String) -> Self {
         Self {
             pods,
+            secrets,
             name,
+            secret,
+            pod_created: false,
             armed: true,
         }
     }
 
+    /// The Pod exists: it goes too.
+    pub(super) fn pod_created(&mut self) {
+        self.pod_created = true;
+    }
+
     pub(super) async fn delete(mut self) {
         self.armed = false;
-        delete_pod(&self.pods, &self.name).await;
+        remove(
+            self.pod_created.then_some(&self.pods),
+            &self.name,
+            &self.secrets,
+            &self.secret,
+        )
+        .await;
     }
 }
 
@@ -80,16 +98,33 @@ impl Drop for PodGuard {
             return;
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let (pods, name) = (self.pods.clone(), std::mem::take(&mut self.name));
-            handle.spawn(async move { delete_pod(&pods, &name).await });
+            let (pods, secrets) = (self.pods.clone(), self.secrets.clone());
+            let (name, secret) = (
+                std::mem::take(&mut self.name),
+                std::mem::take(&mut self.secret),
+            );
+            let pod_created = self.pod_created;
+            handle.spawn(async move {
+                remove(pod_created.then_some(&pods), &name, &secrets, &secret).await
+            });
         }
     }
 }
 
-async fn delete_pod(pods: &Api<Pod>, name: &str) {
-    match pods.delete(name, &delete_params()).await {
-        Ok(_) => tracing::debug!(pod = name, "build pod deleted"),
+/// The Pod first: its container reads the Secret until it stops.
+async fn remove(pods: Option<&Api<Pod>>, name: &str, secrets: &Api<Secret>, secret: &str) {
+    if let Some(pods) = pods {
+        match pods.delete(name, &delete_params()).await {
+            Ok(_) => tracing::debug!(pod = name, "build pod deleted"),
+            Err(kube::Error::Api(status)) if status.is_not_found() => {}
+            Err(error) => tracing::warn!(pod = name, %error, "the build pod could not be deleted"),
+        }
+    }
+    match secrets.delete(secret, &DeleteParams::default()).await {
+        Ok(_) => tracing::debug!(secret, "build registry secret deleted"),
         Err(kube::Error::Api(status)) if status.is_not_found() => {}
-        Err(error) => tracing::warn!(pod = name, %error, "the build pod could not be deleted"),
+        Err(error) => {
+            tracing::warn!(secret, %error, "the build's registry secret could not be deleted; its grant expires with the build's deadline")
+        }
     }
 }

@@ -2,7 +2,9 @@
 
 use crate::docker::RegistryAuth;
 use berth_common::kubernetes::TenantSettings;
+use berth_common::registry_auth::Grants;
 use clap::Args;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Flags of `--builder kaniko`; the Kubernetes client itself comes from
@@ -29,7 +31,8 @@ pub struct KanikoConfig {
 
     /// Repository prefix of Kaniko's layer cache; a tenant's cache is
     /// `<prefix>/<tenant>`, so tenants never share cached layers.
-    /// Default: `<registry>/cache`.
+    /// Default: `<registry>/cache`, which a build's push grant covers; a
+    /// cache elsewhere gets no credentials from berth.
     #[arg(long = "kaniko-cache-repo", env = "BERTH_KANIKO_CACHE_REPO")]
     pub cache_repo: Option<String>,
 
@@ -63,16 +66,6 @@ pub struct KanikoConfig {
     )]
     pub deadline_secs: u64,
 
-    /// Name of the dockerconfigjson Secret build Pods push with. The worker
-    /// applies it in every tenant's build namespace from
-    /// BERTH_REGISTRY_USERNAME/_PASSWORD.
-    #[arg(
-        long = "kaniko-registry-secret",
-        env = "BERTH_KANIKO_REGISTRY_SECRET",
-        default_value = "berth-registry"
-    )]
-    pub registry_secret: String,
-
     #[command(flatten)]
     pub tenant: TenantSettings,
 }
@@ -95,8 +88,8 @@ pub struct KanikoSettings {
     pub grace: Duration,
     /// How often the Pod's status is read while waiting for it.
     pub poll_interval: Duration,
-    pub registry_secret: String,
-    /// Where images go and the credentials the registry Secret holds.
+    /// Where images go, and the grants each build's registry Secret holds:
+    /// a push grant of the build's tenant that lives as long as its Pod may.
     pub registry: RegistryAuth,
     /// Push and pull over plain http.
     pub insecure_registry: bool,
@@ -104,9 +97,11 @@ pub struct KanikoSettings {
 }
 
 impl KanikoConfig {
+    /// `registry` is `BERTH_REGISTRY`; `grants` mint from `BERTH_SECRET_KEY`.
     pub fn settings(
         &self,
-        registry: RegistryAuth,
+        registry: &str,
+        grants: Grants,
         insecure_registry: bool,
     ) -> anyhow::Result<KanikoSettings> {
         for (value, name) in [
@@ -114,7 +109,6 @@ impl KanikoConfig {
             (&self.cpu, "BERTH_KANIKO_CPU"),
             (&self.memory, "BERTH_KANIKO_MEMORY"),
             (&self.ephemeral_storage, "BERTH_KANIKO_EPHEMERAL_STORAGE"),
-            (&self.registry_secret, "BERTH_KANIKO_REGISTRY_SECRET"),
         ] {
             anyhow::ensure!(!value.trim().is_empty(), "{name} must not be empty");
         }
@@ -122,7 +116,9 @@ impl KanikoConfig {
             self.deadline_secs > 0,
             "BERTH_KANIKO_DEADLINE_SECS must be at least 1"
         );
-        let registry_name = registry.registry.trim_end_matches('/').to_owned();
+        let registry_name = registry.trim().trim_end_matches('/').to_owned();
+        let deadline = Duration::from_secs(self.deadline_secs);
+        let grace = Duration::from_secs(60);
         let cache_repo = self
             .cache_repo
             .as_deref()
@@ -143,13 +139,12 @@ impl KanikoConfig {
             cpu: self.cpu.trim().to_owned(),
             memory: self.memory.trim().to_owned(),
             ephemeral_storage: self.ephemeral_storage.trim().to_owned(),
-            deadline: Duration::from_secs(self.deadline_secs),
-            grace: Duration::from_secs(60),
+            deadline,
+            grace,
             poll_interval: Duration::from_secs(1),
-            registry_secret: self.registry_secret.trim().to_owned(),
             registry: RegistryAuth {
                 registry: registry_name,
-                ..registry
+                credentials: Arc::new(grants.push_for(deadline + grace)),
             },
             insecure_registry,
             tenant: self.tenant.clone(),
@@ -159,10 +154,12 @@ impl KanikoConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::docker::RegistryAuth;
     use crate::Config;
+    use berth_common::registry_auth::{Access, GrantKey, Grants, RegistryCredentials};
     use clap::Parser;
     use std::time::Duration;
+
+    const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
     fn parse(extra: &[&str]) -> super::KanikoSettings {
         let mut args = vec![
@@ -175,12 +172,11 @@ mod tests {
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).unwrap();
         assert_eq!(config.build.builder, crate::BuilderKind::Kaniko);
-        let auth = RegistryAuth {
-            registry: "registry.example.com/".into(),
-            username: None,
-            password: None,
-        };
-        config.kaniko.settings(auth, false).unwrap()
+        let grants = Grants::from_secret_key(KEY).unwrap();
+        config
+            .kaniko
+            .settings("registry.example.com/", grants, false)
+            .unwrap()
     }
 
     #[test]
@@ -197,6 +193,19 @@ mod tests {
             assert_eq!(settings.deadline, Duration::from_secs(900));
         }
         assert_eq!(settings.registry.registry, "registry.example.com");
+        // A build's push grant lives as long as its Pod may run.
+        let grant = settings
+            .registry
+            .credentials
+            .for_tenant("acme", Access::Push);
+        let now = berth_common::registry_auth::unix_now();
+        let expires = GrantKey::from_secret_key(KEY)
+            .unwrap()
+            .verify(&grant.username, &grant.password, now)
+            .unwrap()
+            .expires_at;
+        let lifetime = (settings.deadline + settings.grace).as_secs() as i64;
+        assert!((now + lifetime - 1..=now + lifetime + 1).contains(&expires));
 
         let settings = parse(&[
             "--kaniko-extra-flags=--snapshot-mode=redo  --use-new-run",

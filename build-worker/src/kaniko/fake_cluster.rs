@@ -2,13 +2,15 @@
 //! API server, and the requests each step of a build makes, asserted and
 //! answered.
 
-use super::fixtures::{job, IMAGE};
+use super::fixtures::{grant_key, job_of, IMAGE, REGISTRY};
 use super::{BuildError, Built, KanikoBuilder, KanikoSettings};
 use crate::buildlog::{BuildLog, LogSettings};
 use crate::docker::ImageBuilder;
 use async_trait::async_trait;
-use berth_common::kube_fake::{pair, ApiServer, ServerSocket, StreamWriter};
+use base64::Engine;
+use berth_common::kube_fake::{pair, ApiServer, Call, ServerSocket, StreamWriter};
 use berth_common::logs::LogError;
+use berth_common::registry_auth::{unix_now, Access, Grant};
 use berth_common::LogSink;
 use berth_proto::LogRecord;
 use futures::{SinkExt, StreamExt};
@@ -22,6 +24,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub(super) const NS: &str = "/api/v1/namespaces/berth-acme-build";
 pub(super) const POD: &str =
     "/api/v1/namespaces/berth-acme-build/pods/build-0190a0b1111172228333444455556666";
+pub(super) const SECRET: &str =
+    "/api/v1/namespaces/berth-acme-build/secrets/build-0190a0b1111172228333444455556666-registry";
 pub(super) const DIGEST: &str =
     "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -59,6 +63,11 @@ impl Build {
 
 /// Starts a build of a context holding a Dockerfile, against the fake.
 pub(super) fn start(settings: KanikoSettings) -> (Build, ApiServer) {
+    start_for("acme", settings)
+}
+
+/// Like [`start`], for an app of `tenant`.
+pub(super) fn start_for(tenant: &str, settings: KanikoSettings) -> (Build, ApiServer) {
     let (client, server) = pair();
     let dir = tempfile::tempdir().unwrap();
     let app = dir.path().join("app");
@@ -69,7 +78,7 @@ pub(super) fn start(settings: KanikoSettings) -> (Build, ApiServer) {
     crate::context::write_context(&app, &app, "", &[], &context).unwrap();
     let lines = Arc::new(Lines::default());
     let sink: Arc<dyn LogSink> = lines.clone();
-    let job = job(context);
+    let job = job_of(tenant, context);
     let task = tokio::spawn(async move {
         let log = BuildLog::start(sink, job.app.id, job.deployment_id, &LogSettings::default());
         let result = KanikoBuilder::new(client, settings).build(&job, &log).await;
@@ -86,7 +95,8 @@ pub(super) fn start(settings: KanikoSettings) -> (Build, ApiServer) {
     )
 }
 
-/// The build namespace, its fences and the registry Secret, server-side applied.
+/// The build namespace and its fences, server-side applied; no registry
+/// Secret shared by the tenant's builds.
 pub(super) async fn expect_prepare(server: &mut ApiServer) {
     server
         .expect(Method::PATCH, NS)
@@ -118,22 +128,88 @@ pub(super) async fn expect_prepare(server: &mut ApiServer) {
         .assert_server_side_apply()
         .assert_body("/automountServiceAccountToken", false)
         .respond_applied();
-    server
-        .expect(Method::PATCH, &format!("{NS}/secrets/berth-registry"))
-        .await
-        .assert_server_side_apply()
-        .assert_body("/type", "kubernetes.io/dockerconfigjson")
-        .respond_applied();
 }
 
-/// No Pod left by an earlier attempt, then the Pod is created.
-pub(super) async fn expect_create(server: &mut ApiServer) {
+/// What a build's registry Secret holds: the one registry it names, and
+/// the grant it carries there, checked with the installation's key.
+#[derive(Debug)]
+pub(super) struct BuildSecret {
+    pub(super) registries: Vec<String>,
+    pub(super) username: String,
+    pub(super) password: String,
+    pub(super) grant: Grant,
+}
+
+/// Reads the dockerconfigjson of an applied Secret.
+pub(super) fn build_secret_of(call: &Call) -> BuildSecret {
+    let body = call.json();
+    assert_eq!(body["type"], "kubernetes.io/dockerconfigjson", "{body:#}");
+    let data = body["data"][".dockerconfigjson"].as_str().unwrap();
+    let config: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap();
+    let auths = config["auths"].as_object().unwrap();
+    let (host, auth) = auths.iter().next().unwrap();
+    let username = auth["username"].as_str().unwrap().to_owned();
+    let password = auth["password"].as_str().unwrap().to_owned();
+    let basic = base64::engine::general_purpose::STANDARD
+        .decode(auth["auth"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(basic, format!("{username}:{password}").into_bytes());
+    let grant = grant_key()
+        .verify(&username, &password, unix_now())
+        .unwrap_or_else(|e| panic!("{username}: {e}"));
+    assert_eq!(host, REGISTRY);
+    BuildSecret {
+        registries: auths.keys().cloned().collect(),
+        username,
+        password,
+        grant,
+    }
+}
+
+/// The build's own registry Secret, applied in `namespace`: a push grant
+/// of `tenant` that lives about as long as the Pod may run.
+pub(super) async fn expect_build_secret(
+    server: &mut ApiServer,
+    namespace: &str,
+    tenant: &str,
+) -> BuildSecret {
+    let call = server
+        .expect(
+            Method::PATCH,
+            &format!("{namespace}/secrets/build-0190a0b1111172228333444455556666-registry"),
+        )
+        .await
+        .assert_server_side_apply()
+        .assert_body("/metadata/labels/berth.dev~1role", "build")
+        .assert_body(
+            "/metadata/labels/berth.dev~1deployment",
+            "0190a0b1-1111-7222-8333-444455556666",
+        );
+    let secret = build_secret_of(&call);
+    call.respond_applied();
+    assert_eq!(secret.registries, [REGISTRY]);
+    assert_eq!(secret.grant.tenant, tenant);
+    assert_eq!(secret.grant.access, Access::Push);
+    let lifetime = secret.grant.expires_at - unix_now();
+    assert!((955..=960).contains(&lifetime), "{lifetime}");
+    secret
+}
+
+/// No Pod left by an earlier attempt, the build's registry Secret, then
+/// the Pod that mounts it.
+pub(super) async fn expect_create(server: &mut ApiServer) -> BuildSecret {
     server
         .expect(Method::DELETE, POD)
         .await
         .assert_body("/gracePeriodSeconds", 0)
         .assert_body("/propagationPolicy", "Background")
         .respond_not_found();
+    let secret = expect_build_secret(server, NS, "acme").await;
     let call = server
         .expect(Method::POST, &format!("{NS}/pods"))
         .await
@@ -145,9 +221,14 @@ pub(super) async fn expect_create(server: &mut ApiServer) {
         .assert_body("/spec/containers/0/image", IMAGE)
         .assert_body("/spec/containers/0/stdin", true)
         .assert_body("/spec/containers/0/args/0", "--context=tar://stdin")
-        .assert_body("/spec/containers/0/resources/limits/memory", "4Gi");
+        .assert_body("/spec/containers/0/resources/limits/memory", "4Gi")
+        .assert_body(
+            "/spec/volumes/0/secret/secretName",
+            "build-0190a0b1111172228333444455556666-registry",
+        );
     let body = call.json();
     call.respond_json(body);
+    secret
 }
 
 pub(super) fn pod(status: Value) -> Value {
@@ -232,10 +313,19 @@ pub(super) async fn expect_finished(server: &mut ApiServer, status: Value) {
         .respond_json(pod(status));
 }
 
+/// The Pod, then its registry Secret.
 pub(super) async fn expect_deleted(server: &mut ApiServer) {
     let call = server
         .expect(Method::DELETE, POD)
         .await
         .assert_body("/gracePeriodSeconds", 0);
     call.respond_json(pod(json!({"phase": "Succeeded"})));
+    expect_secret_deleted(server, SECRET).await;
+}
+
+pub(super) async fn expect_secret_deleted(server: &mut ApiServer, path: &str) {
+    server
+        .expect(Method::DELETE, path)
+        .await
+        .respond_json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
 }

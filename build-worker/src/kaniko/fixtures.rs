@@ -3,14 +3,23 @@
 use super::KanikoSettings;
 use crate::docker::{BuildJob, RegistryAuth};
 use berth_common::kubernetes::TenantSettings;
+use berth_common::registry_auth::{GrantKey, Grants};
 use berth_proto::AppRef;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 pub const IMAGE: &str = "gcr.io/kaniko-project/executor:v1.23.2";
 pub const REGISTRY: &str = "registry.example.com:5000";
+/// The `BERTH_SECRET_KEY` the tests' grants are minted with.
+pub const SECRET_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// What checks the grants the tests' builds get.
+pub fn grant_key() -> GrantKey {
+    GrantKey::from_secret_key(SECRET_KEY).unwrap()
+}
 
 pub fn settings() -> KanikoSettings {
     KanikoSettings {
@@ -23,11 +32,13 @@ pub fn settings() -> KanikoSettings {
         deadline: Duration::from_secs(900),
         grace: Duration::from_secs(60),
         poll_interval: Duration::from_millis(5),
-        registry_secret: "berth-registry".to_owned(),
         registry: RegistryAuth {
             registry: REGISTRY.to_owned(),
-            username: Some("berth".to_owned()),
-            password: Some("s3cret".to_owned()),
+            credentials: Arc::new(
+                Grants::from_secret_key(SECRET_KEY)
+                    .unwrap()
+                    .push_for(Duration::from_secs(960)),
+            ),
         },
         insecure_registry: false,
         tenant: TenantSettings::default(),
@@ -35,16 +46,21 @@ pub fn settings() -> KanikoSettings {
 }
 
 pub fn job(context: PathBuf) -> BuildJob {
+    job_of("acme", context)
+}
+
+/// The job of tenant `tenant`'s app `web`.
+pub fn job_of(tenant: &str, context: PathBuf) -> BuildJob {
     let app = AppRef {
         id: Uuid::parse_str("0190a0b0-0000-7000-8000-00000000a99a").unwrap(),
         name: "web".to_owned(),
-        tenant: "acme".to_owned(),
+        tenant: tenant.to_owned(),
     };
     BuildJob {
         context,
         dockerfile: "Dockerfile".to_owned(),
         base_images: vec!["localhost/berth/static:latest".to_owned()],
-        repository: format!("{REGISTRY}/acme/web"),
+        repository: format!("{REGISTRY}/{tenant}/web"),
         tag: "0123456789abcdef0123456789abcdef01234567".to_owned(),
         labels: HashMap::from([
             (berth_proto::labels::APP.to_owned(), app.id.to_string()),

@@ -1,16 +1,18 @@
 //! The Kubernetes driver's [`ImageBuilder`]: one Kaniko Pod per build in the
 //! tenant's build namespace `berth-<tenant>-build`.
 //!
-//! For each build the worker applies the namespace with its fences and the
-//! registry Secret (server-side apply, field manager `berth`), removes a Pod
-//! an earlier attempt of the same deployment left, creates the Pod (no
+//! For each build the worker applies the namespace with its fences
+//! (server-side apply, field manager `berth`), removes a Pod an earlier
+//! attempt of the same deployment left, applies the build's own registry
+//! Secret (a push grant of the tenant, nothing else), creates the Pod (no
 //! service-account token, resource limits, an active deadline), waits for
 //! it to run, streams the context it cloned to the Pod's stdin as a gzipped
 //! tar (Kaniko's `tar://stdin`) while following its log into the build log,
 //! then reads the pushed image's digest from the termination message.
 //! Kaniko pushes as it builds, so [`ImageBuilder::push`] has nothing to do.
-//! The Pod is deleted however the build ends; if the build is dropped (the
-//! worker's own deadline, shutdown) a guard deletes it in the background.
+//! The Pod and its Secret are deleted however the build ends; if the build
+//! is dropped (the worker's own deadline, shutdown) a guard deletes them in
+//! the background.
 
 mod cleanup;
 mod config;
@@ -29,7 +31,7 @@ mod scenario_tests;
 pub use config::{KanikoConfig, KanikoSettings};
 pub use output::KanikoOutput;
 pub use pod::{
-    build_pod, cache_repo, kaniko_args, pod_name, registry_secret, CONTAINER, ROLE_LABEL,
+    build_pod, build_secret, cache_repo, kaniko_args, pod_name, secret_name, CONTAINER, ROLE_LABEL,
 };
 pub use status::{outcome, pod_state, Finish, PodState};
 
@@ -40,8 +42,9 @@ use async_trait::async_trait;
 use berth_common::kubernetes::{
     apply_all, build_namespace, document, tenant_namespace, ApplyError, TenantNamespaceKind,
 };
+use berth_common::registry_auth::Access;
 use cleanup::{remove_leftover, PodGuard};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
 use stream::{follow_log, gzip, send_context};
@@ -62,13 +65,15 @@ impl KanikoBuilder {
         Self { client, settings }
     }
 
-    /// The build namespace with its fences, and the registry Secret in it.
+    /// The build namespace with its fences.
     async fn prepare(&self, tenant: &str) -> Result<(), BuildError> {
         let namespace =
             tenant_namespace(tenant, TenantNamespaceKind::Builds, &self.settings.tenant);
-        let mut documents = namespace.to_documents();
-        documents.push(document(&registry_secret(tenant, &self.settings)));
-        apply_all(&self.client, &documents)
+        self.apply(&namespace.to_documents()).await
+    }
+
+    async fn apply(&self, documents: &[serde_json::Value]) -> Result<(), BuildError> {
+        apply_all(&self.client, documents)
             .await
             .map_err(|error| BuildError::Kubernetes {
                 detail: match &error {
@@ -183,13 +188,32 @@ impl ImageBuilder for KanikoBuilder {
     async fn build(&self, job: &BuildJob, log: &BuildLog) -> Result<Built, BuildError> {
         let tenant = &job.app.tenant;
         self.prepare(tenant).await?;
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &build_namespace(tenant));
+        let namespace = build_namespace(tenant);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         let name = pod_name(job.deployment_id);
         remove_leftover(&pods, &name, self.settings.poll_interval, log).await?;
-        pods.create(&PostParams::default(), &build_pod(job, &self.settings))
+        let grant = self
+            .settings
+            .registry
+            .credentials
+            .for_tenant(tenant, Access::Push);
+        self.apply(&[document(&build_secret(job, &self.settings, &grant))])
+            .await?;
+        let mut guard = PodGuard::new(
+            pods.clone(),
+            secrets,
+            name.clone(),
+            secret_name(job.deployment_id),
+        );
+        if let Err(error) = pods
+            .create(&PostParams::default(), &build_pod(job, &self.settings))
             .await
-            .map_err(|e| api_error("creating the build pod", e))?;
-        let guard = PodGuard::new(pods.clone(), name.clone());
+        {
+            guard.delete().await;
+            return Err(api_error("creating the build pod", error));
+        }
+        guard.pod_created();
         log.line(format!(
             "Building in pod {name} with {}",
             self.settings.image

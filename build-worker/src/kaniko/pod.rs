@@ -1,10 +1,13 @@
 //! The objects of a Kaniko build, rendered as pure functions: the Pod and
-//! the registry Secret it pushes with.
+//! the per-build registry Secret it pushes with. The Secret holds a push
+//! grant of the build's tenant only (its app images and its layer cache),
+//! lives as long as the Pod may run, and is deleted with the Pod: a
+//! Dockerfile that reads it gains nothing beyond its own tenant.
 
 use super::KanikoSettings;
 use crate::docker::BuildJob;
-use base64::Engine;
 use berth_common::kubernetes::{base_labels, build_namespace, meta, SERVICE_ACCOUNT};
+use berth_common::registry_auth::Credentials;
 use berth_proto::labels;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, KeyToPath, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
@@ -49,6 +52,24 @@ pub fn pod_name(deployment_id: Uuid) -> String {
     format!("build-{}", deployment_id.simple())
 }
 
+/// `build-<deployment id>-registry`: the build's own registry Secret.
+pub fn secret_name(deployment_id: Uuid) -> String {
+    format!("{}-registry", pod_name(deployment_id))
+}
+
+/// The labels of a build's objects: the tenant's, the app, the deployment
+/// and the build role.
+fn build_labels(job: &BuildJob) -> BTreeMap<String, String> {
+    let mut labels = base_labels(&job.app.tenant);
+    labels.extend([
+        (labels::APP.to_owned(), job.app.id.to_string()),
+        (labels::APP_NAME.to_owned(), job.app.name.clone()),
+        (labels::DEPLOYMENT.to_owned(), job.deployment_id.to_string()),
+        (ROLE_LABEL.to_owned(), "build".to_owned()),
+    ]);
+    labels
+}
+
 /// The tenant's layer cache: tenants never share cached layers.
 pub fn cache_repo(settings: &KanikoSettings, tenant: &str) -> String {
     format!("{}/{tenant}", settings.cache_repo)
@@ -85,13 +106,7 @@ pub fn kaniko_args(job: &BuildJob, settings: &KanikoSettings) -> Vec<String> {
 /// The build Pod of `job`, in the tenant's build namespace.
 pub fn build_pod(job: &BuildJob, settings: &KanikoSettings) -> Pod {
     let namespace = build_namespace(&job.app.tenant);
-    let mut pod_labels = base_labels(&job.app.tenant);
-    pod_labels.extend([
-        (labels::APP.to_owned(), job.app.id.to_string()),
-        (labels::APP_NAME.to_owned(), job.app.name.clone()),
-        (labels::DEPLOYMENT.to_owned(), job.deployment_id.to_string()),
-        (ROLE_LABEL.to_owned(), "build".to_owned()),
-    ]);
+    let pod_labels = build_labels(job);
     let resources = BTreeMap::from([
         ("cpu".to_owned(), Quantity(settings.cpu.clone())),
         ("memory".to_owned(), Quantity(settings.memory.clone())),
@@ -156,7 +171,7 @@ pub fn build_pod(job: &BuildJob, settings: &KanikoSettings) -> Pod {
             volumes: Some(vec![Volume {
                 name: CREDENTIALS_VOLUME.to_owned(),
                 secret: Some(SecretVolumeSource {
-                    secret_name: Some(settings.registry_secret.clone()),
+                    secret_name: Some(secret_name(job.deployment_id)),
                     items: Some(vec![KeyToPath {
                         key: ".dockerconfigjson".to_owned(),
                         path: "config.json".to_owned(),
@@ -174,27 +189,27 @@ pub fn build_pod(job: &BuildJob, settings: &KanikoSettings) -> Pod {
     }
 }
 
-/// The dockerconfigjson Secret build Pods push with, in the tenant's build
-/// namespace; without credentials it holds no `auths`.
-pub fn registry_secret(tenant: &str, settings: &KanikoSettings) -> Secret {
-    let namespace = build_namespace(tenant);
-    let auth = &settings.registry;
-    let mut auths = serde_json::Map::new();
-    if let Some(username) = &auth.username {
-        let password = auth.password.as_deref().unwrap_or("");
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        auths.insert(
-            registry_host(&auth.registry).to_owned(),
-            json!({ "username": username, "password": password, "auth": token }),
-        );
-    }
-    let config = json!({ "auths": auths }).to_string();
+/// The build's dockerconfigjson Secret in its tenant's build namespace:
+/// `credentials` (a push grant of the build's tenant) for the registry.
+pub fn build_secret(
+    job: &BuildJob,
+    settings: &KanikoSettings,
+    credentials: &Credentials,
+) -> Secret {
+    let namespace = build_namespace(&job.app.tenant);
+    let config = json!({ "auths": {
+        registry_host(&settings.registry.registry): {
+            "username": credentials.username,
+            "password": credentials.password,
+            "auth": credentials.basic_auth(),
+        }
+    }})
+    .to_string();
     Secret {
         metadata: meta(
-            &settings.registry_secret,
+            secret_name(job.deployment_id),
             Some(&namespace),
-            base_labels(tenant),
+            build_labels(job),
         ),
         type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
         data: Some(BTreeMap::from([(

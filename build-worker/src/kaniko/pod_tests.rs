@@ -1,5 +1,7 @@
 use super::*;
-use crate::kaniko::fixtures::{job, settings, IMAGE, REGISTRY};
+use crate::kaniko::fixtures::{grant_key, job, job_of, settings, IMAGE, REGISTRY};
+use base64::Engine;
+use berth_common::registry_auth::{unix_now, Access, Credentials, RegistryCredentials};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -109,7 +111,11 @@ fn the_registry_secret_is_mounted_as_kanikos_docker_config() {
     assert_eq!(mount["readOnly"], true);
     let volume = at(&pod, "/spec/volumes/0");
     assert_eq!(volume["name"], mount["name"]);
-    assert_eq!(volume["secret"]["secretName"], "berth-registry");
+    // The build's own Secret, not one the tenant's builds share.
+    assert_eq!(
+        volume["secret"]["secretName"],
+        "build-0190a0b1111172228333444455556666-registry"
+    );
     assert_eq!(volume["secret"]["items"][0]["key"], ".dockerconfigjson");
     assert_eq!(volume["secret"]["items"][0]["path"], "config.json");
     assert_eq!(volume["secret"]["defaultMode"], 0o400);
@@ -172,13 +178,8 @@ fn an_insecure_registry_is_spoken_to_over_http() {
     );
 }
 
-#[test]
-fn the_registry_secret_holds_the_push_credentials() {
-    let secret = serde_json::to_value(registry_secret("acme", &settings())).unwrap();
-    assert_eq!(secret["kind"], "Secret");
-    assert_eq!(secret["metadata"]["name"], "berth-registry");
-    assert_eq!(secret["metadata"]["namespace"], "berth-acme-build");
-    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+/// The one registry a build Secret names, and its credentials there.
+fn auths_of(secret: &Value) -> Vec<(String, Credentials)> {
     let data = secret["data"][".dockerconfigjson"].as_str().unwrap();
     let config: Value = serde_json::from_slice(
         &base64::engine::general_purpose::STANDARD
@@ -186,17 +187,81 @@ fn the_registry_secret_holds_the_push_credentials() {
             .unwrap(),
     )
     .unwrap();
-    let auth = &config["auths"][REGISTRY];
-    assert_eq!(auth["username"], "berth");
-    assert_eq!(auth["password"], "s3cret");
-    assert_eq!(auth["auth"], "YmVydGg6czNjcmV0"); // berth:s3cret
+    config["auths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(host, auth)| {
+            (
+                host.clone(),
+                Credentials {
+                    username: auth["username"].as_str().unwrap().to_owned(),
+                    password: auth["password"].as_str().unwrap().to_owned(),
+                },
+            )
+        })
+        .collect()
+}
 
-    let mut anonymous = settings();
-    anonymous.registry.username = None;
-    let secret = serde_json::to_value(registry_secret("acme", &anonymous)).unwrap();
-    let data = secret["data"][".dockerconfigjson"].as_str().unwrap();
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(data)
+#[test]
+fn a_builds_secret_holds_a_push_grant_of_its_tenant_only() {
+    let settings = settings();
+    let job = job(PathBuf::from("/x"));
+    let grant = settings
+        .registry
+        .credentials
+        .for_tenant("acme", Access::Push);
+    let secret = serde_json::to_value(build_secret(&job, &settings, &grant)).unwrap();
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(
+        secret["metadata"]["name"],
+        "build-0190a0b1111172228333444455556666-registry"
+    );
+    assert_eq!(secret["metadata"]["namespace"], "berth-acme-build");
+    assert_eq!(secret["metadata"]["labels"]["berth.dev/role"], "build");
+    assert_eq!(
+        secret["metadata"]["labels"]["berth.dev/deployment"],
+        "0190a0b1-1111-7222-8333-444455556666"
+    );
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    let auths = auths_of(&secret);
+    assert_eq!(auths.len(), 1);
+    assert_eq!(auths[0].0, REGISTRY);
+    let verified = grant_key()
+        .verify(&auths[0].1.username, &auths[0].1.password, unix_now())
         .unwrap();
-    assert_eq!(decoded, br#"{"auths":{}}"#);
+    assert_eq!(verified.tenant, "acme");
+    assert_eq!(verified.access, Access::Push);
+}
+
+#[test]
+fn two_tenants_builds_hold_different_grants() {
+    let settings = settings();
+    let secret_of = |tenant: &str| {
+        let grant = settings
+            .registry
+            .credentials
+            .for_tenant(tenant, Access::Push);
+        let job = job_of(tenant, PathBuf::from("/x"));
+        serde_json::to_value(build_secret(&job, &settings, &grant)).unwrap()
+    };
+    let (a, b) = (secret_of("acme"), secret_of("other"));
+    assert_eq!(a["metadata"]["namespace"], "berth-acme-build");
+    assert_eq!(b["metadata"]["namespace"], "berth-other-build");
+    let (a, b) = (auths_of(&a).remove(0).1, auths_of(&b).remove(0).1);
+    assert_ne!(a, b);
+    assert_eq!(
+        grant_key()
+            .verify(&a.username, &a.password, unix_now())
+            .unwrap()
+            .tenant,
+        "acme"
+    );
+    assert_eq!(
+        grant_key()
+            .verify(&b.username, &b.password, unix_now())
+            .unwrap()
+            .tenant,
+        "other"
+    );
 }

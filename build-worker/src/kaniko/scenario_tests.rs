@@ -3,8 +3,9 @@
 //! fields that matter) and answered; a missing or an extra one fails.
 
 use super::fake_cluster::*;
-use super::fixtures::{settings, IMAGE, REGISTRY};
+use super::fixtures::{grant_key, settings, IMAGE, REGISTRY};
 use super::*;
+use berth_common::registry_auth::unix_now;
 use http::Method;
 use serde_json::json;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 async fn a_build_streams_its_context_follows_its_log_and_returns_the_digest() {
     let (build, mut server) = start(settings());
     expect_prepare(&mut server).await;
-    expect_create(&mut server).await;
+    let secret = expect_create(&mut server).await;
     expect_started(&mut server).await;
     let (mut socket, log) = expect_attach_and_log(&mut server).await;
     let files = receive_context(&mut socket).await;
@@ -61,7 +62,10 @@ async fn a_build_streams_its_context_follows_its_log_and_returns_the_digest() {
             .any(|l| l.starts_with("INFO[0002] Pushing image to")),
         "{lines:?}"
     );
-    assert!(lines.iter().all(|l| !l.contains("s3cret")), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains(&secret.password)),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
@@ -153,6 +157,11 @@ async fn a_pod_kubernetes_never_stops_meets_the_workers_own_timer() {
     let (build, mut server) = start(settings);
     expect_prepare(&mut server).await;
     server.expect(Method::DELETE, POD).await.respond_not_found();
+    server
+        .expect(Method::PATCH, SECRET)
+        .await
+        .assert_server_side_apply()
+        .respond_applied();
     let call = server
         .expect(Method::POST, &format!("{NS}/pods"))
         .await
@@ -170,6 +179,7 @@ async fn a_pod_kubernetes_never_stops_meets_the_workers_own_timer() {
         assert_eq!(call.method, Method::GET);
         call.respond_json(pod(json!({"phase": "Pending"})));
     }
+    expect_secret_deleted(&mut server, SECRET).await;
     let (result, _) = build.result().await;
     assert_eq!(
         result.unwrap_err().to_string(),
@@ -204,6 +214,7 @@ async fn a_pod_left_by_an_earlier_attempt_is_replaced_and_a_full_quota_is_report
         .await
         .respond_json(pod(json!({"phase": "Running"})));
     server.expect(Method::GET, POD).await.respond_not_found();
+    expect_build_secret(&mut server, NS, "acme").await;
     server
         .expect(Method::POST, &format!("{NS}/pods"))
         .await
@@ -212,6 +223,8 @@ async fn a_pod_left_by_an_earlier_attempt_is_replaced_and_a_full_quota_is_report
         "Forbidden",
         "pods \"build-0190a0b1111172228333444455556666\" is forbidden: exceeded quota: berth-quota",
     );
+    // No Pod, but its Secret was made: it goes.
+    expect_secret_deleted(&mut server, SECRET).await;
     let (result, lines) = build.result().await;
     assert_eq!(
         result.unwrap_err().to_string(),
@@ -223,6 +236,59 @@ async fn a_pod_left_by_an_earlier_attempt_is_replaced_and_a_full_quota_is_report
         "{lines:?}"
     );
     server.done().await;
+}
+
+/// No Pod is made (a full quota): the build's Secret still goes.
+async fn secret_of_a_refused_build(tenant: &str) -> BuildSecret {
+    let (build, mut server) = start_for(tenant, settings());
+    let namespace = format!("/api/v1/namespaces/berth-{tenant}-build");
+    let pod = format!("{namespace}/pods/build-0190a0b1111172228333444455556666");
+    for path in [
+        namespace.clone(),
+        format!("{namespace}/resourcequotas/berth-quota"),
+        format!("{namespace}/limitranges/berth-limits"),
+        format!(
+            "/apis/networking.k8s.io/v1/namespaces/berth-{tenant}-build/networkpolicies/berth-default-deny"
+        ),
+        format!("{namespace}/serviceaccounts/berth-workload"),
+    ] {
+        server.expect(Method::PATCH, &path).await.respond_applied();
+    }
+    server
+        .expect(Method::DELETE, &pod)
+        .await
+        .respond_not_found();
+    let secret = expect_build_secret(&mut server, &namespace, tenant).await;
+    server
+        .expect(Method::POST, &format!("{namespace}/pods"))
+        .await
+        .respond_status(403, "Forbidden", "exceeded quota: berth-quota");
+    expect_secret_deleted(
+        &mut server,
+        &format!("{namespace}/secrets/build-0190a0b1111172228333444455556666-registry"),
+    )
+    .await;
+    assert!(build.result().await.0.is_err());
+    server.done().await;
+    secret
+}
+
+#[tokio::test]
+async fn each_build_gets_a_secret_of_its_own_tenants_push_grant_only() {
+    let acme = secret_of_a_refused_build("acme").await;
+    let other = secret_of_a_refused_build("other").await;
+    // Each names only its own tenant (checked against the installation's
+    // key by `expect_build_secret`), so they differ, and neither is a
+    // platform-wide user.
+    assert_eq!(acme.username, "push.acme");
+    assert_eq!(other.username, "push.other");
+    assert_ne!(acme.password, other.password);
+    assert_eq!(
+        grant_key()
+            .verify(&acme.username, &other.password, unix_now())
+            .unwrap_err(),
+        berth_common::registry_auth::GrantError::Forged
+    );
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@ use crate::docker::{last_line, BuildJob, Built, ImageBuilder, RegistryAuth};
 use crate::error::BuildError;
 use async_trait::async_trait;
 use berth_common::fence::{self, Fence, Passed};
+use berth_common::registry_auth::Access;
 use cgroup::{BuildCgroup, Limits};
 use ipnet::Ipv4Net;
 use net::SandboxNet;
@@ -92,7 +93,6 @@ impl SandboxBuilder {
             std::fs::create_dir_all(&dir).map_err(|e| setup(&dir.display().to_string(), &e))?;
             private_to(&user, &dir).map_err(|e| setup(&dir.display().to_string(), &e))?;
         }
-        let registry_host = auth.registry.split('/').next().unwrap_or("").to_owned();
         let podman = Podman {
             program: config.podman.clone(),
             user,
@@ -106,12 +106,16 @@ impl SandboxBuilder {
             root,
             driver: config.storage_driver.clone(),
         };
-        let (containers, registries) = Podman::config_files(&registry_host, insecure);
+        let (containers, registries) = Podman::config_files();
         for (path, text) in [
             (podman.containers_conf(), containers),
             (podman.registries_conf(), registries),
         ] {
-            std::fs::write(&path, text).map_err(|e| setup(&path.display().to_string(), &e))?;
+            // Other workers' podman may be reading it: replace, never rewrite.
+            let temp = path.with_extension(format!("{}.tmp", std::process::id()));
+            std::fs::write(&temp, text)
+                .and_then(|()| std::fs::rename(&temp, &path))
+                .map_err(|e| setup(&path.display().to_string(), &e))?;
         }
         if podman.base_store.is_none() {
             tracing::warn!(
@@ -193,28 +197,25 @@ impl SandboxBuilder {
         self.auth.registry.split('/').next().unwrap_or("")
     }
 
-    /// Writes the registry credentials where only podman (as the build
-    /// user) reads them; none when the registry needs none.
-    fn auth_file(&self, dir: &Path) -> Result<Option<PathBuf>, BuildError> {
-        let (Some(user), Some(password)) = (&self.auth.username, &self.auth.password) else {
-            return Ok(None);
-        };
+    /// Writes a grant of `access` to `tenant`'s images where only podman
+    /// (as the build user) reads it.
+    fn auth_file(&self, dir: &Path, tenant: &str, access: Access) -> Result<PathBuf, BuildError> {
+        let grant = self.auth.credentials.for_tenant(tenant, access);
         let path = dir.join("auth.json");
         std::fs::write(
             &path,
-            podman::auth_file(self.registry_host(), user, password),
+            podman::auth_file(self.registry_host(), &grant.username, &grant.password),
         )
         .and_then(|()| private_to(&self.podman.user, &path))
         .map_err(|e| BuildError::Sandbox(e.to_string()))?;
-        Ok(Some(path))
+        Ok(path)
     }
 
-    fn registry_args(&self, auth_file: Option<&Path>) -> Vec<String> {
-        let mut args = vec![format!("--tls-verify={}", !self.insecure)];
-        if let Some(file) = auth_file {
-            args.push(format!("--authfile={}", file.display()));
-        }
-        args
+    fn registry_args(&self, auth_file: &Path) -> Vec<String> {
+        vec![
+            format!("--tls-verify={}", !self.insecure),
+            format!("--authfile={}", auth_file.display()),
+        ]
     }
 
     /// Pulls the base images that live in berth's own registry, which the
@@ -223,7 +224,7 @@ impl SandboxBuilder {
         &self,
         job: &BuildJob,
         store: &Store,
-        auth_file: Option<&Path>,
+        auth_file: &Path,
         log: &BuildLog,
     ) -> Result<(), BuildError> {
         let own = format!("{}/", self.registry_host());
@@ -290,9 +291,9 @@ impl ImageBuilder for SandboxBuilder {
             .join(format!("push-{}", job.deployment_id));
         let _ = std::fs::remove_dir_all(&dir);
         let store = self.store(&job.app.tenant, dir.join("run"))?;
-        let auth_file = self.auth_file(&dir)?;
+        let auth_file = self.auth_file(&dir, &job.app.tenant, Access::Push)?;
         let mut args = vec!["push".to_owned(), "--quiet".to_owned()];
-        args.extend(self.registry_args(auth_file.as_deref()));
+        args.extend(self.registry_args(&auth_file));
         args.push(job.image());
         let command = self
             .podman
@@ -338,9 +339,8 @@ impl SandboxBuilder {
         .await
         .map_err(|e| BuildError::Internal(e.to_string()))?
         .map_err(|e| BuildError::Context(format!("cannot unpack the build context: {e}")))?;
-        let auth_file = self.auth_file(&sandbox.dir)?;
-        self.pull_own_images(job, &store, auth_file.as_deref(), log)
-            .await?;
+        let auth_file = self.auth_file(&sandbox.dir, &job.app.tenant, Access::Pull)?;
+        self.pull_own_images(job, &store, &auth_file, log).await?;
 
         sandbox
             .net

@@ -120,21 +120,16 @@ impl Podman {
 
     /// The config files podman reads, written by the worker at start:
     /// runc (crun cannot run on cgroup v1 hybrid hosts), no ulimits it may
-    /// not raise, and registries: short names from Docker Hub, berth's
-    /// registry over plain http when it is insecure.
-    pub fn config_files(registry_host: &str, insecure: bool) -> (String, String) {
+    /// not raise, short names from Docker Hub. berth's own registry is not
+    /// named: the worker's pulls and pushes say `--tls-verify` themselves.
+    pub fn config_files() -> (String, String) {
         let containers = "# Written by berth's build worker.\n\
              [containers]\ndefault_ulimits = []\nnetns = \"host\"\n\n\
              [engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\nevents_logger = \"none\"\n"
             .to_owned();
-        let mut registries = "# Written by berth's build worker.\n\
+        let registries = "# Written by berth's build worker.\n\
              unqualified-search-registries = [\"docker.io\"]\n"
             .to_owned();
-        if insecure {
-            registries.push_str(&format!(
-                "\n[[registry]]\nlocation = \"{registry_host}\"\ninsecure = true\n"
-            ));
-        }
         (containers, registries)
     }
 }
@@ -264,8 +259,8 @@ mod tests {
                 "--storage-opt=overlay.imagestore=/var/lib/berth-build/base",
             ]
         );
-        let (_, registries) = Podman::config_files("127.0.0.1:5000", true);
-        assert!(registries.contains("location = \"127.0.0.1:5000\"\ninsecure = true"));
+        let (_, registries) = Podman::config_files();
+        assert!(registries.contains("unqualified-search-registries = [\"docker.io\"]"));
         let json: serde_json::Value =
             serde_json::from_str(&auth_file("127.0.0.1:5000", "u", "p")).unwrap();
         assert_eq!(json["auths"]["127.0.0.1:5000"]["auth"], "dTpw");

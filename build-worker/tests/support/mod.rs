@@ -1,15 +1,20 @@
 //! A build worker on the local stack's real services: RabbitMQ (a fresh
-//! vhost per test), tansu (Kafka), the registry and Podman's socket. Tests
+//! vhost per test), tansu (Kafka) and Podman's socket, plus a registry of
+//! the test's own with token authentication, its realm served in-process
+//! by berth's token service (`berth_common::testing::registry`). Tests
 //! publish `build.requested` and watch what comes out on `berth.inform`,
 //! `berth.deploys` and the app's log topic.
 
 #![allow(dead_code)]
 
 use async_trait::async_trait;
+use berth_build_worker::registry::build_grants;
 use berth_build_worker::{
-    BuildService, GitFetcher, HttpRegistry, LogSettings, RegistryAuth, SandboxBuilder,
-    SandboxConfig, Settings, StackImages,
+    BuildService, GitFetcher, HttpRegistry, ImageRepo, LogSettings, Registry, RegistryAuth,
+    SandboxBuilder, SandboxConfig, Settings, StackImages,
 };
+use berth_common::registry_auth::{Grants, RegistryCredentials};
+use berth_common::testing::registry::TestRegistry;
 use berth_common::testing::{local_repo_root, stack_env, TestVhost};
 use berth_common::{Broker, Handler, LogProducer, MessagePublisher, Outcome};
 use berth_proto::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
@@ -42,6 +47,8 @@ pub fn stack() -> HashMap<String, String> {
     stack_env()
 }
 
+/// The settings a worker on the stack gets; its registry is the test's own
+/// once [`Harness::start`] has it.
 pub fn settings(allow_local: bool) -> Settings {
     let env = stack();
     let get = |key: &str| {
@@ -56,7 +63,7 @@ pub fn settings(allow_local: bool) -> Settings {
         .join("builds");
     std::fs::create_dir_all(&work_dir).unwrap();
     Settings {
-        registry: get("BERTH_REGISTRY"),
+        registry: String::new(),
         images: StackImages {
             python: get("BERTH_BASE_IMAGE_PYTHON"),
             node: get("BERTH_BASE_IMAGE_NODE"),
@@ -74,17 +81,6 @@ pub fn settings(allow_local: bool) -> Settings {
         deadline: Duration::from_secs(600),
         log: LogSettings::default(),
     }
-}
-
-pub fn registry_client() -> HttpRegistry {
-    let env = stack();
-    HttpRegistry::new(
-        &env["BERTH_REGISTRY"],
-        None,
-        env.get("BERTH_REGISTRY_USERNAME").cloned(),
-        env.get("BERTH_REGISTRY_PASSWORD").cloned(),
-    )
-    .unwrap()
 }
 
 /// What a worker said about one deployment.
@@ -140,6 +136,10 @@ impl Handler for Recorder {
 pub struct Harness {
     pub broker: Broker,
     pub key: SecretKey,
+    /// The test's registry, whose token service takes grants of `key`.
+    pub registry: TestRegistry,
+    /// Grants of `key`, as the worker mints them.
+    pub grants: Arc<dyn RegistryCredentials>,
     board: Board,
     wake: Mutex<mpsc::UnboundedReceiver<()>>,
     shutdown: CancellationToken,
@@ -154,8 +154,9 @@ impl Drop for Harness {
 }
 
 impl Harness {
-    /// A worker with the stack's settings on a fresh vhost.
-    pub async fn start(settings: Settings) -> Self {
+    /// A worker with the stack's settings on a fresh vhost, pushing to a
+    /// registry of its own.
+    pub async fn start(mut settings: Settings) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             berth_common::ops::init_tracing();
         }
@@ -164,12 +165,18 @@ impl Harness {
         let url = vhost.url.clone();
         let broker = Broker::new(url, "build-worker-test");
         broker.ensure_topology().await.unwrap();
-        let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+        let secret_key = SecretKey::generate_base64();
+        let key = SecretKey::from_base64(&secret_key).unwrap();
+        let registry = TestRegistry::start(&secret_key).await;
+        settings.registry = registry.address.clone();
+        let grants: Arc<dyn RegistryCredentials> = Arc::new(build_grants(
+            Grants::from_secret_key(&secret_key).unwrap(),
+            settings.deadline,
+        ));
         let logs = Arc::new(LogProducer::new(&env["BERTH_KAFKA_BROKERS"], 24).unwrap());
         let auth = RegistryAuth {
             registry: settings.registry.clone(),
-            username: env.get("BERTH_REGISTRY_USERNAME").cloned(),
-            password: env.get("BERTH_REGISTRY_PASSWORD").cloned(),
+            credentials: grants.clone(),
         };
         // The builder the platform runs on a single host.
         let builder =
@@ -178,13 +185,14 @@ impl Harness {
                 .expect(
                     "the build sandbox starts (as root, on the stack infra/local/stack.sh made)",
                 );
+        let registry_client = HttpRegistry::new(&settings.registry, None, grants.clone()).unwrap();
         let shutdown = CancellationToken::new();
         let service = BuildService::new(
             settings,
             key.clone(),
             builder,
             GitFetcher,
-            registry_client(),
+            registry_client,
             logs,
             broker.clone(),
         )
@@ -207,11 +215,74 @@ impl Harness {
         Self {
             broker,
             key,
+            registry,
+            grants,
             board,
             wake: Mutex::new(wake),
             shutdown,
             vhost,
         }
+    }
+
+    /// Where `app`'s images go in the test's registry.
+    pub fn image_repo(&self, app: &AppRef) -> ImageRepo {
+        ImageRepo::new(&self.registry.address, &app.tenant, &app.name)
+    }
+
+    /// Digest lookups in the test's registry, with the worker's grants.
+    pub fn registry_client(&self) -> HttpRegistry {
+        HttpRegistry::new(&self.registry.address, None, self.grants.clone()).unwrap()
+    }
+
+    /// Tags the local image `source` as `repo:tag` and pushes it with a
+    /// grant of `access` to the repository's tenant, as anyone holding such
+    /// a grant could; returns the digest the registry then serves.
+    pub async fn push_as(
+        &self,
+        source: &str,
+        repo: &ImageRepo,
+        tag: &str,
+        access: berth_common::registry_auth::Access,
+    ) -> String {
+        use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
+        use futures::StreamExt;
+        let docker = berth_common::engine::connect(&stack()["BERTH_DOCKER_HOST"])
+            .await
+            .unwrap();
+        // A layer of its own, so the image differs from anything built.
+        let marker = format!("{}:{tag}-foreign", repo.name());
+        docker
+            .tag_image(
+                source,
+                Some(
+                    TagImageOptionsBuilder::default()
+                        .repo(&repo.name())
+                        .tag(tag)
+                        .build(),
+                ),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("tagging {source} as {marker}: {e}"));
+        let grant = self.grants.for_tenant(&repo.tenant, access);
+        let credentials = bollard::auth::DockerCredentials {
+            username: Some(grant.username),
+            password: Some(grant.password),
+            serveraddress: Some(self.registry.address.clone()),
+            ..Default::default()
+        };
+        let mut push = docker.push_image(
+            &repo.name(),
+            Some(PushImageOptionsBuilder::default().tag(tag).build()),
+            Some(credentials),
+        );
+        while let Some(item) = push.next().await {
+            item.unwrap_or_else(|e| panic!("pushing {}:{tag}: {e}", repo.name()));
+        }
+        self.registry_client()
+            .digest(repo, tag)
+            .await
+            .unwrap()
+            .expect("the pushed tag is in the registry")
     }
 
     /// A build request for `app` from `source`.
@@ -230,6 +301,7 @@ impl Harness {
                 replicas: 1,
                 resources: Default::default(),
             },
+            known_images: Vec::new(),
         }
     }
 
@@ -450,15 +522,20 @@ pub async fn try_log_lines(
 
 /// Runs `image` (a local tag) as the deploy-worker would, with `PORT`
 /// published on 127.0.0.1, and returns what `GET /` answers.
-pub async fn serve_and_fetch(image: &str, port: u16) -> String {
-    let mut answers = serve_and_get(image, port, &["/"]).await;
+pub async fn serve_and_fetch(harness: &Harness, image: &str, port: u16) -> String {
+    let mut answers = serve_and_get(harness, image, port, &["/"]).await;
     let (status, body) = answers.remove(0);
     assert_eq!(status, 200, "GET / on {image}: {body}");
     body
 }
 
 /// Like [`serve_and_fetch`], for several paths: (status, body) of each.
-pub async fn serve_and_get(image: &str, port: u16, paths: &[&str]) -> Vec<(u16, String)> {
+pub async fn serve_and_get(
+    harness: &Harness,
+    image: &str,
+    port: u16,
+    paths: &[&str],
+) -> Vec<(u16, String)> {
     use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
     use bollard::query_parameters::RemoveContainerOptionsBuilder;
     let env = stack();
@@ -473,14 +550,16 @@ pub async fn serve_and_get(image: &str, port: u16, paths: &[&str]) -> Vec<(u16, 
     .unwrap();
     // Pulled from the registry, as the deploy-worker does: builds happen in
     // the sandbox's own store, not the engine's.
-    let credentials =
-        env.get("BERTH_REGISTRY_USERNAME")
-            .map(|user| bollard::auth::DockerCredentials {
-                username: Some(user.clone()),
-                password: env.get("BERTH_REGISTRY_PASSWORD").cloned(),
-                serveraddress: Some(env["BERTH_REGISTRY"].clone()),
-                ..Default::default()
-            });
+    let tenant = image.split('/').nth(1).expect("<registry>/<tenant>/<app>");
+    let grant = harness
+        .grants
+        .for_tenant(tenant, berth_common::registry_auth::Access::Pull);
+    let credentials = Some(bollard::auth::DockerCredentials {
+        username: Some(grant.username),
+        password: Some(grant.password),
+        serveraddress: Some(harness.registry.address.clone()),
+        ..Default::default()
+    });
     let pull = bollard::query_parameters::CreateImageOptionsBuilder::default()
         .from_image(image)
         .build();

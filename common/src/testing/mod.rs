@@ -4,6 +4,7 @@
 //! leftovers from earlier runs never see each other's messages.
 
 pub mod mailbox;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! Getting a release's image onto the engine.
 //!
-//! The engine pulls the image by digest with berth's registry credentials
+//! The engine pulls the image by digest with a pull grant of the release's
+//! tenant
 //! (`POST /images/create?fromImage=<registry>/<tenant>/<app>@sha256:...`,
 //! checked against Podman 4.3's Docker-compatible API). An image the engine
 //! already holds under that digest is not pulled again.

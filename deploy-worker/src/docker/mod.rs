@@ -27,28 +27,38 @@ use uuid::Uuid;
 
 use crate::config::DockerConfig;
 use crate::error::DeployError;
+use crate::registry::RegistryPull;
 use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
 
 pub struct DockerRuntime {
     docker: Docker,
     config: DockerConfig,
+    /// berth's registry and its pull grants; `None`: anonymous pulls.
+    pull: Option<RegistryPull>,
 }
 
 impl DockerRuntime {
-    pub fn new(docker: Docker, config: DockerConfig) -> Self {
-        Self { docker, config }
+    pub fn new(docker: Docker, config: DockerConfig, pull: Option<RegistryPull>) -> Self {
+        Self {
+            docker,
+            config,
+            pull,
+        }
     }
 
     pub fn docker(&self) -> &Docker {
         &self.docker
     }
 
-    fn credentials(&self, image: &str) -> Option<DockerCredentials> {
-        let username = self.config.registry_username.clone()?;
+    /// A pull grant of the release's tenant, for an image in berth's
+    /// registry: the engine can pull that tenant's images and no other's.
+    fn credentials(&self, image: &str, tenant: &str) -> Option<DockerCredentials> {
+        let pull = self.pull.as_ref()?;
+        let grant = pull.for_image(image, tenant)?;
         Some(DockerCredentials {
-            username: Some(username),
-            password: self.config.registry_password.clone(),
-            serveraddress: spec::registry_host(image).map(str::to_owned),
+            username: Some(grant.username),
+            password: Some(grant.password),
+            serveraddress: Some(pull.host().to_owned()),
             ..Default::default()
         })
     }
@@ -227,7 +237,7 @@ impl Runtime for DockerRuntime {
                 image::ensure_image(
                     &self.docker,
                     &spec.release.image,
-                    self.credentials(&spec.release.image),
+                    self.credentials(&spec.release.image, &app.tenant),
                 )
                 .await?;
                 let (id, host_port) = self.start_new(spec, &name).await?;

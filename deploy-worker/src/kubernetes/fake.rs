@@ -94,7 +94,13 @@ impl Deploy {
     }
 
     pub fn plan(&self) -> Vec<Value> {
-        plan(&self.spec.release, self.id(), &self.spec.env, &settings())
+        plan(
+            &self.spec.release,
+            self.id(),
+            &self.spec.env,
+            &settings(),
+            None,
+        )
     }
 
     /// This deploy's Deployment as the API server answers a GET.

@@ -8,6 +8,8 @@
 //!   ServiceAccount without an API token.
 //! * [`app_objects`]: the Secret, Deployment, Service and Ingress of one
 //!   deployment of a release.
+//! * [`PullSecret`]: the tenant's image pull Secret, a pull grant of that
+//!   tenant for berth's registry, renewed by every deploy and scale-up.
 //! * [`KubeRuntime`]: applies the plan, waits for the rollout
 //!   (`rollout.rs`, diagnosed by the pure `status.rs`), restores the
 //!   previous release when it fails, prunes the env Secrets no ReplicaSet
@@ -15,6 +17,7 @@
 
 mod app;
 mod plan;
+pub mod pull;
 pub mod render;
 mod rollout;
 mod runtime;
@@ -29,6 +32,8 @@ mod lifecycle_tests;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
+mod pull_tests;
+#[cfg(test)]
 mod restore_tests;
 #[cfg(test)]
 mod rollout_tests;
@@ -37,6 +42,7 @@ mod status_tests;
 
 pub use app::{app_host, app_objects, env_secret_name, tls_secret_name, AppObjects};
 pub use plan::{deployment_name, endpoint, plan, restore_document};
+pub use pull::{PullSecret, PULL_SECRET};
 pub use runtime::KubeRuntime;
 
 use berth_common::kubernetes::TenantSettings;

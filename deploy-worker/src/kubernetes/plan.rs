@@ -7,26 +7,34 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+use super::pull::{pull_secret_reference, PullSecret};
 use super::{app_host, app_objects, KubernetesSettings};
 
 /// Every object a deploy of `release` as `deployment_id` applies, in apply
 /// order: the tenant's apps namespace and its fences (Namespace,
 /// ResourceQuota, LimitRange, NetworkPolicy, ServiceAccount; applying them
-/// again changes nothing), then the release's Secret, Deployment, Service
-/// and Ingress. `env` is the release's env in clear.
+/// again changes nothing), the tenant's image pull Secret when `pull` is
+/// given (its grant renewed), then the release's Secret, Deployment (whose
+/// pods pull with that Secret), Service and Ingress. `env` is the release's
+/// env in clear.
 pub fn plan(
     release: &Release,
     deployment_id: Uuid,
     env: &BTreeMap<String, String>,
     settings: &KubernetesSettings,
+    pull: Option<&PullSecret>,
 ) -> Vec<Value> {
-    let namespace = tenant_namespace(
-        &release.app.tenant,
-        TenantNamespaceKind::Apps,
-        &settings.tenant,
-    );
+    let tenant = &release.app.tenant;
+    let namespace = tenant_namespace(tenant, TenantNamespaceKind::Apps, &settings.tenant);
     let mut documents = namespace.to_documents();
-    documents.extend(app_objects(release, deployment_id, env, settings).to_documents());
+    let mut objects = app_objects(release, deployment_id, env, settings);
+    if let Some(pull) = pull {
+        documents.push(berth_common::kubernetes::document(&pull.secret(tenant)));
+        if let Some(pod) = objects.deployment.spec.template.spec.as_mut() {
+            pod.image_pull_secrets = Some(vec![pull_secret_reference()]);
+        }
+    }
+    documents.extend(objects.to_documents());
     documents
 }
 

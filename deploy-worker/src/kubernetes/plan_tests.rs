@@ -142,7 +142,13 @@ fn the_ingress_asks_cert_manager_for_tls_with_the_configured_issuer_and_class() 
         ..settings()
     };
     let deploy = Deploy::first();
-    let documents = plan(&deploy.spec.release, deploy.id(), &deploy.spec.env, &custom);
+    let documents = plan(
+        &deploy.spec.release,
+        deploy.id(),
+        &deploy.spec.env,
+        &custom,
+        None,
+    );
     let ingress = find(&documents, "Ingress");
     assert_eq!(
         ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
@@ -166,7 +172,13 @@ fn the_deployment_keeps_the_configured_rollout_history() {
         ..settings()
     };
     let deploy = Deploy::first();
-    let documents = plan(&deploy.spec.release, deploy.id(), &deploy.spec.env, &custom);
+    let documents = plan(
+        &deploy.spec.release,
+        deploy.id(),
+        &deploy.spec.env,
+        &custom,
+        None,
+    );
     let spec = &find(&documents, "Deployment")["spec"];
     assert_eq!(
         spec["revisionHistoryLimit"], 7,

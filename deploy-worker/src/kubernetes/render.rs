@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use uuid::Uuid;
 
-use super::{plan, KubernetesSettings};
+use super::{plan, KubernetesSettings, PullSecret};
+use berth_common::registry_auth::Credentials;
 
 const RELEASE_FLAGS: [&str; 9] = [
     "tenant",
@@ -66,6 +67,11 @@ pub struct RenderArgs {
     /// One env var; wins over `--env-file`. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
     pub env: Vec<(String, String)>,
+    /// berth's registry (BERTH_REGISTRY of the worker): renders the tenant's
+    /// image pull Secret, whose grant is minted at each deploy (shown here
+    /// as a placeholder).
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]")]
+    pub registry: Option<String>,
     #[command(flatten)]
     pub settings: KubernetesSettings,
 }
@@ -75,8 +81,24 @@ pub struct RenderArgs {
 pub fn render(args: &RenderArgs) -> anyhow::Result<String> {
     let release = release_of(args)?;
     let env = env_of(args)?;
-    to_yaml(&plan(&release, args.deployment_id, &env, &args.settings))
+    let pull = args.registry.as_deref().map(|registry| PullSecret {
+        registry: registry.split('/').next().unwrap_or(registry).to_owned(),
+        credentials: Credentials {
+            username: format!("pull.{}", release.app.tenant),
+            password: PLACEHOLDER_GRANT.to_owned(),
+        },
+    });
+    to_yaml(&plan(
+        &release,
+        args.deployment_id,
+        &env,
+        &args.settings,
+        pull.as_ref(),
+    ))
 }
+
+/// What a rendered pull Secret shows for the grant each deploy mints.
+pub const PLACEHOLDER_GRANT: &str = "<a pull grant minted at each deploy>";
 
 pub fn to_yaml(documents: &[Value]) -> anyhow::Result<String> {
     let mut out = String::new();

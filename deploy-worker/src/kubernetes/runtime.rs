@@ -16,15 +16,18 @@ use std::fmt::Debug;
 use super::rollout::Rollout;
 use super::{
     deployment_name, endpoint, plan, restore_document, status, tls_secret_name, KubernetesSettings,
-    RolloutSettings,
+    PullSecret, RolloutSettings,
 };
 use crate::error::DeployError;
+use crate::registry::RegistryPull;
 use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
 
 pub struct KubeRuntime {
     client: Client,
     settings: KubernetesSettings,
     rollout: RolloutSettings,
+    /// berth's registry and its pull grants: each tenant's pull Secret.
+    pull: Option<RegistryPull>,
 }
 
 /// What the app's Deployment was before a deploy: what a failed rollout
@@ -48,11 +51,26 @@ impl KubeRuntime {
             client,
             settings,
             rollout,
+            pull: None,
         }
+    }
+
+    /// Pods pull with a pull grant of their tenant for `pull`'s registry.
+    pub fn with_image_pull(mut self, pull: Option<RegistryPull>) -> Self {
+        self.pull = pull;
+        self
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The tenant's pull Secret with a freshly minted grant.
+    fn pull_secret(&self, tenant: &str) -> Option<PullSecret> {
+        self.pull.as_ref().map(|pull| PullSecret {
+            registry: pull.host().to_owned(),
+            credentials: pull.for_tenant(tenant),
+        })
     }
 
     fn api<K>(&self, app: &AppRef) -> Api<K>
@@ -236,7 +254,14 @@ impl Runtime for KubeRuntime {
                 _ => Before::Other(Box::new(current)),
             },
         };
-        let documents = plan(release, deployment_id, &spec.env, &self.settings);
+        let pull = self.pull_secret(&app.tenant);
+        let documents = plan(
+            release,
+            deployment_id,
+            &spec.env,
+            &self.settings,
+            pull.as_ref(),
+        );
         apply_all(&self.client, &documents).await?;
         tracing::info!(%deployment_id, app_id = %app.id, objects = documents.len(), "applied; waiting for the rollout");
         let rollout = Rollout {
@@ -267,6 +292,17 @@ impl Runtime for KubeRuntime {
     /// drop the fields berth applied with the release). The app's next
     /// deploy carries the scale in its release config.
     async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError> {
+        // New pods may pull: their grant is renewed first (a tenant with
+        // no namespace yet has nothing to scale).
+        if let Some(pull) = self.pull_secret(&app.tenant).filter(|_| replicas > 0) {
+            let document = berth_common::kubernetes::document(&pull.secret(&app.tenant));
+            match apply(&self.client, &document).await {
+                Ok(_) => {}
+                Err(error) if matches!(error.api_error(), Some(kube::Error::Api(status)) if status.is_not_found()) =>
+                    {}
+                Err(error) => return Err(error.into()),
+            }
+        }
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..Default::default()

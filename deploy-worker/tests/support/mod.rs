@@ -1,12 +1,17 @@
-//! Test support: tiny app images built on the real engine and pushed to the
-//! stack's registry, an in-process deploy-worker on a fresh RabbitMQ vhost,
-//! and a reader of the reports it publishes on `berth.inform`.
+//! Test support: tiny app images built on the real engine and pushed to a
+//! registry of the test binary's own (token authentication, its realm
+//! served in-process by berth's token service), an in-process deploy-worker
+//! on a fresh RabbitMQ vhost, and a reader of the reports it publishes on
+//! `berth.inform`.
 #![allow(dead_code)]
 
 use berth_common::engine::connect;
+use berth_common::registry_auth::{Access, Grants, RegistryCredentials};
+use berth_common::testing::registry::TestRegistry;
 use berth_common::testing::{setting, TestVhost};
 use berth_common::{Broker, MessagePublisher};
 use berth_deploy_worker::docker::DockerRuntime;
+use berth_deploy_worker::registry::{RegistryPull, ENGINE_PULL_GRANT};
 use berth_deploy_worker::{AppLimits, DeployService, DockerConfig};
 use berth_proto::names::{DEPLOYS_QUEUE, INFORM_QUEUE};
 use berth_proto::{
@@ -38,16 +43,35 @@ pub async fn docker() -> Docker {
         .expect("the stack's engine answers")
 }
 
-fn credentials() -> DockerCredentials {
+/// The tenant of every test app: images go to `<registry>/test/<repo>`.
+pub const TENANT: &str = "test";
+
+/// This test binary's registry; its token service takes grants of the
+/// stack's BERTH_SECRET_KEY, the key the worker under test has.
+pub async fn registry() -> &'static TestRegistry {
+    static REGISTRY: tokio::sync::OnceCell<TestRegistry> = tokio::sync::OnceCell::const_new();
+    REGISTRY
+        .get_or_init(|| async { TestRegistry::start(&setting("BERTH_SECRET_KEY")).await })
+        .await
+}
+
+/// Grants of the stack's key, as berth's processes mint them.
+pub fn grants() -> Grants {
+    Grants::from_secret_key(&setting("BERTH_SECRET_KEY")).unwrap()
+}
+
+/// A push grant of `tenant`, as a build of that tenant has.
+async fn credentials(tenant: &str) -> DockerCredentials {
+    let grant = grants().for_tenant(tenant, Access::Push);
     DockerCredentials {
-        username: Some(setting("BERTH_REGISTRY_USERNAME")),
-        password: Some(setting("BERTH_REGISTRY_PASSWORD")),
-        serveraddress: Some(setting("BERTH_REGISTRY")),
+        username: Some(grant.username),
+        password: Some(grant.password),
+        serveraddress: Some(registry().await.address.clone()),
         ..Default::default()
     }
 }
 
-/// Builds `dockerfile` (plus `files`) into `<registry>/berth-test/<repo>`,
+/// Builds `dockerfile` (plus `files`) into `<registry>/test/<repo>`,
 /// pushes it and returns it by digest, as the build-worker would.
 pub async fn build_and_push(repo: &str, dockerfile: &str) -> String {
     let docker = docker().await;
@@ -60,8 +84,8 @@ pub async fn build_and_push(repo: &str, dockerfile: &str) -> String {
         .append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
         .unwrap();
     let context = archive.into_inner().unwrap();
-    let registry = setting("BERTH_REGISTRY");
-    let name = format!("{registry}/berth-test/{repo}");
+    let registry = &registry().await.address;
+    let name = format!("{registry}/{TENANT}/{repo}");
     let tag = "test";
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
@@ -76,7 +100,7 @@ pub async fn build_and_push(repo: &str, dockerfile: &str) -> String {
         }
     }
     let options = PushImageOptionsBuilder::default().tag(tag).build();
-    let mut push = docker.push_image(&name, Some(options), Some(credentials()));
+    let mut push = docker.push_image(&name, Some(options), Some(credentials(TENANT).await));
     let mut digest = None;
     while let Some(step) = push.next().await {
         let status = step.expect("the push runs").status.unwrap_or_default();
@@ -140,7 +164,7 @@ pub fn new_app() -> AppRef {
     AppRef {
         id,
         name: format!("t{}", &id.simple().to_string()[20..]),
-        tenant: "test".into(),
+        tenant: TENANT.into(),
     }
 }
 
@@ -170,8 +194,6 @@ pub fn release(app: &AppRef, image: &str, env: &[(&str, &str)]) -> Release {
 pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
     DockerConfig {
         docker_host: setting("BERTH_DOCKER_HOST"),
-        registry_username: Some(setting("BERTH_REGISTRY_USERNAME")),
-        registry_password: Some(setting("BERTH_REGISTRY_PASSWORD")),
         installation: "deploy-worker-tests".into(),
         publish_addr: "127.0.0.1".into(),
         public_host: "127.0.0.1".into(),
@@ -186,6 +208,20 @@ pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
 struct AppLimitFlags {
     #[command(flatten)]
     limits: AppLimits,
+}
+
+/// The docker driver as the worker runs it: pull grants for the test's
+/// registry, the app fence installed.
+pub async fn docker_runtime(ready_timeout_secs: u64) -> DockerRuntime {
+    let config = docker_config(ready_timeout_secs);
+    berth_deploy_worker::docker::network::fence(&config.limits)
+        .await
+        .expect("the app fence installs (as root)");
+    let pull = RegistryPull::new(
+        &registry().await.address,
+        Arc::new(grants().pull_for(ENGINE_PULL_GRANT)),
+    );
+    DockerRuntime::new(docker().await, config, Some(pull))
 }
 
 /// An in-process deploy-worker on its own vhost, and what it reported.
@@ -209,11 +245,7 @@ impl Worker {
         let url = vhost.url.clone();
         let broker = Broker::new(url.clone(), "deploy-worker-test");
         broker.ensure_topology().await.expect("topology");
-        let config = docker_config(ready_timeout_secs);
-        berth_deploy_worker::docker::network::fence(&config.limits)
-            .await
-            .expect("the app fence installs (as root)");
-        let runtime = DockerRuntime::new(docker().await, config);
+        let runtime = docker_runtime(ready_timeout_secs).await;
         let service = DeployService::new(runtime, broker.clone(), key());
         let shutdown = CancellationToken::new();
         let consumer = tokio::spawn({
@@ -262,7 +294,7 @@ impl Worker {
             vhost: Some(vhost),
             apps: Mutex::new(Vec::new()),
             reports,
-            runtime: DockerRuntime::new(docker().await, docker_config(ready_timeout_secs)),
+            runtime: docker_runtime(ready_timeout_secs).await,
             shutdown,
             consumer,
         }

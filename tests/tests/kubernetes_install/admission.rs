@@ -187,8 +187,12 @@ fn the_admission_policy_admits_what_the_workers_do_and_denies_the_rest() {
          request(build, "CREATE - pods berth-acme-build kaniko-1", object("Pod", "kaniko-1"), null.clone())),
         ("the build-worker attaches to it",
          request(build, "CONNECT - pods/attach berth-acme-build kaniko-1", attach.clone(), null.clone())),
-        ("the build-worker writes registry credentials",
-         request(build, "CREATE - secrets berth-acme-build registry", secret("kubernetes.io/dockerconfigjson"), null.clone())),
+        ("the build-worker writes a build's registry Secret (a push grant)",
+         request(build, "CREATE - secrets berth-acme-build build-1-registry", secret("kubernetes.io/dockerconfigjson"), null.clone())),
+        ("the build-worker deletes it with the build's pod",
+         request(build, "DELETE - secrets berth-acme-build build-1-registry", null.clone(), secret("kubernetes.io/dockerconfigjson"))),
+        ("the deploy-worker writes a tenant's image pull Secret (a pull grant)",
+         request(deploy, "CREATE - secrets berth-acme berth-registry-pull", secret("kubernetes.io/dockerconfigjson"), null.clone())),
     ];
     for (what, request) in &allowed {
         assert_eq!(
@@ -236,6 +240,8 @@ fn the_admission_policy_admits_what_the_workers_do_and_denies_the_rest() {
          request(build, "CONNECT - pods/attach kube-system etcd", attach, null.clone())),
         ("the build-worker makes an app namespace",
          request(build, "CREATE - namespaces - berth-acme", app_ns("restricted"), null.clone())),
+        ("the build-worker deletes a Secret of an app namespace",
+         request(build, "DELETE - secrets berth-acme berth-registry-pull", null.clone(), secret("kubernetes.io/dockerconfigjson"))),
     ];
     for (what, request) in &denied {
         match decide(policy, request) {

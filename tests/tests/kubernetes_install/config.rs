@@ -24,6 +24,8 @@ fn config_comes_from_the_configmap_and_secrets_from_the_secret() {
                 "BERTH_SECRET_KEY",
                 "BERTH_JWT_SECRET",
                 "BERTH_KAFKA_BROKERS",
+                "BERTH_REGISTRY_TOKEN_KEY",
+                "BERTH_REGISTRY_TOKEN_CERT",
             ],
         ),
         (
@@ -32,11 +34,13 @@ fn config_comes_from_the_configmap_and_secrets_from_the_secret() {
                 "BERTH_AMQP_URL",
                 "BERTH_SECRET_KEY",
                 "BERTH_REGISTRY",
-                "BERTH_REGISTRY_PASSWORD",
                 "BERTH_KAFKA_BROKERS",
             ],
         ),
-        (DEPLOY_WORKER, &["BERTH_AMQP_URL", "BERTH_SECRET_KEY"]),
+        (
+            DEPLOY_WORKER,
+            &["BERTH_AMQP_URL", "BERTH_SECRET_KEY", "BERTH_REGISTRY"],
+        ),
         (
             LOG_STREAMER,
             &["BERTH_KAFKA_BROKERS", "BERTH_LOG_STREAMER_STATE_DIR"],
@@ -123,4 +127,70 @@ fn config_comes_from_the_configmap_and_secrets_from_the_secret() {
             );
         }
     }
+}
+
+/// The registry's token service is the backend: it signs with the key of
+/// the Secret berth-registry-token, mounted where the ConfigMap says; the
+/// registry's auth config (ConfigMap berth-registry-auth) names the
+/// backend's public URL as its realm and the same service and issuer. No
+/// registry user or password is configured anywhere.
+#[test]
+fn the_registry_asks_the_backend_for_tokens_signed_with_the_mounted_key() {
+    for rendered in overlays() {
+        let backend = rendered.container(BACKEND);
+        let pod = rendered.workload(BACKEND)["spec"]["template"]["spec"].clone();
+        for key in ["BERTH_REGISTRY_TOKEN_KEY", "BERTH_REGISTRY_TOKEN_CERT"] {
+            let path = rendered.config_value(key);
+            let (dir, file) = path.rsplit_once('/').unwrap();
+            let mount = array(backend.get("volumeMounts"))
+                .iter()
+                .find(|m| m["mountPath"] == dir)
+                .unwrap_or_else(|| panic!("{}: {key}={path} is not mounted", rendered.name));
+            assert_eq!(mount["readOnly"], true, "{}: {key}", rendered.name);
+            let volume = array(pod.get("volumes"))
+                .iter()
+                .find(|v| v["name"] == mount["name"])
+                .unwrap();
+            assert_eq!(
+                volume["secret"]["secretName"], "berth-registry-token",
+                "{}: {key}",
+                rendered.name
+            );
+            assert!(
+                array(volume["secret"].get("items"))
+                    .iter()
+                    .any(|item| item["path"] == file),
+                "{}: {file} is not in the volume",
+                rendered.name
+            );
+        }
+        let auth = rendered.find("ConfigMap", "berth-registry-auth");
+        let auth: Value = serde_saphyr::from_str(str_of(auth, "/data/config.yml"))
+            .unwrap_or_else(|e| panic!("{}: the registry's auth config: {e}", rendered.name));
+        let token = &auth["auth"]["token"];
+        assert_eq!(
+            token["realm"].as_str().unwrap(),
+            format!(
+                "{}/api/v1/registry/token",
+                rendered.config_value("BERTH_PUBLIC_URL")
+            ),
+            "{}: the realm is the backend's public URL",
+            rendered.name
+        );
+        assert_eq!(
+            token["service"].as_str().unwrap(),
+            rendered.config_value("BERTH_REGISTRY_SERVICE")
+        );
+        assert_eq!(
+            token["issuer"].as_str().unwrap(),
+            rendered.config_value("BERTH_REGISTRY_TOKEN_ISSUER")
+        );
+        assert!(auth["auth"].get("htpasswd").is_none());
+        let data = rendered.config()["data"].as_object().unwrap();
+        for key in ["BERTH_REGISTRY_USERNAME", "BERTH_REGISTRY_PASSWORD"] {
+            assert!(!data.contains_key(key), "{}: {key}", rendered.name);
+        }
+    }
+    let placeholder = rendered("base").find("Secret", "berth-registry-token");
+    assert_eq!(placeholder["type"], "kubernetes.io/tls");
 }

@@ -380,7 +380,8 @@ fn the_build_worker_runs_kaniko_pods_in_build_namespaces_and_nothing_else() {
             &["networkpolicies"],
             &["get", "create", "patch"],
         ),
-        ("", &["secrets"], &["create", "patch"]),
+        // Each build's own registry Secret, deleted with its Pod.
+        ("", &["secrets"], &["create", "patch", "delete"]),
         ("", &["pods"], &["get", "list", "watch", "create", "delete"]),
         ("", &["pods/attach"], &["create"]),
         ("", &["pods/log"], &["get"]),

@@ -179,13 +179,18 @@ impl Rendered {
             .collect()
     }
 
-    /// The one ConfigMap berth's processes read.
+    /// The one ConfigMap berth's processes read (the other, the registry's
+    /// auth config berth-registry-auth, is for the operator's registry).
     pub(crate) fn config(&self) -> &Value {
-        let maps = self.all("ConfigMap");
+        let maps: Vec<&Value> = self
+            .all("ConfigMap")
+            .into_iter()
+            .filter(|map| str_of(map, "/metadata/name").starts_with("berth-config"))
+            .collect();
         assert_eq!(
             maps.len(),
             1,
-            "{}: expected one ConfigMap (berth-config-<hash>), found {}",
+            "{}: expected one ConfigMap berth-config-<hash>, found {}",
             self.name,
             maps.len()
         );

@@ -1,0 +1,266 @@
+//! The pipeline against fakes of every seam: what it builds and what it
+//! trusts when the registry already has something for the commit.
+
+use super::*;
+use crate::buildlog::LogSettings;
+use crate::detect::StackImages;
+use crate::git::{CheckedOut, Resolved};
+use berth_common::logs::LogError;
+use berth_common::BrokerError;
+use berth_proto::{AppRef, KnownImage, LogRecord, ReleaseConfig, SecretKey, Source};
+use std::collections::HashMap;
+use std::path::Path;
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const REGISTRY: &str = "registry.example.com";
+
+fn digest(fill: char) -> String {
+    format!("sha256:{}", fill.to_string().repeat(64))
+}
+
+/// The commit, resolved without a download; a checkout holds a Dockerfile.
+struct Fetcher;
+
+#[async_trait]
+impl SourceFetcher for Fetcher {
+    async fn resolve(&self, _spec: &RepoSpec) -> Result<Option<Resolved>, BuildError> {
+        Ok(Some(Resolved {
+            commit: COMMIT.into(),
+            ref_name: Some("refs/heads/main".into()),
+        }))
+    }
+
+    async fn checkout(
+        &self,
+        _spec: &RepoSpec,
+        _resolved: Option<&Resolved>,
+        dest: &Path,
+        _cancel: CancelFlag,
+    ) -> Result<CheckedOut, BuildError> {
+        std::fs::write(dest.join("Dockerfile"), "FROM scratch\n").unwrap();
+        Ok(CheckedOut {
+            commit: COMMIT.into(),
+            summary: None,
+        })
+    }
+}
+
+/// Builds "push" their image as Kaniko does, with digest `f…`.
+#[derive(Default)]
+struct Builder {
+    builds: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ImageBuilder for Arc<Builder> {
+    async fn build(&self, job: &BuildJob, _log: &BuildLog) -> Result<Built, BuildError> {
+        self.builds.lock().unwrap().push(job.image());
+        Ok(Built::Pushed {
+            digest: digest('f'),
+        })
+    }
+
+    async fn push(&self, _job: &BuildJob, _log: &BuildLog) -> Result<(), BuildError> {
+        Ok(())
+    }
+}
+
+/// Manifests by `(tenant/app, tag or digest)`.
+#[derive(Default)]
+struct FakeRegistry(HashMap<(String, String), String>);
+
+impl FakeRegistry {
+    /// `path:tag` (and `path@digest`) name `digest`.
+    fn with(mut self, path: &str, tag: &str, digest: &str) -> Self {
+        self.0
+            .insert((path.to_owned(), tag.to_owned()), digest.to_owned());
+        self.0
+            .insert((path.to_owned(), digest.to_owned()), digest.to_owned());
+        self
+    }
+}
+
+#[async_trait]
+impl Registry for FakeRegistry {
+    async fn digest(&self, repo: &ImageRepo, tag: &str) -> Result<Option<String>, BuildError> {
+        Ok(self.0.get(&(repo.path.clone(), tag.to_owned())).cloned())
+    }
+}
+
+#[derive(Default)]
+struct Logs(Mutex<Vec<String>>);
+
+#[async_trait]
+impl LogSink for Logs {
+    async fn append(&self, _app: Uuid, _key: &str, record: &LogRecord) -> Result<i64, LogError> {
+        let mut lines = self.0.lock().unwrap();
+        lines.push(record.line.clone());
+        Ok(lines.len() as i64)
+    }
+}
+
+#[derive(Default, Clone)]
+struct Published(Arc<Mutex<Vec<Envelope>>>);
+
+#[async_trait]
+impl MessagePublisher for Published {
+    async fn publish(&self, _routing_key: &str, envelope: &Envelope) -> Result<(), BrokerError> {
+        self.0.lock().unwrap().push(envelope.clone());
+        Ok(())
+    }
+}
+
+struct Seen {
+    release: Option<Release>,
+    built: Vec<String>,
+    lines: Vec<String>,
+}
+
+async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
+    let work = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        registry: REGISTRY.into(),
+        images: StackImages {
+            python: "p".into(),
+            node: "n".into(),
+            go: "g".into(),
+            rust: "r".into(),
+            static_site: "s".into(),
+        },
+        extra_ca: None,
+        allow_local_repos: false,
+        local_repo_root: None,
+        github_url: "https://github.com".parse().unwrap(),
+        work_dir: work.path().to_path_buf(),
+        deadline: Duration::from_secs(60),
+        log: LogSettings::default(),
+    };
+    let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+    let builder = Arc::new(Builder::default());
+    let logs = Arc::new(Logs::default());
+    let published = Published::default();
+    let service = BuildService::new(
+        settings,
+        key.clone(),
+        builder.clone(),
+        Fetcher,
+        registry,
+        logs.clone(),
+        published.clone(),
+    );
+    let app = AppRef {
+        id: Uuid::now_v7(),
+        name: "web".into(),
+        tenant: "victim".into(),
+    };
+    let request = BuildRequested {
+        app: app.clone(),
+        release_id: Uuid::now_v7(),
+        source: Source {
+            repo_url: "https://git.example.com/victim/web.git".into(),
+            git_ref: "main".into(),
+            commit: None,
+            subdirectory: None,
+            token: None,
+        },
+        config: ReleaseConfig {
+            port: 8000,
+            env: key.seal_json(
+                &berth_proto::Binding::app_env(&app.tenant, app.id),
+                &serde_json::json!({"SECRET": "new value"}),
+            ),
+            env_version: 2,
+            replicas: 1,
+            resources: Default::default(),
+        },
+        known_images,
+    };
+    let outcome = service.build(Uuid::now_v7(), 1, request).await;
+    assert!(
+        matches!(outcome, berth_common::Outcome::Done),
+        "{outcome:?}"
+    );
+    let release = published
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e.kind == "deploy.requested")
+        .map(|e| e.payload::<DeployRequested>().unwrap().release);
+    let built = builder.builds.lock().unwrap().clone();
+    let lines = logs.0.lock().unwrap().clone();
+    Seen {
+        release,
+        built,
+        lines,
+    }
+}
+
+#[tokio::test]
+async fn a_tag_someone_else_pushed_is_not_trusted_and_the_commit_is_built() {
+    // The attacker pushed their image under the victim's commit tag.
+    let registry = FakeRegistry::default().with("victim/web", COMMIT, &digest('e'));
+    let outcome = run(registry, Vec::new()).await;
+    assert_eq!(
+        outcome.built,
+        [format!("{REGISTRY}/victim/web:{COMMIT}")],
+        "{:#?}",
+        outcome.lines
+    );
+    let release = outcome.release.expect("a deploy was requested");
+    assert_eq!(
+        release.image,
+        format!("{REGISTRY}/victim/web@{}", digest('f'))
+    );
+    assert!(!release.image.contains(&digest('e')));
+}
+
+#[tokio::test]
+async fn the_digest_berth_recorded_is_reused_whatever_the_tag_now_names() {
+    // Berth built `a…` for the commit; the tag was moved to `e…` since.
+    let registry = FakeRegistry::default()
+        .with("victim/web", COMMIT, &digest('a'))
+        .with("victim/web", COMMIT, &digest('e'));
+    let known = vec![
+        KnownImage {
+            commit: "1111111111111111111111111111111111111111".into(),
+            digest: digest('1'),
+        },
+        KnownImage {
+            commit: COMMIT.into(),
+            digest: digest('a'),
+        },
+    ];
+    let outcome = run(registry, known).await;
+    assert!(outcome.built.is_empty(), "{:?}", outcome.built);
+    assert_eq!(
+        outcome.release.unwrap().image,
+        format!("{REGISTRY}/victim/web@{}", digest('a'))
+    );
+    assert!(outcome.lines.contains(&format!(
+        "Image already built for {COMMIT}; skipping the build"
+    )));
+}
+
+#[tokio::test]
+async fn a_recorded_image_the_registry_lost_is_built_again() {
+    let registry = FakeRegistry::default().with("victim/web", COMMIT, &digest('e'));
+    let known = vec![KnownImage {
+        commit: COMMIT.into(),
+        digest: digest('a'),
+    }];
+    let outcome = run(registry, known).await;
+    assert_eq!(outcome.built.len(), 1, "{:#?}", outcome.lines);
+    assert_eq!(
+        outcome.release.unwrap().image,
+        format!("{REGISTRY}/victim/web@{}", digest('f'))
+    );
+    assert!(
+        outcome
+            .lines
+            .iter()
+            .any(|l| l.contains("is gone from the registry; building it again")),
+        "{:#?}",
+        outcome.lines
+    );
+}
