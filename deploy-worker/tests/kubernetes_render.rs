@@ -172,13 +172,17 @@ fn with_the_registry_the_tenants_pull_secret_is_rendered_and_named_by_its_pods()
         Some(&pull),
     );
     assert_eq!(printed, expected);
-    assert_eq!(printed.len(), 10);
-    assert_eq!(printed[5]["kind"], "Secret");
-    assert_eq!(printed[5]["metadata"]["name"], "berth-registry-pull");
-    assert_eq!(printed[5]["metadata"]["namespace"], "berth-acme");
-    assert_eq!(printed[5]["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(printed.len(), 11);
+    let secret = printed
+        .iter()
+        .find(|d| d["metadata"]["name"] == "berth-registry-pull")
+        .expect("the tenant's pull secret is rendered");
+    assert_eq!(secret["kind"], "Secret");
+    assert_eq!(secret["metadata"]["namespace"], "berth-acme");
+    assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+    let deployment = printed.iter().find(|d| d["kind"] == "Deployment").unwrap();
     assert_eq!(
-        printed[7]["spec"]["template"]["spec"]["imagePullSecrets"],
+        deployment["spec"]["template"]["spec"]["imagePullSecrets"],
         json!([{"name": "berth-registry-pull"}])
     );
 }

@@ -59,9 +59,14 @@ pub struct SandboxConfig {
     #[arg(long, env = "BERTH_BUILD_DNS", value_delimiter = ',')]
     pub build_dns: Vec<Ipv4Addr>,
 
+    /// Days after its tenant's last build that an image store (the
+    /// tenant's layer cache) is removed, at the worker's start.
+    #[arg(long, env = "BERTH_BUILD_STORE_IDLE_DAYS", default_value_t = 14)]
+    pub build_store_idle_days: u64,
+
     /// Destinations builds may never reach, comma-separated CIDRs; the
     /// host's own addresses and networks are always refused too.
     #[arg(long, env = "BERTH_BUILD_EGRESS_DENY", value_delimiter = ',',
           default_value = DEFAULT_EGRESS_DENY)]
-    pub build_egress_deny: Vec<Ipv4Net>,
+    pub sandbox_egress_deny: Vec<Ipv4Net>,
 }

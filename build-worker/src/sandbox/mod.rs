@@ -25,6 +25,7 @@ pub mod net;
 pub mod podman;
 mod run;
 pub mod slot;
+mod stores;
 
 pub use config::SandboxConfig;
 
@@ -117,6 +118,16 @@ impl SandboxBuilder {
                 .and_then(|()| std::fs::rename(&temp, &path))
                 .map_err(|e| setup(&path.display().to_string(), &e))?;
         }
+        let (root, idle) = (
+            podman.root.clone(),
+            std::time::Duration::from_secs(config.build_store_idle_days.saturating_mul(86_400)),
+        );
+        tokio::task::spawn_blocking(move || {
+            let forgotten = stores::forget_idle(&root, idle);
+            if !forgotten.is_empty() {
+                tracing::info!(tenants = forgotten.len(), "removed idle build stores");
+            }
+        });
         if podman.base_store.is_none() {
             tracing::warn!(
                 root = %podman.root.display(),
@@ -326,6 +337,7 @@ impl SandboxBuilder {
     ) -> Result<Built, BuildError> {
         let _ = std::fs::remove_dir_all(&sandbox.dir);
         let store = self.store(&job.app.tenant, sandbox.dir.join("run"))?;
+        stores::mark_used(&store.graph).map_err(setup_failed)?;
         let context = sandbox.dir.join("context");
         let (tar, into, user) = (
             job.context.clone(),
@@ -471,7 +483,7 @@ async fn fence(config: &SandboxConfig) -> Fence {
         chain: "BERTH-BUILD".into(),
         interfaces: format!("{}+", net::HOST_IF_PREFIX),
         dns,
-        deny: fence::with_host_networks(config.build_egress_deny.clone(), &[net::HOST_IF_PREFIX])
+        deny: fence::with_host_networks(config.sandbox_egress_deny.clone(), &[net::HOST_IF_PREFIX])
             .await,
         same_bridge: false,
         passed: Passed::Accept,

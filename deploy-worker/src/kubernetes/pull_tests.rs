@@ -71,8 +71,10 @@ fn the_plan_applies_the_tenants_pull_secret_and_its_pods_name_it() {
         &settings(),
         Some(&pull),
     );
-    let secret = &documents[5];
-    assert_eq!(secret["metadata"]["name"], "berth-registry-pull");
+    let secret = documents
+        .iter()
+        .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "berth-registry-pull")
+        .expect("the tenant's pull secret is in the plan");
     assert_eq!(secret["metadata"]["namespace"], "berth-acme");
     assert!(
         secret["metadata"]["labels"].get("berth.dev/app").is_none(),
@@ -149,14 +151,19 @@ async fn every_deploy_renews_the_tenants_pull_secret_before_the_pods_that_use_it
     let task = tokio::spawn(async move { runtime.deploy(&spec).await });
     expect_get_deployment(&mut server, None).await;
     let plan = first.plan();
-    for document in &plan[..5] {
+    // The namespace and its fences come first, then the app's objects.
+    let fences = plan
+        .iter()
+        .position(|d| d["metadata"]["labels"].get("berth.dev/app").is_some())
+        .expect("the plan has the app's objects");
+    for document in &plan[..fences] {
         let kind = document["kind"].as_str().unwrap();
         let call = server.next(kind).await.assert_server_side_apply();
         assert_eq!(&call.json(), document, "{kind}");
         call.respond_applied();
     }
     expect_pull_secret(&mut server).await;
-    for document in &plan[5..] {
+    for document in &plan[fences..] {
         let kind = document["kind"].as_str().unwrap();
         let call = server.next(kind).await.assert_server_side_apply();
         let mut expected = document.clone();
