@@ -29,10 +29,13 @@ async fn refused(harness: &Harness, files: &[(&str, &str)], links: &[(&str, &str
     seen.reason()
 }
 
+/// Files (path, contents), links (path, target), and the reason expected.
+type Attempt<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn escape_attempts_fail_with_a_clear_reason_before_the_build() {
     let harness = Harness::start(settings(true)).await;
-    let cases: [(&[(&str, &str)], &[(&str, &str)], &str); 6] = [
+    let cases: [Attempt; 6] = [
         (
             &[(
                 "Dockerfile",
