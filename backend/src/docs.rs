@@ -46,6 +46,7 @@ use utoipa::{Modify, OpenApi};
         crate::deployments::create_deployment,
         crate::deployments::list_deployments,
         crate::deployments::get_deployment,
+        crate::deployments::cancel_deployment,
         crate::deployments::list_releases,
         crate::log_api::read_logs,
         crate::log_api::ws::follow_logs,

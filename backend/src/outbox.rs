@@ -4,10 +4,17 @@
 //! relay retries with backoff: an intent is never lost. Delivery is
 //! at-least-once (a crash between publish and mark repeats a message);
 //! every consumer is idempotent.
+//!
+//! Build and deploy requests leave only while their deployment is in
+//! progress (one cancelled or superseded before the relay got to it is
+//! never sent) and carry the deadline of the state the deployment waits
+//! in, after which a worker refuses them.
 
 use crate::error::{Error, Result};
-use berth_common::MessagePublisher;
-use berth_proto::{Envelope, Payload};
+use berth_common::{BrokerError, MessagePublisher};
+use berth_proto::names::CONTROL_ROUTING_KEY;
+use berth_proto::{BuildRequested, DeployRequested, DeploymentState, Envelope, Payload};
+use chrono::{DateTime, Utc};
 use sqlx::types::Json as SqlJson;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
@@ -43,6 +50,8 @@ pub struct RelaySettings {
     pub max_backoff: Duration,
     /// A publish that takes longer than this counts as failed.
     pub publish_timeout: Duration,
+    /// Multiplies every state's deadline (as the reaper's does).
+    pub deadline_scale: f64,
 }
 
 impl Default for RelaySettings {
@@ -53,6 +62,7 @@ impl Default for RelaySettings {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(15),
+            deadline_scale: 1.0,
         }
     }
 }
@@ -69,6 +79,43 @@ struct Row {
     id: i64,
     routing_key: String,
     envelope: SqlJson<Envelope>,
+    /// The state of the deployment the message is about, if any.
+    state: Option<String>,
+    state_changed_at: Option<DateTime<Utc>>,
+}
+
+/// What the relay does with a row.
+enum Dispatch {
+    Publish(Envelope),
+    /// Work for a deployment that already ended: nobody wants it.
+    Skip(DeploymentState),
+}
+
+impl Row {
+    /// Work for a deployment goes out only while the deployment is in
+    /// progress, with the deadline of the state it waits in; everything
+    /// else goes out as written.
+    fn dispatch(&self, deadline_scale: f64) -> Dispatch {
+        let mut envelope = self.envelope.0.clone();
+        let is_work = matches!(
+            envelope.kind.as_str(),
+            BuildRequested::TYPE | DeployRequested::TYPE
+        );
+        let state = self.state.as_deref().and_then(|s| s.parse().ok());
+        if let (true, Some(state)) = (is_work, state) {
+            let state: DeploymentState = state;
+            if !state.is_in_progress() {
+                return Dispatch::Skip(state);
+            }
+            if let (Some(deadline), Some(since)) = (state.deadline(), self.state_changed_at) {
+                let deadline = deadline.mul_f64(deadline_scale.max(0.0));
+                envelope.deadline = chrono::Duration::from_std(deadline)
+                    .ok()
+                    .map(|deadline| since + deadline);
+            }
+        }
+        Dispatch::Publish(envelope)
+    }
 }
 
 impl<P: MessagePublisher> Relay<P> {
@@ -122,8 +169,11 @@ impl<P: MessagePublisher> Relay<P> {
     pub async fn publish_batch(&self) -> Result<usize> {
         let mut tx = self.db.begin().await?;
         let rows = sqlx::query_as::<_, Row>(
-            "SELECT id, routing_key, envelope FROM outbox WHERE published_at IS NULL
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT o.id, o.routing_key, o.envelope, d.state, d.state_changed_at
+             FROM outbox o
+             LEFT JOIN deployments d ON d.id = (o.envelope->>'deployment_id')::uuid
+             WHERE o.published_at IS NULL
+             ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
         )
         .bind(self.settings.batch_size)
         .fetch_all(&mut *tx)
@@ -131,14 +181,29 @@ impl<P: MessagePublisher> Relay<P> {
         let mut published = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in rows {
-            let envelope = &row.envelope.0;
+            let envelope = match row.dispatch(self.settings.deadline_scale) {
+                Dispatch::Publish(envelope) => envelope,
+                Dispatch::Skip(state) => {
+                    tracing::info!(outbox_id = row.id, kind = %row.envelope.0.kind,
+                        deployment_id = ?row.envelope.0.deployment_id, %state,
+                        "not published: the deployment already ended");
+                    metrics::counter!("berth_outbox_skipped_total").increment(1);
+                    published.push(row.id);
+                    continue;
+                }
+            };
+            let envelope = &envelope;
             let result = tokio::time::timeout(
                 self.settings.publish_timeout,
                 self.publisher.publish(&row.routing_key, envelope),
             )
             .await
             .map_err(|_| Error::Unavailable("publishing timed out".into()))
-            .and_then(|result| result.map_err(Error::from));
+            .and_then(|result| match result {
+                // A cancellation nobody is bound to hear: no worker runs.
+                Err(BrokerError::Unroutable(_)) if row.routing_key == CONTROL_ROUTING_KEY => Ok(()),
+                other => other.map_err(Error::from),
+            });
             match result {
                 Ok(()) => {
                     tracing::debug!(outbox_id = row.id, kind = %envelope.kind,

@@ -1,13 +1,16 @@
 //! The reaper: nothing stays in progress forever. A deployment that stayed
-//! in a state longer than the state's deadline ends `timed_out`.
+//! in a state longer than the state's deadline ends `timed_out`, and the
+//! workers are told to stop its work (see `deployments::transitions`).
 
 use crate::auth::throttle::FAILURE_WINDOW;
+use crate::deployments::transitions::{self, Applied, Change};
 use crate::error::Result;
-use crate::github_status;
 use crate::webhooks::store::DELIVERY_RETENTION_DAYS;
 use berth_proto::DeploymentState;
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -38,6 +41,8 @@ impl ReaperSettings {
 pub struct Reaper {
     db: PgPool,
     settings: ReaperSettings,
+    /// Woken after timing out: the cancellations go out through the outbox.
+    outbox: Option<Arc<Notify>>,
 }
 
 /// "12 minutes", "1 minute", "0.5 minutes".
@@ -57,7 +62,22 @@ fn minutes(duration: Duration) -> String {
 
 impl Reaper {
     pub fn new(db: PgPool, settings: ReaperSettings) -> Self {
-        Self { db, settings }
+        Self {
+            db,
+            settings,
+            outbox: None,
+        }
+    }
+
+    pub fn with_outbox(mut self, wake: Arc<Notify>) -> Self {
+        self.outbox = Some(wake);
+        self
+    }
+
+    fn wake_outbox(&self) {
+        if let Some(wake) = &self.outbox {
+            wake.notify_one();
+        }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -82,37 +102,38 @@ impl Reaper {
                 continue;
             };
             let reason = format!("no progress while {state} for {}", minutes(deadline));
-            // The UPDATE re-checks the state after waiting for a row lock,
-            // so a report applied meanwhile wins.
-            // The GitHub reports go in the transaction that times them out.
-            let mut tx = self.db.begin().await?;
-            let rows = sqlx::query_as::<_, (Uuid, Uuid)>(
-                "WITH expired AS (
-                    UPDATE deployments SET state = 'timed_out', reason = $3,
-                        state_changed_at = now(), updated_at = now()
-                    WHERE state = $1 AND state_changed_at < now() - make_interval(secs => $2)
-                    RETURNING id, app_id
-                 ), history AS (
-                    INSERT INTO deployment_states (deployment_id, state, at)
-                    SELECT id, 'timed_out', now() FROM expired ON CONFLICT DO NOTHING
-                 )
-                 SELECT id, app_id FROM expired",
+            let overdue = sqlx::query_as::<_, (Uuid, Uuid)>(
+                "SELECT id, app_id FROM deployments
+                 WHERE state = $1 AND state_changed_at < now() - make_interval(secs => $2)
+                 ORDER BY id",
             )
             .bind(state.as_str())
             .bind(deadline.as_secs_f64())
-            .bind(&reason)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.db)
             .await?;
-            for (deployment_id, _) in &rows {
-                github_status::on_state(&mut tx, *deployment_id, DeploymentState::TimedOut).await?;
-            }
-            tx.commit().await?;
-            for (deployment_id, app_id) in rows {
+            for (deployment_id, app_id) in overdue {
+                // The transition re-checks the state under the row locks, so
+                // a report applied meanwhile wins.
+                let mut tx = self.db.begin().await?;
+                let applied = transitions::transition(
+                    &mut tx,
+                    deployment_id,
+                    DeploymentState::TimedOut,
+                    Change::ended_by_berth(&reason),
+                )
+                .await?;
+                tx.commit().await?;
+                if !matches!(applied, Applied::Transitioned { .. }) {
+                    continue;
+                }
                 tracing::warn!(%deployment_id, %app_id, %reason, "deployment timed out");
                 metrics::counter!("berth_deployments_timed_out_total", "state" => state.as_str())
                     .increment(1);
                 reaped.push(deployment_id);
             }
+        }
+        if !reaped.is_empty() {
+            self.wake_outbox();
         }
         self.housekeeping().await?;
         Ok(reaped)

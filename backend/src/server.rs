@@ -183,13 +183,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         pool.clone(),
         broker.clone(),
         state.outbox.clone(),
-        RelaySettings::default(),
+        RelaySettings {
+            deadline_scale: config.deadline_scale,
+            ..RelaySettings::default()
+        },
     );
     tasks.spawn(relay.run(shutdown.clone()));
     let (consumer, handler, stop) = (
         broker.clone(),
         Arc::new(
-            InformHandler::new(pool.clone()).with_status_reporter(state.github_status.clone()),
+            InformHandler::new(pool.clone())
+                .with_status_reporter(state.github_status.clone())
+                .with_outbox(state.outbox.clone()),
         ),
         shutdown.clone(),
     );
@@ -205,7 +210,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             interval: Duration::from_secs(config.reaper_interval_secs.max(1)),
             deadline_scale: config.deadline_scale,
         },
-    );
+    )
+    .with_outbox(state.outbox.clone());
     tasks.spawn(reaper.run(shutdown.clone()));
     let (hub, db, stop) = (state.events.clone(), pool.clone(), shutdown.clone());
     tasks.spawn(async move { hub.run(db, stop).await });

@@ -346,7 +346,8 @@ async fn unknown_deployments_and_stale_reports_are_reported_as_such() {
     assert_eq!(
         handler.apply(id, &progress).await.unwrap(),
         Applied::Ignored {
-            current: DeploymentState::Building
+            current: DeploymentState::Building,
+            app_deleted: false,
         }
     );
 }
@@ -355,9 +356,14 @@ async fn unknown_deployments_and_stale_reports_are_reported_as_such() {
 async fn the_reaper_times_out_overdue_deployments() {
     let setup = Setup::new().await;
     let overdue = id_of(&setup.deploy().await);
+    // Started, so the next deployment does not supersede it.
+    InformHandler::new(setup.app.pool().clone())
+        .apply(overdue, &DeploymentProgress::new(DeploymentState::Cloning))
+        .await
+        .unwrap();
     let fresh = id_of(&setup.deploy().await);
     sqlx::query(
-        "UPDATE deployments SET state_changed_at = now() - interval '31 minutes' WHERE id = $1",
+        "UPDATE deployments SET state_changed_at = now() - interval '11 minutes' WHERE id = $1",
     )
     .bind(overdue)
     .execute(setup.app.pool())
@@ -369,21 +375,22 @@ async fn the_reaper_times_out_overdue_deployments() {
     assert_eq!(timed_out["state"], "timed_out");
     assert_eq!(
         timed_out["reason"],
-        "no progress while queued for 30 minutes"
+        "no progress while cloning for 10 minutes"
     );
-    assert_eq!(timed_out["states"][1]["state"], "timed_out");
+    assert_eq!(timed_out["states"][2]["state"], "timed_out");
     assert_eq!(setup.deployment(fresh).await["state"], "queued");
 
     // A report that arrives afterwards changes nothing.
     let handler = InformHandler::new(setup.app.pool().clone());
     let late = handler
-        .apply(overdue, &DeploymentProgress::new(DeploymentState::Cloning))
+        .apply(overdue, &DeploymentProgress::new(DeploymentState::Building))
         .await
         .unwrap();
     assert_eq!(
         late,
         Applied::Ignored {
-            current: DeploymentState::TimedOut
+            current: DeploymentState::TimedOut,
+            app_deleted: false,
         }
     );
 

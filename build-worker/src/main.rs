@@ -89,6 +89,13 @@ async fn main() -> anyhow::Result<()> {
 
     // Builds in progress when it fires are requeued and redelivered.
     let shutdown = berth_common::shutdown::on_signal();
+    let cancellations = berth_common::control::Cancellations::new();
+    tokio::spawn(berth_common::control::listen(
+        config.broker.amqp_url.clone(),
+        "build-worker",
+        cancellations.clone(),
+        shutdown.clone(),
+    ));
     let service = BuildService::new(
         settings,
         key,
@@ -99,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         broker.clone(),
     )
     .with_shutdown(shutdown.clone())
+    .with_cancellations(cancellations)
     .with_slots(BuildSlots::new(
         usize::from(build.concurrency),
         usize::from(build.tenant_concurrency),

@@ -14,11 +14,13 @@ use crate::prepare::prepare;
 use crate::registry::{is_digest, ImageRepo, Registry};
 use crate::slots::BuildSlots;
 use async_trait::async_trait;
+use berth_common::control::{Cancellations, Watched};
 use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
 use berth_proto::{
     labels, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
     Message, Release,
 };
+use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,7 @@ pub struct BuildService<B, F, R, L, P> {
     publisher: P,
     shutdown: CancellationToken,
     slots: Arc<BuildSlots>,
+    cancellations: Cancellations,
 }
 
 /// Where a build is, for the deadline's message and the failure report.
@@ -107,7 +110,15 @@ where
             publisher,
             shutdown: CancellationToken::new(),
             slots: Arc::new(BuildSlots::new(usize::MAX >> 3, usize::MAX >> 3)),
+            cancellations: Cancellations::new(),
         }
+    }
+
+    /// Where this worker hears of builds the backend no longer wants: they
+    /// are refused before they start and stopped where they are.
+    pub fn with_cancellations(mut self, cancellations: Cancellations) -> Self {
+        self.cancellations = cancellations;
+        self
     }
 
     /// Bounds the builds run at once, and one tenant's share of them.
@@ -155,6 +166,25 @@ where
         attempt: u32,
         request: BuildRequested,
     ) -> Outcome {
+        let watched = self
+            .cancellations
+            .watch(request.app.id, Some(deployment_id));
+        self.build_watched(deployment_id, attempt, request, &watched)
+            .await
+    }
+
+    async fn build_watched(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        request: BuildRequested,
+        watched: &Watched,
+    ) -> Outcome {
+        if let Some(reason) = watched.reason() {
+            tracing::info!(%reason, "build no longer wanted; not started");
+            metrics::counter!("berth_builds_total", "outcome" => "cancelled").increment(1);
+            return Outcome::Done;
+        }
         let started = Instant::now();
         if let Err(error) = self
             .report(
@@ -188,6 +218,18 @@ where
                 }),
             }),
             _ = self.shutdown.cancelled() => None,
+            // Dropping the pipeline stops the builder (the sandbox's cgroup
+            // is killed, a Kaniko pod deleted); the backend has already
+            // ended the deployment, so nothing is reported.
+            () = watched.cancelled() => {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                let reason = watched.reason().unwrap_or_else(|| "cancelled".into());
+                log.line(format!("Build stopped: {reason}")).await;
+                log.finish().await;
+                metrics::counter!("berth_builds_total", "outcome" => "cancelled").increment(1);
+                tracing::info!(%reason, "build stopped");
+                return Outcome::Done;
+            }
         };
         let Some(result) = finished else {
             cancel.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -489,13 +531,35 @@ where
         };
         let span = tracing::info_span!("build", %deployment_id, app_id = %request.app.id,
             app = %request.app.name, tenant = %request.app.tenant, attempt = envelope.attempt);
+        if envelope.is_expired(Utc::now()) {
+            // The backend ends it `timed_out` at that deadline; building it
+            // now would deploy what nobody waits for any more.
+            let _entered = span.enter();
+            tracing::info!(deadline = ?envelope.deadline, "build request past its deadline; refused");
+            metrics::counter!("berth_builds_total", "outcome" => "expired").increment(1);
+            let progress = DeploymentProgress {
+                reason: Some("waited for a build worker past its deadline".into()),
+                ..DeploymentProgress::new(DeploymentState::TimedOut)
+            };
+            return match self.report(deployment_id, envelope.attempt, progress).await {
+                Ok(()) => Outcome::Done,
+                Err(error) => Outcome::Retry(error.to_string()),
+            };
+        }
+        let watched = self
+            .cancellations
+            .watch(request.app.id, Some(deployment_id));
         let _slot = tokio::select! {
             slot = self.slots.acquire(&request.app.tenant) => slot,
             () = self.shutdown.cancelled() => {
                 return Outcome::Retry("the build worker is shutting down".into())
             }
+            () = watched.cancelled() => {
+                tracing::info!(parent: &span, reason = watched.reason(), "build cancelled while waiting for a slot");
+                return Outcome::Done;
+            }
         };
-        self.build(deployment_id, envelope.attempt, request)
+        self.build_watched(deployment_id, envelope.attempt, request, &watched)
             .instrument(span)
             .await
     }

@@ -116,9 +116,8 @@ struct Seen {
     lines: Vec<String>,
 }
 
-async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
-    let work = tempfile::tempdir().unwrap();
-    let settings = Settings {
+fn settings(work: &Path) -> Settings {
+    Settings {
         registry: REGISTRY.into(),
         images: StackImages {
             python: "p".into(),
@@ -131,29 +130,19 @@ async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
         allow_local_repos: false,
         local_repo_root: None,
         github_url: "https://github.com".parse().unwrap(),
-        work_dir: work.path().to_path_buf(),
+        work_dir: work.to_path_buf(),
         deadline: Duration::from_secs(60),
         log: LogSettings::default(),
-    };
-    let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
-    let builder = Arc::new(Builder::default());
-    let logs = Arc::new(Logs::default());
-    let published = Published::default();
-    let service = BuildService::new(
-        settings,
-        key.clone(),
-        builder.clone(),
-        Fetcher,
-        registry,
-        logs.clone(),
-        published.clone(),
-    );
+    }
+}
+
+fn build_request(key: &SecretKey, known_images: Vec<KnownImage>) -> BuildRequested {
     let app = AppRef {
         id: Uuid::now_v7(),
         name: "web".into(),
         tenant: "victim".into(),
     };
-    let request = BuildRequested {
+    BuildRequested {
         app: app.clone(),
         release_id: Uuid::now_v7(),
         source: Source {
@@ -174,7 +163,25 @@ async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
             resources: Default::default(),
         },
         known_images,
-    };
+    }
+}
+
+async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
+    let work = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
+    let builder = Arc::new(Builder::default());
+    let logs = Arc::new(Logs::default());
+    let published = Published::default();
+    let service = BuildService::new(
+        settings(work.path()),
+        key.clone(),
+        builder.clone(),
+        Fetcher,
+        registry,
+        logs.clone(),
+        published.clone(),
+    );
+    let request = build_request(&key, known_images);
     let outcome = service.build(Uuid::now_v7(), 1, request).await;
     assert!(
         matches!(outcome, berth_common::Outcome::Done),
@@ -195,6 +202,9 @@ async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
         lines,
     }
 }
+
+#[path = "cancel_tests.rs"]
+mod cancel;
 
 #[tokio::test]
 async fn a_tag_someone_else_pushed_is_not_trusted_and_the_commit_is_built() {

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod control;
 #[cfg(feature = "engine")]
 pub mod engine;
 #[cfg(feature = "fence")]

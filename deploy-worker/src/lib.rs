@@ -116,7 +116,16 @@ async fn consume<R: Runtime>(
     config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let service = Arc::new(DeployService::new(runtime, broker.clone(), key));
+    let cancellations = berth_common::control::Cancellations::new();
+    tokio::spawn(berth_common::control::listen(
+        config.broker.amqp_url.clone(),
+        "deploy-worker",
+        cancellations.clone(),
+        shutdown.clone(),
+    ));
+    let service = Arc::new(
+        DeployService::new(runtime, broker.clone(), key).with_cancellations(cancellations),
+    );
     tracing::info!(concurrency = config.concurrency, "deploy-worker started");
     broker
         .consume(DEPLOYS_QUEUE, config.concurrency, service, shutdown)

@@ -15,10 +15,12 @@
 //!   runtime re-checks for a newer deployment before it retires older ones.
 
 use async_trait::async_trait;
+use berth_common::control::Cancellations;
 use berth_common::{Handler, MessagePublisher, Outcome};
 use berth_proto::{
     AppRef, Binding, DeploymentProgress, DeploymentState, Envelope, Message, Release, SecretKey,
 };
+use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -31,6 +33,7 @@ pub struct DeployService<R, P> {
     publisher: P,
     key: SecretKey,
     app_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    cancellations: Cancellations,
 }
 
 impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
@@ -40,7 +43,16 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             publisher,
             key,
             app_locks: Mutex::new(HashMap::new()),
+            cancellations: Cancellations::new(),
         }
+    }
+
+    /// Where this worker hears of deployments the backend no longer wants:
+    /// their deploys are refused (checked again after waiting for the app's
+    /// lock, where a deploy may have waited behind another).
+    pub fn with_cancellations(mut self, cancellations: Cancellations) -> Self {
+        self.cancellations = cancellations;
+        self
     }
 
     pub fn runtime(&self) -> &R {
@@ -86,6 +98,11 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         let app_id = release.app.id;
         let lock = self.app_lock(app_id);
         let _serialized = lock.lock().await;
+        if let Some(reason) = self.cancellations.reason_for(app_id, Some(deployment_id)) {
+            tracing::info!(%deployment_id, %app_id, %reason, "deploy no longer wanted; refused");
+            metrics::counter!("berth_deploys_refused_total", "why" => "cancelled").increment(1);
+            return Ok(Outcome::Done);
+        }
 
         let instances = self
             .runtime
@@ -149,7 +166,11 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         let progress = match result {
             Ok(endpoint) => {
                 tracing::info!(%deployment_id, %app_id, endpoint, "deployment is live");
-                DeploymentProgress::new(DeploymentState::Live).with_endpoint(endpoint)
+                // The release rides along: a `live` applied before its
+                // `deploying` must still record it.
+                DeploymentProgress::new(DeploymentState::Live)
+                    .with_release(spec.release.clone())
+                    .with_endpoint(endpoint)
             }
             Err(error @ DeployError::Superseded { .. }) => cancelled(error.to_string()),
             Err(error) if error.is_transient() => {
@@ -217,6 +238,22 @@ fn cancelled(reason: String) -> DeploymentProgress {
 impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
     async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
         match message {
+            Message::DeployRequested(_) if envelope.is_expired(Utc::now()) => {
+                let Some(deployment_id) = envelope.deployment_id else {
+                    return Outcome::Reject("deploy.requested carries no deployment_id".into());
+                };
+                tracing::info!(%deployment_id, deadline = ?envelope.deadline,
+                    "deploy request past its deadline; refused");
+                metrics::counter!("berth_deploys_refused_total", "why" => "expired").increment(1);
+                let progress = DeploymentProgress {
+                    reason: Some("waited for a deploy worker past its deadline".into()),
+                    ..DeploymentProgress::new(DeploymentState::TimedOut)
+                };
+                match self.report(deployment_id, envelope.attempt, progress).await {
+                    Ok(()) => Outcome::Done,
+                    Err(outcome) => outcome,
+                }
+            }
             Message::DeployRequested(request) => match envelope.deployment_id {
                 Some(deployment_id) => {
                     self.deploy(deployment_id, envelope.attempt, request.release)

@@ -111,6 +111,11 @@ async fn a_deploy_reports_deploying_with_the_release_then_live() {
     assert_eq!(first.seq, 4);
     let live = service.publisher.last();
     assert_eq!(live.endpoint.as_deref(), Some("http://127.0.0.1:1234"));
+    assert_eq!(
+        live.release.as_ref(),
+        Some(&release),
+        "`live` carries the release too, in case it is applied first"
+    );
     assert_eq!(live.commit.as_deref(), Some("c0ffee"));
     let spec = service.runtime.deploys.lock().unwrap()[0].clone();
     assert_eq!(spec.env, env, "the env reaches the runtime opened");
@@ -272,4 +277,50 @@ async fn a_scale_request_reaches_the_runtime_and_reports_nothing() {
         service.publisher.0.lock().unwrap().is_empty(),
         "scale is not a deployment"
     );
+}
+
+#[tokio::test]
+async fn a_cancelled_deployment_is_not_deployed() {
+    let cancellations = berth_common::control::Cancellations::new();
+    let service = service().with_cancellations(cancellations.clone());
+    let release = release(&BTreeMap::new());
+    let deployment = Uuid::now_v7();
+    cancellations.hear(berth_proto::Cancellation {
+        app: release.app.clone(),
+        deployment_id: Some(deployment),
+        reason: "cancelled by alice".into(),
+        state: DeploymentState::Cancelled,
+    });
+    let envelope = Envelope::new(
+        Some(deployment),
+        1,
+        &berth_proto::DeployRequested {
+            release: release.clone(),
+        },
+    );
+    let message = Message::DeployRequested(berth_proto::DeployRequested { release });
+    assert_eq!(service.handle(envelope, message).await, Outcome::Done);
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+    assert!(
+        service.publisher.states().is_empty(),
+        "the backend already ended it"
+    );
+}
+
+#[tokio::test]
+async fn a_deploy_past_its_deadline_is_refused_and_reported_timed_out() {
+    let service = service();
+    let release = release(&BTreeMap::new());
+    let deployment = Uuid::now_v7();
+    let request = berth_proto::DeployRequested { release };
+    let mut envelope = Envelope::new(Some(deployment), 1, &request);
+    envelope.deadline = Some(Utc::now() - chrono::Duration::seconds(1));
+    assert_eq!(
+        service
+            .handle(envelope, Message::DeployRequested(request))
+            .await,
+        Outcome::Done
+    );
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+    assert_eq!(service.publisher.states(), [DeploymentState::TimedOut]);
 }

@@ -34,8 +34,8 @@ RMQ_CONFIGURE='^berth(\..*)?$'
 RMQ_WRITE='^berth(\..*)?$'
 declare -A RMQ_READ=(
   [berth-backend]='^berth(\..*)?$'
-  [berth-build-worker]='^berth(\.dlx|\.builds)?$'
-  [berth-deploy-worker]='^berth(\.dlx|\.deploys)?$'
+  [berth-build-worker]='^berth(\.dlx|\.builds|\.control\..*)?$'
+  [berth-deploy-worker]='^berth(\.dlx|\.deploys|\.control\..*)?$'
 )
 
 TANSU_VERSION="0.6.0"

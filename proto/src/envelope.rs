@@ -5,7 +5,8 @@
 //! that text is the reason a consumer writes on the dead-lettered message.
 
 use crate::messages::{
-    AppRemovalRequested, AppScaleRequested, BuildRequested, DeployRequested, DeploymentProgress,
+    AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
+    DeploymentProgress,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -35,6 +36,11 @@ pub struct Envelope {
     /// Propagated tracing context (W3C `traceparent` and friends).
     #[serde(default)]
     pub trace: BTreeMap<String, String>,
+    /// After this instant the work is no longer wanted: the backend has
+    /// ended (or is about to end) the deployment `timed_out`, so a worker
+    /// that receives the message later refuses it instead of doing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
     pub payload: serde_json::Value,
 }
 
@@ -66,8 +72,14 @@ impl Envelope {
             attempt,
             sent_at: Utc::now(),
             trace: BTreeMap::new(),
+            deadline: None,
             payload: serde_json::to_value(payload).expect("payloads serialize"),
         }
+    }
+
+    /// The message's deadline passed at `now`.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.deadline.is_some_and(|deadline| deadline <= now)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -103,6 +115,7 @@ impl Envelope {
             AppRemovalRequested::TYPE => Message::AppRemovalRequested(self.payload()?),
             AppScaleRequested::TYPE => Message::AppScaleRequested(self.payload()?),
             DeploymentProgress::TYPE => Message::DeploymentProgress(self.payload()?),
+            Cancellation::TYPE => Message::Cancellation(self.payload()?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -116,6 +129,7 @@ pub enum Message {
     AppRemovalRequested(AppRemovalRequested),
     AppScaleRequested(AppScaleRequested),
     DeploymentProgress(DeploymentProgress),
+    Cancellation(Cancellation),
 }
 
 impl Message {
@@ -127,6 +141,7 @@ impl Message {
             Self::AppRemovalRequested(_) => AppRemovalRequested::QUEUE,
             Self::AppScaleRequested(_) => AppScaleRequested::QUEUE,
             Self::DeploymentProgress(_) => DeploymentProgress::QUEUE,
+            Self::Cancellation(_) => Cancellation::QUEUE,
         }
     }
 }

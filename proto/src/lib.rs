@@ -17,7 +17,7 @@ pub use binding::Binding;
 pub use envelope::{DecodeError, Envelope, Message, Payload};
 pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{
-    AppRef, AppRemovalRequested, AppScaleRequested, BuildRequested, DeployRequested,
+    AppRef, AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
     DeploymentProgress, KnownImage, Release, ReleaseConfig, Resources, Source,
 };
 pub use sealed::{Sealed, SealedError, SecretKey};

@@ -1,7 +1,7 @@
 //! Payloads of the messages on berth's queues.
 
 use crate::envelope::Payload;
-use crate::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
+use crate::names::{BUILDS_QUEUE, CONTROL_ROUTING_KEY, DEPLOYS_QUEUE, INFORM_QUEUE};
 use crate::sealed::Sealed;
 use crate::state::DeploymentState;
 use chrono::{DateTime, Utc};
@@ -143,6 +143,37 @@ impl Payload for AppScaleRequested {
     const TYPE: &'static str = "app.scale_requested";
     const VERSION: u32 = 1;
     const QUEUE: &'static str = DEPLOYS_QUEUE;
+}
+
+/// Work the backend no longer wants: one deployment (cancelled by a user,
+/// superseded, timed out) or, without `deployment_id`, everything of an app
+/// being deleted. Workers stop such work where it is and refuse it when it
+/// arrives later. Heard by every worker process (see
+/// [`crate::names::CONTROL_ROUTING_KEY`]); a worker that missed it is
+/// caught by the backend's compensation of late reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    pub app: AppRef,
+    #[serde(default)]
+    pub deployment_id: Option<Uuid>,
+    /// What the user is told, e.g. "cancelled by alice".
+    pub reason: String,
+    /// The state the backend ended the deployment in.
+    pub state: DeploymentState,
+}
+
+impl Cancellation {
+    /// Whether this cancels work of `deployment_id` of `app_id`.
+    pub fn covers(&self, app_id: Uuid, deployment_id: Option<Uuid>) -> bool {
+        self.app.id == app_id
+            && (self.deployment_id.is_none() || self.deployment_id == deployment_id)
+    }
+}
+
+impl Payload for Cancellation {
+    const TYPE: &'static str = "work.cancelled";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = CONTROL_ROUTING_KEY;
 }
 
 /// A worker's report that a deployment reached `state`.

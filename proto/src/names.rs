@@ -12,6 +12,13 @@ pub const BUILDS_QUEUE: &str = "berth.builds";
 pub const DEPLOYS_QUEUE: &str = "berth.deploys";
 /// Progress reports from the workers, consumed by the backend.
 pub const INFORM_QUEUE: &str = "berth.inform";
+/// The routing key of cancellations. It has no queue of its own: every
+/// worker process binds a private, exclusive queue to it on [`EXCHANGE`], so
+/// each one hears every cancellation (a direct exchange copies a message to
+/// every queue bound with its key).
+pub const CONTROL_ROUTING_KEY: &str = "berth.control";
+/// Prefix of the workers' private control queues (`berth.control.<process>.<id>`).
+pub const CONTROL_QUEUE_PREFIX: &str = "berth.control.";
 /// Every work queue berth declares.
 pub const WORK_QUEUES: [&str; 3] = [BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE];
 /// Header on a dead-lettered message that says why it was refused.

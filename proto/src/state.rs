@@ -2,7 +2,8 @@
 //!
 //! `queued → cloning → building → pushing → deploying → live`; any in-progress
 //! state may end `failed`, `cancelled` or `timed_out`; a `live` deployment
-//! becomes `superseded` or `rolled_back`. Steps may be skipped forward (a
+//! becomes `superseded` or `rolled_back`, and so does a `queued` one that a
+//! newer deployment of its app replaced before it started (`superseded`). Steps may be skipped forward (a
 //! cached image goes from `cloning` straight to `deploying`, a rollback from
 //! `queued`), never taken backward: inform messages are delivered at least
 //! once and out of order, so the consumer must refuse stale ones.
@@ -101,6 +102,7 @@ impl DeploymentState {
         match (self, next) {
             (from, Failed | Cancelled | TimedOut) => from.is_in_progress(),
             (Live, Superseded | RolledBack) => true,
+            (Queued, Superseded) => true,
             (from, to) if from.is_in_progress() && to.is_in_progress() || to == Live => {
                 from.is_in_progress() && to.rank() > from.rank()
             }
@@ -208,7 +210,7 @@ mod tests {
                 assert!(from.can_transition_to(to), "{from} -> {to}");
             }
             assert!(from.deadline().is_some(), "{from} has a deadline");
-            assert!(!from.can_transition_to(Superseded));
+            assert_eq!(from.can_transition_to(Superseded), from == Queued);
         }
     }
 

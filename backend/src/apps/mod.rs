@@ -6,7 +6,7 @@ pub mod store;
 
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
-use crate::deployments::store as deployments_store;
+use crate::deployments::transitions;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
 use crate::outbox;
@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::Router;
-use berth_proto::{AppRemovalRequested, AppScaleRequested, Binding};
+use berth_proto::{AppRemovalRequested, AppScaleRequested, Binding, Cancellation, DeploymentState};
 use model::{App, AppEnv, CreateApp, EnvVars, ScaleApp, UpdateApp, DEFAULT_BRANCH, DEFAULT_PORT};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -238,9 +238,23 @@ async fn delete_app(
 /// it (through the outbox, so notify the relay after committing). `app`
 /// must be locked in `tx`.
 pub async fn remove(tx: &mut PgConnection, app: &AppRow, source: SourceAddr) -> Result<()> {
-    let cancelled =
-        deployments_store::cancel_in_progress(tx, app.id, "the app was deleted").await?;
+    let cancelled = transitions::end_in_progress(
+        tx,
+        app.id,
+        DeploymentState::Cancelled,
+        "the app was deleted",
+    )
+    .await?;
     store::mark_deleted(tx, app.id).await?;
+    // Every worker stops what it holds of the app, including work whose
+    // deployment already ended; the removal then clears what runs.
+    let everything = Cancellation {
+        app: app.app_ref(),
+        deployment_id: None,
+        reason: "the app was deleted".into(),
+        state: DeploymentState::Cancelled,
+    };
+    outbox::enqueue(tx, None, &everything).await?;
     outbox::enqueue(tx, None, &AppRemovalRequested { app: app.app_ref() }).await?;
     let details = json!({"name": app.name, "cancelled_deployments": cancelled});
     let event = Event::new(app.owner_id, "app.delete", "app", app.id, source).details(details);

@@ -3,8 +3,12 @@
 
 pub mod model;
 pub mod releases;
+pub mod repair;
 pub mod request;
 pub mod store;
+pub mod transitions;
+
+use berth_proto::DeploymentState;
 
 use crate::apps::store as apps_store;
 use crate::audit::{self, Event, SourceAddr};
@@ -15,7 +19,7 @@ use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use model::{CreateDeployment, Deployment, ListDeployments, DEFAULT_PAGE, MAX_PAGE};
 use releases::ReleaseView;
@@ -29,6 +33,7 @@ pub fn router() -> Router<AppState> {
             get(list_deployments).post(create_deployment),
         )
         .route("/deployments/{id}", get(get_deployment))
+        .route("/deployments/{id}/cancel", post(cancel_deployment))
         .route("/apps/{id}/releases", get(list_releases))
 }
 
@@ -181,6 +186,56 @@ async fn get_deployment(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Deployment>> {
     Ok(Json(load(&state, user.id, id).await?))
+}
+
+/// Cancel a deployment in progress: it ends `cancelled` at once, and the
+/// workers stop its clone, build or deploy where it is. A deployment that
+/// already ended is a `409`.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/cancel", tag = "deployments",
+    params(("id" = Uuid, Path, description = "deployment id")), security(("bearer" = [])),
+    responses((status = 202, body = Deployment, description = "cancelled; its work is being stopped"),
+              (status = 404, body = crate::error::Problem),
+              (status = 409, body = crate::error::Problem, description = "the deployment already ended")))]
+async fn cancel_deployment(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    source: SourceAddr,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<Deployment>)> {
+    let row = store::get_owned(&state.db, user.id, id)
+        .await?
+        .ok_or(Error::NotFound("deployment"))?;
+    let mut tx = state.db.begin().await?;
+    let username: String = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+        .bind(user.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let reason = format!("cancelled by {username}");
+    let applied = transitions::transition(
+        &mut tx,
+        id,
+        DeploymentState::Cancelled,
+        transitions::Change::ended_by_berth(&reason),
+    )
+    .await?;
+    match applied {
+        transitions::Applied::Transitioned { from, .. } => {
+            let details = serde_json::json!({"app_id": row.app_id, "state": from.as_str()});
+            let event = Event::new(user.id, "deployment.cancel", "deployment", id, source);
+            audit::record(&mut tx, event.details(details)).await?;
+        }
+        transitions::Applied::Ignored { current, .. } => {
+            return Err(Error::Conflict(format!(
+                "the deployment already ended `{current}`; only a deployment in progress can be cancelled"
+            )));
+        }
+        transitions::Applied::UnknownDeployment => return Err(Error::NotFound("deployment")),
+    }
+    tx.commit().await?;
+    state.outbox.notify_one();
+    state.github_status.notify_one();
+    metrics::counter!("berth_deployments_cancelled_total", "by" => "user").increment(1);
+    Ok((StatusCode::ACCEPTED, Json(load(&state, user.id, id).await?)))
 }
 
 /// The app's releases, newest first; configs show env var names only.

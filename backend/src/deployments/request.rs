@@ -5,7 +5,7 @@
 //! release gets the app's effective resources.
 
 use super::releases::{self, ReleaseRow};
-use super::store;
+use super::{store, transitions};
 use crate::apps::store::AppRow;
 use crate::error::{Error, Result};
 use crate::quota::{self, Quotas};
@@ -23,6 +23,9 @@ pub enum Trigger {
     Rollback,
     /// A GitHub push webhook.
     Push,
+    /// berth itself, putting back the live release after something ran
+    /// that should not have (see `deployments::repair`).
+    Repair,
 }
 
 impl Trigger {
@@ -31,6 +34,7 @@ impl Trigger {
             Self::User => "user",
             Self::Rollback => "rollback",
             Self::Push => "push",
+            Self::Repair => "repair",
         }
     }
 }
@@ -111,6 +115,8 @@ pub async fn request_build(
     };
     outbox::enqueue(conn, Some(id), &payload).await?;
     github_status::track(conn, id, app, intent.github_host).await?;
+    // Ten pushes in a row need one build, of the newest.
+    transitions::supersede_queued(conn, app.id, id).await?;
     Ok(id)
 }
 
@@ -151,5 +157,38 @@ pub async fn request_rollback(
     release.config.resources = quotas.app.effective(app.stored_resources()).into();
     outbox::enqueue(conn, Some(id), &DeployRequested { release }).await?;
     github_status::track(conn, id, app, github_host).await?;
+    transitions::supersede_queued(conn, app.id, id).await?;
+    Ok(id)
+}
+
+/// Queues a deployment of `release` (the app's live one) that berth makes by
+/// itself to put it back in place, at the app's scale of today and the
+/// release's recorded resources. No quota: it replaces what runs. Returns
+/// its id.
+pub async fn request_repair(
+    conn: &mut PgConnection,
+    app: &AppRow,
+    release: &ReleaseRow,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    store::insert(
+        conn,
+        store::NewDeployment {
+            id,
+            app_id: app.id,
+            trigger: Trigger::Repair.as_str(),
+            git_ref: None,
+            commit: Some(&release.commit_sha),
+            release_id: release.id,
+            image: Some(&release.image),
+            created_by: None,
+            pushed_by: None,
+            commit_message: None,
+        },
+    )
+    .await?;
+    let mut release = release.to_release(app.app_ref());
+    release.config.replicas = app.replica_count();
+    outbox::enqueue(conn, Some(id), &DeployRequested { release }).await?;
     Ok(id)
 }

@@ -144,26 +144,3 @@ pub async fn histories(
     }
     Ok(map)
 }
-
-/// Ends every in-progress deployment of an app as `cancelled`.
-pub async fn cancel_in_progress(
-    conn: &mut PgConnection,
-    app_id: Uuid,
-    reason: &str,
-) -> Result<u64> {
-    let cancelled = sqlx::query_scalar::<_, Uuid>(
-        "UPDATE deployments SET state = 'cancelled', reason = $2, state_changed_at = now(),
-                                updated_at = now()
-         WHERE app_id = $1 AND state = ANY($3) RETURNING id",
-    )
-    .bind(app_id)
-    .bind(reason)
-    .bind(&IN_PROGRESS[..])
-    .fetch_all(&mut *conn)
-    .await?;
-    for id in &cancelled {
-        record_state(conn, *id, DeploymentState::Cancelled, Utc::now()).await?;
-        crate::github_status::on_state(conn, *id, DeploymentState::Cancelled).await?;
-    }
-    Ok(cancelled.len() as u64)
-}

@@ -237,6 +237,27 @@ impl TestRegistry {
         Grants::from_secret_key(secret_key).expect("a valid BERTH_SECRET_KEY")
     }
 
+    /// The tags `repository` (`<tenant>/<app>`) has, read from the
+    /// registry's storage: what a test asserts was (or was not) pushed.
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let dir = self
+            .dir
+            .path()
+            .join("data/docker/registry/v2/repositories")
+            .join(repository)
+            .join("_manifests/tags");
+        let mut tags: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok())
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
     /// What the registry logged so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()

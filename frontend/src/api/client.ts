@@ -379,6 +379,11 @@ export class ApiClient {
     return this.request<Deployment[]>(`/apps/${encodeURIComponent(appId)}/deployments`, { signal });
   }
 
+  /** Stops a deployment in progress; one that already ended answers 409. */
+  cancelDeployment(id: string): Promise<Deployment> {
+    return this.request<Deployment>(`/deployments/${encodeURIComponent(id)}/cancel`, { method: "POST", body: {} });
+  }
+
   deploy(appId: string): Promise<Deployment> {
     return this.request<Deployment>(`/apps/${encodeURIComponent(appId)}/deployments`, { method: "POST", body: {} });
   }

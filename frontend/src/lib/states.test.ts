@@ -45,6 +45,7 @@ describe("triggerLabel", () => {
     expect(triggerLabel("push")).toBe("push");
     expect(triggerLabel("user")).toBe("manual deploy");
     expect(triggerLabel("rollback")).toBe("rollback");
+    expect(triggerLabel("repair")).toBe("repair by berth");
     expect(triggerLabel("cron")).toBe("cron");
   });
 });

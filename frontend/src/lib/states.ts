@@ -53,6 +53,8 @@ export function triggerLabel(trigger: string, pushedBy?: string | null): string 
       return "rollback";
     case "user":
       return "manual deploy";
+    case "repair":
+      return "repair by berth";
     default:
       return trigger;
   }

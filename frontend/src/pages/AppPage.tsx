@@ -70,6 +70,17 @@ export function AppPage() {
     }
   };
 
+  const onCancel = async (deploymentId: string) => {
+    setDeployProblem(null);
+    try {
+      await client.cancelDeployment(deploymentId);
+    } catch (err) {
+      setDeployProblem(err);
+    } finally {
+      reloadAll();
+    }
+  };
+
   if (app.error && !app.data) {
     const missing = app.error instanceof ApiProblem && app.error.status === 404;
     return (
@@ -160,6 +171,7 @@ export function AppPage() {
               d={d}
               canRollBack={canRollBackTo(d, a.current_release_id)}
               onRollBack={() => onRollBack(d.release_id)}
+              onCancel={() => onCancel(d.id)}
               busy={deploying}
             />
           ))}
@@ -201,11 +213,13 @@ function DeploymentRow({
   d,
   canRollBack,
   onRollBack,
+  onCancel,
   busy,
 }: {
   d: Deployment;
   canRollBack: boolean;
   onRollBack: () => void;
+  onCancel: () => void;
   busy: boolean;
 }) {
   const took = duration(d.created_at, finishedAt(d));
@@ -223,6 +237,11 @@ function DeploymentRow({
         {took && <> · took {took}</>}
       </div>
       {d.reason && <p className="reason">{d.reason}</p>}
+      {isInProgress(d.state) && (
+        <button type="button" className="secondary small" onClick={onCancel}>
+          Cancel
+        </button>
+      )}
       {canRollBack && (
         <button type="button" className="secondary small" onClick={onRollBack} disabled={busy}>
           Roll back to this release

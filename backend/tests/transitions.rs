@@ -1,0 +1,412 @@
+//! Deployment transitions under reordering, cancellation and late reports:
+//! what the database ends up saying, and what berth queues to make the
+//! runtime match it.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use berth_backend::inform::{Applied, InformHandler};
+use berth_backend::outbox::{Relay, RelaySettings};
+use berth_proto::names::BUILDS_QUEUE;
+use berth_proto::{
+    AppRef, Binding, BuildRequested, Cancellation, DeployRequested, DeploymentProgress,
+    DeploymentState, Envelope, Release, ReleaseConfig,
+};
+use common::broker::TestBroker;
+use common::{id_of, TestApp};
+use serde_json::{json, Value};
+use sqlx::types::Json as SqlJson;
+use std::time::Duration;
+use uuid::Uuid;
+
+struct Setup {
+    app: TestApp,
+    token: String,
+    app_id: Uuid,
+    inform: InformHandler,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let app = TestApp::new().await;
+        let token = app.token("alice").await;
+        let app_id = id_of(
+            &app.create_app(
+                &token,
+                json!({"name": "web", "repo_url": "https://x.example/web"}),
+            )
+            .await,
+        );
+        let inform = InformHandler::new(app.pool().clone());
+        Self {
+            app,
+            token,
+            app_id,
+            inform,
+        }
+    }
+
+    async fn deploy(&self) -> Value {
+        let uri = format!("/api/v1/apps/{}/deployments", self.app_id);
+        let response = self
+            .app
+            .call(Method::POST, &uri, Some(&self.token), None)
+            .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        response.body
+    }
+
+    async fn deployment(&self, id: Uuid) -> Value {
+        self.app
+            .get(&format!("/api/v1/deployments/{id}"), &self.token)
+            .await
+            .body
+    }
+
+    async fn app_view(&self) -> Value {
+        self.app
+            .get(&format!("/api/v1/apps/{}", self.app_id), &self.token)
+            .await
+            .body
+    }
+
+    fn release(&self, deployment: &Value) -> Release {
+        Release {
+            id: deployment["release_id"].as_str().unwrap().parse().unwrap(),
+            app: AppRef {
+                id: self.app_id,
+                name: "web".into(),
+                tenant: "alice".into(),
+            },
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            image: format!("127.0.0.1:5000/alice/web@sha256:{}", "a".repeat(64)),
+            config: ReleaseConfig {
+                port: 8000,
+                env: self
+                    .app
+                    .state
+                    .key
+                    .seal_json(&Binding::app_env("alice", self.app_id), &json!({})),
+                env_version: 1,
+                replicas: 1,
+                resources: Default::default(),
+            },
+        }
+    }
+
+    async fn report(&self, id: Uuid, progress: DeploymentProgress) -> Applied {
+        self.inform.apply(id, &progress).await.unwrap()
+    }
+
+    /// Takes a deployment through `deploying` to `live`.
+    async fn go_live(&self, deployment: &Value) -> Release {
+        let id = id_of(deployment);
+        let release = self.release(deployment);
+        self.report(id, deploying(&release)).await;
+        self.report(id, live(&release)).await;
+        release
+    }
+
+    /// Unpublished outbox messages of `kind`, oldest first.
+    async fn outbox(&self, kind: &str) -> Vec<Envelope> {
+        sqlx::query_scalar::<_, SqlJson<Envelope>>(
+            "SELECT envelope FROM outbox WHERE published_at IS NULL AND envelope->>'type' = $1
+             ORDER BY id",
+        )
+        .bind(kind)
+        .fetch_all(self.app.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|json| json.0)
+        .collect()
+    }
+
+    async fn cancel(&self, id: Uuid) -> common::Response {
+        self.app
+            .call(
+                Method::POST,
+                &format!("/api/v1/deployments/{id}/cancel"),
+                Some(&self.token),
+                None,
+            )
+            .await
+    }
+}
+
+fn deploying(release: &Release) -> DeploymentProgress {
+    DeploymentProgress::new(DeploymentState::Deploying).with_release(release.clone())
+}
+
+fn live(release: &Release) -> DeploymentProgress {
+    DeploymentProgress::new(DeploymentState::Live)
+        .with_release(release.clone())
+        .with_endpoint("http://127.0.0.1:40001")
+}
+
+fn states(deployment: &Value) -> Vec<String> {
+    deployment["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_older_live_applied_after_a_newer_one_never_displaces_it() {
+    let setup = Setup::new().await;
+    let older = setup.deploy().await;
+    let older_release = setup.release(&older);
+    setup.report(id_of(&older), deploying(&older_release)).await;
+    let newer = setup.deploy().await;
+    let newer_release = setup.go_live(&newer).await;
+
+    // The older one's `live` arrives last (a backlog, two consumers).
+    let applied = setup.report(id_of(&older), live(&older_release)).await;
+    assert_eq!(
+        applied,
+        Applied::Transitioned {
+            from: DeploymentState::Deploying,
+            to: DeploymentState::Superseded
+        }
+    );
+    assert_eq!(setup.deployment(id_of(&newer)).await["state"], "live");
+    let older = setup.deployment(id_of(&older)).await;
+    assert_eq!(older["state"], "superseded");
+    assert_eq!(
+        states(&older),
+        ["queued", "deploying", "live", "superseded"]
+    );
+    assert_eq!(
+        setup.app_view().await["current_release_id"],
+        newer_release.id.to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_live_applied_before_its_deploying_still_records_the_release() {
+    let setup = Setup::new().await;
+    let deployment = setup.deploy().await;
+    let id = id_of(&deployment);
+    let release = setup.release(&deployment);
+    setup.report(id, live(&release)).await;
+    let applied = setup.report(id, deploying(&release)).await;
+    assert!(matches!(applied, Applied::Ignored { .. }), "{applied:?}");
+
+    let releases = setup
+        .app
+        .get(
+            &format!("/api/v1/apps/{}/releases", setup.app_id),
+            &setup.token,
+        )
+        .await
+        .body;
+    assert_eq!(releases[0]["id"], release.id.to_string());
+    assert_eq!(releases[0]["current"], true, "{releases}");
+    assert_eq!(
+        setup.deployment(id).await["image"],
+        Value::String(release.image)
+    );
+}
+
+#[tokio::test]
+async fn cancelling_ends_a_deployment_in_progress_and_tells_the_workers() {
+    let setup = Setup::new().await;
+    let deployment = setup.deploy().await;
+    let id = id_of(&deployment);
+    setup
+        .report(id, DeploymentProgress::new(DeploymentState::Building))
+        .await;
+
+    let response = setup.cancel(id).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+    assert_eq!(response.body["state"], "cancelled");
+    assert_eq!(response.body["reason"], "cancelled by alice");
+
+    let heard = setup.outbox("work.cancelled").await;
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0].deployment_id, Some(id));
+    let cancellation: Cancellation = heard[0].payload().unwrap();
+    assert_eq!(cancellation.app.id, setup.app_id);
+    assert_eq!(cancellation.deployment_id, Some(id));
+    assert_eq!(cancellation.reason, "cancelled by alice");
+
+    // Over: a second cancel, and a worker's late report, change nothing.
+    let again = setup.cancel(id).await;
+    again.assert_problem(StatusCode::CONFLICT, "conflict");
+    assert!(again.problem().contains("cancelled"), "{}", again.body);
+    setup
+        .report(id, DeploymentProgress::new(DeploymentState::Pushing))
+        .await;
+    assert_eq!(setup.deployment(id).await["state"], "cancelled");
+
+    // Someone else's deployment is not found.
+    let mallory = setup.app.token("mallory").await;
+    let theirs = setup
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/deployments/{id}/cancel"),
+            Some(&mallory),
+            None,
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_deployment_supersedes_a_queued_one_and_only_the_newest_is_built() {
+    let broker = TestBroker::new().await;
+    let setup = Setup::new().await;
+    let first = id_of(&setup.deploy().await);
+    let second = id_of(&setup.deploy().await);
+    let superseded = setup.deployment(first).await;
+    assert_eq!(superseded["state"], "superseded");
+    assert_eq!(
+        superseded["reason"],
+        format!("replaced by the newer deployment {second}")
+    );
+
+    let relay = Relay::new(
+        setup.app.pool().clone(),
+        broker.broker.clone(),
+        setup.app.state.outbox.clone(),
+        RelaySettings {
+            deadline_scale: 0.5,
+            ..Default::default()
+        },
+    );
+    relay.publish_batch().await.unwrap();
+    assert_eq!(broker.depth(BUILDS_QUEUE).await, 1);
+    let built = broker
+        .next(BUILDS_QUEUE, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let envelope = Envelope::from_bytes(&built.data).unwrap();
+    assert_eq!(envelope.deployment_id, Some(second));
+    let _: BuildRequested = envelope.payload().unwrap();
+    // Queued for 30 minutes at most, halved by the scale.
+    let deadline = envelope
+        .deadline
+        .expect("a build request carries its deadline");
+    let left = deadline - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(14) && left <= chrono::Duration::minutes(15),
+        "{left}"
+    );
+    // Nothing is left to publish, the skipped request included.
+    assert!(setup.outbox("build.requested").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_late_live_of_a_cancelled_deployment_puts_the_live_release_back() {
+    let setup = Setup::new().await;
+    let first = setup.deploy().await;
+    let first_release = setup.go_live(&first).await;
+    let late = setup.deploy().await;
+    let late_id = id_of(&late);
+    let late_release = setup.release(&late);
+    setup.report(late_id, deploying(&late_release)).await;
+    assert_eq!(setup.cancel(late_id).await.status, StatusCode::ACCEPTED);
+
+    // The deploy-worker never heard: it swaps the late release in.
+    let applied = setup.report(late_id, live(&late_release)).await;
+    assert!(matches!(applied, Applied::Ignored { .. }), "{applied:?}");
+    assert_eq!(setup.deployment(late_id).await["state"], "cancelled");
+
+    let repairs = setup.outbox("deploy.requested").await;
+    assert_eq!(repairs.len(), 1, "one repair is queued");
+    let repair_id = repairs[0].deployment_id.unwrap();
+    assert!(
+        repair_id > late_id,
+        "newer than what runs, so it retires it"
+    );
+    let request: DeployRequested = repairs[0].payload().unwrap();
+    assert_eq!(request.release.id, first_release.id);
+    let repair = setup.deployment(repair_id).await;
+    assert_eq!(repair["trigger"], "repair");
+    assert_eq!(repair["release_id"], first_release.id.to_string());
+
+    // A repeated late report does not queue a second repair.
+    setup.report(late_id, live(&late_release)).await;
+    assert_eq!(setup.outbox("deploy.requested").await.len(), 1);
+
+    // The repair goes live: the first release is current again.
+    setup.report(repair_id, deploying(&request.release)).await;
+    setup.report(repair_id, live(&request.release)).await;
+    let app = setup.app_view().await;
+    assert_eq!(app["current_release_id"], first_release.id.to_string());
+    assert_eq!(setup.deployment(id_of(&first)).await["state"], "superseded");
+}
+
+#[tokio::test]
+async fn a_late_live_with_nothing_live_stops_the_app() {
+    let setup = Setup::new().await;
+    let only = setup.deploy().await;
+    let id = id_of(&only);
+    let release = setup.release(&only);
+    setup.report(id, deploying(&release)).await;
+    assert_eq!(setup.cancel(id).await.status, StatusCode::ACCEPTED);
+    setup.report(id, live(&release)).await;
+    let stops = setup.outbox("app.scale_requested").await;
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].payload["replicas"], 0);
+    assert_eq!(setup.app_view().await["current_release_id"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_late_live_of_a_deleted_app_removes_it_again() {
+    let setup = Setup::new().await;
+    let deployment = setup.deploy().await;
+    let id = id_of(&deployment);
+    let release = setup.release(&deployment);
+    setup.report(id, deploying(&release)).await;
+    let deleted = setup
+        .app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/apps/{}", setup.app_id),
+            Some(&setup.token),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    let everything = setup.outbox("work.cancelled").await;
+    assert!(
+        everything
+            .iter()
+            .any(|e| e.payload["deployment_id"].is_null()),
+        "an app-wide cancellation goes to the workers: {everything:?}"
+    );
+    assert_eq!(setup.outbox("app.removal_requested").await.len(), 1);
+
+    setup.report(id, live(&release)).await;
+    assert_eq!(setup.outbox("app.removal_requested").await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_reaper_tells_the_workers_what_it_timed_out() {
+    let setup = Setup::new().await;
+    let id = id_of(&setup.deploy().await);
+    sqlx::query(
+        "UPDATE deployments SET state_changed_at = now() - interval '31 minutes' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(setup.app.pool())
+    .await
+    .unwrap();
+    let reaper = berth_backend::reaper::Reaper::new(
+        setup.app.pool().clone(),
+        berth_backend::reaper::ReaperSettings::default(),
+    );
+    assert_eq!(reaper.reap().await.unwrap(), [id]);
+    let heard = setup.outbox("work.cancelled").await;
+    assert_eq!(heard.len(), 1);
+    let cancellation: Cancellation = heard[0].payload().unwrap();
+    assert_eq!(cancellation.state, DeploymentState::TimedOut);
+    assert_eq!(
+        cancellation.reason,
+        "no progress while queued for 30 minutes"
+    );
+}
