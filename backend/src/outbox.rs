@@ -10,6 +10,7 @@
 //! never sent) and carry the deadline of the state the deployment waits
 //! in, after which a worker refuses them.
 
+use crate::deployments::transitions::{self, Change};
 use crate::error::{Error, Result};
 use berth_common::{BrokerError, MessagePublisher};
 use berth_proto::names::CONTROL_ROUTING_KEY;
@@ -52,6 +53,9 @@ pub struct RelaySettings {
     pub publish_timeout: Duration,
     /// Multiplies every state's deadline (as the reaper's does).
     pub deadline_scale: f64,
+    /// A row the broker refused this often is parked, and its deployment
+    /// fails.
+    pub park_after: i32,
 }
 
 impl Default for RelaySettings {
@@ -63,6 +67,7 @@ impl Default for RelaySettings {
             max_backoff: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(15),
             deadline_scale: 1.0,
+            park_after: 12,
         }
     }
 }
@@ -79,9 +84,21 @@ struct Row {
     id: i64,
     routing_key: String,
     envelope: SqlJson<Envelope>,
+    attempts: i32,
     /// The state of the deployment the message is about, if any.
     state: Option<String>,
     state_changed_at: Option<DateTime<Utc>>,
+}
+
+/// The advisory lock only the publishing relay holds.
+const RELAY_LOCK: i64 = 0x6265_7274_685f_6f62; // "berth_ob"
+
+/// Why a row was not published.
+enum RowError {
+    /// The broker is unreachable or slow: every row would fail alike.
+    Broker(Error),
+    /// The broker refused this message.
+    Refused(BrokerError),
 }
 
 /// What the relay does with a row.
@@ -168,12 +185,22 @@ impl<P: MessagePublisher> Relay<P> {
     /// still marked.
     pub async fn publish_batch(&self) -> Result<usize> {
         let mut tx = self.db.begin().await?;
+        // One relay publishes at a time, so two backends cannot reorder
+        // one app's messages; the other tries again on its next round.
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !leader {
+            return Ok(0);
+        }
         let rows = sqlx::query_as::<_, Row>(
-            "SELECT o.id, o.routing_key, o.envelope, d.state, d.state_changed_at
+            "SELECT o.id, o.routing_key, o.envelope, o.attempts, d.state, d.state_changed_at
              FROM outbox o
              LEFT JOIN deployments d ON d.id = (o.envelope->>'deployment_id')::uuid
-             WHERE o.published_at IS NULL
-             ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
+             WHERE o.published_at IS NULL AND o.parked_at IS NULL
+               AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+             ORDER BY o.id LIMIT $1 FOR UPDATE OF o",
         )
         .bind(self.settings.batch_size)
         .fetch_all(&mut *tx)
@@ -198,11 +225,15 @@ impl<P: MessagePublisher> Relay<P> {
                 self.publisher.publish(&row.routing_key, envelope),
             )
             .await
-            .map_err(|_| Error::Unavailable("publishing timed out".into()))
+            .map_err(|_| RowError::Broker(Error::Unavailable("publishing timed out".into())))
             .and_then(|result| match result {
+                Ok(()) => Ok(()),
                 // A cancellation nobody is bound to hear: no worker runs.
                 Err(BrokerError::Unroutable(_)) if row.routing_key == CONTROL_ROUTING_KEY => Ok(()),
-                other => other.map_err(Error::from),
+                Err(error @ (BrokerError::Unroutable(_) | BrokerError::Nacked)) => {
+                    Err(RowError::Refused(error))
+                }
+                Err(error) => Err(RowError::Broker(error.into())),
             });
             match result {
                 Ok(()) => {
@@ -210,7 +241,12 @@ impl<P: MessagePublisher> Relay<P> {
                         deployment_id = ?envelope.deployment_id, "published");
                     published.push(row.id);
                 }
-                Err(error) => {
+                // This message, not the broker: it waits on its own and
+                // the rows after it go on.
+                Err(RowError::Refused(error)) => {
+                    self.refused(&mut tx, &row, &error).await?;
+                }
+                Err(RowError::Broker(error)) => {
                     sqlx::query(
                         "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
                     )
@@ -237,6 +273,54 @@ impl<P: MessagePublisher> Relay<P> {
         }
     }
 
+    /// The broker refused the row's message: try it again later, with a
+    /// backoff of its own, and after `park_after` attempts park it and fail
+    /// its deployment with the reason.
+    async fn refused(&self, tx: &mut PgConnection, row: &Row, error: &BrokerError) -> Result<()> {
+        let attempts = row.attempts + 1;
+        tracing::warn!(outbox_id = row.id, routing_key = %row.routing_key, attempts, %error,
+            "the broker refused a message; it waits on its own");
+        if attempts < self.settings.park_after {
+            let wait = self.settings.min_backoff.as_secs_f64()
+                * 2f64
+                    .powi(attempts.min(16))
+                    .min(self.settings.max_backoff.as_secs_f64() * 6.0);
+            sqlx::query(
+                "UPDATE outbox SET attempts = $2, last_error = $3,
+                    next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+            )
+            .bind(row.id)
+            .bind(attempts)
+            .bind(error.to_string())
+            .bind(wait)
+            .execute(&mut *tx)
+            .await?;
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE outbox SET attempts = $2, last_error = $3, parked_at = now() WHERE id = $1",
+        )
+        .bind(row.id)
+        .bind(attempts)
+        .bind(error.to_string())
+        .execute(&mut *tx)
+        .await?;
+        metrics::counter!("berth_outbox_parked_total").increment(1);
+        if let Some(deployment_id) = row.envelope.0.deployment_id {
+            let reason = "berth could not hand this deployment to a worker (the message broker \
+                          refused it); an operator has been told";
+            transitions::transition(
+                tx,
+                deployment_id,
+                DeploymentState::Failed,
+                Change::ended_by_berth(reason),
+            )
+            .await?;
+        }
+        tracing::error!(outbox_id = row.id, %error, "outbox message parked after {attempts} attempts");
+        Ok(())
+    }
+
     async fn record_backlog(&self) {
         match backlog(&self.db).await {
             Ok(count) => metrics::gauge!("berth_outbox_backlog").set(count as f64),
@@ -247,9 +331,9 @@ impl<P: MessagePublisher> Relay<P> {
 
 /// Messages written but not yet published.
 pub async fn backlog(db: &PgPool) -> Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(db)
-            .await?,
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL",
     )
+    .fetch_one(db)
+    .await?)
 }

@@ -235,7 +235,14 @@ async fn cancelling_ends_a_deployment_in_progress_and_tells_the_workers() {
     // Over: a second cancel, and a worker's late report, change nothing.
     let again = setup.cancel(id).await;
     again.assert_problem(StatusCode::CONFLICT, "conflict");
-    assert!(again.problem().contains("cancelled"), "{}", again.body);
+    assert!(
+        again.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`cancelled`"),
+        "{}",
+        again.body
+    );
     setup
         .report(id, DeploymentProgress::new(DeploymentState::Pushing))
         .await;
@@ -409,4 +416,26 @@ async fn the_reaper_tells_the_workers_what_it_timed_out() {
         cancellation.reason,
         "no progress while queued for 30 minutes"
     );
+}
+
+#[tokio::test]
+async fn a_scale_made_while_a_deployment_was_on_its_way_wins_when_it_goes_live() {
+    let setup = Setup::new().await;
+    let deployment = setup.deploy().await;
+    let scaled = setup
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/apps/{}/scale", setup.app_id),
+            Some(&setup.token),
+            Some(json!({"replicas": 0})),
+        )
+        .await;
+    assert_eq!(scaled.status, StatusCode::ACCEPTED, "{}", scaled.body);
+    let before = setup.outbox("app.scale_requested").await.len();
+    // The release was requested at 1 instance.
+    setup.go_live(&deployment).await;
+    let scales = setup.outbox("app.scale_requested").await;
+    assert_eq!(scales.len(), before + 1, "going live scales again");
+    assert_eq!(scales.last().unwrap().payload["replicas"], 0);
 }

@@ -18,7 +18,7 @@
 use super::store;
 use crate::error::{Error, Result};
 use crate::{github_status, outbox};
-use berth_proto::{AppRef, Cancellation, DeploymentState};
+use berth_proto::{AppRef, AppScaleRequested, Cancellation, DeploymentState};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -188,7 +188,7 @@ pub async fn transition_locked(
         } else {
             DeploymentState::Superseded
         };
-        go_live(conn, locked.app.id, id, release_id, previous).await?;
+        go_live(conn, &locked.app, id, release_id, previous).await?;
     }
     if change.stop_work && from.is_in_progress() && !to.is_in_progress() {
         let cancellation = Cancellation {
@@ -215,13 +215,39 @@ async fn newer_live(conn: &mut PgConnection, app_id: Uuid, id: Uuid) -> Result<O
 }
 
 /// Makes the release current and ends the app's other live deployments.
+/// A scale made while the deployment was on its way wins over the one the
+/// release was requested with.
 async fn go_live(
     conn: &mut PgConnection,
-    app_id: Uuid,
+    app: &AppRef,
     deployment_id: Uuid,
     release_id: Uuid,
     previous: DeploymentState,
 ) -> Result<()> {
+    let app_id = app.id;
+    let scales = sqlx::query_as::<_, (i32, Option<i64>)>(
+        "SELECT a.replicas, (r.config->>'replicas')::bigint
+         FROM apps a LEFT JOIN releases r ON r.id = $2 WHERE a.id = $1",
+    )
+    .bind(app_id)
+    .bind(release_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((wanted, Some(deployed))) = scales {
+        if i64::from(wanted) != deployed {
+            let replicas = u32::try_from(wanted).unwrap_or(0);
+            tracing::info!(%app_id, wanted, deployed, "the app was scaled meanwhile; scaling again");
+            outbox::enqueue(
+                conn,
+                None,
+                &AppScaleRequested {
+                    app: app.clone(),
+                    replicas,
+                },
+            )
+            .await?;
+        }
+    }
     sqlx::query("UPDATE apps SET current_release_id = $2, updated_at = now() WHERE id = $1")
         .bind(app_id)
         .bind(release_id)
