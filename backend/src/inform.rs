@@ -8,7 +8,7 @@ use crate::deployments::{releases, store};
 use crate::error::Result;
 use crate::github_status;
 use async_trait::async_trait;
-use berth_common::{Handler, Outcome};
+use berth_common::{DeliveryInfo, Handler, Outcome};
 use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Message};
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
@@ -175,7 +175,12 @@ async fn go_live(
 
 #[async_trait]
 impl Handler for InformHandler {
-    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        _delivery: DeliveryInfo,
+    ) -> Outcome {
         let Message::DeploymentProgress(progress) = message else {
             return Outcome::Reject(format!(
                 "`{}` does not belong on berth.inform",

@@ -14,7 +14,7 @@ use crate::prepare::prepare;
 use crate::registry::{is_digest, ImageRepo, Registry};
 use crate::slots::BuildSlots;
 use async_trait::async_trait;
-use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
+use berth_common::{DeliveryInfo, Handler, LogSink, MessagePublisher, Outcome};
 use berth_proto::{
     labels, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
     Message, Release,
@@ -477,7 +477,12 @@ where
     L: LogSink,
     P: MessagePublisher,
 {
-    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        _delivery: DeliveryInfo,
+    ) -> Outcome {
         let Message::BuildRequested(request) = message else {
             return Outcome::Reject(format!(
                 "the build worker does not handle `{}`",

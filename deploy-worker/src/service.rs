@@ -15,7 +15,7 @@
 //!   runtime re-checks for a newer deployment before it retires older ones.
 
 use async_trait::async_trait;
-use berth_common::{Handler, MessagePublisher, Outcome};
+use berth_common::{DeliveryInfo, Handler, MessagePublisher, Outcome};
 use berth_proto::{
     AppRef, Binding, DeploymentProgress, DeploymentState, Envelope, Message, Release, SecretKey,
 };
@@ -215,7 +215,12 @@ fn cancelled(reason: String) -> DeploymentProgress {
 
 #[async_trait]
 impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
-    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        _delivery: DeliveryInfo,
+    ) -> Outcome {
         match message {
             Message::DeployRequested(request) => match envelope.deployment_id {
                 Some(deployment_id) => {

@@ -266,7 +266,10 @@ async fn a_scale_request_reaches_the_runtime_and_reports_nothing() {
         },
     );
     let message = envelope.decode().unwrap();
-    assert_eq!(service.handle(envelope, message).await, Outcome::Done);
+    assert_eq!(
+        service.handle(envelope, message, Default::default()).await,
+        Outcome::Done
+    );
     assert_eq!(*service.runtime().scales.lock().unwrap(), vec![(app.id, 0)]);
     assert!(
         service.publisher.0.lock().unwrap().is_empty(),
