@@ -10,7 +10,7 @@ use crate::deployments::transitions::{self, Change};
 use crate::deployments::{releases, repair};
 use crate::error::Result;
 use async_trait::async_trait;
-use berth_common::{Handler, Outcome};
+use berth_common::{DeliveryInfo, Handler, Outcome};
 use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Message};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -110,7 +110,12 @@ impl InformHandler {
 
 #[async_trait]
 impl Handler for InformHandler {
-    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        _delivery: DeliveryInfo,
+    ) -> Outcome {
         let Message::DeploymentProgress(progress) = message else {
             return Outcome::Reject(format!(
                 "`{}` does not belong on berth.inform",

@@ -22,7 +22,6 @@ use crate::{
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
-use berth_common::Broker;
 use berth_proto::names::INFORM_QUEUE;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -113,7 +112,9 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let rebound = crate::sealing::rebind_legacy(&pool, &config.secret.key()?).await?;
     tracing::info!(ran = rebound.ran, counts = ?rebound.counts, unreadable = rebound.unreadable,
         "stored sealed values checked for bindings");
-    Broker::new(&config.broker.amqp_url, "berth-backend-migrate")
+    config
+        .broker
+        .broker("berth-backend-migrate")
         .ensure_topology()
         .await?;
     tracing::info!("broker topology declared");
@@ -140,7 +141,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
              and the re-sealing pass runs again at the next start"
         );
     }
-    let broker = Broker::new(&config.broker.amqp_url, "berth-backend");
+    let broker = config.broker.broker("berth-backend");
     match tokio::time::timeout(Duration::from_secs(10), broker.ensure_topology()).await {
         Ok(Ok(())) => tracing::info!("broker topology declared"),
         Ok(Err(error)) => {

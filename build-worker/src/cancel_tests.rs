@@ -37,6 +37,10 @@ impl ImageBuilder for Arc<Endless> {
     }
 }
 
+fn first_delivery() -> berth_common::DeliveryInfo {
+    berth_common::DeliveryInfo::default()
+}
+
 struct Fixture {
     service: Arc<BuildService<Arc<Endless>, Fetcher, FakeRegistry, Logs, Published>>,
     builder: Arc<Endless>,
@@ -89,7 +93,7 @@ async fn a_build_cancelled_while_it_runs_stops_and_hands_nothing_on() {
     let envelope = Envelope::new(Some(deployment), 1, &f.request);
     let message = Message::BuildRequested(f.request.clone());
     let service = f.service.clone();
-    let running = tokio::spawn(async move { service.handle(envelope, message).await });
+    let running = tokio::spawn(async move { service.handle(envelope, message, first_delivery()).await });
     tokio::time::timeout(Duration::from_secs(5), f.builder.started.notified())
         .await
         .expect("the build starts");
@@ -136,7 +140,11 @@ async fn a_cancellation_heard_before_the_build_starts_refuses_it() {
     let envelope = Envelope::new(Some(deployment), 1, &f.request);
     let outcome = f
         .service
-        .handle(envelope, Message::BuildRequested(f.request.clone()))
+        .handle(
+            envelope,
+            Message::BuildRequested(f.request.clone()),
+            first_delivery(),
+        )
         .await;
     assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
     assert!(
@@ -155,7 +163,11 @@ async fn a_request_past_its_deadline_is_refused_and_reported_timed_out() {
     envelope.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
     let outcome = f
         .service
-        .handle(envelope, Message::BuildRequested(f.request.clone()))
+        .handle(
+            envelope,
+            Message::BuildRequested(f.request.clone()),
+            first_delivery(),
+        )
         .await;
     assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
     let published = f.published.0.lock().unwrap().clone();

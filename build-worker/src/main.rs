@@ -8,7 +8,7 @@ use berth_build_worker::{
     KanikoBuilder, RegistryAuth, SandboxBuilder,
 };
 use berth_common::registry_auth::{Grants, RegistryCredentials};
-use berth_common::{ops, Broker, LogProducer};
+use berth_common::{ops, LogProducer};
 use berth_proto::names::BUILDS_QUEUE;
 use clap::Parser;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = build.settings()?;
     let key = config.secret.key()?;
 
-    let broker = Broker::new(config.broker.amqp_url.clone(), "build-worker");
+    let broker = config.broker.broker("build-worker");
     let logs = Arc::new(LogProducer::new(
         &config.kafka.kafka_brokers,
         config.kafka.log_retention_hours,

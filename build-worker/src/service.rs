@@ -15,7 +15,7 @@ use crate::registry::{is_digest, ImageRepo, Registry};
 use crate::slots::BuildSlots;
 use async_trait::async_trait;
 use berth_common::control::{Cancellations, Watched};
-use berth_common::{Handler, LogSink, MessagePublisher, Outcome};
+use berth_common::{DeliveryInfo, Handler, LogSink, MessagePublisher, Outcome};
 use berth_proto::{
     labels, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
     Message, Release,
@@ -169,8 +169,14 @@ where
         let watched = self
             .cancellations
             .watch(request.app.id, Some(deployment_id));
-        self.build_watched(deployment_id, attempt, request, &watched)
-            .await
+        self.build_watched(
+            deployment_id,
+            attempt,
+            request,
+            &watched,
+            &CancellationToken::new(),
+        )
+        .await
     }
 
     async fn build_watched(
@@ -179,6 +185,7 @@ where
         attempt: u32,
         request: BuildRequested,
         watched: &Watched,
+        lost: &CancellationToken,
     ) -> Outcome {
         if let Some(reason) = watched.reason() {
             tracing::info!(%reason, "build no longer wanted; not started");
@@ -218,6 +225,9 @@ where
                 }),
             }),
             _ = self.shutdown.cancelled() => None,
+            // The broker took the message back (the connection dropped) and
+            // delivers it again: this attempt's result could not be settled.
+            () = lost.cancelled() => None,
             // Dropping the pipeline stops the builder (the sandbox's cgroup
             // is killed, a Kaniko pod deleted); the backend has already
             // ended the deployment, so nothing is reported.
@@ -233,10 +243,14 @@ where
         };
         let Some(result) = finished else {
             cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-            log.line("The build worker is shutting down; this build will start again")
-                .await;
+            let why = if lost.is_cancelled() {
+                "The build worker lost its broker connection"
+            } else {
+                "The build worker is shutting down"
+            };
+            log.line(format!("{why}; this build will start again")).await;
             log.finish().await;
-            return Outcome::Retry("the build worker is shutting down".into());
+            return Outcome::Retry(why.to_lowercase());
         };
         // Stops a clone still running on its thread after a deadline.
         cancel.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -519,7 +533,12 @@ where
     L: LogSink,
     P: MessagePublisher,
 {
-    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        delivery: DeliveryInfo,
+    ) -> Outcome {
         let Message::BuildRequested(request) = message else {
             return Outcome::Reject(format!(
                 "the build worker does not handle `{}`",
@@ -559,8 +578,14 @@ where
                 return Outcome::Done;
             }
         };
-        self.build_watched(deployment_id, envelope.attempt, request, &watched)
-            .instrument(span)
-            .await
+        self.build_watched(
+            deployment_id,
+            envelope.attempt,
+            request,
+            &watched,
+            &delivery.lost,
+        )
+        .instrument(span)
+        .await
     }
 }

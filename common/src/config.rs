@@ -1,14 +1,30 @@
 //! Flags several binaries share, flattened into each binary's clap `Config`.
 
+use crate::broker::{Broker, RetryPolicy};
 use berth_proto::SecretKey;
 use clap::Args;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerConfig {
     /// RabbitMQ URL, e.g. amqp://user:pass@127.0.0.1:5672/%2f
     #[arg(long, env = "BERTH_AMQP_URL")]
     pub amqp_url: String,
+    /// How long, in seconds, a message that keeps failing for a passing
+    /// reason is retried (waits between attempts added up) before it is
+    /// dead-lettered.
+    #[arg(long, env = "BERTH_RETRY_BUDGET_SECS", default_value_t = 900)]
+    pub retry_budget_secs: u64,
+}
+
+impl BrokerConfig {
+    /// The broker these flags describe, named `name` in RabbitMQ's
+    /// connection list.
+    pub fn broker(&self, name: &str) -> Broker {
+        let budget = Duration::from_secs(self.retry_budget_secs);
+        Broker::new(self.amqp_url.clone(), name).with_retry(RetryPolicy::with_budget(budget))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

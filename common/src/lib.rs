@@ -1,6 +1,7 @@
 //! Runtime plumbing every berth process shares: configuration pieces, the
 //! supervised RabbitMQ broker (publisher with confirms, consumer loop with
-//! dead-lettering), the Kafka log producer, and the ops endpoints.
+//! delayed retries and dead-lettering, dead-letter consumer), the Kafka log
+//! producer, and the ops endpoints.
 
 pub mod broker;
 pub mod config;
@@ -20,7 +21,10 @@ pub mod registry_auth;
 pub mod repo_policy;
 pub mod shutdown;
 
-pub use broker::{Broker, BrokerError, Handler, MessagePublisher, Outcome};
+pub use broker::{
+    Broker, BrokerError, DeadLetter, DeadLetterHandler, DeliveryInfo, Handler, MessagePublisher,
+    Outcome, RetryPolicy,
+};
 pub use logs::{LogProducer, LogSink};
 #[cfg(feature = "testing")]
 pub mod testing;

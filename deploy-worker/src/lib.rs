@@ -47,7 +47,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if registry.is_none() {
         tracing::warn!("BERTH_REGISTRY is not set: release images are pulled without credentials");
     }
-    let broker = Broker::new(config.broker.amqp_url.clone(), "deploy-worker");
+    let broker = config.broker.broker("deploy-worker");
     let ready_broker = broker.clone();
     berth_common::ops::serve(
         config.ops.ops_addr,

@@ -16,7 +16,7 @@
 
 use async_trait::async_trait;
 use berth_common::control::Cancellations;
-use berth_common::{Handler, MessagePublisher, Outcome};
+use berth_common::{DeliveryInfo, Handler, MessagePublisher, Outcome};
 use berth_proto::{
     AppRef, Binding, DeploymentProgress, DeploymentState, Envelope, Message, Release, SecretKey,
 };
@@ -236,7 +236,12 @@ fn cancelled(reason: String) -> DeploymentProgress {
 
 #[async_trait]
 impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
-    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        _delivery: DeliveryInfo,
+    ) -> Outcome {
         match message {
             Message::DeployRequested(_) if envelope.is_expired(Utc::now()) => {
                 let Some(deployment_id) = envelope.deployment_id else {

@@ -23,12 +23,28 @@ pub const CONTROL_QUEUE_PREFIX: &str = "berth.control.";
 pub const WORK_QUEUES: [&str; 3] = [BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE];
 /// Header on a dead-lettered message that says why it was refused.
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-berth-reason";
+/// Header counting how often a message went through a retry queue.
+pub const RETRIES_HEADER: &str = "x-berth-retries";
+/// Header with the milliseconds a message has waited in retry queues.
+pub const RETRY_WAITED_HEADER: &str = "x-berth-retry-waited-ms";
+/// Header with why the last attempt at a retried message failed.
+pub const LAST_ERROR_HEADER: &str = "x-berth-last-error";
 /// Prefix of every per-app log topic.
 pub const LOG_TOPIC_PREFIX: &str = "berth.logs.";
 
 /// The dead-letter queue that collects what `queue` refused.
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dead")
+}
+
+/// The retry queue that holds `queue`'s messages for `delay_ms` before
+/// handing them back to it (`berth.builds.retry.5s`, `berth.inform.retry.100ms`).
+pub fn retry_queue(queue: &str, delay_ms: u64) -> String {
+    if delay_ms.is_multiple_of(1000) {
+        format!("{queue}.retry.{}s", delay_ms / 1000)
+    } else {
+        format!("{queue}.retry.{delay_ms}ms")
+    }
 }
 
 /// The Kafka topic that holds an app's build, runtime and event log lines.
@@ -51,5 +67,7 @@ mod tests {
         assert_eq!(app_of_log_topic(&log_topic(id)), Some(id));
         assert_eq!(app_of_log_topic("other.topic"), None);
         assert_eq!(dead_letter_queue(BUILDS_QUEUE), "berth.builds.dead");
+        assert_eq!(retry_queue(BUILDS_QUEUE, 5000), "berth.builds.retry.5s");
+        assert_eq!(retry_queue(INFORM_QUEUE, 100), "berth.inform.retry.100ms");
     }
 }

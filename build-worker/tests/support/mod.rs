@@ -16,7 +16,7 @@ use berth_build_worker::{
 use berth_common::registry_auth::{Grants, RegistryCredentials};
 use berth_common::testing::registry::TestRegistry;
 use berth_common::testing::{local_repo_root, stack_env, TestVhost};
-use berth_common::{Broker, Handler, LogProducer, MessagePublisher, Outcome};
+use berth_common::{Broker, DeliveryInfo, Handler, LogProducer, MessagePublisher, Outcome};
 use berth_proto::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
 use berth_proto::{
     AppRef, Binding, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState,
@@ -117,7 +117,12 @@ struct Recorder {
 
 #[async_trait]
 impl Handler for Recorder {
-    async fn handle(&self, envelope: Envelope, message: Message) -> Outcome {
+    async fn handle(
+        &self,
+        envelope: Envelope,
+        message: Message,
+        _delivery: DeliveryInfo,
+    ) -> Outcome {
         let Some(deployment) = envelope.deployment_id else {
             return Outcome::Reject("no deployment id".into());
         };
