@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod github;
+pub mod github_api;
 pub mod github_status;
 pub mod health;
 pub mod inform;

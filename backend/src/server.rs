@@ -6,6 +6,7 @@
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::error::Error;
+use crate::github_api::ReqwestGitHub;
 use crate::github_status::reporter::{ReporterSettings, StatusReporter};
 use crate::health::Health;
 use crate::inform::InformHandler;
@@ -15,7 +16,6 @@ use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::web_security::{self, AllowedHosts};
-use crate::webhooks::github::ReqwestGitHub;
 use crate::{
     accounts, apps, audit, auth, db, deployments, docs, events, github, log_api, webhooks,
 };

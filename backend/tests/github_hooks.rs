@@ -5,8 +5,8 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::github::ReqwestGitHub;
 use berth_backend::webhooks::signature;
 use common::fake_github::FakeGitHub;
 use common::fake_logs::FakeLogs;

@@ -6,9 +6,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use berth_backend::github::types::OAuthApp;
+use berth_backend::github_api::OAuthApp;
+use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::github::ReqwestGitHub;
 use berth_proto::{Binding, BuildRequested, Envelope, Sealed};
 use common::fake_github::FakeGitHub;
 use common::fake_github_oauth::{CLIENT_ID, CLIENT_SECRET, EMAIL, GITHUB_ID};

@@ -5,10 +5,10 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::github::types::OAuthApp;
+use berth_backend::github_api::OAuthApp;
+use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::reaper::{Reaper, ReaperSettings};
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::github::ReqwestGitHub;
 use common::fake_github::FakeGitHub;
 use common::fake_github_oauth::{CLIENT_ID, CLIENT_SECRET};
 use common::fake_logs::FakeLogs;

@@ -14,7 +14,6 @@
 //! or the state they report (`track`, `on_state`), so none is lost and the
 //! pipeline never waits on GitHub; `reporter::StatusReporter` sends them.
 
-pub mod api;
 mod describe;
 pub mod reporter;
 
@@ -132,7 +131,7 @@ pub async fn track(
     app: &AppRow,
     github_host: &str,
 ) -> Result<()> {
-    let Some((owner, repo)) = crate::webhooks::github::repository(&app.repo_url, github_host)
+    let Some((owner, repo)) = crate::github_api::repo_url::repository(&app.repo_url, github_host)
     else {
         return Ok(());
     };

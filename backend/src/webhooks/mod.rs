@@ -13,7 +13,6 @@
 //! only files outside the app's folder changed; anything else is ignored.
 
 mod deliver;
-pub mod github;
 pub mod guard;
 pub mod manage;
 #[cfg(test)]
