@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod apps;
+pub mod apps_store;
 pub mod audit;
 pub mod auth;
 pub mod config;

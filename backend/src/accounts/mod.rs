@@ -8,7 +8,6 @@ pub mod reset;
 pub mod signup;
 pub mod store;
 
-use crate::apps;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::{self, password, recent, CurrentUser, TokenResponse};
 use crate::error::{Error, FieldError, Result};
@@ -16,6 +15,7 @@ use crate::extract::{Json, Path};
 use crate::mail;
 use crate::state::AppState;
 use crate::validate;
+use crate::{apps, apps_store};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post, put};
@@ -229,7 +229,7 @@ async fn delete_me(
         "password",
     )
     .await?;
-    let apps = apps::store::lock_all_owned(&mut tx, user.id).await?;
+    let apps = apps_store::lock_all_owned(&mut tx, user.id).await?;
     for app in &apps {
         apps::remove(&mut tx, app, source).await?;
     }

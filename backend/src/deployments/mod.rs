@@ -6,7 +6,7 @@ pub mod releases;
 pub mod request;
 pub mod store;
 
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};

@@ -11,7 +11,7 @@ pub mod oauth;
 pub mod repos;
 pub mod store;
 
-use crate::apps::store::AppRow;
+use crate::apps_store::AppRow;
 use crate::error::Result;
 use crate::github_api::repo_url;
 use crate::state::AppState;

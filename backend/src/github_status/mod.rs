@@ -20,7 +20,7 @@ pub mod reporter;
 use describe::ended;
 pub use describe::Phase;
 
-use crate::apps::store::AppRow;
+use crate::apps_store::AppRow;
 use crate::error::Result;
 use berth_proto::DeploymentState;
 use sqlx::PgConnection;

@@ -5,7 +5,7 @@
 pub(crate) mod tickets;
 pub(crate) mod ws;
 
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};

@@ -4,7 +4,7 @@
 //! received; remove it.
 
 use super::store;
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
