@@ -9,6 +9,7 @@ pub mod apps_store;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod deployments;
 pub mod docs;

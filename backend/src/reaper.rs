@@ -1,7 +1,7 @@
 //! The reaper: nothing stays in progress forever. A deployment that stayed
 //! in a state longer than the state's deadline ends `timed_out`.
 
-use crate::auth::throttle::FAILURE_WINDOW;
+use crate::credentials::throttle::FAILURE_WINDOW;
 use crate::error::Result;
 use crate::github_status;
 use crate::webhooks::store::DELIVERY_RETENTION_DAYS;

@@ -3,8 +3,8 @@
 //! ops listener; outbox relay, inform consumer, reaper, GitHub status
 //! reporter, open-slot heartbeat; clean stop on SIGTERM or ctrl-c.
 
-use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
+use crate::credentials::tokens::TokenKeys;
 use crate::error::Error;
 use crate::github_api::ReqwestGitHub;
 use crate::github_status::reporter::{ReporterSettings, StatusReporter};

@@ -1,8 +1,8 @@
 //! What every request handler shares.
 
 use crate::audit::source::Cidr;
-use crate::auth::throttle::AuthLimiter;
-use crate::auth::tokens::TokenKeys;
+use crate::credentials::throttle::AuthLimiter;
+use crate::credentials::tokens::TokenKeys;
 use crate::events::EventHub;
 use crate::github_api::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use crate::logs::LogReader;

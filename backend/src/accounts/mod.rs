@@ -9,7 +9,8 @@ pub mod signup;
 pub mod store;
 
 use crate::audit::{self, Event, SourceAddr};
-use crate::auth::{self, password, recent, CurrentUser, TokenResponse};
+use crate::auth::{self, recent, CurrentUser, TokenResponse};
+use crate::credentials::password;
 use crate::error::{Error, FieldError, Result};
 use crate::extract::{Json, Path};
 use crate::mail;

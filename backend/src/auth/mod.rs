@@ -3,16 +3,15 @@
 
 pub mod cookie;
 pub mod extractor;
-pub mod password;
 pub mod recent;
 pub mod store;
-pub mod throttle;
-pub mod tokens;
 
 pub use extractor::CurrentUser;
 pub use store::User;
 
 use crate::audit::{self, Event, SourceAddr};
+use crate::credentials::password;
+use crate::credentials::throttle::{self, Guarded};
 use crate::error::{Error, Result};
 use crate::extract::Json;
 use crate::state::{ApiSettings, AppState};
@@ -24,7 +23,6 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use store::Rotation;
-use throttle::Guarded;
 use utoipa::ToSchema;
 use uuid::Uuid;
 

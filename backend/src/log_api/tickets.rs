@@ -4,8 +4,8 @@
 //! only: it dies with the session. Only its hash is stored, and a user may
 //! hold `MAX_UNUSED_TICKETS` unused ones at a time.
 
-use crate::auth::tokens::{hash_token, random_token};
 use crate::auth::CurrentUser;
+use crate::credentials::tokens::{hash_token, random_token};
 use crate::error::{Error, Result};
 use crate::extract::Json;
 use crate::state::AppState;

@@ -14,7 +14,7 @@ pub mod mailbox;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use berth_backend::auth::tokens::TokenKeys;
+use berth_backend::credentials::tokens::TokenKeys;
 use berth_backend::github_api::GitHubClient;
 use berth_backend::logs::LogReader;
 use berth_backend::mail::Mailer;
