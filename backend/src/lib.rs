@@ -35,6 +35,7 @@ pub mod state;
 pub mod tenant_names;
 pub mod validate;
 pub mod web_security;
+pub mod webhook_guard;
 pub mod webhooks;
 
 pub use config::{Command, Config};

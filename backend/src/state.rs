@@ -10,7 +10,7 @@ use crate::mail::Mailer;
 use crate::quota::slots::OpenSlots;
 use crate::quota::Quotas;
 use crate::session_ends::SessionEnds;
-use crate::webhooks::guard::WebhookGuard;
+use crate::webhook_guard::WebhookGuard;
 use berth_common::registry_auth::TokenIssuer;
 use berth_proto::SecretKey;
 use sqlx::PgPool;

@@ -8,7 +8,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use berth_backend::audit::source::parse_list;
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::signature;
+use berth_backend::webhook_guard::signature;
 use common::fake_logs::FakeLogs;
 use common::{id_of, Response, TestApp};
 use serde_json::{json, Value};

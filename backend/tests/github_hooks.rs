@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::signature;
+use berth_backend::webhook_guard::signature;
 use common::fake_github::FakeGitHub;
 use common::fake_logs::FakeLogs;
 use common::{id_of, TestApp};
