@@ -14,6 +14,7 @@ pub mod db;
 pub mod deployments;
 pub mod docs;
 pub mod error;
+pub mod event_hub;
 pub mod events;
 pub mod extract;
 pub mod github;

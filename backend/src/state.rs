@@ -3,7 +3,7 @@
 use crate::audit::source::Cidr;
 use crate::credentials::throttle::AuthLimiter;
 use crate::credentials::tokens::TokenKeys;
-use crate::events::EventHub;
+use crate::event_hub::EventHub;
 use crate::github_api::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use crate::logs::LogReader;
 use crate::mail::Mailer;
