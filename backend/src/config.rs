@@ -425,8 +425,8 @@ impl Config {
         }))
     }
 
-    pub fn trusted_proxies(&self) -> Result<Vec<crate::audit::source::Cidr>, String> {
-        crate::audit::source::parse_list(&self.trusted_proxies)
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::web_security::proxies::Cidr>, String> {
+        crate::web_security::proxies::parse_list(&self.trusted_proxies)
     }
 
     /// Origins that may open WebSockets: the public URL's and the listed ones.

@@ -1,6 +1,5 @@
 //! What every request handler shares.
 
-use crate::audit::source::Cidr;
 use crate::credentials::throttle::AuthLimiter;
 use crate::credentials::tokens::TokenKeys;
 use crate::event_hub::EventHub;
@@ -10,6 +9,7 @@ use crate::mail::Mailer;
 use crate::quota::slots::OpenSlots;
 use crate::quota::Quotas;
 use crate::session_ends::SessionEnds;
+use crate::web_security::proxies::Cidr;
 use crate::webhook_guard::WebhookGuard;
 use berth_common::registry_auth::TokenIssuer;
 use berth_proto::SecretKey;
