@@ -49,7 +49,7 @@ use utoipa::{Modify, OpenApi};
         crate::deployments::list_releases,
         crate::log_api::read_logs,
         crate::log_api::ws::follow_logs,
-        crate::log_api::tickets::create_ticket,
+        crate::auth::tickets::create_ticket,
         crate::webhooks::receive_github,
         crate::webhooks::repo_wide::receive_github_repo,
         crate::webhooks::manage::create_webhook,

@@ -7,6 +7,7 @@
 //! listener lost its connection, or a slow stream fell behind), the stream
 //! says `resync`, and the page reloads what it shows.
 
+use crate::auth::tickets::authenticate;
 use crate::auth::CurrentUser;
 use crate::error::Result;
 use crate::event_hub::{Announcement, DeploymentEvent};
@@ -54,7 +55,7 @@ pub async fn stream(
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
-    let user = crate::log_api::ws::authenticate(&state, &headers, query.ticket.as_deref()).await?;
+    let user = authenticate(&state, &headers, query.ticket.as_deref()).await?;
     let slot = state
         .slots
         .acquire(user.id, SlotKind::Stream, state.settings.quotas.streams)

@@ -5,6 +5,7 @@ pub mod cookie;
 pub mod extractor;
 pub mod recent;
 pub mod store;
+pub mod tickets;
 
 pub use extractor::CurrentUser;
 pub use store::User;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
+        .route("/ws-tickets", post(tickets::create_ticket))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
