@@ -55,7 +55,7 @@ use utoipa::{Modify, OpenApi};
         crate::webhooks::manage::create_webhook,
         crate::webhooks::manage::get_webhook,
         crate::webhooks::manage::delete_webhook,
-        crate::audit::list_events,
+        crate::accounts::audit_log::list_events,
         crate::events::stream,
         crate::registry_tokens::token,
         openapi_json,

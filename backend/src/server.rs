@@ -16,9 +16,7 @@ use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::web_security::{self, AllowedHosts};
-use crate::{
-    accounts, apps, audit, auth, db, deployments, docs, events, github, log_api, webhooks,
-};
+use crate::{accounts, apps, auth, db, deployments, docs, events, github, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
@@ -43,7 +41,6 @@ pub fn api_router(state: AppState) -> Router {
         .merge(log_api::router())
         .merge(webhooks::router())
         .merge(github::router())
-        .merge(audit::router())
         .merge(events::router())
         .merge(docs::router())
         .with_state(state)

@@ -1,6 +1,8 @@
-//! The account: sign-up, and the signed-in user's profile, password and
-//! deletion; and the password reset by email, for users who cannot sign in.
+//! The account: sign-up, and the signed-in user's profile, password,
+//! sessions, audit log (`audit_log`) and deletion; and the password reset
+//! by email, for users who cannot sign in.
 
+pub mod audit_log;
 pub mod email_change;
 pub mod mails;
 pub mod pending;
@@ -35,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/me/github", delete(unlink_github))
         .route("/me/sessions", get(list_sessions))
         .route("/me/sessions/{id}", delete(end_session))
+        .route("/audit", get(audit_log::list_events))
         .route("/auth/register", post(signup::register))
         .route("/auth/register/confirm", post(signup::confirm))
         .route("/auth/email-change/confirm", post(email_change::confirm))
