@@ -2,6 +2,14 @@
 //! webhooks over HTTP; the outbox relay that hands intents to the workers; the inform
 //! consumer that moves deployments through their states; the reaper; the
 //! reporter that tells GitHub how deployments went.
+//!
+//! The modules below import each other in one direction only
+//! (`tests/module_graph.rs` fails on a circle). At the bottom are the
+//! pieces with no HTTP: `error`, `config`, stores and clients such as
+//! `apps_store`, `credentials`, `github_api`, `event_hub`,
+//! `webhook_guard`, `session_ends`. `state` (`AppState`) holds some of
+//! them and imports nothing else. Above it are the request handlers, each
+//! taking `AppState`; `server` at the top wires handlers and loops together.
 
 pub mod accounts;
 pub mod apps;
