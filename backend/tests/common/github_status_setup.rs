@@ -220,7 +220,7 @@ pub fn step(path: &str, state: &str) -> (String, String) {
 }
 
 pub async fn on_github() -> (FakeGitHub, String) {
-    let github = FakeGitHub::start("Codertocat", "Hello-World", TOKEN).await;
+    let github = FakeGitHub::start(TOKEN).await;
     let repo_url = format!("{}/Codertocat/Hello-World.git", github.url);
     (github, repo_url)
 }

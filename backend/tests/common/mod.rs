@@ -5,7 +5,6 @@
 pub mod broker;
 pub mod deliveries;
 pub mod fake_github;
-pub mod fake_github_oauth;
 pub mod fake_github_status;
 pub mod fake_logs;
 pub mod github_status_setup;
