@@ -138,7 +138,7 @@ pub struct Config {
 
     /// GitHub's REST API, used to register webhooks on repositories
     /// (GitHub Enterprise: https://<host>/api/v3).
-    #[arg(long, env = "BERTH_GITHUB_API_URL", default_value = crate::webhooks::github::DEFAULT_API_URL)]
+    #[arg(long, env = "BERTH_GITHUB_API_URL", default_value = crate::github_api::DEFAULT_API_URL)]
     pub github_api_url: url::Url,
 
     /// GitHub's web site, where users authorize berth (GitHub Enterprise: https://<host>).
@@ -408,7 +408,7 @@ impl Config {
 
     /// berth's GitHub OAuth app, when a client id is set (then the secret
     /// and BERTH_PUBLIC_URL, which makes the callback URL, are required).
-    pub fn github_oauth(&self) -> anyhow::Result<Option<crate::github::types::OAuthApp>> {
+    pub fn github_oauth(&self) -> anyhow::Result<Option<crate::github_api::OAuthApp>> {
         let Some(client_id) = self.github_client_id.as_deref().map(str::trim) else {
             return Ok(None);
         };
@@ -418,15 +418,15 @@ impl Config {
         if self.public_url.is_none() {
             anyhow::bail!("BERTH_PUBLIC_URL is required with BERTH_GITHUB_CLIENT_ID");
         }
-        Ok(Some(crate::github::types::OAuthApp {
+        Ok(Some(crate::github_api::OAuthApp {
             web_url: self.github_url.as_str().trim_end_matches('/').to_owned(),
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
         }))
     }
 
-    pub fn trusted_proxies(&self) -> Result<Vec<crate::audit::source::Cidr>, String> {
-        crate::audit::source::parse_list(&self.trusted_proxies)
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::web_security::proxies::Cidr>, String> {
+        crate::web_security::proxies::parse_list(&self.trusted_proxies)
     }
 
     /// Origins that may open WebSockets: the public URL's and the listed ones.

@@ -2,19 +2,31 @@
 //! webhooks over HTTP; the outbox relay that hands intents to the workers; the inform
 //! consumer that moves deployments through their states; the reaper; the
 //! reporter that tells GitHub how deployments went.
+//!
+//! The modules below import each other in one direction only
+//! (`tests/module_graph.rs` fails on a circle). At the bottom are the
+//! pieces with no HTTP: `error`, `config`, stores and clients such as
+//! `apps_store`, `credentials`, `github_api`, `event_hub`,
+//! `webhook_guard`, `session_ends`. `state` (`AppState`) holds some of
+//! them and imports nothing else. Above it are the request handlers, each
+//! taking `AppState`; `server` at the top wires handlers and loops together.
 
 pub mod accounts;
 pub mod apps;
+pub mod apps_store;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod deployments;
 pub mod docs;
 pub mod error;
+pub mod event_hub;
 pub mod events;
 pub mod extract;
 pub mod github;
+pub mod github_api;
 pub mod github_status;
 pub mod health;
 pub mod inform;
@@ -32,6 +44,7 @@ pub mod state;
 pub mod tenant_names;
 pub mod validate;
 pub mod web_security;
+pub mod webhook_guard;
 pub mod webhooks;
 
 pub use config::{Command, Config};

@@ -2,7 +2,7 @@
 //! in a state longer than the state's deadline ends `timed_out`, and the
 //! workers are told to stop its work (see `deployments::transitions`).
 
-use crate::auth::throttle::FAILURE_WINDOW;
+use crate::credentials::throttle::FAILURE_WINDOW;
 use crate::deployments::transitions::{self, Applied, Change};
 use crate::error::Result;
 use crate::webhooks::store::DELIVERY_RETENTION_DAYS;

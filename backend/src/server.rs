@@ -3,9 +3,10 @@
 //! ops listener; outbox relay, inform consumer, reaper, GitHub status
 //! reporter, open-slot heartbeat; clean stop on SIGTERM or ctrl-c.
 
-use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
+use crate::credentials::tokens::TokenKeys;
 use crate::error::Error;
+use crate::github_api::ReqwestGitHub;
 use crate::github_status::reporter::{ReporterSettings, StatusReporter};
 use crate::health::Health;
 use crate::inform::InformHandler;
@@ -15,10 +16,7 @@ use crate::outbox::{Relay, RelaySettings};
 use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::web_security::{self, AllowedHosts};
-use crate::webhooks::github::ReqwestGitHub;
-use crate::{
-    accounts, apps, audit, auth, db, deployments, docs, events, github, log_api, webhooks,
-};
+use crate::{accounts, apps, auth, db, deployments, docs, events, github, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
@@ -42,7 +40,6 @@ pub fn api_router(state: AppState) -> Router {
         .merge(log_api::router())
         .merge(webhooks::router())
         .merge(github::router())
-        .merge(audit::router())
         .merge(events::router())
         .merge(docs::router())
         .with_state(state)

@@ -1,16 +1,16 @@
 //! What every request handler shares.
 
-use crate::audit::source::Cidr;
-use crate::auth::throttle::AuthLimiter;
-use crate::auth::tokens::TokenKeys;
-use crate::events::EventHub;
+use crate::credentials::throttle::AuthLimiter;
+use crate::credentials::tokens::TokenKeys;
+use crate::event_hub::EventHub;
+use crate::github_api::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use crate::logs::LogReader;
 use crate::mail::Mailer;
 use crate::quota::slots::OpenSlots;
 use crate::quota::Quotas;
 use crate::session_ends::SessionEnds;
-use crate::webhooks::github::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
-use crate::webhooks::guard::WebhookGuard;
+use crate::web_security::proxies::Cidr;
+use crate::webhook_guard::WebhookGuard;
 use berth_common::registry_auth::TokenIssuer;
 use berth_proto::SecretKey;
 use sqlx::PgPool;

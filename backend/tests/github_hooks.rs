@@ -5,9 +5,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::github::ReqwestGitHub;
-use berth_backend::webhooks::signature;
+use berth_backend::webhook_guard::signature;
 use common::fake_github::FakeGitHub;
 use common::fake_logs::FakeLogs;
 use common::{id_of, TestApp};
@@ -58,7 +58,7 @@ async fn accepts(app: &TestApp, app_id: Uuid, secret: &str, delivery: &str) -> S
 
 #[tokio::test]
 async fn the_hook_is_created_on_the_repository_then_updated_on_rotation() {
-    let github = FakeGitHub::start("Codertocat", "Hello-World", TOKEN).await;
+    let github = FakeGitHub::start(TOKEN).await;
     // The fake serves on 127.0.0.1, so that is where the repository is.
     let repo_url = format!("{}/Codertocat/Hello-World.git", github.url);
     let (app, token, app_id) = berth(&github.url, &repo_url).await;
@@ -116,7 +116,7 @@ async fn the_hook_is_created_on_the_repository_then_updated_on_rotation() {
 
 #[tokio::test]
 async fn repositories_berth_cannot_register_on_are_refused() {
-    let github = FakeGitHub::start("Codertocat", "Hello-World", TOKEN).await;
+    let github = FakeGitHub::start(TOKEN).await;
     // A repository on another host.
     let (app, token, app_id) = berth(&github.url, "https://gitlab.com/o/r.git").await;
     let uri = format!("/api/v1/apps/{app_id}/webhook");

@@ -6,12 +6,13 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use berth_backend::github::types::OAuthApp;
+use berth_backend::github_api::OAuthApp;
+use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::github::ReqwestGitHub;
+use berth_common::testing::fake_github::{CLIENT_ID, CLIENT_SECRET};
 use berth_proto::{Binding, BuildRequested, Envelope, Sealed};
 use common::fake_github::FakeGitHub;
-use common::fake_github_oauth::{CLIENT_ID, CLIENT_SECRET, EMAIL, GITHUB_ID};
+use common::fake_github::{EMAIL, GITHUB_ID};
 use common::fake_logs::FakeLogs;
 use common::{id_of, Response, TestApp};
 use serde_json::{json, Value};
@@ -23,7 +24,7 @@ const PUBLIC_URL: &str = "https://berth.example.com";
 const TOKEN: &str = "gho_16C7e42F292c6912E7710c838347Ae178B4a";
 
 async fn berth() -> (TestApp, FakeGitHub) {
-    let fake = FakeGitHub::start("Codertocat", "Hello-World", TOKEN).await;
+    let fake = FakeGitHub::start(TOKEN).await;
     let settings = ApiSettings {
         public_url: Some(PUBLIC_URL.into()),
         // The fake GitHub (and so the repository) is on 127.0.0.1: a
@@ -576,12 +577,13 @@ async fn repositories_and_branches_are_listed_across_pages() {
         first["clone_url"],
         "https://github.com/Codertocat/Hello-World.git"
     );
-    assert_eq!(first["pushed_at"], "2026-11-01T10:00:00Z");
+    assert_eq!(first["pushed_at"], "2026-11-29T09:00:00Z");
     assert!(first.get("owner").is_none());
     let pages = fake
-        .seen()
+        .oauth
+        .calls()
         .iter()
-        .filter(|s| s.path == "/user/repos")
+        .filter(|call| *call == "GET /user/repos")
         .count();
     assert_eq!(pages, 3);
 

@@ -355,7 +355,7 @@ async fn a_github_that_is_down_never_holds_up_a_deployment() {
 
 #[tokio::test]
 async fn refusals_are_abandoned_at_once() {
-    let github = FakeGitHub::start("Codertocat", "Hello-World", TOKEN).await;
+    let github = FakeGitHub::start(TOKEN).await;
     // A repository the fake does not have (deleted, or out of the token's reach).
     let repo_url = format!("{}/Codertocat/Gone.git", github.url);
     let setup = setup(&github.url, &repo_url, true).await;

@@ -5,19 +5,19 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::github::types::OAuthApp;
+use berth_backend::github_api::OAuthApp;
+use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::reaper::{Reaper, ReaperSettings};
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::github::ReqwestGitHub;
+use berth_common::testing::fake_github::{CLIENT_ID, CLIENT_SECRET};
 use common::fake_github::FakeGitHub;
-use common::fake_github_oauth::{CLIENT_ID, CLIENT_SECRET};
 use common::fake_logs::FakeLogs;
 use common::TestApp;
 use serde_json::json;
 use std::sync::Arc;
 
 async fn berth() -> (TestApp, FakeGitHub) {
-    let fake = FakeGitHub::start("Codertocat", "Hello-World", "gho_token").await;
+    let fake = FakeGitHub::start("gho_token").await;
     let settings = ApiSettings {
         public_url: Some("https://berth.example.com".into()),
         ..ApiSettings::default()

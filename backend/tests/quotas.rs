@@ -359,8 +359,10 @@ fn replica(app: &TestApp) -> axum::Router {
     let state = AppState::new(
         app.pool().clone(),
         app.state.key.clone(),
-        berth_backend::auth::tokens::TokenKeys::new(b"unused: tokens are checked by the first")
-            .unwrap(),
+        berth_backend::credentials::tokens::TokenKeys::new(
+            b"unused: tokens are checked by the first",
+        )
+        .unwrap(),
         Arc::new(FakeLogs::default()),
         ApiSettings {
             quotas: quotas(),

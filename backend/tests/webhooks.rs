@@ -5,7 +5,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::webhooks::signature;
+use berth_backend::webhook_guard::signature;
 use berth_proto::BuildRequested;
 use common::deliveries::{
     assert_ignored, build_requests, count, deployments, fixture, hook_app, hooked, push, test_app,

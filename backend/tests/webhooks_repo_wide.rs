@@ -147,7 +147,7 @@ async fn wrong_signatures_and_unknown_repositories_get_the_same_401() {
     let no_repo = Delivery::signed(&secret, "push", "d5", &json!({"zen": "hi"}));
     let mut unreadable = Delivery::signed(&secret, "push", "d6", &json!({}));
     unreadable.body = b"{\"repository\": ".to_vec();
-    unreadable.signature = Some(berth_backend::webhooks::signature::sign(
+    unreadable.signature = Some(berth_backend::webhook_guard::signature::sign(
         secret.as_bytes(),
         &unreadable.body,
     ));

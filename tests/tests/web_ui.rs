@@ -6,7 +6,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_common::testing::repo_root;
-use berth_tests::fake_github::{self, FakeGitHub};
+use berth_tests::fake_github;
 use berth_tests::{playwright, AppRepo, Platform};
 use std::path::Path;
 use std::time::Duration;
@@ -62,7 +62,7 @@ async fn serve_requests(platform: &mut Platform, dir: &Path) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn journeys_through_the_web_ui() -> Result<()> {
-    let github = FakeGitHub::start().await?;
+    let github = fake_github::start().await?;
     let mut settings = github.settings();
     settings.push(("BERTH_FRONTEND_DIR", built_ui()?));
     let mut platform = Platform::start_with(&settings).await?;

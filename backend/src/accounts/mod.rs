@@ -1,6 +1,8 @@
-//! The account: sign-up, and the signed-in user's profile, password and
-//! deletion; and the password reset by email, for users who cannot sign in.
+//! The account: sign-up, and the signed-in user's profile, password,
+//! sessions, audit log (`audit_log`) and deletion; and the password reset
+//! by email, for users who cannot sign in.
 
+pub mod audit_log;
 pub mod email_change;
 pub mod mails;
 pub mod pending;
@@ -8,14 +10,15 @@ pub mod reset;
 pub mod signup;
 pub mod store;
 
-use crate::apps;
 use crate::audit::{self, Event, SourceAddr};
-use crate::auth::{self, password, recent, CurrentUser, TokenResponse};
+use crate::auth::{self, recent, CurrentUser, TokenResponse};
+use crate::credentials::password;
 use crate::error::{Error, FieldError, Result};
 use crate::extract::{Json, Path};
 use crate::mail;
 use crate::state::AppState;
 use crate::validate;
+use crate::{apps, apps_store};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post, put};
@@ -34,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/me/github", delete(unlink_github))
         .route("/me/sessions", get(list_sessions))
         .route("/me/sessions/{id}", delete(end_session))
+        .route("/audit", get(audit_log::list_events))
         .route("/auth/register", post(signup::register))
         .route("/auth/register/confirm", post(signup::confirm))
         .route("/auth/email-change/confirm", post(email_change::confirm))
@@ -229,7 +233,7 @@ async fn delete_me(
         "password",
     )
     .await?;
-    let apps = apps::store::lock_all_owned(&mut tx, user.id).await?;
+    let apps = apps_store::lock_all_owned(&mut tx, user.id).await?;
     for app in &apps {
         apps::remove(&mut tx, app, source).await?;
     }

@@ -1,7 +1,7 @@
 //! What waits for an address to be confirmed: sign-ups and email changes,
 //! each behind a one-time token stored as its SHA-256 like the other tokens.
 
-use crate::auth::tokens::{hash_token, random_token};
+use crate::credentials::tokens::{hash_token, random_token};
 use crate::error::Result;
 use sqlx::PgConnection;
 use std::time::Duration;

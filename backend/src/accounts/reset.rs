@@ -8,8 +8,8 @@
 use super::mails::{self, Links};
 use super::store;
 use crate::audit::{self, Event, SourceAddr};
-use crate::auth::password;
-use crate::auth::throttle::{self, Guarded};
+use crate::credentials::password;
+use crate::credentials::throttle::{self, Guarded};
 use crate::error::{Error, Result};
 use crate::extract::Json;
 use crate::mail::{self, Mailer};

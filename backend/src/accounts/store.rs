@@ -1,7 +1,7 @@
 //! The account's own rows: profile, password, sessions, reset tokens and
 //! deletion.
 
-use crate::auth::tokens::{hash_token, random_token};
+use crate::credentials::tokens::{hash_token, random_token};
 use crate::error::{conflict_on, Error, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;

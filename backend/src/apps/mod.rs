@@ -2,8 +2,8 @@
 
 pub mod model;
 pub(crate) mod quota_view;
-pub mod store;
 
+use crate::apps_store as store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::deployments::transitions;

@@ -1,6 +1,6 @@
 //! What the apps API reads and answers.
 
-use super::store::AppRow;
+use crate::apps_store::AppRow;
 use crate::error::Result;
 use crate::quota::{AppBounds, AppResources, ResourcesRequest};
 use crate::validate::{self, Checks};

@@ -2,24 +2,19 @@
 //! and deploy triggers. An event is written in the same transaction as the
 //! change it records, so both commit or neither does. Token refreshes are
 //! not recorded: clients refresh every few minutes and would drown the rest.
-//! `GET /audit` lists the caller's own events.
+//! `GET /audit` lists the caller's own events (`accounts::audit_log`, above
+//! `auth`, which records here: this module takes no `CurrentUser`).
 
 pub mod source;
 
 pub use source::SourceAddr;
 
-use crate::auth::CurrentUser;
 use crate::error::{Error, FieldError, Result};
-use crate::extract::{Json, Query};
-use crate::state::AppState;
-use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json as SqlJson;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -27,10 +22,6 @@ pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 200;
 /// Longer attempted logins are cut: the log is not a place to store blobs.
 const MAX_ACTOR_CHARS: usize = 200;
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(list_events))
-}
 
 /// One event to record. `details` must never hold secrets, tokens or env values.
 #[derive(Debug, Clone)]
@@ -191,16 +182,8 @@ impl ListAudit {
     }
 }
 
-/// The caller's audit log, newest first.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(ListAudit),
-    security(("bearer" = [])),
-    responses((status = 200, body = [AuditEvent]), (status = 401, body = crate::error::Problem),
-              (status = 422, body = crate::error::Problem)))]
-async fn list_events(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Query(query): Query<ListAudit>,
-) -> Result<Json<Vec<AuditEvent>>> {
+/// A page of `user`'s events matching `query`, newest first.
+pub async fn list(db: &PgPool, user: Uuid, query: ListAudit) -> Result<Vec<AuditEvent>> {
     let limit = query.validate()?;
     let events = sqlx::query_as::<_, AuditEvent>(
         "SELECT id, actor, action, target_type, target_id, details,
@@ -214,14 +197,14 @@ async fn list_events(
            AND ($6::uuid IS NULL OR id < $6)
          ORDER BY id DESC LIMIT $7",
     )
-    .bind(user.id)
+    .bind(user)
     .bind(query.action)
     .bind(query.target_id)
     .bind(query.since)
     .bind(query.until)
     .bind(query.before)
     .bind(limit)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    Ok(Json(events))
+    Ok(events)
 }

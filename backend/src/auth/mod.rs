@@ -3,16 +3,16 @@
 
 pub mod cookie;
 pub mod extractor;
-pub mod password;
 pub mod recent;
 pub mod store;
-pub mod throttle;
-pub mod tokens;
+pub mod tickets;
 
 pub use extractor::CurrentUser;
 pub use store::User;
 
 use crate::audit::{self, Event, SourceAddr};
+use crate::credentials::password;
+use crate::credentials::throttle::{self, Guarded};
 use crate::error::{Error, Result};
 use crate::extract::Json;
 use crate::state::{ApiSettings, AppState};
@@ -24,7 +24,6 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use store::Rotation;
-use throttle::Guarded;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -33,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
+        .route("/ws-tickets", post(tickets::create_ticket))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

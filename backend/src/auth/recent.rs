@@ -9,7 +9,8 @@
 //! Refreshing a session does not make it recent: a session carries the
 //! time it signed in from refresh token to refresh token.
 
-use super::{password, CurrentUser};
+use super::CurrentUser;
+use crate::credentials::password;
 use crate::error::{Error, Result};
 use sqlx::PgConnection;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Users and refresh tokens in PostgreSQL.
 
-use super::tokens::{hash_token, random_token};
+use crate::credentials::tokens::{hash_token, random_token};
 use crate::error::{conflict_on, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -10,7 +10,7 @@ pub mod transitions;
 
 use berth_proto::DeploymentState;
 
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};

@@ -8,7 +8,7 @@
 use super::releases;
 use super::request::request_repair;
 use super::transitions::Locked;
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::error::Result;
 use crate::outbox;
 use berth_proto::{AppRemovalRequested, AppScaleRequested, DeploymentState};

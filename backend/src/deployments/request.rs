@@ -6,7 +6,7 @@
 
 use super::releases::{self, ReleaseRow};
 use super::{store, transitions};
-use crate::apps::store::AppRow;
+use crate::apps_store::AppRow;
 use crate::error::{Error, Result};
 use crate::quota::{self, Quotas};
 use crate::{github_status, outbox};

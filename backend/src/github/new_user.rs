@@ -2,9 +2,9 @@
 //! the GitHub login.
 
 use super::store;
-use super::types::GitHubUser;
 use crate::auth;
 use crate::error::{Error, Result};
+use crate::github_api::GitHubUser;
 use crate::{tenant_names, validate};
 use sqlx::PgConnection;
 use uuid::Uuid;

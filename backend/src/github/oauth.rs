@@ -15,14 +15,13 @@
 
 use super::new_user::create_user;
 use super::store::{self, Account, NewState, PendingSignIn};
-use super::types::{GitHubUser, OAuthApp, OAuthToken};
 use crate::audit::{self, Event, SourceAddr};
-use crate::auth::tokens::{hash_token, random_token};
 use crate::auth::{self, cookie, TokenResponse};
+use crate::credentials::tokens::{hash_token, random_token};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Query};
+use crate::github_api::{GitHubError, GitHubUser, OAuthApp, OAuthToken};
 use crate::state::{ApiSettings, AppState};
-use crate::webhooks::github::GitHubError;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};

@@ -1,13 +1,12 @@
 //! The signed-in user's GitHub repositories and branches, read with their
-//! linked token (every page, up to `client::MAX_PAGES`).
+//! linked token (every page, up to `github_api::pages::MAX_PAGES`).
 
 use super::store;
-use super::types::{Branch, Repo};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
+use crate::github_api::{Branch, GitHubError, Repo};
 use crate::state::AppState;
-use crate::webhooks::github::GitHubError;
 use axum::extract::State;
 use berth_proto::Binding;
 

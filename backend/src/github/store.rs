@@ -1,6 +1,6 @@
 //! Pending sign-ins (`oauth_states`) and linked accounts (`github_accounts`).
 
-use crate::auth::tokens::hash_token;
+use crate::credentials::tokens::hash_token;
 use crate::error::Result;
 use berth_proto::Sealed;
 use sqlx::types::Json as SqlJson;

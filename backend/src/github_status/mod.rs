@@ -12,16 +12,16 @@
 //! and stays in berth, behind the status's link.
 //! The reports are rows written in the same transaction as the deployment
 //! or the state they report (`track`, `on_state`), so none is lost and the
-//! pipeline never waits on GitHub; `reporter::StatusReporter` sends them.
+//! pipeline never waits on GitHub; `reporter::StatusReporter` sends them
+//! through `github_api::statuses`.
 
-pub mod api;
 mod describe;
 pub mod reporter;
 
 use describe::ended;
 pub use describe::Phase;
 
-use crate::apps::store::AppRow;
+use crate::apps_store::AppRow;
 use crate::error::Result;
 use berth_proto::DeploymentState;
 use sqlx::PgConnection;
@@ -132,7 +132,7 @@ pub async fn track(
     app: &AppRow,
     github_host: &str,
 ) -> Result<()> {
-    let Some((owner, repo)) = crate::webhooks::github::repository(&app.repo_url, github_host)
+    let Some((owner, repo)) = crate::github_api::repo_url::repository(&app.repo_url, github_host)
     else {
         return Ok(());
     };

@@ -1,11 +1,11 @@
-//! HTTP access to app logs: a REST page of history, a WebSocket that sends
-//! history then live entries, and the single-use tickets browsers open that
-//! socket with. Reading itself is [`crate::logs::LogReader`]'s job.
+//! HTTP access to app logs: a REST page of history, and a WebSocket that
+//! sends history then live entries (opened with a bearer token or a
+//! single-use ticket, `auth::tickets`). Reading itself is
+//! [`crate::logs::LogReader`]'s job.
 
-pub(crate) mod tickets;
 pub(crate) mod ws;
 
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
@@ -13,14 +13,12 @@ use crate::logs::{LogPage, LogReadError, StartAt};
 use crate::quota::slots::SlotKind;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
-
-pub use tickets::WsTicket;
 
 pub const DEFAULT_LIMIT: usize = 500;
 pub const MAX_LIMIT: usize = 5000;
@@ -29,7 +27,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/apps/{id}/logs", get(read_logs))
         .route("/apps/{id}/logs/ws", get(ws::follow_logs))
-        .route("/ws-tickets", post(tickets::create_ticket))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

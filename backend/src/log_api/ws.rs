@@ -4,8 +4,8 @@
 //! out, password change, account deletion): logs often hold secrets, and a
 //! socket must not outlive the sign-in it was opened with.
 
-use super::{owned_app, tickets, LogQuery};
-use crate::auth::CurrentUser;
+use super::{owned_app, LogQuery};
+use crate::auth::tickets::authenticate;
 use crate::error::{Error, Result};
 use crate::extract::{Path, Query};
 use crate::logs::{LogReader, StartAt};
@@ -77,27 +77,6 @@ pub async fn follow_logs(
             drop(guard);
             tracing::info!(%app_id, "log socket closed");
         }))
-}
-
-/// A bearer header or a ticket; the header wins when both are present.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    ticket: Option<&str>,
-) -> Result<CurrentUser> {
-    if let Some(user) = CurrentUser::from_headers(headers, state).await? {
-        return Ok(user);
-    }
-    match ticket {
-        Some(ticket) => tickets::redeem(&state.db, ticket)
-            .await?
-            .ok_or(Error::Unauthorized(
-                "the ticket is invalid, expired or already used",
-            )),
-        None => Err(Error::Unauthorized(
-            "open log sockets with an Authorization header or ?ticket= from POST /api/v1/ws-tickets",
-        )),
-    }
 }
 
 /// No Origin (not a browser) passes; otherwise it must be an allowed one,

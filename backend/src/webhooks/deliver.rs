@@ -3,7 +3,7 @@
 
 use super::push::{self, Decision, PushEvent, Target};
 use super::{header, payload_json, store, DeliveryOutcome, DELIVERY_HEADER, EVENT_HEADER};
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::deployments::model::commit_summary;
 use crate::deployments::request::{request_build, BuildIntent, Trigger};

@@ -3,13 +3,14 @@
 //! token the caller gives; show whether one is configured and what it last
 //! received; remove it.
 
-use super::github::{self, GitHubError};
 use super::store;
-use crate::apps::store as apps_store;
+use crate::apps_store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
+use crate::github_api::repo_url::repository;
+use crate::github_api::GitHubError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -113,7 +114,7 @@ async fn register(
         token_problem("berth's public URL (BERTH_PUBLIC_URL) is not configured, so GitHub cannot be told where to deliver")
     })?;
     let host = state.github.host();
-    let (owner, repo) = github::repository(repo_url, host).ok_or_else(|| {
+    let (owner, repo) = repository(repo_url, host).ok_or_else(|| {
         token_problem(format!(
             "the app's repository is not a repository on {host}"
         ))

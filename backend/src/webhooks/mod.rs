@@ -13,20 +13,18 @@
 //! only files outside the app's folder changed; anything else is ignored.
 
 mod deliver;
-pub mod github;
-pub mod guard;
 pub mod manage;
 #[cfg(test)]
 mod props;
 pub mod push;
 pub mod repo_wide;
-pub mod signature;
 pub mod store;
 
 use crate::audit::SourceAddr;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
+use crate::webhook_guard::signature;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};

@@ -16,11 +16,12 @@
 use super::deliver::{self, Verified};
 use super::push::{repo_key, Repository};
 use super::DeliveryOutcome;
-use super::{header, payload_json, read_body, signature, status, store, unauthorized};
+use super::{header, payload_json, read_body, status, store, unauthorized};
 use crate::audit::SourceAddr;
 use crate::error::{Error, Result};
 use crate::extract::Json;
 use crate::state::AppState;
+use crate::webhook_guard::signature;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

@@ -5,7 +5,7 @@ use super::{id_of, Response, TestApp};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::signature;
+use berth_backend::webhook_guard::signature;
 use berth_proto::Envelope;
 use serde_json::{json, Value};
 use std::sync::Arc;

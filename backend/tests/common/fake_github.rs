@@ -1,15 +1,21 @@
 //! A fake of GitHub, served on a local port: the REST API for repository
 //! hooks (list, create, update), which checks the token and remembers every
-//! hook and request; OAuth sign-in, the user, their repositories and
-//! branches (in `fake_github_oauth`); deployments and commit statuses (in
-//! `fake_github_status`).
+//! hook and request; deployments and commit statuses (in
+//! `fake_github_status`); and on the same port the sign-in fake shared with
+//! the end-to-end suite (`berth_common::testing::fake_github`): OAuth, the
+//! user, their repositories (5 over 3 pages, the fake's own first and
+//! private) and its branches (2 pages).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
+use berth_common::testing::fake_github::{Account, FakeGitHubOAuth};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
+
+pub const GITHUB_ID: i64 = 583231;
+pub const EMAIL: &str = "codertocat@example.com";
 
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -24,8 +30,6 @@ pub(super) struct Inner {
     /// The secret of each hook, by index (GitHub never shows it back).
     secrets: Vec<String>,
     seen: Vec<Seen>,
-    /// OAuth sign-in: codes handed out, token requests.
-    pub(super) oauth: super::fake_github_oauth::OAuthState,
     /// Deployments and commit statuses.
     pub(super) status: super::fake_github_status::StatusState,
 }
@@ -36,6 +40,9 @@ pub struct FakeGitHub {
     pub(super) token: String,
     pub(super) repo: (String, String),
     pub(super) inner: Arc<Mutex<Inner>>,
+    /// Sign-in, the user and their repositories; its calls are its own
+    /// (`oauth.calls()`), not in `seen`.
+    pub oauth: FakeGitHubOAuth,
 }
 
 pub(super) type Answer = (StatusCode, Json<Value>);
@@ -45,11 +52,26 @@ pub(super) fn answer(status: StatusCode, body: Value) -> Answer {
 }
 
 impl FakeGitHub {
-    /// Serves `owner/repo`, accepting only `token`.
-    pub async fn start(owner: &str, repo: &str, token: &str) -> Self {
+    /// Serves `Codertocat/Hello-World`, accepting only `token`.
+    pub async fn start(token: &str) -> Self {
+        let (owner, repo) = ("Codertocat", "Hello-World");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let account = Account {
+            id: GITHUB_ID,
+            login: owner,
+            email: EMAIL,
+            repo_pages: vec![
+                vec![(repo, true), ("one", false)],
+                vec![("two", false), ("three", false)],
+                vec![("four", false)],
+            ],
+            branch_pages: vec![vec!["main"], vec!["dev"]],
+            token: token.to_owned(),
+        };
         let fake = Self {
-            url: format!("http://{}", listener.local_addr().unwrap()),
+            oauth: FakeGitHubOAuth::new(&url, account),
+            url,
             token: token.to_owned(),
             repo: (owner.to_owned(), repo.to_owned()),
             inner: Arc::default(),
@@ -57,9 +79,9 @@ impl FakeGitHub {
         let router = Router::new()
             .route("/repos/{owner}/{repo}/hooks", get(list).post(create))
             .route("/repos/{owner}/{repo}/hooks/{id}", patch(update))
-            .merge(super::fake_github_oauth::routes())
             .merge(super::fake_github_status::routes())
-            .with_state(fake.clone());
+            .with_state(fake.clone())
+            .merge(fake.oauth.router());
         tokio::spawn(async move { axum::serve(listener, router).await });
         fake
     }
@@ -76,13 +98,15 @@ impl FakeGitHub {
         self.inner.lock().unwrap().seen.clone()
     }
 
-    /// Records a request to `path`.
-    pub(super) fn record(&self, method: &'static str, path: String, headers: &HeaderMap) {
-        self.inner.lock().unwrap().seen.push(Seen {
-            method,
-            path,
-            headers: headers.clone(),
-        });
+    /// Plays the user approving berth at `authorize_url`; the code GitHub
+    /// would send back.
+    pub fn authorize(&self, authorize_url: &str) -> String {
+        self.oauth.authorize(authorize_url)
+    }
+
+    /// How many times berth asked for a token.
+    pub fn token_requests(&self) -> usize {
+        self.oauth.token_requests()
     }
 
     /// Records the request; refuses a wrong token or another repository.

@@ -9,10 +9,10 @@ use super::fake_logs::FakeLogs;
 use super::{id_of, TestApp};
 use axum::http::StatusCode;
 use berth_backend::github::store::{upsert_account, Account};
+use berth_backend::github_api::ReqwestGitHub;
 use berth_backend::github_status::reporter::{ReporterSettings, StatusReporter};
 use berth_backend::inform::{Applied, InformHandler};
 use berth_backend::state::ApiSettings;
-use berth_backend::webhooks::github::ReqwestGitHub;
 use berth_proto::{AppRef, Binding, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -220,7 +220,7 @@ pub fn step(path: &str, state: &str) -> (String, String) {
 }
 
 pub async fn on_github() -> (FakeGitHub, String) {
-    let github = FakeGitHub::start("Codertocat", "Hello-World", TOKEN).await;
+    let github = FakeGitHub::start(TOKEN).await;
     let repo_url = format!("{}/Codertocat/Hello-World.git", github.url);
     (github, repo_url)
 }

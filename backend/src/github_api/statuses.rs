@@ -1,18 +1,15 @@
 //! The three GitHub calls that report a deployment (create a Deployment, add
 //! a deployment status, set a commit status), behind a small trait so the
-//! reporter can be tested against any server speaking GitHub's REST API.
-//! Failures are sorted into "try again (maybe after a given time)" and
-//! "GitHub will never accept this": that decides retry or abandon.
+//! reporter (`github_status`) can be tested against any server speaking
+//! GitHub's REST API. Failures are read as "try again (maybe after a given
+//! time)" or "GitHub will never accept this": that decides retry or abandon.
 
-use crate::webhooks::github::ReqwestGitHub;
+use super::{classify, unreachable, Failure, ReqwestGitHub};
 use async_trait::async_trait;
-use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// The longest wait a rate limit's headers may ask for.
-const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
 /// GitHub asks for at least a minute after a secondary rate limit that
 /// names no time.
 const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
@@ -106,84 +103,54 @@ struct Created {
     id: u64,
 }
 
-#[derive(Deserialize)]
-struct Message {
-    message: Option<String>,
-}
-
-fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-}
-
-/// How long GitHub's headers say to wait: `Retry-After` (seconds), or
-/// until `x-ratelimit-reset` when no requests remain.
-pub fn rate_limit_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    if let Some(seconds) = header(headers, "retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(seconds).min(MAX_RATE_LIMIT_WAIT));
-    }
-    if header(headers, "x-ratelimit-remaining") == Some("0") {
-        let reset = header(headers, "x-ratelimit-reset")?.parse::<i64>().ok()?;
-        let seconds = (reset - Utc::now().timestamp()).max(1) as u64;
-        return Some(Duration::from_secs(seconds).min(MAX_RATE_LIMIT_WAIT));
-    }
-    None
-}
-
-/// What an answer means for the report.
-async fn classify(response: reqwest::Response) -> Result<reqwest::Response, StatusError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let wait = rate_limit_wait(response.headers());
-    let message = response
-        .json::<Message>()
-        .await
-        .ok()
-        .and_then(|m| m.message)
-        .unwrap_or_default();
-    let said = |what: &str| {
-        if message.is_empty() {
-            format!("GitHub answered {status}: {what}")
-        } else {
-            format!("GitHub answered {status}: {message}")
+impl From<Failure> for StatusError {
+    fn from(failure: Failure) -> Self {
+        let (status, message, wait) = match failure {
+            Failure::Unreachable(reason) => {
+                return Self::Retry {
+                    reason: format!("GitHub cannot be reached: {reason}"),
+                    after: None,
+                }
+            }
+            Failure::Answered {
+                status,
+                message,
+                wait,
+            } => (status, message, wait),
+        };
+        let said = |what: &str| {
+            if message.is_empty() {
+                format!("GitHub answered {status}: {what}")
+            } else {
+                format!("GitHub answered {status}: {message}")
+            }
+        };
+        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN
+                && (wait.is_some() || message.to_ascii_lowercase().contains("rate limit")));
+        if rate_limited {
+            return Self::Retry {
+                reason: said("rate limited"),
+                after: Some(wait.unwrap_or(SECONDARY_LIMIT_WAIT)),
+            };
         }
-    };
-    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
-        || (status == StatusCode::FORBIDDEN
-            && (wait.is_some() || message.to_ascii_lowercase().contains("rate limit")));
-    if rate_limited {
-        return Err(StatusError::Retry {
-            reason: said("rate limited"),
-            after: Some(wait.unwrap_or(SECONDARY_LIMIT_WAIT)),
-        });
-    }
-    if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-        return Err(StatusError::Retry {
-            reason: said("server error"),
-            after: wait,
-        });
-    }
-    Err(StatusError::Refused(match status {
-        StatusCode::UNAUTHORIZED => {
-            "GitHub refused the owner's token (revoked or expired); sign in with GitHub again"
-                .into()
+        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+            return Self::Retry {
+                reason: said("server error"),
+                after: wait,
+            };
         }
-        StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => format!(
-            "GitHub answered {status}: the repository is gone or the owner's token may not \
-             report deployments on it (it needs repo_deployment and repo:status, or repo)"
-        ),
-        _ => said("refused"),
-    }))
-}
-
-fn unreachable(error: reqwest::Error) -> StatusError {
-    StatusError::Retry {
-        reason: format!("GitHub cannot be reached: {}", error.without_url()),
-        after: None,
+        Self::Refused(match status {
+            StatusCode::UNAUTHORIZED => {
+                "GitHub refused the owner's token (revoked or expired); sign in with GitHub again"
+                    .into()
+            }
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => format!(
+                "GitHub answered {status}: the repository is gone or the owner's token may not \
+                 report deployments on it (it needs repo_deployment and repo:status, or repo)"
+            ),
+            _ => said("refused"),
+        })
     }
 }
 
@@ -200,7 +167,7 @@ impl ReqwestGitHub {
             .send()
             .await
             .map_err(unreachable)?;
-        classify(response).await
+        Ok(classify(response).await?)
     }
 }
 
@@ -252,35 +219,12 @@ impl DeploymentStatusApi for ReqwestGitHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
-
-    #[test]
-    fn retry_after_wins_then_the_reset_time_when_nothing_remains() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(rate_limit_wait(&headers), None);
-        let reset = Utc::now().timestamp() + 30;
-        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        headers.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
-        let wait = rate_limit_wait(&headers).unwrap();
-        assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28));
-        headers.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(rate_limit_wait(&headers), Some(Duration::from_secs(7)));
-        headers.insert("retry-after", HeaderValue::from_static("999999"));
-        assert_eq!(rate_limit_wait(&headers), Some(MAX_RATE_LIMIT_WAIT));
-    }
-
-    fn response(status: u16, headers: &[(&str, &str)], message: &str) -> reqwest::Response {
-        let mut builder = axum::http::Response::builder().status(status);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let body = serde_json::json!({"message": message}).to_string();
-        reqwest::Response::from(builder.body(body).unwrap())
-    }
+    use crate::github_api::tests::response;
 
     async fn outcome(status: u16, headers: &[(&str, &str)], message: &str) -> StatusError {
         classify(response(status, headers, message))
             .await
+            .map_err(StatusError::from)
             .unwrap_err()
     }
 
@@ -318,10 +262,13 @@ mod tests {
     }
 
     #[test]
-    fn remaining_requests_mean_no_wait() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("12"));
-        headers.insert("x-ratelimit-reset", HeaderValue::from_static("1"));
-        assert_eq!(rate_limit_wait(&headers), None);
+    fn no_answer_is_worth_another_try() {
+        assert_eq!(
+            StatusError::from(Failure::Unreachable("timed out".into())),
+            StatusError::Retry {
+                reason: "GitHub cannot be reached: timed out".into(),
+                after: None
+            }
+        );
     }
 }

@@ -1,5 +1,9 @@
 //! Apps in PostgreSQL. Every query is scoped to the owner: another user's
 //! app is simply not found.
+//!
+//! Not inside `apps`: deployments, webhooks, logs and GitHub all read app
+//! rows, and `apps` itself stands above `deployments` (deleting an app
+//! cancels its deployments), so the rows sit below both.
 
 use crate::error::{conflict_on, Result};
 use crate::quota::StoredResources;

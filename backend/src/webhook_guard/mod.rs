@@ -1,9 +1,11 @@
 //! What keeps the unauthenticated webhook endpoints from being used to
 //! burn the backend's CPU and memory: a rate limit per client address
-//! (before a body is read), and a bound on the signature checks running at
-//! once across the process (each hashes a whole body on a blocking thread).
+//! (before a body is read), and a bound on the signature checks (`signature`)
+//! running at once across the process (each hashes a whole body on a
+//! blocking thread). Apart from `webhooks` because `AppState` holds the
+//! guard, and the webhook handlers take `AppState`.
 
-use super::signature;
+pub mod signature;
 use crate::error::{Error, Result};
 use axum::body::Bytes;
 use governor::clock::{Clock, DefaultClock};

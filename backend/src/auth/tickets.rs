@@ -2,15 +2,16 @@
 //! WebSocket (or an `EventSource`), so they first trade their access token
 //! for a ticket that is valid once, for 60 seconds, for this user's session
 //! only: it dies with the session. Only its hash is stored, and a user may
-//! hold `MAX_UNUSED_TICKETS` unused ones at a time.
+//! hold `MAX_UNUSED_TICKETS` unused ones at a time. The log socket
+//! (`log_api`) and the event stream (`events`) both [`authenticate`] here.
 
-use crate::auth::tokens::{hash_token, random_token};
-use crate::auth::CurrentUser;
+use super::CurrentUser;
+use crate::credentials::tokens::{hash_token, random_token};
 use crate::error::{Error, Result};
 use crate::extract::Json;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -87,4 +88,25 @@ pub async fn redeem(db: &PgPool, ticket: &str) -> Result<Option<CurrentUser>> {
     };
     let user = CurrentUser { id, session };
     Ok(user.still_signed_in(db).await?.then_some(user))
+}
+
+/// A bearer header or a ticket; the header wins when both are present.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ticket: Option<&str>,
+) -> Result<CurrentUser> {
+    if let Some(user) = CurrentUser::from_headers(headers, state).await? {
+        return Ok(user);
+    }
+    match ticket {
+        Some(ticket) => redeem(&state.db, ticket)
+            .await?
+            .ok_or(Error::Unauthorized(
+                "the ticket is invalid, expired or already used",
+            )),
+        None => Err(Error::Unauthorized(
+            "open log sockets with an Authorization header or ?ticket= from POST /api/v1/ws-tickets",
+        )),
+    }
 }

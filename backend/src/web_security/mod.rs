@@ -12,6 +12,10 @@
 //!   sends its own name. IP addresses and `localhost` always pass (no
 //!   rebinding page can send them), so probes and the dev proxy work;
 //!   `BERTH_ALLOWED_HOSTS` adds names.
+//! * Which peers are proxies whose `X-Forwarded-For` is believed
+//!   (`proxies`).
+
+pub mod proxies;
 
 use crate::error::Problem;
 use axum::extract::{Request, State};
