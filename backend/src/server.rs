@@ -3,17 +3,17 @@
 //! ops listener; outbox relay, inform consumer, reaper, GitHub status
 //! reporter, open-slot heartbeat; clean stop on SIGTERM or ctrl-c.
 
+use crate::background::github_status::{ReporterSettings, StatusReporter};
+use crate::background::inform::InformHandler;
+use crate::background::reaper::{Reaper, ReaperSettings};
+use crate::background::relay::{Relay, RelaySettings};
 use crate::config::Config;
 use crate::credentials::tokens::TokenKeys;
 use crate::error::Error;
 use crate::github_api::ReqwestGitHub;
-use crate::github_status::reporter::{ReporterSettings, StatusReporter};
 use crate::health::Health;
-use crate::inform::InformHandler;
 use crate::logs::{KafkaLogReader, LogReader};
 use crate::mail::SmtpMailer;
-use crate::outbox::{Relay, RelaySettings};
-use crate::reaper::{Reaper, ReaperSettings};
 use crate::state::{ApiSettings, AppState};
 use crate::web_security::{self, AllowedHosts};
 use crate::{accounts, apps, auth, db, deployments, docs, events, github, log_api, webhooks};

@@ -4,8 +4,8 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::inform::InformHandler;
-use berth_backend::outbox::{Relay, RelaySettings};
+use berth_backend::background::inform::InformHandler;
+use berth_backend::background::relay::{Relay, RelaySettings};
 use berth_common::Broker;
 use berth_proto::{
     BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope, Release,

@@ -5,7 +5,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use berth_backend::inform::InformHandler;
+use berth_backend::background::inform::InformHandler;
 use berth_proto::{DeploymentProgress, DeploymentState};
 use common::{id_of, TestApp};
 use futures::StreamExt;

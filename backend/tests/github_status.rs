@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use berth_backend::reaper::{Reaper, ReaperSettings};
+use berth_backend::background::reaper::{Reaper, ReaperSettings};
 use berth_proto::{DeploymentProgress, DeploymentState};
 use common::fake_github::FakeGitHub;
 use common::fake_github_status::{Failure, StatusCall};

@@ -5,9 +5,9 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
+use berth_backend::background::reaper::{Reaper, ReaperSettings};
 use berth_backend::github_api::OAuthApp;
 use berth_backend::github_api::ReqwestGitHub;
-use berth_backend::reaper::{Reaper, ReaperSettings};
 use berth_backend::state::ApiSettings;
 use berth_common::testing::fake_github::{CLIENT_ID, CLIENT_SECRET};
 use common::fake_github::FakeGitHub;

@@ -3,8 +3,8 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::inform::{Applied, InformHandler};
-use berth_backend::reaper::{Reaper, ReaperSettings};
+use berth_backend::background::inform::{Applied, InformHandler};
+use berth_backend::background::reaper::{Reaper, ReaperSettings};
 use berth_common::MessagePublisher;
 use berth_proto::names::{DEAD_LETTER_REASON_HEADER, INFORM_QUEUE};
 use berth_proto::{AppRef, Binding, DeploymentProgress, DeploymentState, Release, ReleaseConfig};

@@ -5,7 +5,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::outbox::{Relay, RelaySettings};
+use berth_backend::background::relay::{Relay, RelaySettings};
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::Envelope;
 use common::broker::TestBroker;

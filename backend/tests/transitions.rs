@@ -5,8 +5,8 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::inform::{Applied, InformHandler};
-use berth_backend::outbox::{Relay, RelaySettings};
+use berth_backend::background::inform::{Applied, InformHandler};
+use berth_backend::background::relay::{Relay, RelaySettings};
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::{
     AppRef, Binding, BuildRequested, Cancellation, DeployRequested, DeploymentProgress,
@@ -403,9 +403,9 @@ async fn the_reaper_tells_the_workers_what_it_timed_out() {
     .execute(setup.app.pool())
     .await
     .unwrap();
-    let reaper = berth_backend::reaper::Reaper::new(
+    let reaper = berth_backend::background::reaper::Reaper::new(
         setup.app.pool().clone(),
-        berth_backend::reaper::ReaperSettings::default(),
+        berth_backend::background::reaper::ReaperSettings::default(),
     );
     assert_eq!(reaper.reap().await.unwrap(), [id]);
     let heard = setup.outbox("work.cancelled").await;

@@ -93,7 +93,8 @@ async fn a_build_cancelled_while_it_runs_stops_and_hands_nothing_on() {
     let envelope = Envelope::new(Some(deployment), 1, &f.request);
     let message = Message::BuildRequested(f.request.clone());
     let service = f.service.clone();
-    let running = tokio::spawn(async move { service.handle(envelope, message, first_delivery()).await });
+    let running =
+        tokio::spawn(async move { service.handle(envelope, message, first_delivery()).await });
     tokio::time::timeout(Duration::from_secs(5), f.builder.started.notified())
         .await
         .expect("the build starts");

@@ -248,7 +248,8 @@ where
             } else {
                 "The build worker is shutting down"
             };
-            log.line(format!("{why}; this build will start again")).await;
+            log.line(format!("{why}; this build will start again"))
+                .await;
             log.finish().await;
             return Outcome::Retry(why.to_lowercase());
         };

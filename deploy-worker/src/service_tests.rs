@@ -302,7 +302,10 @@ async fn a_cancelled_deployment_is_not_deployed() {
         },
     );
     let message = Message::DeployRequested(berth_proto::DeployRequested { release });
-    assert_eq!(service.handle(envelope, message, Default::default()).await, Outcome::Done);
+    assert_eq!(
+        service.handle(envelope, message, Default::default()).await,
+        Outcome::Done
+    );
     assert!(service.runtime.deploys.lock().unwrap().is_empty());
     assert!(
         service.publisher.states().is_empty(),
@@ -320,7 +323,11 @@ async fn a_deploy_past_its_deadline_is_refused_and_reported_timed_out() {
     envelope.deadline = Some(Utc::now() - chrono::Duration::seconds(1));
     assert_eq!(
         service
-            .handle(envelope, Message::DeployRequested(request), Default::default())
+            .handle(
+                envelope,
+                Message::DeployRequested(request),
+                Default::default()
+            )
             .await,
         Outcome::Done
     );

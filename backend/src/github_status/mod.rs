@@ -12,11 +12,10 @@
 //! and stays in berth, behind the status's link.
 //! The reports are rows written in the same transaction as the deployment
 //! or the state they report (`track`, `on_state`), so none is lost and the
-//! pipeline never waits on GitHub; `reporter::StatusReporter` sends them
+//! pipeline never waits on GitHub; `background::github_status::StatusReporter` sends them
 //! through `github_api::statuses`.
 
 mod describe;
-pub mod reporter;
 
 use describe::ended;
 pub use describe::Phase;

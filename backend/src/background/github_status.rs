@@ -6,11 +6,11 @@
 //! number of attempts or age, or when GitHub refuses (401/403/404/422), a
 //! report is abandoned with the reason. Nothing here fails a deployment.
 
-use super::Kind;
 use crate::error::{Error, Result};
 use crate::github_api::statuses::{
     DeploymentStatusApi, NewCommitStatus, NewDeployment, NewDeploymentStatus, RepoName, StatusError,
 };
+use crate::github_status::Kind;
 use berth_proto::{Binding, Sealed, SecretKey};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;

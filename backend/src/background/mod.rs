@@ -1,0 +1,12 @@
+//! The loops `server::serve` starts beside the HTTP API: nothing here
+//! answers a request.
+//!
+//! * `relay`: publishes the outbox to RabbitMQ;
+//! * `inform`: applies the workers' progress reports to deployments;
+//! * `reaper`: times out deployments that stopped moving, and prunes;
+//! * `github_status`: sends queued commit statuses and Deployments to GitHub.
+
+pub mod github_status;
+pub mod inform;
+pub mod reaper;
+pub mod relay;
