@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 44] = [
+const ROUTES: [(&str, &str); 45] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/register/confirm"),
     ("post", "/api/v1/auth/email-change/confirm"),
@@ -42,6 +42,7 @@ const ROUTES: [(&str, &str); 44] = [
     ("get", "/api/v1/apps/{id}/deployments"),
     ("post", "/api/v1/apps/{id}/deployments"),
     ("get", "/api/v1/deployments/{id}"),
+    ("post", "/api/v1/deployments/{id}/cancel"),
     ("get", "/api/v1/apps/{id}/releases"),
     ("put", "/api/v1/apps/{id}/scale"),
     ("get", "/api/v1/apps/{id}/logs"),
