@@ -3,6 +3,7 @@
 //! ops listener; outbox relay, inform consumer, reaper, GitHub status
 //! reporter, open-slot heartbeat; clean stop on SIGTERM or ctrl-c.
 
+use crate::background::dead_letters::DeadLetterSettler;
 use crate::background::github_status::{ReporterSettings, StatusReporter};
 use crate::background::inform::InformHandler;
 use crate::background::reaper::{Reaper, ReaperSettings};
@@ -20,7 +21,7 @@ use crate::{accounts, apps, auth, db, deployments, docs, events, github, log_api
 use axum::extract::Request;
 use axum::Router;
 use berth_common::ops::Readiness;
-use berth_proto::names::INFORM_QUEUE;
+use berth_proto::names::{INFORM_QUEUE, WORK_QUEUES};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -197,11 +198,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     let concurrency = config.inform_concurrency.max(1);
+    let settler = Arc::new(DeadLetterSettler::new(
+        pool.clone(),
+        handler.clone(),
+        state.outbox.clone(),
+    ));
     tasks.spawn(async move {
         consumer
             .consume(INFORM_QUEUE, concurrency, handler, stop)
             .await
     });
+    for queue in WORK_QUEUES {
+        let (consumer, settler, stop) = (broker.clone(), settler.clone(), shutdown.clone());
+        tasks.spawn(async move { consumer.consume_dead_letters(queue, 1, settler, stop).await });
+    }
     let reaper = Reaper::new(
         pool.clone(),
         ReaperSettings {

@@ -4,8 +4,10 @@
 //! * `relay`: publishes the outbox to RabbitMQ;
 //! * `inform`: applies the workers' progress reports to deployments;
 //! * `reaper`: times out deployments that stopped moving, and prunes;
-//! * `github_status`: sends queued commit statuses and Deployments to GitHub.
+//! * `github_status`: sends queued commit statuses and Deployments to GitHub;
+//! * `dead_letters`: turns dead-lettered messages into a definite state.
 
+pub mod dead_letters;
 pub mod github_status;
 pub mod inform;
 pub mod reaper;
