@@ -439,3 +439,57 @@ async fn a_scale_made_while_a_deployment_was_on_its_way_wins_when_it_goes_live()
     assert_eq!(scales.len(), before + 1, "going live scales again");
     assert_eq!(scales.last().unwrap().payload["replicas"], 0);
 }
+
+#[tokio::test]
+async fn a_queued_deployment_shows_its_place_in_line_and_when_it_should_start() {
+    let setup = Setup::new().await;
+    let other = id_of(
+        &setup
+            .app
+            .create_app(
+                &setup.token,
+                json!({"name": "api", "repo_url": "https://x.example/api"}),
+            )
+            .await,
+    );
+    let first = id_of(&setup.deploy().await);
+    let second = id_of(
+        &setup
+            .app
+            .call(
+                Method::POST,
+                &format!("/api/v1/apps/{other}/deployments"),
+                Some(&setup.token),
+                None,
+            )
+            .await
+            .body,
+    );
+    let place = setup.deployment(second).await["queue"].clone();
+    assert_eq!(place["position"], 2, "{place}");
+    assert_eq!(
+        place["estimated_start_secs"],
+        Value::Null,
+        "no build seen yet"
+    );
+
+    // The first starts: the second is next, and one build took 60 s.
+    setup
+        .report(first, DeploymentProgress::new(DeploymentState::Cloning))
+        .await;
+    sqlx::query(
+        "UPDATE deployment_states SET at = at - interval '60 seconds'
+         WHERE deployment_id = $1 AND state = 'cloning'",
+    )
+    .bind(first)
+    .execute(setup.app.pool())
+    .await
+    .unwrap();
+    let release = setup.release(&setup.deployment(first).await);
+    setup.report(first, deploying(&release)).await;
+    let place = setup.deployment(second).await["queue"].clone();
+    assert_eq!(place["position"], 1, "{place}");
+    let estimate = place["estimated_start_secs"].as_u64().unwrap();
+    assert!((55..=65).contains(&estimate), "{estimate}");
+    assert_eq!(setup.deployment(first).await["queue"], Value::Null);
+}

@@ -2,6 +2,7 @@
 //! list an app's deployments and releases.
 
 pub mod model;
+pub mod queue;
 pub mod releases;
 pub mod repair;
 pub mod request;
@@ -44,11 +45,13 @@ async fn with_histories(
 ) -> Result<Vec<Deployment>> {
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
     let mut histories = store::histories(&state.db, &ids).await?;
+    let mut places = queue::places(&state.db, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|row| {
             let history = histories.remove(&row.id).unwrap_or_default();
-            Deployment::from_row(row, history)
+            let place = places.remove(&row.id);
+            Deployment::from_row(row, history, place)
         })
         .collect())
 }

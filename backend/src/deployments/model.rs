@@ -1,5 +1,6 @@
 //! What the deployments API reads and answers.
 
+use super::queue::QueuePlace;
 use super::store::DeploymentRow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,8 @@ pub struct Deployment {
     pub states: Vec<StateEntry>,
     /// Why it failed or timed out.
     pub reason: Option<String>,
-    /// `user` (through the API), `rollback` or `push` (a GitHub push webhook).
+    /// `user` (through the API), `rollback`, `push` (a GitHub push webhook)
+    /// or `repair` (berth putting the live release back).
     pub trigger: String,
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
@@ -63,12 +65,18 @@ pub struct Deployment {
     pub created_by: Option<Uuid>,
     /// For a push: the GitHub login that pushed.
     pub pushed_by: Option<String>,
+    /// While `queued`: its place in line and when it should start.
+    pub queue: Option<QueuePlace>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl Deployment {
-    pub fn from_row(row: DeploymentRow, history: Vec<(String, DateTime<Utc>)>) -> Self {
+    pub fn from_row(
+        row: DeploymentRow,
+        history: Vec<(String, DateTime<Utc>)>,
+        queue: Option<QueuePlace>,
+    ) -> Self {
         Self {
             id: row.id,
             app_id: row.app_id,
@@ -87,6 +95,7 @@ impl Deployment {
             release_id: row.release_id,
             created_by: row.created_by,
             pushed_by: row.pushed_by,
+            queue,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }

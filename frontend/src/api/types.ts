@@ -80,6 +80,13 @@ export interface Deployment {
   pushed_by?: string | null;
   reason?: string | null;
   ref?: string | null;
+  /** While queued: its place in line and when it should start. */
+  queue?: QueuePlace | null;
+}
+
+export interface QueuePlace {
+  position: number;
+  estimated_start_secs?: number | null;
 }
 
 export interface Repo {

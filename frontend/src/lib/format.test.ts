@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { duration, shortSha, timeAgo } from "./format";
+import { duration, queueLabel, shortSha, timeAgo } from "./format";
 
 describe("format", () => {
   const now = Date.parse("2026-03-01T12:00:00Z");
@@ -21,5 +21,15 @@ describe("format", () => {
     expect(duration("2026-03-01T12:00:00Z", "2026-03-01T12:01:05Z")).toBe("1 min 5 s");
     expect(duration("2026-03-01T12:00:00Z", "2026-03-01T12:02:00Z")).toBe("2 min");
     expect(duration("2026-03-01T12:00:00Z", null)).toBe("");
+  });
+});
+
+describe("queueLabel", () => {
+  it("says the place in line and, once berth knows, when it starts", () => {
+    expect(queueLabel(1)).toBe("next in line");
+    expect(queueLabel(3, 130)).toBe("3rd in line · starts in about 2 min");
+    expect(queueLabel(2, 20)).toBe("2nd in line · starts in under a minute");
+    expect(queueLabel(11, null)).toBe("11th in line");
+    expect(queueLabel(21)).toBe("21st in line");
   });
 });

@@ -30,3 +30,27 @@ export function duration(fromIso: string, toIso: string | null | undefined): str
   const rest = s % 60;
   return rest ? `${m} min ${rest} s` : `${m} min`;
 }
+
+/** "next in line", "3rd in line · starts in about 2 min". */
+export function queueLabel(position: number, estimatedStartSecs?: number | null): string {
+  const place = position <= 1 ? "next in line" : `${ordinal(position)} in line`;
+  if (estimatedStartSecs == null) return place;
+  const minutes = Math.round(estimatedStartSecs / 60);
+  const when = minutes < 1 ? "in under a minute" : `in about ${minutes} min`;
+  return `${place} · starts ${when}`;
+}
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  if (tens >= 11 && tens <= 13) return `${n}th`;
+  switch (n % 10) {
+    case 1:
+      return `${n}st`;
+    case 2:
+      return `${n}nd`;
+    case 3:
+      return `${n}rd`;
+    default:
+      return `${n}th`;
+  }
+}

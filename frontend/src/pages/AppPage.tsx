@@ -11,7 +11,7 @@ import { ResourcesSection } from "../components/ResourcesSection";
 import { ScaleSection, SettingsSection } from "../components/SettingsSection";
 import { StateBadge } from "../components/StateBadge";
 import { WebhookSection } from "../components/WebhookSection";
-import { duration, shortSha, timeAgo } from "../lib/format";
+import { duration, queueLabel, shortSha, timeAgo } from "../lib/format";
 import { isInProgress, triggerLabel } from "../lib/states";
 import { canRollBackTo } from "../lib/appForm";
 import { formatCpu, formatMemory } from "../lib/resources";
@@ -235,6 +235,7 @@ function DeploymentRow({
       <div className="muted deployment-meta">
         {triggerLabel(d.trigger, d.pushed_by)} · <time dateTime={d.created_at}>{timeAgo(d.created_at)}</time>
         {took && <> · took {took}</>}
+        {d.queue && <> · {queueLabel(d.queue.position, d.queue.estimated_start_secs)}</>}
       </div>
       {d.reason && <p className="reason">{d.reason}</p>}
       {isInProgress(d.state) && (
