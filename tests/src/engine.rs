@@ -137,6 +137,20 @@ pub async fn count_labelled(docker: &Docker, label: &str, value: &str) -> Result
     Ok(labelled(docker, label, value, false).await?.len())
 }
 
+/// The `berth.dev/deployment` label of each running container carrying
+/// `label=value`: what the engine says runs, whatever berth's records say.
+pub async fn running_deployments(docker: &Docker, label: &str, value: &str) -> Result<Vec<String>> {
+    Ok(labelled(docker, label, value, false)
+        .await?
+        .into_iter()
+        .filter_map(|container| {
+            container
+                .labels
+                .and_then(|labels| labels.get(berth_proto::labels::DEPLOYMENT).cloned())
+        })
+        .collect())
+}
+
 /// Removes every container carrying `label=value`.
 pub async fn remove_labelled(docker: &Docker, label: &str, value: &str) -> Result<usize> {
     let containers = labelled(docker, label, value, true).await?;

@@ -1,0 +1,114 @@
+//! Faults injected from outside the processes, checked against the engine:
+//! what runs ends up equal to what the database says. The short form of
+//! the fault suite; each scenario runs on its own platform.
+
+use anyhow::{Context, Result};
+use berth_tests::api::fetch_body;
+use berth_tests::flow::{deploy_live, endpoint, signed_in};
+use berth_tests::{engine, AppRepo, Client, Platform};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn wait_until<F, Fut>(within: Duration, what: &str, mut check: F) -> Result<Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Value>>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what} did not happen in {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The app's live deployment as the database has it.
+async fn live_deployment(client: &Client, app_id: &str) -> Result<Option<Value>> {
+    let deployments = client.get(&format!("/apps/{app_id}/deployments")).await?;
+    Ok(deployments
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["state"] == "live")
+        .cloned())
+}
+
+/// F1 of the reliability review: the deploy-worker is down while a
+/// deployment waits for it, the deployment times out, and the worker comes
+/// back to a deploy request nobody wants any more. What runs must be the
+/// release the database says is live.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_that_timed_out_while_the_deploy_worker_was_down_never_stays_live(
+) -> Result<()> {
+    let mut platform = Platform::start_with(&[
+        // Deadlines of seconds: pushing 12 s, deploying 9 s.
+        ("BERTH_DEADLINE_SCALE", "0.01".into()),
+        ("BERTH_REAPER_INTERVAL_SECS", "1".into()),
+    ])
+    .await?;
+    let client = signed_in(&platform, "faulty").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "drift", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    let first = deploy_live(&client, &platform, &app_id).await?;
+    endpoint(&first)?;
+
+    platform.kill("berth-deploy-worker").await?;
+    repo.write(
+        "app.py",
+        &std::fs::read_to_string(repo.path().join("app.py"))?.replace("hello v1", "hello v2"),
+    )?;
+    repo.commit("v2")?;
+    let late = client.deploy(&app_id, json!({})).await?;
+    let timed_out = client.wait_settled(&late, Duration::from_secs(300)).await?;
+    assert_eq!(timed_out["state"], "timed_out", "{timed_out}");
+
+    platform.spawn("berth-deploy-worker")?;
+    let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
+    // Before the worker handles the late request everything looks settled:
+    // give it the time a deploy takes, then insist on convergence.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Converged: one container, of the deployment the database says is live,
+    // serving v1 — whatever the late deploy did meanwhile.
+    let settled = wait_until(Duration::from_secs(120), "convergence", || async {
+        let Some(live) = live_deployment(&client, &app_id).await? else {
+            return Ok(None);
+        };
+        let running =
+            engine::running_deployments(&docker, berth_proto::labels::APP, &app_id).await?;
+        let live_id = live["id"].as_str().unwrap_or_default().to_owned();
+        let url = live["endpoint"].as_str().unwrap_or_default().to_owned();
+        if running == [live_id] && fetch_body(&url).await.ok().as_deref() == Some("hello v1") {
+            return Ok(Some(live));
+        }
+        Ok(None)
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}\n{}", platform.all_output()))?;
+    assert_eq!(
+        settled["release_id"], first["release_id"],
+        "the release live before the fault is live again"
+    );
+    // And it stays so.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let live = live_deployment(&client, &app_id)
+        .await?
+        .context("a live deployment")?;
+    let running = engine::running_deployments(&docker, berth_proto::labels::APP, &app_id).await?;
+    assert_eq!(
+        running,
+        [live["id"].as_str().unwrap().to_owned()],
+        "{}",
+        platform.all_output()
+    );
+    assert_eq!(live["release_id"], first["release_id"]);
+    assert_eq!(client.deployment(&late).await?["state"], "timed_out");
+    Ok(())
+}
