@@ -136,6 +136,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_REAPER_INTERVAL_SECS", default_value_t = 15)]
     pub reaper_interval_secs: u64,
 
+    /// How often the deploy-workers get what should run, to repair what
+    /// drifted (a container gone after a reboot, a deleted app's leftovers),
+    /// in seconds; 0 turns the reconciler off.
+    #[arg(long, env = "BERTH_CONVERGE_INTERVAL_SECS", default_value_t = 60)]
+    pub converge_interval_secs: u64,
+
     /// GitHub's REST API, used to register webhooks on repositories
     /// (GitHub Enterprise: https://<host>/api/v3).
     #[arg(long, env = "BERTH_GITHUB_API_URL", default_value = crate::github_api::DEFAULT_API_URL)]

@@ -3,6 +3,7 @@
 //! ops listener; outbox relay, inform consumer, reaper, GitHub status
 //! reporter, open-slot heartbeat; clean stop on SIGTERM or ctrl-c.
 
+use crate::background::converge::Converger;
 use crate::background::dead_letters::DeadLetterSettler;
 use crate::background::github_status::{ReporterSettings, StatusReporter};
 use crate::background::inform::InformHandler;
@@ -208,6 +209,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .consume(INFORM_QUEUE, concurrency, handler, stop)
             .await
     });
+    if config.converge_interval_secs > 0 {
+        let converger = Converger::new(
+            pool.clone(),
+            broker.clone(),
+            Duration::from_secs(config.converge_interval_secs),
+        );
+        tasks.spawn(converger.run(shutdown.clone()));
+    }
     for queue in WORK_QUEUES {
         let (consumer, settler, stop) = (broker.clone(), settler.clone(), shutdown.clone());
         tasks.spawn(async move { consumer.consume_dead_letters(queue, 1, settler, stop).await });

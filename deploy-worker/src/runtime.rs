@@ -63,4 +63,21 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Stops and removes every workload of the app; returns how many.
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError>;
+
+    /// Every app this installation runs workloads of, as their labels name
+    /// it; `None` when the runtime cannot list them (the reconciler then
+    /// leaves orphans alone).
+    async fn apps(&self) -> Result<Option<Vec<AppRef>>, DeployError> {
+        Ok(None)
+    }
+
+    /// Stops and removes the workloads of one deployment of the app;
+    /// returns how many. `0` when the runtime cannot tell deployments apart.
+    async fn retire_deployment(
+        &self,
+        _app: &AppRef,
+        _deployment_id: Option<Uuid>,
+    ) -> Result<usize, DeployError> {
+        Ok(0)
+    }
 }

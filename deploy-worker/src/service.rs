@@ -267,6 +267,7 @@ impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
                 None => Outcome::Reject("deploy.requested carries no deployment_id".into()),
             },
             Message::AppRemovalRequested(request) => self.remove_app(request.app).await,
+            Message::DesiredState(desired) => self.reconcile(desired).await,
             Message::AppScaleRequested(request) => self.scale(request.app, request.replicas).await,
             _ => Outcome::Reject(format!(
                 "`{}` is not handled by the deploy-worker",
@@ -275,6 +276,9 @@ impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
         }
     }
 }
+
+#[path = "reconcile.rs"]
+mod reconcile;
 
 #[cfg(test)]
 #[path = "service_tests.rs"]

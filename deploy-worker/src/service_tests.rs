@@ -14,6 +14,10 @@ struct FakeRuntime {
     result: StdMutex<Option<Result<Endpoint, DeployError>>>,
     deploys: StdMutex<Vec<DeploySpec>>,
     scales: StdMutex<Vec<(Uuid, u32)>>,
+    /// Apps the runtime says it runs (for the reconciler's orphans).
+    apps: StdMutex<Vec<AppRef>>,
+    retired: StdMutex<Vec<Option<Uuid>>>,
+    removed: StdMutex<Vec<Uuid>>,
 }
 
 #[async_trait]
@@ -33,8 +37,23 @@ impl Runtime for FakeRuntime {
         self.scales.lock().unwrap().push((app.id, replicas));
         Ok(1)
     }
-    async fn remove_app(&self, _app: &AppRef) -> Result<usize, DeployError> {
+    async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError> {
+        self.removed.lock().unwrap().push(app.id);
         Ok(std::mem::take(&mut *self.instances.lock().unwrap()).len())
+    }
+    async fn apps(&self) -> Result<Option<Vec<AppRef>>, DeployError> {
+        Ok(Some(self.apps.lock().unwrap().clone()))
+    }
+    async fn retire_deployment(
+        &self,
+        _app: &AppRef,
+        deployment_id: Option<Uuid>,
+    ) -> Result<usize, DeployError> {
+        self.retired.lock().unwrap().push(deployment_id);
+        let mut instances = self.instances.lock().unwrap();
+        let before = instances.len();
+        instances.retain(|instance| instance.deployment_id != deployment_id);
+        Ok(before - instances.len())
     }
 }
 
@@ -281,6 +300,9 @@ async fn a_scale_request_reaches_the_runtime_and_reports_nothing() {
         "scale is not a deployment"
     );
 }
+
+#[path = "reconcile_tests.rs"]
+mod reconcile;
 
 #[tokio::test]
 async fn a_cancelled_deployment_is_not_deployed() {

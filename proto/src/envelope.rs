@@ -6,7 +6,7 @@
 
 use crate::messages::{
     AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
-    DeploymentProgress,
+    DeploymentProgress, DesiredState,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -116,6 +116,7 @@ impl Envelope {
             AppScaleRequested::TYPE => Message::AppScaleRequested(self.payload()?),
             DeploymentProgress::TYPE => Message::DeploymentProgress(self.payload()?),
             Cancellation::TYPE => Message::Cancellation(self.payload()?),
+            DesiredState::TYPE => Message::DesiredState(self.payload()?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -130,6 +131,7 @@ pub enum Message {
     AppScaleRequested(AppScaleRequested),
     DeploymentProgress(DeploymentProgress),
     Cancellation(Cancellation),
+    DesiredState(DesiredState),
 }
 
 impl Message {
@@ -142,6 +144,7 @@ impl Message {
             Self::AppScaleRequested(_) => AppScaleRequested::QUEUE,
             Self::DeploymentProgress(_) => DeploymentProgress::QUEUE,
             Self::Cancellation(_) => Cancellation::QUEUE,
+            Self::DesiredState(_) => DesiredState::QUEUE,
         }
     }
 }

@@ -18,7 +18,8 @@ pub use envelope::{DecodeError, Envelope, Message, Payload};
 pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{
     AppRef, AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
-    DeploymentProgress, KnownImage, Release, ReleaseConfig, Resources, Source,
+    DeploymentProgress, DesiredApp, DesiredState, KnownImage, LiveRelease, Release, ReleaseConfig,
+    Resources, Source,
 };
 pub use sealed::{Sealed, SealedError, SecretKey};
 pub use state::{DeploymentState, TransitionError};

@@ -176,6 +176,44 @@ impl Payload for Cancellation {
     const QUEUE: &'static str = CONTROL_ROUTING_KEY;
 }
 
+/// What should run in the installation, as the database says at `at`: sent
+/// periodically by the backend; the deploy-worker compares it with what the
+/// runtime runs and repairs the difference (level-triggered convergence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// When the backend read it. Workloads of apps made after it are not
+    /// named here and are left alone.
+    pub at: DateTime<Utc>,
+    /// Every app that exists; an app's workload not named here belongs to a
+    /// deleted app.
+    pub apps: Vec<DesiredApp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredApp {
+    pub app: AppRef,
+    /// The live deployment and its release; `None` when nothing should run.
+    #[serde(default)]
+    pub live: Option<LiveRelease>,
+    pub replicas: u32,
+    /// A deployment of the app is on its way: its workloads are the
+    /// deploy's to manage, and the app is left alone this round.
+    #[serde(default)]
+    pub busy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRelease {
+    pub deployment_id: Uuid,
+    pub release: Release,
+}
+
+impl Payload for DesiredState {
+    const TYPE: &'static str = "runtime.desired";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = DEPLOYS_QUEUE;
+}
+
 /// A worker's report that a deployment reached `state`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentProgress {

@@ -112,3 +112,35 @@ async fn a_deployment_that_timed_out_while_the_deploy_worker_was_down_never_stay
     assert_eq!(client.deployment(&late).await?["state"], "timed_out");
     Ok(())
 }
+
+/// After a reboot, or someone's `podman rm`, the live app's container is
+/// gone while the database still says live: the reconciler starts it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_app_whose_container_was_removed_runs_again() -> Result<()> {
+    let platform = Platform::start_with(&[("BERTH_CONVERGE_INTERVAL_SECS", "2".into())]).await?;
+    let client = signed_in(&platform, "rebooted").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "phoenix", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    let live = deploy_live(&client, &platform, &app_id).await?;
+    let live_id = live["id"].as_str().context("id")?.to_owned();
+
+    let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
+    let removed = engine::remove_labelled(&docker, berth_proto::labels::APP, &app_id).await?;
+    assert_eq!(removed, 1);
+
+    wait_until(Duration::from_secs(90), "the app running again", || async {
+        let running =
+            engine::running_deployments(&docker, berth_proto::labels::APP, &app_id).await?;
+        let now = client.deployment(&live_id).await?;
+        let url = now["endpoint"].as_str().unwrap_or_default().to_owned();
+        let serves = fetch_body(&url).await.ok().as_deref() == Some("hello v1");
+        Ok((running == [live_id.clone()] && serves).then_some(now))
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}\n{}", platform.all_output()))?;
+    assert_eq!(client.deployment(&live_id).await?["state"], "live");
+    Ok(())
+}

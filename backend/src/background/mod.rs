@@ -5,8 +5,11 @@
 //! * `inform`: applies the workers' progress reports to deployments;
 //! * `reaper`: times out deployments that stopped moving, and prunes;
 //! * `github_status`: sends queued commit statuses and Deployments to GitHub;
-//! * `dead_letters`: turns dead-lettered messages into a definite state.
+//! * `dead_letters`: turns dead-lettered messages into a definite state;
+//! * `converge`: sends the deploy-workers what should run, for their
+//!   reconciler.
 
+pub mod converge;
 pub mod dead_letters;
 pub mod github_status;
 pub mod inform;

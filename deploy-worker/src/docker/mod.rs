@@ -288,6 +288,56 @@ impl Runtime for DockerRuntime {
         Ok(changed)
     }
 
+    async fn apps(&self) -> Result<Option<Vec<AppRef>>, DeployError> {
+        let filters = HashMap::from([(
+            "label",
+            vec![format!(
+                "{}={}",
+                labels::INSTALLATION,
+                self.config.installation
+            )],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let mut apps: Vec<AppRef> = Vec::new();
+        for container in self.docker.list_containers(Some(options)).await? {
+            let Some(labels) = container.labels else {
+                continue;
+            };
+            let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+            let Ok(id) = label(labels::APP).parse::<Uuid>() else {
+                continue;
+            };
+            if apps.iter().all(|app| app.id != id) {
+                apps.push(AppRef {
+                    id,
+                    name: label(labels::APP_NAME),
+                    tenant: label(labels::TENANT),
+                });
+            }
+        }
+        Ok(Some(apps))
+    }
+
+    async fn retire_deployment(
+        &self,
+        app: &AppRef,
+        deployment_id: Option<Uuid>,
+    ) -> Result<usize, DeployError> {
+        let mut retired = 0;
+        for container in self.app_containers(app.id).await? {
+            let instance = spec::instance_of(&container, &self.config.public_host);
+            if instance.deployment_id == deployment_id {
+                let id = container.id.clone().unwrap_or(instance.name.clone());
+                self.retire(&id).await?;
+                retired += 1;
+            }
+        }
+        Ok(retired)
+    }
+
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError> {
         let containers = self.app_containers(app.id).await?;
         for container in &containers {

@@ -1,0 +1,111 @@
+//! Sends the deploy-workers what should run: every app that exists, its live
+//! deployment and release, its scale, and whether a deployment of it is on
+//! its way. A deploy-worker compares it with what the runtime runs and
+//! repairs the difference (`deploy-worker/src/reconcile.rs`), so drift is
+//! repaired rather than remembered. Sent straight to the broker, not through
+//! the outbox: a lost snapshot is replaced by the next one.
+
+use crate::deployments::releases;
+use crate::error::Result;
+use berth_common::MessagePublisher;
+use berth_proto::{AppRef, DesiredApp, DesiredState, LiveRelease};
+use chrono::Utc;
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct Converger<P> {
+    db: PgPool,
+    publisher: P,
+    interval: Duration,
+}
+
+#[derive(sqlx::FromRow)]
+struct AppState {
+    id: Uuid,
+    name: String,
+    tenant: String,
+    replicas: i32,
+    live_id: Option<Uuid>,
+    live_release: Option<Uuid>,
+    busy: bool,
+}
+
+impl<P: MessagePublisher> Converger<P> {
+    pub fn new(db: PgPool, publisher: P, interval: Duration) -> Self {
+        Self {
+            db,
+            publisher,
+            interval,
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match self.send().await {
+                Ok(apps) => tracing::debug!(apps, "desired state sent"),
+                Err(error) => tracing::warn!(%error, "could not send the desired state"),
+            }
+        }
+    }
+
+    /// Reads and sends one snapshot; returns how many apps it names.
+    pub async fn send(&self) -> Result<usize> {
+        let desired = snapshot(&self.db).await?;
+        let apps = desired.apps.len();
+        self.publisher.send(None, 1, &desired).await?;
+        metrics::counter!("berth_desired_state_sent_total").increment(1);
+        Ok(apps)
+    }
+}
+
+/// What the database says should run, now.
+pub async fn snapshot(db: &PgPool) -> Result<DesiredState> {
+    let at = Utc::now();
+    let rows = sqlx::query_as::<_, AppState>(
+        "SELECT a.id, a.name, u.username AS tenant, a.replicas,
+                live.id AS live_id, live.release_id AS live_release,
+                EXISTS (SELECT 1 FROM deployments p WHERE p.app_id = a.id
+                        AND p.state IN ('queued', 'cloning', 'building', 'pushing', 'deploying'))
+                    AS busy
+         FROM apps a JOIN users u ON u.id = a.owner_id
+         LEFT JOIN LATERAL (SELECT id, release_id FROM deployments d
+                            WHERE d.app_id = a.id AND d.state = 'live'
+                            ORDER BY d.id DESC LIMIT 1) live ON true
+         WHERE a.deleted_at IS NULL ORDER BY a.id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut conn = db.acquire().await?;
+    let mut apps = Vec::with_capacity(rows.len());
+    for row in rows {
+        let app = AppRef {
+            id: row.id,
+            name: row.name,
+            tenant: row.tenant,
+        };
+        let live = match (row.live_id, row.live_release) {
+            (Some(deployment_id), Some(release_id)) => releases::get(&mut conn, app.id, release_id)
+                .await?
+                .map(|release| LiveRelease {
+                    deployment_id,
+                    release: release.to_release(app.clone()),
+                }),
+            _ => None,
+        };
+        apps.push(DesiredApp {
+            app,
+            live,
+            replicas: u32::try_from(row.replicas).unwrap_or(0),
+            busy: row.busy,
+        });
+    }
+    Ok(DesiredState { at, apps })
+}

@@ -1,0 +1,183 @@
+//! The reconciler: the backend sends what should run ([`DesiredState`]),
+//! and the runtime is made to match it, whatever happened meanwhile (a
+//! crash between starting the new workload and retiring the old, a lost
+//! message, a reboot, someone's `podman rm`). Each repair is logged and
+//! counted in `berth_reconciler_repairs_total{kind}`.
+//!
+//! * workloads of an app the database no longer has (made before the
+//!   snapshot was read) are removed;
+//! * an app with a deployment on its way is left to that deploy;
+//! * workloads of any deployment but the live one are retired;
+//! * a live app whose workload is gone is deployed again, one that was
+//!   stopped is started, and one scaled to 0 is stopped.
+
+use super::DeployService;
+use crate::error::DeployError;
+use crate::runtime::Runtime;
+use berth_common::{MessagePublisher, Outcome};
+use berth_proto::{AppRef, DesiredApp, DesiredState, Release};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Workloads of apps made this close to the snapshot are left alone: the
+/// app may be newer than what the backend read.
+const YOUNG: Duration = Duration::from_secs(60);
+
+/// A snapshot older than this is not acted on: the database may have moved
+/// on (a deploy that went live since would look like a stray).
+const STALE: Duration = Duration::from_secs(30);
+
+/// What an app needs after its strays are gone.
+enum Need {
+    Nothing,
+    Deploy(Uuid, Release),
+    Scale(u32),
+}
+
+fn repaired(kind: &'static str, app: &AppRef, what: usize) {
+    tracing::warn!(app_id = %app.id, app = %app.name, tenant = %app.tenant, kind, what,
+        "the reconciler repaired drift");
+    metrics::counter!("berth_reconciler_repairs_total", "kind" => kind).increment(what as u64);
+}
+
+/// Whether the app or deployment (its id is a UUIDv7) was made before `at`
+/// minus [`YOUNG`].
+fn made_before(app_id: Uuid, at: DateTime<Utc>) -> bool {
+    let Some((secs, nanos)) = app_id.get_timestamp().map(|t| t.to_unix()) else {
+        return false;
+    };
+    let made = DateTime::<Utc>::from_timestamp(secs as i64, nanos).unwrap_or(at);
+    made + YOUNG < at
+}
+
+impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
+    /// Makes the runtime match `desired`; see the module docs.
+    pub async fn reconcile(&self, desired: DesiredState) -> Outcome {
+        match self.try_reconcile(&desired).await {
+            Ok(()) => Outcome::Done,
+            Err(error) if error.is_transient() => Outcome::Retry(error.to_string()),
+            Err(error) => {
+                // The next snapshot tries again; this one is not worth more.
+                tracing::error!(%error, "the reconciler could not finish");
+                Outcome::Done
+            }
+        }
+    }
+
+    async fn try_reconcile(&self, desired: &DesiredState) -> Result<(), DeployError> {
+        let age = Utc::now() - desired.at;
+        if age > chrono::Duration::from_std(STALE).unwrap_or_default() {
+            tracing::info!(?age, "a stale snapshot of the desired state; skipped");
+            return Ok(());
+        }
+        let known: BTreeSet<Uuid> = desired.apps.iter().map(|d| d.app.id).collect();
+        if let Some(running) = self.runtime.apps().await? {
+            for app in running {
+                if known.contains(&app.id) || !made_before(app.id, desired.at) {
+                    continue;
+                }
+                let lock = self.app_lock(app.id);
+                let _serialized = lock.lock().await;
+                let removed = self.runtime.remove_app(&app).await?;
+                if removed > 0 {
+                    repaired("orphan_removed", &app, removed);
+                }
+            }
+        }
+        for app in desired.apps.iter().filter(|app| !app.busy) {
+            if let Err(error) = self.reconcile_app(app, desired.at).await {
+                if error.is_transient() {
+                    return Err(error);
+                }
+                tracing::warn!(app_id = %app.app.id, %error, "could not reconcile the app");
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_app(
+        &self,
+        desired: &DesiredApp,
+        at: DateTime<Utc>,
+    ) -> Result<(), DeployError> {
+        let need = {
+            let lock = self.app_lock(desired.app.id);
+            let _serialized = lock.lock().await;
+            let instances = self.runtime.instances(&desired.app).await?;
+            let live = desired.live.as_ref().map(|live| live.deployment_id);
+            // A deployment made after the snapshot is not a stray: the
+            // snapshot just does not know it yet.
+            let strays: BTreeSet<Option<Uuid>> = instances
+                .iter()
+                .map(|instance| instance.deployment_id)
+                .filter(|id| *id != live || live.is_none())
+                .filter(|id| id.is_none_or(|id| made_before(id, at)))
+                .collect();
+            for stray in strays {
+                let retired = self.runtime.retire_deployment(&desired.app, stray).await?;
+                if retired > 0 {
+                    repaired("stray_retired", &desired.app, retired);
+                }
+            }
+            let ours: Vec<_> = instances
+                .iter()
+                .filter(|instance| live.is_some() && instance.deployment_id == live)
+                .collect();
+            let running = ours.iter().any(|instance| instance.running);
+            match &desired.live {
+                None => Need::Nothing,
+                Some(live) if desired.replicas > 0 && ours.is_empty() => {
+                    Need::Deploy(live.deployment_id, live.release.clone())
+                }
+                Some(_) if desired.replicas > 0 && !running => Need::Scale(desired.replicas),
+                Some(_) if desired.replicas == 0 && running => Need::Scale(0),
+                Some(_) => Need::Nothing,
+            }
+        };
+        match need {
+            Need::Nothing => {}
+            Need::Scale(replicas) => {
+                let changed = self.runtime.scale(&desired.app, replicas).await?;
+                if changed > 0 {
+                    let kind = if replicas == 0 { "stopped" } else { "started" };
+                    repaired(kind, &desired.app, changed);
+                }
+            }
+            Need::Deploy(deployment_id, mut release) => {
+                // The app's scale, not the one the release was made with.
+                release.config.replicas = desired.replicas;
+                // Reports `live` again, which the backend takes as a repeat.
+                match self.deploy(deployment_id, 1, release).await {
+                    Outcome::Done => repaired("redeployed", &desired.app, 1),
+                    Outcome::Retry(why) | Outcome::Reject(why) => {
+                        tracing::warn!(app_id = %desired.app.id, %why, "could not deploy the live release again");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_apps_made_well_before_the_snapshot_count_as_deleted() {
+        let now = Utc::now();
+        let old = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (now.timestamp() - 600) as u64,
+            0,
+        ));
+        assert!(made_before(old, now));
+        assert!(!made_before(Uuid::now_v7(), now));
+        assert!(
+            !made_before(Uuid::new_v4(), now),
+            "no time in it: left alone"
+        );
+    }
+}

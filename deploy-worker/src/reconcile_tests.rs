@@ -1,0 +1,181 @@
+//! The reconciler's decisions against the scripted runtime.
+
+use super::*;
+use berth_proto::{DesiredApp, DesiredState, LiveRelease};
+
+/// A deployment id made `secs_ago` seconds ago (UUIDv7).
+fn made_ago(secs_ago: i64) -> Uuid {
+    let at = Utc::now().timestamp() - secs_ago;
+    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, at as u64, 0))
+}
+
+fn desired(app: DesiredApp) -> DesiredState {
+    DesiredState {
+        at: Utc::now(),
+        apps: vec![app],
+    }
+}
+
+fn live_app(release: &Release, deployment_id: Uuid, replicas: u32) -> DesiredApp {
+    DesiredApp {
+        app: release.app.clone(),
+        live: Some(LiveRelease {
+            deployment_id,
+            release: release.clone(),
+        }),
+        replicas,
+        busy: false,
+    }
+}
+
+fn stopped(deployment_id: Uuid) -> Instance {
+    Instance {
+        running: false,
+        ..running(deployment_id)
+    }
+}
+
+#[tokio::test]
+async fn a_live_app_whose_workload_is_gone_is_deployed_again_at_its_scale() {
+    let service = service();
+    let release = release(&BTreeMap::new());
+    let live = made_ago(600);
+    let outcome = service
+        .reconcile(desired(live_app(&release, live, 1)))
+        .await;
+    assert_eq!(outcome, Outcome::Done);
+    let deploys = service.runtime.deploys.lock().unwrap().clone();
+    assert_eq!(deploys.len(), 1);
+    assert_eq!(deploys[0].deployment_id, live);
+    assert_eq!(deploys[0].release.id, release.id);
+}
+
+#[tokio::test]
+async fn workloads_of_other_deployments_are_retired_and_the_live_one_kept() {
+    let service = service();
+    let release = release(&BTreeMap::new());
+    let (stray, live) = (made_ago(900), made_ago(600));
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .extend([running(stray), running(live)]);
+    service
+        .reconcile(desired(live_app(&release, live, 1)))
+        .await;
+    assert_eq!(*service.runtime.retired.lock().unwrap(), [Some(stray)]);
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+    assert!(service.runtime.scales.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_deployment_newer_than_the_snapshot_is_not_a_stray() {
+    let service = service();
+    let release = release(&BTreeMap::new());
+    let live = made_ago(600);
+    let newer = Uuid::now_v7();
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .extend([running(live), running(newer)]);
+    service
+        .reconcile(desired(live_app(&release, live, 1)))
+        .await;
+    assert!(service.runtime.retired.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stopped_live_app_is_started_and_one_scaled_to_zero_is_stopped() {
+    let service = service();
+    let release = release(&BTreeMap::new());
+    let live = made_ago(600);
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .push(stopped(live));
+    service
+        .reconcile(desired(live_app(&release, live, 1)))
+        .await;
+    assert_eq!(
+        *service.runtime.scales.lock().unwrap(),
+        [(release.app.id, 1)]
+    );
+
+    let service = service_with(running(live));
+    service
+        .reconcile(desired(live_app(&release, live, 0)))
+        .await;
+    assert_eq!(
+        *service.runtime.scales.lock().unwrap(),
+        [(release.app.id, 0)]
+    );
+}
+
+fn service_with(instance: Instance) -> DeployService<FakeRuntime, Recorder> {
+    let service = service();
+    service.runtime.instances.lock().unwrap().push(instance);
+    service
+}
+
+#[tokio::test]
+async fn an_app_with_a_deployment_on_its_way_is_left_alone() {
+    let service = service_with(running(made_ago(900)));
+    let release = release(&BTreeMap::new());
+    let mut app = live_app(&release, made_ago(600), 1);
+    app.busy = true;
+    service.reconcile(desired(app)).await;
+    assert!(service.runtime.retired.lock().unwrap().is_empty());
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn workloads_of_an_app_the_database_no_longer_has_are_removed() {
+    let service = service_with(running(made_ago(900)));
+    let release = release(&BTreeMap::new());
+    let gone = AppRef {
+        id: made_ago(3600),
+        name: "old".into(),
+        tenant: "acme".into(),
+    };
+    let young = AppRef {
+        id: Uuid::now_v7(),
+        name: "new".into(),
+        tenant: "acme".into(),
+    };
+    service
+        .runtime
+        .apps
+        .lock()
+        .unwrap()
+        .extend([gone.clone(), young, release.app.clone()]);
+    let live = made_ago(600);
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .push(running(live));
+    service
+        .reconcile(desired(live_app(&release, live, 1)))
+        .await;
+    assert_eq!(
+        *service.runtime.removed.lock().unwrap(),
+        [gone.id],
+        "only the app made long before the snapshot and not in it"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_snapshot_changes_nothing() {
+    let service = service();
+    let release = release(&BTreeMap::new());
+    let mut snapshot = desired(live_app(&release, made_ago(600), 1));
+    snapshot.at -= chrono::Duration::minutes(5);
+    assert_eq!(service.reconcile(snapshot).await, Outcome::Done);
+    assert!(service.runtime.deploys.lock().unwrap().is_empty());
+}
