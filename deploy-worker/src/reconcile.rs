@@ -32,7 +32,7 @@ const STALE: Duration = Duration::from_secs(30);
 /// What an app needs after its strays are gone.
 enum Need {
     Nothing,
-    Deploy(Uuid, Release),
+    Deploy(Uuid, Box<Release>),
     Scale(u32),
 }
 
@@ -129,7 +129,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             match &desired.live {
                 None => Need::Nothing,
                 Some(live) if desired.replicas > 0 && ours.is_empty() => {
-                    Need::Deploy(live.deployment_id, live.release.clone())
+                    Need::Deploy(live.deployment_id, Box::new(live.release.clone()))
                 }
                 Some(_) if desired.replicas > 0 && !running => Need::Scale(desired.replicas),
                 Some(_) if desired.replicas == 0 && running => Need::Scale(0),
@@ -149,7 +149,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 // The app's scale, not the one the release was made with.
                 release.config.replicas = desired.replicas;
                 // Reports `live` again, which the backend takes as a repeat.
-                match self.deploy(deployment_id, 1, release).await {
+                match self.deploy(deployment_id, 1, *release).await {
                     Outcome::Done => repaired("redeployed", &desired.app, 1),
                     Outcome::Retry(why) | Outcome::Reject(why) => {
                         tracing::warn!(app_id = %desired.app.id, %why, "could not deploy the live release again");
