@@ -2,16 +2,15 @@
 
 mod common;
 
-use axum::http::{Method, StatusCode};
 use berth_backend::background::inform::{Applied, InformHandler};
 use berth_backend::background::reaper::{Reaper, ReaperSettings};
 use berth_common::MessagePublisher;
 use berth_proto::names::{DEAD_LETTER_REASON_HEADER, INFORM_QUEUE};
-use berth_proto::{AppRef, Binding, DeploymentProgress, DeploymentState, Release, ReleaseConfig};
-use common::broker::{eventually, TestBroker};
+use berth_proto::{DeploymentProgress, DeploymentState};
+use common::broker::TestBroker;
 use common::{id_of, TestApp};
 use lapin::types::AMQPValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -19,78 +18,7 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Setup {
-    app: TestApp,
-    token: String,
-    app_id: Uuid,
-}
-
-impl Setup {
-    async fn new() -> Self {
-        let app = TestApp::new().await;
-        let token = app.token("alice").await;
-        let app_id = id_of(
-            &app.create_app(
-                &token,
-                json!({"name": "web", "repo_url": "https://x.example/web"}),
-            )
-            .await,
-        );
-        Self { app, token, app_id }
-    }
-
-    /// Requests a deployment of the app's branch (no body at all).
-    async fn deploy(&self) -> Value {
-        let uri = format!("/api/v1/apps/{}/deployments", self.app_id);
-        let response = self
-            .app
-            .call(Method::POST, &uri, Some(&self.token), None)
-            .await;
-        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
-        assert_eq!(response.body["ref"], "main");
-        response.body
-    }
-
-    async fn deployment(&self, id: Uuid) -> Value {
-        self.app
-            .get(&format!("/api/v1/deployments/{id}"), &self.token)
-            .await
-            .body
-    }
-
-    async fn wait_for_state(&self, id: Uuid, state: &str) -> Value {
-        eventually(WAIT, || async {
-            let deployment = self.deployment(id).await;
-            (deployment["state"] == state).then_some(deployment)
-        })
-        .await
-        .unwrap_or_else(|| panic!("deployment {id} never became {state}"))
-    }
-
-    fn release(&self, deployment: &Value) -> Release {
-        Release {
-            id: deployment["release_id"].as_str().unwrap().parse().unwrap(),
-            app: AppRef {
-                id: self.app_id,
-                name: "web".into(),
-                tenant: "alice".into(),
-            },
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
-            image: "127.0.0.1:5000/alice/web@sha256:abc".into(),
-            config: ReleaseConfig {
-                port: 8000,
-                env: self
-                    .app
-                    .state
-                    .key
-                    .seal_json(&Binding::app_env("alice", self.app_id), &json!({})),
-                env_version: 1,
-                replicas: 1,
-                resources: Default::default(),
-            },
-        }
-    }
-}
+type Setup = common::one_app::OneApp;
 
 fn start_consumer(broker: &TestBroker, app: &TestApp) -> CancellationToken {
     let stop = CancellationToken::new();

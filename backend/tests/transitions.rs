@@ -9,58 +9,34 @@ use berth_backend::background::inform::{Applied, InformHandler};
 use berth_backend::background::relay::{Relay, RelaySettings};
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::{
-    AppRef, Binding, BuildRequested, Cancellation, DeployRequested, DeploymentProgress,
-    DeploymentState, Envelope, Release, ReleaseConfig,
+    BuildRequested, Cancellation, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
+    Release,
 };
 use common::broker::TestBroker;
-use common::{id_of, TestApp};
+use common::id_of;
+use common::one_app::OneApp;
 use serde_json::{json, Value};
 use sqlx::types::Json as SqlJson;
 use std::time::Duration;
 use uuid::Uuid;
 
 struct Setup {
-    app: TestApp,
-    token: String,
-    app_id: Uuid,
+    one: OneApp,
     inform: InformHandler,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = OneApp;
+    fn deref(&self) -> &OneApp {
+        &self.one
+    }
 }
 
 impl Setup {
     async fn new() -> Self {
-        let app = TestApp::new().await;
-        let token = app.token("alice").await;
-        let app_id = id_of(
-            &app.create_app(
-                &token,
-                json!({"name": "web", "repo_url": "https://x.example/web"}),
-            )
-            .await,
-        );
-        let inform = InformHandler::new(app.pool().clone());
-        Self {
-            app,
-            token,
-            app_id,
-            inform,
-        }
-    }
-
-    async fn deploy(&self) -> Value {
-        let uri = format!("/api/v1/apps/{}/deployments", self.app_id);
-        let response = self
-            .app
-            .call(Method::POST, &uri, Some(&self.token), None)
-            .await;
-        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
-        response.body
-    }
-
-    async fn deployment(&self, id: Uuid) -> Value {
-        self.app
-            .get(&format!("/api/v1/deployments/{id}"), &self.token)
-            .await
-            .body
+        let one = OneApp::new().await;
+        let inform = InformHandler::new(one.app.pool().clone());
+        Self { one, inform }
     }
 
     async fn app_view(&self) -> Value {
@@ -68,30 +44,6 @@ impl Setup {
             .get(&format!("/api/v1/apps/{}", self.app_id), &self.token)
             .await
             .body
-    }
-
-    fn release(&self, deployment: &Value) -> Release {
-        Release {
-            id: deployment["release_id"].as_str().unwrap().parse().unwrap(),
-            app: AppRef {
-                id: self.app_id,
-                name: "web".into(),
-                tenant: "alice".into(),
-            },
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
-            image: format!("127.0.0.1:5000/alice/web@sha256:{}", "a".repeat(64)),
-            config: ReleaseConfig {
-                port: 8000,
-                env: self
-                    .app
-                    .state
-                    .key
-                    .seal_json(&Binding::app_env("alice", self.app_id), &json!({})),
-                env_version: 1,
-                replicas: 1,
-                resources: Default::default(),
-            },
-        }
     }
 
     async fn report(&self, id: Uuid, progress: DeploymentProgress) -> Applied {

@@ -133,42 +133,43 @@ pub async fn request_rollback(
     quotas: &Quotas,
 ) -> Result<Uuid> {
     quota::check_queue(conn, app.owner_id, quotas).await?;
-    let id = Uuid::now_v7();
-    store::insert(
+    // The resources are the app's of today, like its scale.
+    let resources = quotas.app.effective(app.stored_resources()).into();
+    let id = deploy_release(
         conn,
-        store::NewDeployment {
-            id,
-            app_id: app.id,
-            trigger: Trigger::Rollback.as_str(),
-            git_ref: None,
-            commit: Some(&release.commit_sha),
-            release_id: release.id,
-            image: Some(&release.image),
-            created_by: Some(created_by),
-            pushed_by: None,
-            commit_message: None,
-        },
+        app,
+        release,
+        Trigger::Rollback,
+        Some(created_by),
+        Some(resources),
     )
     .await?;
-    // The scale and resources are the app's: a rollback runs the old
-    // release at today's.
-    let mut release = release.to_release(app.app_ref());
-    release.config.replicas = app.replica_count();
-    release.config.resources = quotas.app.effective(app.stored_resources()).into();
-    outbox::enqueue(conn, Some(id), &DeployRequested { release }).await?;
     github_status::track(conn, id, app, github_host).await?;
     transitions::supersede_queued(conn, app.id, id).await?;
     Ok(id)
 }
 
 /// Queues a deployment of `release` (the app's live one) that berth makes by
-/// itself to put it back in place, at the app's scale of today and the
-/// release's recorded resources. No quota: it replaces what runs. Returns
-/// its id.
+/// itself to put it back in place, with the release's recorded resources.
+/// No quota: it replaces what runs. Returns its id.
 pub async fn request_repair(
     conn: &mut PgConnection,
     app: &AppRow,
     release: &ReleaseRow,
+) -> Result<Uuid> {
+    deploy_release(conn, app, release, Trigger::Repair, None, None).await
+}
+
+/// A `queued` deployment of an existing release and its `deploy.requested`,
+/// at the app's scale of today (the scale is the app's, not the release's),
+/// and with `resources` when given.
+async fn deploy_release(
+    conn: &mut PgConnection,
+    app: &AppRow,
+    release: &ReleaseRow,
+    trigger: Trigger,
+    created_by: Option<Uuid>,
+    resources: Option<berth_proto::Resources>,
 ) -> Result<Uuid> {
     let id = Uuid::now_v7();
     store::insert(
@@ -176,12 +177,12 @@ pub async fn request_repair(
         store::NewDeployment {
             id,
             app_id: app.id,
-            trigger: Trigger::Repair.as_str(),
+            trigger: trigger.as_str(),
             git_ref: None,
             commit: Some(&release.commit_sha),
             release_id: release.id,
             image: Some(&release.image),
-            created_by: None,
+            created_by,
             pushed_by: None,
             commit_message: None,
         },
@@ -189,6 +190,9 @@ pub async fn request_repair(
     .await?;
     let mut release = release.to_release(app.app_ref());
     release.config.replicas = app.replica_count();
+    if let Some(resources) = resources {
+        release.config.resources = resources;
+    }
     outbox::enqueue(conn, Some(id), &DeployRequested { release }).await?;
     Ok(id)
 }

@@ -9,6 +9,7 @@ pub mod fake_github_status;
 pub mod fake_logs;
 pub mod github_status_setup;
 pub mod mailbox;
+pub mod one_app;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
