@@ -161,8 +161,12 @@ pub struct BuildConfig {
     #[arg(long, env = "BERTH_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
 
-    /// Deadline for one build, from clone to push, in seconds.
-    #[arg(long, env = "BERTH_BUILD_TIMEOUT_SECS", default_value_t = 1800)]
+    /// Deadline for one build, from clone to push, in seconds. 25 minutes
+    /// by default: with the reports, the log flush and the hand-over around
+    /// it, a build must end well inside RabbitMQ's `consumer_timeout` (30
+    /// minutes by default), or the broker closes the channel and the build
+    /// runs again.
+    #[arg(long, env = "BERTH_BUILD_TIMEOUT_SECS", default_value_t = 1500)]
     pub build_timeout_secs: u64,
 }
 
@@ -298,7 +302,7 @@ mod tests {
             assert_eq!(config.build.concurrency, 2);
         }
         if std::env::var_os("BERTH_BUILD_TIMEOUT_SECS").is_none() {
-            assert_eq!(settings.deadline, Duration::from_secs(1800));
+            assert_eq!(settings.deadline, Duration::from_secs(1500));
         }
         assert_eq!(
             settings.work_dir,
