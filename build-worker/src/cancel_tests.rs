@@ -3,6 +3,7 @@
 
 use super::*;
 use berth_common::control::Cancellations;
+use berth_common::Handler;
 use berth_proto::{Cancellation, DeploymentState};
 use std::sync::atomic::Ordering;
 use tokio::sync::Notify;

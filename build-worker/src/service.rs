@@ -13,20 +13,16 @@ use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
 use crate::prepare::prepare;
 use crate::registry::{is_digest, ImageRepo, Registry};
 use crate::slots::BuildSlots;
-use async_trait::async_trait;
 use berth_common::control::{Cancellations, Watched};
-use berth_common::{DeliveryInfo, Handler, LogSink, MessagePublisher, Outcome};
+use berth_common::{LogSink, MessagePublisher, Outcome};
 use berth_proto::{
-    labels, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
-    Message, Release,
+    labels, BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Release,
 };
-use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use uuid::Uuid;
 
 /// How long a publish may wait for the broker's confirm.
@@ -525,68 +521,5 @@ fn image_labels(
 #[path = "service_tests.rs"]
 mod tests;
 
-#[async_trait]
-impl<B, F, R, L, P> Handler for BuildService<B, F, R, L, P>
-where
-    B: ImageBuilder,
-    F: SourceFetcher,
-    R: Registry,
-    L: LogSink,
-    P: MessagePublisher,
-{
-    async fn handle(
-        &self,
-        envelope: Envelope,
-        message: Message,
-        delivery: DeliveryInfo,
-    ) -> Outcome {
-        let Message::BuildRequested(request) = message else {
-            return Outcome::Reject(format!(
-                "the build worker does not handle `{}`",
-                envelope.kind
-            ));
-        };
-        let Some(deployment_id) = envelope.deployment_id else {
-            return Outcome::Reject("a build.requested message needs a deployment_id".into());
-        };
-        let span = tracing::info_span!("build", %deployment_id, app_id = %request.app.id,
-            app = %request.app.name, tenant = %request.app.tenant, attempt = envelope.attempt);
-        if envelope.is_expired(Utc::now()) {
-            // The backend ends it `timed_out` at that deadline; building it
-            // now would deploy what nobody waits for any more.
-            let _entered = span.enter();
-            tracing::info!(deadline = ?envelope.deadline, "build request past its deadline; refused");
-            metrics::counter!("berth_builds_total", "outcome" => "expired").increment(1);
-            let progress = DeploymentProgress {
-                reason: Some("waited for a build worker past its deadline".into()),
-                ..DeploymentProgress::new(DeploymentState::TimedOut)
-            };
-            return match self.report(deployment_id, envelope.attempt, progress).await {
-                Ok(()) => Outcome::Done,
-                Err(error) => Outcome::Retry(error.to_string()),
-            };
-        }
-        let watched = self
-            .cancellations
-            .watch(request.app.id, Some(deployment_id));
-        let _slot = tokio::select! {
-            slot = self.slots.acquire(&request.app.tenant) => slot,
-            () = self.shutdown.cancelled() => {
-                return Outcome::Retry("the build worker is shutting down".into())
-            }
-            () = watched.cancelled() => {
-                tracing::info!(parent: &span, reason = watched.reason(), "build cancelled while waiting for a slot");
-                return Outcome::Done;
-            }
-        };
-        self.build_watched(
-            deployment_id,
-            envelope.attempt,
-            request,
-            &watched,
-            &delivery.lost,
-        )
-        .instrument(span)
-        .await
-    }
-}
+#[path = "service_handle.rs"]
+mod handle;

@@ -5,9 +5,11 @@ use super::*;
 use crate::buildlog::LogSettings;
 use crate::detect::StackImages;
 use crate::git::{CheckedOut, Resolved};
+use async_trait::async_trait;
 use berth_common::logs::LogError;
 use berth_common::BrokerError;
 use berth_proto::{AppRef, KnownImage, LogRecord, ReleaseConfig, SecretKey, Source};
+use berth_proto::{Envelope, Message};
 use std::collections::HashMap;
 use std::path::Path;
 
