@@ -20,6 +20,7 @@ PG_BIN="/usr/lib/postgresql/15/bin"
 PG_PORT=54329
 PG_DIR="$BERTH_STATE/postgres"
 PG_DATA="$PG_DIR/data"
+PG_LOG="$PG_DIR/postgres.log"
 PG_SOCK="$PG_DIR/socket"
 
 RMQ_NODE="berth@localhost"

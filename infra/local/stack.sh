@@ -63,7 +63,9 @@ log_min_duration_statement = -1
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
   chown postgres:postgres "$PG_DATA/berth.conf"
-  touch "$BERTH_LOGS/postgres.log" && chown postgres:postgres "$BERTH_LOGS/postgres.log"
+  # The server writes its log itself, as postgres: into its own folder, since
+  # the logs folder is root's alone (private_state).
+  touch "$PG_LOG" && chown postgres:postgres "$PG_LOG"
 
   if pg_running; then
     if ((changed)); then
@@ -77,8 +79,8 @@ EOF
     tcp_open 127.0.0.1 "$PG_PORT" && port_conflict postgres "$PG_PORT"
     log "postgres: starting on 127.0.0.1:$PG_PORT"
     # setsid: the postmaster must not get the terminal's Ctrl-C.
-    setsid -w runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$BERTH_LOGS/postgres.log" \
-      -w -t 60 start >/dev/null || { tail -n 20 "$BERTH_LOGS/postgres.log" >&2; die "postgres did not start"; }
+    setsid -w runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" \
+      -w -t 60 start >/dev/null || { tail -n 20 "$PG_LOG" >&2; die "postgres did not start"; }
   fi
   wait_for "postgres" 60 pg_ready || die "postgres not ready"
 
