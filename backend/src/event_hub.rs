@@ -8,12 +8,11 @@
 //! dropped), subscribers get `Announcement::Resync`. The hub is here, not
 //! in `events`, because `AppState` holds it and `events` takes `AppState`.
 
+use crate::pg_notify::{Channel, Notifications};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -42,77 +41,43 @@ pub enum Announcement {
 
 /// The process's one listener, and the channel its streams read.
 pub struct EventHub {
-    sender: broadcast::Sender<Announcement>,
-    /// True while the listener is subscribed to the channel.
-    listening: watch::Sender<bool>,
+    notifications: Notifications<Announcement>,
 }
 
 impl Default for EventHub {
     fn default() -> Self {
         Self {
-            sender: broadcast::channel(BUFFER).0,
-            listening: watch::channel(false).0,
+            notifications: Notifications::new(BUFFER),
         }
     }
 }
+
+const DEPLOYMENTS: Channel<Announcement> = Channel {
+    name: CHANNEL,
+    what: "deployment events",
+    lost: Announcement::Resync,
+    lost_on_connect: false,
+    parse: |payload| {
+        serde_json::from_str::<DeploymentEvent>(payload)
+            .map(Announcement::Deployment)
+            .map_err(|error| error.to_string())
+    },
+};
 
 impl EventHub {
     /// Waits until the listener is subscribed (changes from then on are
     /// seen).
     pub async fn listening(&self) {
-        let mut listening = self.listening.subscribe();
-        let _ = listening.wait_for(|listening| *listening).await;
+        self.notifications.listening().await
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
-        self.sender.subscribe()
+        self.notifications.subscribe()
     }
 
     /// Listens until `stop`, reconnecting after a lost connection (and then
     /// telling every stream to resync).
     pub async fn run(&self, db: PgPool, stop: CancellationToken) {
-        let mut delay = Duration::from_millis(500);
-        while !stop.is_cancelled() {
-            let listened = self.listen(&db, &stop).await;
-            self.listening.send_replace(false);
-            match listened {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "deployment event listener lost; reconnecting");
-                    let _ = self.sender.send(Announcement::Resync);
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
-    async fn listen(&self, db: &PgPool, stop: &CancellationToken) -> sqlx::Result<()> {
-        let mut listener = PgListener::connect_with(db).await?;
-        // Reconnecting silently would hide a gap; `run` reconnects and says so.
-        listener.ignore_pool_close_event(true);
-        listener.listen(CHANNEL).await?;
-        tracing::info!(channel = CHANNEL, "listening for deployment events");
-        self.listening.send_replace(true);
-        loop {
-            let notification = tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                received = listener.try_recv() => received?,
-            };
-            let Some(notification) = notification else {
-                return Err(sqlx::Error::Protocol(
-                    "the listener's connection closed".into(),
-                ));
-            };
-            match serde_json::from_str::<DeploymentEvent>(notification.payload()) {
-                Ok(event) => {
-                    let _ = self.sender.send(Announcement::Deployment(event));
-                }
-                Err(error) => tracing::error!(%error, "an unreadable deployment event"),
-            }
-        }
+        self.notifications.run(&DEPLOYMENTS, db, stop).await
     }
 }

@@ -34,6 +34,7 @@ pub mod log_api;
 pub mod logs;
 pub mod mail;
 pub mod outbox;
+pub mod pg_notify;
 pub mod quota;
 pub mod registry_tokens;
 pub mod sealing;

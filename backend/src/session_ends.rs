@@ -14,12 +14,12 @@
 //! This module knows nothing of accounts: the caller says how to ask
 //! whether its session is still on.
 
+use crate::pg_notify::{Channel, Notifications};
 use futures::future::BoxFuture;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
@@ -36,19 +36,31 @@ pub enum Ended {
 
 /// The process's one listener, and the channel the watches read.
 pub struct SessionEnds {
-    sender: broadcast::Sender<Ended>,
-    /// True while the listener is subscribed to the channel.
-    listening: watch::Sender<bool>,
+    notifications: Notifications<Ended>,
 }
 
 impl Default for SessionEnds {
     fn default() -> Self {
         Self {
-            sender: broadcast::channel(BUFFER).0,
-            listening: watch::channel(false).0,
+            notifications: Notifications::new(BUFFER),
         }
     }
 }
+
+/// Sessions may also have ended while nobody listened: every (re)connect
+/// makes the watches re-check.
+const SESSIONS: Channel<Ended> = Channel {
+    name: CHANNEL,
+    what: "ended sessions",
+    lost: Ended::Unknown,
+    lost_on_connect: true,
+    parse: |payload| {
+        payload
+            .parse::<Uuid>()
+            .map(Ended::Session)
+            .map_err(|error| error.to_string())
+    },
+};
 
 /// Asks whether the watched session is still on (an error counts as on:
 /// a database hiccup should not cut every stream; the next check decides).
@@ -70,14 +82,13 @@ impl SessionWatch {
 impl SessionEnds {
     /// Waits until the listener is subscribed (ends from then on are heard).
     pub async fn listening(&self) {
-        let mut listening = self.listening.subscribe();
-        let _ = listening.wait_for(|listening| *listening).await;
+        self.notifications.listening().await
     }
 
     /// Watches `session` until it ends: announced, or found ended by
     /// `still_on`, asked after a missed announcement and every `recheck`.
     pub fn watch(&self, session: Uuid, recheck: Duration, still_on: StillOn) -> SessionWatch {
-        let mut announced = self.sender.subscribe();
+        let mut announced = self.notifications.subscribe();
         let ended = CancellationToken::new();
         let stop = CancellationToken::new();
         let (fire, stopped) = (ended.clone(), stop.clone());
@@ -118,50 +129,7 @@ impl SessionEnds {
     /// Listens until `stop`, reconnecting after a lost connection (and then
     /// telling every watch to re-check).
     pub async fn run(&self, db: PgPool, stop: CancellationToken) {
-        let mut delay = Duration::from_millis(500);
-        while !stop.is_cancelled() {
-            let listened = self.listen(&db, &stop).await;
-            self.listening.send_replace(false);
-            match listened {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "session end listener lost; reconnecting");
-                    let _ = self.sender.send(Ended::Unknown);
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
-    async fn listen(&self, db: &PgPool, stop: &CancellationToken) -> sqlx::Result<()> {
-        let mut listener = PgListener::connect_with(db).await?;
-        listener.ignore_pool_close_event(true);
-        listener.listen(CHANNEL).await?;
-        tracing::info!(channel = CHANNEL, "listening for ended sessions");
-        self.listening.send_replace(true);
-        // Sessions may have ended while nobody listened.
-        let _ = self.sender.send(Ended::Unknown);
-        loop {
-            let notification = tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                received = listener.try_recv() => received?,
-            };
-            let Some(notification) = notification else {
-                return Err(sqlx::Error::Protocol(
-                    "the listener's connection closed".into(),
-                ));
-            };
-            match notification.payload().parse::<Uuid>() {
-                Ok(session) => {
-                    let _ = self.sender.send(Ended::Session(session));
-                }
-                Err(error) => tracing::error!(%error, "an unreadable session end"),
-            }
-        }
+        self.notifications.run(&SESSIONS, db, stop).await
     }
 }
 
@@ -190,9 +158,9 @@ mod tests {
         let on = Arc::new(AtomicBool::new(true));
         let watch = ends.watch(mine, Duration::from_secs(3600), still_on(on));
         tokio::task::yield_now().await;
-        ends.sender.send(Ended::Session(other)).unwrap();
+        ends.notifications.send(Ended::Session(other));
         assert!(!fires(&watch).await, "another session ended");
-        ends.sender.send(Ended::Session(mine)).unwrap();
+        ends.notifications.send(Ended::Session(mine));
         assert!(fires(&watch).await);
     }
 
@@ -205,10 +173,10 @@ mod tests {
             Duration::from_secs(3600),
             still_on(on.clone()),
         );
-        ends.sender.send(Ended::Unknown).unwrap();
+        ends.notifications.send(Ended::Unknown);
         assert!(!fires(&watch).await, "still on");
         on.store(false, Ordering::SeqCst);
-        ends.sender.send(Ended::Unknown).unwrap();
+        ends.notifications.send(Ended::Unknown);
         assert!(fires(&watch).await);
 
         let on = Arc::new(AtomicBool::new(true));

@@ -3,7 +3,6 @@
 mod common;
 
 use async_trait::async_trait;
-use axum::http::{Method, StatusCode};
 use berth_backend::background::dead_letters::DeadLetterSettler;
 use berth_backend::background::inform::InformHandler;
 use berth_backend::background::relay::{Relay, RelaySettings};
@@ -11,8 +10,8 @@ use berth_common::{DeliveryInfo, Handler, MessagePublisher, Outcome};
 use berth_proto::names::{BUILDS_QUEUE, INFORM_QUEUE};
 use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Message};
 use common::broker::{eventually, TestBroker};
+use common::one_app::OneApp;
 use common::{id_of, TestApp};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -47,24 +46,9 @@ fn settle(app: &TestApp, broker: &TestBroker, queue: &'static str) -> Cancellati
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_lettered_build_request_fails_its_deployment_with_the_reason() {
     let broker = TestBroker::new().await;
-    let app = TestApp::new().await;
-    let token = app.token("alice").await;
-    let created = app
-        .create_app(
-            &token,
-            json!({"name": "web", "repo_url": "https://x.example/r"}),
-        )
-        .await;
-    let response = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/apps/{}/deployments", id_of(&created)),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(response.status, StatusCode::ACCEPTED);
-    let id = id_of(&response.body);
+    let one = OneApp::new().await;
+    let id = id_of(&one.deploy().await);
+    let (app, token) = (&one.app, &one.token);
     Relay::new(
         app.pool().clone(),
         broker.broker.clone(),
@@ -81,11 +65,11 @@ async fn a_dead_lettered_build_request_fails_its_deployment_with_the_reason() {
             .consume(BUILDS_QUEUE, 1, Arc::new(Refuser), token_stop)
             .await
     });
-    let settling = settle(&app, &broker, BUILDS_QUEUE);
+    let settling = settle(app, &broker, BUILDS_QUEUE);
 
     let failed = eventually(Duration::from_secs(15), || async {
         let deployment = app
-            .get(&format!("/api/v1/deployments/{id}"), &token)
+            .get(&format!("/api/v1/deployments/{id}"), token)
             .await
             .body;
         (deployment["state"] == "failed").then_some(deployment)
@@ -110,24 +94,9 @@ async fn a_dead_lettered_build_request_fails_its_deployment_with_the_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_lettered_report_is_applied_again() {
     let broker = TestBroker::new().await;
-    let app = TestApp::new().await;
-    let token = app.token("alice").await;
-    let created = app
-        .create_app(
-            &token,
-            json!({"name": "web", "repo_url": "https://x.example/r"}),
-        )
-        .await;
-    let id = id_of(
-        &app.call(
-            Method::POST,
-            &format!("/api/v1/apps/{}/deployments", id_of(&created)),
-            Some(&token),
-            None,
-        )
-        .await
-        .body,
-    );
+    let one = OneApp::new().await;
+    let id = id_of(&one.deploy().await);
+    let (app, token) = (&one.app, &one.token);
     // Refused while the database was away, say.
     let stop = CancellationToken::new();
     let (consumer, token_stop) = (broker.broker.clone(), stop.clone());
@@ -145,10 +114,10 @@ async fn a_dead_lettered_report_is_applied_again() {
         )
         .await
         .unwrap();
-    let settling = settle(&app, &broker, INFORM_QUEUE);
+    let settling = settle(app, &broker, INFORM_QUEUE);
     let cloning = eventually(Duration::from_secs(15), || async {
         let deployment = app
-            .get(&format!("/api/v1/deployments/{id}"), &token)
+            .get(&format!("/api/v1/deployments/{id}"), token)
             .await
             .body;
         (deployment["state"] == "cloning").then_some(())

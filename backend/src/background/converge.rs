@@ -5,11 +5,11 @@
 //! repaired rather than remembered. Sent straight to the broker, not through
 //! the outbox: a lost snapshot is replaced by the next one.
 
-use crate::deployments::releases;
 use crate::error::Result;
 use berth_common::MessagePublisher;
-use berth_proto::{AppRef, DesiredApp, DesiredState, LiveRelease};
+use berth_proto::{AppRef, DesiredApp, DesiredState, LiveRelease, Release, ReleaseConfig};
 use chrono::Utc;
+use sqlx::types::Json as SqlJson;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +28,18 @@ struct AppState {
     tenant: String,
     replicas: i32,
     live_id: Option<Uuid>,
-    live_release: Option<Uuid>,
+    /// The live release, when there is one.
+    #[sqlx(flatten)]
+    release: LiveReleaseRow,
     busy: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct LiveReleaseRow {
+    release_id: Option<Uuid>,
+    commit_sha: Option<String>,
+    image: Option<String>,
+    config: Option<SqlJson<ReleaseConfig>>,
 }
 
 impl<P: MessagePublisher> Converger<P> {
@@ -70,8 +80,8 @@ impl<P: MessagePublisher> Converger<P> {
 pub async fn snapshot(db: &PgPool) -> Result<DesiredState> {
     let at = Utc::now();
     let rows = sqlx::query_as::<_, AppState>(
-        "SELECT a.id, a.name, u.username AS tenant, a.replicas,
-                live.id AS live_id, live.release_id AS live_release,
+        "SELECT a.id, a.name, u.username AS tenant, a.replicas, live.id AS live_id,
+                r.id AS release_id, r.commit_sha, r.image, r.config,
                 EXISTS (SELECT 1 FROM deployments p WHERE p.app_id = a.id
                         AND p.state IN ('queued', 'cloning', 'building', 'pushing', 'deploying'))
                     AS busy
@@ -79,33 +89,42 @@ pub async fn snapshot(db: &PgPool) -> Result<DesiredState> {
          LEFT JOIN LATERAL (SELECT id, release_id FROM deployments d
                             WHERE d.app_id = a.id AND d.state = 'live'
                             ORDER BY d.id DESC LIMIT 1) live ON true
+         LEFT JOIN releases r ON r.id = live.release_id AND r.app_id = a.id
          WHERE a.deleted_at IS NULL ORDER BY a.id",
     )
     .fetch_all(db)
     .await?;
-    let mut conn = db.acquire().await?;
-    let mut apps = Vec::with_capacity(rows.len());
-    for row in rows {
-        let app = AppRef {
-            id: row.id,
-            name: row.name,
-            tenant: row.tenant,
-        };
-        let live = match (row.live_id, row.live_release) {
-            (Some(deployment_id), Some(release_id)) => releases::get(&mut conn, app.id, release_id)
-                .await?
-                .map(|release| LiveRelease {
-                    deployment_id,
-                    release: release.to_release(app.clone()),
-                }),
-            _ => None,
-        };
-        apps.push(DesiredApp {
-            app,
-            live,
-            replicas: u32::try_from(row.replicas).unwrap_or(0),
-            busy: row.busy,
-        });
-    }
+    let apps = rows
+        .into_iter()
+        .map(|row| {
+            let app = AppRef {
+                id: row.id,
+                name: row.name,
+                tenant: row.tenant,
+            };
+            let r = row.release;
+            let live = match (row.live_id, r.release_id, r.commit_sha, r.image, r.config) {
+                (Some(deployment_id), Some(id), Some(commit), Some(image), Some(config)) => {
+                    Some(LiveRelease {
+                        deployment_id,
+                        release: Release {
+                            id,
+                            app: app.clone(),
+                            commit,
+                            image,
+                            config: config.0,
+                        },
+                    })
+                }
+                _ => None,
+            };
+            DesiredApp {
+                app,
+                live,
+                replicas: u32::try_from(row.replicas).unwrap_or(0),
+                busy: row.busy,
+            }
+        })
+        .collect();
     Ok(DesiredState { at, apps })
 }

@@ -90,24 +90,6 @@ impl InformHandler {
             transitions::transition_locked(&mut tx, deployment_id, &locked, progress.state, change)
                 .await?;
         let repaired = match &applied {
-            // The live deployment started again (the reconciler after a
-            // reboot): it answers at its new address.
-            Applied::Ignored {
-                current: DeploymentState::Live,
-                ..
-            } if progress.state == DeploymentState::Live => {
-                if let Some(endpoint) = &progress.endpoint {
-                    sqlx::query(
-                        "UPDATE deployments SET endpoint = $2, updated_at = now()
-                         WHERE id = $1 AND state = 'live' AND endpoint IS DISTINCT FROM $2",
-                    )
-                    .bind(deployment_id)
-                    .bind(endpoint)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                false
-            }
             Applied::Ignored { current, .. } if progress.state == DeploymentState::Live => {
                 repair::late_live(&mut tx, deployment_id, &locked, *current).await?
             }

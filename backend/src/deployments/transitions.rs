@@ -10,7 +10,8 @@
 //! * going live: the release becomes the app's current one and the app's
 //!   other live deployment ends; an older deployment's `live` that arrives
 //!   after a newer one's is recorded as live and superseded at once, so it
-//!   never displaces the newer release;
+//!   never displaces the newer release; a repeated `live` only moves the
+//!   address;
 //! * telling the workers: when the backend itself ends work in progress
 //!   (cancel, time out, supersede), a [`Cancellation`] goes out through the
 //!   outbox so the work stops where it is.
@@ -132,6 +133,20 @@ pub async fn transition_locked(
     change: Change<'_>,
 ) -> Result<Applied> {
     let from = locked.state;
+    if from == DeploymentState::Live && to == DeploymentState::Live {
+        // The live deployment started again (the reconciler after a
+        // reboot): it answers at its new address.
+        if let Some(endpoint) = change.endpoint {
+            sqlx::query(
+                "UPDATE deployments SET endpoint = $2, updated_at = now()
+                 WHERE id = $1 AND endpoint IS DISTINCT FROM $2",
+            )
+            .bind(id)
+            .bind(endpoint)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
     if !from.can_transition_to(to) {
         return Ok(Applied::Ignored {
             current: from,
