@@ -1,6 +1,6 @@
 //! The deploy-worker's flags; every one can come from a `BERTH_` variable.
 
-use berth_common::config::{BrokerConfig, OpsConfig, SecretKeyConfig};
+use berth_common::config::{BrokerConfig, KafkaConfig, OpsConfig, SecretKeyConfig};
 use bollard::models::RestartPolicyNameEnum;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use std::str::FromStr;
@@ -66,6 +66,9 @@ pub struct Config {
     pub secret_key: SecretKeyConfig,
     #[command(flatten)]
     pub ops: OpsConfig,
+    /// Where the reconciler writes its repairs into apps' logs.
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
     /// Which runtime runs the apps.
     #[arg(long, env = "BERTH_RUNTIME", value_enum, default_value_t = RuntimeKind::Docker)]
     pub runtime: RuntimeKind,

@@ -123,8 +123,14 @@ async fn consume<R: Runtime>(
         cancellations.clone(),
         shutdown.clone(),
     ));
+    let events = Arc::new(berth_common::LogProducer::new(
+        &config.kafka.kafka_brokers,
+        config.kafka.log_retention_hours,
+    )?);
     let service = Arc::new(
-        DeployService::new(runtime, broker.clone(), key).with_cancellations(cancellations),
+        DeployService::new(runtime, broker.clone(), key)
+            .with_cancellations(cancellations)
+            .with_events(events),
     );
     tracing::info!(concurrency = config.concurrency, "deploy-worker started");
     broker

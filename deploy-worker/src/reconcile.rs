@@ -1,8 +1,9 @@
 //! The reconciler: the backend sends what should run ([`DesiredState`]),
 //! and the runtime is made to match it, whatever happened meanwhile (a
 //! crash between starting the new workload and retiring the old, a lost
-//! message, a reboot, someone's `podman rm`). Each repair is logged and
-//! counted in `berth_reconciler_repairs_total{kind}`.
+//! message, a reboot, someone's `podman rm`). Each repair is logged,
+//! counted in `berth_reconciler_repairs_total{kind}` and written into the
+//! app's own log as an event, so its users see why it restarted.
 //!
 //! * workloads of an app the database no longer has (made before the
 //!   snapshot was read) are removed;
@@ -15,7 +16,7 @@ use super::DeployService;
 use crate::error::DeployError;
 use crate::runtime::Runtime;
 use berth_common::{MessagePublisher, Outcome};
-use berth_proto::{AppRef, DesiredApp, DesiredState, Release};
+use berth_proto::{AppRef, DesiredApp, DesiredState, LogRecord, LogSource, LogStream, Release};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -36,11 +37,55 @@ enum Need {
     Scale(u32),
 }
 
-fn repaired(kind: &'static str, app: &AppRef, what: usize) {
-    tracing::warn!(app_id = %app.id, app = %app.name, tenant = %app.tenant, kind, what,
-        "the reconciler repaired drift");
-    metrics::counter!("berth_reconciler_repairs_total", "kind" => kind).increment(what as u64);
+/// What a repair was, as the app's users read it in their log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repair {
+    /// Workloads of a deleted app: counted, but not written to its log,
+    /// which would bring the deleted app's log topic back.
+    OrphanRemoved,
+    StrayRetired,
+    Started,
+    Stopped,
+    Redeployed,
 }
+
+impl Repair {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::OrphanRemoved => "orphan_removed",
+            Self::StrayRetired => "stray_retired",
+            Self::Started => "started",
+            Self::Stopped => "stopped",
+            Self::Redeployed => "redeployed",
+        }
+    }
+
+    fn line(self, what: usize) -> Option<String> {
+        let workloads = if what == 1 {
+            "1 workload".to_owned()
+        } else {
+            format!("{what} workloads")
+        };
+        Some(match self {
+            Self::OrphanRemoved => return None,
+            Self::StrayRetired => format!(
+                "berth repaired the app: removed {workloads} of a deployment that is no longer live"
+            ),
+            Self::Started => format!(
+                "berth repaired the app: started {workloads} again; the app should run but had stopped"
+            ),
+            Self::Stopped => format!(
+                "berth repaired the app: stopped {workloads}; the app is scaled to 0"
+            ),
+            Self::Redeployed => "berth repaired the app: deployed the live release again; \
+                its workloads were gone (a reboot, or removed by hand)"
+                .to_owned(),
+        })
+    }
+}
+
+/// How long writing a repair into the app's log may hold the reconciler up.
+const EVENT_WRITE: Duration = Duration::from_secs(5);
 
 /// Whether the app or deployment (its id is a UUIDv7) was made before `at`
 /// minus [`YOUNG`].
@@ -53,6 +98,35 @@ fn made_before(app_id: Uuid, at: DateTime<Utc>) -> bool {
 }
 
 impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
+    /// Counts a repair, and tells the app's users in its log (keyed by the
+    /// live deployment when there is one, as the runtime's own events are).
+    async fn repaired(&self, repair: Repair, app: &AppRef, key: Option<Uuid>, what: usize) {
+        let kind = repair.kind();
+        tracing::warn!(app_id = %app.id, app = %app.name, tenant = %app.tenant, kind, what,
+            "the reconciler repaired drift");
+        metrics::counter!("berth_reconciler_repairs_total", "kind" => kind).increment(what as u64);
+        let (Some(events), Some(line)) = (&self.events, repair.line(what)) else {
+            return;
+        };
+        let record = LogRecord {
+            ts: Utc::now(),
+            source: LogSource::Event,
+            instance: "berth".to_owned(),
+            stream: LogStream::Stdout,
+            line,
+        };
+        let key = key.unwrap_or(app.id).to_string();
+        match tokio::time::timeout(EVENT_WRITE, events.append(app.id, &key, &record)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(app_id = %app.id, %error, "could not write a repair into the app's log")
+            }
+            Err(_) => {
+                tracing::warn!(app_id = %app.id, "writing a repair into the app's log timed out")
+            }
+        }
+    }
+
     /// Makes the runtime match `desired`; see the module docs.
     pub async fn reconcile(&self, desired: DesiredState) -> Outcome {
         match self.try_reconcile(&desired).await {
@@ -82,7 +156,8 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 let _serialized = lock.lock().await;
                 let removed = self.runtime.remove_app(&app).await?;
                 if removed > 0 {
-                    repaired("orphan_removed", &app, removed);
+                    self.repaired(Repair::OrphanRemoved, &app, None, removed)
+                        .await;
                 }
             }
         }
@@ -118,7 +193,8 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             for stray in strays {
                 let retired = self.runtime.retire_deployment(&desired.app, stray).await?;
                 if retired > 0 {
-                    repaired("stray_retired", &desired.app, retired);
+                    self.repaired(Repair::StrayRetired, &desired.app, live, retired)
+                        .await;
                 }
             }
             let ours: Vec<_> = instances
@@ -141,8 +217,13 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             Need::Scale(replicas) => {
                 let changed = self.runtime.scale(&desired.app, replicas).await?;
                 if changed > 0 {
-                    let kind = if replicas == 0 { "stopped" } else { "started" };
-                    repaired(kind, &desired.app, changed);
+                    let repair = if replicas == 0 {
+                        Repair::Stopped
+                    } else {
+                        Repair::Started
+                    };
+                    let live = desired.live.as_ref().map(|live| live.deployment_id);
+                    self.repaired(repair, &desired.app, live, changed).await;
                 }
             }
             Need::Deploy(deployment_id, mut release) => {
@@ -150,7 +231,10 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 release.config.replicas = desired.replicas;
                 // Reports `live` again, which the backend takes as a repeat.
                 match self.deploy(deployment_id, 1, *release).await {
-                    Outcome::Done => repaired("redeployed", &desired.app, 1),
+                    Outcome::Done => {
+                        self.repaired(Repair::Redeployed, &desired.app, Some(deployment_id), 1)
+                            .await
+                    }
                     Outcome::Retry(why) | Outcome::Reject(why) => {
                         tracing::warn!(app_id = %desired.app.id, %why, "could not deploy the live release again");
                     }

@@ -179,3 +179,54 @@ async fn a_stale_snapshot_changes_nothing() {
     assert_eq!(service.reconcile(snapshot).await, Outcome::Done);
     assert!(service.runtime.deploys.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn each_repair_is_an_event_in_the_app_log_but_a_deleted_app_gets_none() {
+    let events = Arc::new(berth_common::testing::memory_log::MemoryLog::default());
+    let service = service().with_events(events.clone());
+    let release = release(&BTreeMap::new());
+    let gone = AppRef {
+        id: made_ago(3600),
+        name: "old".into(),
+        tenant: "acme".into(),
+    };
+    // The scripted runtime keeps one list of workloads: first the deleted
+    // app's, removed as an orphan.
+    service.runtime.apps.lock().unwrap().push(gone.clone());
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .push(running(made_ago(3000)));
+    let (stray, live) = (made_ago(900), made_ago(600));
+    let mut nothing_live = live_app(&release, live, 1);
+    nothing_live.live = None;
+    service.reconcile(desired(nothing_live)).await;
+    assert_eq!(*service.runtime.removed.lock().unwrap(), [gone.id]);
+    assert!(events.records().is_empty(), "{:?}", events.records());
+
+    service.runtime.apps.lock().unwrap().clear();
+    service
+        .runtime
+        .instances
+        .lock()
+        .unwrap()
+        .push(running(stray));
+    service
+        .reconcile(desired(live_app(&release, live, 1)))
+        .await;
+    assert_eq!(
+        events.lines_of(release.app.id),
+        [
+            "berth repaired the app: removed 1 workload of a deployment that is no longer live",
+            "berth repaired the app: deployed the live release again; its workloads were gone \
+             (a reboot, or removed by hand)",
+        ]
+    );
+    for (_, key, record) in events.records() {
+        assert_eq!(key, live.to_string(), "keyed by the live deployment");
+        assert_eq!(record.source, berth_proto::LogSource::Event);
+        assert_eq!(record.instance, "berth");
+    }
+}

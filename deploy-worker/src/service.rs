@@ -16,7 +16,7 @@
 
 use async_trait::async_trait;
 use berth_common::control::Cancellations;
-use berth_common::{DeliveryInfo, Handler, MessagePublisher, Outcome};
+use berth_common::{DeliveryInfo, Handler, LogSink, MessagePublisher, Outcome};
 use berth_proto::{
     AppRef, Binding, DeploymentProgress, DeploymentState, Envelope, Message, Release, SecretKey,
 };
@@ -34,6 +34,9 @@ pub struct DeployService<R, P> {
     key: SecretKey,
     app_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     cancellations: Cancellations,
+    /// Where repairs are written into the app's own log; `None` logs them
+    /// only in this process's log.
+    pub(crate) events: Option<Arc<dyn LogSink>>,
 }
 
 impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
@@ -44,7 +47,14 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             key,
             app_locks: Mutex::new(HashMap::new()),
             cancellations: Cancellations::new(),
+            events: None,
         }
+    }
+
+    /// Where the reconciler tells an app's users what it repaired.
+    pub fn with_events(mut self, events: Arc<dyn LogSink>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Where this worker hears of deployments the backend no longer wants:

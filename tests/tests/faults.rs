@@ -142,5 +142,22 @@ async fn a_live_app_whose_container_was_removed_runs_again() -> Result<()> {
     .await
     .map_err(|error| anyhow::anyhow!("{error}\n{}", platform.all_output()))?;
     assert_eq!(client.deployment(&live_id).await?["state"], "live");
+
+    // Its users read why it restarted in its own log.
+    let repaired = |entries: &[Value]| {
+        entries.iter().any(|entry| {
+            entry["source"] == "event"
+                && entry["line"]
+                    .as_str()
+                    .is_some_and(|line| line.contains("deployed the live release again"))
+        })
+    };
+    let entries = client
+        .log_socket(&app_id, 0, Duration::from_secs(30), repaired)
+        .await?;
+    assert!(
+        repaired(&entries),
+        "no repair in the app's log: {entries:?}"
+    );
     Ok(())
 }

@@ -5,7 +5,9 @@
 
 pub mod fake_github;
 pub mod mailbox;
+pub mod memory_log;
 pub mod registry;
+pub mod registry_client;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

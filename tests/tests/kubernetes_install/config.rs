@@ -39,7 +39,12 @@ fn config_comes_from_the_configmap_and_secrets_from_the_secret() {
         ),
         (
             DEPLOY_WORKER,
-            &["BERTH_AMQP_URL", "BERTH_SECRET_KEY", "BERTH_REGISTRY"],
+            &[
+                "BERTH_AMQP_URL",
+                "BERTH_SECRET_KEY",
+                "BERTH_REGISTRY",
+                "BERTH_KAFKA_BROKERS",
+            ],
         ),
         (
             LOG_STREAMER,

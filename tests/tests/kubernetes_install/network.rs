@@ -271,7 +271,7 @@ fn network_policies_deny_by_default_and_admit_only_what_berth_uses() {
         for (process, ports) in [
             (BACKEND, &[5432_u16, 5672, 9092][..]),
             (BUILD_WORKER, &[5672, 9092][..]),
-            (DEPLOY_WORKER, &[5672][..]),
+            (DEPLOY_WORKER, &[5672, 9092][..]),
             (LOG_STREAMER, &[9092][..]),
         ] {
             for port in ports {
