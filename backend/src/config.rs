@@ -142,6 +142,23 @@ pub struct Config {
     #[arg(long, env = "BERTH_CONVERGE_INTERVAL_SECS", default_value_t = 60)]
     pub converge_interval_secs: u64,
 
+    /// How many of an app's newest releases rollback reaches besides the
+    /// current one; older releases are pruned and their images deleted
+    /// from the registry.
+    #[arg(long, env = "BERTH_ROLLBACK_RELEASES", default_value_t = 10)]
+    pub rollback_releases: u32,
+
+    /// How often retention prunes releases and deleted apps' log topics,
+    /// in seconds; 0 turns it off.
+    #[arg(long, env = "BERTH_RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    pub retention_interval_secs: u64,
+
+    /// Whether retention deletes the log topics of deleted apps. Off for a
+    /// broker that cannot delete one topic alone (tansu 0.6 deletes them
+    /// all); their records then expire with BERTH_LOG_RETENTION_HOURS.
+    #[arg(long, env = "BERTH_LOG_TOPIC_DELETE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub log_topic_delete: bool,
+
     /// GitHub's REST API, used to register webhooks on repositories
     /// (GitHub Enterprise: https://<host>/api/v3).
     #[arg(long, env = "BERTH_GITHUB_API_URL", default_value = crate::github_api::DEFAULT_API_URL)]

@@ -9,6 +9,8 @@ use crate::background::github_status::{ReporterSettings, StatusReporter};
 use crate::background::inform::InformHandler;
 use crate::background::reaper::{Reaper, ReaperSettings};
 use crate::background::relay::{Relay, RelaySettings};
+use crate::background::retention::registry::RegistryImages;
+use crate::background::retention::{Retention, RetentionSettings};
 use crate::config::Config;
 use crate::credentials::tokens::TokenKeys;
 use crate::error::Error;
@@ -21,6 +23,7 @@ use crate::web_security::{self, AllowedHosts};
 use crate::{accounts, apps, auth, db, deployments, docs, events, github, log_api, webhooks};
 use axum::extract::Request;
 use axum::Router;
+use berth_common::log_topics::LogTopics;
 use berth_common::ops::Readiness;
 use berth_proto::names::{INFORM_QUEUE, WORK_QUEUES};
 use std::net::SocketAddr;
@@ -217,6 +220,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         tasks.spawn(converger.run(shutdown.clone()));
     }
+    if let Some(retention) = retention(&config, &state, pool.clone())? {
+        tasks.spawn(retention.run(shutdown.clone()));
+    }
     for queue in WORK_QUEUES {
         let (consumer, settler, stop) = (broker.clone(), settler.clone(), shutdown.clone());
         tasks.spawn(async move { consumer.consume_dead_letters(queue, 1, settler, stop).await });
@@ -280,4 +286,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Retention, when it is on and there is a registry whose tokens this
+/// backend signs (it deletes images with a token of its own).
+fn retention(
+    config: &Config,
+    state: &AppState,
+    pool: sqlx::PgPool,
+) -> anyhow::Result<Option<Retention<RegistryImages>>> {
+    let (Some(issuer), Some(registry)) = (&state.registry_tokens, config.registry.as_deref())
+    else {
+        tracing::warn!("no registry or token key: release images are never pruned");
+        return Ok(None);
+    };
+    if config.retention_interval_secs == 0 {
+        return Ok(None);
+    }
+    let images = RegistryImages::new(registry, issuer.clone())?;
+    let topics = if config.log_topic_delete {
+        Some(LogTopics::new(&config.kafka.kafka_brokers)?)
+    } else {
+        tracing::info!("BERTH_LOG_TOPIC_DELETE=false: deleted apps' log topics are kept");
+        None
+    };
+    let settings = RetentionSettings {
+        rollback_releases: config.rollback_releases,
+        topic_grace: Duration::from_secs(600),
+        interval: Duration::from_secs(config.retention_interval_secs),
+    };
+    Ok(Some(Retention::new(pool, images, topics, settings)))
 }

@@ -97,16 +97,7 @@ impl std::fmt::Debug for HttpRegistry {
     }
 }
 
-/// Plain http by default only for a registry on this machine.
-pub fn default_insecure(registry: &str) -> bool {
-    let host = registry.split('/').next().unwrap_or("");
-    let host = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map(|(host, _)| host)
-        .unwrap_or(host);
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
-}
+pub use berth_common::registry_auth::default_insecure;
 
 impl HttpRegistry {
     pub fn new(

@@ -14,6 +14,7 @@ pub mod fence;
 pub mod kube_fake;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+pub mod log_topics;
 pub mod logs;
 pub mod ops;
 #[cfg(feature = "registry_auth")]

@@ -85,6 +85,42 @@ async fn a_second_deploy_replaces_the_first() {
     worker.stop().await;
 }
 
+/// The engine holds what runs: a replaced release's image leaves it (the
+/// registry still has it for a rollback), the running one stays.
+#[tokio::test]
+async fn a_replaced_releases_image_leaves_the_engine() {
+    let page = format!("replaced-{}", Uuid::new_v4().simple());
+    let image = build_and_push(
+        &format!("replaced-{}", &page[9..21]),
+        &web_dockerfile(&page),
+    )
+    .await;
+    forget_image(&image).await;
+    let images = images().await;
+    let docker = docker().await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let first = Uuid::now_v7();
+    worker.deploy(first, &release(&app, &image, &[])).await;
+    assert_eq!(worker.outcome(first, 1).await.state, DeploymentState::Live);
+    assert!(docker.inspect_image(&image).await.is_ok(), "pulled to run");
+
+    let second = Uuid::now_v7();
+    worker.deploy(second, &release(&app, &images.v2, &[])).await;
+    assert_eq!(worker.outcome(second, 1).await.state, DeploymentState::Live);
+    assert!(
+        docker.inspect_image(&image).await.is_err(),
+        "the replaced release's image is still on the engine"
+    );
+    assert!(
+        docker.inspect_image(&images.v2).await.is_ok(),
+        "the running one stays"
+    );
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn an_app_that_exits_fails_and_the_previous_keeps_serving() {
     let images = images().await;

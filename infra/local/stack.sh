@@ -316,6 +316,15 @@ EOF
     log "registry: already running"
   else
     [[ $(registry_code) != 000 ]] && port_conflict registry "${REGISTRY_ADDR##*:}"
+    # Blobs of the images berth's retention deleted go here: Distribution
+    # collects garbage only while no registry serves the storage.
+    if [[ ! -d $REGISTRY_DIR/data/docker/registry/v2/repositories ]]; then
+      : # nothing pushed yet, nothing to collect
+    elif docker-registry garbage-collect "$REGISTRY_DIR/config.yml" >>"$BERTH_LOGS/registry-gc.log" 2>&1; then
+      log "registry: garbage collected ($(du -sh "$REGISTRY_DIR/data" 2>/dev/null | cut -f1) stored)"
+    else
+      warn "registry: garbage collection failed (see $BERTH_LOGS/registry-gc.log); starting anyway"
+    fi
     start_bg registry "$BERTH_RUN/registry.pid" "$BERTH_LOGS/registry.log" "$REGISTRY_DIR" \
       docker-registry serve "$REGISTRY_DIR/config.yml"
     wait_for "registry" 30 registry_ready || { tail -n 30 "$BERTH_LOGS/registry.log" >&2; die "registry did not start"; }
@@ -489,6 +498,11 @@ write_env_file() {
     emit BERTH_AMQP_CONFIGURE "$RMQ_CONFIGURE"
     emit BERTH_AMQP_WRITE "$RMQ_WRITE"
     emit BERTH_KAFKA_BROKERS "127.0.0.1:$KAFKA_PORT"
+    echo "# tansu 0.6's DeleteTopics deletes every topic, not the one named: keep the topics"
+    echo "# of deleted apps (their records still expire with retention.ms)."
+    emit BERTH_LOG_TOPIC_DELETE false
+    echo "# For tests that need a broker of their own."
+    emit BERTH_TANSU_BIN "$TANSU_BIN"
     emit BERTH_SECRET_KEY "$SECRET_KEY"
     emit BERTH_JWT_SECRET "$JWT_SECRET"
     emit BERTH_DOCKER_HOST "unix://$PODMAN_SOCK"

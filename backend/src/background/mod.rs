@@ -7,7 +7,9 @@
 //! * `github_status`: sends queued commit statuses and Deployments to GitHub;
 //! * `dead_letters`: turns dead-lettered messages into a definite state;
 //! * `converge`: sends the deploy-workers what should run, for their
-//!   reconciler.
+//!   reconciler;
+//! * `retention`: prunes release images rollback no longer reaches, and
+//!   the log topics of deleted apps.
 
 pub mod converge;
 pub mod dead_letters;
@@ -15,3 +17,4 @@ pub mod github_status;
 pub mod inform;
 pub mod reaper;
 pub mod relay;
+pub mod retention;

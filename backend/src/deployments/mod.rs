@@ -94,6 +94,13 @@ async fn create_deployment(
         let release = releases::get(&mut tx, app.id, release_id)
             .await?
             .ok_or_else(|| Error::invalid("release_id", "this app has no such release"))?;
+        if release.pruned_at.is_some() {
+            return Err(Error::Conflict(format!(
+                "release {} was pruned with its image: it is older than the releases \
+                 rollback reaches (BERTH_ROLLBACK_RELEASES); deploy its commit instead",
+                release.id
+            )));
+        }
         let id = request::request_rollback(
             &mut tx,
             &app,

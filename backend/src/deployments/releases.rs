@@ -20,6 +20,8 @@ pub struct ReleaseRow {
     pub image: String,
     pub config: SqlJson<ReleaseConfig>,
     pub created_at: DateTime<Utc>,
+    /// Set when retention deleted its image: rollback refuses it.
+    pub pruned_at: Option<DateTime<Utc>>,
 }
 
 impl ReleaseRow {
@@ -35,7 +37,7 @@ impl ReleaseRow {
     }
 }
 
-const COLUMNS: &str = "id, app_id, deployment_id, commit_sha, image, config, created_at";
+const COLUMNS: &str = "id, app_id, deployment_id, commit_sha, image, config, created_at, pruned_at";
 
 pub async fn get(conn: &mut PgConnection, app_id: Uuid, id: Uuid) -> Result<Option<ReleaseRow>> {
     Ok(sqlx::query_as::<_, ReleaseRow>(&format!(
@@ -72,7 +74,8 @@ pub async fn known_images(
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT commit_sha, image FROM (
              SELECT DISTINCT ON (commit_sha) commit_sha, image, created_at, id FROM releases
-             WHERE app_id = $1 AND ($2::text IS NULL OR starts_with(commit_sha, $2))
+             WHERE app_id = $1 AND pruned_at IS NULL
+               AND ($2::text IS NULL OR starts_with(commit_sha, $2))
              ORDER BY commit_sha, created_at DESC, id DESC
          ) newest ORDER BY created_at DESC, id DESC LIMIT $3",
     )
@@ -143,6 +146,9 @@ pub struct ReleaseView {
     /// Whether the app runs this release now.
     pub current: bool,
     pub created_at: DateTime<Utc>,
+    /// When retention deleted its image (it was beyond the releases
+    /// rollback reaches); such a release cannot be rolled back to.
+    pub pruned_at: Option<DateTime<Utc>>,
 }
 
 impl ReleaseView {
@@ -176,6 +182,7 @@ impl ReleaseView {
             },
             current: current == Some(row.id),
             created_at: row.created_at,
+            pruned_at: row.pruned_at,
         }
     }
 }

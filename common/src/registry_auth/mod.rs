@@ -22,5 +22,16 @@ pub use router::{router, TOKEN_PATH};
 pub use scope::{RepositoryLayout, ResourceActions, Scope};
 pub use token::{Claims, IssuerSettings, TokenError, TokenIssuer, TokenResponse};
 
+/// Plain http by default only for a registry on this machine.
+pub fn default_insecure(registry: &str) -> bool {
+    let host = registry.split('/').next().unwrap_or("");
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map(|(host, _)| host)
+        .unwrap_or(host);
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
+}
+
 #[cfg(test)]
 mod token_tests;

@@ -168,6 +168,19 @@ impl TokenIssuer {
             .map_err(|e| TokenError::Setup(format!("signing failed: {e}")))
     }
 
+    /// A token for berth's own retention to delete `repository`'s
+    /// manifests: no grant can ask for `delete`, so only a process holding
+    /// the signing key (the backend) has one.
+    pub fn for_pruning(&self, repository: &str, now: i64) -> Result<String, TokenError> {
+        let access = vec![ResourceActions {
+            kind: "repository".to_owned(),
+            name: repository.to_owned(),
+            actions: vec!["pull".to_owned(), "delete".to_owned()],
+        }];
+        let ttl = i64::try_from(self.settings.token_ttl.as_secs()).unwrap_or(i64::MAX);
+        self.sign(&self.claims("berth-retention", access, now, now.saturating_add(ttl)))
+    }
+
     /// A token for the grant `username`/`password` present, holding what
     /// `scopes` ask that the grant allows (possibly nothing: the registry
     /// then refuses the request). `now` is unix seconds.

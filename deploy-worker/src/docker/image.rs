@@ -7,7 +7,7 @@
 //! already holds under that digest is not pulled again.
 
 use bollard::auth::DockerCredentials;
-use bollard::query_parameters::CreateImageOptionsBuilder;
+use bollard::query_parameters::{CreateImageOptionsBuilder, RemoveImageOptionsBuilder};
 use bollard::Docker;
 use futures::StreamExt;
 
@@ -42,6 +42,32 @@ pub async fn ensure_image(
         "image pulled"
     );
     Ok(())
+}
+
+/// Removes the release images (references by digest) of retired
+/// containers from the engine; one a container still uses, stopped or
+/// not, is kept (the engine refuses), as are images not pulled by digest.
+/// Returns how many went. Rollback pulls a pruned image again.
+pub async fn remove_unused(docker: &Docker, images: impl IntoIterator<Item = String>) -> usize {
+    let options = RemoveImageOptionsBuilder::default().force(false).build();
+    let mut removed = 0;
+    for image in images
+        .into_iter()
+        .filter(|image| image.contains("@sha256:"))
+    {
+        match docker
+            .remove_image(&image, Some(options.clone()), None)
+            .await
+        {
+            Ok(_) => {
+                removed += 1;
+                metrics::counter!("berth_engine_images_removed_total").increment(1);
+                tracing::info!(image, "removed an image no container uses");
+            }
+            Err(error) => tracing::debug!(image, %error, "image kept"),
+        }
+    }
+    removed
 }
 
 /// A pull fails for good when the registry says the image or the access to

@@ -121,7 +121,7 @@ impl DockerRuntime {
     /// Removes the app's containers of deployments older than `current`
     /// (and unlabelled leftovers); containers of newer ones are left alone.
     async fn retire_older(&self, app_id: Uuid, current: Uuid) -> Result<usize, DeployError> {
-        let mut retired = 0;
+        let mut retired = Vec::new();
         for container in self.app_containers(app_id).await? {
             let instance = spec::instance_of(&container, &self.config.public_host);
             let older = instance.deployment_id.is_none_or(|id| id < current);
@@ -129,10 +129,22 @@ impl DockerRuntime {
                 let id = container.id.clone().unwrap_or(instance.name.clone());
                 self.retire(&id).await?;
                 tracing::info!(app_id = %app_id, container = instance.name, "retired an older container");
-                retired += 1;
+                retired.push(container);
             }
         }
-        Ok(retired)
+        Ok(self.retired(retired).await)
+    }
+
+    /// Counts retired containers and removes their images when no other
+    /// container uses them: rollback pulls them again, so the engine holds
+    /// only what runs or is stopped.
+    async fn retired(&self, containers: Vec<ContainerSummary>) -> usize {
+        let count = containers.len();
+        let images = containers
+            .into_iter()
+            .filter_map(|container| container.image);
+        image::remove_unused(&self.docker, images).await;
+        count
     }
 
     /// The newest running deployment of the app that is newer than `than`.
@@ -167,7 +179,22 @@ impl DockerRuntime {
         )
         .await?;
         let body = spec::container_body(spec, &self.config, &network);
-        let created = self.docker.create_container(Some(options), body).await?;
+        let created = match self
+            .docker
+            .create_container(Some(options.clone()), body.clone())
+            .await
+        {
+            // Another deploy's retirement removed the image between this
+            // deploy's pull and now: pull it again.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                let credentials = self.credentials(&spec.release.image, &spec.release.app.tenant);
+                image::ensure_image(&self.docker, &spec.release.image, credentials).await?;
+                self.docker.create_container(Some(options), body).await?
+            }
+            created => created?,
+        };
         let id = created.id;
         let port = spec.release.config.port;
         let events = ready::exit_events(&self.docker, &id);
@@ -326,16 +353,16 @@ impl Runtime for DockerRuntime {
         app: &AppRef,
         deployment_id: Option<Uuid>,
     ) -> Result<usize, DeployError> {
-        let mut retired = 0;
+        let mut retired = Vec::new();
         for container in self.app_containers(app.id).await? {
             let instance = spec::instance_of(&container, &self.config.public_host);
             if instance.deployment_id == deployment_id {
                 let id = container.id.clone().unwrap_or(instance.name.clone());
                 self.retire(&id).await?;
-                retired += 1;
+                retired.push(container);
             }
         }
-        Ok(retired)
+        Ok(self.retired(retired).await)
     }
 
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError> {
@@ -346,6 +373,6 @@ impl Runtime for DockerRuntime {
             }
         }
         tracing::info!(app_id = %app.id, removed = containers.len(), "removed the app's containers");
-        Ok(containers.len())
+        Ok(self.retired(containers).await)
     }
 }
