@@ -52,18 +52,13 @@ impl<P: MessagePublisher> Converger<P> {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        super::every(self.interval, shutdown, || async {
             match self.send().await {
                 Ok(apps) => tracing::debug!(apps, "desired state sent"),
                 Err(error) => tracing::warn!(%error, "could not send the desired state"),
             }
-        }
+        })
+        .await;
     }
 
     /// Reads and sends one snapshot; returns how many apps it names.

@@ -18,3 +18,25 @@ pub mod inform;
 pub mod reaper;
 pub mod relay;
 pub mod retention;
+
+use std::future::Future;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Runs `pass` now and then every `interval` (a late pass delays the next
+/// rather than bunching them) until `shutdown`.
+pub async fn every<F, Fut>(interval: Duration, shutdown: CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        pass().await;
+    }
+}

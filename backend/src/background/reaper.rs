@@ -81,17 +81,12 @@ impl Reaper {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.settings.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        super::every(self.settings.interval, shutdown, || async {
             if let Err(error) = self.reap().await {
                 tracing::warn!(%error, "the reaper could not run");
             }
-        }
+        })
+        .await;
     }
 
     /// Times out every overdue deployment; returns their ids.

@@ -68,13 +68,7 @@ impl<I: ImageStore> Retention<I> {
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.settings.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        super::every(self.settings.interval, shutdown, || async {
             match self.prune().await {
                 Ok(pruned) if pruned != Pruned::default() => tracing::info!(?pruned, "pruned"),
                 Ok(_) => {}
@@ -82,7 +76,8 @@ impl<I: ImageStore> Retention<I> {
                     tracing::warn!(%error, "retention could not finish; next pass retries")
                 }
             }
-        }
+        })
+        .await;
     }
 
     /// One pass; nothing when another replica holds the lock.
