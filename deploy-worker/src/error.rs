@@ -38,6 +38,9 @@ pub enum DeployError {
     #[error("a newer deployment ({newer}) is already running")]
     Superseded { newer: Uuid },
 
+    #[error("the deployment was cancelled during its rollout; the previous release keeps serving")]
+    Cancelled,
+
     #[error("the container engine is unavailable: {0}")]
     Engine(String),
 

@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use berth_proto::{AppRef, Release};
 use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::DeployError;
@@ -18,6 +19,12 @@ pub struct DeploySpec {
     pub release: Release,
     /// The release's env vars in plain text; the runtime adds `PORT`.
     pub env: BTreeMap<String, String>,
+    /// Cancelled when the backend no longer wants this deployment. Until
+    /// the new workload is ready the runtime then undoes its rollout (the
+    /// previous release never stopped serving) and fails with
+    /// [`DeployError::Cancelled`]; after that it finishes, and the backend
+    /// puts the live release back when the late `live` arrives.
+    pub cancelled: CancellationToken,
 }
 
 /// One workload a runtime has for an app: a container, or the app's
@@ -52,7 +59,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// it is kept (and the swap finished). On failure the new workload is
     /// removed and the previous one keeps serving. Fails with
     /// [`DeployError::Superseded`] when a newer deployment of the app went
-    /// live meanwhile.
+    /// live meanwhile, and with [`DeployError::Cancelled`] when
+    /// `spec.cancelled` fires during the rollout.
     async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError>;
 
     /// Runs `replicas` instances of the app's current release; `0` stops the

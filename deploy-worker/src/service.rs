@@ -12,7 +12,9 @@
 //!   the backend then ends it instead of leaving it in progress until the
 //!   reaper times it out; a deployment that already ended ignores the report;
 //! * deploys of one app are serialized within a worker; across workers the
-//!   runtime re-checks for a newer deployment before it retires older ones.
+//!   runtime re-checks for a newer deployment before it retires older ones;
+//! * a cancellation heard while the new release rolls out undoes the rollout
+//!   (see [`DeploySpec::cancelled`]).
 
 use async_trait::async_trait;
 use berth_common::control::Cancellations;
@@ -108,7 +110,8 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         let app_id = release.app.id;
         let lock = self.app_lock(app_id);
         let _serialized = lock.lock().await;
-        if let Some(reason) = self.cancellations.reason_for(app_id, Some(deployment_id)) {
+        let watched = self.cancellations.watch(app_id, Some(deployment_id));
+        if let Some(reason) = watched.reason() {
             tracing::info!(%deployment_id, %app_id, %reason, "deploy no longer wanted; refused");
             metrics::counter!("berth_deploys_refused_total", "why" => "cancelled").increment(1);
             return Ok(Outcome::Done);
@@ -161,12 +164,13 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             deployment_id,
             release,
             env,
+            cancelled: watched.token(),
         };
         let started = std::time::Instant::now();
         let result = self.runtime.deploy(&spec).await;
         let outcome = match &result {
             Ok(_) => "live",
-            Err(DeployError::Superseded { .. }) => "cancelled",
+            Err(DeployError::Superseded { .. } | DeployError::Cancelled) => "cancelled",
             Err(error) if error.is_transient() => "retry",
             Err(_) => "failed",
         };
@@ -183,6 +187,11 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                     .with_endpoint(endpoint)
             }
             Err(error @ DeployError::Superseded { .. }) => cancelled(error.to_string()),
+            Err(error @ DeployError::Cancelled) => {
+                let why = watched.reason().unwrap_or_default();
+                tracing::info!(%deployment_id, %app_id, why, "rollout cancelled and undone");
+                cancelled(format!("{error} ({why})"))
+            }
             Err(error) if error.is_transient() => {
                 tracing::warn!(%deployment_id, %app_id, %error, "deploy hit a passing failure");
                 return Err(Outcome::Retry(error.to_string()));

@@ -18,6 +18,8 @@ struct FakeRuntime {
     apps: StdMutex<Vec<AppRef>>,
     retired: StdMutex<Vec<Option<Uuid>>>,
     removed: StdMutex<Vec<Uuid>>,
+    /// A rollout that never becomes ready: `deploy` waits for its cancel.
+    rolls_out_forever: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -27,6 +29,13 @@ impl Runtime for FakeRuntime {
     }
     async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError> {
         self.deploys.lock().unwrap().push(spec.clone());
+        if self
+            .rolls_out_forever
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            spec.cancelled.cancelled().await;
+            return Err(DeployError::Cancelled);
+        }
         self.result
             .lock()
             .unwrap()
@@ -355,4 +364,43 @@ async fn a_deploy_past_its_deadline_is_refused_and_reported_timed_out() {
     );
     assert!(service.runtime.deploys.lock().unwrap().is_empty());
     assert_eq!(service.publisher.states(), [DeploymentState::TimedOut]);
+}
+
+#[tokio::test]
+async fn a_cancel_heard_during_the_rollout_undoes_it_and_reports_who_cancelled() {
+    let cancellations = berth_common::control::Cancellations::new();
+    let service = Arc::new(service().with_cancellations(cancellations.clone()));
+    service
+        .runtime
+        .rolls_out_forever
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let release = release(&BTreeMap::new());
+    let deployment = Uuid::now_v7();
+    let deploying = {
+        let service = service.clone();
+        let release = release.clone();
+        tokio::spawn(async move { service.deploy(deployment, 1, release).await })
+    };
+    while service.runtime.deploys.lock().unwrap().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cancellations.hear(berth_proto::Cancellation {
+        app: release.app.clone(),
+        deployment_id: Some(deployment),
+        reason: "cancelled by alice".into(),
+        state: DeploymentState::Cancelled,
+    });
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), deploying)
+        .await
+        .expect("the rollout stops when cancelled")
+        .unwrap();
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(
+        service.publisher.states(),
+        [DeploymentState::Deploying, DeploymentState::Cancelled]
+    );
+    assert_eq!(
+        service.publisher.last().reason.as_deref(),
+        Some("the deployment was cancelled during its rollout; the previous release keeps serving (cancelled by alice)")
+    );
 }

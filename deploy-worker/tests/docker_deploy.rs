@@ -196,6 +196,56 @@ async fn an_app_that_never_listens_fails_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_rollout_cancelled_before_it_serves_is_undone_and_the_previous_keeps_serving() {
+    let images = images().await;
+    let worker = Worker::start(120).await;
+    let app = new_app();
+    let first = Uuid::now_v7();
+    worker.deploy(first, &release(&app, &images.v1, &[])).await;
+    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+
+    let spec = berth_deploy_worker::DeploySpec {
+        deployment_id: Uuid::now_v7(),
+        release: release(&app, &images.silent, &[]),
+        env: Default::default(),
+        cancelled: Default::default(),
+    };
+    let cancel = spec.cancelled.clone();
+    let rollout = tokio::spawn({
+        let runtime = docker_runtime(120).await;
+        async move { runtime.deploy(&spec).await }
+    });
+    // Until the new container exists, then cancel while it is not ready.
+    while containers_of(&app).await.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    let cancelled_at = Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(5), rollout)
+        .await
+        .expect("a cancelled rollout stops within 5 s")
+        .unwrap()
+        .unwrap_err();
+    eprintln!("cancel -> undone in {:?}", cancelled_at.elapsed());
+    assert!(
+        matches!(error, berth_deploy_worker::DeployError::Cancelled),
+        "{error}"
+    );
+    let containers = containers_of(&app).await;
+    assert_eq!(
+        containers.len(),
+        1,
+        "the new container is gone: {containers:?}"
+    );
+    assert_eq!(containers[0].1, first.to_string());
+    assert_eq!(containers[0].2, "running");
+    assert_eq!(http_get(&serving, "/").await.unwrap(), "v1");
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test]
 async fn a_redelivered_deploy_reports_live_again_without_a_second_container() {
     let images = images().await;
     let worker = Worker::start(60).await;

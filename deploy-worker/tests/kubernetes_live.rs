@@ -59,6 +59,7 @@ impl Live {
             deployment_id: Uuid::now_v7(),
             release: release.clone(),
             env: env.clone(),
+            cancelled: Default::default(),
         };
         (spec.deployment_id, self.runtime.deploy(&spec).await)
     }

@@ -147,6 +147,15 @@ impl DockerRuntime {
         count
     }
 
+    /// Undoes a cancelled rollout: the new container goes (by name, since it
+    /// may be half made; a create still in flight leaves one the reconciler
+    /// retires), the older ones were never touched and keep serving.
+    async fn undo(&self, name: &str) -> Result<Endpoint, DeployError> {
+        self.remove(name).await?;
+        tracing::info!(container = name, "rollout cancelled; removed its container");
+        Err(DeployError::Cancelled)
+    }
+
     /// The newest running deployment of the app that is newer than `than`.
     async fn newer_running(&self, app_id: Uuid, than: Uuid) -> Result<Option<Uuid>, DeployError> {
         Ok(self
@@ -261,13 +270,20 @@ impl Runtime for DockerRuntime {
                 if let Some(stale) = existing.and_then(|c| c.id) {
                     self.remove(&stale).await?;
                 }
-                image::ensure_image(
-                    &self.docker,
-                    &spec.release.image,
-                    self.credentials(&spec.release.image, &app.tenant),
-                )
-                .await?;
-                let (id, host_port) = self.start_new(spec, &name).await?;
+                let rollout = async {
+                    image::ensure_image(
+                        &self.docker,
+                        &spec.release.image,
+                        self.credentials(&spec.release.image, &app.tenant),
+                    )
+                    .await?;
+                    self.start_new(spec, &name).await
+                };
+                let (id, host_port) = tokio::select! {
+                    biased;
+                    _ = spec.cancelled.cancelled() => return self.undo(&name).await,
+                    started = rollout => started?,
+                };
                 if let Some(newer) = self.newer_running(app.id, deployment_id).await? {
                     self.remove(&id).await?;
                     return Err(DeployError::Superseded { newer });
@@ -275,6 +291,10 @@ impl Runtime for DockerRuntime {
                 host_port
             }
         };
+        // The last moment to back out: past it the older containers go.
+        if spec.cancelled.is_cancelled() {
+            return self.undo(&name).await;
+        }
         let retired = self.retire_older(app.id, deployment_id).await?;
         let endpoint = spec::endpoint(&self.config.public_host, host_port);
         tracing::info!(%deployment_id, app_id = %app.id, endpoint, retired,

@@ -212,6 +212,7 @@ mod tests {
                 ("DATABASE_URL".into(), "postgres://x".into()),
                 ("PORT".into(), "9999".into()),
             ]),
+            cancelled: Default::default(),
         }
     }
 

@@ -68,6 +68,7 @@ impl Deploy {
                 deployment_id: Uuid::now_v7(),
                 release,
                 env: BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]),
+                cancelled: Default::default(),
             },
         }
     }

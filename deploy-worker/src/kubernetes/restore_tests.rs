@@ -238,3 +238,78 @@ async fn an_apply_the_api_server_refuses_fails_for_good_and_names_the_object() {
     );
     server.done().await;
 }
+
+/// A deploy whose rollout is cancelled after its pods were looked at once
+/// (the poll is long, so the next look would come only after the cancel).
+fn start_cancellable(
+    deploy: &Deploy,
+) -> (
+    tokio::task::JoinHandle<Result<String, DeployError>>,
+    ApiServer,
+    tokio_util::sync::CancellationToken,
+) {
+    let (client, server) = kube_fake::pair();
+    let mut settings = rollout();
+    settings.rollout_poll_millis = 60_000;
+    let runtime = super::KubeRuntime::new(client, super::fake::settings(), settings);
+    let spec = deploy.spec.clone();
+    let cancel = spec.cancelled.clone();
+    let task = tokio::spawn(async move { runtime.deploy(&spec).await });
+    (task, server, cancel)
+}
+
+#[tokio::test]
+async fn a_rollout_cancelled_midway_restores_the_previous_release() {
+    let first = Deploy::first();
+    let second = first.next("registry.example:5000/acme/web@sha256:cccc");
+    let (task, mut server, cancel) = start_cancellable(&second);
+    expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
+    expect_apply(&mut server, &second).await;
+    expect_get_deployment(
+        &mut server,
+        Some(second.deployment().generation(2).rolling(1, 1, 2)),
+    )
+    .await;
+    expect_pods(
+        &mut server,
+        &second,
+        vec![second.pod("web-2").running(false)],
+    )
+    .await;
+    cancel.cancel();
+    expect_restore(&mut server, &first).await;
+    let error = task.await.unwrap().unwrap_err();
+    assert!(matches!(error, DeployError::Cancelled), "{error}");
+    assert!(!error.is_transient());
+    server.done().await;
+}
+
+#[tokio::test]
+async fn a_first_rollout_cancelled_midway_deletes_its_deployment() {
+    let first = Deploy::first();
+    let (task, mut server, cancel) = start_cancellable(&first);
+    expect_get_deployment(&mut server, None).await;
+    expect_apply(&mut server, &first).await;
+    expect_get_deployment(&mut server, Some(first.deployment().rolling(1, 0, 1))).await;
+    expect_pods(&mut server, &first, vec![first.pod("web-1").running(false)]).await;
+    cancel.cancel();
+    expect_delete(&mut server, DEPLOYMENT)
+        .await
+        .assert_body("/propagationPolicy", "Background")
+        .respond_json(success_status());
+    let error = task.await.unwrap().unwrap_err();
+    assert!(matches!(error, DeployError::Cancelled), "{error}");
+    server.done().await;
+}
+
+#[tokio::test]
+async fn a_deploy_cancelled_before_it_applies_changes_nothing() {
+    let first = Deploy::first();
+    let second = first.next("registry.example:5000/acme/web@sha256:cdcd");
+    let (task, mut server, cancel) = start_cancellable(&second);
+    cancel.cancel();
+    expect_get_deployment(&mut server, Some(first.deployment().rolled_out())).await;
+    let error = task.await.unwrap().unwrap_err();
+    assert!(matches!(error, DeployError::Cancelled), "{error}");
+    server.done().await;
+}

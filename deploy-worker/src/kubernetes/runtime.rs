@@ -262,6 +262,9 @@ impl Runtime for KubeRuntime {
             &self.settings,
             pull.as_ref(),
         );
+        if spec.cancelled.is_cancelled() {
+            return Err(DeployError::Cancelled);
+        }
         apply_all(&self.client, &documents).await?;
         tracing::info!(%deployment_id, app_id = %app.id, objects = documents.len(), "applied; waiting for the rollout");
         let rollout = Rollout {
@@ -273,13 +276,19 @@ impl Runtime for KubeRuntime {
             port: release.config.port,
             settings: &self.rollout,
         };
-        match rollout.wait().await {
+        let waited = tokio::select! {
+            biased;
+            _ = spec.cancelled.cancelled() => Err(DeployError::Cancelled),
+            waited = rollout.wait() => waited,
+        };
+        match waited {
             Ok(()) => {
                 self.prune_env_secrets(release).await;
                 Ok(endpoint)
             }
             Err(error @ DeployError::Superseded { .. }) => Err(error),
             Err(error) if error.is_transient() => Err(error),
+            // A cancelled rollout is undone like a failed one.
             Err(error) => {
                 tracing::warn!(%deployment_id, app_id = %app.id, %error, "the rollout failed; restoring");
                 self.restore(app, before).await;
