@@ -174,6 +174,19 @@ async fn releases_beyond_rollback_and_of_deleted_apps_lose_their_images() {
     .execute(f.db())
     .await
     .unwrap();
+    // The deployment that once made `beyond` live: its view says the
+    // release can no longer be rolled back to.
+    let went_live = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO deployments (id, app_id, state, trigger, release_id)
+         VALUES ($1, $2, 'superseded', 'user', $3)",
+    )
+    .bind(went_live)
+    .bind(web)
+    .bind(beyond)
+    .execute(f.db())
+    .await
+    .unwrap();
     let old = f.create_app("old").await;
     let old_image = f.push("old", "r1").await;
     let old_release = f.release(old, &old_image, 60).await;
@@ -234,6 +247,30 @@ async fn releases_beyond_rollback_and_of_deleted_apps_lose_their_images() {
         beyond_view.unwrap()["pruned_at"].is_string(),
         "{}",
         listed.body
+    );
+    let deployment = f
+        .app
+        .get(&format!("/api/v1/deployments/{went_live}"), &f.token)
+        .await;
+    assert!(
+        deployment.body["release_pruned_at"].is_string(),
+        "{}",
+        deployment.body
+    );
+    let kept = f
+        .app
+        .get(&format!("/api/v1/apps/{web}/deployments"), &f.token)
+        .await;
+    let in_use_view = kept
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["release_id"] == in_use.to_string());
+    assert!(
+        in_use_view.unwrap()["release_pruned_at"].is_null(),
+        "{}",
+        kept.body
     );
 
     let again = f.retention(2, None).prune().await.unwrap();

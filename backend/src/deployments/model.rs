@@ -61,6 +61,9 @@ pub struct Deployment {
     /// Where it answers, once live.
     pub endpoint: Option<String>,
     pub release_id: Uuid,
+    /// When retention removed the release's image: it can no longer be
+    /// rolled back to.
+    pub release_pruned_at: Option<DateTime<Utc>>,
     /// The berth user who asked; null for a push.
     pub created_by: Option<Uuid>,
     /// For a push: the GitHub login that pushed.
@@ -93,6 +96,7 @@ impl Deployment {
             image: row.image,
             endpoint: row.endpoint,
             release_id: row.release_id,
+            release_pruned_at: row.release_pruned_at,
             created_by: row.created_by,
             pushed_by: row.pushed_by,
             queue,

@@ -20,6 +20,8 @@ pub struct DeploymentRow {
     pub commit_sha: Option<String>,
     pub commit_message: Option<String>,
     pub release_id: Uuid,
+    /// When retention removed the release's image.
+    pub release_pruned_at: Option<DateTime<Utc>>,
     pub image: Option<String>,
     pub endpoint: Option<String>,
     pub reason: Option<String>,
@@ -31,6 +33,7 @@ pub struct DeploymentRow {
 
 const COLUMNS: &str = "d.id, d.app_id, d.state, d.trigger, d.git_ref, d.commit_sha,
     d.commit_message, d.release_id,
+    (SELECT r.pruned_at FROM releases r WHERE r.id = d.release_id) AS release_pruned_at,
     d.image, d.endpoint, d.reason, d.created_by, d.pushed_by, d.created_at, d.updated_at";
 
 pub struct NewDeployment<'a> {
@@ -46,6 +49,9 @@ pub struct NewDeployment<'a> {
     pub pushed_by: Option<&'a str>,
     /// The commit's message's first line, when the trigger knows it.
     pub commit_message: Option<&'a str>,
+    /// A build waits for the relay to dispatch it (see `dispatch`); a
+    /// deployment of an existing release goes out at once.
+    pub waits_for_dispatch: bool,
 }
 
 /// Inserts a `queued` deployment and its first history entry. Without a
@@ -54,12 +60,13 @@ pub struct NewDeployment<'a> {
 pub async fn insert(conn: &mut PgConnection, new: NewDeployment<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO deployments (id, app_id, state, trigger, git_ref, commit_sha, release_id,
-                                  image, created_by, pushed_by, commit_message)
+                                  image, created_by, pushed_by, commit_message, dispatched_at)
          VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9,
                  COALESCE($10, (SELECT commit_message FROM deployments
                                 WHERE app_id = $2 AND commit_sha = $5
                                   AND commit_message IS NOT NULL
-                                ORDER BY id DESC LIMIT 1)))",
+                                ORDER BY id DESC LIMIT 1)),
+                 CASE WHEN $11 THEN NULL ELSE now() END)",
     )
     .bind(new.id)
     .bind(new.app_id)
@@ -71,6 +78,7 @@ pub async fn insert(conn: &mut PgConnection, new: NewDeployment<'_>) -> Result<(
     .bind(new.created_by)
     .bind(new.pushed_by)
     .bind(new.commit_message)
+    .bind(new.waits_for_dispatch)
     .execute(&mut *conn)
     .await?;
     record_state(conn, new.id, DeploymentState::Queued, Utc::now()).await

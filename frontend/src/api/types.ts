@@ -70,6 +70,8 @@ export interface Deployment {
   states: StateEntry[];
   trigger: string;
   release_id: string;
+  /** When retention removed the release's image: it cannot be rolled back to. */
+  release_pruned_at?: string | null;
   created_at: string;
   updated_at: string;
   commit?: string | null;

@@ -176,4 +176,9 @@ describe("canRollBackTo", () => {
     expect(canRollBackTo({ state: "failed", states: [{ state: "building" }, { state: "failed" }], release_id: "r3" }, "r2")).toBe(false);
     expect(canRollBackTo({ state: "live", states: live, release_id: "r1" }, "r2")).toBe(false);
   });
+  it("does not offer a release whose image retention removed", () => {
+    const pruned = { state: "superseded", states: [...live, { state: "superseded" }], release_id: "r1" };
+    expect(canRollBackTo({ ...pruned, release_pruned_at: "2026-12-01T10:00:00Z" }, "r2")).toBe(false);
+    expect(canRollBackTo({ ...pruned, release_pruned_at: null }, "r2")).toBe(true);
+  });
 });

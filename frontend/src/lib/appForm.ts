@@ -171,10 +171,18 @@ export function parseReplicas(value: string): { replicas: number } | { error: st
   return { replicas: Number(t) };
 }
 
-/** A deployment can be rolled back to when it once went live and its release is not the one running. */
+/**
+ * A deployment can be rolled back to when it once went live, its release is not the one running,
+ * and retention has not removed the release's image.
+ */
 export function canRollBackTo(
-  d: { state: string; states: { state: string }[]; release_id: string },
+  d: { state: string; states: { state: string }[]; release_id: string; release_pruned_at?: string | null },
   currentReleaseId: string | null | undefined,
 ): boolean {
-  return d.release_id !== currentReleaseId && d.state !== "live" && d.states.some((s) => s.state === "live");
+  return (
+    d.release_id !== currentReleaseId &&
+    d.state !== "live" &&
+    !d.release_pruned_at &&
+    d.states.some((s) => s.state === "live")
+  );
 }

@@ -236,6 +236,7 @@ function DeploymentRow({
         {triggerLabel(d.trigger, d.pushed_by)} · <time dateTime={d.created_at}>{timeAgo(d.created_at)}</time>
         {took && <> · took {took}</>}
         {d.queue && <> · {queueLabel(d.queue.position, d.queue.estimated_start_secs)}</>}
+        {d.release_pruned_at && <> · image removed by retention, so it cannot be rolled back to</>}
       </div>
       {d.reason && <p className="reason">{d.reason}</p>}
       {isInProgress(d.state) && (
