@@ -132,6 +132,17 @@ pub struct Config {
     #[arg(long, env = "BERTH_DEADLINE_SCALE", default_value_t = 1.0)]
     pub deadline_scale: f64,
 
+    /// How many builds are handed to the build-workers at once: the sum of
+    /// their `BERTH_BUILD_CONCURRENCY`. More builds wait in the database,
+    /// where they are ordered fairly across tenants and never time out.
+    #[arg(long, env = "BERTH_BUILD_SLOTS", default_value_t = 2)]
+    pub build_slots: u32,
+
+    /// How many of one tenant's builds are handed out at once (at most the
+    /// build-workers' `BERTH_BUILD_TENANT_CONCURRENCY`, summed).
+    #[arg(long, env = "BERTH_TENANT_BUILD_SLOTS", default_value_t = 1)]
+    pub tenant_build_slots: u32,
+
     /// How often the reaper looks for overdue deployments, in seconds.
     #[arg(long, env = "BERTH_REAPER_INTERVAL_SECS", default_value_t = 15)]
     pub reaper_interval_secs: u64,
@@ -417,6 +428,11 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.deadline_scale.is_finite() && self.deadline_scale > 0.0) {
             anyhow::bail!("BERTH_DEADLINE_SCALE must be a positive number");
+        }
+        if self.build_slots == 0 || self.tenant_build_slots == 0 {
+            anyhow::bail!(
+                "BERTH_BUILD_SLOTS and BERTH_TENANT_BUILD_SLOTS must be at least 1, or no build ever starts"
+            );
         }
         self.trusted_proxies()
             .map_err(|e| anyhow::anyhow!("BERTH_TRUSTED_PROXIES: {e}"))?;

@@ -24,10 +24,14 @@ pub async fn enqueue<P: Payload>(
     Ok(envelope)
 }
 
-/// Messages written but not yet published.
+/// Messages written but not yet published, less the build requests that
+/// wait for a build slot (those are the build queue, not a stuck relay).
 pub async fn backlog(db: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL",
+        "SELECT count(*) FROM outbox o
+         LEFT JOIN deployments d ON d.id = (o.envelope->>'deployment_id')::uuid
+         WHERE o.published_at IS NULL AND o.parked_at IS NULL
+           AND (d.id IS NULL OR d.state <> 'queued' OR d.dispatched_at IS NOT NULL)",
     )
     .fetch_one(db)
     .await?)

@@ -13,6 +13,7 @@ use crate::background::retention::registry::RegistryImages;
 use crate::background::retention::{Retention, RetentionSettings};
 use crate::config::Config;
 use crate::credentials::tokens::TokenKeys;
+use crate::deployments::dispatch::BuildSlots;
 use crate::error::Error;
 use crate::github_api::ReqwestGitHub;
 use crate::health::Health;
@@ -188,6 +189,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state.outbox.clone(),
         RelaySettings {
             deadline_scale: config.deadline_scale,
+            build_slots: BuildSlots {
+                total: config.build_slots,
+                per_tenant: config.tenant_build_slots,
+            },
             ..RelaySettings::default()
         },
     );

@@ -196,7 +196,8 @@ async fn failures_timeouts_and_cancellations_are_reported_generically_with_the_l
     // The reaper's timeouts are reported as errors.
     let stuck = setup.deploy(json!({"commit": SHA2})).await;
     sqlx::query(
-        "UPDATE deployments SET state_changed_at = now() - interval '31 minutes' WHERE id = $1",
+        "UPDATE deployments SET state_changed_at = now() - interval '31 minutes',
+                                dispatched_at = now() - interval '31 minutes' WHERE id = $1",
     )
     .bind(stuck)
     .execute(setup.app.pool())

@@ -6,6 +6,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use berth_backend::background::relay::{Relay, RelaySettings};
+use berth_backend::deployments::dispatch::BuildSlots;
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::Envelope;
 use common::broker::TestBroker;
@@ -54,6 +55,11 @@ fn relay(app: &TestApp, broker: &TestBroker, park_after: i32) -> Relay<berth_com
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
             park_after,
+            // Both builds are alice's: let them out together.
+            build_slots: BuildSlots {
+                total: 10,
+                per_tenant: 10,
+            },
             ..Default::default()
         },
     )

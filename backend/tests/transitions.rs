@@ -349,7 +349,8 @@ async fn the_reaper_tells_the_workers_what_it_timed_out() {
     let setup = Setup::new().await;
     let id = id_of(&setup.deploy().await);
     sqlx::query(
-        "UPDATE deployments SET state_changed_at = now() - interval '31 minutes' WHERE id = $1",
+        "UPDATE deployments SET state_changed_at = now() - interval '31 minutes',
+                                dispatched_at = now() - interval '31 minutes' WHERE id = $1",
     )
     .bind(id)
     .execute(setup.app.pool())

@@ -98,8 +98,12 @@ impl Reaper {
             };
             let reason = format!("no progress while {state} for {}", minutes(deadline));
             let overdue = sqlx::query_as::<_, (Uuid, Uuid)>(
+                // A queued build waiting for a slot is never overdue: its
+                // deadline counts from its dispatch.
                 "SELECT id, app_id FROM deployments
-                 WHERE state = $1 AND state_changed_at < now() - make_interval(secs => $2)
+                 WHERE state = $1
+                   AND CASE WHEN state = 'queued' THEN dispatched_at ELSE state_changed_at END
+                       < now() - make_interval(secs => $2)
                  ORDER BY id",
             )
             .bind(state.as_str())

@@ -7,8 +7,11 @@
 //! Build and deploy requests leave only while their deployment is in
 //! progress (one cancelled or superseded before the relay got to it is
 //! never sent) and carry the deadline of the state the deployment waits
-//! in, after which a worker refuses them.
+//! in, after which a worker refuses them. A build request leaves only once
+//! the relay dispatched its build ([`crate::deployments::dispatch`]): its
+//! `queued` deadline counts from then.
 
+use crate::deployments::dispatch::{self, BuildSlots};
 use crate::deployments::transitions::{self, Change};
 use crate::error::{Error, Result};
 use crate::outbox::backlog;
@@ -39,6 +42,8 @@ pub struct RelaySettings {
     /// A row the broker refused this often is parked, and its deployment
     /// fails.
     pub park_after: i32,
+    /// How many builds may be dispatched at once.
+    pub build_slots: BuildSlots,
 }
 
 impl Default for RelaySettings {
@@ -51,6 +56,7 @@ impl Default for RelaySettings {
             publish_timeout: Duration::from_secs(15),
             deadline_scale: 1.0,
             park_after: 12,
+            build_slots: BuildSlots::default(),
         }
     }
 }
@@ -71,6 +77,7 @@ struct Row {
     /// The state of the deployment the message is about, if any.
     state: Option<String>,
     state_changed_at: Option<DateTime<Utc>>,
+    dispatched_at: Option<DateTime<Utc>>,
 }
 
 /// The advisory lock only the publishing relay holds.
@@ -107,7 +114,12 @@ impl Row {
             if !state.is_in_progress() {
                 return Dispatch::Skip(state);
             }
-            if let (Some(deadline), Some(since)) = (state.deadline(), self.state_changed_at) {
+            // Waiting for a build slot is not a stalled step.
+            let since = match state {
+                DeploymentState::Queued => self.dispatched_at.or(self.state_changed_at),
+                _ => self.state_changed_at,
+            };
+            if let (Some(deadline), Some(since)) = (state.deadline(), since) {
                 let deadline = deadline.mul_f64(deadline_scale.max(0.0));
                 envelope.deadline = chrono::Duration::from_std(deadline)
                     .ok()
@@ -177,12 +189,15 @@ impl<P: MessagePublisher> Relay<P> {
         if !leader {
             return Ok(0);
         }
+        dispatch::dispatch(&mut tx, self.settings.build_slots).await?;
         let rows = sqlx::query_as::<_, Row>(
-            "SELECT o.id, o.routing_key, o.envelope, o.attempts, d.state, d.state_changed_at
+            "SELECT o.id, o.routing_key, o.envelope, o.attempts, d.state, d.state_changed_at,
+                    d.dispatched_at
              FROM outbox o
              LEFT JOIN deployments d ON d.id = (o.envelope->>'deployment_id')::uuid
              WHERE o.published_at IS NULL AND o.parked_at IS NULL
                AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+               AND (d.id IS NULL OR d.state <> 'queued' OR d.dispatched_at IS NOT NULL)
              ORDER BY o.id LIMIT $1 FOR UPDATE OF o",
         )
         .bind(self.settings.batch_size)

@@ -1,9 +1,11 @@
 //! Where a queued deployment stands: how many wait ahead of it for the same
 //! kind of worker, and a guess of when it starts from how long recent builds
-//! took. The build queue is first in, first out by publish order, which is
-//! the order of deployment ids (UUIDv7); a rollback or a repair skips the
-//! build and waits for a deploy worker instead.
+//! took. A dispatched build waits in the broker's queue, first in, first out
+//! by deployment id (UUIDv7); one not dispatched yet comes after all of
+//! those, in the fair order of [`super::dispatch`]. A rollback or a repair
+//! skips the build and waits for a deploy worker instead.
 
+use super::dispatch::{FAIR_KEY, FAIR_ORDER};
 use crate::error::Result;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -26,13 +28,24 @@ pub struct QueuePlace {
 
 /// The place of each of `ids` that is still `queued`.
 pub async fn places(db: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, QueuePlace>> {
-    let rows = sqlx::query_as::<_, (Uuid, i64)>(
-        "SELECT d.id,
+    let rows = sqlx::query_as::<_, (Uuid, i64)>(&format!(
+        "WITH {FAIR_ORDER},
+         in_broker AS (
+            SELECT id FROM builds WHERE state = 'queued' AND dispatched_at IS NOT NULL),
+         fair AS (SELECT id, row_number() OVER (ORDER BY {FAIR_KEY}) AS place FROM waiting)
+         SELECT d.id,
+            CASE
+              WHEN d.trigger IN ('rollback', 'repair') THEN
                 (SELECT count(*) FROM deployments q
                  WHERE q.state = 'queued' AND q.id <= d.id
-                   AND (q.trigger IN ('rollback', 'repair')) = (d.trigger IN ('rollback', 'repair')))
-         FROM deployments d WHERE d.id = ANY($1) AND d.state = 'queued'",
-    )
+                   AND q.trigger IN ('rollback', 'repair'))
+              WHEN d.dispatched_at IS NOT NULL THEN
+                (SELECT count(*) FROM in_broker b WHERE b.id <= d.id)
+              ELSE (SELECT count(*) FROM in_broker)
+                   + (SELECT place FROM fair WHERE fair.id = d.id)
+            END
+         FROM deployments d WHERE d.id = ANY($1) AND d.state = 'queued'"
+    ))
     .bind(ids)
     .fetch_all(db)
     .await?;

@@ -86,6 +86,7 @@ pub async fn request_build(
             created_by: intent.created_by,
             pushed_by: intent.pushed_by,
             commit_message: intent.commit_message,
+            waits_for_dispatch: true,
         },
     )
     .await?;
@@ -185,6 +186,7 @@ async fn deploy_release(
             created_by,
             pushed_by: None,
             commit_message: None,
+            waits_for_dispatch: false,
         },
     )
     .await?;
