@@ -385,12 +385,40 @@ async fn a_scale_made_while_a_deployment_was_on_its_way_wins_when_it_goes_live()
         )
         .await;
     assert_eq!(scaled.status, StatusCode::ACCEPTED, "{}", scaled.body);
-    let before = setup.outbox("app.scale_requested").await.len();
+    let before = setup.outbox("app.scale_requested").await;
+    assert!(
+        before
+            .last()
+            .unwrap()
+            .payload
+            .get("live_deployment_id")
+            .is_none(),
+        "nothing is live yet"
+    );
     // The release was requested at 1 instance.
     setup.go_live(&deployment).await;
     let scales = setup.outbox("app.scale_requested").await;
-    assert_eq!(scales.len(), before + 1, "going live scales again");
-    assert_eq!(scales.last().unwrap().payload["replicas"], 0);
+    assert_eq!(scales.len(), before.len() + 1, "going live scales again");
+    let rescale = &scales.last().unwrap().payload;
+    assert_eq!(rescale["replicas"], 0);
+    // Only the live deployment's workloads are touched, never a deploy
+    // in progress on another worker (F16).
+    let live = id_of(&deployment).to_string();
+    assert_eq!(rescale["live_deployment_id"], live.as_str());
+    setup
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/apps/{}/scale", setup.app_id),
+            Some(&setup.token),
+            Some(json!({"replicas": 1})),
+        )
+        .await;
+    let scales = setup.outbox("app.scale_requested").await;
+    assert_eq!(
+        scales.last().unwrap().payload["live_deployment_id"],
+        live.as_str()
+    );
 }
 
 #[tokio::test]

@@ -215,14 +215,14 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         match need {
             Need::Nothing => {}
             Need::Scale(replicas) => {
-                let changed = self.runtime.scale(&desired.app, replicas).await?;
+                let live = desired.live.as_ref().map(|live| live.deployment_id);
+                let changed = self.runtime.scale(&desired.app, replicas, live).await?;
                 if changed > 0 {
                     let repair = if replicas == 0 {
                         Repair::Stopped
                     } else {
                         Repair::Started
                     };
-                    let live = desired.live.as_ref().map(|live| live.deployment_id);
                     self.repaired(repair, &desired.app, live, changed).await;
                 }
             }

@@ -66,8 +66,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs `replicas` instances of the app's current release; `0` stops the
     /// app and keeps everything, so scaling up resumes it. Returns how many
     /// workloads were changed; an app with nothing deployed yet is `Ok(0)`
-    /// (its next deploy brings the new scale along).
-    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError>;
+    /// (its next deploy brings the new scale along). With `live`, only that
+    /// deployment's workloads are touched (a deploy in progress elsewhere
+    /// is left alone).
+    async fn scale(
+        &self,
+        app: &AppRef,
+        replicas: u32,
+        live: Option<Uuid>,
+    ) -> Result<usize, DeployError>;
 
     /// Stops and removes every workload of the app; returns how many.
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError>;

@@ -211,10 +211,10 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
 
     /// Sets how many instances of the app run. Idempotent: scaling to the
     /// scale it has changes nothing.
-    pub async fn scale(&self, app: AppRef, replicas: u32) -> Outcome {
+    pub async fn scale(&self, app: AppRef, replicas: u32, live: Option<Uuid>) -> Outcome {
         let lock = self.app_lock(app.id);
         let _serialized = lock.lock().await;
-        match self.runtime.scale(&app, replicas).await {
+        match self.runtime.scale(&app, replicas, live).await {
             Ok(changed) => {
                 tracing::info!(app_id = %app.id, replicas, changed, "app scaled");
                 Outcome::Done
@@ -287,7 +287,10 @@ impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
             },
             Message::AppRemovalRequested(request) => self.remove_app(request.app).await,
             Message::DesiredState(desired) => self.reconcile(desired).await,
-            Message::AppScaleRequested(request) => self.scale(request.app, request.replicas).await,
+            Message::AppScaleRequested(request) => {
+                self.scale(request.app, request.replicas, request.live_deployment_id)
+                    .await
+            }
             _ => Outcome::Reject(format!(
                 "`{}` is not handled by the deploy-worker",
                 envelope.kind

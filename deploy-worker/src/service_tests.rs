@@ -42,7 +42,12 @@ impl Runtime for FakeRuntime {
             .take()
             .unwrap_or_else(|| Ok("http://127.0.0.1:1234".into()))
     }
-    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError> {
+    async fn scale(
+        &self,
+        app: &AppRef,
+        replicas: u32,
+        _live: Option<Uuid>,
+    ) -> Result<usize, DeployError> {
         self.scales.lock().unwrap().push((app.id, replicas));
         Ok(1)
     }
@@ -296,6 +301,7 @@ async fn a_scale_request_reaches_the_runtime_and_reports_nothing() {
         &berth_proto::AppScaleRequested {
             app: app.clone(),
             replicas: 0,
+            live_deployment_id: None,
         },
     );
     let message = envelope.decode().unwrap();

@@ -245,6 +245,57 @@ async fn a_rollout_cancelled_before_it_serves_is_undone_and_the_previous_keeps_s
     worker.stop().await;
 }
 
+/// F16: a scale handled by one worker while another worker's deploy waits
+/// for its new container touches only the live deployment's container.
+#[tokio::test]
+async fn a_scale_beside_another_workers_deploy_keeps_the_live_release_serving() {
+    let images = images().await;
+    let worker = Worker::start(120).await;
+    let app = new_app();
+    let first = Uuid::now_v7();
+    worker.deploy(first, &release(&app, &images.v1, &[])).await;
+    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+
+    let spec = berth_deploy_worker::DeploySpec {
+        deployment_id: Uuid::now_v7(),
+        release: release(&app, &images.silent, &[]),
+        env: Default::default(),
+        cancelled: Default::default(),
+    };
+    let cancel = spec.cancelled.clone();
+    let other_worker = docker_runtime(120).await;
+    let rollout = tokio::spawn(async move { other_worker.deploy(&spec).await });
+    while containers_of(&app).await.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let changed = worker.runtime.scale(&app, 1, Some(first)).await.unwrap();
+    assert_eq!(changed, 0, "the live container already runs");
+    let states: Vec<_> = containers_of(&app).await;
+    assert!(
+        states.iter().all(|(_, _, state)| state == "running"),
+        "{states:?}"
+    );
+    assert_eq!(http_get(&serving, "/").await.unwrap(), "v1");
+    // Scaled to 0 and back, still only the live deployment's container.
+    worker.runtime.scale(&app, 0, Some(first)).await.unwrap();
+    worker.runtime.scale(&app, 1, Some(first)).await.unwrap();
+    let states = containers_of(&app).await;
+    assert_eq!(
+        states.len(),
+        2,
+        "the deploy in progress keeps its container"
+    );
+    assert!(
+        states.iter().all(|(_, _, state)| state == "running"),
+        "{states:?}"
+    );
+
+    cancel.cancel();
+    rollout.await.unwrap().unwrap_err();
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn a_redelivered_deploy_reports_live_again_without_a_second_container() {
     let images = images().await;

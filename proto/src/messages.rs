@@ -137,6 +137,13 @@ impl Payload for AppRemovalRequested {
 pub struct AppScaleRequested {
     pub app: AppRef,
     pub replicas: u32,
+    /// The app's live deployment when the scale was asked: only its
+    /// workloads are started or stopped, so a scale handled beside another
+    /// worker's deploy never stops the release still serving. `None`
+    /// (nothing live, or an older backend): every workload but the newest
+    /// is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_deployment_id: Option<Uuid>,
 }
 
 impl Payload for AppScaleRequested {

@@ -217,8 +217,9 @@ proptest! {
     }
 
     #[test]
-    fn scale_requests_round_trip(app in app(), replicas in any::<u32>()) {
-        let scale = AppScaleRequested { app, replicas };
+    fn scale_requests_round_trip(app in app(), replicas in any::<u32>(), live in proptest::option::of(any::<u128>())) {
+        let live_deployment_id = live.map(uuid::Uuid::from_u128);
+        let scale = AppScaleRequested { app, replicas, live_deployment_id };
         let back = Envelope::from_bytes(&Envelope::new(None, 1, &scale).to_bytes()).unwrap();
         prop_assert_eq!(back.decode().unwrap(), Message::AppScaleRequested(scale));
     }

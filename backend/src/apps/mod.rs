@@ -295,9 +295,17 @@ async fn scale_app(
     )
     .await?;
     store::set_replicas(&mut tx, id, request.replicas).await?;
+    let live_deployment_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM deployments WHERE app_id = $1 AND state = 'live'
+             ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let message = AppScaleRequested {
         app: app.app_ref(),
         replicas: request.replicas,
+        live_deployment_id,
     };
     outbox::enqueue(&mut tx, None, &message).await?;
     let details = json!({"name": app.name, "from": app.replicas, "replicas": request.replicas});

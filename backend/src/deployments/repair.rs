@@ -71,7 +71,12 @@ pub async fn late_live(
             tracing::warn!(deployment_id = %id, app_id = %app.id,
                 "an ended deployment went live and nothing should run; stopping it");
             metrics::counter!("berth_repairs_total", "kind" => "stop").increment(1);
-            outbox::enqueue(conn, None, &AppScaleRequested { app, replicas: 0 }).await?;
+            let stop = AppScaleRequested {
+                app,
+                replicas: 0,
+                live_deployment_id: None,
+            };
+            outbox::enqueue(conn, None, &stop).await?;
             Ok(true)
         }
     }

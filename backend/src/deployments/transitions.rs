@@ -258,6 +258,7 @@ async fn go_live(
                 &AppScaleRequested {
                     app: app.clone(),
                     replicas,
+                    live_deployment_id: Some(deployment_id),
                 },
             )
             .await?;

@@ -304,19 +304,33 @@ impl Runtime for DockerRuntime {
 
     /// One engine has no load balancer in front of containers, so the docker
     /// driver runs one container per app: `0` stops it (kept, with its
-    /// logs), anything more starts the newest deployment's container again.
-    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError> {
+    /// logs), anything more starts the live (else the newest) deployment's
+    /// container again. With `live`, other deployments' containers are left
+    /// alone: one may be a deploy in progress on another worker.
+    async fn scale(
+        &self,
+        app: &AppRef,
+        replicas: u32,
+        live: Option<Uuid>,
+    ) -> Result<usize, DeployError> {
         let containers = self.app_containers(app.id).await?;
-        let newest = containers
-            .iter()
-            .max_by_key(|c| spec::instance_of(c, &self.config.public_host).deployment_id);
+        let deployment_of =
+            |c: &ContainerSummary| spec::instance_of(c, &self.config.public_host).deployment_id;
+        let keep = match live {
+            Some(live) => containers.iter().find(|c| deployment_of(c) == Some(live)),
+            None => containers.iter().max_by_key(|c| deployment_of(c)),
+        };
         let mut changed = 0;
         for container in &containers {
             let Some(id) = container.id.as_deref() else {
                 continue;
             };
+            let kept = keep.is_some_and(|k| k.id == container.id);
+            if live.is_some() && !kept {
+                continue;
+            }
             let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
-            let wanted = replicas > 0 && newest.is_some_and(|n| n.id == container.id);
+            let wanted = replicas > 0 && kept;
             if running && !wanted {
                 let stop = StopContainerOptionsBuilder::default()
                     .t(self.config.stop_timeout_secs as i32)

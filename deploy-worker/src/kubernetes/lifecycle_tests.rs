@@ -104,7 +104,7 @@ fn scale_answer(replicas: u32) -> Value {
 #[tokio::test]
 async fn scale_sets_the_replicas_of_the_apps_deployment() {
     let app = app_of(&Deploy::first());
-    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 3).await });
+    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 3, None).await });
     expect_scale(&mut server, 3)
         .await
         .respond_json(scale_answer(3));
@@ -115,7 +115,7 @@ async fn scale_sets_the_replicas_of_the_apps_deployment() {
 #[tokio::test]
 async fn stop_scales_the_app_to_zero_and_keeps_everything() {
     let app = app_of(&Deploy::first());
-    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 0).await });
+    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 0, None).await });
     expect_scale(&mut server, 0)
         .await
         .respond_json(scale_answer(0));
@@ -126,7 +126,7 @@ async fn stop_scales_the_app_to_zero_and_keeps_everything() {
 #[tokio::test]
 async fn scaling_an_app_never_deployed_changes_nothing() {
     let app = app_of(&Deploy::first());
-    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 2).await });
+    let (task, mut server) = start(|runtime| async move { runtime.scale(&app, 2, None).await });
     expect_scale(&mut server, 2).await.respond_not_found();
     assert_eq!(task.await.unwrap().unwrap(), 0);
     server.done().await;

@@ -187,7 +187,7 @@ async fn scaling_up_renews_the_pull_secret_and_scaling_to_zero_does_not() {
     let runtime = Arc::new(runtime(client).with_image_pull(Some(registry_pull())));
     let up = {
         let (runtime, app) = (runtime.clone(), app.clone());
-        tokio::spawn(async move { runtime.scale(&app, 2).await })
+        tokio::spawn(async move { runtime.scale(&app, 2, None).await })
     };
     expect_pull_secret(&mut server).await;
     let scale = server
@@ -197,7 +197,7 @@ async fn scaling_up_renews_the_pull_secret_and_scaling_to_zero_does_not() {
     scale.respond_json(json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
         "metadata": {"name": "web", "namespace": "berth-acme"}, "spec": {"replicas": 2}}));
     assert_eq!(up.await.unwrap().unwrap(), 1);
-    let down = tokio::spawn(async move { runtime.scale(&app, 0).await });
+    let down = tokio::spawn(async move { runtime.scale(&app, 0, None).await });
     server
         .expect(Method::PATCH, &format!("{DEPLOYMENT}/scale"))
         .await

@@ -300,7 +300,14 @@ impl Runtime for KubeRuntime {
     /// Sets the Deployment's `/scale` (a merge patch: a partial apply would
     /// drop the fields berth applied with the release). The app's next
     /// deploy carries the scale in its release config.
-    async fn scale(&self, app: &AppRef, replicas: u32) -> Result<usize, DeployError> {
+    /// One Deployment per app: `live` changes nothing, a rollout in progress
+    /// simply continues at the new scale.
+    async fn scale(
+        &self,
+        app: &AppRef,
+        replicas: u32,
+        _live: Option<uuid::Uuid>,
+    ) -> Result<usize, DeployError> {
         // New pods may pull: their grant is renewed first (a tenant with
         // no namespace yet has nothing to scale).
         if let Some(pull) = self.pull_secret(&app.tenant).filter(|_| replicas > 0) {
