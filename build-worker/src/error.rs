@@ -103,6 +103,11 @@ pub enum BuildError {
 
     #[error("internal error in the build worker: {0}")]
     Internal(String),
+
+    /// Another attempt of the same build owns its Pod and is alive: this
+    /// one (a duplicate delivery) steps aside and reports nothing.
+    #[error("another attempt of this build is running in pod {0}")]
+    AttemptInProgress(String),
 }
 
 impl BuildError {

@@ -270,6 +270,14 @@ where
                 log.finish().await;
                 Outcome::Retry(error.to_string())
             }
+            // A duplicate delivery: the attempt that owns the build reports
+            // it; failing here would end a build that is going well (F12).
+            Err(error @ BuildError::AttemptInProgress(_)) => {
+                log.finish().await;
+                metrics::counter!("berth_builds_total", "outcome" => "duplicate").increment(1);
+                tracing::info!(%error, "a duplicate build request; left to the running attempt");
+                Outcome::Done
+            }
             Err(error) => {
                 let reason = error.to_string();
                 metrics::counter!("berth_builds_total", "outcome" => "failed").increment(1);

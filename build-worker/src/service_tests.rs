@@ -51,12 +51,17 @@ impl SourceFetcher for Fetcher {
 #[derive(Default)]
 struct Builder {
     builds: Mutex<Vec<String>>,
+    /// Another attempt of the build owns its Kaniko Pod.
+    duplicate: bool,
 }
 
 #[async_trait]
 impl ImageBuilder for Arc<Builder> {
     async fn build(&self, job: &BuildJob, _log: &BuildLog) -> Result<Built, BuildError> {
         self.builds.lock().unwrap().push(job.image());
+        if self.duplicate {
+            return Err(BuildError::AttemptInProgress("build-x".into()));
+        }
         Ok(Built::Pushed {
             digest: digest('f'),
         })
@@ -116,6 +121,7 @@ struct Seen {
     release: Option<Release>,
     built: Vec<String>,
     lines: Vec<String>,
+    reported: Vec<DeploymentState>,
 }
 
 fn settings(work: &Path) -> Settings {
@@ -169,9 +175,17 @@ fn build_request(key: &SecretKey, known_images: Vec<KnownImage>) -> BuildRequest
 }
 
 async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
+    run_with(Builder::default(), registry, known_images).await
+}
+
+async fn run_with(
+    builder: Builder,
+    registry: FakeRegistry,
+    known_images: Vec<KnownImage>,
+) -> Seen {
     let work = tempfile::tempdir().unwrap();
     let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
-    let builder = Arc::new(Builder::default());
+    let builder = Arc::new(builder);
     let logs = Arc::new(Logs::default());
     let published = Published::default();
     let service = BuildService::new(
@@ -196,13 +210,40 @@ async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
         .iter()
         .find(|e| e.kind == "deploy.requested")
         .map(|e| e.payload::<DeployRequested>().unwrap().release);
+    let reported = published
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.payload::<DeploymentProgress>().ok())
+        .map(|progress| progress.state)
+        .collect();
     let built = builder.builds.lock().unwrap().clone();
     let lines = logs.0.lock().unwrap().clone();
     Seen {
         release,
         built,
         lines,
+        reported,
     }
+}
+
+/// F12: a duplicate delivery whose build another attempt runs neither
+/// fails the deployment nor asks for a deploy.
+#[tokio::test]
+async fn a_duplicate_attempt_steps_aside_without_a_report() {
+    let builder = Builder {
+        duplicate: true,
+        ..Default::default()
+    };
+    let seen = run_with(builder, FakeRegistry::default(), Vec::new()).await;
+    assert_eq!(seen.built.len(), 1, "it got as far as the builder");
+    assert!(seen.release.is_none());
+    assert!(
+        !seen.reported.contains(&DeploymentState::Failed),
+        "{:?}",
+        seen.reported
+    );
 }
 
 #[path = "cancel_tests.rs"]

@@ -223,6 +223,23 @@ impl Call {
         self
     }
 
+    /// The JSON body's value at `pointer` satisfies `check` (for values
+    /// that are not known in advance, such as a timestamp).
+    pub fn assert_body_matches(
+        self,
+        pointer: &str,
+        check: impl FnOnce(&serde_json::Value) -> bool,
+    ) -> Self {
+        let body = self.json();
+        let value = body.pointer(pointer);
+        assert!(
+            value.is_some_and(check),
+            "`{pointer}` in the body of {}: {body:#}",
+            self.describe()
+        );
+        self
+    }
+
     pub fn respond(self, status: StatusCode, body: impl Serialize) {
         let body = serde_json::to_vec(&body).expect("the answer is JSON");
         let response = Response::builder()

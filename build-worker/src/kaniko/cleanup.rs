@@ -1,11 +1,16 @@
-//! The build Pod's removal: a Pod an earlier attempt left, and the Pod of
-//! this build and its registry Secret however the build ends.
+//! The build Pod's ownership and removal: a Pod an earlier attempt left
+//! (replaced, unless that attempt is alive), the stamp that says this
+//! attempt is, and the Pod of this build and its registry Secret however the
+//! build ends.
 
 use super::api_error;
+use super::pod::ATTEMPT_ALIVE_AT;
 use crate::buildlog::BuildLog;
 use crate::error::BuildError;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
 use std::time::Duration;
 
 /// How long a Pod left by an earlier attempt may take to go away.
@@ -16,9 +21,70 @@ fn delete_params() -> DeleteParams {
     DeleteParams::background().grace_period(0)
 }
 
+/// Whether the attempt that owns `pod` stamped it within three renewals
+/// and the Pod has not finished.
+pub(super) fn attempt_alive(pod: &Pod, renew: Duration, now: DateTime<Utc>) -> bool {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|status| status.phase.as_deref())
+        .is_some_and(|phase| matches!(phase, "Succeeded" | "Failed"));
+    let stamped = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(ATTEMPT_ALIVE_AT))
+        .and_then(|at| DateTime::parse_from_rfc3339(at).ok());
+    let fresh = stamped.is_some_and(|at| {
+        now.signed_duration_since(at)
+            .to_std()
+            .map_or(true, |age| age < renew * 3)
+    });
+    !finished && fresh
+}
+
+/// Takes the build's Pod name: free, or held by a Pod an earlier attempt
+/// left (finished, or no longer stamped), which is deleted. A Pod whose
+/// attempt is alive is left alone: this attempt is the duplicate.
+pub(super) async fn claim(
+    pods: &Api<Pod>,
+    name: &str,
+    renew: Duration,
+    poll: Duration,
+    log: &BuildLog,
+) -> Result<(), BuildError> {
+    let existing = pods
+        .get_opt(name)
+        .await
+        .map_err(|error| api_error("looking for an earlier build pod", error))?;
+    match existing {
+        None => Ok(()),
+        Some(pod) if attempt_alive(&pod, renew, Utc::now()) => {
+            Err(BuildError::AttemptInProgress(name.to_owned()))
+        }
+        Some(_) => remove_leftover(pods, name, poll, log).await,
+    }
+}
+
+/// Stamps the Pod as owned by a live attempt every `renew`, until dropped.
+/// A failed stamp is logged: three in a row let a duplicate take over.
+pub(super) async fn keep_alive(pods: &Api<Pod>, name: &str, renew: Duration) {
+    loop {
+        tokio::time::sleep(renew).await;
+        let patch =
+            json!({"metadata": {"annotations": {ATTEMPT_ALIVE_AT: Utc::now().to_rfc3339()}}});
+        if let Err(error) = pods
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(pod = name, %error, "could not stamp the build pod as alive");
+        }
+    }
+}
+
 /// Deletes a Pod of the same name an earlier attempt left, and waits until
 /// it is gone (its name is taken until then).
-pub(super) async fn remove_leftover(
+async fn remove_leftover(
     pods: &Api<Pod>,
     name: &str,
     poll: Duration,

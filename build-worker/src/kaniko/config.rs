@@ -88,6 +88,10 @@ pub struct KanikoSettings {
     pub grace: Duration,
     /// How often the Pod's status is read while waiting for it.
     pub poll_interval: Duration,
+    /// How often the attempt that owns the Pod stamps it as alive
+    /// ([`super::pod::ATTEMPT_ALIVE_AT`]); three missed stamps mean the
+    /// attempt is gone and the Pod may be replaced.
+    pub lease_renew: Duration,
     /// Where images go, and the grants each build's registry Secret holds:
     /// a push grant of the build's tenant that lives as long as its Pod may.
     pub registry: RegistryAuth,
@@ -142,6 +146,7 @@ impl KanikoConfig {
             deadline,
             grace,
             poll_interval: Duration::from_secs(1),
+            lease_renew: Duration::from_secs(10),
             registry: RegistryAuth {
                 registry: registry_name,
                 credentials: Arc::new(grants.push_for(deadline + grace)),

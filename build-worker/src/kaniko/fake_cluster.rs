@@ -203,17 +203,17 @@ pub(super) async fn expect_build_secret(
 /// No Pod left by an earlier attempt, the build's registry Secret, then
 /// the Pod that mounts it.
 pub(super) async fn expect_create(server: &mut ApiServer) -> BuildSecret {
-    server
-        .expect(Method::DELETE, POD)
-        .await
-        .assert_body("/gracePeriodSeconds", 0)
-        .assert_body("/propagationPolicy", "Background")
-        .respond_not_found();
+    server.expect(Method::GET, POD).await.respond_not_found();
     let secret = expect_build_secret(server, NS, "acme").await;
     let call = server
         .expect(Method::POST, &format!("{NS}/pods"))
         .await
         .assert_body("/metadata/name", "build-0190a0b1111172228333444455556666")
+        .assert_body_matches("/metadata/annotations/berth.dev~1attempt-alive-at", |at| {
+            at.as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .is_some()
+        })
         .assert_body("/metadata/labels/berth.dev~1role", "build")
         .assert_body("/spec/automountServiceAccountToken", false)
         .assert_body("/spec/activeDeadlineSeconds", 900)

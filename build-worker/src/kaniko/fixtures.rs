@@ -32,6 +32,7 @@ pub fn settings() -> KanikoSettings {
         deadline: Duration::from_secs(900),
         grace: Duration::from_secs(60),
         poll_interval: Duration::from_millis(5),
+        lease_renew: Duration::from_secs(10),
         registry: RegistryAuth {
             registry: REGISTRY.to_owned(),
             credentials: Arc::new(

@@ -3,7 +3,8 @@
 //!
 //! For each build the worker applies the namespace with its fences
 //! (server-side apply, field manager `berth`), removes a Pod an earlier
-//! attempt of the same deployment left, applies the build's own registry
+//! attempt of the same deployment left (or, when that attempt still stamps
+//! its Pod as alive, steps aside as a duplicate), applies the build's own registry
 //! Secret (a push grant of the tenant, nothing else), creates the Pod (no
 //! service-account token, resource limits, an active deadline), waits for
 //! it to run, streams the context it cloned to the Pod's stdin as a gzipped
@@ -43,7 +44,7 @@ use berth_common::kubernetes::{
     apply_all, build_namespace, document, tenant_namespace, ApplyError, TenantNamespaceKind,
 };
 use berth_common::registry_auth::Access;
-use cleanup::{remove_leftover, PodGuard};
+use cleanup::{claim, keep_alive, PodGuard};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
@@ -192,7 +193,8 @@ impl ImageBuilder for KanikoBuilder {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         let name = pod_name(job.deployment_id);
-        remove_leftover(&pods, &name, self.settings.poll_interval, log).await?;
+        let renew = self.settings.lease_renew;
+        claim(&pods, &name, renew, self.settings.poll_interval, log).await?;
         let grant = self
             .settings
             .registry
@@ -206,10 +208,12 @@ impl ImageBuilder for KanikoBuilder {
             name.clone(),
             secret_name(job.deployment_id),
         );
-        if let Err(error) = pods
-            .create(&PostParams::default(), &build_pod(job, &self.settings))
-            .await
-        {
+        let mut pod = build_pod(job, &self.settings);
+        pod.metadata.annotations.get_or_insert_default().insert(
+            pod::ATTEMPT_ALIVE_AT.to_owned(),
+            chrono::Utc::now().to_rfc3339(),
+        );
+        if let Err(error) = pods.create(&PostParams::default(), &pod).await {
             guard.delete().await;
             return Err(api_error("creating the build pod", error));
         }
@@ -220,12 +224,16 @@ impl ImageBuilder for KanikoBuilder {
         ))
         .await;
         let limit = self.settings.deadline + self.settings.grace;
-        let result = match tokio::time::timeout(limit, self.run(&pods, &name, job, log)).await {
-            Ok(result) => result,
-            Err(_) => Err(BuildError::DeadlineExceeded {
-                limit: self.settings.deadline,
-                phase: "building",
-            }),
+        let run = tokio::time::timeout(limit, self.run(&pods, &name, job, log));
+        let result = tokio::select! {
+            result = run => match result {
+                Ok(result) => result,
+                Err(_) => Err(BuildError::DeadlineExceeded {
+                    limit: self.settings.deadline,
+                    phase: "building",
+                }),
+            },
+            () = keep_alive(&pods, &name, renew) => unreachable!("keep_alive never returns"),
         };
         guard.delete().await;
         Ok(Built::Pushed { digest: result? })

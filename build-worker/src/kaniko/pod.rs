@@ -44,8 +44,14 @@ pub const CAPABILITIES: [&str; 7] = [
     "SETUID",
 ];
 
+/// When the attempt that owns a build Pod last said it is alive (RFC 3339):
+/// a duplicate attempt of the same build (a redelivery, a second worker)
+/// leaves a Pod with a fresh stamp alone instead of killing a build that
+/// is going well.
+pub const ATTEMPT_ALIVE_AT: &str = "berth.dev/attempt-alive-at";
+
 /// `build-<deployment id>`: one Pod per deployment, so a redelivered build
-/// finds (and replaces) the Pod an earlier attempt left behind. The whole id:
+/// finds (and replaces) the Pod an earlier, dead attempt left behind. The whole id:
 /// the first characters of a UUIDv7 are a timestamp shared by deployments
 /// made in the same minute.
 pub fn pod_name(deployment_id: Uuid) -> String {

@@ -156,7 +156,7 @@ async fn a_pod_kubernetes_never_stops_meets_the_workers_own_timer() {
     settings.poll_interval = Duration::from_millis(50);
     let (build, mut server) = start(settings);
     expect_prepare(&mut server).await;
-    server.expect(Method::DELETE, POD).await.respond_not_found();
+    server.expect(Method::GET, POD).await.respond_not_found();
     server
         .expect(Method::PATCH, SECRET)
         .await
@@ -205,9 +205,16 @@ async fn a_build_that_is_dropped_still_deletes_its_pod() {
 async fn a_pod_left_by_an_earlier_attempt_is_replaced_and_a_full_quota_is_reported() {
     let (build, mut server) = start(settings());
     expect_prepare(&mut server).await;
+    // Stamped long ago: the attempt that made it is gone.
+    server
+        .expect(Method::GET, POD)
+        .await
+        .respond_json(stamped(json!({"phase": "Running"}), 120));
     server
         .expect(Method::DELETE, POD)
         .await
+        .assert_body("/gracePeriodSeconds", 0)
+        .assert_body("/propagationPolicy", "Background")
         .respond_json(pod(json!({"phase": "Running"})));
     server
         .expect(Method::GET, POD)
@@ -254,10 +261,7 @@ async fn secret_of_a_refused_build(tenant: &str) -> BuildSecret {
     ] {
         server.expect(Method::PATCH, &path).await.respond_applied();
     }
-    server
-        .expect(Method::DELETE, &pod)
-        .await
-        .respond_not_found();
+    server.expect(Method::GET, &pod).await.respond_not_found();
     let secret = expect_build_secret(&mut server, &namespace, tenant).await;
     server
         .expect(Method::POST, &format!("{namespace}/pods"))
@@ -355,5 +359,86 @@ async fn a_hiccup_of_the_api_server_is_retried_and_a_deleted_pod_is_reported() {
         "the build could not start: the build pod build-0190a0b1111172228333444455556666 was \
          deleted before the build ended"
     );
+    server.done().await;
+}
+
+/// The build Pod with `status`, stamped alive `ago_secs` ago.
+fn stamped(status: serde_json::Value, ago_secs: i64) -> serde_json::Value {
+    let mut pod = pod(status);
+    let at = chrono::Utc::now() - chrono::Duration::seconds(ago_secs);
+    pod["metadata"]["annotations"] = json!({"berth.dev/attempt-alive-at": at.to_rfc3339()});
+    pod
+}
+
+/// F12: a duplicate delivery of a build whose attempt is alive (on this
+/// worker or another) neither deletes that attempt's Pod nor fails.
+#[tokio::test]
+async fn a_duplicate_attempt_leaves_a_live_attempts_pod_alone() {
+    let (build, mut server) = start(settings());
+    expect_prepare(&mut server).await;
+    server
+        .expect(Method::GET, POD)
+        .await
+        .respond_json(stamped(json!({"phase": "Running"}), 5));
+    let (result, _) = build.result().await;
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, BuildError::AttemptInProgress(ref pod) if pod == "build-0190a0b1111172228333444455556666"),
+        "{error}"
+    );
+    server.done().await;
+}
+
+#[tokio::test]
+async fn a_finished_pod_is_replaced_even_when_freshly_stamped() {
+    let (build, mut server) = start(settings());
+    expect_prepare(&mut server).await;
+    server
+        .expect(Method::GET, POD)
+        .await
+        .respond_json(stamped(json!({"phase": "Failed"}), 1));
+    server
+        .expect(Method::DELETE, POD)
+        .await
+        .respond_json(pod(json!({"phase": "Failed"})));
+    server.expect(Method::GET, POD).await.respond_not_found();
+    expect_build_secret(&mut server, NS, "acme").await;
+    server
+        .expect(Method::POST, &format!("{NS}/pods"))
+        .await
+        .respond_status(403, "Forbidden", "exceeded quota: berth-quota");
+    expect_secret_deleted(&mut server, SECRET).await;
+    let (result, _) = build.result().await;
+    assert!(matches!(result, Err(BuildError::Kubernetes { .. })));
+    server.done().await;
+}
+
+/// The running attempt stamps its Pod while it waits for the build.
+#[tokio::test]
+async fn a_running_attempt_stamps_its_pod_as_alive() {
+    let mut settings = settings();
+    settings.lease_renew = Duration::from_millis(200);
+    settings.poll_interval = Duration::from_secs(5);
+    let (build, mut server) = start(settings);
+    expect_prepare(&mut server).await;
+    expect_create(&mut server).await;
+    // The first look at the Pod: still pending; the next one is 5 s away,
+    // so the renewal comes first.
+    server
+        .expect(Method::GET, POD)
+        .await
+        .respond_json(pod(json!({"phase": "Pending"})));
+    let stamp = server.expect(Method::PATCH, POD).await.assert_body_matches(
+        "/metadata/annotations/berth.dev~1attempt-alive-at",
+        |at| {
+            at.as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .is_some_and(|at| (chrono::Utc::now() - at.to_utc()).num_seconds() < 5)
+        },
+    );
+    let body = stamp.json();
+    stamp.respond_json(body);
+    build.task.abort();
+    expect_deleted(&mut server).await;
     server.done().await;
 }
