@@ -34,6 +34,7 @@ pub mod sandbox;
 pub mod service;
 pub mod slots;
 pub mod source_policy;
+pub mod work_dirs;
 
 pub use buildlog::{BuildLog, LogSettings};
 pub use config::{BuildConfig, BuilderKind, Config, Settings};

@@ -43,6 +43,14 @@ async fn main() -> anyhow::Result<()> {
         registry: settings.registry.clone(),
         credentials,
     };
+    // Builds in progress when it fires are requeued and redelivered.
+    let shutdown = berth_common::shutdown::on_signal();
+    // Past the deadline a folder belongs to no build, not even a slow one.
+    tokio::spawn(berth_build_worker::work_dirs::run(
+        settings.work_dir.clone(),
+        settings.deadline + std::time::Duration::from_secs(300),
+        shutdown.clone(),
+    ));
     let builder: Box<dyn ImageBuilder> = match build.builder {
         BuilderKind::Sandbox => {
             let builder = SandboxBuilder::start(&config.sandbox, auth, insecure).await?;
@@ -76,6 +84,11 @@ async fn main() -> anyhow::Result<()> {
                 "no Kubernetes client configuration (KUBECONFIG, ~/.kube/config or in-cluster)",
             )?;
             tracing::info!(image = %kaniko.image, "building with Kaniko pods");
+            tokio::spawn(berth_build_worker::kaniko::janitor::run(
+                client.clone(),
+                kaniko.clone(),
+                shutdown.clone(),
+            ));
             Box::new(KanikoBuilder::new(client, kaniko))
         }
     };
@@ -87,8 +100,6 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
 
-    // Builds in progress when it fires are requeued and redelivered.
-    let shutdown = berth_common::shutdown::on_signal();
     let cancellations = berth_common::control::Cancellations::new();
     tokio::spawn(berth_common::control::listen(
         config.broker.amqp_url.clone(),

@@ -13,6 +13,7 @@ use crate::git::{CancelFlag, RepoSpec, SourceFetcher};
 use crate::prepare::prepare;
 use crate::registry::{is_digest, ImageRepo, Registry};
 use crate::slots::BuildSlots;
+use crate::work_dirs::WorkDir;
 use berth_common::control::{Cancellations, Watched};
 use berth_common::{LogSink, MessagePublisher, Outcome};
 use berth_proto::{
@@ -62,20 +63,6 @@ impl Tracker {
     }
     fn set_commit(&self, commit: &str) {
         *self.commit.lock().expect("tracker lock") = Some(commit.to_owned());
-    }
-}
-
-/// A build's temporary folder, removed on a blocking thread when dropped.
-struct WorkDir(Option<tempfile::TempDir>);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => drop(handle.spawn_blocking(move || drop(dir))),
-                Err(_) => drop(dir),
-            }
-        }
     }
 }
 
@@ -334,12 +321,9 @@ where
                 return Ok(release);
             }
         }
-        let work = tempfile::Builder::new()
-            .prefix(&format!("{deployment_id}-"))
-            .tempdir_in(&self.settings.work_dir)
+        let work = WorkDir::create(&self.settings.work_dir, deployment_id)
             .map_err(|e| BuildError::Internal(format!("cannot make a work folder: {e}")))?;
-        let work = WorkDir(Some(work));
-        let root = work.0.as_ref().expect("work dir").path().to_path_buf();
+        let root = work.path().to_path_buf();
         let checkout = root.join("source");
         std::fs::create_dir(&checkout)
             .map_err(|e| BuildError::Internal(format!("cannot make a work folder: {e}")))?;

@@ -178,11 +178,7 @@ async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
     run_with(Builder::default(), registry, known_images).await
 }
 
-async fn run_with(
-    builder: Builder,
-    registry: FakeRegistry,
-    known_images: Vec<KnownImage>,
-) -> Seen {
+async fn run_with(builder: Builder, registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
     let work = tempfile::tempdir().unwrap();
     let key = SecretKey::from_base64(&SecretKey::generate_base64()).unwrap();
     let builder = Arc::new(builder);

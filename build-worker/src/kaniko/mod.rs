@@ -17,6 +17,7 @@
 
 mod cleanup;
 mod config;
+pub mod janitor;
 mod output;
 mod pod;
 mod status;
@@ -26,6 +27,8 @@ mod stream;
 mod fake_cluster;
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod janitor_tests;
 #[cfg(test)]
 mod scenario_tests;
 

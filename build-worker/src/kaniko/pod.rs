@@ -60,7 +60,12 @@ pub fn pod_name(deployment_id: Uuid) -> String {
 
 /// `build-<deployment id>-registry`: the build's own registry Secret.
 pub fn secret_name(deployment_id: Uuid) -> String {
-    format!("{}-registry", pod_name(deployment_id))
+    secret_name_of_pod(&pod_name(deployment_id))
+}
+
+/// The registry Secret of the build Pod `pod`.
+pub fn secret_name_of_pod(pod: &str) -> String {
+    format!("{pod}-registry")
 }
 
 /// The labels of a build's objects: the tenant's, the app, the deployment

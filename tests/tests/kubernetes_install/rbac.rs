@@ -382,7 +382,11 @@ fn the_build_worker_runs_kaniko_pods_in_build_namespaces_and_nothing_else() {
         ),
         // Each build's own registry Secret, deleted with its Pod.
         ("", &["secrets"], &["create", "patch", "delete"]),
-        ("", &["pods"], &["get", "list", "watch", "create", "delete"]),
+        (
+            "",
+            &["pods"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
         ("", &["pods/attach"], &["create"]),
         ("", &["pods/log"], &["get"]),
     ]);
