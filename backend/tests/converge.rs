@@ -7,7 +7,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use berth_backend::background::converge::{snapshot, Converger};
 use berth_backend::background::inform::InformHandler;
-use berth_proto::names::DEPLOYS_QUEUE;
+use berth_proto::names::RECONCILE_QUEUE;
 use berth_proto::{
     AppRef, Binding, DeploymentProgress, DeploymentState, DesiredState, Envelope, Release,
     ReleaseConfig,
@@ -110,7 +110,7 @@ async fn the_snapshot_names_every_existing_app_with_its_live_release() {
     );
     assert_eq!(converger.send().await.unwrap(), 2);
     let sent = broker
-        .next(DEPLOYS_QUEUE, Duration::from_secs(5))
+        .next_consumed(RECONCILE_QUEUE, Duration::from_secs(5))
         .await
         .expect("the snapshot goes to the deploy-workers");
     let envelope = Envelope::from_bytes(&sent.data).unwrap();

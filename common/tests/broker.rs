@@ -8,8 +8,8 @@ mod support {
 use async_trait::async_trait;
 use berth_common::testing::{rabbitmqctl, TestVhost};
 use berth_common::{Broker, BrokerError, DeadLetter, DeadLetterHandler, MessagePublisher, Outcome};
-use berth_proto::names::{BUILDS_QUEUE, INFORM_QUEUE, RETRIES_HEADER};
-use berth_proto::Envelope;
+use berth_proto::names::{BUILDS_QUEUE, INFORM_QUEUE, RECONCILE_QUEUE, RETRIES_HEADER};
+use berth_proto::{DesiredState, Envelope};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -476,4 +476,47 @@ async fn every_process_redeclares_the_topology_with_its_own_rights_once_the_back
             .await;
         assert!(declared.is_ok(), "{process}: {declared:?}");
     }
+}
+
+/// Two deploy-workers: only one reconciles at a time, and the other takes
+/// over when it stops.
+#[tokio::test]
+async fn one_consumer_at_a_time_takes_the_snapshots_and_another_takes_over() {
+    let vhost = TestVhost::new();
+    let url = vhost.url.clone();
+    setup(&url).await;
+    let done = |_: u32, _: &berth_common::DeliveryInfo| Act::Return(Outcome::Done);
+    let (mut first, stop_first) = consume_on(&url, RECONCILE_QUEUE, fast_retries(WAIT), 1, done);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut second, stop_second) = consume_on(&url, RECONCILE_QUEUE, fast_retries(WAIT), 1, done);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = Broker::new(&url, "publisher");
+    let snapshot = || {
+        Envelope::new(
+            None,
+            1,
+            &DesiredState {
+                at: chrono::Utc::now(),
+                apps: Vec::new(),
+            },
+        )
+    };
+    for _ in 0..4 {
+        publisher
+            .publish(RECONCILE_QUEUE, &snapshot())
+            .await
+            .unwrap();
+    }
+    for _ in 0..4 {
+        next_call(&mut first, WAIT).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(second.try_recv().is_err(), "the standby got a snapshot");
+
+    stop_first.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = snapshot();
+    publisher.publish(RECONCILE_QUEUE, &after).await.unwrap();
+    assert_eq!(next_call(&mut second, WAIT).await.envelope.id, after.id);
+    stop_second.cancel();
 }

@@ -1,6 +1,7 @@
 //! berth's deploy-worker: consumes `berth.deploys`, makes the runtime run
 //! the release, waits until it serves, retires the previous one, and reports
-//! each step on `berth.inform`.
+//! each step on `berth.inform`; reconciles what runs with the snapshots on
+//! `berth.reconcile` (one worker at a time).
 //!
 //! * [`runtime::Runtime`] is the seam to what runs containers;
 //!   [`docker::DockerRuntime`] is the `docker` driver,
@@ -27,7 +28,7 @@ pub use service::DeployService;
 
 use berth_common::registry_auth::Grants;
 use berth_common::Broker;
-use berth_proto::names::DEPLOYS_QUEUE;
+use berth_proto::names::{DEPLOYS_QUEUE, RECONCILE_QUEUE};
 use registry::{RegistryPull, ENGINE_PULL_GRANT};
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,9 +134,17 @@ async fn consume<R: Runtime>(
             .with_events(events),
     );
     tracing::info!(concurrency = config.concurrency, "deploy-worker started");
-    broker
-        .consume(DEPLOYS_QUEUE, config.concurrency, service, shutdown)
-        .await;
+    // One snapshot at a time, and only on the worker the broker made the
+    // queue's active consumer.
+    tokio::join!(
+        broker.consume(
+            DEPLOYS_QUEUE,
+            config.concurrency,
+            service.clone(),
+            shutdown.clone()
+        ),
+        broker.consume(RECONCILE_QUEUE, 1, service, shutdown),
+    );
     tracing::info!("deploy-worker stopped");
     Ok(())
 }

@@ -36,7 +36,7 @@ RMQ_WRITE='^berth(\..*)?$'
 declare -A RMQ_READ=(
   [berth-backend]='^berth(\..*)?$'
   [berth-build-worker]='^berth(\.dlx|\.builds|\.control\..*)?$'
-  [berth-deploy-worker]='^berth(\.dlx|\.deploys|\.control\..*)?$'
+  [berth-deploy-worker]='^berth(\.dlx|\.deploys|\.reconcile|\.control\..*)?$'
 )
 
 TANSU_VERSION="0.6.0"

@@ -1,7 +1,9 @@
 //! Payloads of the messages on berth's queues.
 
 use crate::envelope::Payload;
-use crate::names::{BUILDS_QUEUE, CONTROL_ROUTING_KEY, DEPLOYS_QUEUE, INFORM_QUEUE};
+use crate::names::{
+    BUILDS_QUEUE, CONTROL_ROUTING_KEY, DEPLOYS_QUEUE, INFORM_QUEUE, RECONCILE_QUEUE,
+};
 use crate::sealed::Sealed;
 use crate::state::DeploymentState;
 use chrono::{DateTime, Utc};
@@ -218,7 +220,7 @@ pub struct LiveRelease {
 impl Payload for DesiredState {
     const TYPE: &'static str = "runtime.desired";
     const VERSION: u32 = 1;
-    const QUEUE: &'static str = DEPLOYS_QUEUE;
+    const QUEUE: &'static str = RECONCILE_QUEUE;
 }
 
 /// A worker's report that a deployment reached `state`.

@@ -12,6 +12,13 @@ pub const BUILDS_QUEUE: &str = "berth.builds";
 pub const DEPLOYS_QUEUE: &str = "berth.deploys";
 /// Progress reports from the workers, consumed by the backend.
 pub const INFORM_QUEUE: &str = "berth.inform";
+/// Snapshots of what should run, consumed by the deploy-workers' reconcilers.
+/// A single-active-consumer queue: with several deploy-workers, one
+/// reconciles at a time (the others stand by), so two reconcilers never
+/// repair the same app at once.
+pub const RECONCILE_QUEUE: &str = "berth.reconcile";
+/// Work queues where only one consumer at a time receives messages.
+pub const SINGLE_ACTIVE_QUEUES: [&str; 1] = [RECONCILE_QUEUE];
 /// The routing key of cancellations. It has no queue of its own: every
 /// worker process binds a private, exclusive queue to it on [`EXCHANGE`], so
 /// each one hears every cancellation (a direct exchange copies a message to
@@ -20,7 +27,7 @@ pub const CONTROL_ROUTING_KEY: &str = "berth.control";
 /// Prefix of the workers' private control queues (`berth.control.<process>.<id>`).
 pub const CONTROL_QUEUE_PREFIX: &str = "berth.control.";
 /// Every work queue berth declares.
-pub const WORK_QUEUES: [&str; 3] = [BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE];
+pub const WORK_QUEUES: [&str; 4] = [BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE, RECONCILE_QUEUE];
 /// Header on a dead-lettered message that says why it was refused.
 pub const DEAD_LETTER_REASON_HEADER: &str = "x-berth-reason";
 /// Header counting how often a message went through a retry queue.

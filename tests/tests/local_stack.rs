@@ -4,7 +4,7 @@
 
 use berth_common::testing::{rabbitmqctl, stack_env, TestVhost};
 use berth_common::Broker;
-use berth_proto::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE};
+use berth_proto::names::{BUILDS_QUEUE, DEPLOYS_QUEUE, INFORM_QUEUE, RECONCILE_QUEUE};
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use std::os::unix::fs::PermissionsExt;
@@ -59,7 +59,9 @@ async fn each_process_reads_only_the_queue_it_consumes() {
         ("berth-build-worker", BUILDS_QUEUE, true),
         ("berth-build-worker", INFORM_QUEUE, false),
         ("berth-build-worker", DEPLOYS_QUEUE, false),
+        ("berth-build-worker", RECONCILE_QUEUE, false),
         ("berth-deploy-worker", DEPLOYS_QUEUE, true),
+        ("berth-deploy-worker", RECONCILE_QUEUE, true),
         ("berth-deploy-worker", BUILDS_QUEUE, false),
         ("berth-deploy-worker", INFORM_QUEUE, false),
     ];

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub struct TestBroker {
     pub url: String,
     pub broker: Broker,
-    _connection: Connection,
+    connection: Connection,
     channel: Channel,
     /// Deleted when the broker is dropped.
     _vhost: TestVhost,
@@ -33,10 +33,34 @@ impl TestBroker {
         Self {
             url,
             broker,
-            _connection: connection,
+            connection,
             channel,
             _vhost: vhost,
         }
+    }
+
+    /// The next message of a single-active-consumer `queue` (which refuses
+    /// `basic.get`), through a consumer of its own, waiting up to `timeout`.
+    pub async fn next_consumed(&self, queue: &str, timeout: Duration) -> Option<Delivery> {
+        use futures::StreamExt;
+        let channel = self.connection.create_channel().await.unwrap();
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                "test-next".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let delivery = tokio::time::timeout(timeout, consumer.next())
+            .await
+            .ok()??;
+        let _ = channel.close(0, "done".into()).await;
+        Some(delivery.unwrap())
     }
 
     /// The next message of `queue`, waiting up to `timeout`.

@@ -63,6 +63,9 @@ pub(crate) fn work_queue_arguments(queue: &str) -> FieldTable {
         "x-delivery-limit".into(),
         AMQPValue::LongInt(DELIVERY_LIMIT),
     );
+    if names::SINGLE_ACTIVE_QUEUES.contains(&queue) {
+        arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
     arguments
 }
 

@@ -80,6 +80,17 @@ pub fn consume(
     concurrency: u16,
     act: impl Fn(u32, &DeliveryInfo) -> Act + Send + Sync + 'static,
 ) -> (mpsc::UnboundedReceiver<Call>, CancellationToken) {
+    consume_on(url, INFORM_QUEUE, retry, concurrency, act)
+}
+
+/// Like [`consume`], on `queue`.
+pub fn consume_on(
+    url: &str,
+    queue: &'static str,
+    retry: RetryPolicy,
+    concurrency: u16,
+    act: impl Fn(u32, &DeliveryInfo) -> Act + Send + Sync + 'static,
+) -> (mpsc::UnboundedReceiver<Call>, CancellationToken) {
     let (seen, receiver) = mpsc::unbounded_channel();
     let broker = Broker::new(url, "test").with_retry(retry);
     let shutdown = CancellationToken::new();
@@ -89,11 +100,7 @@ pub fn consume(
         seen,
     });
     let token = shutdown.clone();
-    tokio::spawn(async move {
-        broker
-            .consume(INFORM_QUEUE, concurrency, handler, token)
-            .await
-    });
+    tokio::spawn(async move { broker.consume(queue, concurrency, handler, token).await });
     (receiver, shutdown)
 }
 

@@ -205,3 +205,36 @@ async fn deleting_an_app_with_nothing_left_is_done() {
     assert_eq!(task.await.unwrap().unwrap(), 0);
     server.done().await;
 }
+
+/// The reconciler finds a deleted app's leftovers through this list.
+#[tokio::test]
+async fn apps_are_every_berth_deployment_in_the_cluster() {
+    let web = Deploy::first();
+    let api = Deploy::new(
+        crate::fixture::ReleaseFixture::new()
+            .app("globex", "api")
+            .build(),
+    );
+    let (task, mut server) = start(|runtime| async move { runtime.apps().await });
+    server
+        .expect(Method::GET, "/apis/apps/v1/deployments")
+        .await
+        .assert_query(
+            "labelSelector",
+            "app.kubernetes.io/managed-by=berth,berth.dev/app",
+        )
+        .respond_json(list(
+            "DeploymentList",
+            vec![
+                web.deployment().rolled_out().0,
+                api.deployment().0,
+                // Not berth's: no app label (the selector would leave it
+                // out; a server that ignores it must not make it an app).
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                       "metadata": {"name": "other", "namespace": "kube-system"}}),
+            ],
+        ));
+    let apps = task.await.unwrap().unwrap().expect("the driver lists apps");
+    assert_eq!(apps, vec![app_of(&web), app_of(&api)]);
+    server.done().await;
+}

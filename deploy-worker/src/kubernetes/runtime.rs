@@ -331,6 +331,38 @@ impl Runtime for KubeRuntime {
         Ok(usize::from(gone_or(result)?))
     }
 
+    /// Every app with a berth Deployment in the cluster: one installation
+    /// per cluster (its namespaces are named after tenants only), so these
+    /// are all this installation's.
+    async fn apps(&self) -> Result<Option<Vec<AppRef>>, DeployError> {
+        let selector = format!(
+            "{}={},{}",
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_VALUE,
+            labels::APP
+        );
+        let all: Api<Deployment> = Api::all(self.client.clone());
+        let list = all.list(&ListParams::default().labels(&selector)).await?;
+        let mut apps: Vec<AppRef> = Vec::new();
+        for deployment in &list.items {
+            let Some(labels) = &deployment.metadata.labels else {
+                continue;
+            };
+            let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+            let Ok(id) = label(labels::APP).parse::<uuid::Uuid>() else {
+                continue;
+            };
+            if apps.iter().all(|app| app.id != id) {
+                apps.push(AppRef {
+                    id,
+                    name: label(labels::APP_NAME),
+                    tenant: label(labels::TENANT),
+                });
+            }
+        }
+        Ok(Some(apps))
+    }
+
     /// Deletes what carries the app's label (Ingress, Service, Deployment
     /// with its pods, env Secrets) and the certificate Secret cert-manager
     /// wrote for its Ingress; the tenant's namespace and fences stay.
