@@ -36,8 +36,18 @@ pub struct AppRow {
     #[sqlx(flatten)]
     pub latest: LatestDeployment,
     pub url: Option<String>,
+    #[sqlx(flatten)]
+    pub runtime: RuntimeColumns,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What the reconciler last found the app running.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RuntimeColumns {
+    pub runtime_status: Option<String>,
+    pub runtime_reason: Option<String>,
+    pub runtime_checked_at: Option<DateTime<Utc>>,
 }
 
 /// What the app's latest deployment was: how it was triggered, of which
@@ -75,7 +85,8 @@ const SELECT_APP: &str = "
            a.current_release_id, latest.id AS latest_deployment_id, latest.state,
            latest.trigger AS latest_trigger, latest.commit_sha AS latest_commit,
            latest.pushed_by AS latest_pushed_by, latest.created_at AS latest_created_at,
-           live.endpoint AS url, a.created_at, a.updated_at
+           live.endpoint AS url, a.runtime_status, a.runtime_reason, a.runtime_checked_at,
+           a.created_at, a.updated_at
     FROM apps a
     JOIN users u ON u.id = a.owner_id
     LEFT JOIN LATERAL (
@@ -254,4 +265,31 @@ pub async fn mark_deleted(conn: &mut PgConnection, id: Uuid) -> Result<()> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Records what a reconciler pass found; a pass older than the one already
+/// recorded for an app (reports may arrive out of order) changes nothing.
+/// Returns how many apps changed.
+pub async fn record_runtime(db: &PgPool, status: &berth_proto::RuntimeStatus) -> Result<u64> {
+    let ids: Vec<Uuid> = status.apps.iter().map(|app| app.app_id).collect();
+    let states: Vec<&str> = status.apps.iter().map(|app| app.status.as_str()).collect();
+    let reasons: Vec<Option<&str>> = status
+        .apps
+        .iter()
+        .map(|app| app.reason.as_deref())
+        .collect();
+    let updated = sqlx::query(
+        "UPDATE apps a SET runtime_status = s.status, runtime_reason = s.reason,
+                           runtime_checked_at = $4
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS s(id, status, reason)
+         WHERE a.id = s.id AND a.deleted_at IS NULL
+           AND (a.runtime_checked_at IS NULL OR a.runtime_checked_at <= $4)",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&reasons)
+    .bind(status.at)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected())
 }

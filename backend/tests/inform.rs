@@ -368,3 +368,85 @@ async fn a_commit_built_before_keeps_its_message() {
     handler.apply(other, &elsewhere).await.unwrap();
     assert_eq!(setup.deployment(other).await["commit_message"], Value::Null);
 }
+
+/// What the reconciler found shows on the app; an older pass's report that
+/// arrives late changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reconcilers_runtime_status_shows_on_the_app() {
+    use berth_proto::{AppHealth, AppStatus, RuntimeStatus};
+    let broker = TestBroker::new().await;
+    let setup = Setup::new().await;
+    let stop = start_consumer(&broker, &setup.app);
+    let app = || async {
+        setup
+            .app
+            .get(&format!("/api/v1/apps/{}", setup.app_id), &setup.token)
+            .await
+            .body
+    };
+    assert!(app().await["runtime"].is_null(), "nothing looked yet");
+
+    let now = chrono::Utc::now();
+    let pass = |at, status, reason: Option<&str>| RuntimeStatus {
+        at,
+        apps: vec![AppHealth {
+            app_id: setup.app_id,
+            status,
+            reason: reason.map(str::to_owned),
+        }],
+    };
+    let why = "berth could not start the live release again: the image cannot be pulled";
+    broker
+        .broker
+        .send(None, 1, &pass(now, AppStatus::Degraded, Some(why)))
+        .await
+        .unwrap();
+    let degraded = common::broker::eventually(WAIT, || async {
+        let app = app().await;
+        (app["runtime"]["status"] == "degraded").then_some(app)
+    })
+    .await
+    .expect("the degraded status shows");
+    assert_eq!(degraded["runtime"]["reason"], why);
+
+    // Late: a pass from before. A report on another app, sent after it,
+    // shows that it was handled (one at a time, in order).
+    let other = id_of(
+        &setup
+            .app
+            .create_app(
+                &setup.token,
+                serde_json::json!({"name": "api", "repo_url": "https://x.example/api"}),
+            )
+            .await,
+    );
+    let earlier = now - chrono::Duration::seconds(60);
+    broker
+        .broker
+        .send(None, 1, &pass(earlier, AppStatus::Running, None))
+        .await
+        .unwrap();
+    let marker = RuntimeStatus {
+        at: now,
+        apps: vec![AppHealth {
+            app_id: other,
+            status: AppStatus::Stopped,
+            reason: None,
+        }],
+    };
+    broker.broker.send(None, 1, &marker).await.unwrap();
+    common::broker::eventually(WAIT, || async {
+        let other = setup
+            .app
+            .get(&format!("/api/v1/apps/{other}"), &setup.token)
+            .await
+            .body;
+        (other["runtime"]["status"] == "stopped").then_some(())
+    })
+    .await
+    .expect("the marker shows");
+    let still = app().await;
+    assert_eq!(still["runtime"]["status"], "degraded", "{still}");
+    assert_eq!(still["runtime"]["reason"], why);
+    stop.cancel();
+}

@@ -11,12 +11,18 @@
 //! * workloads of any deployment but the live one are retired;
 //! * a live app whose workload is gone is deployed again, one that was
 //!   stopped is started, and one scaled to 0 is stopped.
+//!
+//! The pass ends with one `runtime.status` report: each live app it looked
+//! at is running, stopped, or degraded with the reason its repair failed.
 
 use super::DeployService;
 use crate::error::DeployError;
 use crate::runtime::Runtime;
 use berth_common::{MessagePublisher, Outcome};
-use berth_proto::{AppRef, DesiredApp, DesiredState, LogRecord, LogSource, LogStream, Release};
+use berth_proto::{
+    AppHealth, AppRef, AppStatus, DesiredApp, DesiredState, LogRecord, LogSource, LogStream,
+    Release, RuntimeStatus,
+};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -82,6 +88,10 @@ impl Repair {
                 .to_owned(),
         })
     }
+}
+
+fn degraded(reason: String) -> (AppStatus, Option<String>) {
+    (AppStatus::Degraded, Some(reason))
 }
 
 /// How long writing a repair into the app's log may hold the reconciler up.
@@ -161,22 +171,43 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 }
             }
         }
+        let mut health = Vec::new();
         for app in desired.apps.iter().filter(|app| !app.busy) {
-            if let Err(error) = self.reconcile_app(app, desired.at).await {
-                if error.is_transient() {
-                    return Err(error);
+            let found = match self.reconcile_app(app, desired.at).await {
+                Ok(found) => found,
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) => {
+                    tracing::warn!(app_id = %app.app.id, %error, "could not reconcile the app");
+                    app.live.as_ref().map(|_| degraded(error.to_string()))
                 }
-                tracing::warn!(app_id = %app.app.id, %error, "could not reconcile the app");
+            };
+            if let Some((status, reason)) = found {
+                health.push(AppHealth {
+                    app_id: app.app.id,
+                    status,
+                    reason,
+                });
+            }
+        }
+        if !health.is_empty() {
+            let status = RuntimeStatus {
+                at: desired.at,
+                apps: health,
+            };
+            // The next pass reports again: a lost report costs a minute.
+            if let Err(error) = self.publisher.send(None, 1, &status).await {
+                tracing::warn!(%error, "could not report the apps' runtime status");
             }
         }
         Ok(())
     }
 
+    /// Repairs one app; returns what it then runs (`None`: nothing should).
     async fn reconcile_app(
         &self,
         desired: &DesiredApp,
         at: DateTime<Utc>,
-    ) -> Result<(), DeployError> {
+    ) -> Result<Option<(AppStatus, Option<String>)>, DeployError> {
         let need = {
             let lock = self.app_lock(desired.app.id);
             let _serialized = lock.lock().await;
@@ -212,6 +243,12 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 Some(_) => Need::Nothing,
             }
         };
+        let wanted = if desired.replicas > 0 {
+            AppStatus::Running
+        } else {
+            AppStatus::Stopped
+        };
+        let found = desired.live.as_ref().map(|_| (wanted, None));
         match need {
             Need::Nothing => {}
             Need::Scale(replicas) => {
@@ -230,18 +267,22 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 // The app's scale, not the one the release was made with.
                 release.config.replicas = desired.replicas;
                 // Reports `live` again, which the backend takes as a repeat.
-                match self.deploy(deployment_id, 1, *release).await {
-                    Outcome::Done => {
+                match self.deploy_for_reason(deployment_id, 1, *release).await {
+                    (Outcome::Done, None) => {
                         self.repaired(Repair::Redeployed, &desired.app, Some(deployment_id), 1)
                             .await
                     }
-                    Outcome::Retry(why) | Outcome::Reject(why) => {
+                    (Outcome::Done, Some(why))
+                    | (Outcome::Retry(why) | Outcome::Reject(why), _) => {
                         tracing::warn!(app_id = %desired.app.id, %why, "could not deploy the live release again");
+                        return Ok(Some(degraded(format!(
+                            "berth could not start the live release again: {why}"
+                        ))));
                     }
                 }
             }
         }
-        Ok(())
+        Ok(found)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The reconciler's decisions against the scripted runtime.
 
 use super::*;
-use berth_proto::{DesiredApp, DesiredState, LiveRelease};
+use berth_proto::{AppStatus, DesiredApp, DesiredState, LiveRelease};
 
 /// A deployment id made `secs_ago` seconds ago (UUIDv7).
 fn made_ago(secs_ago: i64) -> Uuid {
@@ -229,4 +229,67 @@ async fn each_repair_is_an_event_in_the_app_log_but_a_deleted_app_gets_none() {
         assert_eq!(record.source, berth_proto::LogSource::Event);
         assert_eq!(record.instance, "berth");
     }
+}
+
+/// The statuses the pass reported, by app.
+fn reported(service: &DeployService<FakeRuntime, Recorder>) -> Vec<(AppStatus, Option<String>)> {
+    let statuses = service.publisher.1.lock().unwrap();
+    assert_eq!(statuses.len(), 1, "one report per pass");
+    statuses[0]
+        .apps
+        .iter()
+        .map(|app| (app.status, app.reason.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_pass_reports_what_runs_and_why_an_app_is_degraded() {
+    let release = release(&BTreeMap::new());
+    let live = made_ago(600);
+
+    let runs = service_with(running(live));
+    runs.reconcile(desired(live_app(&release, live, 1))).await;
+    assert_eq!(reported(&runs), [(AppStatus::Running, None)]);
+
+    let stops = service_with(running(live));
+    stops.reconcile(desired(live_app(&release, live, 0))).await;
+    assert_eq!(reported(&stops), [(AppStatus::Stopped, None)]);
+
+    // Its workload is gone and deploying it again fails for good.
+    let service = service();
+    *service.runtime.result.lock().unwrap() = Some(Err(DeployError::ImageUnavailable {
+        image: release.image.clone(),
+        reason: "manifest unknown".into(),
+    }));
+    service
+        .reconcile(desired(live_app(&release, live, 1)))
+        .await;
+    let degraded = reported(&service);
+    assert_eq!(degraded.len(), 1);
+    assert_eq!(degraded[0].0, AppStatus::Degraded);
+    let reason = degraded[0].1.as_deref().unwrap();
+    assert!(
+        reason.starts_with("berth could not start the live release again: the image")
+            && reason.ends_with("cannot be pulled: manifest unknown"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn apps_with_nothing_live_or_a_deployment_on_its_way_are_not_reported() {
+    let service = service();
+    let release = release(&BTreeMap::new());
+    let mut busy = live_app(&release, made_ago(600), 1);
+    busy.busy = true;
+    let never_deployed = DesiredApp {
+        live: None,
+        ..live_app(&release, made_ago(600), 1)
+    };
+    service
+        .reconcile(DesiredState {
+            at: Utc::now(),
+            apps: vec![busy, never_deployed],
+        })
+        .await;
+    assert!(service.publisher.1.lock().unwrap().is_empty());
 }

@@ -96,9 +96,27 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
 
     /// Runs a release; see the module docs for the idempotency rules.
     pub async fn deploy(&self, deployment_id: Uuid, attempt: u32, release: Release) -> Outcome {
-        match self.try_deploy(deployment_id, attempt, release).await {
+        self.deploy_for_reason(deployment_id, attempt, release)
+            .await
+            .0
+    }
+
+    /// Like [`Self::deploy`], with why the release did not run when it
+    /// failed for good (reported, and the outcome is `Done`).
+    pub(crate) async fn deploy_for_reason(
+        &self,
+        deployment_id: Uuid,
+        attempt: u32,
+        release: Release,
+    ) -> (Outcome, Option<String>) {
+        let mut failure = None;
+        let outcome = match self
+            .try_deploy(deployment_id, attempt, release, &mut failure)
+            .await
+        {
             Ok(outcome) | Err(outcome) => outcome,
-        }
+        };
+        (outcome, failure)
     }
 
     async fn try_deploy(
@@ -106,6 +124,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         deployment_id: Uuid,
         attempt: u32,
         release: Release,
+        failure: &mut Option<String>,
     ) -> Result<Outcome, Outcome> {
         let app_id = release.app.id;
         let lock = self.app_lock(app_id);
@@ -155,6 +174,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             Err(error) => {
                 let reason = DeployError::Secrets(error).to_string();
                 tracing::warn!(%deployment_id, %app_id, reason, "deploy failed");
+                *failure = Some(reason.clone());
                 self.report(deployment_id, attempt, DeploymentProgress::failed(reason))
                     .await?;
                 return Ok(Outcome::Done);
@@ -198,6 +218,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             }
             Err(error) => {
                 tracing::warn!(%deployment_id, %app_id, reason = %error, "deploy failed");
+                *failure = Some(error.to_string());
                 DeploymentProgress::failed(error.to_string())
             }
         };

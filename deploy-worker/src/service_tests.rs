@@ -71,12 +71,21 @@ impl Runtime for FakeRuntime {
     }
 }
 
+/// What the service published: progress reports, and the reconciler's
+/// runtime status reports apart.
 #[derive(Default)]
-struct Recorder(StdMutex<Vec<(Uuid, DeploymentProgress)>>);
+struct Recorder(
+    StdMutex<Vec<(Uuid, DeploymentProgress)>>,
+    StdMutex<Vec<berth_proto::RuntimeStatus>>,
+);
 
 #[async_trait]
 impl MessagePublisher for Recorder {
     async fn publish(&self, _routing_key: &str, envelope: &Envelope) -> Result<(), BrokerError> {
+        if let Ok(status) = envelope.payload::<berth_proto::RuntimeStatus>() {
+            self.1.lock().unwrap().push(status);
+            return Ok(());
+        }
         let progress: DeploymentProgress = envelope.payload().expect("a progress report");
         self.0
             .lock()

@@ -6,7 +6,7 @@
 
 use crate::messages::{
     AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
-    DeploymentProgress, DesiredState,
+    DeploymentProgress, DesiredState, RuntimeStatus,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -117,6 +117,7 @@ impl Envelope {
             DeploymentProgress::TYPE => Message::DeploymentProgress(self.payload()?),
             Cancellation::TYPE => Message::Cancellation(self.payload()?),
             DesiredState::TYPE => Message::DesiredState(self.payload()?),
+            RuntimeStatus::TYPE => Message::RuntimeStatus(self.payload()?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -132,6 +133,7 @@ pub enum Message {
     DeploymentProgress(DeploymentProgress),
     Cancellation(Cancellation),
     DesiredState(DesiredState),
+    RuntimeStatus(RuntimeStatus),
 }
 
 impl Message {
@@ -145,6 +147,7 @@ impl Message {
             Self::DeploymentProgress(_) => DeploymentProgress::QUEUE,
             Self::Cancellation(_) => Cancellation::QUEUE,
             Self::DesiredState(_) => DesiredState::QUEUE,
+            Self::RuntimeStatus(_) => RuntimeStatus::QUEUE,
         }
     }
 }

@@ -17,9 +17,9 @@ pub use binding::Binding;
 pub use envelope::{DecodeError, Envelope, Message, Payload};
 pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{
-    AppRef, AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
-    DeploymentProgress, DesiredApp, DesiredState, KnownImage, LiveRelease, Release, ReleaseConfig,
-    Resources, Source,
+    AppHealth, AppRef, AppRemovalRequested, AppScaleRequested, AppStatus, BuildRequested,
+    Cancellation, DeployRequested, DeploymentProgress, DesiredApp, DesiredState, KnownImage,
+    LiveRelease, Release, ReleaseConfig, Resources, RuntimeStatus, Source,
 };
 pub use sealed::{Sealed, SealedError, SecretKey};
 pub use state::{DeploymentState, TransitionError};

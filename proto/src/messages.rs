@@ -223,6 +223,53 @@ impl Payload for DesiredState {
     const QUEUE: &'static str = RECONCILE_QUEUE;
 }
 
+/// What the reconciler found each app it looked at running once it had
+/// repaired what it could: one message per pass, so users see an app that
+/// berth cannot bring back (and why) instead of a green "live".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeStatus {
+    /// When the snapshot the pass acted on was read.
+    pub at: DateTime<Utc>,
+    pub apps: Vec<AppHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppHealth {
+    pub app_id: Uuid,
+    pub status: AppStatus,
+    /// Why it is degraded, in words for the app's users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An app's runtime status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppStatus {
+    /// Its live release runs as wanted.
+    Running,
+    /// It should run, but does not, and the repair failed.
+    Degraded,
+    /// It is scaled to 0.
+    Stopped,
+}
+
+impl AppStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Degraded => "degraded",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl Payload for RuntimeStatus {
+    const TYPE: &'static str = "runtime.status";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = INFORM_QUEUE;
+}
+
 /// A worker's report that a deployment reached `state`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentProgress {

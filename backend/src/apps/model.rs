@@ -158,8 +158,21 @@ pub struct App {
     /// Where the live deployment answers.
     pub url: Option<String>,
     pub current_release_id: Option<Uuid>,
+    /// What berth last found running, checked about once a minute; null
+    /// until it has looked (nothing live yet, or a deployment on its way).
+    pub runtime: Option<Runtime>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Runtime {
+    /// `running`, `degraded` (it should run but does not, and berth could
+    /// not repair it) or `stopped` (scaled to 0).
+    pub status: String,
+    /// Why it is degraded.
+    pub reason: Option<String>,
+    pub checked_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -203,6 +216,14 @@ impl App {
             },
             url: row.url,
             current_release_id: row.current_release_id,
+            runtime: match (row.runtime.runtime_status, row.runtime.runtime_checked_at) {
+                (Some(status), Some(checked_at)) => Some(Runtime {
+                    status,
+                    reason: row.runtime.runtime_reason,
+                    checked_at,
+                }),
+                _ => None,
+            },
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -5,13 +5,16 @@
 //! something runs which should not (a late `live` of an ended deployment, or
 //! of a deleted app) queues its repair in the same transaction.
 
+use crate::apps_store;
 use crate::deployments::model::commit_summary;
 use crate::deployments::transitions::{self, Change};
 use crate::deployments::{releases, repair};
 use crate::error::Result;
 use async_trait::async_trait;
 use berth_common::{DeliveryInfo, Handler, Outcome};
-use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Message};
+use berth_proto::{
+    AppStatus, DeploymentProgress, DeploymentState, Envelope, Message, RuntimeStatus,
+};
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -108,6 +111,26 @@ impl InformHandler {
     }
 }
 
+impl InformHandler {
+    /// What a reconciler pass found running; shown on each app.
+    async fn runtime_status(&self, status: &RuntimeStatus) -> Outcome {
+        match apps_store::record_runtime(&self.db, status).await {
+            Ok(changed) => {
+                for app in &status.apps {
+                    if app.status == AppStatus::Degraded {
+                        tracing::warn!(app_id = %app.app_id, reason = ?app.reason, "an app is degraded");
+                    }
+                    metrics::counter!("berth_app_runtime_reports_total", "status" => app.status.as_str())
+                        .increment(1);
+                }
+                tracing::debug!(apps = status.apps.len(), changed, "runtime status recorded");
+                Outcome::Done
+            }
+            Err(error) => Outcome::Retry(error.to_string()),
+        }
+    }
+}
+
 #[async_trait]
 impl Handler for InformHandler {
     async fn handle(
@@ -116,11 +139,15 @@ impl Handler for InformHandler {
         message: Message,
         _delivery: DeliveryInfo,
     ) -> Outcome {
-        let Message::DeploymentProgress(progress) = message else {
-            return Outcome::Reject(format!(
-                "`{}` does not belong on berth.inform",
-                envelope.kind
-            ));
+        let progress = match message {
+            Message::DeploymentProgress(progress) => progress,
+            Message::RuntimeStatus(status) => return self.runtime_status(&status).await,
+            _ => {
+                return Outcome::Reject(format!(
+                    "`{}` does not belong on berth.inform",
+                    envelope.kind
+                ))
+            }
         };
         let Some(deployment_id) = envelope.deployment_id else {
             return Outcome::Reject("a progress report must name its deployment".into());

@@ -55,6 +55,15 @@ export interface App {
   last_deploy?: LastDeploy | null;
   state?: string | null;
   url?: string | null;
+  /** What berth last found running; null until it looked. */
+  runtime?: AppRuntime | null;
+}
+
+export interface AppRuntime {
+  /** running, degraded (should run but does not, and berth could not repair it) or stopped. */
+  status: string;
+  reason?: string | null;
+  checked_at: string;
 }
 
 export interface StateEntry {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isInProgress, stateDisplay, triggerLabel } from "./states";
+import { isInProgress, stateDisplay, triggerLabel, runtimeDisplay } from "./states";
 
 describe("stateDisplay", () => {
   it.each([
@@ -47,5 +47,14 @@ describe("triggerLabel", () => {
     expect(triggerLabel("rollback")).toBe("rollback");
     expect(triggerLabel("repair")).toBe("repair by berth");
     expect(triggerLabel("cron")).toBe("cron");
+  });
+});
+
+describe("runtimeDisplay", () => {
+  it("shows what berth found running, degraded in the danger tone", () => {
+    expect(runtimeDisplay("running")).toEqual({ label: "Running", tone: "success" });
+    expect(runtimeDisplay("degraded")).toEqual({ label: "Degraded", tone: "danger" });
+    expect(runtimeDisplay("stopped")).toEqual({ label: "Stopped", tone: "muted" });
+    expect(runtimeDisplay("half_asleep")).toEqual({ label: "Half asleep", tone: "neutral" });
   });
 });

@@ -29,6 +29,18 @@ const STATES: Record<string, StateDisplay> = {
 
 export const PIPELINE_STEPS = 6;
 
+const RUNTIME: Record<string, { label: string; tone: Tone }> = {
+  running: { label: "Running", tone: "success" },
+  degraded: { label: "Degraded", tone: "danger" },
+  stopped: { label: "Stopped", tone: "muted" },
+};
+
+/** How an app's runtime status (what berth found running) is shown. */
+export function runtimeDisplay(status: string): { label: string; tone: Tone } {
+  const words = status.replace(/_/g, " ");
+  return RUNTIME[status] ?? { label: words[0].toUpperCase() + words.slice(1), tone: "neutral" };
+}
+
 export function stateDisplay(state: string | null | undefined): StateDisplay {
   if (state === null || state === undefined || state === "") {
     return { label: "Not deployed", tone: "muted", final: true };

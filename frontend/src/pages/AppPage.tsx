@@ -1,6 +1,6 @@
 import { useCallback, useState } from "react";
 import { Link, useParams } from "react-router";
-import type { Deployment } from "../api/types";
+import type { AppRuntime, Deployment } from "../api/types";
 import { useSession } from "../api/session";
 import { ProblemBanner } from "../components/forms";
 import { Loading } from "../components/Layout";
@@ -12,7 +12,7 @@ import { ScaleSection, SettingsSection } from "../components/SettingsSection";
 import { StateBadge } from "../components/StateBadge";
 import { WebhookSection } from "../components/WebhookSection";
 import { duration, queueLabel, shortSha, timeAgo } from "../lib/format";
-import { isInProgress, triggerLabel } from "../lib/states";
+import { isInProgress, runtimeDisplay, triggerLabel } from "../lib/states";
 import { canRollBackTo } from "../lib/appForm";
 import { formatCpu, formatMemory } from "../lib/resources";
 import { useAsync } from "../lib/useAsync";
@@ -145,6 +145,7 @@ export function AppPage() {
         <dd>{a.port}</dd>
         <dt>Instances</dt>
         <dd>{a.replicas === 0 ? "stopped" : a.replicas}</dd>
+        {a.runtime && <RuntimeFact runtime={a.runtime} />}
         <dt>Each instance</dt>
         <dd>
           {formatMemory(a.resources.memory_mb)} of memory, {formatCpu(a.resources.cpu_millis)}
@@ -250,5 +251,24 @@ function DeploymentRow({
         </button>
       )}
     </li>
+  );
+}
+
+/** What berth last found running, and why it could not repair a degraded app. */
+function RuntimeFact({ runtime }: { runtime: AppRuntime }) {
+  const shown = runtimeDisplay(runtime.status);
+  return (
+    <>
+      <dt>Runtime</dt>
+      <dd>
+        <span className={`badge tone-${shown.tone}`} data-runtime={runtime.status}>
+          {shown.label}
+        </span>{" "}
+        <span className="muted">
+          checked <time dateTime={runtime.checked_at}>{timeAgo(runtime.checked_at)}</time>
+        </span>
+        {runtime.reason && <p className="reason">{runtime.reason}</p>}
+      </dd>
+    </>
   );
 }
