@@ -450,3 +450,77 @@ async fn the_reconcilers_runtime_status_shows_on_the_app() {
     assert_eq!(still["runtime"]["reason"], why);
     stop.cancel();
 }
+
+/// A deployment whose work waits for another attempt says why and when,
+/// until its next step; an ended one takes no such word.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_waiting_for_another_attempt_says_why_until_it_moves() {
+    use berth_proto::DeploymentWaiting;
+    let broker = TestBroker::new().await;
+    let setup = Setup::new().await;
+    let stop = start_consumer(&broker, &setup.app);
+    let id = id_of(&setup.deploy().await);
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Cloning),
+    )
+    .await;
+    setup.wait_for_state(id, "cloning").await;
+
+    let retry_at = chrono::Utc::now() + chrono::Duration::seconds(40);
+    let reason = "the registry is unavailable: connection refused";
+    let waiting = DeploymentWaiting {
+        reason: reason.into(),
+        retry_at,
+    };
+    broker.broker.send(Some(id), 1, &waiting).await.unwrap();
+    let shown = common::broker::eventually(WAIT, || async {
+        let deployment = setup.deployment(id).await;
+        (!deployment["waiting"].is_null()).then_some(deployment)
+    })
+    .await
+    .expect("the deployment says it waits");
+    assert_eq!(shown["state"], "cloning");
+    assert_eq!(shown["waiting"]["reason"], reason);
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(shown["waiting"]["next_attempt_at"].clone()).unwrap();
+    assert_eq!(next.timestamp(), retry_at.timestamp());
+
+    report(
+        &broker,
+        id,
+        DeploymentProgress::new(DeploymentState::Building),
+    )
+    .await;
+    let moved = setup.wait_for_state(id, "building").await;
+    assert!(moved["waiting"].is_null(), "{moved}");
+
+    // Cancelled, then a late word that it waits: not shown.
+    let cancelled = setup
+        .app
+        .call(
+            axum::http::Method::POST,
+            &format!("/api/v1/deployments/{id}/cancel"),
+            Some(&setup.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        cancelled.status,
+        axum::http::StatusCode::ACCEPTED,
+        "{}",
+        cancelled.body
+    );
+    let recorded = berth_backend::deployments::store::record_waiting(
+        setup.app.pool(),
+        id,
+        reason,
+        retry_at,
+    )
+    .await
+    .unwrap();
+    assert!(!recorded, "an ended deployment waits for nothing");
+    assert!(setup.deployment(id).await["waiting"].is_null());
+    stop.cancel();
+}

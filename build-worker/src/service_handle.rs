@@ -77,4 +77,8 @@ where
         .instrument(span)
         .await
     }
+
+    async fn retrying(&self, envelope: &Envelope, delay: std::time::Duration, reason: &str) {
+        self.publisher.tell_waiting(envelope, delay, reason).await;
+    }
 }

@@ -84,6 +84,11 @@ pub enum Outcome {
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, envelope: Envelope, message: Message, delivery: DeliveryInfo)
         -> Outcome;
+
+    /// Called once a `Retry` is scheduled: the message comes back after
+    /// `delay`. Handlers tell the deployment's users why it waits and when
+    /// it is tried again; by default nothing happens.
+    async fn retrying(&self, _envelope: &Envelope, _delay: Duration, _reason: &str) {}
 }
 
 /// Publishing seam: [`Broker`] in production, a recorder in unit tests.
@@ -104,6 +109,28 @@ pub trait MessagePublisher: Send + Sync + 'static {
     {
         self.publish(P::QUEUE, &Envelope::new(deployment_id, attempt, payload))
             .await
+    }
+
+    /// Tells the backend that the work `envelope` carries for a deployment
+    /// waits `delay` for another attempt, and why (for [`Handler::retrying`]).
+    /// Best effort: the work is retried whether or not this arrives.
+    async fn tell_waiting(&self, envelope: &Envelope, delay: Duration, reason: &str)
+    where
+        Self: Sized,
+    {
+        let Some(deployment_id) = envelope.deployment_id else {
+            return;
+        };
+        let waiting = berth_proto::DeploymentWaiting {
+            reason: reason.to_owned(),
+            retry_at: chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+        };
+        if let Err(error) = self
+            .send(Some(deployment_id), envelope.attempt, &waiting)
+            .await
+        {
+            tracing::debug!(%deployment_id, %error, "could not say that the deployment waits");
+        }
     }
 }
 

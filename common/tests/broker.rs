@@ -520,3 +520,68 @@ async fn one_consumer_at_a_time_takes_the_snapshots_and_another_takes_over() {
     assert_eq!(next_call(&mut second, WAIT).await.envelope.id, after.id);
     stop_second.cancel();
 }
+
+/// Fails once, then succeeds; remembers each scheduled retry.
+#[derive(Default)]
+struct FailsOnce {
+    calls: AtomicU32,
+    retries: std::sync::Mutex<Vec<(uuid::Uuid, Duration, String)>>,
+}
+
+#[async_trait]
+impl berth_common::Handler for FailsOnce {
+    async fn handle(
+        &self,
+        _envelope: Envelope,
+        _message: berth_proto::Message,
+        _delivery: berth_common::DeliveryInfo,
+    ) -> Outcome {
+        match self.calls.fetch_add(1, Ordering::SeqCst) {
+            0 => Outcome::Retry("the container engine is unavailable".into()),
+            _ => Outcome::Done,
+        }
+    }
+
+    async fn retrying(&self, envelope: &Envelope, delay: Duration, reason: &str) {
+        self.retries.lock().unwrap().push((
+            envelope.deployment_id.unwrap(),
+            delay,
+            reason.to_owned(),
+        ));
+    }
+}
+
+/// Users learn why a deployment waits and when it is tried again.
+#[tokio::test]
+async fn a_scheduled_retry_is_told_to_the_handler_with_its_delay_and_reason() {
+    let vhost = TestVhost::new();
+    let url = vhost.url.clone();
+    setup(&url).await;
+    let handler = Arc::new(FailsOnce::default());
+    let broker = Broker::new(&url, "test").with_retry(fast_retries(WAIT));
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let (handler, shutdown) = (handler.clone(), shutdown.clone());
+        async move { broker.consume(INFORM_QUEUE, 1, handler, shutdown).await }
+    });
+    let message = progress();
+    Broker::new(&url, "publisher")
+        .publish(INFORM_QUEUE, &message)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while handler.calls.load(Ordering::SeqCst) < 2 {
+        assert!(started.elapsed() < WAIT, "the retry never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let retries = handler.retries.lock().unwrap().clone();
+    assert_eq!(
+        retries,
+        [(
+            message.deployment_id.unwrap(),
+            Duration::from_millis(100),
+            "the container engine is unavailable".to_owned()
+        )]
+    );
+    shutdown.cancel();
+}

@@ -233,7 +233,14 @@ async fn each_repair_is_an_event_in_the_app_log_but_a_deleted_app_gets_none() {
 
 /// The statuses the pass reported, by app.
 fn reported(service: &DeployService<FakeRuntime, Recorder>) -> Vec<(AppStatus, Option<String>)> {
-    let statuses = service.publisher.1.lock().unwrap();
+    let statuses: Vec<berth_proto::RuntimeStatus> = service
+        .publisher
+        .1
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|envelope| envelope.payload().unwrap())
+        .collect();
     assert_eq!(statuses.len(), 1, "one report per pass");
     statuses[0]
         .apps

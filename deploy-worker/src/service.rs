@@ -318,6 +318,10 @@ impl<R: Runtime, P: MessagePublisher> Handler for DeployService<R, P> {
             )),
         }
     }
+
+    async fn retrying(&self, envelope: &Envelope, delay: std::time::Duration, reason: &str) {
+        self.publisher.tell_waiting(envelope, delay, reason).await;
+    }
 }
 
 #[path = "reconcile.rs"]

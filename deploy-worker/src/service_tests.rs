@@ -71,19 +71,19 @@ impl Runtime for FakeRuntime {
     }
 }
 
-/// What the service published: progress reports, and the reconciler's
-/// runtime status reports apart.
+/// What the service published: progress reports, and every other message
+/// (runtime status, waiting) apart.
 #[derive(Default)]
 struct Recorder(
     StdMutex<Vec<(Uuid, DeploymentProgress)>>,
-    StdMutex<Vec<berth_proto::RuntimeStatus>>,
+    StdMutex<Vec<Envelope>>,
 );
 
 #[async_trait]
 impl MessagePublisher for Recorder {
     async fn publish(&self, _routing_key: &str, envelope: &Envelope) -> Result<(), BrokerError> {
-        if let Ok(status) = envelope.payload::<berth_proto::RuntimeStatus>() {
-            self.1.lock().unwrap().push(status);
+        if envelope.kind != <DeploymentProgress as berth_proto::Payload>::TYPE {
+            self.1.lock().unwrap().push(envelope.clone());
             return Ok(());
         }
         let progress: DeploymentProgress = envelope.payload().expect("a progress report");
@@ -418,4 +418,32 @@ async fn a_cancel_heard_during_the_rollout_undoes_it_and_reports_who_cancelled()
         service.publisher.last().reason.as_deref(),
         Some("the deployment was cancelled during its rollout; the previous release keeps serving (cancelled by alice)")
     );
+}
+
+#[tokio::test]
+async fn a_deploy_waiting_for_another_attempt_tells_the_backend_why_and_when() {
+    let service = service();
+    let deployment = Uuid::now_v7();
+    let request = berth_proto::DeployRequested {
+        release: release(&BTreeMap::new()),
+    };
+    let envelope = Envelope::new(Some(deployment), 1, &request);
+    let before = Utc::now();
+    service
+        .retrying(
+            &envelope,
+            std::time::Duration::from_secs(40),
+            "the container engine is unavailable: connection refused",
+        )
+        .await;
+    let sent = service.publisher.1.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].deployment_id, Some(deployment));
+    let waiting: berth_proto::DeploymentWaiting = sent[0].payload().unwrap();
+    assert_eq!(
+        waiting.reason,
+        "the container engine is unavailable: connection refused"
+    );
+    let wait = waiting.retry_at - before;
+    assert!(wait >= chrono::Duration::seconds(40) && wait < chrono::Duration::seconds(41));
 }

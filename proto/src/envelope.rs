@@ -6,7 +6,7 @@
 
 use crate::messages::{
     AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
-    DeploymentProgress, DesiredState, RuntimeStatus,
+    DeploymentProgress, DeploymentWaiting, DesiredState, RuntimeStatus,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -118,6 +118,7 @@ impl Envelope {
             Cancellation::TYPE => Message::Cancellation(self.payload()?),
             DesiredState::TYPE => Message::DesiredState(self.payload()?),
             RuntimeStatus::TYPE => Message::RuntimeStatus(self.payload()?),
+            DeploymentWaiting::TYPE => Message::DeploymentWaiting(self.payload()?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -134,6 +135,7 @@ pub enum Message {
     Cancellation(Cancellation),
     DesiredState(DesiredState),
     RuntimeStatus(RuntimeStatus),
+    DeploymentWaiting(DeploymentWaiting),
 }
 
 impl Message {
@@ -148,6 +150,7 @@ impl Message {
             Self::Cancellation(_) => Cancellation::QUEUE,
             Self::DesiredState(_) => DesiredState::QUEUE,
             Self::RuntimeStatus(_) => RuntimeStatus::QUEUE,
+            Self::DeploymentWaiting(_) => DeploymentWaiting::QUEUE,
         }
     }
 }

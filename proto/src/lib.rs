@@ -18,8 +18,8 @@ pub use envelope::{DecodeError, Envelope, Message, Payload};
 pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{
     AppHealth, AppRef, AppRemovalRequested, AppScaleRequested, AppStatus, BuildRequested,
-    Cancellation, DeployRequested, DeploymentProgress, DesiredApp, DesiredState, KnownImage,
-    LiveRelease, Release, ReleaseConfig, Resources, RuntimeStatus, Source,
+    Cancellation, DeployRequested, DeploymentProgress, DeploymentWaiting, DesiredApp, DesiredState,
+    KnownImage, LiveRelease, Release, ReleaseConfig, Resources, RuntimeStatus, Source,
 };
 pub use sealed::{Sealed, SealedError, SecretKey};
 pub use state::{DeploymentState, TransitionError};

@@ -264,6 +264,22 @@ impl AppStatus {
     }
 }
 
+/// A worker's word that work of a deployment hit a passing failure and is
+/// tried again at `retry_at`: the deployment keeps its state, and its users
+/// read why it waits ("the container engine is unavailable, next attempt in
+/// 40 s") instead of a step that looks stuck.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentWaiting {
+    pub reason: String,
+    pub retry_at: DateTime<Utc>,
+}
+
+impl Payload for DeploymentWaiting {
+    const TYPE: &'static str = "deployment.waiting";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = INFORM_QUEUE;
+}
+
 impl Payload for RuntimeStatus {
     const TYPE: &'static str = "runtime.status";
     const VERSION: u32 = 1;

@@ -8,7 +8,7 @@
 use crate::apps_store;
 use crate::deployments::model::commit_summary;
 use crate::deployments::transitions::{self, Change};
-use crate::deployments::{releases, repair};
+use crate::deployments::{releases, repair, store};
 use crate::error::Result;
 use async_trait::async_trait;
 use berth_common::{DeliveryInfo, Handler, Outcome};
@@ -142,6 +142,26 @@ impl Handler for InformHandler {
         let progress = match message {
             Message::DeploymentProgress(progress) => progress,
             Message::RuntimeStatus(status) => return self.runtime_status(&status).await,
+            Message::DeploymentWaiting(waiting) => {
+                let Some(deployment_id) = envelope.deployment_id else {
+                    return Outcome::Reject("a waiting report must name its deployment".into());
+                };
+                return match store::record_waiting(
+                    &self.db,
+                    deployment_id,
+                    &waiting.reason,
+                    waiting.retry_at,
+                )
+                .await
+                {
+                    Ok(recorded) => {
+                        tracing::info!(%deployment_id, reason = %waiting.reason, retry_at = %waiting.retry_at,
+                            recorded, "the deployment's work waits for another attempt");
+                        Outcome::Done
+                    }
+                    Err(error) => Outcome::Retry(error.to_string()),
+                };
+            }
             _ => {
                 return Outcome::Reject(format!(
                     "`{}` does not belong on berth.inform",

@@ -70,8 +70,18 @@ pub struct Deployment {
     pub pushed_by: Option<String>,
     /// While `queued`: its place in line and when it should start.
     pub queue: Option<QueuePlace>,
+    /// While in progress, when its work hit a passing failure (the engine
+    /// or the registry away) and waits for another attempt: why, and when.
+    pub waiting: Option<Waiting>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Waiting {
+    /// What failed, e.g. "the container engine is unavailable: …".
+    pub reason: String,
+    pub next_attempt_at: DateTime<Utc>,
 }
 
 impl Deployment {
@@ -99,6 +109,13 @@ impl Deployment {
             release_pruned_at: row.release_pruned_at,
             created_by: row.created_by,
             pushed_by: row.pushed_by,
+            waiting: match (row.waiting_reason, row.next_attempt_at) {
+                (Some(reason), Some(next_attempt_at)) => Some(Waiting {
+                    reason,
+                    next_attempt_at,
+                }),
+                _ => None,
+            },
             queue,
             created_at: row.created_at,
             updated_at: row.updated_at,

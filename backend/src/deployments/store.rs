@@ -22,6 +22,9 @@ pub struct DeploymentRow {
     pub release_id: Uuid,
     /// When retention removed the release's image.
     pub release_pruned_at: Option<DateTime<Utc>>,
+    /// Why its work waits for another attempt, and when that is.
+    pub waiting_reason: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
     pub image: Option<String>,
     pub endpoint: Option<String>,
     pub reason: Option<String>,
@@ -34,6 +37,7 @@ pub struct DeploymentRow {
 const COLUMNS: &str = "d.id, d.app_id, d.state, d.trigger, d.git_ref, d.commit_sha,
     d.commit_message, d.release_id,
     (SELECT r.pruned_at FROM releases r WHERE r.id = d.release_id) AS release_pruned_at,
+    d.waiting_reason, d.next_attempt_at,
     d.image, d.endpoint, d.reason, d.created_by, d.pushed_by, d.created_at, d.updated_at";
 
 pub struct NewDeployment<'a> {
@@ -151,4 +155,27 @@ pub async fn histories(
         map.entry(id).or_default().push((state, at));
     }
     Ok(map)
+}
+
+/// Records that the deployment's work waits for another attempt; ignored
+/// once the deployment ended, or when a later attempt already reported.
+/// Returns whether it was recorded.
+pub async fn record_waiting(
+    db: &PgPool,
+    id: Uuid,
+    reason: &str,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE deployments SET waiting_reason = $2, next_attempt_at = $3
+         WHERE id = $1 AND state = ANY($4)
+           AND (next_attempt_at IS NULL OR next_attempt_at <= $3)",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(next_attempt_at)
+    .bind(&IN_PROGRESS[..])
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }

@@ -169,6 +169,7 @@ pub async fn transition_locked(
     };
     sqlx::query(
         "UPDATE deployments SET state = $2, state_changed_at = now(), updated_at = now(),
+            waiting_reason = NULL, next_attempt_at = NULL,
             reason = COALESCE($3, reason), commit_sha = COALESCE($4, commit_sha),
             endpoint = COALESCE($5, endpoint), image = COALESCE($6, image), release_id = $7,
             commit_message = COALESCE($8, commit_message,

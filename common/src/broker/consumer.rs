@@ -260,7 +260,18 @@ impl<H: Handler> Process for WorkQueue<H> {
         }
         let settled = match outcome {
             Outcome::Done => delivery.acker.ack(BasicAckOptions::default()).await,
-            Outcome::Retry(reason) => broker.retry_later(queue, &delivery, &info, &reason).await,
+            Outcome::Retry(reason) => {
+                match broker.retry_later(queue, &delivery, &info, &reason).await {
+                    Ok(Some(delay)) => {
+                        if let Ok(envelope) = Envelope::from_bytes(&delivery.data) {
+                            self.handler.retrying(&envelope, delay, &reason).await;
+                        }
+                        Ok(true)
+                    }
+                    Ok(None) => Ok(true),
+                    Err(error) => Err(error),
+                }
+            }
             Outcome::Reject(reason) => {
                 tracing::warn!(queue, %reason, "dead-lettering a message");
                 broker.reject(queue, &delivery, &reason).await
@@ -275,20 +286,21 @@ impl<H: Handler> Process for WorkQueue<H> {
 
 impl Broker {
     /// Copies the message into the retry queue of its next delay, then acks
-    /// it; dead-letters it when the retry budget is spent.
+    /// it, and returns the delay; dead-letters it when the retry budget is
+    /// spent (`None`, as when the copy failed and the message was requeued).
     async fn retry_later(
         &self,
         queue: &str,
         delivery: &Delivery,
         info: &DeliveryInfo,
         reason: &str,
-    ) -> Result<bool, lapin::Error> {
+    ) -> Result<Option<Duration>, lapin::Error> {
         let headers = delivery.properties.headers().as_ref();
         let waited = retry::waited(headers);
         let Some(delay) = self.inner.retry.next_delay(info.retries, waited) else {
             tracing::warn!(queue, %reason, retries = info.retries, ?waited,
                 "the retry budget is spent; dead-lettering the message");
-            return self.reject(queue, delivery, reason).await;
+            return self.reject(queue, delivery, reason).await.map(|_| None);
         };
         tracing::warn!(queue, %reason, retry = info.retries + 1, ?delay,
             "handling failed; the message will be retried");
@@ -298,11 +310,15 @@ impl Broker {
             .publish_raw(names::EXCHANGE, &target, &delivery.data, copy)
             .await
         {
-            Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+            Ok(()) => delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map(|_| Some(delay)),
             Err(error) => {
                 tracing::error!(queue, %error, "could not schedule a retry; requeueing");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                requeue(delivery).await
+                requeue(delivery).await.map(|_| None)
             }
         }
     }

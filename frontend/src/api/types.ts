@@ -93,6 +93,13 @@ export interface Deployment {
   ref?: string | null;
   /** While queued: its place in line and when it should start. */
   queue?: QueuePlace | null;
+  /** While in progress, when its work hit a passing failure and waits for another attempt. */
+  waiting?: Waiting | null;
+}
+
+export interface Waiting {
+  reason: string;
+  next_attempt_at: string;
 }
 
 export interface QueuePlace {

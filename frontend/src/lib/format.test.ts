@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { duration, queueLabel, shortSha, timeAgo } from "./format";
+import { duration, queueLabel, shortSha, timeAgo, waitingLabel } from "./format";
 
 describe("format", () => {
   const now = Date.parse("2026-03-01T12:00:00Z");
@@ -31,5 +31,20 @@ describe("queueLabel", () => {
     expect(queueLabel(2, 20)).toBe("2nd in line · starts in under a minute");
     expect(queueLabel(11, null)).toBe("11th in line");
     expect(queueLabel(21)).toBe("21st in line");
+  });
+});
+
+describe("waitingLabel", () => {
+  const now = Date.parse("2026-12-05T10:00:00Z");
+  it("says why the work waits and when it is tried again", () => {
+    expect(waitingLabel("the container engine is unavailable", "2026-12-05T10:00:40Z", now)).toBe(
+      "the container engine is unavailable, next attempt in 40 s",
+    );
+    expect(waitingLabel("the registry is unavailable", "2026-12-05T10:03:00Z", now)).toBe(
+      "the registry is unavailable, next attempt in 3 min",
+    );
+    expect(waitingLabel("the registry is unavailable", "2026-12-05T09:59:59Z", now)).toBe(
+      "the registry is unavailable, trying again now",
+    );
   });
 });

@@ -40,6 +40,14 @@ export function queueLabel(position: number, estimatedStartSecs?: number | null)
   return `${place} · starts ${when}`;
 }
 
+/** "the registry is unavailable, next attempt in 40 s" for work waiting to be tried again. */
+export function waitingLabel(reason: string, nextAttemptAt: string, now: number = Date.now()): string {
+  const secs = Math.round((Date.parse(nextAttemptAt) - now) / 1000);
+  if (secs <= 0) return `${reason}, trying again now`;
+  const when = secs < 90 ? `${secs} s` : `${Math.round(secs / 60)} min`;
+  return `${reason}, next attempt in ${when}`;
+}
+
 function ordinal(n: number): string {
   const tens = n % 100;
   if (tens >= 11 && tens <= 13) return `${n}th`;

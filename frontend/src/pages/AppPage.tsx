@@ -11,7 +11,7 @@ import { ResourcesSection } from "../components/ResourcesSection";
 import { ScaleSection, SettingsSection } from "../components/SettingsSection";
 import { StateBadge } from "../components/StateBadge";
 import { WebhookSection } from "../components/WebhookSection";
-import { duration, queueLabel, shortSha, timeAgo } from "../lib/format";
+import { duration, queueLabel, shortSha, timeAgo, waitingLabel } from "../lib/format";
 import { isInProgress, runtimeDisplay, triggerLabel } from "../lib/states";
 import { canRollBackTo } from "../lib/appForm";
 import { formatCpu, formatMemory } from "../lib/resources";
@@ -240,6 +240,11 @@ function DeploymentRow({
         {d.release_pruned_at && <> · image removed by retention, so it cannot be rolled back to</>}
       </div>
       {d.reason && <p className="reason">{d.reason}</p>}
+      {d.waiting && isInProgress(d.state) && (
+        <p className="reason" role="status">
+          {waitingLabel(d.waiting.reason, d.waiting.next_attempt_at)}
+        </p>
+      )}
       {isInProgress(d.state) && (
         <button type="button" className="secondary small" onClick={onCancel}>
           Cancel
