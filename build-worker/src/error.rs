@@ -74,6 +74,10 @@ pub enum BuildError {
     #[error("the image registry {registry} {problem}")]
     Registry { registry: String, problem: String },
 
+    /// The registry could not be reached or failed on its side (5xx).
+    #[error("the image registry {registry} {problem}; try again later")]
+    RegistryUnavailable { registry: String, problem: String },
+
     #[error("the container engine is unavailable ({detail}); try again later")]
     Engine { detail: String },
 
@@ -111,10 +115,27 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    /// Failures of berth's own plumbing, not of the user's code or settings:
-    /// the message is redelivered rather than the deployment failed.
+    /// Failures of berth's own plumbing that may pass (the broker, the
+    /// engine, the registry, the Kubernetes API, the sandbox), not of the
+    /// user's code or settings: the message is tried again later, with a
+    /// growing delay, rather than the deployment failed; when the retry
+    /// budget is spent it fails with this reason.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Publish(_) | Self::PublishTimeout(_))
+        matches!(
+            self,
+            Self::Publish(_)
+                | Self::PublishTimeout(_)
+                | Self::Engine { .. }
+                | Self::Sandbox(_)
+                | Self::Kubernetes { .. }
+                | Self::RegistryUnavailable { .. }
+        )
+    }
+
+    /// Whether the app's users may read this reason in their build log:
+    /// broker failures are berth's plumbing and say nothing useful to them.
+    pub fn is_for_users(&self) -> bool {
+        !matches!(self, Self::Publish(_) | Self::PublishTimeout(_))
     }
 }
 

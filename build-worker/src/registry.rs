@@ -132,6 +132,24 @@ impl HttpRegistry {
         }
     }
 
+    /// The registry cannot be reached or failed on its side: may pass.
+    fn unavailable(&self, problem: impl Into<String>) -> BuildError {
+        BuildError::RegistryUnavailable {
+            registry: self.display.clone(),
+            problem: problem.into(),
+        }
+    }
+
+    /// A status the registry answered that berth did not expect: a 5xx
+    /// may pass, anything else is a configuration to fix.
+    fn answered(&self, status: StatusCode, problem: String) -> BuildError {
+        if status.is_server_error() {
+            self.unavailable(problem)
+        } else {
+            self.problem(problem)
+        }
+    }
+
     fn api_name(&self, repo: &ImageRepo) -> String {
         if self.prefix.is_empty() {
             repo.path.clone()
@@ -156,7 +174,7 @@ impl HttpRegistry {
         request
             .send()
             .await
-            .map_err(|e| self.problem(format!("cannot be reached: {}", without_url(&e))))
+            .map_err(|e| self.unavailable(format!("cannot be reached: {}", without_url(&e))))
     }
 
     /// The token flow: the challenge's realm gives a token for a pull grant
@@ -189,7 +207,7 @@ impl HttpRegistry {
             .query(&query)
             .basic_auth(&grant.username, Some(&grant.password));
         let response = request.send().await.map_err(|e| {
-            self.problem(format!(
+            self.unavailable(format!(
                 "token service cannot be reached: {}",
                 without_url(&e)
             ))
@@ -244,15 +262,21 @@ impl Registry for HttpRegistry {
                     // No header: hash the manifest ourselves.
                     _ => {
                         let response = self.send(Method::GET, &url, token.as_deref()).await?;
-                        if !response.status().is_success() {
-                            return Err(self.problem(format!(
-                                "answered {} for the manifest of {}:{tag}",
-                                response.status(),
-                                repo.path
-                            )));
+                        let status = response.status();
+                        if !status.is_success() {
+                            return Err(self.answered(
+                                status,
+                                format!(
+                                    "answered {status} for the manifest of {}:{tag}",
+                                    repo.path
+                                ),
+                            ));
                         }
                         let body = response.bytes().await.map_err(|e| {
-                            self.problem(format!("manifest download failed: {}", without_url(&e)))
+                            self.unavailable(format!(
+                                "manifest download failed: {}",
+                                without_url(&e)
+                            ))
                         })?;
                         Ok(Some(format!(
                             "sha256:{}",
@@ -261,10 +285,10 @@ impl Registry for HttpRegistry {
                     }
                 }
             }
-            status => Err(self.problem(format!(
-                "answered {status} for the manifest of {}:{tag}",
-                repo.path
-            ))),
+            status => Err(self.answered(
+                status,
+                format!("answered {status} for the manifest of {}:{tag}", repo.path),
+            )),
         }
     }
 }

@@ -254,7 +254,14 @@ where
                 }
             }
             Err(error) if error.is_retryable() => {
+                if error.is_for_users() {
+                    log.line(format!(
+                        "Build interrupted; berth tries again by itself: {error}"
+                    ))
+                    .await;
+                }
                 log.finish().await;
+                metrics::counter!("berth_builds_total", "outcome" => "retry").increment(1);
                 Outcome::Retry(error.to_string())
             }
             // A duplicate delivery: the attempt that owns the build reports

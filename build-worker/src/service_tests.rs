@@ -53,6 +53,8 @@ struct Builder {
     builds: Mutex<Vec<String>>,
     /// Another attempt of the build owns its Kaniko Pod.
     duplicate: bool,
+    /// The container engine is away.
+    engine_down: bool,
 }
 
 #[async_trait]
@@ -61,6 +63,11 @@ impl ImageBuilder for Arc<Builder> {
         self.builds.lock().unwrap().push(job.image());
         if self.duplicate {
             return Err(BuildError::AttemptInProgress("build-x".into()));
+        }
+        if self.engine_down {
+            return Err(BuildError::Engine {
+                detail: "connection refused".into(),
+            });
         }
         Ok(Built::Pushed {
             digest: digest('f'),
@@ -118,6 +125,7 @@ impl MessagePublisher for Published {
 }
 
 struct Seen {
+    outcome: berth_common::Outcome,
     release: Option<Release>,
     built: Vec<String>,
     lines: Vec<String>,
@@ -175,7 +183,13 @@ fn build_request(key: &SecretKey, known_images: Vec<KnownImage>) -> BuildRequest
 }
 
 async fn run(registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
-    run_with(Builder::default(), registry, known_images).await
+    let seen = run_with(Builder::default(), registry, known_images).await;
+    assert!(
+        matches!(seen.outcome, berth_common::Outcome::Done),
+        "{:?}",
+        seen.outcome
+    );
+    seen
 }
 
 async fn run_with(builder: Builder, registry: FakeRegistry, known_images: Vec<KnownImage>) -> Seen {
@@ -195,10 +209,6 @@ async fn run_with(builder: Builder, registry: FakeRegistry, known_images: Vec<Kn
     );
     let request = build_request(&key, known_images);
     let outcome = service.build(Uuid::now_v7(), 1, request).await;
-    assert!(
-        matches!(outcome, berth_common::Outcome::Done),
-        "{outcome:?}"
-    );
     let release = published
         .0
         .lock()
@@ -217,11 +227,35 @@ async fn run_with(builder: Builder, registry: FakeRegistry, known_images: Vec<Kn
     let built = builder.builds.lock().unwrap().clone();
     let lines = logs.0.lock().unwrap().clone();
     Seen {
+        outcome,
         release,
         built,
         lines,
         reported,
     }
+}
+
+/// F26: the engine away is not the user's failure: the build is tried
+/// again later, and the user's log says so.
+#[tokio::test]
+async fn a_build_the_engine_could_not_run_is_tried_again_not_failed() {
+    let builder = Builder {
+        engine_down: true,
+        ..Default::default()
+    };
+    let seen = run_with(builder, FakeRegistry::default(), Vec::new()).await;
+    assert!(
+        matches!(seen.outcome, berth_common::Outcome::Retry(ref why) if why.contains("container engine is unavailable")),
+        "{:?}",
+        seen.outcome
+    );
+    assert!(!seen.reported.contains(&DeploymentState::Failed));
+    assert!(
+        seen.lines.iter().any(|line| line
+            == "Build interrupted; berth tries again by itself: the container engine is unavailable (connection refused); try again later"),
+        "{:?}",
+        seen.lines
+    );
 }
 
 /// F12: a duplicate delivery whose build another attempt runs neither
@@ -233,6 +267,7 @@ async fn a_duplicate_attempt_steps_aside_without_a_report() {
         ..Default::default()
     };
     let seen = run_with(builder, FakeRegistry::default(), Vec::new()).await;
+    assert_eq!(seen.outcome, berth_common::Outcome::Done);
     assert_eq!(seen.built.len(), 1, "it got as far as the builder");
     assert!(seen.release.is_none());
     assert!(

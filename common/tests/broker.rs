@@ -251,7 +251,18 @@ async fn dead_letter_queues_are_bounded_and_work_queues_dead_letter_at_least_onc
             .unwrap_or_else(|| panic!("no {queue} in {queues:?}"))[1]
             .clone()
     };
-    for queue in ["berth.builds", "berth.deploys", "berth.inform"] {
+    assert!(
+        arguments("berth.reconcile").contains(r#""x-single-active-consumer",true"#),
+        "{}",
+        arguments("berth.reconcile")
+    );
+    assert!(!arguments("berth.deploys").contains("x-single-active-consumer"));
+    for queue in [
+        "berth.builds",
+        "berth.deploys",
+        "berth.inform",
+        "berth.reconcile",
+    ] {
         let dead = arguments(&format!("{queue}.dead"));
         assert!(dead.contains(r#""x-max-length",10000"#), "{dead}");
         assert!(dead.contains(r#""x-message-ttl",604800000"#), "{dead}");
@@ -584,4 +595,70 @@ async fn a_scheduled_retry_is_told_to_the_handler_with_its_delay_and_reason() {
         )]
     );
     shutdown.cancel();
+}
+
+/// F8: a message whose worker keeps dying (a repository whose clone kills
+/// it) ends in the dead-letter queue with a reason users can read.
+#[tokio::test]
+async fn a_message_whose_worker_keeps_dying_is_dead_lettered_saying_so() {
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicNackOptions};
+    let vhost = TestVhost::new();
+    let url = vhost.url.clone();
+    setup(&url).await;
+    let (seen, mut dead_letters) = mpsc::unbounded_channel();
+    let handler = Arc::new(DeadLetters {
+        // Handled the first time.
+        calls: AtomicU32::new(1),
+        seen,
+    });
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (broker, stop) = (Broker::new(&url, "dead-letters"), stop.clone());
+        async move {
+            broker
+                .consume_dead_letters(INFORM_QUEUE, 1, handler, stop)
+                .await
+        }
+    });
+    let message = progress();
+    Broker::new(&url, "publisher")
+        .publish(INFORM_QUEUE, &message)
+        .await
+        .unwrap();
+    // A worker that dies with the message each time: it is handed back
+    // without being settled.
+    let connection = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut deliveries = channel
+        .basic_consume(
+            INFORM_QUEUE.into(),
+            "dying".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let dead = loop {
+        tokio::select! {
+            delivery = deliveries.next() => {
+                let delivery = delivery.expect("the consumer runs").unwrap();
+                delivery
+                    .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                    .await
+                    .unwrap();
+            }
+            dead = dead_letters.recv() => break dead.unwrap(),
+            () = tokio::time::sleep(WAIT) => panic!("never dead-lettered"),
+        }
+    };
+    assert_eq!(dead.envelope.map(|e| e.id), Some(message.id));
+    assert_eq!(
+        dead.reason,
+        "the worker handling it stopped 5 times before it finished (it crashed, was killed, \
+         or lost the broker)"
+    );
+    stop.cancel();
 }

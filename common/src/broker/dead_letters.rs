@@ -3,6 +3,7 @@
 
 use super::consumer::{panic_message, requeue, Process};
 use super::retry::{header_text, header_u64};
+use super::topology::DELIVERY_LIMIT;
 use super::Broker;
 use async_trait::async_trait;
 use berth_proto::{names, Envelope};
@@ -44,7 +45,15 @@ impl DeadLetter {
                 let last = header_text(headers, names::LAST_ERROR_HEADER)
                     .map(|error| format!("; the last attempt failed with: {error}"))
                     .unwrap_or_default();
-                Some(format!("dead-lettered by the broker ({why}){last}"))
+                Some(match why.as_str() {
+                    // F8: what a poison message (a repository whose clone
+                    // kills the worker) ends as.
+                    "delivery_limit" => format!(
+                        "the worker handling it stopped {DELIVERY_LIMIT} times before it \
+                         finished (it crashed, was killed, or lost the broker){last}"
+                    ),
+                    _ => format!("dead-lettered by the broker ({why}){last}"),
+                })
             })
             .unwrap_or_else(|| "dead-lettered without a recorded reason".into());
         Self {
