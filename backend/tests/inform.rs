@@ -512,14 +512,10 @@ async fn a_deployment_waiting_for_another_attempt_says_why_until_it_moves() {
         "{}",
         cancelled.body
     );
-    let recorded = berth_backend::deployments::store::record_waiting(
-        setup.app.pool(),
-        id,
-        reason,
-        retry_at,
-    )
-    .await
-    .unwrap();
+    let recorded =
+        berth_backend::deployments::store::record_waiting(setup.app.pool(), id, reason, retry_at)
+            .await
+            .unwrap();
     assert!(!recorded, "an ended deployment waits for nothing");
     assert!(setup.deployment(id).await["waiting"].is_null());
     stop.cancel();

@@ -161,3 +161,78 @@ async fn a_live_app_whose_container_was_removed_runs_again() -> Result<()> {
     );
     Ok(())
 }
+
+/// F12 of the reliability review: the relay published a build request
+/// twice (a crash between publish and commit). Both copies reach the
+/// build-worker; the deployment still ends `live`, not `failed`, with one
+/// container of it running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_request_delivered_twice_still_ends_live_with_one_container() -> Result<()> {
+    let platform = Platform::start().await?;
+    let client = signed_in(&platform, "twice").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "echo", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    let id = client.deploy(&app_id, json!({})).await?;
+    // The copy goes out as the original did: the deployment is in progress.
+    let copied = std::process::Command::new("psql")
+        .arg(&platform.env["BERTH_DATABASE_URL"])
+        .args(["-v", "ON_ERROR_STOP=1", "-qtAc"])
+        .arg(format!(
+            "INSERT INTO outbox (routing_key, envelope) \
+             SELECT routing_key, envelope FROM outbox \
+             WHERE envelope->>'deployment_id' = '{id}' AND envelope->>'type' = 'build.requested' \
+             RETURNING id"
+        ))
+        .output()
+        .context("psql runs")?;
+    anyhow::ensure!(
+        copied.status.success() && !copied.stdout.is_empty(),
+        "copying the outbox row: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let settled = client.wait_settled(&id, Duration::from_secs(300)).await?;
+    assert_eq!(
+        settled["state"],
+        "live",
+        "{settled}\n{}",
+        platform.all_output()
+    );
+    // Both copies are built (the second after the first, one slot per
+    // tenant) and both ask for the deploy: one container runs.
+    let cloned_twice = |entries: &[Value]| {
+        entries
+            .iter()
+            .filter(|entry| {
+                entry["source"] == "build"
+                    && entry["line"]
+                        .as_str()
+                        .is_some_and(|line| line.starts_with("Cloning "))
+            })
+            .count()
+            >= 2
+    };
+    let entries = client
+        .log_socket(&app_id, 0, Duration::from_secs(180), cloned_twice)
+        .await?;
+    assert!(
+        cloned_twice(&entries),
+        "the copy was never built: {entries:?}"
+    );
+    // The copy's build and its deploy request take seconds.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
+    let running = engine::running_deployments(&docker, berth_proto::labels::APP, &app_id).await?;
+    assert_eq!(running, std::slice::from_ref(&id), "{}", platform.all_output());
+    let now = client.deployment(&id).await?;
+    assert_eq!(now["state"], "live", "{now}");
+    assert_eq!(
+        fetch_body(&endpoint(&now)?).await?,
+        "hello v1",
+        "{}",
+        platform.all_output()
+    );
+    Ok(())
+}
