@@ -296,6 +296,52 @@ async fn a_scale_beside_another_workers_deploy_keeps_the_live_release_serving() 
     worker.stop().await;
 }
 
+/// A deploy request delivered twice, to two workers at once: the second
+/// attempt leaves the first one's starting container alone and tries again
+/// later (it must not remove it and fail the first); then both agree.
+#[tokio::test]
+async fn a_duplicate_deploy_on_another_worker_waits_for_the_first_attempt() {
+    let images = images().await;
+    let worker = Worker::start(60).await;
+    let app = new_app();
+    let first = Uuid::now_v7();
+    worker.deploy(first, &release(&app, &images.v1, &[])).await;
+    worker.outcome(first, 1).await;
+
+    let spec = berth_deploy_worker::DeploySpec {
+        deployment_id: Uuid::now_v7(),
+        release: release(&app, &images.slow, &[]),
+        env: Default::default(),
+        cancelled: Default::default(),
+    };
+    let one = docker_runtime(60).await;
+    let other = docker_runtime(60).await;
+    let first_attempt = tokio::spawn({
+        let spec = spec.clone();
+        async move { one.deploy(&spec).await }
+    });
+    while containers_of(&app).await.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let duplicate = other.deploy(&spec).await.unwrap_err();
+    assert!(
+        duplicate.is_transient() && duplicate.to_string().contains("another attempt"),
+        "{duplicate}"
+    );
+    let endpoint = first_attempt
+        .await
+        .unwrap()
+        .expect("the first attempt is not disturbed");
+    assert_eq!(other.deploy(&spec).await.unwrap(), endpoint, "tried again");
+    let containers = containers_of(&app).await;
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0].1, spec.deployment_id.to_string());
+    assert_eq!(http_get(&endpoint, "/").await.unwrap(), "slow");
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
 #[tokio::test]
 async fn a_redelivered_deploy_reports_live_again_without_a_second_container() {
     let images = images().await;

@@ -225,7 +225,12 @@ async fn a_build_request_delivered_twice_still_ends_live_with_one_container() ->
     tokio::time::sleep(Duration::from_secs(20)).await;
     let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
     let running = engine::running_deployments(&docker, berth_proto::labels::APP, &app_id).await?;
-    assert_eq!(running, std::slice::from_ref(&id), "{}", platform.all_output());
+    assert_eq!(
+        running,
+        std::slice::from_ref(&id),
+        "{}",
+        platform.all_output()
+    );
     let now = client.deployment(&id).await?;
     assert_eq!(now["state"], "live", "{now}");
     assert_eq!(

@@ -147,6 +147,20 @@ impl DockerRuntime {
         count
     }
 
+    /// Whether a container of the deployment that does not serve yet may
+    /// still be another attempt's, waiting for it to serve: just made or
+    /// running, and younger than the readiness wait (and some grace). An
+    /// older one, or one that exited, is a crashed attempt's leftover.
+    fn may_be_starting(&self, container: &ContainerSummary) -> bool {
+        let starting = matches!(
+            container.state,
+            Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::CREATED)
+        );
+        let window = self.config.ready_timeout_secs as i64 + 30;
+        let age = chrono::Utc::now().timestamp() - container.created.unwrap_or_default();
+        starting && age < window
+    }
+
     /// Undoes a cancelled rollout: the new container goes (by name, since it
     /// may be half made; a create still in flight leaves one the reconciler
     /// retires), the older ones were never touched and keep serving.
@@ -193,6 +207,14 @@ impl DockerRuntime {
             .create_container(Some(options.clone()), body.clone())
             .await
         {
+            // Another attempt made it between this one's look and now.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                return Err(DeployError::Engine(format!(
+                    "another attempt is starting this deployment's container {name}"
+                )))
+            }
             // Another deploy's retirement removed the image between this
             // deploy's pull and now: pull it again.
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -267,8 +289,19 @@ impl Runtime for DockerRuntime {
                 host_port
             }
             None => {
-                if let Some(stale) = existing.and_then(|c| c.id) {
-                    self.remove(&stale).await?;
+                if let Some(container) = existing {
+                    // Another attempt of this deployment (a duplicate
+                    // delivery on another worker) may be waiting for it to
+                    // serve: removing it would fail that attempt.
+                    if self.may_be_starting(&container) {
+                        return Err(DeployError::Engine(format!(
+                            "another attempt is starting this deployment's container {name}; \
+                             trying again once it serves or gives up"
+                        )));
+                    }
+                    if let Some(stale) = container.id {
+                        self.remove(&stale).await?;
+                    }
                 }
                 let rollout = async {
                     image::ensure_image(

@@ -133,12 +133,21 @@ pub fn silent_dockerfile() -> String {
     )
 }
 
+/// Serves `page` like [`web_dockerfile`], but only 4 s after it starts.
+pub fn slow_dockerfile(page: &str) -> String {
+    format!(
+        "FROM {BASE}\nRUN mkdir -p /site && echo '{page}' > /site/index.html\n\
+         CMD [\"sh\", \"-c\", \"sleep 4; exec busybox httpd -f -p $PORT -h /site\"]\n"
+    )
+}
+
 /// The test images, built once per test binary.
 pub struct Images {
     pub v1: String,
     pub v2: String,
     pub crash: String,
     pub silent: String,
+    pub slow: String,
 }
 
 pub async fn images() -> &'static Images {
@@ -150,6 +159,7 @@ pub async fn images() -> &'static Images {
                 v2: build_and_push("web2", &web_dockerfile("v2")).await,
                 crash: build_and_push("crash", &crash_dockerfile()).await,
                 silent: build_and_push("silent", &silent_dockerfile()).await,
+                slow: build_and_push("slow", &slow_dockerfile("slow")).await,
             }
         })
         .await
