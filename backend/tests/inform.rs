@@ -369,6 +369,29 @@ async fn a_commit_built_before_keeps_its_message() {
     assert_eq!(setup.deployment(other).await["commit_message"], Value::Null);
 }
 
+/// F27: `building` (which carries the commit's message) applied after
+/// `pushing` moves nothing, but its message is kept.
+#[tokio::test]
+async fn a_late_report_still_leaves_its_commit_message() {
+    let setup = Setup::new().await;
+    let handler = InformHandler::new(setup.app.pool().clone());
+    let id = id_of(&setup.deploy().await);
+    let pushing = DeploymentProgress::new(DeploymentState::Pushing);
+    handler.apply(id, &pushing).await.unwrap();
+    let building = DeploymentProgress::new(DeploymentState::Building)
+        .with_commit("0123456789abcdef0123456789abcdef01234567")
+        .with_commit_message(Some("fix the login form\n\ndetails".into()));
+    let applied = handler.apply(id, &building).await.unwrap();
+    assert!(matches!(applied, Applied::Ignored { .. }), "{applied:?}");
+    let deployment = setup.deployment(id).await;
+    assert_eq!(deployment["state"], "pushing");
+    assert_eq!(deployment["commit_message"], "fix the login form");
+    assert_eq!(
+        deployment["commit"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
+}
+
 /// What the reconciler found shows on the app; an older pass's report that
 /// arrives late changes nothing.
 #[tokio::test(flavor = "multi_thread")]

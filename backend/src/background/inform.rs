@@ -96,6 +96,16 @@ impl InformHandler {
             Applied::Ignored { current, .. } if progress.state == DeploymentState::Live => {
                 repair::late_live(&mut tx, deployment_id, &locked, *current).await?
             }
+            Applied::Ignored { .. } => {
+                store::record_late_facts(
+                    &mut tx,
+                    deployment_id,
+                    progress.commit.as_deref(),
+                    commit_message.as_deref(),
+                )
+                .await?;
+                false
+            }
             _ => false,
         };
         tx.commit().await?;

@@ -179,3 +179,28 @@ pub async fn record_waiting(
     .await?;
     Ok(updated.rows_affected() == 1)
 }
+
+/// Keeps what a report that came too late to move the deployment still
+/// knows: its commit and the commit's message (a `building` applied after
+/// `pushing`), where the deployment has none yet.
+pub async fn record_late_facts(
+    conn: &mut PgConnection,
+    id: Uuid,
+    commit: Option<&str>,
+    commit_message: Option<&str>,
+) -> Result<()> {
+    if commit.is_none() && commit_message.is_none() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE deployments SET commit_sha = COALESCE(commit_sha, $2),
+                                commit_message = COALESCE(commit_message, $3)
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(commit)
+    .bind(commit_message)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
