@@ -5,36 +5,15 @@
 
 mod common;
 
-use axum::http::{Method, StatusCode};
 use berth_backend::background::reaper::{Reaper, ReaperSettings};
 use berth_backend::background::relay::{Relay, RelaySettings};
 use berth_backend::deployments::dispatch::BuildSlots;
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::Envelope;
 use common::broker::TestBroker;
-use common::{id_of, TestApp};
-use serde_json::json;
+use common::TestApp;
 use std::time::Duration;
 use uuid::Uuid;
-
-async fn build(app: &TestApp, token: &str, name: &str) -> Uuid {
-    let created = app
-        .create_app(
-            token,
-            json!({"name": name, "repo_url": "https://x.example/r"}),
-        )
-        .await;
-    let response = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/apps/{}/deployments", id_of(&created)),
-            Some(token),
-            None,
-        )
-        .await;
-    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
-    id_of(&response.body)
-}
 
 fn relay(app: &TestApp, broker: &TestBroker, slots: BuildSlots) -> Relay<berth_common::Broker> {
     Relay::new(
@@ -82,9 +61,9 @@ async fn one_tenants_burst_does_not_go_before_another_tenants_build() {
     let bob = app.token("bob").await;
     let mut bursts = Vec::new();
     for name in ["a1", "a2", "a3"] {
-        bursts.push(build(&app, &alice, name).await);
+        bursts.push(app.app_with_a_build(&alice, name).await);
     }
-    let single = build(&app, &bob, "b1").await;
+    let single = app.app_with_a_build(&bob, "b1").await;
     let relay = relay(
         &app,
         &broker,
@@ -146,7 +125,7 @@ async fn a_tenant_gets_at_most_its_slots_while_others_stay_free() {
     let alice = app.token("alice").await;
     let mut builds = Vec::new();
     for name in ["a1", "a2", "a3"] {
-        builds.push(build(&app, &alice, name).await);
+        builds.push(app.app_with_a_build(&alice, name).await);
     }
     let relay = relay(
         &app,

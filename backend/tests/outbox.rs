@@ -4,35 +4,14 @@
 
 mod common;
 
-use axum::http::{Method, StatusCode};
 use berth_backend::background::relay::{Relay, RelaySettings};
 use berth_backend::deployments::dispatch::BuildSlots;
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::Envelope;
 use common::broker::TestBroker;
-use common::{id_of, TestApp};
-use serde_json::json;
+use common::TestApp;
 use sqlx::types::Json as SqlJson;
 use std::time::Duration;
-
-async fn deploy(app: &TestApp, token: &str, name: &str) -> uuid::Uuid {
-    let created = app
-        .create_app(
-            token,
-            json!({"name": name, "repo_url": "https://x.example/r"}),
-        )
-        .await;
-    let response = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/apps/{}/deployments", id_of(&created)),
-            Some(token),
-            None,
-        )
-        .await;
-    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
-    id_of(&response.body)
-}
 
 /// Sends the deployment's build request to a routing key no queue has.
 async fn misroute(app: &TestApp, deployment: uuid::Uuid) {
@@ -70,9 +49,9 @@ async fn a_refused_message_waits_on_its_own_and_later_ones_are_published() {
     let broker = TestBroker::new().await;
     let app = TestApp::new().await;
     let token = app.token("alice").await;
-    let stuck = deploy(&app, &token, "first").await;
+    let stuck = app.app_with_a_build(&token, "first").await;
     misroute(&app, stuck).await;
-    let flowing = deploy(&app, &token, "second").await;
+    let flowing = app.app_with_a_build(&token, "second").await;
 
     relay(&app, &broker, 100).publish_batch().await.unwrap();
     let delivered = broker
@@ -98,7 +77,7 @@ async fn a_message_refused_too_often_is_parked_and_its_deployment_fails() {
     let broker = TestBroker::new().await;
     let app = TestApp::new().await;
     let token = app.token("alice").await;
-    let stuck = deploy(&app, &token, "web").await;
+    let stuck = app.app_with_a_build(&token, "web").await;
     misroute(&app, stuck).await;
     relay(&app, &broker, 1).publish_batch().await.unwrap();
 
@@ -129,7 +108,7 @@ async fn only_one_relay_publishes_at_a_time() {
     let broker = TestBroker::new().await;
     let app = TestApp::new().await;
     let token = app.token("alice").await;
-    deploy(&app, &token, "web").await;
+    app.app_with_a_build(&token, "web").await;
     let mut tx = app.pool().begin().await.unwrap();
     // Another backend's relay holds the lock.
     sqlx::query("SELECT pg_advisory_xact_lock(7090199032657571682)")

@@ -96,3 +96,27 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(0)
     }
 }
+
+/// The apps that workloads' labels name, each once, in the order first
+/// seen; `label(workload, key)` reads one label of a workload. Workloads
+/// without a readable app id are left out.
+pub(crate) fn apps_of<W>(
+    workloads: impl IntoIterator<Item = W>,
+    label: impl Fn(&W, &str) -> Option<String>,
+) -> Vec<AppRef> {
+    let mut apps: Vec<AppRef> = Vec::new();
+    for workload in workloads {
+        let read = |key: &str| label(&workload, key).unwrap_or_default();
+        let Ok(id) = read(berth_proto::labels::APP).parse::<Uuid>() else {
+            continue;
+        };
+        if apps.iter().all(|app| app.id != id) {
+            apps.push(AppRef {
+                id,
+                name: read(berth_proto::labels::APP_NAME),
+                tenant: read(berth_proto::labels::TENANT),
+            });
+        }
+    }
+    apps
+}

@@ -204,21 +204,14 @@ async fn a_rollout_cancelled_before_it_serves_is_undone_and_the_previous_keeps_s
     worker.deploy(first, &release(&app, &images.v1, &[])).await;
     let serving = worker.outcome(first, 1).await.endpoint.unwrap();
 
-    let spec = berth_deploy_worker::DeploySpec {
-        deployment_id: Uuid::now_v7(),
-        release: release(&app, &images.silent, &[]),
-        env: Default::default(),
-        cancelled: Default::default(),
-    };
+    let spec = new_deployment(&app, &images.silent);
     let cancel = spec.cancelled.clone();
     let rollout = tokio::spawn({
         let runtime = docker_runtime(120).await;
         async move { runtime.deploy(&spec).await }
     });
     // Until the new container exists, then cancel while it is not ready.
-    while containers_of(&app).await.len() < 2 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_containers(&app, 2).await;
     cancel.cancel();
     let cancelled_at = Instant::now();
     let error = tokio::time::timeout(Duration::from_secs(5), rollout)
@@ -256,18 +249,11 @@ async fn a_scale_beside_another_workers_deploy_keeps_the_live_release_serving() 
     worker.deploy(first, &release(&app, &images.v1, &[])).await;
     let serving = worker.outcome(first, 1).await.endpoint.unwrap();
 
-    let spec = berth_deploy_worker::DeploySpec {
-        deployment_id: Uuid::now_v7(),
-        release: release(&app, &images.silent, &[]),
-        env: Default::default(),
-        cancelled: Default::default(),
-    };
+    let spec = new_deployment(&app, &images.silent);
     let cancel = spec.cancelled.clone();
     let other_worker = docker_runtime(120).await;
     let rollout = tokio::spawn(async move { other_worker.deploy(&spec).await });
-    while containers_of(&app).await.len() < 2 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_containers(&app, 2).await;
     let changed = worker.runtime.scale(&app, 1, Some(first)).await.unwrap();
     assert_eq!(changed, 0, "the live container already runs");
     let states: Vec<_> = containers_of(&app).await;
@@ -308,21 +294,14 @@ async fn a_duplicate_deploy_on_another_worker_waits_for_the_first_attempt() {
     worker.deploy(first, &release(&app, &images.v1, &[])).await;
     worker.outcome(first, 1).await;
 
-    let spec = berth_deploy_worker::DeploySpec {
-        deployment_id: Uuid::now_v7(),
-        release: release(&app, &images.slow, &[]),
-        env: Default::default(),
-        cancelled: Default::default(),
-    };
+    let spec = new_deployment(&app, &images.slow);
     let one = docker_runtime(60).await;
     let other = docker_runtime(60).await;
     let first_attempt = tokio::spawn({
         let spec = spec.clone();
         async move { one.deploy(&spec).await }
     });
-    while containers_of(&app).await.len() < 2 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_containers(&app, 2).await;
     let duplicate = other.deploy(&spec).await.unwrap_err();
     assert!(
         duplicate.is_transient() && duplicate.to_string().contains("another attempt"),

@@ -297,6 +297,27 @@ impl TestApp {
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
         response.body
     }
+
+    /// Creates the app `name` and asks for its first build; returns the
+    /// deployment's id.
+    pub async fn app_with_a_build(&self, token: &str, name: &str) -> Uuid {
+        let created = self
+            .create_app(
+                token,
+                serde_json::json!({"name": name, "repo_url": "https://x.example/r"}),
+            )
+            .await;
+        let response = self
+            .call(
+                axum::http::Method::POST,
+                &format!("/api/v1/apps/{}/deployments", id_of(&created)),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        id_of(&response.body)
+    }
 }
 
 pub fn id_of(value: &Value) -> Uuid {

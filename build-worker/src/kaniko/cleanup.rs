@@ -21,6 +21,12 @@ fn delete_params() -> DeleteParams {
     DeleteParams::background().grace_period(0)
 }
 
+/// When the attempt that owns `pod` last stamped it alive.
+pub(super) fn stamped_at(pod: &Pod) -> Option<DateTime<Utc>> {
+    let at = pod.metadata.annotations.as_ref()?.get(ATTEMPT_ALIVE_AT)?;
+    DateTime::parse_from_rfc3339(at).ok().map(|at| at.to_utc())
+}
+
 /// Whether the attempt that owns `pod` stamped it within three renewals
 /// and the Pod has not finished.
 pub(super) fn attempt_alive(pod: &Pod, renew: Duration, now: DateTime<Utc>) -> bool {
@@ -29,13 +35,7 @@ pub(super) fn attempt_alive(pod: &Pod, renew: Duration, now: DateTime<Utc>) -> b
         .as_ref()
         .and_then(|status| status.phase.as_deref())
         .is_some_and(|phase| matches!(phase, "Succeeded" | "Failed"));
-    let stamped = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|annotations| annotations.get(ATTEMPT_ALIVE_AT))
-        .and_then(|at| DateTime::parse_from_rfc3339(at).ok());
-    let fresh = stamped.is_some_and(|at| {
+    let fresh = stamped_at(pod).is_some_and(|at| {
         now.signed_duration_since(at)
             .to_std()
             .map_or(true, |age| age < renew * 3)

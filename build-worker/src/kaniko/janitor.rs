@@ -10,7 +10,7 @@
 //! Several build-workers may sweep at once: a delete that finds nothing is
 //! fine.
 
-use super::pod::{secret_name_of_pod, ATTEMPT_ALIVE_AT, ROLE_LABEL};
+use super::pod::{secret_name_of_pod, ROLE_LABEL};
 use super::KanikoSettings;
 use berth_proto::labels;
 use chrono::{DateTime, Utc};
@@ -29,14 +29,8 @@ pub fn abandoned(pod: &Pod, renew: Duration, max_age: Duration, now: DateTime<Ut
             .to_std()
             .is_ok_and(|age| age >= limit)
     };
-    let stamp = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|annotations| annotations.get(ATTEMPT_ALIVE_AT))
-        .and_then(|at| DateTime::parse_from_rfc3339(at).ok());
-    match stamp {
-        Some(at) => older_than(at.to_utc(), renew * 3),
+    match super::cleanup::stamped_at(pod) {
+        Some(at) => older_than(at, renew * 3),
         None => pod
             .metadata
             .creation_timestamp

@@ -395,24 +395,11 @@ impl Runtime for DockerRuntime {
             .all(true)
             .filters(&filters)
             .build();
-        let mut apps: Vec<AppRef> = Vec::new();
-        for container in self.docker.list_containers(Some(options)).await? {
-            let Some(labels) = container.labels else {
-                continue;
-            };
-            let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
-            let Ok(id) = label(labels::APP).parse::<Uuid>() else {
-                continue;
-            };
-            if apps.iter().all(|app| app.id != id) {
-                apps.push(AppRef {
-                    id,
-                    name: label(labels::APP_NAME),
-                    tenant: label(labels::TENANT),
-                });
-            }
-        }
-        Ok(Some(apps))
+        let containers = self.docker.list_containers(Some(options)).await?;
+        Ok(Some(crate::runtime::apps_of(
+            containers,
+            |container, key| container.labels.as_ref()?.get(key).cloned(),
+        )))
     }
 
     async fn retire_deployment(

@@ -343,24 +343,10 @@ impl Runtime for KubeRuntime {
         );
         let all: Api<Deployment> = Api::all(self.client.clone());
         let list = all.list(&ListParams::default().labels(&selector)).await?;
-        let mut apps: Vec<AppRef> = Vec::new();
-        for deployment in &list.items {
-            let Some(labels) = &deployment.metadata.labels else {
-                continue;
-            };
-            let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
-            let Ok(id) = label(labels::APP).parse::<uuid::Uuid>() else {
-                continue;
-            };
-            if apps.iter().all(|app| app.id != id) {
-                apps.push(AppRef {
-                    id,
-                    name: label(labels::APP_NAME),
-                    tenant: label(labels::TENANT),
-                });
-            }
-        }
-        Ok(Some(apps))
+        Ok(Some(crate::runtime::apps_of(
+            list.items,
+            |deployment, key| deployment.metadata.labels.as_ref()?.get(key).cloned(),
+        )))
     }
 
     /// Deletes what carries the app's label (Ingress, Service, Deployment

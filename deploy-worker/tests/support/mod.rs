@@ -490,3 +490,21 @@ pub async fn forget_image(image_by_digest: &str) {
         "{image_by_digest} is still on the engine"
     );
 }
+
+/// A new deployment of `image` for `app`, not cancelled, without env vars.
+pub fn new_deployment(app: &AppRef, image: &str) -> berth_deploy_worker::DeploySpec {
+    berth_deploy_worker::DeploySpec {
+        deployment_id: Uuid::now_v7(),
+        release: release(app, image, &[]),
+        env: Default::default(),
+        cancelled: Default::default(),
+    }
+}
+
+/// Waits until the engine has `count` containers of `app` (a rollout under
+/// way has made its new one).
+pub async fn until_containers(app: &AppRef, count: usize) {
+    while containers_of(app).await.len() < count {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
