@@ -487,3 +487,44 @@ async fn a_build_request_names_the_digests_berth_recorded_for_the_apps_commits()
         .body;
     assert!(build_request_of(&app, &other).await.known_images.is_empty());
 }
+
+/// F27: a retried request (a timeout, a double click) with the same
+/// `Idempotency-Key` gets the deployment the first one made.
+#[tokio::test]
+async fn the_same_idempotency_key_answers_the_same_deployment() {
+    let (app, token, app_id) = app_with_one_app(json!({})).await;
+    let deploy = |key: &str| {
+        let request = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/v1/apps/{app_id}/deployments"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("idempotency-key", key)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.send(request)
+    };
+    let first = deploy("6f1c2f4e-click").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let again = deploy("6f1c2f4e-click").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    assert_eq!(again.body["id"], first.body["id"]);
+    let builds: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE envelope->>'type' = 'build.requested'",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(builds, 1, "one build for one key");
+
+    let other = deploy("another-click").await;
+    assert_eq!(other.status, StatusCode::ACCEPTED, "{}", other.body);
+    assert_ne!(other.body["id"], first.body["id"]);
+
+    let bad = deploy("has spaces").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert!(
+        bad.body.to_string().contains("Idempotency-Key"),
+        "{}",
+        bad.body
+    );
+}

@@ -2,6 +2,7 @@
 //! list an app's deployments and releases.
 
 pub mod dispatch;
+pub mod idempotency;
 pub mod model;
 pub mod queue;
 pub mod releases;
@@ -20,7 +21,7 @@ use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 use crate::validate;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use model::{CreateDeployment, Deployment, ListDeployments, DEFAULT_PAGE, MAX_PAGE};
@@ -66,9 +67,13 @@ async fn load(state: &AppState, owner: Uuid, id: Uuid) -> Result<Deployment> {
 
 /// Deploy the app: build a ref or commit, or roll back to an earlier release.
 /// With the account's quota of deployments already waiting to start, a
-/// `429` `quota-exceeded`.
+/// `429` `quota-exceeded`. The same `Idempotency-Key` again within a day
+/// answers the deployment it made.
 #[utoipa::path(post, path = "/api/v1/apps/{id}/deployments", tag = "deployments",
-    params(("id" = Uuid, Path, description = "app id")), request_body = CreateDeployment,
+    params(("id" = Uuid, Path, description = "app id"),
+           ("Idempotency-Key" = Option<String>, Header,
+            description = "sent again (a retry, a double click), answers the deployment the first request made instead of making another")),
+    request_body = CreateDeployment,
     security(("bearer" = [])),
     responses((status = 202, body = Deployment), (status = 404, body = crate::error::Problem),
               (status = 422, body = crate::error::Problem),
@@ -79,11 +84,20 @@ async fn create_deployment(
     user: CurrentUser,
     source: SourceAddr,
     Path(app_id): Path<Uuid>,
+    headers: HeaderMap,
     body: Option<Json<CreateDeployment>>,
 ) -> Result<(StatusCode, Json<Deployment>)> {
     let request = body.map(|Json(request)| request).unwrap_or_default();
+    let key = idempotency::key_of(&headers)?;
     let mut tx = state.db.begin().await?;
     let app = apps_store::lock_owned(&mut tx, user.id, app_id).await?;
+    if let Some(key) = &key {
+        if let Some(id) = idempotency::earlier(&mut tx, app.id, key).await? {
+            tx.rollback().await?;
+            tracing::info!(deployment_id = %id, "the same Idempotency-Key again: the deployment it made");
+            return Ok((StatusCode::ACCEPTED, Json(load(&state, user.id, id).await?)));
+        }
+    }
 
     let (id, trigger) = if let Some(release_id) = request.release_id {
         if request.git_ref.is_some() || request.commit.is_some() {
@@ -144,6 +158,9 @@ async fn create_deployment(
         audit::record(&mut tx, event.details(details)).await?;
         (id, Trigger::User)
     };
+    if let Some(key) = &key {
+        idempotency::remember(&mut tx, app.id, key, id).await?;
+    }
     tx.commit().await?;
     tracing::Span::current().record("deployment_id", tracing::field::display(id));
     requested(&state, trigger);
