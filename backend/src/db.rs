@@ -22,6 +22,16 @@ pub async fn migrate(db: &PgPool) -> Result<()> {
     Ok(())
 }
 
+/// Takes the transaction-scoped advisory lock `lock` if no other
+/// transaction holds it: whether this backend replica leads the loop the
+/// lock names (it is released when the transaction ends).
+pub async fn try_lead(tx: &mut sqlx::PgConnection, lock: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(lock)
+        .fetch_one(tx)
+        .await?)
+}
+
 /// Whether the database answers.
 pub async fn ping(db: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(db).await.is_ok()

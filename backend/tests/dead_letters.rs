@@ -5,7 +5,7 @@ mod common;
 use async_trait::async_trait;
 use berth_backend::background::dead_letters::DeadLetterSettler;
 use berth_backend::background::inform::InformHandler;
-use berth_backend::background::relay::{Relay, RelaySettings};
+use berth_backend::background::relay::RelaySettings;
 use berth_common::{DeliveryInfo, Handler, MessagePublisher, Outcome};
 use berth_proto::names::{BUILDS_QUEUE, INFORM_QUEUE};
 use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Message};
@@ -49,15 +49,10 @@ async fn a_dead_lettered_build_request_fails_its_deployment_with_the_reason() {
     let one = OneApp::new().await;
     let id = id_of(&one.deploy().await);
     let (app, token) = (&one.app, &one.token);
-    Relay::new(
-        app.pool().clone(),
-        broker.broker.clone(),
-        app.state.outbox.clone(),
-        RelaySettings::default(),
-    )
-    .publish_batch()
-    .await
-    .unwrap();
+    app.relay(broker.broker.clone(), RelaySettings::default())
+        .publish_batch()
+        .await
+        .unwrap();
     let stop = CancellationToken::new();
     let (consumer, token_stop) = (broker.broker.clone(), stop.clone());
     tokio::spawn(async move {

@@ -5,7 +5,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use berth_backend::background::inform::InformHandler;
-use berth_backend::background::relay::{Relay, RelaySettings};
+use berth_backend::background::relay::RelaySettings;
 use berth_common::Broker;
 use berth_proto::{
     BuildRequested, DeployRequested, DeploymentProgress, DeploymentState, Envelope, Release,
@@ -31,12 +31,7 @@ fn settings() -> RelaySettings {
 
 fn start_relay(app: &TestApp, broker: Broker) -> CancellationToken {
     let stop = CancellationToken::new();
-    let relay = Relay::new(
-        app.pool().clone(),
-        broker,
-        app.state.outbox.clone(),
-        settings(),
-    );
+    let relay = app.relay(broker, settings());
     tokio::spawn(relay.run(stop.clone()));
     stop
 }

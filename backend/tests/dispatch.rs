@@ -16,10 +16,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 fn relay(app: &TestApp, broker: &TestBroker, slots: BuildSlots) -> Relay<berth_common::Broker> {
-    Relay::new(
-        app.pool().clone(),
+    app.relay(
         broker.broker.clone(),
-        app.state.outbox.clone(),
         RelaySettings {
             build_slots: slots,
             ..Default::default()

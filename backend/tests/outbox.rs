@@ -26,10 +26,8 @@ async fn misroute(app: &TestApp, deployment: uuid::Uuid) {
 }
 
 fn relay(app: &TestApp, broker: &TestBroker, park_after: i32) -> Relay<berth_common::Broker> {
-    Relay::new(
-        app.pool().clone(),
+    app.relay(
         broker.broker.clone(),
-        app.state.outbox.clone(),
         RelaySettings {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),

@@ -6,7 +6,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use berth_backend::background::inform::{Applied, InformHandler};
-use berth_backend::background::relay::{Relay, RelaySettings};
+use berth_backend::background::relay::RelaySettings;
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::{
     BuildRequested, Cancellation, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
@@ -227,10 +227,8 @@ async fn a_newer_deployment_supersedes_a_queued_one_and_only_the_newest_is_built
         format!("replaced by the newer deployment {second}")
     );
 
-    let relay = Relay::new(
-        setup.app.pool().clone(),
+    let relay = setup.app.relay(
         broker.broker.clone(),
-        setup.app.state.outbox.clone(),
         RelaySettings {
             deadline_scale: 0.5,
             ..Default::default()

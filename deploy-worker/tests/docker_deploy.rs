@@ -61,9 +61,7 @@ async fn a_second_deploy_replaces_the_first() {
     let images = images().await;
     let worker = Worker::start(60).await;
     let app = new_app();
-    let first = Uuid::now_v7();
-    worker.deploy(first, &release(&app, &images.v1, &[])).await;
-    let old = worker.outcome(first, 1).await.endpoint.unwrap();
+    let (_, old) = worker.live(&app, &images.v1).await;
 
     let second = Uuid::now_v7();
     let started = Instant::now();
@@ -126,9 +124,7 @@ async fn an_app_that_exits_fails_and_the_previous_keeps_serving() {
     let images = images().await;
     let worker = Worker::start(60).await;
     let app = new_app();
-    let first = Uuid::now_v7();
-    worker.deploy(first, &release(&app, &images.v1, &[])).await;
-    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+    let (first, serving) = worker.live(&app, &images.v1).await;
 
     let broken = Uuid::now_v7();
     let started = Instant::now();
@@ -170,9 +166,7 @@ async fn an_app_that_never_listens_fails_at_the_deadline() {
     let images = images().await;
     let worker = Worker::start(5).await;
     let app = new_app();
-    let first = Uuid::now_v7();
-    worker.deploy(first, &release(&app, &images.v1, &[])).await;
-    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+    let (_, serving) = worker.live(&app, &images.v1).await;
 
     let silent = Uuid::now_v7();
     worker
@@ -200,9 +194,7 @@ async fn a_rollout_cancelled_before_it_serves_is_undone_and_the_previous_keeps_s
     let images = images().await;
     let worker = Worker::start(120).await;
     let app = new_app();
-    let first = Uuid::now_v7();
-    worker.deploy(first, &release(&app, &images.v1, &[])).await;
-    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+    let (first, serving) = worker.live(&app, &images.v1).await;
 
     let spec = new_deployment(&app, &images.silent);
     let cancel = spec.cancelled.clone();
@@ -245,9 +237,7 @@ async fn a_scale_beside_another_workers_deploy_keeps_the_live_release_serving() 
     let images = images().await;
     let worker = Worker::start(120).await;
     let app = new_app();
-    let first = Uuid::now_v7();
-    worker.deploy(first, &release(&app, &images.v1, &[])).await;
-    let serving = worker.outcome(first, 1).await.endpoint.unwrap();
+    let (first, serving) = worker.live(&app, &images.v1).await;
 
     let spec = new_deployment(&app, &images.silent);
     let cancel = spec.cancelled.clone();
@@ -290,9 +280,7 @@ async fn a_duplicate_deploy_on_another_worker_waits_for_the_first_attempt() {
     let images = images().await;
     let worker = Worker::start(60).await;
     let app = new_app();
-    let first = Uuid::now_v7();
-    worker.deploy(first, &release(&app, &images.v1, &[])).await;
-    worker.outcome(first, 1).await;
+    worker.live(&app, &images.v1).await;
 
     let spec = new_deployment(&app, &images.slow);
     let one = docker_runtime(60).await;

@@ -6,7 +6,7 @@ pub(crate) mod quota_view;
 use crate::apps_store as store;
 use crate::audit::{self, Event, SourceAddr};
 use crate::auth::CurrentUser;
-use crate::deployments::transitions;
+use crate::deployments::{self, transitions};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
 use crate::outbox;
@@ -295,13 +295,9 @@ async fn scale_app(
     )
     .await?;
     store::set_replicas(&mut tx, id, request.replicas).await?;
-    let live_deployment_id: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM deployments WHERE app_id = $1 AND state = 'live'
-             ORDER BY id DESC LIMIT 1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let live_deployment_id = deployments::store::live(&mut tx, id)
+        .await?
+        .map(|(deployment_id, _)| deployment_id);
     let message = AppScaleRequested {
         app: app.app_ref(),
         replicas: request.replicas,

@@ -13,7 +13,8 @@ use crate::error::Result;
 use async_trait::async_trait;
 use berth_common::{DeliveryInfo, Handler, Outcome};
 use berth_proto::{
-    AppStatus, DeploymentProgress, DeploymentState, Envelope, Message, RuntimeStatus,
+    AppStatus, DeploymentProgress, DeploymentState, DeploymentWaiting, Envelope, Message,
+    RuntimeStatus,
 };
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -122,6 +123,23 @@ impl InformHandler {
 }
 
 impl InformHandler {
+    /// A deployment's work waits for another attempt; shown on it.
+    async fn waiting(&self, deployment_id: Option<Uuid>, waiting: &DeploymentWaiting) -> Outcome {
+        let Some(deployment_id) = deployment_id else {
+            return Outcome::Reject("a waiting report must name its deployment".into());
+        };
+        match store::record_waiting(&self.db, deployment_id, &waiting.reason, waiting.retry_at)
+            .await
+        {
+            Ok(recorded) => {
+                tracing::info!(%deployment_id, reason = %waiting.reason, retry_at = %waiting.retry_at,
+                    recorded, "the deployment's work waits for another attempt");
+                Outcome::Done
+            }
+            Err(error) => Outcome::Retry(error.to_string()),
+        }
+    }
+
     /// What a reconciler pass found running; shown on each app.
     async fn runtime_status(&self, status: &RuntimeStatus) -> Outcome {
         match apps_store::record_runtime(&self.db, status).await {
@@ -153,24 +171,7 @@ impl Handler for InformHandler {
             Message::DeploymentProgress(progress) => progress,
             Message::RuntimeStatus(status) => return self.runtime_status(&status).await,
             Message::DeploymentWaiting(waiting) => {
-                let Some(deployment_id) = envelope.deployment_id else {
-                    return Outcome::Reject("a waiting report must name its deployment".into());
-                };
-                return match store::record_waiting(
-                    &self.db,
-                    deployment_id,
-                    &waiting.reason,
-                    waiting.retry_at,
-                )
-                .await
-                {
-                    Ok(recorded) => {
-                        tracing::info!(%deployment_id, reason = %waiting.reason, retry_at = %waiting.retry_at,
-                            recorded, "the deployment's work waits for another attempt");
-                        Outcome::Done
-                    }
-                    Err(error) => Outcome::Retry(error.to_string()),
-                };
+                return self.waiting(envelope.deployment_id, &waiting).await
             }
             _ => {
                 return Outcome::Reject(format!(

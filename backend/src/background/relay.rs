@@ -182,11 +182,7 @@ impl<P: MessagePublisher> Relay<P> {
         let mut tx = self.db.begin().await?;
         // One relay publishes at a time, so two backends cannot reorder
         // one app's messages; the other tries again on its next round.
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(RELAY_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !leader {
+        if !crate::db::try_lead(&mut tx, RELAY_LOCK).await? {
             return Ok(0);
         }
         dispatch::dispatch(&mut tx, self.settings.build_slots).await?;

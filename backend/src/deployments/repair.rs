@@ -5,9 +5,9 @@
 //! transaction berth queues what puts the runtime back where the database
 //! says it should be.
 
-use super::releases;
 use super::request::request_repair;
 use super::transitions::Locked;
+use super::{releases, store};
 use crate::apps_store;
 use crate::error::Result;
 use crate::outbox;
@@ -42,13 +42,7 @@ pub async fn late_live(
             "an ended deployment went live; the newer one in progress will replace it");
         return Ok(false);
     }
-    let live = sqlx::query_as::<_, (Uuid, Uuid)>(
-        "SELECT id, release_id FROM deployments WHERE app_id = $1 AND state = 'live'
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(app.id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let live = store::live(conn, app.id).await?;
     let owner: Uuid = sqlx::query_scalar("SELECT owner_id FROM apps WHERE id = $1")
         .bind(app.id)
         .fetch_one(&mut *conn)

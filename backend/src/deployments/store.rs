@@ -204,3 +204,14 @@ pub async fn record_late_facts(
     .await?;
     Ok(())
 }
+
+/// The app's live deployment and its release, if any.
+pub async fn live(conn: &mut PgConnection, app_id: Uuid) -> Result<Option<(Uuid, Uuid)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, release_id FROM deployments WHERE app_id = $1 AND state = 'live'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(app_id)
+    .fetch_optional(conn)
+    .await?)
+}

@@ -298,6 +298,20 @@ impl TestApp {
         response.body
     }
 
+    /// This backend's outbox relay, publishing to `broker`.
+    pub fn relay(
+        &self,
+        broker: berth_common::Broker,
+        settings: berth_backend::background::relay::RelaySettings,
+    ) -> berth_backend::background::relay::Relay<berth_common::Broker> {
+        berth_backend::background::relay::Relay::new(
+            self.pool().clone(),
+            broker,
+            self.state.outbox.clone(),
+            settings,
+        )
+    }
+
     /// Creates the app `name` and asks for its first build; returns the
     /// deployment's id.
     pub async fn app_with_a_build(&self, token: &str, name: &str) -> Uuid {

@@ -323,6 +323,19 @@ impl Worker {
         envelope
     }
 
+    /// Deploys `image` as a new deployment of `app` and waits until it is
+    /// live; returns the deployment and where it answers.
+    pub async fn live(&self, app: &AppRef, image: &str) -> (Uuid, String) {
+        let deployment = Uuid::now_v7();
+        self.deploy(deployment, &release(app, image, &[])).await;
+        let live = self.outcome(deployment, 1).await;
+        let endpoint = live
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| panic!("not live: {live:?}"));
+        (deployment, endpoint)
+    }
+
     pub async fn remove(&self, app: &AppRef) {
         self.broker
             .send(None, 1, &AppRemovalRequested { app: app.clone() })

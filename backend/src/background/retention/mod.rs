@@ -83,11 +83,7 @@ impl<I: ImageStore> Retention<I> {
     /// One pass; nothing when another replica holds the lock.
     pub async fn prune(&self) -> Result<Pruned> {
         let mut lock = self.db.begin().await?;
-        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(RETENTION_LOCK)
-            .fetch_one(&mut *lock)
-            .await?;
-        if !leader {
+        if !crate::db::try_lead(&mut lock, RETENTION_LOCK).await? {
             return Ok(Pruned::default());
         }
         let mut pruned = self.prune_releases().await?;
