@@ -230,6 +230,39 @@ async fn a_rollout_cancelled_before_it_serves_is_undone_and_the_previous_keeps_s
     worker.stop().await;
 }
 
+/// Two workers roll out two deployments of one app at once: the newer one
+/// serves first and retires the older one's container while it still
+/// starts. The older deployment was overtaken, not broken: it ends
+/// superseded by the newer one, which keeps serving alone.
+#[tokio::test]
+async fn an_older_rollout_overtaken_on_another_worker_is_superseded_not_failed() {
+    let images = images().await;
+    let worker = Worker::start(120).await;
+    let app = new_app();
+    let older = new_deployment(&app, &images.silent);
+    let other_worker = docker_runtime(120).await;
+    let rollout = tokio::spawn(async move { other_worker.deploy(&older).await });
+    until_containers(&app, 1).await;
+
+    let (newer, serving) = worker.live(&app, &images.v1).await;
+    let error = tokio::time::timeout(Duration::from_secs(30), rollout)
+        .await
+        .expect("the overtaken rollout ends once its container is retired")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(error, berth_deploy_worker::DeployError::Superseded { newer: by } if by == newer),
+        "{error}"
+    );
+    let containers = containers_of(&app).await;
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0].1, newer.to_string());
+    assert_eq!(http_get(&serving, "/").await.unwrap(), "v1");
+
+    worker.runtime.remove_app(&app).await.unwrap();
+    worker.stop().await;
+}
+
 /// F16: a scale handled by one worker while another worker's deploy waits
 /// for its new container touches only the live deployment's container.
 #[tokio::test]

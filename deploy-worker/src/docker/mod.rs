@@ -170,6 +170,27 @@ impl DockerRuntime {
         Err(DeployError::Cancelled)
     }
 
+    /// Why a rollout that did not come to serve ended: when a newer
+    /// deployment of the app serves meanwhile (a rollout on another worker
+    /// that retired this one's starting container), it was superseded, not
+    /// broken; its container, if any is left, goes.
+    async fn overtaken(
+        &self,
+        app_id: Uuid,
+        deployment_id: Uuid,
+        name: &str,
+        error: DeployError,
+    ) -> DeployError {
+        let Ok(Some(newer)) = self.newer_running(app_id, deployment_id).await else {
+            return error;
+        };
+        tracing::info!(%deployment_id, %app_id, %newer, %error, "rollout overtaken by a newer deployment");
+        if let Err(leftover) = self.remove(name).await {
+            tracing::warn!(%deployment_id, container = name, %leftover, "could not remove an overtaken container");
+        }
+        DeployError::Superseded { newer }
+    }
+
     /// The newest running deployment of the app that is newer than `than`.
     async fn newer_running(&self, app_id: Uuid, than: Uuid) -> Result<Option<Uuid>, DeployError> {
         Ok(self
@@ -315,7 +336,10 @@ impl Runtime for DockerRuntime {
                 let (id, host_port) = tokio::select! {
                     biased;
                     _ = spec.cancelled.cancelled() => return self.undo(&name).await,
-                    started = rollout => started?,
+                    started = rollout => match started {
+                        Ok(started) => started,
+                        Err(error) => return Err(self.overtaken(app.id, deployment_id, &name, error).await),
+                    },
                 };
                 if let Some(newer) = self.newer_running(app.id, deployment_id).await? {
                     self.remove(&id).await?;
