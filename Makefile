@@ -11,13 +11,14 @@ export BERTH_ENV_FILE := $(CURDIR)/.berth/berth.env
 # cargo may live in ~/.cargo/bin without being on PATH (e.g. under sudo or CI)
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: help up down test test-live bench-deploy lint status stack frontend
+.PHONY: help up down test test-live bench-deploy chaos lint status stack frontend
 
 help:
 	@echo "make up            install + start the stack, build and start berth (http://127.0.0.1:8080)"
 	@echo "make test          start the stack, run every test"
 	@echo "make down          stop berth and the stack (state in .berth/ is kept)"
 	@echo "make bench-deploy  start the stack, run the deploy benchmark"
+	@echo "make chaos         the long fault suite, on a stack of its own (SEED=n replays a run)"
 	@echo "make lint          rustfmt + clippy"
 	@echo "make status        what is running"
 
@@ -50,6 +51,7 @@ up: stack frontend
 down:
 	$(PROCS) stop
 	$(STACK) down
+	@if [[ -d .berth-chaos ]]; then BERTH_STACK=chaos $(STACK) down; fi
 
 # The end-to-end tests run the four real binaries from target/debug; the
 # manifest tests (infra/kubernetes) use kubectl and kubernetes-validate.
@@ -75,6 +77,15 @@ test-live:
 bench-deploy: stack
 	cargo build --release --bins
 	BERTH_BIN_DIR=$(CURDIR)/target/release cargo run --release -p berth-tests --bin bench-deploy
+
+# The long form of the fault suite (docs/faults.md). It crashes PostgreSQL,
+# RabbitMQ, tansu and podman, so it runs on a stack of its own: .berth-chaos,
+# every port 10 higher than make up's, PostgreSQL with durable settings.
+chaos:
+	BERTH_STACK=chaos $(STACK) up
+	cargo build --bins
+	BERTH_STACK=chaos BERTH_ENV_FILE=$(CURDIR)/.berth-chaos/berth.env BERTH_KEEP_E2E=1 \
+	  $(if $(SEED),BERTH_CHAOS_SEED=$(SEED)) cargo run -p berth-tests --bin chaos
 
 lint:
 	cargo fmt --all --check

@@ -7,8 +7,22 @@
 
 BERTH_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BERTH_ROOT="$(cd "$BERTH_LIB_DIR/../.." && pwd)"
-BERTH_STATE="$BERTH_ROOT/.berth"
 BERTH_CACHE="${BERTH_CACHE:-/var/cache/berth}"
+
+# BERTH_STACK=NAME selects a second stack of this checkout, apart from the
+# one `make up` and `make test` use: its own folder (.berth-NAME), its own
+# ports (each one 10 higher) and RabbitMQ node, and a PostgreSQL with durable
+# settings. `make chaos` runs on such a stack because it crashes and restarts
+# the services, which must never be the developer's.
+BERTH_STACK="${BERTH_STACK:-}"
+[[ -z $BERTH_STACK || $BERTH_STACK =~ ^[a-z][a-z0-9]*$ ]] || { echo "BERTH_STACK must be a lowercase word" >&2; exit 2; }
+if [[ -n $BERTH_STACK ]]; then
+  BERTH_STATE="$BERTH_ROOT/.berth-$BERTH_STACK"
+  PORT_OFFSET=10
+else
+  BERTH_STATE="$BERTH_ROOT/.berth"
+  PORT_OFFSET=0
+fi
 
 BERTH_RUN="$BERTH_STATE/run"          # pid files, sockets
 BERTH_LOGS="$BERTH_STATE/logs"
@@ -17,14 +31,14 @@ BERTH_ENV_FILE_PATH="$BERTH_STATE/berth.env"
 
 # Service coordinates (fixed; the env file is generated from them).
 PG_BIN="/usr/lib/postgresql/15/bin"
-PG_PORT=54329
+PG_PORT=$((54329 + PORT_OFFSET))
 PG_DIR="$BERTH_STATE/postgres"
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 PG_SOCK="$PG_DIR/socket"
 
-RMQ_NODE="berth@localhost"
-RMQ_PORT=5672
+RMQ_NODE="berth${BERTH_STACK:+-$BERTH_STACK}@localhost"
+RMQ_PORT=$((5672 + PORT_OFFSET))
 RMQ_DIR="$BERTH_STATE/rabbitmq"
 # One broker user per berth process, with what it needs on the vhost: every
 # process declares the topology (configure), publishes to the exchange and
@@ -44,13 +58,14 @@ TANSU_ROOT="$BERTH_CACHE/tansu-$TANSU_VERSION"
 TANSU_BIN="$TANSU_ROOT/bin/tansu"
 TANSU_TARGET="$BERTH_CACHE/tansu-target"
 TANSU_DIR="$BERTH_STATE/tansu"
-KAFKA_PORT=9092
+KAFKA_PORT=$((9092 + PORT_OFFSET))
 
-REGISTRY_ADDR="127.0.0.1:5000"
+REGISTRY_ADDR="127.0.0.1:$((5000 + PORT_OFFSET))"
 REGISTRY_DIR="$BERTH_STATE/registry"
 # Token authentication: the realm is the local backend (BERTH_LISTEN), which
 # signs tokens with the key below; the registry trusts its certificate.
-REGISTRY_TOKEN_REALM="http://127.0.0.1:8080/api/v1/registry/token"
+BACKEND_ADDR="127.0.0.1:$((8080 + PORT_OFFSET))"
+REGISTRY_TOKEN_REALM="http://$BACKEND_ADDR/api/v1/registry/token"
 REGISTRY_SERVICE="berth-registry"
 REGISTRY_TOKEN_ISSUER="berth"
 REGISTRY_TOKEN_KEY="$BERTH_SECRETS/registry-token.key"
@@ -58,7 +73,7 @@ REGISTRY_TOKEN_CERT="$BERTH_SECRETS/registry-token.crt"
 
 # The SMTP sink: a real SMTP server (aiosmtpd) that delivers every message
 # into a Maildir, where the tests read password-reset mail.
-SMTP_PORT=2525
+SMTP_PORT=$((2525 + PORT_OFFSET))
 MAIL_DIR="$BERTH_STATE/mail"
 
 PODMAN_DIR="$BERTH_STATE/podman"

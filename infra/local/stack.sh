@@ -10,6 +10,9 @@
 #   status  show what is running
 #   env     print the env file's path
 #   reset   down, then delete .berth/ (caches in /var/cache/berth are kept)
+#   crash SERVICE SECONDS
+#           kill postgres|rabbitmq|tansu|podman as a crash would and start it
+#           again SECONDS later (named stacks only, see BERTH_STACK in lib.sh)
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -48,6 +51,11 @@ postgres_up() {
   fi
   # Local development/test database: durability is traded for speed (tests
   # create and drop a database per run). Not a production configuration.
+  # A named stack (BERTH_STACK, the fault suite's) keeps PostgreSQL's
+  # durable defaults: a database killed there must keep what it acknowledged,
+  # or the suite would report losses berth did not cause.
+  local durability=off
+  [[ -n $BERTH_STACK ]] && durability=on
   local changed=0
   write_if_changed "$PG_DATA/berth.conf" <<EOF && changed=1
 # Written by infra/local/stack.sh; edits are overwritten.
@@ -56,9 +64,9 @@ port = $PG_PORT
 unix_socket_directories = '$PG_SOCK'
 max_connections = 300
 shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+fsync = $durability
+synchronous_commit = $durability
+full_page_writes = $durability
 log_min_duration_statement = -1
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
@@ -519,8 +527,8 @@ write_env_file() {
     emit BERTH_ALLOW_LOCAL_REPOS true
     echo "# Local repositories are built only from inside this folder (tests make theirs here):"
     emit BERTH_LOCAL_REPO_ROOT "$BERTH_STATE/repos"
-    emit BERTH_LISTEN 127.0.0.1:8080
-    emit BERTH_PUBLIC_URL http://127.0.0.1:8080
+    emit BERTH_LISTEN "$BACKEND_ADDR"
+    emit BERTH_PUBLIC_URL "http://$BACKEND_ADDR"
     emit BERTH_SMTP_URL "smtp://127.0.0.1:$SMTP_PORT"
     emit BERTH_MAIL_FROM berth@localhost
     echo "# The SMTP sink's Maildir (local only; tests read password-reset mail there):"
@@ -600,7 +608,7 @@ cmd_up() {
   local t0=$SECONDS other
   ensure_dirs
   "$BERTH_LIB_DIR/install.sh" packages
-  if ! pg_running && [[ ${BERTH_STACK_SHARE:-1} != 0 ]] && other="$(foreign_stack_root)"; then
+  if [[ -z $BERTH_STACK ]] && ! pg_running && [[ ${BERTH_STACK_SHARE:-1} != 0 ]] && other="$(foreign_stack_root)"; then
     share_foreign_stack "$other"
     return 0
   fi
@@ -649,6 +657,36 @@ cmd_down() {
   tansu_down
   rabbitmq_down
   postgres_down
+}
+
+# crash SERVICE DOWN_SECONDS — the service dies the way a crash kills it
+# (SIGKILL; PostgreSQL's immediate stop, which skips the shutdown checkpoint;
+# RabbitMQ's stop_app), stays down DOWN_SECONDS, and starts again. Only on a
+# named stack (BERTH_STACK): the fault suite's faults.
+cmd_crash() {
+  need_root
+  [[ -n $BERTH_STACK ]] || die "crash runs on a named stack only (BERTH_STACK=chaos), never on make up's"
+  local service=${1:-} down=${2:-5}
+  load_secrets
+  case $service in
+    postgres)
+      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
+      sleep "$down"
+      postgres_up ;;
+    rabbitmq)
+      rmqctl -q stop_app >/dev/null
+      sleep "$down"
+      rmqctl -q start_app >/dev/null
+      rmqctl -q await_startup >/dev/null
+      ok "rabbitmq: running again" ;;
+    tansu|podman)
+      local pidfile="$BERTH_RUN/$service.pid"
+      pid_alive "$pidfile" && kill -KILL "$(tr -d ' \n' <"$pidfile")"
+      rm -f "$pidfile"
+      sleep "$down"
+      "${service}_up" ;;
+    *) die "crash: no service '$service' (postgres, rabbitmq, tansu, podman)" ;;
+  esac
 }
 
 line() { printf '  %-10s %-8s %s\n' "$1" "$2" "$3"; }
@@ -706,5 +744,6 @@ case "${1:-}" in
   status) cmd_status ;;
   env) echo "$BERTH_ENV_FILE_PATH" ;;
   reset) cmd_reset ;;
-  *) echo "usage: $0 up|down|status|env|reset" >&2; exit 2 ;;
+  crash) shift; cmd_crash "$@" ;;
+  *) echo "usage: $0 up|down|status|env|reset|crash SERVICE SECONDS" >&2; exit 2 ;;
 esac

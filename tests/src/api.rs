@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The password [`Client::sign_up`] gives every user.
+pub const PASSWORD: &str = "correct horse battery staple";
+
 #[derive(Clone)]
 pub struct Client {
     pub base_url: String,
@@ -38,7 +41,22 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value)> {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// Like [`call`](Self::call), with extra request headers (e.g.
+    /// `Idempotency-Key`).
+    pub async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value)> {
         let mut request = self.http.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -80,7 +98,7 @@ impl Client {
     /// mailed to the address (from the local stack's SMTP sink), and keeps
     /// the session it starts.
     pub async fn sign_up(&mut self, username: &str) -> Result<()> {
-        let password = "correct horse battery staple";
+        let password = PASSWORD;
         // Unique per run: the SMTP sink keeps earlier runs' mail.
         let email = format!("{username}+{}@example.test", uuid::Uuid::new_v4().simple());
         self.expect(

@@ -118,7 +118,7 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn labelled(
+pub async fn labelled(
     docker: &Docker,
     label: &str,
     value: &str,

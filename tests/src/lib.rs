@@ -3,6 +3,7 @@
 //! work and state folders, so suites can run side by side.
 
 pub mod api;
+pub mod chaos;
 pub mod engine;
 pub mod fake_github;
 pub mod flow;

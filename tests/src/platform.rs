@@ -30,6 +30,9 @@ pub struct Platform {
     /// Scratch space: work dirs, state dirs and the processes' output.
     pub dir: TempDir,
     children: Vec<(String, Child)>,
+    /// Every process this platform runs, by instance name ("berth-backend",
+    /// "berth-backend-2"), with the settings only that instance gets.
+    instances: Vec<(String, Vec<(String, String)>)>,
     /// Deleted (with the database) when the platform is dropped.
     vhost: TestVhost,
     database: String,
@@ -73,6 +76,16 @@ impl Platform {
     /// Like [`start`](Self::start), with `extra` settings for every process
     /// on top of the stack's and the platform's own (they win).
     pub async fn start_with(extra: &[(&str, String)]) -> Result<Self> {
+        Self::start_copies(extra, 1).await
+    }
+
+    /// Like [`start_with`](Self::start_with), with `copies` backends,
+    /// build-workers and deploy-workers (one log-streamer), as replicas of a
+    /// real installation would run: each backend on its own port, each
+    /// build-worker with its own work folder. The first backend is
+    /// [`base_url`](Self::base_url); [`backend_urls`](Self::backend_urls)
+    /// has them all.
+    pub async fn start_copies(extra: &[(&str, String)], copies: usize) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         let id = Uuid::new_v4().simple().to_string();
         let mut env = stack_env();
@@ -118,25 +131,99 @@ impl Platform {
         ];
         env.extend(overrides.map(|(k, v)| (k.to_owned(), v)));
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let mut instances = Vec::new();
+        for binary in BINARIES {
+            let copies = if binary == "berth-log-streamer" {
+                1
+            } else {
+                copies.max(1)
+            };
+            for copy in 1..=copies {
+                let name = match copy {
+                    1 => binary.to_owned(),
+                    n => format!("{binary}-{n}"),
+                };
+                let own = match binary {
+                    "berth-backend" if copy > 1 => {
+                        vec![(
+                            "BERTH_LISTEN".to_owned(),
+                            format!("127.0.0.1:{}", free_port()),
+                        )]
+                    }
+                    "berth-build-worker" if copy > 1 => {
+                        let work = dir.path().join(format!("work-{copy}"));
+                        vec![("BERTH_WORK_DIR".to_owned(), work.display().to_string())]
+                    }
+                    _ => Vec::new(),
+                };
+                instances.push((name, own));
+            }
+        }
         let mut platform = Self {
             base_url,
             env,
             dir,
             children: Vec::new(),
+            instances,
             vhost,
             database,
             registry,
         };
-        for name in BINARIES {
-            platform.spawn(name)?;
+        for name in platform.instance_names() {
+            platform.spawn(&name)?;
         }
         platform.wait_ready(Duration::from_secs(60)).await?;
         Ok(platform)
     }
 
-    /// Starts (or restarts) one of the binaries.
+    /// The RabbitMQ vhost the processes share.
+    pub fn vhost_name(&self) -> &str {
+        &self.vhost.name
+    }
+
+    /// The name of every process instance this platform runs.
+    pub fn instance_names(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Where each backend answers.
+    pub fn backend_urls(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .filter(|(name, _)| name.starts_with("berth-backend"))
+            .map(|(_, own)| {
+                own.iter()
+                    .find(|(key, _)| key == "BERTH_LISTEN")
+                    .map(|(_, listen)| format!("http://{listen}"))
+                    .unwrap_or_else(|| self.base_url.clone())
+            })
+            .collect()
+    }
+
+    /// Whether the instance `name` runs (was started and not killed, and
+    /// has not exited).
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.children
+            .iter_mut()
+            .any(|(n, child)| n == name && matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Starts (or restarts) one of the binaries, by instance name.
     pub fn spawn(&mut self, name: &str) -> Result<()> {
-        let binary = binary_dir().join(name);
+        let own = self
+            .instances
+            .iter()
+            .find(|(instance, _)| instance == name)
+            .map(|(_, own)| own.clone())
+            .unwrap_or_default();
+        let binary_name = BINARIES
+            .into_iter()
+            .find(|binary| name == *binary || name.starts_with(&format!("{binary}-")))
+            .with_context(|| format!("no berth binary runs as {name}"))?;
+        let binary = binary_dir().join(binary_name);
         if !binary.exists() {
             bail!(
                 "{} is missing: build the binaries first (`cargo build --bins`, which `make test` does)",
@@ -151,8 +238,9 @@ impl Platform {
         command
             .envs(&self.env)
             // Each process logs in to the broker as its own user.
-            .env("BERTH_AMQP_URL", self.vhost.url_for(name))
+            .env("BERTH_AMQP_URL", self.vhost.url_for(binary_name))
             .env("BERTH_OPS_ADDR", format!("127.0.0.1:{}", free_port()))
+            .envs(own)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
@@ -173,6 +261,23 @@ impl Platform {
         let (_, mut child) = self.children.remove(index);
         child.kill().await?;
         Ok(())
+    }
+
+    /// The instances that exited by themselves since the last call, with
+    /// how: a supervisor (systemd, the kubelet, the fault suite) starts them
+    /// again.
+    pub fn exited(&mut self) -> Result<Vec<(String, std::process::ExitStatus)>> {
+        let mut exited = Vec::new();
+        let mut index = 0;
+        while index < self.children.len() {
+            if let Some(status) = self.children[index].1.try_wait()? {
+                let (name, _) = self.children.remove(index);
+                exited.push((name, status));
+            } else {
+                index += 1;
+            }
+        }
+        Ok(exited)
     }
 
     /// Waits until the backend answers `/readyz`; fails early when one of
@@ -227,7 +332,7 @@ impl Platform {
 
     /// Every process's recent output, for a failing test's message.
     pub fn all_output(&self) -> String {
-        BINARIES
+        self.instance_names()
             .iter()
             .map(|name| format!("===== {name}\n{}", self.output(name)))
             .collect::<Vec<_>>()

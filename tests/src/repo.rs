@@ -79,10 +79,20 @@ impl AppRepo {
         Ok(())
     }
 
+    /// The contents of `path` at `commit` (a full SHA).
+    pub fn file_at(&self, commit: &str, path: &str) -> Result<String> {
+        let commit = self.repo.find_commit(git2::Oid::from_str(commit)?)?;
+        let entry = commit.tree()?.get_path(Path::new(path))?;
+        let blob = entry.to_object(&self.repo)?.peel_to_blob()?;
+        Ok(String::from_utf8_lossy(blob.content()).into_owned())
+    }
+
     /// Commits everything in the work tree; returns the commit SHA.
     pub fn commit(&self, message: &str) -> Result<String> {
         let mut index = self.repo.index()?;
         index.add_all(["*"], IndexAddOption::DEFAULT, None)?;
+        // Files removed from the work tree leave the index too.
+        index.update_all(["*"], None)?;
         index.write()?;
         let tree = self.repo.find_tree(index.write_tree()?)?;
         let signature = Signature::now("berth tests", "tests@berth.test")?;
