@@ -225,7 +225,7 @@ tansu_up() {
       --storage-engine "sqlite://tansu.db"
     wait_for "tansu" 60 kafka_ready || { tail -n 30 "$BERTH_LOGS/tansu.log" >&2; die "tansu did not start"; }
   fi
-  ok "tansu: ready (127.0.0.1:$KAFKA_PORT, sqlite storage in .berth/tansu)"
+  ok "tansu: ready (127.0.0.1:$KAFKA_PORT, sqlite storage in ${TANSU_DIR#"$BERTH_ROOT"/})"
 }
 
 tansu_down() { stop_pidfile tansu "$BERTH_RUN/tansu.pid"; }
@@ -247,7 +247,7 @@ smtp_up() {
       --class aiosmtpd.handlers.Mailbox "$MAIL_DIR"
     wait_for "smtp sink" 30 smtp_ready || { tail -n 30 "$BERTH_LOGS/smtp.log" >&2; die "smtp sink did not start"; }
   fi
-  ok "smtp sink: ready (smtp://127.0.0.1:$SMTP_PORT, every message kept in .berth/mail)"
+  ok "smtp sink: ready (smtp://127.0.0.1:$SMTP_PORT, every message kept in ${MAIL_DIR#"$BERTH_ROOT"/})"
 }
 
 smtp_down() { stop_pidfile smtp "$BERTH_RUN/smtp.pid"; }
@@ -698,11 +698,11 @@ cmd_status() {
     PODMAN_DIR="$(cat "$SHARED_MARKER")/.berth/podman"
     PODMAN_SOCK="$(cat "$SHARED_MARKER")/.berth/run/podman.sock"
   fi
-  line postgres "$(updown pg_ready)" "127.0.0.1:$PG_PORT  data .berth/postgres"
+  line postgres "$(updown pg_ready)" "127.0.0.1:$PG_PORT  data ${PG_DIR#"$BERTH_ROOT"/}"
   line rabbitmq "$(updown rmq_ready)" "127.0.0.1:$RMQ_PORT  node $RMQ_NODE"
   line tansu "$(updown kafka_ready)" "127.0.0.1:$KAFKA_PORT  $TANSU_BIN"
   line registry "$(updown registry_ready)" "http://$REGISTRY_ADDR  token auth, realm $REGISTRY_TOKEN_REALM"
-  line smtp "$(updown smtp_ready)" "smtp://127.0.0.1:$SMTP_PORT  mail .berth/mail"
+  line smtp "$(updown smtp_ready)" "smtp://127.0.0.1:$SMTP_PORT  mail ${MAIL_DIR#"$BERTH_ROOT"/}"
   line podman "$(updown podman_ready)" "unix://$PODMAN_SOCK"
   local k img
   if podman_ready; then

@@ -122,12 +122,12 @@ pub async fn run(ctx: Arc<Context>, coverage: usize, seed: u64) -> Result<Outcom
         let Ok(states) = states_now(&ctx).await else {
             continue;
         };
-        // The brief states (a clone, a push, a rollout last seconds) are
-        // met when they show, not at the next turn.
+        // The brief states (a clone, a build from cache, a push, a rollout
+        // last seconds) are met when they show, not at the next turn.
         let brief: Vec<&String> = states
             .iter()
             .filter(|state| {
-                !["queued", "building"].contains(&state.as_str())
+                state.as_str() != "queued"
                     && Kind::ALL
                         .iter()
                         .any(|&kind| outcome.covered(kind, state) < coverage)
