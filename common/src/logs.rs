@@ -10,8 +10,11 @@ use berth_proto::{names, LogRecord};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -27,6 +30,8 @@ pub enum LogError {
     Delivery(#[source] KafkaError),
     #[error("the log record can never be stored: {0}")]
     Rejected(#[source] KafkaError),
+    #[error("the log topic cannot be read: {0}")]
+    Read(#[source] KafkaError),
 }
 
 impl LogError {
@@ -62,7 +67,14 @@ pub trait LogSink: Send + Sync + 'static {
     }
 }
 
+/// The header a record carries its writer's mark in: where the writer got
+/// to in its source with this record (the log-streamer's position in a
+/// container's log), so that after a crash it can learn from the topic what
+/// it really stored (see [`LogProducer::last_mark`]).
+pub const MARK_HEADER: &str = "berth-mark";
+
 pub struct LogProducer {
+    brokers: String,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     created: Mutex<HashSet<String>>,
@@ -97,6 +109,7 @@ impl LogProducer {
             .create()
             .map_err(LogError::Config)?;
         Ok(Self {
+            brokers: brokers.to_owned(),
             producer,
             admin,
             created: Mutex::new(HashSet::new()),
@@ -125,15 +138,33 @@ impl LogProducer {
         key: &str,
         record: &LogRecord,
     ) -> Result<DeliveryFuture, LogError> {
+        self.enqueue_marked(app_id, key, record, None).await
+    }
+
+    /// Like [`enqueue`](Self::enqueue), with `mark` in the record's
+    /// [`MARK_HEADER`].
+    pub async fn enqueue_marked(
+        &self,
+        app_id: Uuid,
+        key: &str,
+        record: &LogRecord,
+        mark: Option<&str>,
+    ) -> Result<DeliveryFuture, LogError> {
         let topic = self.ensure_topic(app_id).await?;
         let payload = record.to_json();
         let timestamp = record.ts.timestamp_millis();
         loop {
-            let message = FutureRecord::to(&topic)
+            let mut message = FutureRecord::to(&topic)
                 .key(key)
                 .payload(&payload)
                 .partition(0)
                 .timestamp(timestamp);
+            if let Some(mark) = mark {
+                message = message.headers(OwnedHeaders::new().insert(Header {
+                    key: MARK_HEADER,
+                    value: Some(mark),
+                }));
+            }
             match self.producer.send_result(message) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -147,6 +178,77 @@ impl LogProducer {
             }
         }
     }
+}
+
+impl LogProducer {
+    /// What the app's topic holds: the offset of its last record (`-1` when
+    /// empty) and, when `after` is given, the [`MARK_HEADER`] of the last
+    /// record keyed `key` after that offset. Records are read from `after`
+    /// to the end, so `after` should be recent (a writer's checkpoint).
+    pub async fn last_mark(
+        &self,
+        app_id: Uuid,
+        key: &str,
+        after: Option<i64>,
+    ) -> Result<(i64, Option<String>), LogError> {
+        let topic = self.ensure_topic(app_id).await?;
+        let (brokers, key) = (self.brokers.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || scan_marks(&brokers, &topic, &key, after))
+            .await
+            .map_err(|_| LogError::Read(KafkaError::Canceled))?
+    }
+}
+
+fn scan_marks(
+    brokers: &str,
+    topic: &str,
+    key: &str,
+    after: Option<i64>,
+) -> Result<(i64, Option<String>), LogError> {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "berth-log-mark-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .map_err(LogError::Config)?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, TIMEOUT)
+        .map_err(LogError::Read)?;
+    let end = high - 1;
+    let from = match after {
+        Some(after) if (after + 1).max(low) < high => (after + 1).max(low),
+        _ => return Ok((end, None)),
+    };
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Offset(from))
+        .map_err(LogError::Read)?;
+    consumer.assign(&assignment).map_err(LogError::Read)?;
+    let deadline = std::time::Instant::now() + 3 * TIMEOUT;
+    let mut mark = None;
+    while std::time::Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.map_err(LogError::Read)?;
+        if message.key() == Some(key.as_bytes()) {
+            let headers = message.headers().into_iter().flat_map(|h| h.iter());
+            for header in headers.filter(|header| header.key == MARK_HEADER) {
+                mark = header
+                    .value
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+            }
+        }
+        if message.offset() >= end {
+            return Ok((end, mark));
+        }
+    }
+    Err(LogError::Read(KafkaError::MessageConsumption(
+        RDKafkaErrorCode::RequestTimedOut,
+    )))
 }
 
 /// Waits for an enqueued record; returns its offset.

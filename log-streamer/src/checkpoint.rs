@@ -13,8 +13,15 @@
 //!   enqueued to the producer as they are read, their deliveries awaited in
 //!   order (a bounded number in flight), and the checkpoint written after
 //!   each run of confirmed deliveries. A graceful stop drains the in-flight
-//!   lines first, so a restart repeats nothing; after a crash at most the
-//!   lines confirmed since the last write are repeated, and none are lost.
+//!   lines first, so a restart repeats nothing.
+//! * A crash can come between Kafka's confirmation and the checkpoint's
+//!   write. So each record carries the position after its line (a Kafka
+//!   header, [`berth_common::logs::MARK_HEADER`]) and the checkpoint holds
+//!   the topic offset its lines reach; following again first reads the
+//!   topic after that offset and goes on from the last position stored
+//!   there, if that is further ([`crate::follower`]). A container followed
+//!   for the first time gets a checkpoint at the topic's end before any of
+//!   its lines is shipped. Nothing is repeated and nothing lost.
 //! * Files are written atomically: a temporary file, then `rename`.
 //! * A restarted container (same id) keeps appending to the same log, so
 //!   its checkpoint stays valid: following resumes from it after each
@@ -40,19 +47,48 @@ pub struct Position {
     pub second: i64,
     /// How many delivered lines are stamped with that second.
     pub lines: u64,
+    /// The topic offset the delivered lines reach to (at least): where a
+    /// restart looks for lines stored after the checkpoint was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
 }
 
 impl Position {
     /// The position after one more line stamped `second`.
     pub fn advance(self, second: i64) -> Self {
         match second.cmp(&self.second) {
-            Ordering::Greater => Self { second, lines: 1 },
+            Ordering::Greater => Self {
+                second,
+                lines: 1,
+                ..self
+            },
             Ordering::Equal => Self {
                 lines: self.lines + 1,
                 ..self
             },
             Ordering::Less => self,
         }
+    }
+}
+
+impl Position {
+    /// How the position travels with a record (`second:lines`).
+    pub fn mark(self) -> String {
+        format!("{}:{}", self.second, self.lines)
+    }
+
+    pub fn from_mark(mark: &str) -> Option<Self> {
+        let (second, lines) = mark.split_once(':')?;
+        Some(Self {
+            second: second.parse().ok()?,
+            lines: lines.parse().ok()?,
+            offset: None,
+        })
+    }
+
+    /// Whether more lines are delivered at `self` than at `other`.
+    pub fn is_past(self, other: Self) -> bool {
+        (self.second, self.lines) > (other.second, other.lines)
     }
 }
 
@@ -222,7 +258,8 @@ mod tests {
             position,
             Position {
                 second: 20,
-                lines: 2
+                lines: 2,
+                offset: None,
             }
         );
     }
@@ -235,6 +272,7 @@ mod tests {
         let position = Position {
             second: 1_795_000_000,
             lines: 3,
+            offset: None,
         };
         store.save("abc", position).unwrap();
         store.save_events_cursor(42).unwrap();

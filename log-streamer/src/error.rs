@@ -12,7 +12,7 @@ pub enum StreamError {
     #[error("the Kubernetes API failed or refused: {0}")]
     Kubernetes(String),
 
-    #[error("the log broker did not store a record: {0}")]
+    #[error("the log broker failed: {0}")]
     Log(#[from] LogError),
 
     #[error("the checkpoint {} cannot be written: {source}; is BERTH_LOG_STREAMER_STATE_DIR writable?", path.display())]

@@ -44,7 +44,7 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
         workload: &Workload,
         shutdown: &CancellationToken,
     ) -> Result<Ended, StreamError> {
-        let start = self.store.load(&workload.id);
+        let start = self.recover(workload).await?;
         let mut resume = Resume::new(start);
         let mut read = start;
         let mut delivered = start;
@@ -101,7 +101,11 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
                         read = read.advance(second);
                         let record = record(workload, line);
                         let position = read;
-                        match self.sink.enqueue(workload.app_id, &workload.key, &record).await {
+                        let enqueued = self
+                            .sink
+                            .enqueue(workload.app_id, &workload.key, &record, Some(position))
+                            .await;
+                        match enqueued {
                             Ok(delivery) => in_flight.push_back(
                                 delivery.map(move |result| (shipped(result), position)).boxed(),
                             ),
@@ -124,6 +128,43 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
         }
     }
 
+    /// Where to go on in the container's log: its checkpoint, or further
+    /// when the topic holds lines stored after the checkpoint was written
+    /// (the streamer died between Kafka's confirmation and the write; each
+    /// record carries the position after it). A first follow records where
+    /// the topic ends before it ships anything, so a crash before its first
+    /// checkpoint is recovered the same way.
+    async fn recover(&self, workload: &Workload) -> Result<Position, StreamError> {
+        let saved = self.store.load(&workload.id);
+        let (end, shipped) = self
+            .sink
+            .last_shipped(workload.app_id, &workload.key, saved.offset)
+            .await?;
+        let start = match shipped {
+            Some(shipped) if saved.offset.is_some() && shipped.is_past(saved) => {
+                tracing::info!(
+                    container = workload.name,
+                    ?saved,
+                    ?shipped,
+                    "lines were stored after the checkpoint; going on after them"
+                );
+                metrics::counter!("berth_log_lines_recovered_total").increment(1);
+                Position {
+                    offset: Some(end),
+                    ..shipped
+                }
+            }
+            _ => Position {
+                offset: Some(end.max(saved.offset.unwrap_or(-1))),
+                ..saved
+            },
+        };
+        if start != saved {
+            self.store.save(&workload.id, start)?;
+        }
+        Ok(start)
+    }
+
     fn checkpoint(
         &self,
         workload: &Workload,
@@ -140,7 +181,8 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
 
 /// How one record fared.
 enum Shipped {
-    Stored,
+    /// At this offset.
+    Stored(i64),
     /// Kafka refuses it for good (e.g. too large): it can never be stored.
     Refused(String),
     Failed(LogError),
@@ -148,7 +190,7 @@ enum Shipped {
 
 fn shipped(result: Result<i64, LogError>) -> Shipped {
     match result {
-        Ok(_offset) => Shipped::Stored,
+        Ok(offset) => Shipped::Stored(offset),
         Err(error) if error.is_permanent() => Shipped::Refused(error.to_string()),
         Err(error) => Shipped::Failed(error),
     }
@@ -161,7 +203,10 @@ fn accept(
     (shipped, position): (Shipped, Position),
 ) -> Result<Position, StreamError> {
     match shipped {
-        Shipped::Stored => Ok(position),
+        Shipped::Stored(offset) => Ok(Position {
+            offset: Some(offset),
+            ..position
+        }),
         Shipped::Refused(reason) => {
             tracing::warn!(
                 container = workload.name,

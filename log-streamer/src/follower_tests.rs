@@ -94,7 +94,8 @@ async fn every_line_is_shipped_in_order_and_checkpointed() {
         follower.store.load("c1"),
         Position {
             second: 1_795_000_003,
-            lines: 2
+            lines: 2,
+            offset: Some(19),
         }
     );
     // Following again ships nothing twice.
@@ -143,4 +144,56 @@ async fn cancelling_delivers_what_was_read_before_returning() {
         .unwrap();
     assert_eq!(sink.lines(), expected(0..20));
     assert!(shipped <= 20 && position.lines <= 6);
+}
+
+/// A crash after Kafka confirmed lines but before the checkpoint was
+/// written (the chaos suite's SIGKILL found it): the next follow learns from
+/// the topic how far the lines reach and repeats none.
+#[tokio::test]
+async fn lines_stored_after_the_last_checkpoint_are_not_shipped_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(Sink::default());
+    let follower = follower(sink.clone(), dir.path(), 4);
+    let before_crash = follower.store.load("c1");
+    follower
+        .follow(&workload(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(sink.lines(), expected(0..20));
+    // The crash: the checkpoint on disk is the one from before these lines.
+    let first = Position {
+        offset: Some(-1),
+        ..before_crash
+    };
+    follower.store.save("c1", first).unwrap();
+
+    follower
+        .follow(&workload(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(sink.lines(), expected(0..20), "no line shipped twice");
+    assert_eq!(follower.store.load("c1").second, 1_795_000_003);
+}
+
+/// A first follow records where the topic ends before shipping anything:
+/// a crash before its first checkpoint is recovered the same way.
+#[tokio::test]
+async fn a_first_follow_records_where_the_topic_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(Sink::default());
+    // Another container's lines are in the topic already.
+    let other = Workload {
+        id: "c0".into(),
+        key: "d0".into(),
+        ..workload()
+    };
+    let follower = follower(sink.clone(), dir.path(), 4);
+    follower
+        .follow(&other, &CancellationToken::new())
+        .await
+        .unwrap();
+    let recovered = follower.recover(&workload()).await.unwrap();
+    assert_eq!(recovered.offset, Some(19));
+    assert_eq!(follower.store.load("c1"), recovered, "saved at once");
+    assert_eq!((recovered.second, recovered.lines), (0, 0));
 }

@@ -303,7 +303,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                 let stored = match self
                     .follower
                     .sink
-                    .enqueue(workload.app_id, &workload.key, &record)
+                    .enqueue(workload.app_id, &workload.key, &record, None)
                     .await
                 {
                     Ok(delivery) => delivery.await,

@@ -10,19 +10,33 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use uuid::Uuid;
 
+use crate::checkpoint::Position;
+
 /// Resolves once the record is stored; to its offset.
 pub type Delivery = BoxFuture<'static, Result<i64, LogError>>;
 
 #[async_trait]
 pub trait RecordSink: Send + Sync + 'static {
     /// Hands the record over without waiting for the broker (but waiting
-    /// while the producer's queue is full).
+    /// while the producer's queue is full). `mark`, the follower's position
+    /// after this line, is stored with the record.
     async fn enqueue(
         &self,
         app_id: Uuid,
         key: &str,
         record: &LogRecord,
+        mark: Option<Position>,
     ) -> Result<Delivery, LogError>;
+
+    /// The offset of the app's last stored record (`-1`: none), and, when
+    /// `after` is given, the mark of the last record keyed `key` stored
+    /// after that offset.
+    async fn last_shipped(
+        &self,
+        app_id: Uuid,
+        key: &str,
+        after: Option<i64>,
+    ) -> Result<(i64, Option<Position>), LogError>;
 }
 
 #[async_trait]
@@ -32,8 +46,22 @@ impl RecordSink for LogProducer {
         app_id: Uuid,
         key: &str,
         record: &LogRecord,
+        mark: Option<Position>,
     ) -> Result<Delivery, LogError> {
-        let future = LogProducer::enqueue(self, app_id, key, record).await?;
+        let mark = mark.map(Position::mark);
+        let future = self
+            .enqueue_marked(app_id, key, record, mark.as_deref())
+            .await?;
         Ok(delivered(future).boxed())
+    }
+
+    async fn last_shipped(
+        &self,
+        app_id: Uuid,
+        key: &str,
+        after: Option<i64>,
+    ) -> Result<(i64, Option<Position>), LogError> {
+        let (end, mark) = self.last_mark(app_id, key, after).await?;
+        Ok((end, mark.as_deref().and_then(Position::from_mark)))
     }
 }

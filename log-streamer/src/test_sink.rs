@@ -1,5 +1,5 @@
-//! A [`RecordSink`] in memory for unit tests: stores what it is given, and
-//! can fail one delivery.
+//! A [`RecordSink`] in memory for unit tests: stores what it is given, as
+//! one topic does (offsets, marks), and can fail one delivery.
 
 use async_trait::async_trait;
 use berth_common::logs::LogError;
@@ -9,12 +9,17 @@ use rdkafka::error::KafkaError;
 use std::sync::Mutex;
 use uuid::Uuid;
 
+use crate::checkpoint::Position;
 use crate::sink::{Delivery, RecordSink};
 
-/// Stores records; the delivery of enqueue number `fail_at` (from 1) fails.
+/// A stored record: app, key, the record and its mark.
+type Stored = (Uuid, String, LogRecord, Option<Position>);
+
+/// Stores records, each at the next offset of one topic with its mark;
+/// the delivery of enqueue number `fail_at` (from 1) fails.
 #[derive(Default)]
 pub struct MemorySink {
-    records: Mutex<Vec<(Uuid, String, LogRecord)>>,
+    records: Mutex<Vec<Stored>>,
     enqueued: Mutex<usize>,
     pub fail_at: Mutex<Option<usize>>,
 }
@@ -22,7 +27,11 @@ pub struct MemorySink {
 impl MemorySink {
     /// `(app, key, record)` of every stored record, in order.
     pub fn records(&self) -> Vec<(Uuid, String, LogRecord)> {
-        self.records.lock().unwrap().clone()
+        let records = self.records.lock().unwrap();
+        records
+            .iter()
+            .map(|(app, key, record, _)| (*app, key.clone(), record.clone()))
+            .collect()
     }
 
     /// The lines of the stored records, in order.
@@ -30,7 +39,7 @@ impl MemorySink {
         let records = self.records.lock().unwrap();
         records
             .iter()
-            .map(|(_, _, record)| record.line.clone())
+            .map(|(_, _, record, _)| record.line.clone())
             .collect()
     }
 }
@@ -42,14 +51,36 @@ impl RecordSink for MemorySink {
         app_id: Uuid,
         key: &str,
         record: &LogRecord,
+        mark: Option<Position>,
     ) -> Result<Delivery, LogError> {
         let mut enqueued = self.enqueued.lock().unwrap();
         *enqueued += 1;
         if *self.fail_at.lock().unwrap() == Some(*enqueued) {
             return Ok(async { Err(LogError::Delivery(KafkaError::Canceled)) }.boxed());
         }
-        let stored = (app_id, key.to_owned(), record.clone());
-        self.records.lock().unwrap().push(stored);
-        Ok(async { Ok(0) }.boxed())
+        let mut records = self.records.lock().unwrap();
+        records.push((app_id, key.to_owned(), record.clone(), mark));
+        let offset = records.len() as i64 - 1;
+        Ok(async move { Ok(offset) }.boxed())
+    }
+
+    async fn last_shipped(
+        &self,
+        _app_id: Uuid,
+        key: &str,
+        after: Option<i64>,
+    ) -> Result<(i64, Option<Position>), LogError> {
+        let records = self.records.lock().unwrap();
+        let end = records.len() as i64 - 1;
+        let Some(after) = after else {
+            return Ok((end, None));
+        };
+        let from = usize::try_from(after + 1).unwrap_or(0);
+        let mark = records
+            .iter()
+            .skip(from)
+            .rfind(|(_, k, _, mark)| k == key && mark.is_some())
+            .and_then(|(_, _, _, mark)| *mark);
+        Ok((end, mark))
     }
 }

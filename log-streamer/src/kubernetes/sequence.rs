@@ -37,6 +37,7 @@ pub fn position_of(cursor: i64) -> Position {
     Position {
         second: cursor.div_euclid(NANOS),
         lines: cursor.rem_euclid(NANOS).unsigned_abs() + 1,
+        offset: None,
     }
 }
 
@@ -158,7 +159,8 @@ mod tests {
             position_of(late[0].cursor),
             Position {
                 second: S,
-                lines: 3
+                lines: 3,
+                offset: None,
             }
         );
     }
