@@ -235,6 +235,16 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     if self.pause(&mut backoff).await {
                         break;
                     }
+                    // Removed meanwhile (a retired container, a stream cut
+                    // by the removal): its log is gone with it, and asking
+                    // for it again would fail forever. A stopped one is
+                    // followed again, to ship the rest of its log.
+                    if let Ok(None) = self.follower.source.is_running(&workload.id).await {
+                        self.unfollow(&workload.id);
+                        self.follower.store.forget(&workload.id);
+                        tracing::info!(container = workload.name, "removed; checkpoint forgotten");
+                        return;
+                    }
                     continue;
                 }
             }
@@ -417,3 +427,7 @@ mod tests {
         assert_eq!(line(Lifecycle::Removed), None);
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod follow_tests;
