@@ -131,10 +131,16 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<38}{} (bound {} s)",
+            "{:<38}{} later (bound {} s); {} after the last fault",
             "→ what runs equals the database",
             seconds(checks.converged_after),
-            self.args.converge_secs
+            self.args.converge_secs,
+            seconds(
+                checks
+                    .settled_after
+                    .zip(checks.converged_after)
+                    .map(|(a, b)| a + b)
+            ),
         )?;
         let log = &checks.log;
         writeln!(
