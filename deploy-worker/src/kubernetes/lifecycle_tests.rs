@@ -152,16 +152,14 @@ async fn expect_delete_collection(
     call.respond_json(list(kind, items));
 }
 
-#[tokio::test]
-async fn delete_removes_what_carries_the_apps_label_and_its_certificate_and_nothing_else() {
-    let first = Deploy::first();
-    let app = app_of(&first);
-    let removing = app.clone();
-    let (task, mut server) = start(|runtime| async move { runtime.remove_app(&removing).await });
+/// Every object of `app` deleted, as `remove_app` does it: its Ingress,
+/// Service and Deployment (each named `web`), its env Secrets and its
+/// certificate.
+async fn expect_removal(server: &mut ApiServer, app: &AppRef, secrets: &[&str]) {
     expect_delete_collection(
-        &mut server,
+        server,
         "/apis/networking.k8s.io/v1/namespaces/berth-acme/ingresses",
-        &app,
+        app,
         "IngressList",
         &["web"],
     )
@@ -169,20 +167,51 @@ async fn delete_removes_what_carries_the_apps_label_and_its_certificate_and_noth
     server
         .expect(Method::GET, "/api/v1/namespaces/berth-acme/services")
         .await
-        .assert_query("labelSelector", &selector(&app))
+        .assert_query("labelSelector", &selector(app))
         .respond_json(json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {},
             "items": [{"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": "web"}}]}));
-    expect_delete(&mut server, "/api/v1/namespaces/berth-acme/services/web")
+    expect_delete(server, "/api/v1/namespaces/berth-acme/services/web")
         .await
         .respond_json(success_status());
-    expect_delete_collection(&mut server, DEPLOYMENTS, &app, "DeploymentList", &["web"]).await;
+    expect_delete_collection(server, DEPLOYMENTS, app, "DeploymentList", &["web"]).await;
+    expect_delete_collection(server, SECRETS, app, "SecretList", secrets).await;
+    expect_delete(server, &format!("{SECRETS}/web-tls"))
+        .await
+        .respond_json(success_status());
+}
+
+#[tokio::test]
+async fn delete_removes_what_carries_the_apps_label_and_its_certificate_and_nothing_else() {
+    let first = Deploy::first();
+    let app = app_of(&first);
+    let removing = app.clone();
+    let (task, mut server) = start(|runtime| async move { runtime.remove_app(&removing).await });
     let secrets = [first.env_secret(), "web-env-older".to_owned()];
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    expect_delete_collection(&mut server, SECRETS, &app, "SecretList", &secrets).await;
-    expect_delete(&mut server, &format!("{SECRETS}/web-tls"))
-        .await
-        .respond_json(success_status());
+    expect_removal(&mut server, &app, &secrets).await;
     assert_eq!(task.await.unwrap().unwrap(), 6);
+    server.done().await;
+}
+
+/// F2 of the reliability review: a deleted app's Deployment is still there
+/// (its removal was missed) when a new app of the tenant takes its freed
+/// name. Its selector names the deleted app and cannot change, so the
+/// first deploy of the new app removes what is left of the old one, then
+/// applies its own and goes live, instead of failing on the API server's 422.
+#[tokio::test]
+async fn a_new_app_under_a_deleted_apps_name_replaces_its_leftovers_and_goes_live() {
+    let deleted = Deploy::first();
+    let reused = Deploy::first();
+    assert_ne!(app_of(&deleted).id, app_of(&reused).id);
+    let (task, mut server) = start_deploy(&reused);
+    expect_get_deployment(&mut server, Some(deleted.deployment().rolled_out())).await;
+    let secrets = [deleted.env_secret()];
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    expect_removal(&mut server, &app_of(&deleted), &secrets).await;
+    expect_apply(&mut server, &reused).await;
+    expect_get_deployment(&mut server, Some(reused.deployment().rolled_out())).await;
+    expect_prune(&mut server, &reused, &[&reused], &[&reused], &[]).await;
+    assert_eq!(task.await.unwrap().unwrap(), ENDPOINT);
     server.done().await;
 }
 

@@ -238,7 +238,23 @@ impl Runtime for KubeRuntime {
         let name = deployment_name(app);
         let endpoint = endpoint(app, &self.settings);
         let deployments = self.api::<Deployment>(app);
-        let before = match deployments.get_opt(name).await? {
+        let mut current = deployments.get_opt(name).await?;
+        // F2: a deleted app's Deployment under the name this app took over
+        // (deletion frees the name) whose removal was missed. Its selector
+        // names the other app and cannot change, so applying over it is
+        // refused: what is left of that app goes first.
+        let owner = current.as_ref().and_then(status::app_id_of);
+        if let Some(deleted) = owner.filter(|owner| *owner != app.id) {
+            tracing::warn!(app_id = %app.id, %deleted, name,
+                "removing a deleted app's objects that hold this app's name");
+            let leftover = AppRef {
+                id: deleted,
+                ..app.clone()
+            };
+            self.remove_app(&leftover).await?;
+            current = None;
+        }
+        let before = match current {
             None => Before::Nothing,
             Some(current) => match status::deployment_id_of(&current) {
                 Some(newer) if newer > deployment_id => {

@@ -15,6 +15,11 @@ fn label(metadata: &ObjectMeta, key: &str) -> Option<Uuid> {
     metadata.labels.as_ref()?.get(key)?.parse().ok()
 }
 
+/// The app the Deployment belongs to (its `berth.dev/app` label).
+pub fn app_id_of(deployment: &Deployment) -> Option<Uuid> {
+    label(&deployment.metadata, labels::APP)
+}
+
 /// The deployment the Deployment runs (its `berth.dev/deployment` label).
 pub fn deployment_id_of(deployment: &Deployment) -> Option<Uuid> {
     label(&deployment.metadata, labels::DEPLOYMENT)
