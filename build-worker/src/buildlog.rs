@@ -198,21 +198,32 @@ async fn forward(
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let count = batch.len() as u64;
+        // Lines of the batch stored already: a retry sends only the rest,
+        // so a broker failing mid-batch repeats no line (F22).
+        let mut sent = 0;
         let mut attempt = 0;
-        loop {
+        while sent < batch.len() {
             attempt += 1;
-            match sink.append_many(app_id, &key, &batch).await {
-                Ok(_) => break,
-                Err(error) if error.is_permanent() || attempt >= attempts => {
-                    tracing::warn!(%error, lines = count, "build log lines could not be stored");
-                    counters.dropped.fetch_add(count, Ordering::Relaxed);
-                    metrics::counter!("berth_build_log_lines_dropped_total").increment(count);
-                    break;
-                }
-                Err(error) => {
-                    tracing::debug!(%error, attempt, "storing build log lines failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
+            let Err(partly) = sink.append_many(app_id, &key, &batch[sent..]).await else {
+                break;
+            };
+            sent += partly.stored;
+            let error = partly.error;
+            if error.is_permanent() {
+                // That one line can never be stored; the others can.
+                tracing::warn!(%error, "a build log line could not be stored");
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("berth_build_log_lines_dropped_total").increment(1);
+                sent += 1;
+            } else if attempt >= attempts {
+                let lost = (batch.len() - sent) as u64;
+                tracing::warn!(%error, lines = lost, "build log lines could not be stored");
+                counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                metrics::counter!("berth_build_log_lines_dropped_total").increment(lost);
+                break;
+            } else {
+                tracing::debug!(%error, attempt, "storing build log lines failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
         }
         counters.pending.fetch_sub(count, Ordering::Relaxed);
@@ -262,6 +273,77 @@ mod tests {
             assert_eq!(record.instance, instance(deployment));
         }
         assert_eq!(instance(deployment).len(), "build-".len() + 8);
+    }
+
+    /// Stores half of its second batch, then fails (a broker restart in
+    /// the middle of a batch).
+    #[derive(Default)]
+    struct FailsMidBatch {
+        memory: Memory,
+        batches: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl LogSink for FailsMidBatch {
+        async fn append(&self, app: Uuid, key: &str, record: &LogRecord) -> Result<i64, LogError> {
+            self.memory.append(app, key, record).await
+        }
+
+        async fn append_many(
+            &self,
+            app: Uuid,
+            key: &str,
+            records: &[LogRecord],
+        ) -> Result<Option<i64>, berth_common::logs::PartlyStored> {
+            let half = if self.batches.fetch_add(1, Ordering::SeqCst) == 1 {
+                records.len() / 2
+            } else {
+                records.len()
+            };
+            let mut last = None;
+            for record in &records[..half] {
+                last = Some(self.memory.append(app, key, record).await.unwrap());
+            }
+            if half < records.len() {
+                let error = LogError::Delivery(rdkafka::error::KafkaError::Canceled);
+                return Err(berth_common::logs::PartlyStored {
+                    stored: half,
+                    error,
+                });
+            }
+            Ok(last)
+        }
+    }
+
+    /// F22 of the reliability review: a batch that failed after half of it
+    /// was stored is retried from where it stopped; no line twice.
+    #[tokio::test]
+    async fn a_batch_stored_in_part_is_retried_without_repeating_a_line() {
+        let sink = Arc::new(FailsMidBatch::default());
+        let log = BuildLog::start(
+            sink.clone(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            &LogSettings::default(),
+        );
+        for i in 0..1000 {
+            log.line(format!("line {i}")).await;
+        }
+        assert_eq!(log.finish().await, 0);
+        assert!(
+            sink.batches.load(Ordering::SeqCst) > 2,
+            "a batch was retried"
+        );
+        let lines: Vec<String> = sink
+            .memory
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, r)| r.line.clone())
+            .collect();
+        let expected: Vec<String> = (0..1000).map(|i| format!("line {i}")).collect();
+        assert_eq!(lines, expected);
     }
 
     #[tokio::test]

@@ -50,21 +50,35 @@ pub trait LogSink: Send + Sync + 'static {
 
     /// Appends `records` in this order and waits until all are stored;
     /// returns the offset of the last one (`None` when there are none).
-    /// The default appends them one at a time; [`LogProducer`] hands them
-    /// all to the producer first, so a batch costs one round trip, not one
-    /// per record.
+    /// On failure it says how many of the first records were stored, so a
+    /// retry sends only the rest. The default appends them one at a time;
+    /// [`LogProducer`] hands them all to the producer first, so a batch
+    /// costs one round trip, not one per record.
     async fn append_many(
         &self,
         app_id: Uuid,
         key: &str,
         records: &[LogRecord],
-    ) -> Result<Option<i64>, LogError> {
+    ) -> Result<Option<i64>, PartlyStored> {
         let mut last = None;
-        for record in records {
-            last = Some(self.append(app_id, key, record).await?);
+        for (stored, record) in records.iter().enumerate() {
+            match self.append(app_id, key, record).await {
+                Ok(offset) => last = Some(offset),
+                Err(error) => return Err(PartlyStored { stored, error }),
+            }
         }
         Ok(last)
     }
+}
+
+/// A batch stored in part: its first `stored` records are in the log, the
+/// rest are not.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} ({stored} records of the batch were stored before it)")]
+pub struct PartlyStored {
+    pub stored: usize,
+    #[source]
+    pub error: LogError,
 }
 
 /// The header a record carries its writer's mark in: where the writer got
@@ -272,18 +286,36 @@ impl LogSink for LogProducer {
         app_id: Uuid,
         key: &str,
         records: &[LogRecord],
-    ) -> Result<Option<i64>, LogError> {
+    ) -> Result<Option<i64>, PartlyStored> {
         // Enqueue in order (one partition, idempotent producer: the topic
-        // keeps this order), then wait for every delivery.
+        // keeps this order, and a record after a failed one fails too),
+        // then wait for every delivery.
         let mut pending = Vec::with_capacity(records.len());
+        let mut refused = None;
         for record in records {
-            pending.push(self.enqueue(app_id, key, record).await?);
+            match self.enqueue(app_id, key, record).await {
+                Ok(delivery) => pending.push(delivery),
+                Err(error) => {
+                    refused = Some(error);
+                    break;
+                }
+            }
         }
+        let enqueued = pending.len();
         let mut last = None;
-        for delivery in pending {
-            last = Some(delivered(delivery).await?);
+        for (stored, delivery) in pending.into_iter().enumerate() {
+            match delivered(delivery).await {
+                Ok(offset) => last = Some(offset),
+                Err(error) => return Err(PartlyStored { stored, error }),
+            }
         }
-        Ok(last)
+        match refused {
+            Some(error) => Err(PartlyStored {
+                stored: enqueued,
+                error,
+            }),
+            None => Ok(last),
+        }
     }
 }
 
