@@ -119,7 +119,9 @@ impl BuildError {
     /// engine, the registry, the Kubernetes API, the sandbox), not of the
     /// user's code or settings: the message is tried again later, with a
     /// growing delay, rather than the deployment failed; when the retry
-    /// budget is spent it fails with this reason.
+    /// budget is spent it fails with this reason. A push goes to berth's
+    /// own registry with a token from berth's own backend, after the
+    /// user's build succeeded: when it fails, berth's plumbing failed.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -129,6 +131,7 @@ impl BuildError {
                 | Self::Sandbox(_)
                 | Self::Kubernetes { .. }
                 | Self::RegistryUnavailable { .. }
+                | Self::PushFailed { .. }
         )
     }
 

@@ -55,6 +55,8 @@ struct Builder {
     duplicate: bool,
     /// The container engine is away.
     engine_down: bool,
+    /// The push fails: the registry's token service (the backend) is down.
+    push_refused: bool,
 }
 
 #[async_trait]
@@ -67,6 +69,12 @@ impl ImageBuilder for Arc<Builder> {
         if self.engine_down {
             return Err(BuildError::Engine {
                 detail: "connection refused".into(),
+            });
+        }
+        if self.push_refused {
+            return Err(BuildError::PushFailed {
+                registry: "127.0.0.1:5000".into(),
+                detail: "Error: trying to reuse blob sha256:dfde at destination: Get \"http://127.0.0.1:8080/api/v1/registry/token\": dial tcp 127.0.0.1:8080: connect: connection refused".into(),
             });
         }
         Ok(Built::Pushed {
@@ -256,6 +264,24 @@ async fn a_build_the_engine_could_not_run_is_tried_again_not_failed() {
         "{:?}",
         seen.lines
     );
+}
+
+/// Found by `make chaos`: a push that failed because berth's own registry
+/// or its token service (a backend that was killed) did not answer is
+/// berth's plumbing, not the user's build: tried again, not failed.
+#[tokio::test]
+async fn a_build_whose_push_failed_is_tried_again_not_failed() {
+    let builder = Builder {
+        push_refused: true,
+        ..Default::default()
+    };
+    let seen = run_with(builder, FakeRegistry::default(), Vec::new()).await;
+    assert!(
+        matches!(seen.outcome, berth_common::Outcome::Retry(ref why) if why.contains("could not be pushed")),
+        "{:?}",
+        seen.outcome
+    );
+    assert!(!seen.reported.contains(&DeploymentState::Failed));
 }
 
 /// F12: a duplicate delivery whose build another attempt runs neither
