@@ -31,9 +31,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+"#;
 
+/// Starts [`APP_PY`]'s server.
+const SERVE_PY: &str = r#"
 print(f"listening on {PORT} with {VERSION}", flush=True)
 http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()
+"#;
+
+/// Prints `tick <run> <n>` every second from a thread, where `run` is new
+/// for every start of the process and `n` counts from 0: a lost or
+/// repeated log line shows as a gap or a repeat in the numbers.
+const TICKER_PY: &str = r#"
+import threading, time, uuid
+
+RUN = uuid.uuid4().hex[:12]
+
+
+def tick():
+    n = 0
+    while True:
+        sys.stdout.write(f"tick {RUN} {n}\n")
+        sys.stdout.flush()
+        n += 1
+        time.sleep(1)
+
+
+threading.Thread(target=tick, daemon=True).start()
 "#;
 
 pub struct AppRepo {
@@ -44,6 +68,16 @@ pub struct AppRepo {
 impl AppRepo {
     /// A repository on branch `main` with the app at `version`.
     pub fn python(version: &str) -> Result<Self> {
+        Self::with_app(version, &format!("{APP_PY}{SERVE_PY}"))
+    }
+
+    /// Like [`python`](Self::python), with an app that also prints a
+    /// numbered line every second (`tick <run> <n>`).
+    pub fn python_ticking(version: &str) -> Result<Self> {
+        Self::with_app(version, &format!("{APP_PY}{TICKER_PY}{SERVE_PY}"))
+    }
+
+    fn with_app(version: &str, app_py: &str) -> Result<Self> {
         // Inside the stack's BERTH_LOCAL_REPO_ROOT: the only folder the
         // platform builds local repositories from.
         let dir = tempfile::Builder::new()
@@ -54,7 +88,7 @@ impl AppRepo {
             git2::RepositoryInitOptions::new().initial_head("main"),
         )?;
         let app = Self { dir, repo };
-        app.write("app.py", APP_PY)?;
+        app.write("app.py", app_py)?;
         app.write("requirements.txt", "# no dependencies\n")?;
         app.write("Procfile", "web: python3 app.py\n")?;
         app.write("version.txt", version)?;

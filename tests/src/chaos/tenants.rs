@@ -10,42 +10,6 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-/// Serves `hello <version>`; prints `tick <run> <n>` every second, where
-/// `run` is new for every start of the process and `n` counts from 0.
-const TICKING_APP: &str = r#"import http.server, os, sys, threading, time, uuid
-
-PORT = int(os.environ["PORT"])
-with open(os.path.join(os.path.dirname(__file__), "version.txt")) as f:
-    VERSION = f.read().strip()
-BODY = ("hello " + VERSION).encode()
-RUN = uuid.uuid4().hex[:12]
-
-
-def tick():
-    n = 0
-    while True:
-        sys.stdout.write(f"tick {RUN} {n}\n")
-        sys.stdout.flush()
-        n += 1
-        time.sleep(1)
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
-
-    def log_message(self, *args):
-        pass
-
-
-threading.Thread(target=tick, daemon=True).start()
-http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()
-"#;
-
 /// One app of a tenant, as the suite made it.
 pub struct App {
     pub id: String,
@@ -80,7 +44,7 @@ impl Tenant {
 
     /// Creates an app with a ticking repository at `v0`.
     pub async fn create_app(&self, name: &str) -> Result<App> {
-        let repo = AppRepo::python("v0")?;
+        let repo = AppRepo::python_ticking("v0")?;
         // A long history: the local transport clones all of it, so a clone
         // lasts about a second, long enough for the faults to meet it. The
         // work tree (and the image) stays small.
@@ -89,8 +53,7 @@ impl Tenant {
         std::fs::write(repo.path().join("ballast"), ballast)?;
         repo.commit("ballast")?;
         std::fs::remove_file(repo.path().join("ballast"))?;
-        repo.write("app.py", TICKING_APP)?;
-        repo.commit("a ticking app")?;
+        repo.commit("no ballast")?;
         let app = self
             .expect(
                 reqwest::Method::POST,
