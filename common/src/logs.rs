@@ -197,17 +197,20 @@ impl LogProducer {
 impl LogProducer {
     /// What the app's topic holds: the offset of its last record (`-1` when
     /// empty) and, when `after` is given, the [`MARK_HEADER`] of the last
-    /// record keyed `key` after that offset. Records are read from `after`
-    /// to the end, so `after` should be recent (a writer's checkpoint).
+    /// record keyed `key` after that offset whose mark starts with `prefix`
+    /// (its writer: records of one key can come from several). Records are
+    /// read from `after` to the end, so `after` should be recent (a
+    /// writer's checkpoint).
     pub async fn last_mark(
         &self,
         app_id: Uuid,
         key: &str,
+        prefix: &str,
         after: Option<i64>,
     ) -> Result<(i64, Option<String>), LogError> {
         let topic = self.ensure_topic(app_id).await?;
-        let (brokers, key) = (self.brokers.clone(), key.to_owned());
-        tokio::task::spawn_blocking(move || scan_marks(&brokers, &topic, &key, after))
+        let (brokers, key, prefix) = (self.brokers.clone(), key.to_owned(), prefix.to_owned());
+        tokio::task::spawn_blocking(move || scan_marks(&brokers, &topic, &key, &prefix, after))
             .await
             .map_err(|_| LogError::Read(KafkaError::Canceled))?
     }
@@ -217,6 +220,7 @@ fn scan_marks(
     brokers: &str,
     topic: &str,
     key: &str,
+    prefix: &str,
     after: Option<i64>,
 ) -> Result<(i64, Option<String>), LogError> {
     const TIMEOUT: Duration = Duration::from_secs(10);
@@ -250,19 +254,28 @@ fn scan_marks(
         let message = message.map_err(LogError::Read)?;
         if message.key() == Some(key.as_bytes()) {
             let headers = message.headers().into_iter().flat_map(|h| h.iter());
-            for header in headers.filter(|header| header.key == MARK_HEADER) {
-                mark = header
-                    .value
-                    .map(|v| String::from_utf8_lossy(v).into_owned());
+            let marks = headers
+                .filter(|header| header.key == MARK_HEADER)
+                .filter_map(|header| header.value)
+                .map(|value| String::from_utf8_lossy(value).into_owned());
+            if let Some(found) = marks.filter(|m| m.starts_with(prefix)).last() {
+                mark = Some(found);
             }
         }
         if message.offset() >= end {
             return Ok((end, mark));
         }
     }
-    Err(LogError::Read(KafkaError::MessageConsumption(
-        RDKafkaErrorCode::RequestTimedOut,
-    )))
+    // A scan that cannot finish (a backlog too long to read in time) must
+    // not keep the writer from going on: it answers what it read, and the
+    // writer may repeat a few records rather than stop.
+    tracing::warn!(
+        topic,
+        from,
+        end,
+        "the topic's end was not reached in time; using what was read"
+    );
+    Ok((end, mark))
 }
 
 /// Waits for an enqueued record; returns its offset.

@@ -36,23 +36,34 @@ async fn the_last_mark_of_a_key_after_an_offset_is_read_back_from_the_topic() {
     let producer = LogProducer::new(&setting("BERTH_KAFKA_BROKERS"), 1).unwrap();
     let app = Uuid::now_v7();
     assert_eq!(
-        producer.last_mark(app, "a", None).await.unwrap(),
+        producer.last_mark(app, "a", "c1 ", None).await.unwrap(),
         (-1, None),
         "an empty topic ends before offset 0"
     );
-    let first = store(&producer, app, "a", "a1", Some("100:1")).await;
-    store(&producer, app, "a", "a2", Some("100:2")).await;
-    // Another container's line, and an event without a mark, come after.
-    store(&producer, app, "b", "b1", Some("500:1")).await;
+    let first = store(&producer, app, "a", "a1", Some("c1 100:1")).await;
+    store(&producer, app, "a", "a2", Some("c1 100:2")).await;
+    // Another writer of the same key (a second pod of one deployment),
+    // another key, and an event without a mark come after.
+    store(&producer, app, "a", "a3", Some("c2 900:1")).await;
+    store(&producer, app, "b", "b1", Some("c3 500:1")).await;
     let end = store(&producer, app, "a", "event", None).await;
 
-    let (last, mark) = producer.last_mark(app, "a", Some(first)).await.unwrap();
+    let (last, mark) = producer
+        .last_mark(app, "a", "c1 ", Some(first))
+        .await
+        .unwrap();
     assert_eq!(last, end);
-    assert_eq!(mark.as_deref(), Some("100:2"));
-    let (_, mark) = producer.last_mark(app, "b", Some(first)).await.unwrap();
-    assert_eq!(mark.as_deref(), Some("500:1"));
+    assert_eq!(mark.as_deref(), Some("c1 100:2"));
+    let (_, mark) = producer
+        .last_mark(app, "b", "c3 ", Some(first))
+        .await
+        .unwrap();
+    assert_eq!(mark.as_deref(), Some("c3 500:1"));
     assert_eq!(
-        producer.last_mark(app, "a", Some(end)).await.unwrap(),
+        producer
+            .last_mark(app, "a", "c1 ", Some(end))
+            .await
+            .unwrap(),
         (end, None),
         "nothing after the end"
     );

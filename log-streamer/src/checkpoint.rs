@@ -72,13 +72,17 @@ impl Position {
 }
 
 impl Position {
-    /// How the position travels with a record (`second:lines`).
-    pub fn mark(self) -> String {
-        format!("{}:{}", self.second, self.lines)
+    /// How the position in `workload`'s log travels with a record
+    /// (`<workload> <second>:<lines>`: records of one key can come from
+    /// several workloads, the pods of one deployment).
+    pub fn mark(self, workload: &str) -> String {
+        format!("{workload} {}:{}", self.second, self.lines)
     }
 
-    pub fn from_mark(mark: &str) -> Option<Self> {
-        let (second, lines) = mark.split_once(':')?;
+    /// The position a [`mark`](Self::mark) of `workload` names.
+    pub fn from_mark(mark: &str, workload: &str) -> Option<Self> {
+        let position = mark.strip_prefix(workload)?.strip_prefix(' ')?;
+        let (second, lines) = position.split_once(':')?;
         Some(Self {
             second: second.parse().ok()?,
             lines: lines.parse().ok()?,

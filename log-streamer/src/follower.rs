@@ -103,7 +103,12 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
                         let position = read;
                         let enqueued = self
                             .sink
-                            .enqueue(workload.app_id, &workload.key, &record, Some(position))
+                            .enqueue(
+                                workload.app_id,
+                                &workload.key,
+                                &record,
+                                Some((&workload.id, position)),
+                            )
                             .await;
                         match enqueued {
                             Ok(delivery) => in_flight.push_back(
@@ -138,7 +143,7 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
         let saved = self.store.load(&workload.id);
         let (end, shipped) = self
             .sink
-            .last_shipped(workload.app_id, &workload.key, saved.offset)
+            .last_shipped(workload.app_id, &workload.key, &workload.id, saved.offset)
             .await?;
         let start = match shipped {
             Some(shipped) if saved.offset.is_some() && shipped.is_past(saved) => {

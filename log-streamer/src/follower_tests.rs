@@ -197,3 +197,36 @@ async fn a_first_follow_records_where_the_topic_ends() {
     assert_eq!(follower.store.load("c1"), recovered, "saved at once");
     assert_eq!((recovered.second, recovered.lines), (0, 0));
 }
+
+/// Records of one key come from several workloads (the pods of one
+/// deployment): a recovery takes only its own workload's position, never
+/// another's further one, which would skip its own unshipped lines.
+#[tokio::test]
+async fn a_recovery_reads_only_its_own_workloads_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(Sink::default());
+    let follower = follower(sink.clone(), dir.path(), 4);
+    let (pod_a, pod_b) = (
+        workload(),
+        Workload {
+            id: "c2".into(),
+            ..workload()
+        },
+    );
+    let before = follower.recover(&pod_a).await.unwrap();
+    // Pod b (same key) ships its whole log; pod a has shipped nothing.
+    follower
+        .follow(&pod_b, &CancellationToken::new())
+        .await
+        .unwrap();
+    let recovered = follower.recover(&pod_a).await.unwrap();
+    assert_eq!(
+        (recovered.second, recovered.lines),
+        (before.second, before.lines)
+    );
+    follower
+        .follow(&pod_a, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(sink.lines().len(), 40, "pod a shipped its own 20 lines");
+}

@@ -18,23 +18,25 @@ pub type Delivery = BoxFuture<'static, Result<i64, LogError>>;
 #[async_trait]
 pub trait RecordSink: Send + Sync + 'static {
     /// Hands the record over without waiting for the broker (but waiting
-    /// while the producer's queue is full). `mark`, the follower's position
-    /// after this line, is stored with the record.
+    /// while the producer's queue is full). `mark`, the workload and the
+    /// follower's position in its log after this line, is stored with the
+    /// record.
     async fn enqueue(
         &self,
         app_id: Uuid,
         key: &str,
         record: &LogRecord,
-        mark: Option<Position>,
+        mark: Option<(&str, Position)>,
     ) -> Result<Delivery, LogError>;
 
     /// The offset of the app's last stored record (`-1`: none), and, when
-    /// `after` is given, the mark of the last record keyed `key` stored
-    /// after that offset.
+    /// `after` is given, the position of `workload`'s last record keyed
+    /// `key` stored after that offset.
     async fn last_shipped(
         &self,
         app_id: Uuid,
         key: &str,
+        workload: &str,
         after: Option<i64>,
     ) -> Result<(i64, Option<Position>), LogError>;
 }
@@ -46,9 +48,9 @@ impl RecordSink for LogProducer {
         app_id: Uuid,
         key: &str,
         record: &LogRecord,
-        mark: Option<Position>,
+        mark: Option<(&str, Position)>,
     ) -> Result<Delivery, LogError> {
-        let mark = mark.map(Position::mark);
+        let mark = mark.map(|(workload, position)| position.mark(workload));
         let future = self
             .enqueue_marked(app_id, key, record, mark.as_deref())
             .await?;
@@ -59,9 +61,14 @@ impl RecordSink for LogProducer {
         &self,
         app_id: Uuid,
         key: &str,
+        workload: &str,
         after: Option<i64>,
     ) -> Result<(i64, Option<Position>), LogError> {
-        let (end, mark) = self.last_mark(app_id, key, after).await?;
-        Ok((end, mark.as_deref().and_then(Position::from_mark)))
+        let prefix = format!("{workload} ");
+        let (end, mark) = self.last_mark(app_id, key, &prefix, after).await?;
+        Ok((
+            end,
+            mark.and_then(|mark| Position::from_mark(&mark, workload)),
+        ))
     }
 }

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::checkpoint::Position;
 use crate::sink::{Delivery, RecordSink};
 
-/// A stored record: app, key, the record and its mark.
-type Stored = (Uuid, String, LogRecord, Option<Position>);
+/// A stored record: app, key, the record and its mark (workload, position).
+type Stored = (Uuid, String, LogRecord, Option<(String, Position)>);
 
 /// Stores records, each at the next offset of one topic with its mark;
 /// the delivery of enqueue number `fail_at` (from 1) fails.
@@ -51,8 +51,9 @@ impl RecordSink for MemorySink {
         app_id: Uuid,
         key: &str,
         record: &LogRecord,
-        mark: Option<Position>,
+        mark: Option<(&str, Position)>,
     ) -> Result<Delivery, LogError> {
+        let mark = mark.map(|(workload, position)| (workload.to_owned(), position));
         let mut enqueued = self.enqueued.lock().unwrap();
         *enqueued += 1;
         if *self.fail_at.lock().unwrap() == Some(*enqueued) {
@@ -68,6 +69,7 @@ impl RecordSink for MemorySink {
         &self,
         _app_id: Uuid,
         key: &str,
+        workload: &str,
         after: Option<i64>,
     ) -> Result<(i64, Option<Position>), LogError> {
         let records = self.records.lock().unwrap();
@@ -79,8 +81,9 @@ impl RecordSink for MemorySink {
         let mark = records
             .iter()
             .skip(from)
-            .rfind(|(_, k, _, mark)| k == key && mark.is_some())
-            .and_then(|(_, _, _, mark)| *mark);
+            .filter_map(|(_, k, _, mark)| (k == key).then_some(mark.as_ref()?))
+            .rfind(|(writer, _)| writer == workload)
+            .map(|(_, position)| *position);
         Ok((end, mark))
     }
 }
