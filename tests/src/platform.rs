@@ -203,14 +203,6 @@ impl Platform {
             .collect()
     }
 
-    /// Whether the instance `name` runs (was started and not killed, and
-    /// has not exited).
-    pub fn is_running(&mut self, name: &str) -> bool {
-        self.children
-            .iter_mut()
-            .any(|(n, child)| n == name && matches!(child.try_wait(), Ok(None)))
-    }
-
     /// Starts (or restarts) one of the binaries, by instance name.
     pub fn spawn(&mut self, name: &str) -> Result<()> {
         let own = self

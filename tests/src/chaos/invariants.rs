@@ -10,7 +10,7 @@
 //! - no log line is lost or repeated: each start of each app printed
 //!   `tick <run> 0, 1, 2, …`, and its log holds each once, without gaps.
 
-use super::workload::{self, Requested};
+use super::workload;
 use super::{faults, Args, Context, IN_PROGRESS};
 use crate::api::fetch_body;
 use crate::engine;
@@ -321,17 +321,13 @@ async fn final_states(
         .into_iter()
         .map(|(state, reason, count)| (format!("{state}: {reason}"), count as usize))
         .collect();
-    let ids: Vec<String> = workload
-        .deployments
-        .iter()
-        .map(|r: &Requested| r.id.clone())
-        .collect();
+    let ids = &workload.deployments;
     let to_live: Vec<(f64,)> = sqlx::query_as(
         "SELECT EXTRACT(EPOCH FROM (s.at - d.created_at))::float8 FROM deployments d \
          JOIN deployment_states s ON s.deployment_id = d.id AND s.state = 'live' \
          WHERE d.id::text = ANY($1)",
     )
-    .bind(&ids)
+    .bind(ids)
     .fetch_all(&ctx.db)
     .await?;
     checks.to_live = to_live

@@ -53,16 +53,10 @@ impl Action {
     }
 }
 
-/// A deployment the workload asked for.
-pub struct Requested {
-    pub id: String,
-    pub app_id: String,
-    pub action: Action,
-}
-
 #[derive(Default)]
 pub struct Outcome {
-    pub deployments: Vec<Requested>,
+    /// The deployments asked for, by id.
+    pub deployments: Vec<String>,
     /// Actions done, by kind.
     pub actions: BTreeMap<String, usize>,
     /// Answers other than success that a user could get under faults (a
@@ -106,14 +100,10 @@ pub async fn run(ctx: Arc<Context>, seed: u64) -> Result<Outcome> {
                     let after = Duration::from_millis(rng.gen_range(0..8000));
                     cancels.spawn(cancel(ctx.clone(), tenant.name.clone(), id.clone(), after));
                 }
-                id.map(|id| (id, action))
+                id
             }
-            Action::Redeploy => deploy(tenant, &app_id, json!({}), &mut outcome)
-                .await?
-                .map(|id| (id, action)),
-            Action::Rollback => rollback(tenant, &app_id, &mut rng, &mut outcome)
-                .await?
-                .map(|id| (id, action)),
+            Action::Redeploy => deploy(tenant, &app_id, json!({}), &mut outcome).await?,
+            Action::Rollback => rollback(tenant, &app_id, &mut rng, &mut outcome).await?,
             Action::Scale => {
                 let replicas = rng.gen_range(0..=2);
                 let path = format!("/apps/{app_id}/scale");
@@ -141,8 +131,8 @@ pub async fn run(ctx: Arc<Context>, seed: u64) -> Result<Outcome> {
         };
         drop(apps);
         *outcome.actions.entry(format!("{action:?}")).or_default() += 1;
-        if let Some((id, action)) = done {
-            outcome.deployments.push(Requested { id, app_id, action });
+        if let Some(id) = done {
+            outcome.deployments.push(id);
             ctx.made.fetch_add(1, Ordering::SeqCst);
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..3000))).await;
