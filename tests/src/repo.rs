@@ -33,9 +33,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 "#;
 
-/// Starts [`APP_PY`]'s server.
+/// Starts [`APP_PY`]'s server. Its first line is one write, like every
+/// other line, so that a [`TICKER_PY`] thread cannot cut into it.
 const SERVE_PY: &str = r#"
-print(f"listening on {PORT} with {VERSION}", flush=True)
+sys.stdout.write(f"listening on {PORT} with {VERSION}\n")
+sys.stdout.flush()
 http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()
 "#;
 
