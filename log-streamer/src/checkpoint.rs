@@ -69,9 +69,7 @@ impl Position {
             Ordering::Less => self,
         }
     }
-}
 
-impl Position {
     /// How the position in `workload`'s log travels with a record
     /// (`<workload> <second>:<lines>`: records of one key can come from
     /// several workloads, the pods of one deployment).

@@ -8,7 +8,8 @@ use berth_proto::{LogRecord, LogSource as RecordSource};
 use futures::future::{ready, BoxFuture};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointStore, Position, Resume};
@@ -33,9 +34,30 @@ pub struct Follower<S, K> {
     pub sink: Arc<K>,
     pub store: CheckpointStore,
     pub max_in_flight: usize,
+    /// Workloads whose last follow in this process delivered everything it
+    /// handed over before it returned: their checkpoint is exact, and
+    /// following them again needs no look at the topic.
+    exact: Mutex<HashSet<String>>,
 }
 
 impl<S: LogSource, K: RecordSink> Follower<S, K> {
+    pub fn new(source: Arc<S>, sink: Arc<K>, store: CheckpointStore, max_in_flight: usize) -> Self {
+        Self {
+            source,
+            sink,
+            store,
+            max_in_flight: max_in_flight.max(1),
+            exact: Mutex::default(),
+        }
+    }
+
+    /// Forgets a removed workload: its checkpoint and what this process
+    /// knew of it.
+    pub fn forget(&self, id: &str) {
+        self.store.forget(id);
+        self.exact.lock().expect("lock poisoned").remove(id);
+    }
+
     /// Ships the workload's lines from its checkpoint until its stream ends
     /// or `shutdown`; in both cases the lines read are delivered and
     /// checkpointed before it returns.
@@ -127,6 +149,10 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
             }
         }
         self.checkpoint(workload, delivered, &mut saved)?;
+        self.exact
+            .lock()
+            .expect("lock poisoned")
+            .insert(workload.id.clone());
         match failure {
             Some(error) => Err(error),
             None => Ok(ended),
@@ -138,9 +164,18 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
     /// (the streamer died between Kafka's confirmation and the write; each
     /// record carries the position after it). A first follow records where
     /// the topic ends before it ships anything, so a crash before its first
-    /// checkpoint is recovered the same way.
+    /// checkpoint is recovered the same way. After a follow of this process
+    /// that delivered everything, the checkpoint is exact and is used as is.
     async fn recover(&self, workload: &Workload) -> Result<Position, StreamError> {
         let saved = self.store.load(&workload.id);
+        if self
+            .exact
+            .lock()
+            .expect("lock poisoned")
+            .remove(&workload.id)
+        {
+            return Ok(saved);
+        }
         let (end, shipped) = self
             .sink
             .last_shipped(workload.app_id, &workload.key, &workload.id, saved.offset)

@@ -57,12 +57,12 @@ fn follower(
     dir: &std::path::Path,
     max_in_flight: usize,
 ) -> Follower<ScriptedLog, Sink> {
-    Follower {
-        source: Arc::new(ScriptedLog(log())),
+    Follower::new(
+        Arc::new(ScriptedLog(log())),
         sink,
-        store: CheckpointStore::open(dir).unwrap(),
+        CheckpointStore::open(dir).unwrap(),
         max_in_flight,
-    }
+    )
 }
 
 fn workload() -> Workload {
@@ -167,6 +167,8 @@ async fn lines_stored_after_the_last_checkpoint_are_not_shipped_again() {
     };
     follower.store.save("c1", first).unwrap();
 
+    // The streamer that starts again after the crash.
+    let follower = self::follower(sink.clone(), dir.path(), 4);
     follower
         .follow(&workload(), &CancellationToken::new())
         .await

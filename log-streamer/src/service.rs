@@ -46,12 +46,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
-            follower: Follower {
-                source,
-                sink,
-                store,
-                max_in_flight: max_in_flight.max(1),
-            },
+            follower: Follower::new(source, sink, store, max_in_flight),
             following: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             shutdown,
@@ -187,7 +182,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     container = stem,
                     "forgetting the checkpoint of a removed container"
                 );
-                self.follower.store.forget(&stem);
+                self.follower.forget(&stem);
             }
         }
     }
@@ -197,7 +192,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
             Lifecycle::Started => self.ensure_following(event.workload.clone(), true),
             Lifecycle::Removed => {
                 if !self.lock().contains_key(&event.workload.id) {
-                    self.follower.store.forget(&event.workload.id);
+                    self.follower.forget(&event.workload.id);
                 }
             }
             Lifecycle::Died { .. } | Lifecycle::OutOfMemory | Lifecycle::Reported { .. } => {}
@@ -240,10 +235,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     // for it again would fail forever. A stopped one is
                     // followed again, to ship the rest of its log.
                     if let Ok(None) = self.follower.source.is_running(&workload.id).await {
-                        self.unfollow(&workload.id);
-                        self.follower.store.forget(&workload.id);
-                        tracing::info!(container = workload.name, "removed; checkpoint forgotten");
-                        return;
+                        return self.forget_removed(&workload);
                     }
                     continue;
                 }
@@ -269,12 +261,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     tracing::info!(container = workload.name, "stopped; no longer following");
                     return;
                 }
-                Ok(None) => {
-                    self.unfollow(&workload.id);
-                    self.follower.store.forget(&workload.id);
-                    tracing::info!(container = workload.name, "removed; checkpoint forgotten");
-                    return;
-                }
+                Ok(None) => return self.forget_removed(&workload),
                 Err(error) => {
                     tracing::warn!(container = workload.name, %error, "cannot tell whether it runs");
                     if self.pause(&mut backoff).await {
@@ -284,6 +271,14 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
             }
         }
         self.unfollow(&workload.id);
+    }
+
+    /// The workload is gone, and its log with it: no longer followed, its
+    /// checkpoint forgotten.
+    fn forget_removed(&self, workload: &Workload) {
+        self.unfollow(&workload.id);
+        self.follower.forget(&workload.id);
+        tracing::info!(container = workload.name, "removed; checkpoint forgotten");
     }
 
     fn unfollow(&self, id: &str) {

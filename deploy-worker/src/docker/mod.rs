@@ -231,11 +231,7 @@ impl DockerRuntime {
             // Another attempt made it between this one's look and now.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
-            }) => {
-                return Err(DeployError::Engine(format!(
-                    "another attempt is starting this deployment's container {name}"
-                )))
-            }
+            }) => return Err(starting_elsewhere(name)),
             // Another deploy's retirement removed the image between this
             // deploy's pull and now: pull it again.
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -273,6 +269,16 @@ impl DockerRuntime {
             }
         }
     }
+}
+
+/// Another attempt of the deployment (a duplicate delivery on another
+/// worker) owns its container and may be waiting for it to serve: this one
+/// tries again later rather than disturb it.
+fn starting_elsewhere(name: &str) -> DeployError {
+    DeployError::Engine(format!(
+        "another attempt is starting this deployment's container {name}; \
+         trying again once it serves or gives up"
+    ))
 }
 
 #[async_trait]
@@ -315,10 +321,7 @@ impl Runtime for DockerRuntime {
                     // delivery on another worker) may be waiting for it to
                     // serve: removing it would fail that attempt.
                     if self.may_be_starting(&container) {
-                        return Err(DeployError::Engine(format!(
-                            "another attempt is starting this deployment's container {name}; \
-                             trying again once it serves or gives up"
-                        )));
+                        return Err(starting_elsewhere(&name));
                     }
                     if let Some(stale) = container.id {
                         self.remove(&stale).await?;

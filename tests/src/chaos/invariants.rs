@@ -16,6 +16,7 @@ use crate::api::fetch_body;
 use crate::engine;
 use anyhow::{Context as _, Result};
 use berth_proto::labels;
+use bollard::Docker;
 use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -54,9 +55,17 @@ pub async fn check(
     settle(ctx, args, &mut checks).await?;
     checks.settled_after = Some(since.elapsed());
     let settled = Instant::now();
+    let (host, installation) = {
+        let platform = ctx.platform.lock().await;
+        (
+            platform.env["BERTH_DOCKER_HOST"].clone(),
+            platform.env["BERTH_INSTALLATION"].clone(),
+        )
+    };
+    let docker = engine::connect(&host).await?;
     let deadline = settled + Duration::from_secs(args.converge_secs);
     loop {
-        let drift = drift(ctx).await?;
+        let drift = drift(ctx, &docker, &installation).await?;
         if drift.is_empty() {
             checks.converged_after = Some(settled.elapsed());
             break;
@@ -113,7 +122,7 @@ struct Desired {
 }
 
 /// Where what runs differs from what the database says, one line per app.
-async fn drift(ctx: &Context) -> Result<Vec<String>> {
+async fn drift(ctx: &Context, docker: &Docker, installation: &str) -> Result<Vec<String>> {
     let desired: Vec<Desired> = sqlx::query_as(
         "SELECT a.id::text AS app, a.deleted_at IS NOT NULL AS deleted, a.replicas, \
          d.id::text AS live, d.endpoint, d.commit_sha AS commit \
@@ -121,16 +130,8 @@ async fn drift(ctx: &Context) -> Result<Vec<String>> {
     )
     .fetch_all(&ctx.db)
     .await?;
-    let (host, installation) = {
-        let platform = ctx.platform.lock().await;
-        (
-            platform.env["BERTH_DOCKER_HOST"].clone(),
-            platform.env["BERTH_INSTALLATION"].clone(),
-        )
-    };
-    let docker = engine::connect(&host).await?;
     let mut running: HashMap<String, Vec<String>> = HashMap::new();
-    for container in engine::labelled(&docker, labels::INSTALLATION, &installation, false).await? {
+    for container in engine::labelled(docker, labels::INSTALLATION, installation, false).await? {
         let labels = container.labels.unwrap_or_default();
         let app = labels.get(labels::APP).cloned().unwrap_or_default();
         let deployment = labels.get(labels::DEPLOYMENT).cloned().unwrap_or_default();
