@@ -1,6 +1,6 @@
 //! The Kafka log reader against the real broker (tansu) of the local stack.
 
-use berth_backend::logs::{KafkaLogReader, LogReader, StartAt};
+use berth_backend::logs::{KafkaLogReader, LogReader, SkipReason, StartAt};
 use berth_common::testing::setting;
 use berth_common::{LogProducer, LogSink};
 use berth_proto::{LogRecord, LogSource, LogStream};
@@ -151,10 +151,17 @@ async fn follow_replays_history_then_delivers_live_lines() {
     let app = Uuid::now_v7();
     write(app, 0..3).await;
     let mut live = reader().follow(app, StartAt::Offset(1)).await.unwrap();
+    assert_eq!(live.skipped, None);
+    // An offset past the end (held from before the log was reset) starts at
+    // the end, and says so.
+    let reset = reader().follow(app, StartAt::Offset(5000)).await.unwrap();
+    let skipped = reset.skipped.expect("a skip");
+    assert_eq!((skipped.from, skipped.to), (5000, 3));
+    assert_eq!(skipped.reason, SkipReason::Reset);
     let mut seen = Vec::new();
     let writer = tokio::spawn(async move { write(app, 3..6).await });
     while seen.len() < 5 {
-        let entry = tokio::time::timeout(Duration::from_secs(20), live.recv())
+        let entry = tokio::time::timeout(Duration::from_secs(20), live.entries.recv())
             .await
             .expect("a live entry within 20 s")
             .expect("the stream stays open")

@@ -447,3 +447,55 @@ async fn ending_a_session_closes_its_log_sockets_at_once() {
     assert_eq!(code, 4401);
     stop.cancel();
 }
+
+/// F23 of the reliability review: a client that resumes at an offset the
+/// log no longer holds learns of the gap (retention removed the lines) or
+/// of the reset (the offsets start again lower), first thing, rather than
+/// silently missing lines or dropping every new one as already seen.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_outside_the_log_says_what_was_skipped() {
+    let t = |s| Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, s).unwrap();
+    let kept = FakeLogs {
+        history: vec![entry(100, "kept", t(0)), entry(101, "kept too", t(1))],
+        ..Default::default()
+    };
+    let (app, token, app_id) = setup(ApiSettings::default(), kept).await;
+    let addr = listen(&app).await;
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
+    let socket_from = |from: i64| {
+        let url = format!("ws://{addr}/api/v1/apps/{app_id}/logs/ws?from={from}");
+        open(url, &headers)
+    };
+
+    let mut socket = socket_from(10).await.unwrap();
+    assert_eq!(
+        next_entry(&mut socket).await,
+        json!({"skipped": {"from": 10, "to": 100, "reason": "expired"}})
+    );
+    assert_eq!(next_entry(&mut socket).await["offset"], 100);
+
+    let mut socket = socket_from(5000).await.unwrap();
+    assert_eq!(
+        next_entry(&mut socket).await,
+        json!({"skipped": {"from": 5000, "to": 102, "reason": "reset"}})
+    );
+
+    let mut socket = socket_from(101).await.unwrap();
+    assert_eq!(
+        next_entry(&mut socket).await["offset"],
+        101,
+        "nothing skipped"
+    );
+
+    let page = app
+        .get(&format!("/api/v1/apps/{app_id}/logs?from=10"), &token)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.body["skipped"]["reason"], "expired");
+    assert_eq!(page.body["entries"][0]["offset"], 100);
+    let page = app
+        .get(&format!("/api/v1/apps/{app_id}/logs?from=100"), &token)
+        .await;
+    assert!(page.body.get("skipped").is_none(), "{}", page.body);
+}

@@ -131,6 +131,11 @@ pub struct DockerConfig {
     /// Seconds a replaced container gets to stop before it is killed.
     #[arg(long, env = "BERTH_STOP_TIMEOUT_SECS", default_value_t = 10)]
     pub stop_timeout_secs: u64,
+    /// Seconds a replaced container stays, stopped, before it is removed,
+    /// so that the log-streamer reads the last lines of its log even after
+    /// being down or behind for that long; 0 removes it at once.
+    #[arg(long, env = "BERTH_RETIRED_KEEP_SECS", default_value_t = 600)]
+    pub retired_keep_secs: u64,
     /// Restart policy of app containers: `on-failure:<max retries>`,
     /// `on-failure`, `unless-stopped`, `always` or `no`. Podman restarts
     /// without backoff, so an unbounded policy lets a crashing app spin.

@@ -8,7 +8,8 @@
 //! * workloads of an app the database no longer has (made before the
 //!   snapshot was read) are removed;
 //! * an app with a deployment on its way is left to that deploy;
-//! * workloads of any deployment but the live one are retired;
+//! * workloads of any deployment but the live one are retired, and removed
+//!   once kept long enough for the log-streamer to read their logs;
 //! * a live app whose workload is gone is deployed again, one that was
 //!   stopped is started, and one scaled to 0 is stopped.
 //!
@@ -228,6 +229,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                         .await;
                 }
             }
+            self.runtime.prune_retired(&desired.app, live).await?;
             let ours: Vec<_> = instances
                 .iter()
                 .filter(|instance| live.is_some() && instance.deployment_id == live)

@@ -86,12 +86,23 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Stops and removes the workloads of one deployment of the app;
-    /// returns how many. `0` when the runtime cannot tell deployments apart.
+    /// Retires the workloads of one deployment of the app (the docker
+    /// driver keeps them, stopped, a while for their logs); returns how
+    /// many it changed. `0` when the runtime cannot tell deployments apart.
     async fn retire_deployment(
         &self,
         _app: &AppRef,
         _deployment_id: Option<Uuid>,
+    ) -> Result<usize, DeployError> {
+        Ok(0)
+    }
+
+    /// Removes the app's retired workloads whose keep time for their logs
+    /// is over, of any deployment but `live`; returns how many.
+    async fn prune_retired(
+        &self,
+        _app: &AppRef,
+        _live: Option<Uuid>,
     ) -> Result<usize, DeployError> {
         Ok(0)
     }

@@ -33,12 +33,18 @@
 //!   event whose record Kafka confirmed.
 //! * A removed container's checkpoint is deleted once its stream ended; at
 //!   start-up, checkpoints of containers that no longer exist are deleted.
+//! * The checkpoint also names whose log it is and whether the log was
+//!   read to its end after the container stopped ([`CheckpointStore::
+//!   mark_drained`]). A container removed before that (while the streamer
+//!   was down, or cutting a stream short) may have taken lines along: the
+//!   streamer then says so in the app's log rather than lose them silently.
 
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use crate::error::StreamError;
+use crate::source::Workload;
 
 /// How far into a container's log the delivered lines reach.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +98,27 @@ impl Position {
     pub fn is_past(self, other: Self) -> bool {
         (self.second, self.lines) > (other.second, other.lines)
     }
+}
+
+/// Whose log a checkpoint is of: enough to report in that app's log that
+/// lines may be missing, after the container is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub app_id: uuid::Uuid,
+    pub key: String,
+    pub name: String,
+}
+
+/// A checkpoint file.
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    #[serde(flatten)]
+    position: Position,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<Owner>,
+    /// The log was read to its end after the container stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drained: bool,
 }
 
 /// Skips, in a log read again `since` a position's second, the lines that
@@ -162,11 +189,46 @@ impl CheckpointStore {
 
     /// The container's position; the start of its log when none is saved.
     pub fn load(&self, id: &str) -> Position {
+        self.saved(id).position
+    }
+
+    fn saved(&self, id: &str) -> Saved {
         read_json(&self.container_path(id)).unwrap_or_default()
     }
 
-    pub fn save(&self, id: &str, position: Position) -> Result<(), StreamError> {
-        write_atomically(&self.container_path(id), &position)
+    pub fn save(&self, workload: &Workload, position: Position) -> Result<(), StreamError> {
+        self.write(workload, position, false)
+    }
+
+    /// Records that the stopped workload's log was read to its end.
+    pub fn mark_drained(&self, workload: &Workload) -> Result<(), StreamError> {
+        self.write(workload, self.load(&workload.id), true)
+    }
+
+    fn write(
+        &self,
+        workload: &Workload,
+        position: Position,
+        drained: bool,
+    ) -> Result<(), StreamError> {
+        let saved = Saved {
+            position,
+            owner: Some(Owner {
+                app_id: workload.app_id,
+                key: workload.key.clone(),
+                name: workload.name.clone(),
+            }),
+            drained,
+        };
+        write_atomically(&self.container_path(&workload.id), &saved)
+    }
+
+    /// Whose log the checkpoint (by [`stem`](Self::stem) or id) is of, and
+    /// how far it was shipped, unless the log was read to its end.
+    pub fn undrained(&self, id: &str) -> Option<(Owner, Position)> {
+        let saved = self.saved(id);
+        (!saved.drained).then_some(())?;
+        Some((saved.owner?, saved.position))
     }
 
     pub fn forget(&self, id: &str) {
@@ -266,20 +328,45 @@ mod tests {
         );
     }
 
+    fn workload(id: &str) -> Workload {
+        Workload {
+            id: id.into(),
+            name: "berth-acme-web-0123".into(),
+            app_id: uuid::Uuid::now_v7(),
+            key: "d".into(),
+            running: true,
+        }
+    }
+
     #[test]
     fn checkpoints_survive_a_reopen_and_can_be_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         assert_eq!(store.load("abc"), Position::default());
+        let abc = workload("abc");
         let position = Position {
             second: 1_795_000_000,
             lines: 3,
             offset: None,
         };
-        store.save("abc", position).unwrap();
+        store.save(&abc, position).unwrap();
         store.save_events_cursor(42).unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         assert_eq!(store.load("abc"), position);
+        let owner = Owner {
+            app_id: abc.app_id,
+            key: abc.key.clone(),
+            name: abc.name.clone(),
+        };
+        assert_eq!(store.undrained("abc"), Some((owner, position)));
+        store.mark_drained(&abc).unwrap();
+        assert_eq!(store.undrained("abc"), None, "read to its end");
+        assert_eq!(store.load("abc"), position);
+        store.save(&abc, position).unwrap();
+        assert!(
+            store.undrained("abc").is_some(),
+            "a restart has more to read"
+        );
         assert_eq!(store.events_cursor(), Some(42));
         assert_eq!(store.known(), vec!["abc".to_owned()]);
         store.forget("abc");
@@ -291,13 +378,35 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_of_an_earlier_version_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        std::fs::write(
+            dir.path().join("containers/old.json"),
+            r#"{"second":1795000000,"lines":2,"offset":7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            store.load("old"),
+            Position {
+                second: 1_795_000_000,
+                lines: 2,
+                offset: Some(7)
+            }
+        );
+        assert_eq!(store.undrained("old"), None, "no owner to report to");
+    }
+
+    #[test]
     fn ids_cannot_escape_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        store.save("../../etc/x", Position::default()).unwrap();
+        store
+            .save(&workload("../../etc/x"), Position::default())
+            .unwrap();
         assert_eq!(store.known(), vec!["....etcx".to_owned()]);
         store
-            .save("containerd://0a1b", Position::default())
+            .save(&workload("containerd://0a1b"), Position::default())
             .unwrap();
         assert!(store
             .known()

@@ -200,7 +200,7 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
             },
         };
         if start != saved {
-            self.store.save(&workload.id, start)?;
+            self.store.save(workload, start)?;
         }
         Ok(start)
     }
@@ -212,7 +212,7 @@ impl<S: LogSource, K: RecordSink> Follower<S, K> {
         saved: &mut Position,
     ) -> Result<(), StreamError> {
         if delivered != *saved {
-            self.store.save(&workload.id, delivered)?;
+            self.store.save(workload, delivered)?;
             *saved = delivered;
         }
         Ok(())

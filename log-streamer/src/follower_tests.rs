@@ -165,7 +165,7 @@ async fn lines_stored_after_the_last_checkpoint_are_not_shipped_again() {
         offset: Some(-1),
         ..before_crash
     };
-    follower.store.save("c1", first).unwrap();
+    follower.store.save(&workload(), first).unwrap();
 
     // The streamer that starts again after the crash.
     let follower = self::follower(sink.clone(), dir.path(), 4);

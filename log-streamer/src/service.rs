@@ -10,6 +10,7 @@
 //! starting a second one.
 
 use berth_proto::{LogRecord, LogSource as RecordSource, LogStream};
+use chrono::DateTime;
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,9 @@ use crate::source::{Lifecycle, LogSource, Workload, WorkloadEvent};
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often checkpoints of vanished containers are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// Event records waiting for Kafka; when they fill up, the events stream
+/// waits (the engine keeps the events, and the checkpoint replays them).
+const EVENTS_BUFFER: usize = 1024;
 
 pub struct Streamer<S, K> {
     follower: Follower<S, K>,
@@ -35,6 +39,10 @@ pub struct Streamer<S, K> {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     events_up: AtomicBool,
+    /// Event records for [`Self::write_events`], from the events stream
+    /// and from followers that find lines lost.
+    records: mpsc::Sender<WorkloadEvent>,
+    pending: Mutex<Option<mpsc::Receiver<WorkloadEvent>>>,
 }
 
 impl<S: LogSource, K: RecordSink> Streamer<S, K> {
@@ -45,12 +53,15 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
         max_in_flight: usize,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let (records, pending) = mpsc::channel(EVENTS_BUFFER);
         Arc::new(Self {
             follower: Follower::new(source, sink, store, max_in_flight),
             following: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             shutdown,
             events_up: AtomicBool::new(false),
+            records,
+            pending: Mutex::new(Some(pending)),
         })
     }
 
@@ -75,8 +86,10 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                 now
             }
         };
-        let (records, pending) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(self.clone().write_events(pending));
+        let pending = self.pending.lock().expect("lock poisoned").take();
+        let pending = pending.expect("a streamer runs once");
+        let written = CancellationToken::new();
+        let writer = tokio::spawn(self.clone().write_events(pending, written.clone()));
         let mut first = true;
         let mut backoff = Duration::from_millis(250);
         while !self.shutdown.is_cancelled() {
@@ -86,7 +99,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                 match self.follower.source.workloads().await {
                     Ok(workloads) => {
                         if first {
-                            self.forget_vanished(&workloads);
+                            self.forget_vanished(&workloads).await;
                             first = false;
                         }
                         for workload in workloads {
@@ -120,7 +133,10 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                         backoff = Duration::from_millis(250);
                         cursor = event.cursor;
                         self.apply(&event);
-                        let _ = records.send(event);
+                        tokio::select! {
+                            _ = self.shutdown.cancelled() => break,
+                            _ = self.records.send(event) => {}
+                        }
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "the events stream failed; resubscribing");
@@ -137,9 +153,9 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                 break;
             }
         }
-        drop(records);
         self.tracker.close();
         self.tracker.wait().await;
+        written.cancel();
         let _ = writer.await;
         tracing::info!("log-streamer stopped");
     }
@@ -158,12 +174,12 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
     /// them (a removal missed while the streamer was down, say).
     async fn sweep(&self) {
         match self.follower.source.workloads().await {
-            Ok(workloads) => self.forget_vanished(&workloads),
+            Ok(workloads) => self.forget_vanished(&workloads).await,
             Err(error) => tracing::warn!(%error, "cannot list the workloads to sweep checkpoints"),
         }
     }
 
-    fn forget_vanished(&self, workloads: &[Workload]) {
+    async fn forget_vanished(&self, workloads: &[Workload]) {
         // Checkpoint files are named after a stem of the id (a Kubernetes
         // container id has a `://`), so ids are compared as stems.
         let mut keep: HashSet<String> = self
@@ -182,8 +198,45 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     container = stem,
                     "forgetting the checkpoint of a removed container"
                 );
+                self.report_lost(&stem, workloads).await;
                 self.follower.forget(&stem);
             }
+        }
+    }
+
+    /// Says in the app's log that a removed workload may have taken lines
+    /// along, unless its log was read to its end. Not for a deleted app
+    /// (none of its workloads is left): a record would bring back its topic.
+    async fn report_lost(&self, id: &str, workloads: &[Workload]) {
+        let Some((owner, position)) = self.follower.store.undrained(id) else {
+            return;
+        };
+        if !workloads.iter().any(|w| w.app_id == owner.app_id) {
+            return;
+        }
+        tracing::warn!(
+            container = owner.name,
+            after = position.second,
+            "removed before its log was read to its end; lines may be lost"
+        );
+        metrics::counter!("berth_log_workloads_with_lost_lines_total").increment(1);
+        let event = WorkloadEvent {
+            workload: Workload {
+                id: id.to_owned(),
+                name: owner.name,
+                app_id: owner.app_id,
+                key: owner.key,
+                running: false,
+            },
+            kind: Lifecycle::LinesLost {
+                after: position.second,
+            },
+            at: chrono::Utc::now(),
+            cursor: 0,
+        };
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = self.records.send(event) => {}
         }
     }
 
@@ -195,7 +248,10 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     self.follower.forget(&event.workload.id);
                 }
             }
-            Lifecycle::Died { .. } | Lifecycle::OutOfMemory | Lifecycle::Reported { .. } => {}
+            Lifecycle::Died { .. }
+            | Lifecycle::OutOfMemory
+            | Lifecycle::Reported { .. }
+            | Lifecycle::LinesLost { .. } => {}
         }
     }
 
@@ -235,6 +291,9 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     // for it again would fail forever. A stopped one is
                     // followed again, to ship the rest of its log.
                     if let Ok(None) = self.follower.source.is_running(&workload.id).await {
+                        if let Ok(workloads) = self.follower.source.workloads().await {
+                            self.report_lost(&workload.id, &workloads).await;
+                        }
                         return self.forget_removed(&workload);
                     }
                     continue;
@@ -258,6 +317,10 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     }
                     following.remove(&workload.id);
                     metrics::gauge!("berth_log_followed_containers").set(following.len() as f64);
+                    drop(following);
+                    if let Err(error) = self.follower.store.mark_drained(&workload) {
+                        tracing::warn!(container = workload.name, %error, "cannot record that its log was read to its end");
+                    }
                     tracing::info!(container = workload.name, "stopped; no longer following");
                     return;
                 }
@@ -289,12 +352,26 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
 
     /// Ships event records in order and advances the events checkpoint once
     /// each is stored; retries a record until it is stored or shutdown.
-    async fn write_events(self: Arc<Self>, mut pending: mpsc::UnboundedReceiver<WorkloadEvent>) {
-        while let Some(event) = pending.recv().await {
+    /// Once `written` fires, it ships what is queued and returns.
+    async fn write_events(
+        self: Arc<Self>,
+        mut pending: mpsc::Receiver<WorkloadEvent>,
+        written: CancellationToken,
+    ) {
+        loop {
+            let event = tokio::select! {
+                biased;
+                event = pending.recv() => event,
+                _ = written.cancelled() => pending.try_recv().ok(),
+            };
+            let Some(event) = event else {
+                return;
+            };
             let Some(line) = describe(&event) else {
                 let _ = self.follower.store.save_events_cursor(event.cursor);
                 continue;
             };
+            let moves_cursor = event.is_the_runtimes();
             let record = LogRecord {
                 ts: event.at,
                 source: RecordSource::Event,
@@ -331,6 +408,9 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
                     }
                 }
             }
+            if !moves_cursor {
+                continue;
+            }
             if let Err(error) = self.follower.store.save_events_cursor(event.cursor) {
                 tracing::error!(%error, "cannot save the events checkpoint");
             }
@@ -354,6 +434,16 @@ fn describe(event: &WorkloadEvent) -> Option<String> {
             format!("instance {name} was killed: it ran out of memory (raise its memory limit)")
         }
         Lifecycle::Reported { reason, message } => format!("{reason}: {message}"),
+        Lifecycle::LinesLost { after } => match DateTime::from_timestamp(*after, 0) {
+            Some(after) if after.timestamp() > 0 => format!(
+                "instance {name} was removed before berth read all of its log: \
+                 lines it printed after {} may be missing",
+                after.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            _ => format!(
+                "instance {name} was removed before berth read its log: its lines may be missing"
+            ),
+        },
         Lifecycle::Removed => return None,
     })
 }

@@ -72,3 +72,84 @@ async fn a_container_removed_under_a_failing_stream_is_no_longer_followed() {
     assert!(store.known().is_empty(), "the checkpoint is forgotten");
     assert!(streamer.lock().is_empty(), "no longer followed");
 }
+
+/// An engine with one running workload, whose log stays quiet.
+struct OneSurvivor(Workload);
+
+#[async_trait]
+impl LogSource for OneSurvivor {
+    async fn workloads(&self) -> Result<Vec<Workload>, StreamError> {
+        Ok(vec![self.0.clone()])
+    }
+    async fn is_running(&self, _id: &str) -> Result<Option<bool>, StreamError> {
+        Ok(Some(true))
+    }
+    fn events(
+        &self,
+        _since: Option<i64>,
+    ) -> BoxStream<'static, Result<WorkloadEvent, StreamError>> {
+        futures::stream::pending().boxed()
+    }
+    fn logs(&self, _id: &str, _since: i64) -> BoxStream<'static, Result<LogLine, StreamError>> {
+        futures::stream::pending().boxed()
+    }
+}
+
+/// F21 of the reliability review: containers removed while the streamer
+/// was down. One whose log was not read to its end gets a line in its
+/// app's log saying what may be missing; one read to its end, and one of
+/// a deleted app (nothing of it runs), get none.
+#[tokio::test]
+async fn a_container_removed_before_its_log_was_read_is_reported_in_its_apps_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    let app_id = Uuid::now_v7();
+    let workload = |id: &str, app_id| Workload {
+        id: id.into(),
+        name: format!("berth-acme-web-{id}"),
+        app_id,
+        key: format!("deployment-{id}"),
+        running: false,
+    };
+    let shipped_until = crate::Position {
+        second: 1_795_000_000,
+        lines: 3,
+        offset: Some(2),
+    };
+    store.save(&workload("cut", app_id), shipped_until).unwrap();
+    store
+        .save(&workload("read", app_id), shipped_until)
+        .unwrap();
+    store.mark_drained(&workload("read", app_id)).unwrap();
+    let deleted_app = workload("deleted", Uuid::now_v7());
+    store.save(&deleted_app, shipped_until).unwrap();
+
+    let sink = Arc::new(MemorySink::default());
+    let shutdown = CancellationToken::new();
+    let streamer = Streamer::new(
+        Arc::new(OneSurvivor(workload("new", app_id))),
+        sink.clone(),
+        store.clone(),
+        10,
+        shutdown.clone(),
+    );
+    let running = tokio::spawn(streamer.run());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.known() != ["new"] {
+        assert!(std::time::Instant::now() < deadline, "{:?}", store.known());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+
+    let records = sink.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let (app, key, record) = &records[0];
+    assert_eq!((*app, key.as_str()), (app_id, "deployment-cut"));
+    assert_eq!(record.source, RecordSource::Event);
+    assert_eq!(
+        record.line,
+        "instance berth-acme-web-cut was removed before berth read all of its log: \
+         lines it printed after 2026-11-18 11:06:40 UTC may be missing"
+    );
+}

@@ -34,6 +34,13 @@ pub enum Lifecycle {
     },
     OutOfMemory,
     Removed,
+    /// The workload was removed before its log was read to its end (while
+    /// the streamer was down, or cutting its stream short): its lines
+    /// after the second `after` (Unix time; 0: all of them) may be lost.
+    /// The streamer's own finding, not the runtime's.
+    LinesLost {
+        after: i64,
+    },
     /// Something the runtime reported about the workload (a Kubernetes
     /// Event: `BackOff`, `Unhealthy`, `FailedScheduling`…), shipped as is.
     Reported {
@@ -48,7 +55,17 @@ pub struct WorkloadEvent {
     pub kind: Lifecycle,
     pub at: DateTime<Utc>,
     /// Orders events; what the events checkpoint stores (nanoseconds).
+    /// The streamer's own findings ([`Lifecycle::LinesLost`]) have none
+    /// and leave the checkpoint alone (see [`Self::is_the_runtimes`]).
     pub cursor: i64,
+}
+
+impl WorkloadEvent {
+    /// Whether the runtime reported it (and it moves the events
+    /// checkpoint), rather than the streamer found it.
+    pub fn is_the_runtimes(&self) -> bool {
+        !matches!(self.kind, Lifecycle::LinesLost { .. })
+    }
 }
 
 /// One line a workload printed.

@@ -62,6 +62,21 @@ def tick():
 threading.Thread(target=tick, daemon=True).start()
 "#;
 
+/// On SIGTERM (a stop), prints `farewell <version> <n>` for n in 0..1000,
+/// then exits: the last lines of a container that is being replaced.
+const FAREWELL_PY: &str = r#"
+import signal
+
+
+def farewell(*_):
+    sys.stdout.write("".join(f"farewell {VERSION} {n}\n" for n in range(1000)))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, farewell)
+"#;
+
 pub struct AppRepo {
     pub dir: TempDir,
     repo: Repository,
@@ -77,6 +92,12 @@ impl AppRepo {
     /// numbered line every second (`tick <run> <n>`).
     pub fn python_ticking(version: &str) -> Result<Self> {
         Self::with_app(version, &format!("{APP_PY}{TICKER_PY}{SERVE_PY}"))
+    }
+
+    /// Like [`python`](Self::python), with an app that prints 1000
+    /// numbered lines when it is stopped (`farewell <version> <n>`).
+    pub fn python_farewell(version: &str) -> Result<Self> {
+        Self::with_app(version, &format!("{APP_PY}{FAREWELL_PY}{SERVE_PY}"))
     }
 
     fn with_app(version: &str, app_py: &str) -> Result<Self> {

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use berth_tests::api::fetch_body;
-use berth_tests::flow::{deploy_live, endpoint, signed_in};
+use berth_tests::flow::{deploy_live, endpoint, settled_live, signed_in};
 use berth_tests::{engine, AppRepo, Client, Platform};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -238,6 +238,96 @@ async fn a_build_request_delivered_twice_still_ends_live_with_one_container() ->
         "hello v1",
         "{}",
         platform.all_output()
+    );
+    Ok(())
+}
+
+/// Every `farewell <version> <n>` line in the app's log, from the REST log
+/// API, in the order stored.
+async fn farewells(client: &Client, app_id: &str, version: &str) -> Result<Vec<u64>> {
+    let prefix = format!("farewell {version} ");
+    let mut numbers = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = client
+            .get(&format!("/apps/{app_id}/logs?from={from}&limit=5000"))
+            .await?;
+        let entries = page["entries"].as_array().context("log entries")?;
+        numbers.extend(entries.iter().filter_map(|entry| {
+            let line = entry["line"].as_str()?.strip_prefix(&prefix)?;
+            (entry["source"] == "app").then(|| line.parse::<u64>().ok())?
+        }));
+        let next = page["next_offset"].as_i64().context("next_offset")?;
+        if entries.is_empty() || next <= from {
+            return Ok(numbers);
+        }
+        from = next;
+    }
+}
+
+/// F21 of the reliability review: the log-streamer is down while a deploy
+/// replaces a container, whose last 1000 lines it prints as it stops. The
+/// replaced container stays (stopped) until the streamer is back and has
+/// read them: every line reaches the app's log once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_lines_of_a_container_replaced_while_the_log_streamer_was_down_are_kept(
+) -> Result<()> {
+    let mut platform = Platform::start().await?;
+    let client = signed_in(&platform, "farewell").await?;
+    let repo = AppRepo::python_farewell("v1")?;
+    let app = client
+        .create_app(json!({"name": "parting", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    let first = deploy_live(&client, &platform, &app_id).await?;
+    let first_id = first["id"].as_str().context("id")?.to_owned();
+    // The streamer follows the container before it goes down.
+    let listening = |entries: &[Value]| {
+        entries
+            .iter()
+            .any(|entry| entry["line"].as_str() == Some("listening on 8000 with v1"))
+    };
+    let entries = client
+        .log_socket(&app_id, 0, Duration::from_secs(60), listening)
+        .await?;
+    assert!(listening(&entries), "{entries:?}");
+
+    platform.kill("berth-log-streamer").await?;
+    repo.write("version.txt", "v2")?;
+    repo.commit("v2")?;
+    let second = client.deploy(&app_id, json!({})).await?;
+    let second = settled_live(&client, &platform, &second).await?;
+    assert_eq!(fetch_body(&endpoint(&second)?).await?, "hello v2");
+    let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
+    let kept: Vec<_> = engine::labelled(&docker, berth_proto::labels::APP, &app_id, true)
+        .await?
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(berth_proto::labels::DEPLOYMENT))
+                == Some(&first_id)
+        })
+        .map(|c| c.state.map(|state| state.to_string()))
+        .collect();
+    assert_eq!(
+        kept,
+        [Some("exited".to_owned())],
+        "the replaced container is kept, stopped"
+    );
+
+    platform.spawn("berth-log-streamer")?;
+    let read = wait_until(Duration::from_secs(60), "1000 farewell lines", || async {
+        let numbers = farewells(&client, &app_id, "v1").await?;
+        Ok((numbers.len() >= 1000).then(|| json!(numbers)))
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}\n{}", platform.all_output()))?;
+    let numbers: Vec<u64> = serde_json::from_value(read)?;
+    assert_eq!(
+        numbers,
+        (0..1000).collect::<Vec<_>>(),
+        "each line once, in order"
     );
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! The log WebSocket: each entry is one JSON text frame, history first, then
-//! live. The server pings periodically and closes with a reason on error,
+//! live. When the offset asked for is no longer in the log (retention
+//! removed it, or the log was reset), a `{"skipped": Skip}` frame comes
+//! first. The server pings periodically and closes with a reason on error,
 //! and with `4401` when the session that opened it ends (logout, signed
 //! out, password change, account deletion): logs often hold secrets, and a
 //! socket must not outlive the sign-in it was opened with.
@@ -8,7 +10,7 @@ use super::{owned_app, LogQuery};
 use crate::auth::tickets::authenticate;
 use crate::error::{Error, Result};
 use crate::extract::{Path, Query};
-use crate::logs::{LogReader, StartAt};
+use crate::logs::{Followed, LogReader, StartAt};
 use crate::quota::slots::SlotKind;
 use crate::session_ends::SessionWatch;
 use crate::state::AppState;
@@ -32,7 +34,7 @@ pub const CLOSE_SESSION_ENDED: u16 = 4401;
 /// Follow the app's log over a WebSocket (history from `from`/`since`, then live).
 #[utoipa::path(get, path = "/api/v1/apps/{id}/logs/ws", tag = "logs",
     params(("id" = Uuid, Path, description = "app id"), LogQuery), security(("bearer" = [])),
-    responses((status = 101, description = "switching to WebSocket; each text frame is a LogEntry"),
+    responses((status = 101, description = "switching to WebSocket; each text frame is a LogEntry, or first a {\"skipped\": Skip} when `from` is no longer in the log"),
               (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
               (status = 404, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
 pub async fn follow_logs(
@@ -147,13 +149,22 @@ async fn pump(mut socket: WebSocket, stream: Stream) {
         shutdown,
         session,
     } = stream;
-    let mut entries = match reader.follow(app_id, start).await {
-        Ok(entries) => entries,
+    let Followed {
+        skipped,
+        mut entries,
+    } = match reader.follow(app_id, start).await {
+        Ok(followed) => followed,
         Err(error) => {
             tracing::warn!(%app_id, %error, "cannot follow the log");
             return close(socket, close_code::ERROR, "the log store is unavailable").await;
         }
     };
+    if let Some(skipped) = skipped {
+        let text = serde_json::json!({ "skipped": skipped }).to_string();
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
     loop {
         tokio::select! {

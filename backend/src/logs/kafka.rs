@@ -7,7 +7,7 @@
 //! its budget of records (`DEFAULT_SCAN_BUDGET`), then answers what it
 //! found with `truncated` and the offset to go on from.
 
-use super::{LogEntry, LogPage, LogReadError, LogReader, StartAt};
+use super::{Followed, LogEntry, LogPage, LogReadError, LogReader, Skip, StartAt};
 use async_trait::async_trait;
 use berth_common::logs::create_log_topic;
 use berth_proto::{names, LogRecord};
@@ -94,16 +94,23 @@ impl KafkaLogReader {
     }
 
     /// Assigns `consumer` to the topic at the offset `start` names; returns
-    /// that offset and the high watermark (the offset the next write gets).
+    /// that offset, the high watermark (the offset the next write gets),
+    /// and the skip when the offset asked for is no longer in the log.
     async fn position(
         consumer: Arc<StreamConsumer>,
         topic: String,
         start: StartAt,
-    ) -> Result<(i64, i64), LogReadError> {
+    ) -> Result<(i64, i64, Option<Skip>), LogReadError> {
         tokio::task::spawn_blocking(move || {
             let (low, high) = consumer
                 .fetch_watermarks(&topic, 0, METADATA_TIMEOUT)
                 .map_err(unavailable)?;
+            let skipped = match start {
+                StartAt::Offset(offset) | StartAt::TimeFrom(offset, _) => {
+                    Skip::between(offset, low, high)
+                }
+                StartAt::Beginning | StartAt::Time(_) => None,
+            };
             let offset = match start {
                 StartAt::Beginning => low,
                 StartAt::Offset(offset) | StartAt::TimeFrom(offset, _) => offset.clamp(low, high),
@@ -129,7 +136,7 @@ impl KafkaLogReader {
                 .add_partition_offset(&topic, 0, Offset::Offset(offset))
                 .map_err(unavailable)?;
             consumer.assign(&assignment).map_err(unavailable)?;
-            Ok((offset, high))
+            Ok((offset, high, skipped))
         })
         .await
         .map_err(unavailable)?
@@ -173,11 +180,12 @@ impl LogReader for KafkaLogReader {
     ) -> Result<LogPage, LogReadError> {
         let topic = self.topic(app_id).await?;
         let consumer = self.consumer()?;
-        let (first, high) = Self::position(consumer.clone(), topic, start).await?;
+        let (first, high, skipped) = Self::position(consumer.clone(), topic, start).await?;
         let mut page = LogPage {
             entries: Vec::new(),
             next_offset: first,
             truncated: false,
+            skipped,
         };
         let budget = self.scan_budget.max(limit);
         let mut scanned = 0;
@@ -200,14 +208,10 @@ impl LogReader for KafkaLogReader {
         Ok(page)
     }
 
-    async fn follow(
-        &self,
-        app_id: Uuid,
-        start: StartAt,
-    ) -> Result<mpsc::Receiver<Result<LogEntry, LogReadError>>, LogReadError> {
+    async fn follow(&self, app_id: Uuid, start: StartAt) -> Result<Followed, LogReadError> {
         let topic = self.topic(app_id).await?;
         let consumer = self.consumer()?;
-        Self::position(consumer.clone(), topic, start).await?;
+        let (_, _, skipped) = Self::position(consumer.clone(), topic, start).await?;
         let (sender, receiver) = mpsc::channel(FOLLOW_BUFFER);
         tokio::spawn(async move {
             loop {
@@ -228,6 +232,9 @@ impl LogReader for KafkaLogReader {
                 }
             }
         });
-        Ok(receiver)
+        Ok(Followed {
+            skipped,
+            entries: receiver,
+        })
     }
 }

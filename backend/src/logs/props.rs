@@ -49,7 +49,7 @@ proptest! {
 
     #[test]
     fn a_page_carries_its_entries_in_order(entries in prop::collection::vec(entry(), 0..8), next in any::<i64>(), truncated in any::<bool>()) {
-        let page = LogPage { entries: entries.clone(), next_offset: next, truncated };
+        let page = LogPage { entries: entries.clone(), next_offset: next, truncated, skipped: None };
         let value: Value = serde_json::from_str(&serde_json::to_string(&page).unwrap()).unwrap();
         let offsets: Vec<i64> = value["entries"]
             .as_array()

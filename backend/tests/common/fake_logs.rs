@@ -2,7 +2,7 @@
 //! reader has its own tests).
 
 use async_trait::async_trait;
-use berth_backend::logs::{LogEntry, LogPage, LogReadError, LogReader, StartAt};
+use berth_backend::logs::{Followed, LogEntry, LogPage, LogReadError, LogReader, Skip, StartAt};
 use berth_proto::{LogRecord, LogSource, LogStream};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -49,6 +49,20 @@ fn from(entries: &[LogEntry], start: StartAt) -> Vec<LogEntry> {
         .collect()
 }
 
+impl FakeLogs {
+    /// Where the log asked for from `start` is gone, as the Kafka reader
+    /// finds it: the log holds offsets from its first entry to its last.
+    fn skipped(&self, start: StartAt) -> Option<Skip> {
+        let (StartAt::Offset(asked) | StartAt::TimeFrom(asked, _)) = start else {
+            return None;
+        };
+        let all = || self.history.iter().chain(&self.live).map(|e| e.offset);
+        let low = all().min().unwrap_or(0);
+        let high = all().max().map_or(0, |last| last + 1);
+        Skip::between(asked, low, high)
+    }
+}
+
 #[async_trait]
 impl LogReader for FakeLogs {
     async fn read(
@@ -69,14 +83,11 @@ impl LogReader for FakeLogs {
             entries,
             next_offset,
             truncated: false,
+            skipped: self.skipped(start),
         })
     }
 
-    async fn follow(
-        &self,
-        _app_id: Uuid,
-        start: StartAt,
-    ) -> Result<mpsc::Receiver<Result<LogEntry, LogReadError>>, LogReadError> {
+    async fn follow(&self, _app_id: Uuid, start: StartAt) -> Result<Followed, LogReadError> {
         if self.unavailable {
             return Err(LogReadError::Unavailable("broker down".into()));
         }
@@ -97,6 +108,9 @@ impl LogReader for FakeLogs {
             }
             tx.closed().await;
         });
-        Ok(rx)
+        Ok(Followed {
+            skipped: self.skipped(start),
+            entries: rx,
+        })
     }
 }

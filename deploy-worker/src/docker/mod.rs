@@ -4,22 +4,21 @@
 //! A deploy pulls the release's image by digest, starts a new container
 //! labelled with the berth labels and the app port published on the host
 //! (the engine picks the host port), waits until it accepts connections,
-//! and only then stops and removes the app's older containers. Containers
-//! are found by label, so the worker keeps no state of its own.
+//! and only then stops the app's older containers ([`retire`] says why they
+//! stay a while). Containers are found by label, so the worker keeps no
+//! state of its own.
 
 mod image;
 pub mod network;
 mod ready;
+mod retire;
 pub mod spec;
 
 use async_trait::async_trait;
 use berth_proto::{labels, AppRef};
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -79,72 +78,6 @@ impl DockerRuntime {
             .filters(&filters)
             .build();
         Ok(self.docker.list_containers(Some(options)).await?)
-    }
-
-    /// Stops (with the grace period) and removes a container; one that is
-    /// already gone counts as removed.
-    async fn retire(&self, id_or_name: &str) -> Result<(), DeployError> {
-        let stop = StopContainerOptionsBuilder::default()
-            .t(self.config.stop_timeout_secs as i32)
-            .build();
-        match self.docker.stop_container(id_or_name, Some(stop)).await {
-            Ok(()) => {}
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304 | 404,
-                ..
-            }) => {}
-            Err(error) => {
-                tracing::warn!(container = id_or_name, %error, "stop failed; removing by force")
-            }
-        }
-        self.remove(id_or_name).await
-    }
-
-    async fn remove(&self, id_or_name: &str) -> Result<(), DeployError> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self
-            .docker
-            .remove_container(id_or_name, Some(options))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    /// Removes the app's containers of deployments older than `current`
-    /// (and unlabelled leftovers); containers of newer ones are left alone.
-    async fn retire_older(&self, app_id: Uuid, current: Uuid) -> Result<usize, DeployError> {
-        let mut retired = Vec::new();
-        for container in self.app_containers(app_id).await? {
-            let instance = spec::instance_of(&container, &self.config.public_host);
-            let older = instance.deployment_id.is_none_or(|id| id < current);
-            if older {
-                let id = container.id.clone().unwrap_or(instance.name.clone());
-                self.retire(&id).await?;
-                tracing::info!(app_id = %app_id, container = instance.name, "retired an older container");
-                retired.push(container);
-            }
-        }
-        Ok(self.retired(retired).await)
-    }
-
-    /// Counts retired containers and removes their images when no other
-    /// container uses them: rollback pulls them again, so the engine holds
-    /// only what runs or is stopped.
-    async fn retired(&self, containers: Vec<ContainerSummary>) -> usize {
-        let count = containers.len();
-        let images = containers
-            .into_iter()
-            .filter_map(|container| container.image);
-        image::remove_unused(&self.docker, images).await;
-        count
     }
 
     /// Whether a container of the deployment that does not serve yet may
@@ -392,10 +325,7 @@ impl Runtime for DockerRuntime {
             let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
             let wanted = replicas > 0 && kept;
             if running && !wanted {
-                let stop = StopContainerOptionsBuilder::default()
-                    .t(self.config.stop_timeout_secs as i32)
-                    .build();
-                self.docker.stop_container(id, Some(stop)).await?;
+                self.stop(id).await?;
                 changed += 1;
             } else if !running && wanted {
                 self.docker.start_container(id, None).await?;
@@ -437,9 +367,7 @@ impl Runtime for DockerRuntime {
         let mut retired = Vec::new();
         for container in self.app_containers(app.id).await? {
             let instance = spec::instance_of(&container, &self.config.public_host);
-            if instance.deployment_id == deployment_id {
-                let id = container.id.clone().unwrap_or(instance.name.clone());
-                self.retire(&id).await?;
+            if instance.deployment_id == deployment_id && self.retire(&container).await? {
                 retired.push(container);
             }
         }
@@ -450,10 +378,16 @@ impl Runtime for DockerRuntime {
         let containers = self.app_containers(app.id).await?;
         for container in &containers {
             if let Some(id) = &container.id {
-                self.retire(id).await?;
+                self.stop_and_remove(id).await?;
             }
         }
         tracing::info!(app_id = %app.id, removed = containers.len(), "removed the app's containers");
-        Ok(self.retired(containers).await)
+        let count = containers.len();
+        image::remove_unused(&self.docker, containers.into_iter().filter_map(|c| c.image)).await;
+        Ok(count)
+    }
+
+    async fn prune_retired(&self, app: &AppRef, live: Option<Uuid>) -> Result<usize, DeployError> {
+        self.prune_retired_containers(app.id, live).await
     }
 }

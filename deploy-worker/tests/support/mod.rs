@@ -209,6 +209,7 @@ pub fn docker_config(ready_timeout_secs: u64) -> DockerConfig {
         public_host: "127.0.0.1".into(),
         ready_timeout_secs,
         stop_timeout_secs: 2,
+        retired_keep_secs: 0,
         restart_policy: "on-failure:5".parse().unwrap(),
         limits: AppLimitFlags::parse_from(["test"]).limits,
     }
@@ -223,7 +224,11 @@ struct AppLimitFlags {
 /// The docker driver as the worker runs it: pull grants for the test's
 /// registry, the app fence installed.
 pub async fn docker_runtime(ready_timeout_secs: u64) -> DockerRuntime {
-    let config = docker_config(ready_timeout_secs);
+    docker_runtime_with(docker_config(ready_timeout_secs)).await
+}
+
+/// [`docker_runtime`] with settings of the test's own.
+pub async fn docker_runtime_with(config: DockerConfig) -> DockerRuntime {
     berth_deploy_worker::docker::network::fence(&config.limits)
         .await
         .expect("the app fence installs (as root)");

@@ -91,6 +91,21 @@ describe("LogStream", () => {
     expect(buffer.all().map((e) => e.offset)).toEqual([0, 1, 2, 3, 4]);
   });
 
+  it("a reconnect to a log that was reset shows the new lines, not nothing", async () => {
+    const { stream, sockets, timers, buffer, flush } = setup();
+    stream.start();
+    await flush();
+    sockets[0].open();
+    sockets[0].send([0, 1, 2, 3, 4]);
+    sockets[0].drop(1006);
+    timers[0].fn();
+    await flush();
+    sockets[1].open();
+    sockets[1].onmessage?.({ data: JSON.stringify({ skipped: { from: 5, to: 0, reason: "reset" } }) });
+    sockets[1].send([0, 1]);
+    expect(buffer.all().map((e) => e.line)).toEqual(["the log was reset: it is shown from its new start", "l0", "l1"]);
+  });
+
   it("backs off while the backend is away, and starts over once data flows", async () => {
     const { stream, sockets, timers, flush } = setup(["t1", new Error("down"), "t3", "t4", "t5"]);
     stream.start();

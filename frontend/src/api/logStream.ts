@@ -1,12 +1,13 @@
 // Follows an app's log over the WebSocket /apps/{id}/logs/ws: history from
-// `from`, then live, one LogEntry per text frame. Every connection takes a
+// `from`, then live, one LogEntry per text frame (first a `{skipped}` frame
+// when `from` is no longer in the log). Every connection takes a
 // fresh single-use ticket (a browser WebSocket cannot send Authorization).
 // When the socket drops (network, backend restart) it reconnects by itself
 // after a growing delay, resuming at the buffer's next offset, and the
 // buffer drops anything already held: no gap, no duplicate.
 
 import { reconnectDelay } from "./events";
-import type { LogBuffer, LogEntry } from "../lib/logBuffer";
+import type { LogBuffer, LogEntry, LogSkip } from "../lib/logBuffer";
 
 export type LogStatus =
   | { kind: "connecting" }
@@ -105,15 +106,18 @@ export class LogStream {
     };
     socket.onmessage = (e) => {
       if (generation !== this.generation || typeof e.data !== "string") return;
-      let entry: LogEntry;
+      let frame: LogEntry | { skipped: LogSkip };
       try {
-        entry = JSON.parse(e.data) as LogEntry;
+        frame = JSON.parse(e.data) as LogEntry | { skipped: LogSkip };
       } catch {
         return;
       }
       // Data flowed: the next drop starts the backoff again.
       this.attempt = 0;
-      if (this.o.buffer.push([entry]) > 0) this.o.onChange();
+      if ("skipped" in frame) {
+        this.o.buffer.skip(frame.skipped);
+        this.o.onChange();
+      } else if (this.o.buffer.push([frame]) > 0) this.o.onChange();
     };
     socket.onerror = () => {
       // onclose follows and decides.

@@ -22,6 +22,32 @@ describe("LogBuffer", () => {
     expect(b.nextOffset).toBe(56);
   });
 
+  it("marks a gap the log's retention made and goes on after it", () => {
+    const b = new LogBuffer(100, 10);
+    b.skip({ from: 10, to: 100, reason: "expired" });
+    b.push([e(100), e(101)]);
+    expect(b.all().map((x) => x.line)).toEqual([
+      "90 lines are no longer kept (older than the log's retention)",
+      "line 100",
+      "line 101",
+    ]);
+    expect(b.at(0).source).toBe("berth");
+    expect(b.nextOffset).toBe(102);
+  });
+
+  it("starts over after a reset rather than drop new lines as already seen", () => {
+    const b = new LogBuffer();
+    b.push([e(0), e(1), e(2)]);
+    b.skip({ from: 3, to: 1, reason: "reset" });
+    expect(b.push([e(1), e(2)])).toBe(2);
+    expect(b.all().map((x) => x.line)).toEqual([
+      "the log was reset: it is shown from its new start",
+      "line 1",
+      "line 2",
+    ]);
+    expect(b.nextOffset).toBe(3);
+  });
+
   it("bumps its version only when something was added", () => {
     const b = new LogBuffer();
     b.push([e(0)]);

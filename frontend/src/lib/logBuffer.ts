@@ -15,6 +15,14 @@ export interface LogEntry {
   deployment_id?: string | null;
 }
 
+/** The server could not start where asked: those entries are gone. */
+export interface LogSkip {
+  from: number;
+  to: number;
+  /** expired: removed by the log's retention; reset: the log starts again at lower offsets. */
+  reason: "expired" | "reset";
+}
+
 export interface LogFilter {
   /** Case-insensitive text to look for in the line. */
   text: string;
@@ -71,6 +79,28 @@ export class LogBuffer {
     }
     if (added > 0) this.version++;
     return added;
+  }
+
+  /**
+   * Notes a skip where it happened, as a line of source `berth`, and
+   * resumes at `to`. After a reset the entries held name offsets the log
+   * gives to other lines now: they go, so that no new line is dropped as
+   * already seen.
+   */
+  skip(skip: LogSkip): void {
+    if (!Number.isFinite(skip.from) || !Number.isFinite(skip.to)) return;
+    let line: string;
+    if (skip.reason === "reset") {
+      this.clear();
+      line = "the log was reset: it is shown from its new start";
+    } else {
+      const lines = skip.to - skip.from;
+      line = `${lines} ${lines === 1 ? "line is" : "lines are"} no longer kept (older than the log's retention)`;
+    }
+    // Between the last entry held and the next one: a key of its own.
+    this.entries.push({ offset: skip.to - 0.5, source: "berth", line });
+    this.lastOffset = skip.to - 1;
+    this.version++;
   }
 
   clear(): void {
