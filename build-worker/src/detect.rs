@@ -347,10 +347,29 @@ fn is_safe_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// `CMD` running `command` with `sh -c`, so `$PORT` and `&&` work.
+/// `CMD` running `command` with `sh -c`, so `$PORT` and `&&` work. A
+/// simple command replaces the shell (`exec`): the stop signal then reaches
+/// the app itself and its shutdown handler runs. With a shell in between,
+/// the shell dies of the SIGTERM the container's init forwards to it, and
+/// the app is killed outright, mid-request and without its last log lines.
 fn shell_cmd(command: &str) -> String {
-    let json = serde_json::to_string(&["sh", "-c", command]).expect("strings serialize");
+    let command = if is_simple_command(command) {
+        format!("exec {command}")
+    } else {
+        command.to_owned()
+    };
+    let json = serde_json::to_string(&["sh", "-c", &command]).expect("strings serialize");
     format!("CMD {json}")
+}
+
+/// One program with its arguments: no lists, pipes, redirections,
+/// subshells or leading variable assignments (which `exec` cannot take).
+fn is_simple_command(command: &str) -> bool {
+    let first = command.split_whitespace().next().unwrap_or_default();
+    !first.is_empty()
+        && first != "exec"
+        && !first.contains('=')
+        && !command.contains(|c: char| ";&|()<>`\n".contains(c))
 }
 
 fn python(marker: &str) -> String {
@@ -440,6 +459,20 @@ fn render(stack: Stack, marker: &str, recipe: &Recipe<'_>, steps: &str, start: &
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn simple_start_commands_replace_the_shell() {
+        use super::is_simple_command as simple;
+        assert!(simple("python3 app.py"));
+        assert!(simple("gunicorn app:app --bind 0.0.0.0:$PORT"));
+        assert!(!simple("exec busybox httpd"), "already");
+        assert!(!simple("FLASK_ENV=prod flask run"));
+        assert!(!simple("npm run migrate && npm start"));
+        assert!(!simple("python app.py | tee log"));
+        assert!(!simple("python app.py > log"));
+        assert!(!simple("(cd web; python app.py)"));
+        assert!(!simple(""));
+    }
+
     use super::*;
 
     fn images() -> StackImages {
@@ -498,7 +531,7 @@ mod tests {
         assert!(install < copy_all, "dependencies first, for layer caching");
         assert!(text.contains("ENV PORT=5000\nEXPOSE 5000\n"), "{text}");
         assert!(
-            text.ends_with("CMD [\"sh\",\"-c\",\"python app.py\"]\n"),
+            text.ends_with("CMD [\"sh\",\"-c\",\"exec python app.py\"]\n"),
             "{text}"
         );
         assert!(!text.contains("berth-extra-ca"), "no CA unless configured");
@@ -509,7 +542,7 @@ mod tests {
         let plan = plan_for(AppFiles::new(["pyproject.toml", "main.py"])).unwrap();
         assert_eq!(plan.description(), "Python (pyproject.toml)");
         assert!(dockerfile(&plan).contains("RUN pip install .\n"));
-        assert!(dockerfile(&plan).contains("\"python main.py\""));
+        assert!(dockerfile(&plan).contains("\"exec python main.py\""));
 
         let error = plan_for(AppFiles::new(["requirements.txt", "server.py"])).unwrap_err();
         assert_eq!(
@@ -526,7 +559,7 @@ mod tests {
         );
         let text = plan_for(files).unwrap();
         assert!(dockerfile(&text)
-            .ends_with("CMD [\"sh\",\"-c\",\"gunicorn app:app --bind 0.0.0.0:$PORT\"]\n"));
+            .ends_with("CMD [\"sh\",\"-c\",\"exec gunicorn app:app --bind 0.0.0.0:$PORT\"]\n"));
     }
 
     #[test]
@@ -559,7 +592,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("RUN npm run build --if-present\n"));
-        assert!(text.ends_with("CMD [\"sh\",\"-c\",\"npm start\"]\n"));
+        assert!(text.ends_with("CMD [\"sh\",\"-c\",\"exec npm start\"]\n"));
 
         let plan = plan_for(AppFiles::new(["package.json", "yarn.lock"])).unwrap();
         assert!(dockerfile(&plan).contains("COPY app/package.json ./\nRUN npm install\n"));
@@ -579,7 +612,7 @@ mod tests {
         assert!(text.contains("FROM go:1\n"));
         assert!(text.contains("COPY app/go.mod app/go.sum ./\n"));
         assert!(text.contains("go build -o /usr/local/bin/app .\n"));
-        assert!(text.ends_with("CMD [\"sh\",\"-c\",\"/usr/local/bin/app\"]\n"));
+        assert!(text.ends_with("CMD [\"sh\",\"-c\",\"exec /usr/local/bin/app\"]\n"));
         let plan = plan_for(AppFiles::new(["go.mod", "main.go"])).unwrap();
         assert!(dockerfile(&plan).contains("COPY app/go.mod ./\n"));
     }
@@ -592,7 +625,7 @@ mod tests {
         let text = dockerfile(&plan);
         assert!(text.contains("cargo build --release"), "{text}");
         assert!(text.contains("cp target/release/hello-web /usr/local/bin/hello-web"));
-        assert!(text.ends_with("CMD [\"sh\",\"-c\",\"/usr/local/bin/hello-web\"]\n"));
+        assert!(text.ends_with("CMD [\"sh\",\"-c\",\"exec /usr/local/bin/hello-web\"]\n"));
     }
 
     #[test]
