@@ -30,7 +30,8 @@
 //!   back) is shipped but does not move the position; an engine asked
 //!   `since` would not return it again anyway.
 //! * The events stream has its own checkpoint: the time (ns) of the last
-//!   event whose record Kafka confirmed.
+//!   event whose record Kafka confirmed, and the event being stored, if
+//!   any ([`PendingEvent`], see [`crate::service`]'s events writer).
 //! * A removed container's checkpoint is deleted once its stream ended; at
 //!   start-up, checkpoints of containers that no longer exist are deleted.
 //! * The checkpoint also names whose log it is and whether the log was
@@ -159,6 +160,19 @@ pub struct CheckpointStore {
 #[derive(Serialize, Deserialize)]
 struct EventsCursor {
     time_nano: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending: Option<PendingEvent>,
+}
+
+/// An event whose record is being stored: after a crash, the record is
+/// looked for in the app's topic after `after` (the offset of its last
+/// record before) by its mark, so that it is stored once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEvent {
+    pub cursor: i64,
+    pub app_id: uuid::Uuid,
+    pub key: String,
+    pub after: i64,
 }
 
 impl CheckpointStore {
@@ -253,8 +267,30 @@ impl CheckpointStore {
         read_json::<EventsCursor>(&self.dir.join("events.json")).map(|cursor| cursor.time_nano)
     }
 
+    /// The event whose record was being stored when the streamer stopped.
+    pub fn pending_event(&self) -> Option<PendingEvent> {
+        read_json::<EventsCursor>(&self.dir.join("events.json"))?.pending
+    }
+
     pub fn save_events_cursor(&self, time_nano: i64) -> Result<(), StreamError> {
-        write_atomically(&self.dir.join("events.json"), &EventsCursor { time_nano })
+        let cursor = EventsCursor {
+            time_nano,
+            pending: None,
+        };
+        write_atomically(&self.dir.join("events.json"), &cursor)
+    }
+
+    /// Notes, with the cursor so far, the event whose record is stored next.
+    pub fn save_pending_event(
+        &self,
+        time_nano: i64,
+        pending: PendingEvent,
+    ) -> Result<(), StreamError> {
+        let cursor = EventsCursor {
+            time_nano,
+            pending: Some(pending),
+        };
+        write_atomically(&self.dir.join("events.json"), &cursor)
     }
 }
 

@@ -74,7 +74,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
     /// checkpointed what it read.
     pub async fn run(self: Arc<Self>) {
         let store = &self.follower.store;
-        let mut cursor = match store.events_cursor() {
+        let mut cursor = match self.recover_events_cursor().await {
             Some(cursor) => cursor,
             None => {
                 // First start: events from now on, and remember that, so a
@@ -89,7 +89,7 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
         let pending = self.pending.lock().expect("lock poisoned").take();
         let pending = pending.expect("a streamer runs once");
         let written = CancellationToken::new();
-        let writer = tokio::spawn(self.clone().write_events(pending, written.clone()));
+        let writer = tokio::spawn(self.clone().write_events(pending, written.clone(), cursor));
         let mut first = true;
         let mut backoff = Duration::from_millis(250);
         while !self.shutdown.is_cancelled() {
@@ -349,169 +349,10 @@ impl<S: LogSource, K: RecordSink> Streamer<S, K> {
         following.remove(id);
         metrics::gauge!("berth_log_followed_containers").set(following.len() as f64);
     }
-
-    /// Ships event records in order and advances the events checkpoint once
-    /// each is stored; retries a record until it is stored or shutdown.
-    /// Once `written` fires, it ships what is queued and returns.
-    async fn write_events(
-        self: Arc<Self>,
-        mut pending: mpsc::Receiver<WorkloadEvent>,
-        written: CancellationToken,
-    ) {
-        loop {
-            let event = tokio::select! {
-                biased;
-                event = pending.recv() => event,
-                _ = written.cancelled() => pending.try_recv().ok(),
-            };
-            let Some(event) = event else {
-                return;
-            };
-            let Some(line) = describe(&event) else {
-                let _ = self.follower.store.save_events_cursor(event.cursor);
-                continue;
-            };
-            let moves_cursor = event.is_the_runtimes();
-            let record = LogRecord {
-                ts: event.at,
-                source: RecordSource::Event,
-                instance: event.workload.name.clone(),
-                stream: LogStream::Stdout,
-                line,
-            };
-            let mut backoff = Duration::from_millis(250);
-            loop {
-                let workload = &event.workload;
-                let stored = match self
-                    .follower
-                    .sink
-                    .enqueue(workload.app_id, &workload.key, &record, None)
-                    .await
-                {
-                    Ok(delivery) => delivery.await,
-                    Err(error) => Err(error),
-                };
-                match stored {
-                    Ok(_) => {
-                        metrics::counter!("berth_log_event_records_total").increment(1);
-                        break;
-                    }
-                    Err(error) if error.is_permanent() => {
-                        tracing::warn!(%error, "dropping an event record Kafka refuses");
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "an event record was not stored; retrying");
-                        if self.pause(&mut backoff).await {
-                            return;
-                        }
-                    }
-                }
-            }
-            if !moves_cursor {
-                continue;
-            }
-            if let Err(error) = self.follower.store.save_events_cursor(event.cursor) {
-                tracing::error!(%error, "cannot save the events checkpoint");
-            }
-        }
-    }
 }
 
-/// The line a user sees for a lifecycle event.
-fn describe(event: &WorkloadEvent) -> Option<String> {
-    let name = &event.workload.name;
-    Some(match &event.kind {
-        Lifecycle::Started => format!("instance {name} started"),
-        Lifecycle::Died {
-            exit_code: Some(code),
-        } => match signal_name(*code) {
-            Some(signal) => format!("instance {name} exited with code {code} ({signal})"),
-            None => format!("instance {name} exited with code {code}"),
-        },
-        Lifecycle::Died { exit_code: None } => format!("instance {name} exited"),
-        Lifecycle::OutOfMemory => {
-            format!("instance {name} was killed: it ran out of memory (raise its memory limit)")
-        }
-        Lifecycle::Reported { reason, message } => format!("{reason}: {message}"),
-        Lifecycle::LinesLost { after } => match DateTime::from_timestamp(*after, 0) {
-            Some(after) if after.timestamp() > 0 => format!(
-                "instance {name} was removed before berth read all of its log: \
-                 lines it printed after {} may be missing",
-                after.format("%Y-%m-%d %H:%M:%S UTC")
-            ),
-            _ => format!(
-                "instance {name} was removed before berth read its log: its lines may be missing"
-            ),
-        },
-        Lifecycle::Removed => return None,
-    })
-}
-
-/// What an exit code above 128 says: the process died of a signal.
-fn signal_name(code: i64) -> Option<&'static str> {
-    Some(match code.checked_sub(128)? {
-        2 => "interrupted, SIGINT",
-        6 => "aborted, SIGABRT",
-        9 => "killed, SIGKILL: out of memory or not stopping in time",
-        11 => "crashed, SIGSEGV",
-        15 => "stopped, SIGTERM",
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use uuid::Uuid;
-
-    fn event(kind: Lifecycle) -> WorkloadEvent {
-        WorkloadEvent {
-            workload: Workload {
-                id: "c".into(),
-                name: "berth-acme-web-0123".into(),
-                app_id: Uuid::now_v7(),
-                key: "d".into(),
-                running: false,
-            },
-            kind,
-            at: chrono::Utc::now(),
-            cursor: 1,
-        }
-    }
-
-    #[test]
-    fn lifecycle_lines_say_what_happened() {
-        let line = |kind| describe(&event(kind));
-        assert_eq!(
-            line(Lifecycle::Started).unwrap(),
-            "instance berth-acme-web-0123 started"
-        );
-        assert_eq!(
-            line(Lifecycle::Died { exit_code: Some(1) }).unwrap(),
-            "instance berth-acme-web-0123 exited with code 1"
-        );
-        assert_eq!(
-            line(Lifecycle::Died {
-                exit_code: Some(143)
-            })
-            .unwrap(),
-            "instance berth-acme-web-0123 exited with code 143 (stopped, SIGTERM)"
-        );
-        assert!(line(Lifecycle::OutOfMemory)
-            .unwrap()
-            .contains("out of memory"));
-        assert_eq!(
-            line(Lifecycle::Reported {
-                reason: "BackOff".into(),
-                message: "Back-off restarting failed container web".into()
-            })
-            .unwrap(),
-            "BackOff: Back-off restarting failed container web"
-        );
-        assert_eq!(line(Lifecycle::Removed), None);
-    }
-}
+#[path = "events.rs"]
+mod events;
 
 #[cfg(test)]
 #[path = "service_tests.rs"]

@@ -153,3 +153,115 @@ async fn a_container_removed_before_its_log_was_read_is_reported_in_its_apps_log
          lines it printed after 2026-11-18 11:06:40 UTC may be missing"
     );
 }
+
+/// An engine that replays two lifecycle events of one container (cursors
+/// 200 and 300), whose log stays quiet.
+struct TwoEvents(Workload);
+
+#[async_trait]
+impl LogSource for TwoEvents {
+    async fn workloads(&self) -> Result<Vec<Workload>, StreamError> {
+        Ok(vec![])
+    }
+    async fn is_running(&self, _id: &str) -> Result<Option<bool>, StreamError> {
+        Ok(Some(true))
+    }
+    fn events(
+        &self,
+        _since: Option<i64>,
+    ) -> BoxStream<'static, Result<WorkloadEvent, StreamError>> {
+        let event = |kind, cursor| {
+            Ok(WorkloadEvent {
+                workload: self.0.clone(),
+                kind,
+                at: chrono::DateTime::from_timestamp_nanos(cursor),
+                cursor,
+            })
+        };
+        let events = [
+            event(Lifecycle::Started, 200),
+            event(Lifecycle::Died { exit_code: Some(1) }, 300),
+        ];
+        futures::stream::iter(events)
+            .chain(futures::stream::pending())
+            .boxed()
+    }
+    fn logs(&self, _id: &str, _since: i64) -> BoxStream<'static, Result<LogLine, StreamError>> {
+        futures::stream::pending().boxed()
+    }
+}
+
+/// F22 of the reliability review: the streamer stopped after an event's
+/// record was stored and before its checkpoint moved. After the restart
+/// the event is replayed; its record is stored once, whether or not the
+/// first attempt got it into the topic.
+#[tokio::test]
+async fn an_event_stored_just_before_a_crash_is_not_stored_again() {
+    for stored_before_the_crash in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        let workload = Workload {
+            id: "c".into(),
+            name: "berth-acme-web-c".into(),
+            app_id: Uuid::now_v7(),
+            key: "d".into(),
+            running: true,
+        };
+        let pending = crate::checkpoint::PendingEvent {
+            cursor: 200,
+            app_id: workload.app_id,
+            key: "d".into(),
+            after: -1,
+        };
+        store.save_pending_event(100, pending).unwrap();
+        let sink = Arc::new(MemorySink::default());
+        if stored_before_the_crash {
+            let record = LogRecord {
+                ts: chrono::DateTime::from_timestamp_nanos(200),
+                source: RecordSource::Event,
+                instance: workload.name.clone(),
+                stream: LogStream::Stdout,
+                line: "instance berth-acme-web-c started".into(),
+            };
+            let mark = crate::Position {
+                second: 200,
+                ..Default::default()
+            };
+            let delivery = sink
+                .enqueue(workload.app_id, "d", &record, Some(("events", mark)))
+                .await
+                .unwrap();
+            delivery.await.unwrap();
+        }
+
+        let shutdown = CancellationToken::new();
+        let streamer = Streamer::new(
+            Arc::new(TwoEvents(workload)),
+            sink.clone(),
+            store.clone(),
+            10,
+            shutdown.clone(),
+        );
+        let running = tokio::spawn(streamer.run());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store.events_cursor() != Some(300) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                store.events_cursor()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        running.await.unwrap();
+        assert_eq!(
+            sink.lines(),
+            [
+                "instance berth-acme-web-c started",
+                "instance berth-acme-web-c exited with code 1"
+            ],
+            "stored before the crash: {stored_before_the_crash}"
+        );
+        assert_eq!(store.pending_event(), None);
+    }
+}
