@@ -73,13 +73,18 @@ async fn a_container_removed_under_a_failing_stream_is_no_longer_followed() {
     assert!(streamer.lock().is_empty(), "no longer followed");
 }
 
-/// An engine with one running workload, whose log stays quiet.
-struct OneSurvivor(Workload);
+/// An engine whose workloads run and print nothing; it lists `workloads`
+/// and replays `events`, then waits.
+#[derive(Default)]
+struct Quiet {
+    workloads: Vec<Workload>,
+    events: Vec<WorkloadEvent>,
+}
 
 #[async_trait]
-impl LogSource for OneSurvivor {
+impl LogSource for Quiet {
     async fn workloads(&self) -> Result<Vec<Workload>, StreamError> {
-        Ok(vec![self.0.clone()])
+        Ok(self.workloads.clone())
     }
     async fn is_running(&self, _id: &str) -> Result<Option<bool>, StreamError> {
         Ok(Some(true))
@@ -88,7 +93,9 @@ impl LogSource for OneSurvivor {
         &self,
         _since: Option<i64>,
     ) -> BoxStream<'static, Result<WorkloadEvent, StreamError>> {
-        futures::stream::pending().boxed()
+        futures::stream::iter(self.events.clone().into_iter().map(Ok))
+            .chain(futures::stream::pending())
+            .boxed()
     }
     fn logs(&self, _id: &str, _since: i64) -> BoxStream<'static, Result<LogLine, StreamError>> {
         futures::stream::pending().boxed()
@@ -127,7 +134,10 @@ async fn a_container_removed_before_its_log_was_read_is_reported_in_its_apps_log
     let sink = Arc::new(MemorySink::default());
     let shutdown = CancellationToken::new();
     let streamer = Streamer::new(
-        Arc::new(OneSurvivor(workload("new", app_id))),
+        Arc::new(Quiet {
+            workloads: vec![workload("new", app_id)],
+            ..Default::default()
+        }),
         sink.clone(),
         store.clone(),
         10,
@@ -152,43 +162,6 @@ async fn a_container_removed_before_its_log_was_read_is_reported_in_its_apps_log
         "instance berth-acme-web-cut was removed before berth read all of its log: \
          lines it printed after 2026-11-18 11:06:40 UTC may be missing"
     );
-}
-
-/// An engine that replays two lifecycle events of one container (cursors
-/// 200 and 300), whose log stays quiet.
-struct TwoEvents(Workload);
-
-#[async_trait]
-impl LogSource for TwoEvents {
-    async fn workloads(&self) -> Result<Vec<Workload>, StreamError> {
-        Ok(vec![])
-    }
-    async fn is_running(&self, _id: &str) -> Result<Option<bool>, StreamError> {
-        Ok(Some(true))
-    }
-    fn events(
-        &self,
-        _since: Option<i64>,
-    ) -> BoxStream<'static, Result<WorkloadEvent, StreamError>> {
-        let event = |kind, cursor| {
-            Ok(WorkloadEvent {
-                workload: self.0.clone(),
-                kind,
-                at: chrono::DateTime::from_timestamp_nanos(cursor),
-                cursor,
-            })
-        };
-        let events = [
-            event(Lifecycle::Started, 200),
-            event(Lifecycle::Died { exit_code: Some(1) }, 300),
-        ];
-        futures::stream::iter(events)
-            .chain(futures::stream::pending())
-            .boxed()
-    }
-    fn logs(&self, _id: &str, _since: i64) -> BoxStream<'static, Result<LogLine, StreamError>> {
-        futures::stream::pending().boxed()
-    }
 }
 
 /// F22 of the reliability review: the streamer stopped after an event's
@@ -234,9 +207,23 @@ async fn an_event_stored_just_before_a_crash_is_not_stored_again() {
             delivery.await.unwrap();
         }
 
+        // The engine replays a start (cursor 200) and an exit (300).
+        let event = |kind, cursor| WorkloadEvent {
+            workload: workload.clone(),
+            kind,
+            at: chrono::DateTime::from_timestamp_nanos(cursor),
+            cursor,
+        };
+        let engine = Quiet {
+            events: vec![
+                event(Lifecycle::Started, 200),
+                event(Lifecycle::Died { exit_code: Some(1) }, 300),
+            ],
+            ..Default::default()
+        };
         let shutdown = CancellationToken::new();
         let streamer = Streamer::new(
-            Arc::new(TwoEvents(workload)),
+            Arc::new(engine),
             sink.clone(),
             store.clone(),
             10,
