@@ -413,6 +413,12 @@ impl SandboxBuilder {
         let error = finished
             .last_error
             .unwrap_or_else(|| format!("podman exited with {}", finished.status));
+        if finished.output.step().is_none() && is_podman_setup_error(&error) {
+            return Err(BuildError::Sandbox(format!(
+                "podman could not start in the build sandbox: {}",
+                last_line(&error)
+            )));
+        }
         Err(finished.output.failure(&error))
     }
 }
@@ -500,10 +506,43 @@ fn private_to(user: &BuildUser, path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// Whether podman failed setting itself up rather than building: rootless
+/// podman's own start, which fails now and then when builds of one tenant
+/// start and end at once (seen under `make chaos`). Nothing in the
+/// repository causes these, so they are retried, not the user's failure.
+fn is_podman_setup_error(error: &str) -> bool {
+    const SIGNS: [&str; 2] = [
+        "cannot re-exec process to join the existing user namespace",
+        "default OCI runtime",
+    ];
+    SIGNS.iter().any(|sign| error.contains(sign))
+}
+
 fn setup_failed(error: impl std::fmt::Display) -> BuildError {
     BuildError::Sandbox(error.to_string())
 }
 
 fn sandbox_io(error: std::io::Error) -> BuildError {
     BuildError::Sandbox(format!("cannot make the build's control group: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_podman_setup_error;
+
+    #[test]
+    fn podmans_own_start_failures_are_told_from_build_failures() {
+        assert!(is_podman_setup_error(
+            "Error: cannot re-exec process to join the existing user namespace"
+        ));
+        assert!(is_podman_setup_error(
+            "Error: default OCI runtime \"runc\" not found: invalid argument"
+        ));
+        assert!(!is_podman_setup_error(
+            "Error: building at STEP \"RUN make\": exit status 2"
+        ));
+        assert!(!is_podman_setup_error(
+            "dockerfile parse error line 3: unknown instruction: RUNN"
+        ));
+    }
 }

@@ -6,7 +6,8 @@
 //! the streamer was down or behind, often the very lines (a shutdown
 //! message, a crash) its users look for. So a retired container is only
 //! stopped, and stays, stopped, for `retired_keep_secs`; the reconciler's
-//! pass then removes it and its image ([`DockerRuntime::prune_retired`]).
+//! pass then removes it and its image
+//! ([`DockerRuntime::prune_retired_containers`]).
 //! A stopped container takes no memory, CPU or port, only its disk.
 //!
 //! A container that never started has no log and goes at once, as does
@@ -49,7 +50,12 @@ impl DockerRuntime {
         if has_ended(container) {
             return Ok(false);
         }
-        self.stop(id).await?;
+        // The old release must not go on serving: when the engine cannot
+        // stop it, it goes by force (and its last lines may go with it).
+        if let Err(error) = self.stop(id).await {
+            tracing::warn!(container = id, %error, "stop failed; removing by force");
+            self.remove(id).await?;
+        }
         Ok(true)
     }
 
