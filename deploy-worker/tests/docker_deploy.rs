@@ -44,9 +44,8 @@ async fn a_deploy_goes_live_and_answers_http() {
     assert_eq!(
         name,
         &format!(
-            "/berth-test-{}-{}",
-            app.name,
-            &deployment.simple().to_string()[..12]
+            "/{}",
+            berth_proto::labels::container_name("test", &app.name, deployment)
         )
     );
     assert_eq!(label, &deployment.to_string());

@@ -24,9 +24,6 @@ async fn a_replaced_container_is_kept_stopped_for_its_log_then_removed() {
     let runtime = docker_runtime_with(config).await;
     let app = new_app();
     let first = new_deployment(&app, &images.v1);
-    // Container names carry the id's millisecond: two ids of one
-    // millisecond would name one container.
-    tokio::time::sleep(Duration::from_millis(2)).await;
     let second = new_deployment(&app, &images.v2);
     runtime.deploy(&first).await.expect("v1 serves");
     let endpoint = runtime.deploy(&second).await.expect("v2 serves");

@@ -14,8 +14,10 @@ pub const MANAGED_BY_VALUE: &str = "berth";
 pub const INSTALLATION: &str = "berth.dev/installation";
 
 /// The name of the container one deployment of an app runs in on the
-/// docker driver: `berth-<tenant>-<app>-<first 12 hex digits of the
-/// deployment id>`, from the labels the deploy-worker sets.
+/// docker driver: `berth-<tenant>-<app>-<time>-<random>`, from the labels
+/// the deploy-worker sets. A v7 deployment id's first 12 hex digits are the
+/// millisecond it was made (names sort by age); its last 8 are random, so
+/// two deployments of an app made in one millisecond get two containers.
 ///
 /// Labels alone do not prove berth made a container: Docker's classic
 /// builder gives a build step's container the labels of the image so far, so
@@ -24,6 +26,13 @@ pub const INSTALLATION: &str = "berth.dev/installation";
 /// though, so the log-streamer follows only containers whose name is the
 /// one their labels imply.
 pub fn container_name(tenant: &str, app_name: &str, deployment_id: uuid::Uuid) -> String {
+    let id = deployment_id.simple().to_string();
+    format!("berth-{tenant}-{app_name}-{}-{}", &id[..12], &id[24..])
+}
+
+/// The name containers got before [`container_name`] had the random part;
+/// containers made then still carry it.
+fn earlier_container_name(tenant: &str, app_name: &str, deployment_id: uuid::Uuid) -> String {
     let id = deployment_id.simple().to_string();
     format!("berth-{tenant}-{app_name}-{}", &id[..12])
 }
@@ -38,7 +47,9 @@ pub fn named_by_berth(name: &str, labels: &std::collections::HashMap<String, Str
     ) else {
         return false;
     };
-    name.trim_start_matches('/') == container_name(tenant, app_name, deployment)
+    let name = name.trim_start_matches('/');
+    name == container_name(tenant, app_name, deployment)
+        || name == earlier_container_name(tenant, app_name, deployment)
 }
 
 #[cfg(test)]
@@ -55,11 +66,17 @@ mod tests {
             (DEPLOYMENT.to_owned(), deployment.to_string()),
         ]);
         let name = container_name("acme", "web", deployment);
+        let hex = deployment.simple().to_string();
         assert_eq!(
             name,
-            format!("berth-acme-web-{}", &deployment.simple().to_string()[..12])
+            format!("berth-acme-web-{}-{}", &hex[..12], &hex[24..])
         );
         assert!(named_by_berth(&name, &labels));
+        let earlier = format!("berth-acme-web-{}", &hex[..12]);
+        assert!(
+            named_by_berth(&earlier, &labels),
+            "made by an earlier berth"
+        );
         assert!(named_by_berth(&format!("/{name}"), &labels));
         // A build step's container: the engine named it.
         assert!(!named_by_berth("/pensive_hopper", &labels));
@@ -68,5 +85,15 @@ mod tests {
             &labels
         ));
         assert!(!named_by_berth(&name, &HashMap::new()));
+    }
+
+    #[test]
+    fn deployments_made_in_one_millisecond_get_two_names() {
+        let at = uuid::Timestamp::from_unix(uuid::NoContext, 1_795_000_000, 0);
+        let (first, second) = (uuid::Uuid::new_v7(at), uuid::Uuid::new_v7(at));
+        assert_ne!(
+            container_name("acme", "web", first),
+            container_name("acme", "web", second)
+        );
     }
 }

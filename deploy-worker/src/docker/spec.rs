@@ -13,8 +13,8 @@ use crate::config::DockerConfig;
 use crate::error::DeployError;
 use crate::runtime::{DeploySpec, Instance};
 
-/// `berth-<tenant>-<app>-<first 12 hex digits of the deployment id>`.
-/// The log-streamer follows only containers named so ([`labels::container_name`]).
+/// `berth-<tenant>-<app>-<time>-<random>` from the deployment id. The
+/// log-streamer follows only containers named so ([`labels::container_name`]).
 pub fn container_name(app: &AppRef, deployment_id: Uuid) -> String {
     labels::container_name(&app.tenant, &app.name, deployment_id)
 }
