@@ -221,7 +221,7 @@ mod tests {
         let spec = spec();
         assert_eq!(
             container_name(&spec.release.app, spec.deployment_id),
-            "berth-acme-web-01936d2a7b3c"
+            "berth-acme-web-01936d2a7b3c-89abcdef"
         );
     }
 
