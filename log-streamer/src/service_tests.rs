@@ -73,6 +73,25 @@ async fn a_container_removed_under_a_failing_stream_is_no_longer_followed() {
     assert!(streamer.lock().is_empty(), "no longer followed");
 }
 
+/// Runs a streamer on `engine` until `done` (within 5 s), then stops it.
+async fn run_until(
+    engine: impl LogSource,
+    sink: Arc<MemorySink>,
+    store: &CheckpointStore,
+    done: impl Fn() -> bool,
+) {
+    let shutdown = CancellationToken::new();
+    let streamer = Streamer::new(Arc::new(engine), sink, store.clone(), 10, shutdown.clone());
+    let running = tokio::spawn(streamer.run());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "not done within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
 /// An engine whose workloads run and print nothing; it lists `workloads`
 /// and replays `events`, then waits.
 #[derive(Default)]
@@ -132,25 +151,11 @@ async fn a_container_removed_before_its_log_was_read_is_reported_in_its_apps_log
     store.save(&deleted_app, shipped_until).unwrap();
 
     let sink = Arc::new(MemorySink::default());
-    let shutdown = CancellationToken::new();
-    let streamer = Streamer::new(
-        Arc::new(Quiet {
-            workloads: vec![workload("new", app_id)],
-            ..Default::default()
-        }),
-        sink.clone(),
-        store.clone(),
-        10,
-        shutdown.clone(),
-    );
-    let running = tokio::spawn(streamer.run());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while store.known() != ["new"] {
-        assert!(std::time::Instant::now() < deadline, "{:?}", store.known());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    running.await.unwrap();
+    let engine = Quiet {
+        workloads: vec![workload("new", app_id)],
+        ..Default::default()
+    };
+    run_until(engine, sink.clone(), &store, || store.known() == ["new"]).await;
 
     let records = sink.records();
     assert_eq!(records.len(), 1, "{records:?}");
@@ -221,26 +226,10 @@ async fn an_event_stored_just_before_a_crash_is_not_stored_again() {
             ],
             ..Default::default()
         };
-        let shutdown = CancellationToken::new();
-        let streamer = Streamer::new(
-            Arc::new(engine),
-            sink.clone(),
-            store.clone(),
-            10,
-            shutdown.clone(),
-        );
-        let running = tokio::spawn(streamer.run());
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while store.events_cursor() != Some(300) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{:?}",
-                store.events_cursor()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        shutdown.cancel();
-        running.await.unwrap();
+        run_until(engine, sink.clone(), &store, || {
+            store.events_cursor() == Some(300)
+        })
+        .await;
         assert_eq!(
             sink.lines(),
             [
