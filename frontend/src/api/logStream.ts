@@ -114,6 +114,7 @@ export class LogStream {
       }
       // Data flowed: the next drop starts the backoff again.
       this.attempt = 0;
+      if (frame === null || typeof frame !== "object") return;
       if ("skipped" in frame) {
         this.o.buffer.skip(frame.skipped);
         this.o.onChange();
