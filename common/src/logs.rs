@@ -13,7 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -209,6 +209,20 @@ impl LogProducer {
         after: Option<i64>,
     ) -> Result<(i64, Option<String>), LogError> {
         let topic = self.ensure_topic(app_id).await?;
+        let Some(after) = after else {
+            // Only the end: the producer's own connection knows it, no
+            // consumer needed.
+            let producer = self.producer.clone();
+            return tokio::task::spawn_blocking(move || {
+                let (_, high) = producer
+                    .client()
+                    .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+                    .map_err(LogError::Read)?;
+                Ok((high - 1, None))
+            })
+            .await
+            .map_err(|_| LogError::Read(KafkaError::Canceled))?;
+        };
         let (brokers, key, prefix) = (self.brokers.clone(), key.to_owned(), prefix.to_owned());
         tokio::task::spawn_blocking(move || scan_marks(&brokers, &topic, &key, &prefix, after))
             .await
@@ -221,7 +235,7 @@ fn scan_marks(
     topic: &str,
     key: &str,
     prefix: &str,
-    after: Option<i64>,
+    after: i64,
 ) -> Result<(i64, Option<String>), LogError> {
     const TIMEOUT: Duration = Duration::from_secs(10);
     let consumer: BaseConsumer = ClientConfig::new()
@@ -236,10 +250,10 @@ fn scan_marks(
         .fetch_watermarks(topic, 0, TIMEOUT)
         .map_err(LogError::Read)?;
     let end = high - 1;
-    let from = match after {
-        Some(after) if (after + 1).max(low) < high => (after + 1).max(low),
-        _ => return Ok((end, None)),
-    };
+    let from = (after + 1).max(low);
+    if from >= high {
+        return Ok((end, None));
+    }
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(topic, 0, Offset::Offset(from))

@@ -229,7 +229,14 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                         .await;
                 }
             }
-            self.runtime.prune_retired(&desired.app, live).await?;
+            // Only when a stopped workload of another deployment is kept:
+            // most passes have none, and ask the runtime nothing more.
+            if instances
+                .iter()
+                .any(|instance| !instance.running && instance.deployment_id != live)
+            {
+                self.runtime.prune_retired(&desired.app, live).await?;
+            }
             let ours: Vec<_> = instances
                 .iter()
                 .filter(|instance| live.is_some() && instance.deployment_id == live)

@@ -383,7 +383,7 @@ impl Runtime for DockerRuntime {
         }
         tracing::info!(app_id = %app.id, removed = containers.len(), "removed the app's containers");
         let count = containers.len();
-        image::remove_unused(&self.docker, containers.into_iter().filter_map(|c| c.image)).await;
+        self.remove_images_of(containers).await;
         Ok(count)
     }
 

@@ -23,7 +23,7 @@ use crate::error::DeployError;
 
 /// Whether the container has run and ended (the state a retired one is
 /// kept in).
-pub(super) fn has_ended(container: &ContainerSummary) -> bool {
+fn has_ended(container: &ContainerSummary) -> bool {
     matches!(
         container.state,
         Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD)
@@ -128,10 +128,15 @@ impl DockerRuntime {
     pub(super) async fn retired(&self, containers: Vec<ContainerSummary>) -> usize {
         let count = containers.len();
         if !self.keeps_retired() {
-            image::remove_unused(&self.docker, containers.into_iter().filter_map(|c| c.image))
-                .await;
+            self.remove_images_of(containers).await;
         }
         count
+    }
+
+    /// Removes the release images of removed containers that no other
+    /// container uses.
+    pub(super) async fn remove_images_of(&self, removed: Vec<ContainerSummary>) {
+        image::remove_unused(&self.docker, removed.into_iter().filter_map(|c| c.image)).await;
     }
 
     /// Removes the app's retired containers, those of any deployment but
@@ -166,7 +171,7 @@ impl DockerRuntime {
         }
         let count = pruned.len();
         metrics::counter!("berth_retired_containers_removed_total").increment(count as u64);
-        image::remove_unused(&self.docker, pruned.into_iter().filter_map(|c| c.image)).await;
+        self.remove_images_of(pruned).await;
         Ok(count)
     }
 
