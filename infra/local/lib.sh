@@ -36,6 +36,12 @@ PG_DIR="$BERTH_STATE/postgres"
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 PG_SOCK="$PG_DIR/socket"
+# The test suites' own cluster (make up's stack only): fsync and full-page
+# writes are per cluster, so the platform's database can be durable while
+# the tests, which create and drop a database per run, trade that for speed.
+# A named stack has none: its suite must see what a durable database keeps.
+PG_TEST_PORT=$((54328 + PORT_OFFSET))
+PG_TEST_DIR="$BERTH_STATE/postgres-test"
 
 RMQ_NODE="berth${BERTH_STACK:+-$BERTH_STACK}@localhost"
 RMQ_PORT=$((5672 + PORT_OFFSET))
@@ -151,7 +157,7 @@ private_state() {
   for dir in "$BERTH_STATE"/*/; do
     dir="${dir%/}"
     case "$dir" in
-      "$PG_DIR") chmod 700 "$dir" ;;
+      "$PG_DIR" | "$PG_TEST_DIR") chmod 700 "$dir" ;;
       "$RMQ_DIR") chown rabbitmq:rabbitmq "$dir"; chmod 700 "$dir" ;;
       *) chmod 700 "$dir" ;;
     esac
