@@ -77,6 +77,9 @@ pub struct Config {
     pub concurrency: u16,
     #[command(flatten)]
     pub docker: DockerConfig,
+    /// The docker driver's edge router.
+    #[command(flatten)]
+    pub router: crate::router::RouterConfig,
     #[command(flatten)]
     pub kubernetes: KubernetesSettings,
     #[command(flatten)]

@@ -44,6 +44,9 @@ pub enum DeployError {
     #[error("the container engine is unavailable: {0}")]
     Engine(String),
 
+    #[error("the edge router could not be changed: {0}")]
+    Router(String),
+
     #[error("the app's pods did not start: {0}")]
     PodsNotStarted(String),
 
@@ -65,7 +68,7 @@ fn last_lines(logs: &[String]) -> String {
 impl DeployError {
     /// A passing failure: trying the same message again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Engine(_) | Self::Cluster(_))
+        matches!(self, Self::Engine(_) | Self::Router(_) | Self::Cluster(_))
     }
 }
 

@@ -18,12 +18,13 @@ pub mod error;
 mod fixture;
 pub mod kubernetes;
 pub mod registry;
+pub mod router;
 pub mod runtime;
 pub mod service;
 
 pub use config::{AppLimits, Config, DockerConfig, Invocation, RestartPolicySetting, RuntimeKind};
 pub use error::DeployError;
-pub use runtime::{DeploySpec, Endpoint, Instance, Runtime};
+pub use runtime::{DeploySpec, Endpoint, Instance, RouteWant, Runtime};
 pub use service::DeployService;
 
 use berth_common::registry_auth::Grants;
@@ -78,7 +79,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     Arc::new(grants.clone().pull_for(ENGINE_PULL_GRANT)),
                 )
             });
-            let runtime = docker::DockerRuntime::new(docker, config.docker.clone(), pull);
+            let mut runtime = docker::DockerRuntime::new(docker, config.docker.clone(), pull);
+            match &config.router.router_admin_socket {
+                Some(socket) => {
+                    tracing::info!(socket = %socket.display(), apps_domain = config.router.apps_domain,
+                        listen = config.router.router_listen, "edge router");
+                    let router = router::caddy::CaddyRouter::new(socket.clone(), &config.router);
+                    runtime = runtime
+                        .with_routing(router::Routing::new(Arc::new(router), &config.router));
+                }
+                None => tracing::warn!(
+                    "BERTH_ROUTER_ADMIN_SOCKET is not set: no edge router; apps answer only on their published ports"
+                ),
+            }
             consume(runtime, broker, key, &config, shutdown).await
         }
         RuntimeKind::Kubernetes => {

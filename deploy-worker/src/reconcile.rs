@@ -11,14 +11,17 @@
 //! * workloads of any deployment but the live one are retired, and removed
 //!   once kept long enough for the log-streamer to read their logs;
 //! * a live app whose workload is gone is deployed again, one that was
-//!   stopped is started, and one scaled to 0 is stopped.
+//!   stopped is started, and one scaled to 0 is stopped;
+//! * last, every app's route on the edge router is made to point at what
+//!   its live deployment runs (or at a 503 page), and routes of deleted
+//!   apps go.
 //!
 //! The pass ends with one `runtime.status` report: each live app it looked
 //! at is running, stopped, or degraded with the reason its repair failed.
 
 use super::DeployService;
 use crate::error::DeployError;
-use crate::runtime::Runtime;
+use crate::runtime::{RouteWant, Runtime};
 use berth_common::{MessagePublisher, Outcome};
 use berth_proto::{
     AppHealth, AppRef, AppStatus, DesiredApp, DesiredState, LogRecord, LogSource, LogStream,
@@ -54,6 +57,7 @@ pub(crate) enum Repair {
     Started,
     Stopped,
     Redeployed,
+    Rerouted,
 }
 
 impl Repair {
@@ -64,6 +68,7 @@ impl Repair {
             Self::Started => "started",
             Self::Stopped => "stopped",
             Self::Redeployed => "redeployed",
+            Self::Rerouted => "rerouted",
         }
     }
 
@@ -86,6 +91,9 @@ impl Repair {
             ),
             Self::Redeployed => "berth repaired the app: deployed the live release again; \
                 its workloads were gone (a reboot, or removed by hand)"
+                .to_owned(),
+            Self::Rerouted => "berth repaired the app's route on the edge router: \
+                it did not lead to what the app runs (the router restarted, or was changed by hand)"
                 .to_owned(),
         })
     }
@@ -190,6 +198,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 });
             }
         }
+        self.converge_routes(desired).await;
         if !health.is_empty() {
             let status = RuntimeStatus {
                 at: desired.at,
@@ -201,6 +210,52 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             }
         }
         Ok(())
+    }
+
+    /// Makes the edge router's routes match the desired state and what
+    /// runs now that the apps are repaired. Apps with a deploy on its way
+    /// and apps newer than the snapshot keep their route: their deploy
+    /// moves it. A router that cannot be reached is tried again next pass.
+    async fn converge_routes(&self, desired: &DesiredState) {
+        let wants: Vec<RouteWant> = desired
+            .apps
+            .iter()
+            .filter(|app| !app.busy)
+            .map(|app| RouteWant {
+                app: app.app.clone(),
+                live: app.live.as_ref().map(|live| live.deployment_id),
+                serving: app.live.is_some() && app.replicas > 0,
+            })
+            .collect();
+        let busy: BTreeSet<Uuid> = desired
+            .apps
+            .iter()
+            .filter(|app| app.busy)
+            .map(|app| app.app.id)
+            .collect();
+        let known: BTreeSet<Uuid> = desired.apps.iter().map(|app| app.app.id).collect();
+        let at = desired.at;
+        let keep =
+            move |id: Uuid| busy.contains(&id) || (!known.contains(&id) && !made_before(id, at));
+        match self.runtime.converge_routes(&wants, &keep).await {
+            Ok(changed) => {
+                for want in wants.iter().filter(|want| changed.contains(&want.app.id)) {
+                    self.repaired(Repair::Rerouted, &want.app, want.live, 1)
+                        .await;
+                }
+                let gone = changed
+                    .iter()
+                    .filter(|id| !wants.iter().any(|w| w.app.id == **id))
+                    .count();
+                if gone > 0 {
+                    tracing::info!(gone, "removed the routes of deleted apps");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not bring the edge router's routes in line; next pass tries again");
+                metrics::counter!("berth_router_converge_failures_total").increment(1);
+            }
+        }
     }
 
     /// Repairs one app; returns what it then runs (`None`: nothing should).

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use berth_proto::{AppRef, Release};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -44,7 +44,19 @@ pub struct Instance {
     pub endpoint: Option<String>,
 }
 
-/// Where a deployed release answers, e.g. `http://127.0.0.1:41234`.
+/// What the reconciler wants of one app's route on the edge router.
+#[derive(Debug, Clone)]
+pub struct RouteWant {
+    pub app: AppRef,
+    /// The live deployment, whose running workloads get the traffic.
+    pub live: Option<Uuid>,
+    /// Scaled above 0 (a stopped app's host answers with a 503 page).
+    pub serving: bool,
+}
+
+/// Where a deployed release answers: its stable URL behind the edge
+/// router, e.g. `http://shop.acme.localhost`, or without a router the
+/// published port, e.g. `http://127.0.0.1:41234`.
 pub type Endpoint = String;
 
 #[async_trait]
@@ -105,6 +117,21 @@ pub trait Runtime: Send + Sync + 'static {
         _live: Option<Uuid>,
     ) -> Result<usize, DeployError> {
         Ok(0)
+    }
+
+    /// Makes the edge router's routes match `wants` and what runs: each
+    /// app's host to its live deployment's running workloads. Routes of
+    /// apps `keep` names stay as they are, and so does the route of an app
+    /// that runs a deployment newer than its live one (a deploy the wants
+    /// do not know yet). Returns the apps whose route changed; a runtime
+    /// without a router of its own (Kubernetes routes with Ingress) has
+    /// nothing to do.
+    async fn converge_routes(
+        &self,
+        _wants: &[RouteWant],
+        _keep: &(dyn Fn(Uuid) -> bool + Send + Sync),
+    ) -> Result<BTreeSet<Uuid>, DeployError> {
+        Ok(BTreeSet::new())
     }
 }
 

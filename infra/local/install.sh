@@ -13,6 +13,8 @@ DEBIAN_PACKAGES=(
   docker-registry apache2-utils
   # catatonit: the init process app containers run under (HostConfig.Init)
   podman runc catatonit
+  # the edge router in front of every app (driven through its admin API)
+  caddy
   # sandboxed builds: rootless podman as the build user (newuidmap), a
   # network namespace and firewall rules per build
   uidmap iproute2 iptables
@@ -59,6 +61,11 @@ install_packages() {
   # next boot: the stack runs its own node, so keep the default one off.
   if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" rabbitmq-server "* ]]; then
     systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+  fi
+  # Likewise Caddy's packaged service, which would take port 80 with a
+  # welcome page: the stack runs its own router, configured by berth.
+  if [[ -d /run/systemd/system ]] && [[ " ${missing[*]} " == *" caddy "* ]]; then
+    systemctl disable --now caddy caddy-api >/dev/null 2>&1 || true
   fi
   ok "Debian packages installed"
 }

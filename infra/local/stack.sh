@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local stack berth runs against: PostgreSQL, RabbitMQ, tansu (Kafka
-# protocol), a private image registry, podman's Docker-API socket and an SMTP sink, plus the
+# protocol), a private image registry, podman's Docker-API socket, the edge
+# router (Caddy, router.sh) and an SMTP sink, plus the
 # locally made base images and the env file (.berth/berth.env).
 #
 # Usage: infra/local/stack.sh up|down|status|env|reset
@@ -16,6 +17,8 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=router.sh
+source "$BERTH_LIB_DIR/router.sh"
 
 # ================================================================ secrets
 
@@ -541,6 +544,7 @@ write_env_file() {
     emit BERTH_ALLOW_LOCAL_REPOS true
     echo "# Local repositories are built only from inside this folder (tests make theirs here):"
     emit BERTH_LOCAL_REPO_ROOT "$BERTH_STATE/repos"
+    router_env
     emit BERTH_LISTEN "$BACKEND_ADDR"
     emit BERTH_PUBLIC_URL "http://$BACKEND_ADDR"
     emit BERTH_SMTP_URL "smtp://127.0.0.1:$SMTP_PORT"
@@ -634,6 +638,7 @@ cmd_up() {
   smtp_up
   registry_up
   podman_up
+  router_up
   build_user_up
   # The tansu build (first run only) is the long pole: make the base images
   # while waiting for it when it still has to be built.
@@ -666,6 +671,7 @@ cmd_down() {
     rm -f "$SHARED_MARKER"
     return 0
   fi
+  router_down
   podman_down
   registry_down
   smtp_down
@@ -721,6 +727,7 @@ cmd_status() {
   line registry "$(updown registry_ready)" "http://$REGISTRY_ADDR  token auth, realm $REGISTRY_TOKEN_REALM"
   line smtp "$(updown smtp_ready)" "smtp://127.0.0.1:$SMTP_PORT  mail ${MAIL_DIR#"$BERTH_ROOT"/}"
   line podman "$(updown podman_ready)" "unix://$PODMAN_SOCK"
+  line router "$(updown router_ready)" ":$ROUTER_PORT  admin unix://$ROUTER_SOCK"
   local k img
   if podman_ready; then
     for k in "${BASE_IMAGE_ORDER[@]}"; do

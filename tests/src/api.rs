@@ -223,10 +223,28 @@ pub fn state_names(deployment: &Value) -> Result<Vec<&str>> {
 
 /// GETs `url` and returns the body; for talking to deployed apps.
 pub async fn fetch_body(url: &str) -> Result<String> {
-    let response = reqwest::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await?;
-    Ok(response.text().await?)
+    Ok(app_get(url).await?.text().await?)
+}
+
+/// GETs `url`, an app's URL. A name under `localhost` is sent to this
+/// machine with its `Host` header, as browsers do (glibc does not resolve
+/// such names).
+pub async fn app_get(url: &str) -> Result<reqwest::Response> {
+    let mut parsed = reqwest::Url::parse(url)?;
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(host) = parsed.host_str().map(str::to_owned) {
+        if host.ends_with(".localhost") {
+            let header = match parsed.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.clone(),
+            };
+            parsed
+                .set_host(Some("127.0.0.1"))
+                .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            request = reqwest::Client::new()
+                .get(parsed)
+                .header(reqwest::header::HOST, header);
+        }
+    }
+    Ok(request.timeout(Duration::from_secs(10)).send().await?)
 }

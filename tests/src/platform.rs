@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use berth_common::testing::registry::{SigningFiles, TestRegistry, ISSUER, SERVICE};
+use berth_common::testing::router::TestRouter;
 use berth_common::testing::{repo_root, stack_env, TestVhost};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -38,6 +39,8 @@ pub struct Platform {
     database: String,
     /// Stopped (its images deleted) when the platform is dropped.
     pub registry: TestRegistry,
+    /// The edge router apps answer behind, the platform's own.
+    pub router: TestRouter,
 }
 
 fn free_port() -> u16 {
@@ -98,6 +101,7 @@ impl Platform {
         let registry =
             TestRegistry::start_with_realm(&format!("{base_url}/api/v1/registry/token"), &signing)
                 .await;
+        let router = TestRouter::start().await;
         // No platform-wide registry user: every push and pull is a grant.
         env.remove("BERTH_REGISTRY_USERNAME");
         env.remove("BERTH_REGISTRY_PASSWORD");
@@ -127,6 +131,17 @@ impl Platform {
             ),
             ("BERTH_REGISTRY_SERVICE", SERVICE.into()),
             ("BERTH_REGISTRY_TOKEN_ISSUER", ISSUER.into()),
+            (
+                "BERTH_ROUTER_ADMIN_SOCKET",
+                router.socket.display().to_string(),
+            ),
+            ("BERTH_ROUTER_LISTEN", router.listen()),
+            ("BERTH_APPS_DOMAIN", "localhost".into()),
+            ("BERTH_CONSOLE_HOST", "berth.localhost".into()),
+            ("BERTH_CONSOLE_UPSTREAM", format!("127.0.0.1:{port}")),
+            // A shorter drain than an operator's default: the tests'
+            // requests are short, and every redeploy waits for it.
+            ("BERTH_DRAIN_SECS", "1".into()),
             ("RUST_LOG", "info,berth=debug".into()),
         ];
         env.extend(overrides.map(|(k, v)| (k.to_owned(), v)));
@@ -168,6 +183,7 @@ impl Platform {
             vhost,
             database,
             registry,
+            router,
         };
         for name in platform.instance_names() {
             platform.spawn(&name)?;

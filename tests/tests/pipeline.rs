@@ -4,7 +4,7 @@
 use anyhow::{ensure, Context, Result};
 use berth_tests::api::{fetch_body, state_names};
 use berth_tests::flow::{deploy_live, endpoint, signed_in, SETTLE};
-use berth_tests::{AppRepo, Platform};
+use berth_tests::{engine, AppRepo, Platform};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -96,13 +96,18 @@ async fn push_to_live_then_redeploy_a_change() -> Result<()> {
         "reported after the clone"
     );
     let second_url = endpoint(&second)?;
+    assert_eq!(second_url, first_url, "the app keeps its URL");
+    assert!(
+        first_url.starts_with("http://greeter.") && first_url.contains(".localhost:"),
+        "{first_url}"
+    );
     assert_eq!(fetch_body(&second_url).await?, "hello v2");
-    if second_url != first_url {
-        assert!(
-            fetch_body(&first_url).await.is_err(),
-            "the old container still answers"
-        );
-    }
+    let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
+    assert_eq!(
+        engine::running_deployments(&docker, berth_proto::labels::APP, app_id).await?,
+        [second["id"].as_str().context("id")?.to_owned()],
+        "only the new release runs"
+    );
     let first_now = client
         .deployment(first["id"].as_str().context("id")?)
         .await?;

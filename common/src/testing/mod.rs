@@ -8,6 +8,7 @@ pub mod mailbox;
 pub mod memory_log;
 pub mod registry;
 pub mod registry_client;
+pub mod router;
 pub mod tansu;
 
 use std::collections::HashMap;

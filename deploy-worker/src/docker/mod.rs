@@ -4,14 +4,16 @@
 //! A deploy pulls the release's image by digest, starts a new container
 //! labelled with the berth labels and the app port published on the host
 //! (the engine picks the host port), waits until it accepts connections,
-//! and only then stops the app's older containers ([`retire`] says why they
-//! stay a while). Containers are found by label, so the worker keeps no
-//! state of its own.
+//! then moves the app's route on the edge router to it ([`routes`]), lets
+//! the older containers finish the requests they hold, and only then stops
+//! them ([`retire`] says why they stay a while). Containers are found by
+//! label, so the worker keeps no state of its own.
 
 mod image;
 pub mod network;
 mod ready;
 mod retire;
+mod routes;
 pub mod spec;
 
 use async_trait::async_trait;
@@ -20,20 +22,23 @@ use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::config::DockerConfig;
 use crate::error::DeployError;
 use crate::registry::RegistryPull;
-use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
+use crate::router::{AppRoute, Routing, Target};
+use crate::runtime::{DeploySpec, Endpoint, Instance, RouteWant, Runtime};
 
 pub struct DockerRuntime {
     docker: Docker,
     config: DockerConfig,
     /// berth's registry and its pull grants; `None`: anonymous pulls.
     pull: Option<RegistryPull>,
+    /// The edge router apps answer behind; `None`: on their ports only.
+    routing: Option<Routing>,
 }
 
 impl DockerRuntime {
@@ -42,6 +47,7 @@ impl DockerRuntime {
             docker,
             config,
             pull,
+            routing: None,
         }
     }
 
@@ -134,6 +140,36 @@ impl DockerRuntime {
             .filter_map(|c| spec::instance_of(c, &self.config.public_host).deployment_id)
             .filter(|id| *id > than)
             .max())
+    }
+
+    /// Sends the app's traffic to the deployment's container on
+    /// `host_port`, then gives the older containers still running the
+    /// drain time to answer the requests they hold before they are stopped.
+    async fn move_traffic(
+        &self,
+        routing: &Routing,
+        spec: &DeploySpec,
+        host_port: u16,
+    ) -> Result<(), DeployError> {
+        let app = &spec.release.app;
+        let route = AppRoute {
+            app_id: app.id,
+            host: routing.host(app),
+            target: Target::Instances(vec![self.dial(host_port)]),
+        };
+        routing.router.set(&route).await?;
+        let older_running = self.app_containers(app.id).await?.iter().any(|c| {
+            c.state == Some(ContainerSummaryStateEnum::RUNNING)
+                && spec::instance_of(c, "")
+                    .deployment_id
+                    .is_none_or(|id| id < spec.deployment_id)
+        });
+        if older_running && !routing.drain.is_zero() {
+            tracing::info!(deployment_id = %spec.deployment_id, drain_secs = routing.drain.as_secs(),
+                "traffic moved to the new container; draining the older ones");
+            tokio::time::sleep(routing.drain).await;
+        }
+        Ok(())
     }
 
     /// A running container of this deployment that still answers, if any.
@@ -288,8 +324,14 @@ impl Runtime for DockerRuntime {
         if spec.cancelled.is_cancelled() {
             return self.undo(&name).await;
         }
+        let endpoint = match &self.routing {
+            Some(routing) => {
+                self.move_traffic(routing, spec, host_port).await?;
+                routing.url(app)
+            }
+            None => spec::endpoint(&self.config.public_host, host_port),
+        };
         let retired = self.retire_older(app.id, deployment_id).await?;
-        let endpoint = spec::endpoint(&self.config.public_host, host_port);
         tracing::info!(%deployment_id, app_id = %app.id, endpoint, retired,
             elapsed_ms = started.elapsed().as_millis() as u64, "deployment serves");
         Ok(endpoint)
@@ -335,24 +377,16 @@ impl Runtime for DockerRuntime {
         if replicas > 1 {
             tracing::warn!(app_id = %app.id, replicas, "the docker driver runs one container per app");
         }
+        let kept = keep
+            .and_then(|k| spec::instance_of(k, "").deployment_id)
+            .or(live);
+        self.reroute(app, kept, replicas > 0).await?;
         tracing::info!(app_id = %app.id, replicas, changed, "scaled the app");
         Ok(changed)
     }
 
     async fn apps(&self) -> Result<Option<Vec<AppRef>>, DeployError> {
-        let filters = HashMap::from([(
-            "label",
-            vec![format!(
-                "{}={}",
-                labels::INSTALLATION,
-                self.config.installation
-            )],
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = self.docker.list_containers(Some(options)).await?;
+        let containers = self.installation_containers().await?;
         Ok(Some(crate::runtime::apps_of(
             containers,
             |container, key| container.labels.as_ref()?.get(key).cloned(),
@@ -381,6 +415,9 @@ impl Runtime for DockerRuntime {
                 self.stop_and_remove(id).await?;
             }
         }
+        if let Some(routing) = &self.routing {
+            routing.router.remove(app.id).await?;
+        }
         tracing::info!(app_id = %app.id, removed = containers.len(), "removed the app's containers");
         let count = containers.len();
         self.remove_images_of(containers).await;
@@ -389,5 +426,13 @@ impl Runtime for DockerRuntime {
 
     async fn prune_retired(&self, app: &AppRef, live: Option<Uuid>) -> Result<usize, DeployError> {
         self.prune_retired_containers(app.id, live).await
+    }
+
+    async fn converge_routes(
+        &self,
+        wants: &[RouteWant],
+        keep: &(dyn Fn(Uuid) -> bool + Send + Sync),
+    ) -> Result<BTreeSet<Uuid>, DeployError> {
+        self.converge_app_routes(wants, keep).await
     }
 }
