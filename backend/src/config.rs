@@ -64,6 +64,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
 
+    /// The hostname the edge router serves berth's web UI and API on (the
+    /// deploy-worker routes it to this backend): the API answers to it, and
+    /// its pages may open log WebSockets.
+    #[arg(long, env = "BERTH_CONSOLE_HOST")]
+    pub console_host: Option<String>,
+
     #[command(flatten)]
     pub quota: QuotaConfig,
 
@@ -468,11 +474,17 @@ impl Config {
         crate::web_security::proxies::parse_list(&self.trusted_proxies)
     }
 
-    /// Origins that may open WebSockets: the public URL's and the listed ones.
+    /// Origins that may open WebSockets: the public URL's, the console
+    /// host's and the listed ones.
     pub fn websocket_origins(&self) -> Vec<String> {
         self.public_url
             .iter()
             .map(|url| url.origin().ascii_serialization())
+            .chain(
+                self.console_host()
+                    .into_iter()
+                    .flat_map(|host| [format!("http://{host}"), format!("https://{host}")]),
+            )
             .chain(
                 self.allowed_origins
                     .iter()
@@ -480,6 +492,22 @@ impl Config {
                     .filter(|origin| !origin.is_empty()),
             )
             .collect()
+    }
+
+    /// The host names the API answers to besides the public URL's.
+    pub fn allowed_host_names(&self) -> Vec<String> {
+        self.allowed_hosts
+            .iter()
+            .cloned()
+            .chain(self.console_host().map(str::to_owned))
+            .collect()
+    }
+
+    fn console_host(&self) -> Option<&str> {
+        self.console_host
+            .as_deref()
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
     }
 }
 
@@ -642,6 +670,30 @@ mod tests {
                 "https://berth.example.com",
                 "http://localhost:5173",
                 "http://127.0.0.1:5173"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_console_host_is_answered_and_may_open_websockets() {
+        let config = parse(&[
+            "--public-url",
+            "https://berth.example.com",
+            "--console-host",
+            "console.example.com",
+            "--allowed-hosts",
+            "other.example.com",
+        ]);
+        assert_eq!(
+            config.allowed_host_names(),
+            ["other.example.com", "console.example.com"]
+        );
+        assert_eq!(
+            config.websocket_origins(),
+            [
+                "https://berth.example.com",
+                "http://console.example.com",
+                "https://console.example.com"
             ]
         );
     }

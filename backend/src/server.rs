@@ -87,7 +87,7 @@ fn api_settings(config: &Config) -> ApiSettings {
         allow_local_repos: config.allow_local_repos,
         local_repo_root: config.local_repo_root.clone(),
         websocket_origins: config.websocket_origins(),
-        allowed_hosts: config.allowed_hosts.clone(),
+        allowed_hosts: config.allowed_host_names(),
         // Checked by Config::validate before serving.
         quotas: config.quota.quotas().unwrap_or_default(),
         webhook_rate_per_minute: config.webhook_rate_limit,

@@ -162,6 +162,60 @@ async fn a_live_app_whose_container_was_removed_runs_again() -> Result<()> {
     Ok(())
 }
 
+/// The edge router restarted with none of berth's configuration (a crash,
+/// a reboot without its saved state, an operator's reload): the
+/// reconciler puts every route back, and the app answers at the same URL.
+/// Checked through the router itself, not berth's records.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_router_that_lost_its_routes_gets_them_back() -> Result<()> {
+    let mut platform =
+        Platform::start_with(&[("BERTH_CONVERGE_INTERVAL_SECS", "2".into())]).await?;
+    let client = signed_in(&platform, "routed").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "signpost", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    let url = endpoint(&deploy_live(&client, &platform, &app_id).await?)?;
+    assert_eq!(fetch_body(&url).await?, "hello v1");
+    // berth's own UI and API answer through the router too.
+    let (status, _) = platform.router.get("berth.localhost", "/healthz").await?;
+    assert_eq!(status, 200, "the console's route");
+
+    platform.router.restart_empty().await;
+    assert!(
+        fetch_body(&url).await.is_err(),
+        "the router lost its routes"
+    );
+    wait_until(Duration::from_secs(60), "the route back", || async {
+        let serves = fetch_body(&url).await.ok().as_deref() == Some("hello v1");
+        Ok(serves.then_some(Value::Null))
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}\n{}", platform.all_output()))?;
+    let (status, _) = platform.router.get("berth.localhost", "/healthz").await?;
+    assert_eq!(status, 200, "the console's route is back too");
+    let (status, _) = platform.router.get("nobody.routed.localhost", "/").await?;
+    assert_eq!(status, 404, "an unknown host");
+
+    let repaired = |entries: &[Value]| {
+        entries.iter().any(|entry| {
+            entry["source"] == "event"
+                && entry["line"]
+                    .as_str()
+                    .is_some_and(|line| line.contains("route on the edge router"))
+        })
+    };
+    let entries = client
+        .log_socket(&app_id, 0, Duration::from_secs(30), repaired)
+        .await?;
+    assert!(
+        repaired(&entries),
+        "no repair in the app's log: {entries:?}"
+    );
+    Ok(())
+}
+
 /// F12 of the reliability review: the relay published a build request
 /// twice (a crash between publish and commit). Both copies reach the
 /// build-worker; the deployment still ends `live`, not `failed`, with one
