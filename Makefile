@@ -11,13 +11,14 @@ export BERTH_ENV_FILE := $(CURDIR)/.berth/berth.env
 # cargo may live in ~/.cargo/bin without being on PATH (e.g. under sudo or CI)
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: help up down test test-live bench-deploy chaos lint status stack frontend
+.PHONY: help up down test test-live bench-deploy bench-router chaos lint status stack frontend
 
 help:
-	@echo "make up            install + start the stack, build and start berth (http://127.0.0.1:8080)"
+	@echo "make up            install + start the stack, build and start berth (http://berth.localhost)"
 	@echo "make test          start the stack, run every test"
 	@echo "make down          stop berth and the stack (state in .berth/ is kept)"
 	@echo "make bench-deploy  start the stack, run the deploy benchmark"
+	@echo "make bench-router  start the stack, measure the edge router (failed requests during redeploys, latency)"
 	@echo "make chaos         the long fault suite, on a stack of its own (SEED=n replays a run)"
 	@echo "make lint          rustfmt + clippy"
 	@echo "make status        what is running"
@@ -44,7 +45,8 @@ up: stack frontend
 	cargo build --bins
 	$(PROCS) start
 	@echo
-	@echo "berth is running at http://127.0.0.1:8080"
+	@echo "berth is running at http://berth.localhost (through the edge router) and http://127.0.0.1:8080"
+	@echo "apps answer at http://<app>.<tenant>.localhost"
 	@echo "create an account there; its confirmation mail lands in .berth/mail/new/"
 	@echo "stop it with: make down"
 
@@ -77,6 +79,13 @@ test-live:
 bench-deploy: stack
 	cargo build --release --bins
 	BERTH_BIN_DIR=$(CURDIR)/target/release cargo run --release -p berth-tests --bin bench-deploy
+
+# Failed requests during redeploys under load, and the latency the edge
+# router adds. Debug binaries are enough: no request passes through berth's
+# own code, only through Caddy.
+bench-router: stack
+	cargo build --bins
+	cargo run -p berth-tests --bin bench-router
 
 # The long form of the fault suite (docs/faults.md). It crashes PostgreSQL,
 # RabbitMQ, tansu and podman, so it runs on a stack of its own: .berth-chaos,

@@ -31,6 +31,7 @@ use berth_common::registry_auth::Grants;
 use berth_common::Broker;
 use berth_proto::names::{DEPLOYS_QUEUE, RECONCILE_QUEUE};
 use registry::{RegistryPull, ENGINE_PULL_GRANT};
+use router::Router as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +86,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     tracing::info!(socket = %socket.display(), apps_domain = config.router.apps_domain,
                         listen = config.router.router_listen, "edge router");
                     let router = router::caddy::CaddyRouter::new(socket.clone(), &config.router);
+                    // The server, the console's route and the 404 for
+                    // unknown hosts at once, before any app's deploy or
+                    // the first reconciler pass (app routes are kept).
+                    if let Err(error) = router.converge(&[], &|_| true).await {
+                        tracing::warn!(%error, "the edge router is not ready; the reconciler tries again");
+                    }
                     runtime = runtime
                         .with_routing(router::Routing::new(Arc::new(router), &config.router));
                 }

@@ -77,6 +77,24 @@ def farewell(*_):
 signal.signal(signal.SIGTERM, farewell)
 "#;
 
+/// Takes 3 s before it listens (an app that is slow to become healthy),
+/// and answers `/slow` after 2 s: a request a swap must not cut.
+const SLOW_PY: &str = r#"
+import time
+
+time.sleep(3)
+_get = Handler.do_GET
+
+
+def slow_get(self):
+    if self.path == "/slow":
+        time.sleep(2)
+    _get(self)
+
+
+Handler.do_GET = slow_get
+"#;
+
 pub struct AppRepo {
     pub dir: TempDir,
     repo: Repository,
@@ -98,6 +116,12 @@ impl AppRepo {
     /// numbered lines when it is stopped (`farewell <version> <n>`).
     pub fn python_farewell(version: &str) -> Result<Self> {
         Self::with_app(version, &format!("{APP_PY}{FAREWELL_PY}{SERVE_PY}"))
+    }
+
+    /// Like [`python`](Self::python), with an app that starts listening
+    /// only after 3 s and answers `/slow` after 2 s.
+    pub fn python_slow(version: &str) -> Result<Self> {
+        Self::with_app(version, &format!("{APP_PY}{SLOW_PY}{SERVE_PY}"))
     }
 
     fn with_app(version: &str, app_py: &str) -> Result<Self> {
