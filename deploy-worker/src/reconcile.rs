@@ -44,7 +44,8 @@ const STALE: Duration = Duration::from_secs(30);
 enum Need {
     Nothing,
     Deploy(Uuid, Box<Release>),
-    Scale(u32),
+    /// To this many instances, from this many running.
+    Scale(u32, usize),
 }
 
 /// What a repair was, as the app's users read it in their log.
@@ -57,6 +58,7 @@ pub(crate) enum Repair {
     Started,
     Stopped,
     Redeployed,
+    Rescaled,
     Rerouted,
 }
 
@@ -68,6 +70,7 @@ impl Repair {
             Self::Started => "started",
             Self::Stopped => "stopped",
             Self::Redeployed => "redeployed",
+            Self::Rescaled => "rescaled",
             Self::Rerouted => "rerouted",
         }
     }
@@ -92,6 +95,9 @@ impl Repair {
             Self::Redeployed => "berth repaired the app: deployed the live release again; \
                 its workloads were gone (a reboot, or removed by hand)"
                 .to_owned(),
+            Self::Rescaled => format!(
+                "berth repaired the app: started or stopped {workloads} so that it runs as many instances as its scale says"
+            ),
             Self::Rerouted => "berth repaired the app's route on the edge router: \
                 it did not lead to what the app runs (the router restarted, or was changed by hand)"
                 .to_owned(),
@@ -296,14 +302,20 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 .iter()
                 .filter(|instance| live.is_some() && instance.deployment_id == live)
                 .collect();
-            let running = ours.iter().any(|instance| instance.running);
+            let running = ours.iter().filter(|instance| instance.running).count();
+            // Instances are counted only where the runtime lists one per
+            // replica; Kubernetes keeps the count itself.
+            let miscounted =
+                self.runtime.runs_an_instance_per_replica() && running != desired.replicas as usize;
             match &desired.live {
                 None => Need::Nothing,
                 Some(live) if desired.replicas > 0 && ours.is_empty() => {
                     Need::Deploy(live.deployment_id, Box::new(live.release.clone()))
                 }
-                Some(_) if desired.replicas > 0 && !running => Need::Scale(desired.replicas),
-                Some(_) if desired.replicas == 0 && running => Need::Scale(0),
+                Some(_) if desired.replicas > 0 && (running == 0 || miscounted) => {
+                    Need::Scale(desired.replicas, running)
+                }
+                Some(_) if desired.replicas == 0 && running > 0 => Need::Scale(0, running),
                 Some(_) => Need::Nothing,
             }
         };
@@ -315,14 +327,14 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         let found = desired.live.as_ref().map(|_| (wanted, None));
         match need {
             Need::Nothing => {}
-            Need::Scale(replicas) => {
+            Need::Scale(replicas, running) => {
                 let live = desired.live.as_ref().map(|live| live.deployment_id);
                 let changed = self.runtime.scale(&desired.app, replicas, live).await?;
                 if changed > 0 {
-                    let repair = if replicas == 0 {
-                        Repair::Stopped
-                    } else {
-                        Repair::Started
+                    let repair = match (replicas, running) {
+                        (0, _) => Repair::Stopped,
+                        (_, 0) => Repair::Started,
+                        _ => Repair::Rescaled,
                     };
                     self.repaired(repair, &desired.app, live, changed).await;
                 }

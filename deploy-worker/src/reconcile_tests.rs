@@ -51,6 +51,34 @@ async fn a_live_app_whose_workload_is_gone_is_deployed_again_at_its_scale() {
 }
 
 #[tokio::test]
+async fn instances_are_counted_where_the_runtime_lists_one_per_replica() {
+    let release = release(&BTreeMap::new());
+    let live = made_ago(600);
+    for (per_replica, scaled) in [(true, vec![(release.app.id, 3)]), (false, vec![])] {
+        let service = service();
+        service
+            .runtime
+            .per_replica
+            .store(per_replica, std::sync::atomic::Ordering::SeqCst);
+        service
+            .runtime
+            .instances
+            .lock()
+            .unwrap()
+            .extend([running(live), running(live)]);
+        service
+            .reconcile(desired(live_app(&release, live, 3)))
+            .await;
+        assert_eq!(
+            *service.runtime.scales.lock().unwrap(),
+            scaled,
+            "per replica: {per_replica}"
+        );
+        assert!(service.runtime.deploys.lock().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
 async fn workloads_of_other_deployments_are_retired_and_the_live_one_kept() {
     let service = service();
     let release = release(&BTreeMap::new());

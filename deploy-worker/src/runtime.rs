@@ -91,6 +91,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops and removes every workload of the app; returns how many.
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError>;
 
+    /// Whether [`instances`](Self::instances) lists one workload per
+    /// replica (containers), so that the reconciler can count them; the
+    /// Kubernetes driver lists one Deployment for all of an app's pods.
+    fn runs_an_instance_per_replica(&self) -> bool {
+        false
+    }
+
     /// Every app this installation runs workloads of, as their labels name
     /// it; `None` when the runtime cannot list them (the reconciler then
     /// leaves orphans alone).

@@ -20,6 +20,8 @@ struct FakeRuntime {
     removed: StdMutex<Vec<Uuid>>,
     /// A rollout that never becomes ready: `deploy` waits for its cancel.
     rolls_out_forever: std::sync::atomic::AtomicBool,
+    /// Lists a workload per replica, as the docker driver does.
+    per_replica: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -57,6 +59,9 @@ impl Runtime for FakeRuntime {
     }
     async fn apps(&self) -> Result<Option<Vec<AppRef>>, DeployError> {
         Ok(Some(self.apps.lock().unwrap().clone()))
+    }
+    fn runs_an_instance_per_replica(&self) -> bool {
+        self.per_replica.load(std::sync::atomic::Ordering::SeqCst)
     }
     async fn retire_deployment(
         &self,

@@ -326,3 +326,78 @@ async fn routes_written_at_once_by_several_workers_are_all_kept() {
         "the console's route leads to its (absent) backend"
     );
 }
+
+/// Which instances answered `n` requests through the router.
+async fn instances_answering(router: &TestRouter, host: &str, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let (status, who) = router.get(host, "/who.txt").await.unwrap();
+        assert_eq!(status, 200, "{who}");
+        seen.push(who.trim().to_owned());
+    }
+    seen.sort();
+    seen.dedup();
+    seen
+}
+
+async fn running_of(app: &berth_proto::AppRef) -> usize {
+    containers_of(app)
+        .await
+        .iter()
+        .filter(|(_, _, state)| state == "running")
+        .count()
+}
+
+#[tokio::test]
+async fn an_app_runs_as_many_instances_as_its_scale_behind_the_router() {
+    let images = images().await;
+    let router = TestRouter::start().await;
+    let runtime = routed_runtime(&router, 0).await;
+    let app = new_app();
+    let mut deployment = new_deployment(&app, &images.v1);
+    deployment.release.config.replicas = 2;
+    runtime.deploy(&deployment).await.expect("serves");
+    assert_eq!(running_of(&app).await, 2);
+    assert_eq!(instances_answering(&router, &host(&app), 10).await.len(), 2);
+
+    let live = Some(deployment.deployment_id);
+    assert_eq!(runtime.scale(&app, 3, live).await.unwrap(), 1, "one more");
+    assert_eq!(running_of(&app).await, 3);
+    assert_eq!(instances_answering(&router, &host(&app), 12).await.len(), 3);
+
+    // An instance that dies gets no request that fails.
+    let victim = containers_of(&app).await[0]
+        .0
+        .trim_start_matches('/')
+        .to_owned();
+    docker()
+        .await
+        .kill_container(
+            &victim,
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let answered = instances_answering(&router, &host(&app), 12).await;
+    assert!(answered.len() >= 2, "{answered:?}");
+
+    assert!(runtime.scale(&app, 1, live).await.unwrap() >= 1);
+    assert_eq!(running_of(&app).await, 1);
+    assert_eq!(instances_answering(&router, &host(&app), 5).await.len(), 1);
+    // A scale back up starts the stopped instances again.
+    runtime.scale(&app, 3, live).await.unwrap();
+    assert_eq!(running_of(&app).await, 3);
+    assert_eq!(instances_answering(&router, &host(&app), 12).await.len(), 3);
+
+    // A redeploy runs the new release at the release's scale and retires
+    // every instance of the old one.
+    let mut next = new_deployment(&app, &images.v2);
+    next.release.config.replicas = 2;
+    runtime.deploy(&next).await.expect("v2 serves");
+    assert_eq!(running_of(&app).await, 2);
+    assert_eq!(
+        router.get(&host(&app), "/").await.unwrap(),
+        (200, "v2\n".into())
+    );
+    runtime.remove_app(&app).await.unwrap();
+}

@@ -4,6 +4,7 @@
 // and sees the new value served. Everything is the real berth.
 
 import { expect, test, type Locator, type Page } from "@playwright/test";
+import { get as httpGet } from "node:http";
 import { IN_PROGRESS, required, SETTLE_MS, SETTLED } from "./env";
 import { askHarness } from "./harness";
 import { confirmationLink, waitForMail } from "./mailbox";
@@ -12,6 +13,31 @@ import { snap } from "./screens";
 const baseUrl = required("BERTH_E2E_BASE_URL");
 const repoUrl = required("BERTH_E2E_REPO_URL");
 const mailDir = required("BERTH_E2E_MAIL_DIR");
+
+/**
+ * GETs an app's URL from the test itself and returns the status. Browsers
+ * send names under `localhost` to this machine; Node asks the system
+ * resolver, which does not know them, so such a request goes to 127.0.0.1
+ * with the name as its Host, which is what the edge router routes by.
+ */
+function appGet(url: URL): Promise<number> {
+  const local = url.hostname.endsWith(".localhost");
+  return new Promise((resolve, reject) => {
+    const request = httpGet(
+      {
+        host: local ? "127.0.0.1" : url.hostname,
+        port: url.port || 80,
+        path: url.pathname + url.search,
+        headers: { host: url.host },
+      },
+      (response) => {
+        response.resume();
+        response.on("end", () => resolve(response.statusCode ?? 0));
+      },
+    );
+    request.on("error", reject);
+  });
+}
 
 /** Waits until the deployment in `row` settles, and insists on `live`. */
 async function expectLive(row: Locator): Promise<void> {
@@ -135,8 +161,8 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     // Each request is one line in the app's log, named by its path.
     const hit = async (phase: string) => {
       for (let i = 1; i <= 3; i++) {
-        const answer = await fetch(new URL(`/e2e-${phase}-${i}`, appUrl!));
-        expect(answer.ok, `the app answered ${answer.status}`).toBe(true);
+        const status = await appGet(new URL(`/e2e-${phase}-${i}`, appUrl!));
+        expect(status, `the app answered ${status}`).toBe(200);
       }
     };
     const marked = await logRows(page, "served /e2e-");

@@ -12,6 +12,9 @@ pub const MANAGED_BY_VALUE: &str = "berth";
 /// share one engine (a developer's `make up` beside test runs); each one's
 /// workers touch only their own workloads.
 pub const INSTALLATION: &str = "berth.dev/installation";
+/// Which instance of its deployment a container is, from 0 (docker driver;
+/// absent on containers made before apps had several).
+pub const REPLICA: &str = "berth.dev/replica";
 
 /// The name of the container one deployment of an app runs in on the
 /// docker driver: `berth-<tenant>-<app>-<time>-<random>`, from the labels
@@ -28,6 +31,21 @@ pub const INSTALLATION: &str = "berth.dev/installation";
 pub fn container_name(tenant: &str, app_name: &str, deployment_id: uuid::Uuid) -> String {
     let id = deployment_id.simple().to_string();
     format!("berth-{tenant}-{app_name}-{}-{}", &id[..12], &id[24..])
+}
+
+/// The name of instance `replica` of a deployment: [`container_name`] for
+/// the first, with `-<n>` after it for the others.
+pub fn replica_name(
+    tenant: &str,
+    app_name: &str,
+    deployment_id: uuid::Uuid,
+    replica: u32,
+) -> String {
+    let name = container_name(tenant, app_name, deployment_id);
+    match replica {
+        0 => name,
+        n => format!("{name}-{n}"),
+    }
 }
 
 /// The name containers got before [`container_name`] had the random part;
@@ -47,8 +65,12 @@ pub fn named_by_berth(name: &str, labels: &std::collections::HashMap<String, Str
     ) else {
         return false;
     };
+    let replica = labels
+        .get(REPLICA)
+        .and_then(|r| r.parse::<u32>().ok())
+        .unwrap_or(0);
     let name = name.trim_start_matches('/');
-    name == container_name(tenant, app_name, deployment)
+    name == replica_name(tenant, app_name, deployment, replica)
         || name == earlier_container_name(tenant, app_name, deployment)
 }
 
@@ -85,6 +107,21 @@ mod tests {
             &labels
         ));
         assert!(!named_by_berth(&name, &HashMap::new()));
+        assert!(
+            !named_by_berth(&format!("{name}-2"), &labels),
+            "an instance the labels do not name"
+        );
+        let mut second = labels.clone();
+        second.insert(REPLICA.to_owned(), "2".to_owned());
+        assert!(named_by_berth(&format!("{name}-2"), &second));
+        assert_eq!(
+            replica_name("acme", "web", deployment, 2),
+            format!("{name}-2")
+        );
+        assert!(
+            !named_by_berth(&name, &second),
+            "instance 2 is not named as 0"
+        );
     }
 
     #[test]

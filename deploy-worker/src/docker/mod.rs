@@ -1,5 +1,6 @@
-//! The `docker` driver: one container per deployment on a Docker Engine API
-//! (Docker, or Podman's Docker-compatible socket).
+//! The `docker` driver: containers on a Docker Engine API (Docker, or
+//! Podman's Docker-compatible socket), `replicas` of them per deployment
+//! ([`deploy`]).
 //!
 //! A deploy pulls the release's image by digest, starts a new container
 //! labelled with the berth labels and the app port published on the host
@@ -9,6 +10,7 @@
 //! them ([`retire`] says why they stay a while). Containers are found by
 //! label, so the worker keeps no state of its own.
 
+mod deploy;
 mod image;
 pub mod network;
 mod ready;
@@ -23,13 +25,13 @@ use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 use crate::config::DockerConfig;
 use crate::error::DeployError;
 use crate::registry::RegistryPull;
-use crate::router::{AppRoute, Routing, Target};
+use crate::router::Routing;
 use crate::runtime::{DeploySpec, Endpoint, Instance, RouteWant, Runtime};
 
 pub struct DockerRuntime {
@@ -100,36 +102,6 @@ impl DockerRuntime {
         starting && age < window
     }
 
-    /// Undoes a cancelled rollout: the new container goes (by name, since it
-    /// may be half made; a create still in flight leaves one the reconciler
-    /// retires), the older ones were never touched and keep serving.
-    async fn undo(&self, name: &str) -> Result<Endpoint, DeployError> {
-        self.remove(name).await?;
-        tracing::info!(container = name, "rollout cancelled; removed its container");
-        Err(DeployError::Cancelled)
-    }
-
-    /// Why a rollout that did not come to serve ended: when a newer
-    /// deployment of the app serves meanwhile (a rollout on another worker
-    /// that retired this one's starting container), it was superseded, not
-    /// broken; its container, if any is left, goes.
-    async fn overtaken(
-        &self,
-        app_id: Uuid,
-        deployment_id: Uuid,
-        name: &str,
-        error: DeployError,
-    ) -> DeployError {
-        let Ok(Some(newer)) = self.newer_running(app_id, deployment_id).await else {
-            return error;
-        };
-        tracing::info!(%deployment_id, %app_id, %newer, %error, "rollout overtaken by a newer deployment");
-        if let Err(leftover) = self.remove(name).await {
-            tracing::warn!(%deployment_id, container = name, %leftover, "could not remove an overtaken container");
-        }
-        DeployError::Superseded { newer }
-    }
-
     /// The newest running deployment of the app that is newer than `than`.
     async fn newer_running(&self, app_id: Uuid, than: Uuid) -> Result<Option<Uuid>, DeployError> {
         Ok(self
@@ -140,36 +112,6 @@ impl DockerRuntime {
             .filter_map(|c| spec::instance_of(c, &self.config.public_host).deployment_id)
             .filter(|id| *id > than)
             .max())
-    }
-
-    /// Sends the app's traffic to the deployment's container on
-    /// `host_port`, then gives the older containers still running the
-    /// drain time to answer the requests they hold before they are stopped.
-    async fn move_traffic(
-        &self,
-        routing: &Routing,
-        spec: &DeploySpec,
-        host_port: u16,
-    ) -> Result<(), DeployError> {
-        let app = &spec.release.app;
-        let route = AppRoute {
-            app_id: app.id,
-            host: routing.host(app),
-            target: Target::Instances(vec![self.dial(host_port)]),
-        };
-        routing.router.set(&route).await?;
-        let older_running = self.app_containers(app.id).await?.iter().any(|c| {
-            c.state == Some(ContainerSummaryStateEnum::RUNNING)
-                && spec::instance_of(c, "")
-                    .deployment_id
-                    .is_none_or(|id| id < spec.deployment_id)
-        });
-        if older_running && !routing.drain.is_zero() {
-            tracing::info!(deployment_id = %spec.deployment_id, drain_secs = routing.drain.as_secs(),
-                "traffic moved to the new container; draining the older ones");
-            tokio::time::sleep(routing.drain).await;
-        }
-        Ok(())
     }
 
     /// A running container of this deployment that still answers, if any.
@@ -183,7 +125,12 @@ impl DockerRuntime {
     }
 
     /// Creates and starts the deployment's container, waits until it serves.
-    async fn start_new(&self, spec: &DeploySpec, name: &str) -> Result<(String, u16), DeployError> {
+    async fn start_new(
+        &self,
+        spec: &DeploySpec,
+        name: &str,
+        replica: u32,
+    ) -> Result<(String, u16), DeployError> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         let network = network::ensure(
             &self.docker,
@@ -191,7 +138,7 @@ impl DockerRuntime {
             &spec.release.app.tenant,
         )
         .await?;
-        let body = spec::container_body(spec, &self.config, &network);
+        let body = spec::container_body(spec, &self.config, &network, replica);
         let created = match self
             .docker
             .create_container(Some(options.clone()), body.clone())
@@ -262,127 +209,20 @@ impl Runtime for DockerRuntime {
     }
 
     async fn deploy(&self, spec: &DeploySpec) -> Result<Endpoint, DeployError> {
-        let started = Instant::now();
-        let app = &spec.release.app;
-        let deployment_id = spec.deployment_id;
-        let name = spec::container_name(app, deployment_id);
-        spec::validate_image(&spec.release.image)?;
-
-        // A redelivered deploy whose container already serves: keep it.
-        let existing = self.app_containers(app.id).await?.into_iter().find(|c| {
-            spec::instance_of(c, &self.config.public_host).deployment_id == Some(deployment_id)
-        });
-        let reused = match &existing {
-            Some(container) => {
-                self.healthy_existing(container, spec.release.config.port)
-                    .await
-            }
-            None => None,
-        };
-        let host_port = match reused {
-            Some(host_port) => {
-                tracing::info!(%deployment_id, container = name, "the deployment's container already serves");
-                host_port
-            }
-            None => {
-                if let Some(container) = existing {
-                    // Another attempt of this deployment (a duplicate
-                    // delivery on another worker) may be waiting for it to
-                    // serve: removing it would fail that attempt.
-                    if self.may_be_starting(&container) {
-                        return Err(starting_elsewhere(&name));
-                    }
-                    if let Some(stale) = container.id {
-                        self.remove(&stale).await?;
-                    }
-                }
-                let rollout = async {
-                    image::ensure_image(
-                        &self.docker,
-                        &spec.release.image,
-                        self.credentials(&spec.release.image, &app.tenant),
-                    )
-                    .await?;
-                    self.start_new(spec, &name).await
-                };
-                let (id, host_port) = tokio::select! {
-                    biased;
-                    _ = spec.cancelled.cancelled() => return self.undo(&name).await,
-                    started = rollout => match started {
-                        Ok(started) => started,
-                        Err(error) => return Err(self.overtaken(app.id, deployment_id, &name, error).await),
-                    },
-                };
-                if let Some(newer) = self.newer_running(app.id, deployment_id).await? {
-                    self.remove(&id).await?;
-                    return Err(DeployError::Superseded { newer });
-                }
-                host_port
-            }
-        };
-        // The last moment to back out: past it the older containers go.
-        if spec.cancelled.is_cancelled() {
-            return self.undo(&name).await;
-        }
-        let endpoint = match &self.routing {
-            Some(routing) => {
-                self.move_traffic(routing, spec, host_port).await?;
-                routing.url(app)
-            }
-            None => spec::endpoint(&self.config.public_host, host_port),
-        };
-        let retired = self.retire_older(app.id, deployment_id).await?;
-        tracing::info!(%deployment_id, app_id = %app.id, endpoint, retired,
-            elapsed_ms = started.elapsed().as_millis() as u64, "deployment serves");
-        Ok(endpoint)
+        self.deploy_release(spec).await
     }
 
-    /// One engine has no load balancer in front of containers, so the docker
-    /// driver runs one container per app: `0` stops it (kept, with its
-    /// logs), anything more starts the live (else the newest) deployment's
-    /// container again. With `live`, other deployments' containers are left
-    /// alone: one may be a deploy in progress on another worker.
     async fn scale(
         &self,
         app: &AppRef,
         replicas: u32,
         live: Option<Uuid>,
     ) -> Result<usize, DeployError> {
-        let containers = self.app_containers(app.id).await?;
-        let deployment_of =
-            |c: &ContainerSummary| spec::instance_of(c, &self.config.public_host).deployment_id;
-        let keep = match live {
-            Some(live) => containers.iter().find(|c| deployment_of(c) == Some(live)),
-            None => containers.iter().max_by_key(|c| deployment_of(c)),
-        };
-        let mut changed = 0;
-        for container in &containers {
-            let Some(id) = container.id.as_deref() else {
-                continue;
-            };
-            let kept = keep.is_some_and(|k| k.id == container.id);
-            if live.is_some() && !kept {
-                continue;
-            }
-            let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
-            let wanted = replicas > 0 && kept;
-            if running && !wanted {
-                self.stop(id).await?;
-                changed += 1;
-            } else if !running && wanted {
-                self.docker.start_container(id, None).await?;
-                changed += 1;
-            }
-        }
-        if replicas > 1 {
-            tracing::warn!(app_id = %app.id, replicas, "the docker driver runs one container per app");
-        }
-        let kept = keep
-            .and_then(|k| spec::instance_of(k, "").deployment_id)
-            .or(live);
-        self.reroute(app, kept, replicas > 0).await?;
-        tracing::info!(app_id = %app.id, replicas, changed, "scaled the app");
-        Ok(changed)
+        self.scale_app(app, replicas, live).await
+    }
+
+    fn runs_an_instance_per_replica(&self) -> bool {
+        true
     }
 
     async fn apps(&self) -> Result<Option<Vec<AppRef>>, DeployError> {

@@ -19,6 +19,11 @@ pub fn container_name(app: &AppRef, deployment_id: Uuid) -> String {
     labels::container_name(&app.tenant, &app.name, deployment_id)
 }
 
+/// The name of instance `replica` of the deployment.
+pub fn replica_name(app: &AppRef, deployment_id: Uuid, replica: u32) -> String {
+    labels::replica_name(&app.tenant, &app.name, deployment_id, replica)
+}
+
 /// The berth labels every container of a deployment carries.
 pub fn container_labels(spec: &DeploySpec, installation: &str) -> HashMap<String, String> {
     let release = &spec.release;
@@ -72,6 +77,7 @@ pub fn container_body(
     spec: &DeploySpec,
     config: &DockerConfig,
     network: &str,
+    replica: u32,
 ) -> ContainerCreateBody {
     let port_key = format!("{}/tcp", spec.release.config.port);
     let resources = &spec.release.config.resources;
@@ -118,7 +124,11 @@ pub fn container_body(
     ContainerCreateBody {
         image: Some(spec.release.image.clone()),
         env: Some(container_env(spec)),
-        labels: Some(container_labels(spec, &config.installation)),
+        labels: Some({
+            let mut labels = container_labels(spec, &config.installation);
+            labels.insert(labels::REPLICA.to_owned(), replica.to_string());
+            labels
+        }),
         exposed_ports: Some(vec![port_key]),
         host_config: Some(host_config),
         ..Default::default()
@@ -241,7 +251,7 @@ mod tests {
     #[test]
     fn the_container_has_labels_env_port_and_limits() {
         let spec = spec();
-        let body = container_body(&spec, &config(), "berth-test-installation-acme");
+        let body = container_body(&spec, &config(), "berth-test-installation-acme", 0);
         let labels = body.labels.unwrap();
         assert_eq!(labels[labels::APP], spec.release.app.id.to_string());
         assert_eq!(labels[labels::DEPLOYMENT], spec.deployment_id.to_string());
@@ -276,7 +286,9 @@ mod tests {
     fn every_container_is_fenced_and_limited_even_when_its_release_names_no_limits() {
         let mut spec = spec();
         spec.release.config.resources = Default::default();
-        let host = container_body(&spec, &config(), "net").host_config.unwrap();
+        let host = container_body(&spec, &config(), "net", 0)
+            .host_config
+            .unwrap();
         // Before: no limit at all when the release named none.
         assert_eq!(host.memory, Some(512 * 1024 * 1024));
         assert_eq!(host.nano_cpus, Some(1_000_000_000));

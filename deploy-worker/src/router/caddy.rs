@@ -280,10 +280,25 @@ pub fn app_route(route: &AppRoute) -> Value {
 }
 
 /// A reverse proxy to these upstreams. Caddy adds `X-Forwarded-For`,
-/// `-Proto` and `-Host` itself, and passes WebSockets through.
+/// `-Proto` and `-Host` itself, and passes WebSockets through. Requests go
+/// round the instances; one that cannot be reached is tried on another
+/// for up to 5 s, and with several instances, one that failed a request
+/// gets none for 10 s.
 fn proxy(upstreams: &[String]) -> Value {
-    let upstreams: Vec<Value> = upstreams.iter().map(|dial| json!({"dial": dial})).collect();
-    json!({"handler": "reverse_proxy", "upstreams": upstreams})
+    let list: Vec<Value> = upstreams.iter().map(|dial| json!({"dial": dial})).collect();
+    let mut handler = json!({
+        "handler": "reverse_proxy",
+        "upstreams": list,
+        "load_balancing": {
+            "selection_policy": {"policy": "round_robin"},
+            "try_duration": "5s",
+            "try_interval": "250ms",
+        },
+    });
+    if upstreams.len() > 1 {
+        handler["health_checks"] = json!({"passive": {"fail_duration": "10s", "max_fails": 1}});
+    }
+    handler
 }
 
 fn page(status: u16, text: &str) -> Value {

@@ -113,11 +113,12 @@ pub async fn build_and_push(repo: &str, dockerfile: &str) -> String {
     format!("{name}@{digest}")
 }
 
-/// A web app: busybox httpd on $PORT serving `page`, and `GREETING` at /env.txt.
+/// A web app: busybox httpd on $PORT serving `page`, `GREETING` at
+/// /env.txt and its container's host name (which instance) at /who.txt.
 pub fn web_dockerfile(page: &str) -> String {
     format!(
         "FROM {BASE}\nRUN mkdir -p /site && echo '{page}' > /site/index.html\n\
-         CMD [\"sh\", \"-c\", \"echo \\\"$GREETING\\\" > /site/env.txt; echo serving on $PORT; exec busybox httpd -f -p $PORT -h /site\"]\n"
+         CMD [\"sh\", \"-c\", \"echo \\\"$GREETING\\\" > /site/env.txt; busybox hostname > /site/who.txt; echo serving on $PORT; exec busybox httpd -f -p $PORT -h /site\"]\n"
     )
 }
 

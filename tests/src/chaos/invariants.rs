@@ -167,7 +167,8 @@ async fn drift(ctx: &Context, docker: &Docker, installation: &str) -> Result<Vec
         let mut actual = running.get(app).cloned().unwrap_or_default();
         actual.sort();
         let expected: Vec<String> = match live {
-            Some(live) if !deleted && *replicas > 0 => vec![live.clone()],
+            // One running instance per replica, all of the live deployment.
+            Some(live) if !deleted && *replicas > 0 => vec![live.clone(); *replicas as usize],
             _ => Vec::new(),
         };
         if actual != expected {
@@ -177,8 +178,9 @@ async fn drift(ctx: &Context, docker: &Docker, installation: &str) -> Result<Vec
             ));
             continue;
         }
-        if let (false, [_], Some(endpoint), Some(commit)) =
-            (*deleted, expected.as_slice(), endpoint, commit)
+        // Through the edge router: its route must lead to the live release.
+        if let (false, Some(_), Some(endpoint), Some(commit)) =
+            (*deleted, expected.first(), endpoint, commit)
         {
             let body = fetch_body(endpoint).await.unwrap_or_default();
             let version = ctx.version_at(app, commit).await;
