@@ -216,6 +216,52 @@ async fn a_router_that_lost_its_routes_gets_them_back() -> Result<()> {
     Ok(())
 }
 
+/// An app scaled to 2 runs two instances behind its URL; when one is
+/// removed by hand, the reconciler makes the count match the scale again.
+/// Checked against the engine.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_scaled_up_keeps_as_many_instances_as_its_scale() -> Result<()> {
+    let platform = Platform::start_with(&[("BERTH_CONVERGE_INTERVAL_SECS", "2".into())]).await?;
+    let client = signed_in(&platform, "scaled").await?;
+    let repo = AppRepo::python("v1")?;
+    let app = client
+        .create_app(json!({"name": "twins", "repo_url": repo.url(), "port": 8000}))
+        .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    let live = deploy_live(&client, &platform, &app_id).await?;
+    let live_id = live["id"].as_str().context("id")?.to_owned();
+    let url = endpoint(&live)?;
+    client
+        .expect(
+            reqwest::Method::PUT,
+            &format!("/apps/{app_id}/scale"),
+            Some(json!({"replicas": 2})),
+            202,
+        )
+        .await?;
+    let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
+    let two = || async {
+        let running =
+            engine::running_deployments(&docker, berth_proto::labels::APP, &app_id).await?;
+        let serves = fetch_body(&url).await.ok().as_deref() == Some("hello v1");
+        Ok((running == [live_id.clone(), live_id.clone()] && serves).then_some(Value::Null))
+    };
+    wait_until(Duration::from_secs(60), "two instances", two)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}\n{}", platform.all_output()))?;
+
+    let one = engine::labelled(&docker, berth_proto::labels::APP, &app_id, false)
+        .await?
+        .into_iter()
+        .find_map(|c| c.id)
+        .context("an instance")?;
+    engine::remove(&docker, &one).await?;
+    wait_until(Duration::from_secs(60), "two instances again", two)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}\n{}", platform.all_output()))?;
+    Ok(())
+}
+
 /// F12 of the reliability review: the relay published a build request
 /// twice (a crash between publish and commit). Both copies reach the
 /// build-worker; the deployment still ends `live`, not `failed`, with one
