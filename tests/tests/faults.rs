@@ -27,6 +27,27 @@ where
     }
 }
 
+/// Waits until the app's log holds an event line with `needle`: the
+/// reconciler tells the app's users what it repaired.
+async fn expect_repair_in_log(client: &Client, app_id: &str, needle: &str) -> Result<()> {
+    let repaired = |entries: &[Value]| {
+        entries.iter().any(|entry| {
+            entry["source"] == "event"
+                && entry["line"]
+                    .as_str()
+                    .is_some_and(|line| line.contains(needle))
+        })
+    };
+    let entries = client
+        .log_socket(app_id, 0, Duration::from_secs(30), repaired)
+        .await?;
+    anyhow::ensure!(
+        repaired(&entries),
+        "no repair saying {needle:?} in the app's log: {entries:?}"
+    );
+    Ok(())
+}
+
 /// The app's live deployment as the database has it.
 async fn live_deployment(client: &Client, app_id: &str) -> Result<Option<Value>> {
     let deployments = client.get(&format!("/apps/{app_id}/deployments")).await?;
@@ -144,22 +165,7 @@ async fn a_live_app_whose_container_was_removed_runs_again() -> Result<()> {
     assert_eq!(client.deployment(&live_id).await?["state"], "live");
 
     // Its users read why it restarted in its own log.
-    let repaired = |entries: &[Value]| {
-        entries.iter().any(|entry| {
-            entry["source"] == "event"
-                && entry["line"]
-                    .as_str()
-                    .is_some_and(|line| line.contains("deployed the live release again"))
-        })
-    };
-    let entries = client
-        .log_socket(&app_id, 0, Duration::from_secs(30), repaired)
-        .await?;
-    assert!(
-        repaired(&entries),
-        "no repair in the app's log: {entries:?}"
-    );
-    Ok(())
+    expect_repair_in_log(&client, &app_id, "deployed the live release again").await
 }
 
 /// The edge router restarted with none of berth's configuration (a crash,
@@ -198,22 +204,7 @@ async fn a_router_that_lost_its_routes_gets_them_back() -> Result<()> {
     let (status, _) = platform.router.get("nobody.routed.localhost", "/").await?;
     assert_eq!(status, 404, "an unknown host");
 
-    let repaired = |entries: &[Value]| {
-        entries.iter().any(|entry| {
-            entry["source"] == "event"
-                && entry["line"]
-                    .as_str()
-                    .is_some_and(|line| line.contains("route on the edge router"))
-        })
-    };
-    let entries = client
-        .log_socket(&app_id, 0, Duration::from_secs(30), repaired)
-        .await?;
-    assert!(
-        repaired(&entries),
-        "no repair in the app's log: {entries:?}"
-    );
-    Ok(())
+    expect_repair_in_log(&client, &app_id, "route on the edge router").await
 }
 
 /// An app scaled to 2 runs two instances behind its URL; when one is
