@@ -260,15 +260,20 @@ impl DockerRuntime {
             tracing::info!(app_id = %app.id, replicas, "nothing deployed to scale");
             return Ok(changed);
         };
-        let ours: Vec<&ContainerSummary> = containers
+        let mut ours: Vec<&ContainerSummary> = containers
             .iter()
             .filter(|c| deployment_of(c) == Some(kept))
             .collect();
+        // Running ones first: of two containers with one instance number
+        // (one made under an earlier naming), the running one is kept.
+        ours.sort_by_key(|c| !running(c));
+        let mut numbers = std::collections::BTreeSet::new();
         for container in &ours {
             let Some(id) = container.id.as_deref() else {
                 continue;
             };
-            let wanted = replica_of(container) < replicas;
+            let number = replica_of(container);
+            let wanted = number < replicas && numbers.insert(number);
             if running(container) && !wanted {
                 self.stop(id).await?;
                 changed += 1;
