@@ -245,7 +245,12 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             move |id: Uuid| busy.contains(&id) || (!known.contains(&id) && !made_before(id, at));
         match self.runtime.converge_routes(&wants, &keep).await {
             Ok(changed) => {
-                for want in wants.iter().filter(|want| changed.contains(&want.app.id)) {
+                // An app with nothing live got its 503 page: no news to
+                // its users, and no repair.
+                let repaired = wants
+                    .iter()
+                    .filter(|want| want.live.is_some() && changed.contains(&want.app.id));
+                for want in repaired {
                     self.repaired(Repair::Rerouted, &want.app, want.live, 1)
                         .await;
                 }

@@ -79,6 +79,62 @@ async fn instances_are_counted_where_the_runtime_lists_one_per_replica() {
 }
 
 #[tokio::test]
+async fn routes_are_wanted_for_settled_apps_and_kept_for_busy_and_young_ones() {
+    let events = Arc::new(berth_common::testing::memory_log::MemoryLog::default());
+    let service = service().with_events(events.clone());
+    let release = release(&BTreeMap::new());
+    let live = made_ago(600);
+    let serving = live_app(&release, live, 2);
+    let mut busy = live_app(&release, live, 1);
+    busy.app.id = made_ago(700);
+    busy.busy = true;
+    let mut stopped = live_app(&release, live, 0);
+    stopped.app.id = made_ago(800);
+    let mut undeployed = live_app(&release, live, 1);
+    undeployed.app.id = made_ago(900);
+    undeployed.live = None;
+    let (deleted, young) = (made_ago(1000), Uuid::now_v7());
+    *service.runtime.probe.lock().unwrap() = vec![busy.app.id, serving.app.id, deleted, young];
+    *service.runtime.rerouted.lock().unwrap() = vec![serving.app.id, undeployed.app.id];
+    let snapshot = DesiredState {
+        at: Utc::now(),
+        apps: vec![serving.clone(), busy, stopped.clone(), undeployed.clone()],
+    };
+    service.reconcile(snapshot).await;
+    let asked = service.runtime.route_wants.lock().unwrap().clone();
+    let [(wants, kept)] = asked.as_slice() else {
+        panic!("one call: {asked:?}");
+    };
+    let summary: Vec<_> = wants
+        .iter()
+        .map(|want| (want.app.id, want.live, want.serving))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (serving.app.id, Some(live), true),
+            (stopped.app.id, Some(live), false),
+            (undeployed.app.id, None, false),
+        ],
+        "every app without a deploy on its way"
+    );
+    assert_eq!(
+        kept,
+        &[true, false, false, true],
+        "busy and young apps keep their route"
+    );
+    // A rerouted app with a live release is told in its log; the one that
+    // got its first 503 page is not.
+    let rerouted: Vec<Uuid> = events
+        .records()
+        .into_iter()
+        .filter(|(_, _, record)| record.line.contains("route on the edge router"))
+        .map(|(app, _, _)| app)
+        .collect();
+    assert_eq!(rerouted, [serving.app.id]);
+}
+
+#[tokio::test]
 async fn workloads_of_other_deployments_are_retired_and_the_live_one_kept() {
     let service = service();
     let release = release(&BTreeMap::new());

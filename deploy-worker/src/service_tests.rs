@@ -22,6 +22,11 @@ struct FakeRuntime {
     rolls_out_forever: std::sync::atomic::AtomicBool,
     /// Lists a workload per replica, as the docker driver does.
     per_replica: std::sync::atomic::AtomicBool,
+    /// What the reconciler asked of the routes, and which of the ids
+    /// (`probe`) it would keep; `rerouted` is what the router changed.
+    route_wants: StdMutex<Vec<(Vec<crate::runtime::RouteWant>, Vec<bool>)>>,
+    probe: StdMutex<Vec<Uuid>>,
+    rerouted: StdMutex<Vec<Uuid>>,
 }
 
 #[async_trait]
@@ -62,6 +67,24 @@ impl Runtime for FakeRuntime {
     }
     fn runs_an_instance_per_replica(&self) -> bool {
         self.per_replica.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    async fn converge_routes(
+        &self,
+        wants: &[crate::runtime::RouteWant],
+        keep: &(dyn Fn(Uuid) -> bool + Send + Sync),
+    ) -> Result<std::collections::BTreeSet<Uuid>, DeployError> {
+        let kept = self
+            .probe
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|id| keep(*id))
+            .collect();
+        self.route_wants
+            .lock()
+            .unwrap()
+            .push((wants.to_vec(), kept));
+        Ok(self.rerouted.lock().unwrap().iter().copied().collect())
     }
     async fn retire_deployment(
         &self,
