@@ -56,10 +56,12 @@ impl DockerRuntime {
             .filter_map(|c| c.ports.iter().flatten().find_map(|p| p.public_port))
             .map(|port| self.dial(port))
             .collect();
-        let target = match (serving, dials.is_empty()) {
-            (false, _) => Target::Unavailable(Unavailable::Stopped),
-            (true, true) => Target::Unavailable(Unavailable::NotRunning),
-            (true, false) => Target::Instances(dials),
+        // An app never deployed is "not running yet", not "stopped".
+        let target = match (live.is_some() && !serving, dials.is_empty()) {
+            (true, _) => Target::Unavailable(Unavailable::Stopped),
+            (false, true) => Target::Unavailable(Unavailable::NotRunning),
+            (false, false) if serving => Target::Instances(dials),
+            (false, false) => Target::Unavailable(Unavailable::NotRunning),
         };
         Some(AppRoute {
             app_id: app.id,
