@@ -230,21 +230,19 @@ pub async fn fetch_body(url: &str) -> Result<String> {
 /// machine with its `Host` header, as browsers do (glibc does not resolve
 /// such names).
 pub async fn app_get(url: &str) -> Result<reqwest::Response> {
-    let mut parsed = reqwest::Url::parse(url)?;
-    let mut request = reqwest::Client::new().get(url);
-    if let Some(host) = parsed.host_str().map(str::to_owned) {
-        if host.ends_with(".localhost") {
-            let header = match parsed.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.clone(),
-            };
-            parsed
-                .set_host(Some("127.0.0.1"))
-                .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-            request = reqwest::Client::new()
-                .get(parsed)
-                .header(reqwest::header::HOST, header);
-        }
+    let parsed = reqwest::Url::parse(url)?;
+    let mut client = reqwest::Client::builder();
+    if let Some(host) = parsed
+        .host_str()
+        .filter(|host| host.ends_with(".localhost"))
+    {
+        // The URL's own port is used; only the address is set here.
+        client = client.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     }
-    Ok(request.timeout(Duration::from_secs(10)).send().await?)
+    Ok(client
+        .build()?
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?)
 }

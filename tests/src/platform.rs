@@ -6,9 +6,8 @@
 use anyhow::{bail, Context, Result};
 use berth_common::testing::registry::{SigningFiles, TestRegistry, ISSUER, SERVICE};
 use berth_common::testing::router::TestRouter;
-use berth_common::testing::{repo_root, stack_env, TestVhost};
+use berth_common::testing::{free_port, repo_root, stack_env, TestVhost};
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -41,13 +40,6 @@ pub struct Platform {
     pub registry: TestRegistry,
     /// The edge router apps answer behind, the platform's own.
     pub router: TestRouter,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
 }
 
 pub fn binary_dir() -> PathBuf {

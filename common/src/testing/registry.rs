@@ -9,10 +9,10 @@
 //! `registries.conf` marks `127.0.0.1` insecure without a port, which
 //! Podman 4.3 (containers/image) applies to every port of that host.
 
+use super::free_port;
 use crate::registry_auth::{
     router, GrantKey, Grants, IssuerSettings, RepositoryLayout, TokenIssuer,
 };
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
@@ -108,13 +108,6 @@ pub struct TestRegistry {
     /// Stops the in-process realm, if there is one.
     stop_realm: Option<tokio::sync::oneshot::Sender<()>>,
     dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
 }
 
 /// Runs the registry (`$1` its config, `$2` its log) until this script's

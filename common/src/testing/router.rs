@@ -18,11 +18,7 @@ pub struct TestRouter {
 impl TestRouter {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let socket = dir.path().join("admin.sock");
         let child = spawn(&dir, &socket).await;
         Self {

@@ -17,11 +17,7 @@ pub struct PrivateTansu {
 impl PrivateTansu {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(setting("BERTH_TANSU_BIN"))
             .args([

@@ -16,17 +16,6 @@ use crate::error::DeployError;
 use crate::router::{AppRoute, Routing, Target};
 use crate::runtime::{DeploySpec, Endpoint};
 
-/// The instance number of a container (0 for one made before apps had
-/// several).
-pub(super) fn replica_of(container: &ContainerSummary) -> u32 {
-    container
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(labels::REPLICA))
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
 fn name_of(container: &ContainerSummary) -> Option<&str> {
     container
         .names
@@ -54,7 +43,7 @@ impl DockerRuntime {
             .app_containers(app.id)
             .await?
             .into_iter()
-            .filter(|c| spec::instance_of(c, "").deployment_id == Some(deployment_id))
+            .filter(|c| spec::deployment_of(c) == Some(deployment_id))
             .collect();
 
         let rollout = async {
@@ -110,7 +99,7 @@ impl DockerRuntime {
             return self.undo(&names).await;
         }
         // Instances of an earlier attempt with more replicas.
-        for extra in ours.iter().filter(|c| replica_of(c) >= replicas) {
+        for extra in ours.iter().filter(|c| spec::replica_of(c) >= replicas) {
             self.retire(extra).await?;
         }
         let endpoint = match &self.routing {
@@ -209,12 +198,10 @@ impl DockerRuntime {
             target: Target::Instances(ports.iter().map(|port| self.dial(*port)).collect()),
         };
         routing.router.set(&route).await?;
-        let older_running = self.app_containers(app.id).await?.iter().any(|c| {
-            running(c)
-                && spec::instance_of(c, "")
-                    .deployment_id
-                    .is_none_or(|id| id < spec.deployment_id)
-        });
+        let older_running =
+            self.app_containers(app.id).await?.iter().any(|c| {
+                running(c) && spec::deployment_of(c).is_none_or(|id| id < spec.deployment_id)
+            });
         if older_running && !routing.drain.is_zero() {
             tracing::info!(deployment_id = %spec.deployment_id, drain_secs = routing.drain.as_secs(),
                 "traffic moved to the new instances; draining the older ones");
@@ -236,7 +223,7 @@ impl DockerRuntime {
         live: Option<Uuid>,
     ) -> Result<usize, DeployError> {
         let containers = self.app_containers(app.id).await?;
-        let deployment_of = |c: &ContainerSummary| spec::instance_of(c, "").deployment_id;
+        let deployment_of = spec::deployment_of;
         let kept = match live {
             Some(live) => containers
                 .iter()
@@ -272,7 +259,7 @@ impl DockerRuntime {
             let Some(id) = container.id.as_deref() else {
                 continue;
             };
-            let number = replica_of(container);
+            let number = spec::replica_of(container);
             let wanted = number < replicas && numbers.insert(number);
             if running(container) && !wanted {
                 self.stop(id).await?;
@@ -288,7 +275,8 @@ impl DockerRuntime {
             }
         }
         if let Some(template) = ours.iter().find_map(|c| c.id.as_deref()) {
-            for replica in (0..replicas).filter(|n| ours.iter().all(|c| replica_of(c) != *n)) {
+            for replica in (0..replicas).filter(|n| ours.iter().all(|c| spec::replica_of(c) != *n))
+            {
                 self.add_replica(app, kept, template, replica).await?;
                 changed += 1;
             }

@@ -109,7 +109,7 @@ impl DockerRuntime {
             .await?
             .iter()
             .filter(|c| c.state == Some(ContainerSummaryStateEnum::RUNNING))
-            .filter_map(|c| spec::instance_of(c, &self.config.public_host).deployment_id)
+            .filter_map(spec::deployment_of)
             .filter(|id| *id > than)
             .max())
     }

@@ -41,7 +41,7 @@ impl DockerRuntime {
         serving: bool,
     ) -> Option<AppRoute> {
         let running = |c: &&&ContainerSummary| c.state == Some(ContainerSummaryStateEnum::RUNNING);
-        let deployment = |c: &ContainerSummary| spec::instance_of(c, "").deployment_id;
+        let deployment = spec::deployment_of;
         let newer_runs = containers
             .iter()
             .filter(running)
@@ -117,18 +117,12 @@ impl DockerRuntime {
             return Ok(BTreeSet::new());
         };
         let containers = self.installation_containers().await?;
-        let app_of = |c: &ContainerSummary| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get(labels::APP))
-                .and_then(|id| id.parse::<Uuid>().ok())
-        };
         let mut routes = Vec::new();
         let mut left = BTreeSet::new();
         for want in wants {
             let ours: Vec<&ContainerSummary> = containers
                 .iter()
-                .filter(|c| app_of(c) == Some(want.app.id))
+                .filter(|c| spec::id_label(c, labels::APP) == Some(want.app.id))
                 .collect();
             match self.route_for(routing, &want.app, &ours, want.live, want.serving) {
                 Some(route) => routes.push(route),

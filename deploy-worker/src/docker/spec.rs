@@ -173,15 +173,34 @@ pub fn registry_host(image: &str) -> Option<&str> {
     (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
 }
 
+/// A berth label of a listed container that holds an id.
+pub fn id_label(summary: &ContainerSummary, key: &str) -> Option<Uuid> {
+    summary
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(key))
+        .and_then(|value| value.parse().ok())
+}
+
+/// The deployment a listed container runs.
+pub fn deployment_of(summary: &ContainerSummary) -> Option<Uuid> {
+    id_label(summary, labels::DEPLOYMENT)
+}
+
+/// The instance number of a container (0 for one made before apps had
+/// several).
+pub fn replica_of(summary: &ContainerSummary) -> u32 {
+    summary
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::REPLICA))
+        .and_then(|replica| replica.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A listed container as a runtime [`Instance`].
 pub fn instance_of(summary: &ContainerSummary, public_host: &str) -> Instance {
-    let label = |key: &str| {
-        summary
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(key))
-            .and_then(|value| value.parse::<Uuid>().ok())
-    };
+    let label = |key: &str| id_label(summary, key);
     let endpoint = summary
         .ports
         .iter()
