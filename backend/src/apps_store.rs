@@ -24,6 +24,7 @@ pub struct AppRow {
     pub branch: String,
     pub subdirectory: Option<String>,
     pub port: i32,
+    pub health_check_path: Option<String>,
     pub replicas: i32,
     /// NULL follows the operator's default.
     pub memory_mb: Option<i32>,
@@ -81,7 +82,7 @@ impl AppRow {
 
 const SELECT_APP: &str = "
     SELECT a.id, a.owner_id, a.name, u.username AS tenant, a.repo_url, a.branch,
-           a.subdirectory, a.port, a.replicas, a.memory_mb, a.cpu_millis, a.env_sealed, a.env_version,
+           a.subdirectory, a.port, a.health_check_path, a.replicas, a.memory_mb, a.cpu_millis, a.env_sealed, a.env_version,
            a.current_release_id, latest.id AS latest_deployment_id, latest.state,
            latest.trigger AS latest_trigger, latest.commit_sha AS latest_commit,
            latest.pushed_by AS latest_pushed_by, latest.created_at AS latest_created_at,
@@ -167,6 +168,7 @@ pub struct NewApp<'a> {
     pub branch: &'a str,
     pub subdirectory: Option<&'a str>,
     pub port: u16,
+    pub health_check_path: Option<&'a str>,
     pub env: Sealed,
     pub resources: StoredResources,
 }
@@ -174,8 +176,8 @@ pub struct NewApp<'a> {
 pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO apps (id, owner_id, name, repo_url, branch, subdirectory, port, env_sealed,
-                           memory_mb, cpu_millis)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                           memory_mb, cpu_millis, health_check_path)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(app.id)
     .bind(app.owner)
@@ -187,6 +189,7 @@ pub async fn insert(conn: &mut PgConnection, app: NewApp<'_>) -> Result<()> {
     .bind(SqlJson(&app.env))
     .bind(app.resources.memory_column())
     .bind(app.resources.cpu_column())
+    .bind(app.health_check_path)
     .execute(conn)
     .await
     .map_err(conflict_on(
@@ -215,6 +218,7 @@ pub struct AppChanges {
     pub branch: Option<String>,
     pub subdirectory: Option<Option<String>>,
     pub port: Option<u16>,
+    pub health_check_path: Option<Option<String>>,
     /// A new env set; bumps `env_version`.
     pub env: Option<Sealed>,
     /// New resource choices (both columns).
@@ -232,6 +236,7 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, changes: AppChanges) -> R
             env_version = env_version + CASE WHEN $7 IS NULL THEN 0 ELSE 1 END,
             memory_mb = CASE WHEN $8 THEN $9 ELSE memory_mb END,
             cpu_millis = CASE WHEN $8 THEN $10 ELSE cpu_millis END,
+            health_check_path = CASE WHEN $11 THEN $12 ELSE health_check_path END,
             updated_at = now()
          WHERE id = $1",
     )
@@ -245,6 +250,8 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, changes: AppChanges) -> R
     .bind(changes.resources.is_some())
     .bind(changes.resources.and_then(StoredResources::memory_column))
     .bind(changes.resources.and_then(StoredResources::cpu_column))
+    .bind(changes.health_check_path.is_some())
+    .bind(changes.health_check_path.flatten())
     .execute(conn)
     .await?;
     Ok(())

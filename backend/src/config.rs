@@ -159,6 +159,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_CONVERGE_INTERVAL_SECS", default_value_t = 60)]
     pub converge_interval_secs: u64,
 
+    /// A release whose instances crash-loop within this many seconds after
+    /// it went live is rolled back by berth to the previous release that
+    /// did not fail (or the app is stopped); 0 turns automatic rollback off.
+    #[arg(long, env = "BERTH_ROLLBACK_WINDOW_SECS", default_value_t = 300)]
+    pub rollback_window_secs: u64,
+
     /// How many of an app's newest releases rollback reaches besides the
     /// current one; older releases are pruned and their images deleted
     /// from the registry.

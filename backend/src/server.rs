@@ -199,11 +199,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tasks.spawn(relay.run(shutdown.clone()));
     let (consumer, handler, stop) = (
         broker.clone(),
-        Arc::new(
+        Arc::new(auto_rollback(
             InformHandler::new(pool.clone())
                 .with_status_reporter(state.github_status.clone())
                 .with_outbox(state.outbox.clone()),
-        ),
+            config.rollback_window_secs,
+            state.github.host(),
+        )),
         shutdown.clone(),
     );
     let concurrency = config.inform_concurrency.max(1);
@@ -321,4 +323,18 @@ fn retention(
         interval: Duration::from_secs(config.retention_interval_secs),
     };
     Ok(Some(Retention::new(pool, images, topics, settings)))
+}
+
+/// Automatic rollback is on unless its window is 0.
+fn auto_rollback(handler: InformHandler, window_secs: u64, github_host: &str) -> InformHandler {
+    if window_secs == 0 {
+        tracing::warn!(
+            "BERTH_ROLLBACK_WINDOW_SECS=0: releases that crash-loop are not rolled back"
+        );
+        return handler;
+    }
+    handler.with_auto_rollback(crate::background::inform::AutoRollback {
+        window: std::time::Duration::from_secs(window_secs),
+        github_host: github_host.to_owned(),
+    })
 }

@@ -166,6 +166,19 @@ pub fn subdirectory(value: &str) -> Result<(), String> {
     }
 }
 
+/// An HTTP health check path: absolute, at most 256 bytes, the characters
+/// a URL path and query may hold (no spaces, no fragment).
+pub fn health_check_path(value: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "/-._~!$&'()*+,;=:@%?".contains(c);
+    if !value.starts_with('/') || value.starts_with("//") || value.len() > 256 {
+        Err("must be a path starting with a single /, at most 256 characters".into())
+    } else if !value.chars().all(allowed) {
+        Err("may hold only the characters of a URL path and query".into())
+    } else {
+        Ok(())
+    }
+}
+
 pub fn port(value: u16) -> Result<(), String> {
     if value == 0 {
         Err("must be between 1 and 65535".into())
@@ -248,6 +261,26 @@ impl Checks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_check_paths() {
+        for good in ["/", "/healthz", "/api/health?full=1", "/a%20b"] {
+            assert!(health_check_path(good).is_ok(), "{good:?}");
+        }
+        let long = format!("/{}", "a".repeat(256));
+        for bad in [
+            "",
+            "healthz",
+            "//evil.example/",
+            "/a b",
+            "/a#b",
+            "/\n",
+            "/é",
+            &long,
+        ] {
+            assert!(health_check_path(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn dns_labels() {

@@ -70,6 +70,7 @@ async fn the_snapshot_names_every_existing_app_with_its_live_release() {
             env_version: 1,
             replicas: 1,
             resources: Default::default(),
+            health_check_path: None,
         },
     };
     let inform = InformHandler::new(app.pool().clone());

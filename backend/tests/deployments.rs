@@ -212,6 +212,7 @@ async fn make_live(
             env_version: 1,
             replicas: 1,
             resources: Default::default(),
+            health_check_path: None,
         },
     };
     for progress in [

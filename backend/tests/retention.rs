@@ -85,6 +85,7 @@ impl Fixture {
             env_version: 1,
             replicas: 1,
             resources: Default::default(),
+            health_check_path: None,
         };
         sqlx::query(
             "INSERT INTO releases (id, app_id, commit_sha, image, config, created_at)

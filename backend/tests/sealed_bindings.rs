@@ -151,6 +151,7 @@ async fn values_sealed_before_bindings_are_sealed_again_once_at_start() {
             env_version: 1,
             replicas: 1,
             resources: Default::default(),
+            health_check_path: None,
         },
     };
     sqlx::query(

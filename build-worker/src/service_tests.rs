@@ -185,6 +185,7 @@ fn build_request(key: &SecretKey, known_images: Vec<KnownImage>) -> BuildRequest
             env_version: 2,
             replicas: 1,
             resources: Default::default(),
+            health_check_path: None,
         },
         known_images,
     }

@@ -35,6 +35,14 @@ pub enum DeployError {
         logs: Vec<String>,
     },
 
+    #[error("the app never passed its health check within {}s: GET {path} {reason}; the previous release keeps serving{}", .waited.as_secs(), last_lines(.logs))]
+    Unhealthy {
+        path: String,
+        reason: String,
+        waited: Duration,
+        logs: Vec<String>,
+    },
+
     #[error("a newer deployment ({newer}) is already running")]
     Superseded { newer: Uuid },
 

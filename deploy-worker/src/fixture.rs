@@ -32,6 +32,7 @@ impl ReleaseFixture {
                     env_version: 1,
                     replicas: 1,
                     resources: Resources::default(),
+                    health_check_path: None,
                 },
             },
         }
@@ -64,6 +65,11 @@ impl ReleaseFixture {
 
     pub fn replicas(mut self, replicas: u32) -> Self {
         self.release.config.replicas = replicas;
+        self
+    }
+
+    pub fn health_check_path(mut self, path: &str) -> Self {
+        self.release.config.health_check_path = Some(path.into());
         self
     }
 

@@ -12,6 +12,7 @@
 //!   reports), generic over the runtime and the publisher.
 
 pub mod config;
+pub mod crash_loop;
 pub mod docker;
 pub mod error;
 #[cfg(test)]
@@ -154,6 +155,10 @@ async fn consume<R: Runtime>(
             .with_events(events),
     );
     tracing::info!(concurrency = config.concurrency, "deploy-worker started");
+    tokio::spawn({
+        let (service, shutdown) = (service.clone(), shutdown.clone());
+        async move { service.watch_crash_loops(shutdown).await }
+    });
     // One snapshot at a time, and only on the worker the broker made the
     // queue's active consumer.
     tokio::join!(

@@ -130,7 +130,15 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         tracing::warn!(app_id = %app.id, app = %app.name, tenant = %app.tenant, kind, what,
             "the reconciler repaired drift");
         metrics::counter!("berth_reconciler_repairs_total", "kind" => kind).increment(what as u64);
-        let (Some(events), Some(line)) = (&self.events, repair.line(what)) else {
+        if let Some(line) = repair.line(what) {
+            self.write_event(app, key, line).await;
+        }
+    }
+
+    /// Writes `line` into the app's own log as an event of berth's (keyed
+    /// by `key`, the deployment it is about, else the app).
+    pub(crate) async fn write_event(&self, app: &AppRef, key: Option<Uuid>, line: String) {
+        let Some(events) = &self.events else {
             return;
         };
         let record = LogRecord {
@@ -144,10 +152,10 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         match tokio::time::timeout(EVENT_WRITE, events.append(app.id, &key, &record)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
-                tracing::warn!(app_id = %app.id, %error, "could not write a repair into the app's log")
+                tracing::warn!(app_id = %app.id, %error, "could not write an event into the app's log")
             }
             Err(_) => {
-                tracing::warn!(app_id = %app.id, "writing a repair into the app's log timed out")
+                tracing::warn!(app_id = %app.id, "writing an event into the app's log timed out")
             }
         }
     }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::crash_loop::Crash;
 use crate::error::DeployError;
 
 /// What to run: one deployment of one release, with its env vars opened.
@@ -124,6 +125,16 @@ pub trait Runtime: Send + Sync + 'static {
         _live: Option<Uuid>,
     ) -> Result<usize, DeployError> {
         Ok(0)
+    }
+
+    /// The instances of this installation that crash from now on, as they
+    /// do; `None` when the runtime cannot follow them (automatic rollback
+    /// then has nothing to go on). The stream ends when the runtime's own
+    /// stream does (an engine restart); ask again.
+    async fn crashes(
+        &self,
+    ) -> Result<Option<futures::stream::BoxStream<'static, Crash>>, DeployError> {
+        Ok(None)
     }
 
     /// Makes the edge router's routes match `wants` and what runs: each

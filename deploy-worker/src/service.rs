@@ -71,6 +71,10 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         &self.runtime
     }
 
+    pub(crate) fn publisher(&self) -> &P {
+        &self.publisher
+    }
+
     fn app_lock(&self, app_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.app_locks.lock().expect("lock map poisoned");
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);

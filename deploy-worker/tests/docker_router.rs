@@ -5,43 +5,15 @@
 mod support;
 
 use berth_common::testing::router::TestRouter;
-use berth_deploy_worker::docker::DockerRuntime;
-use berth_deploy_worker::router::caddy::CaddyRouter;
-use berth_deploy_worker::router::{AppRoute, Router, RouterConfig, Routing, Target, Unavailable};
+use berth_deploy_worker::router::{AppRoute, Router, Target, Unavailable};
 use berth_deploy_worker::{RouteWant, Runtime};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::routing::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
-
-fn router_config(router: &TestRouter, drain_secs: u64) -> RouterConfig {
-    RouterConfig {
-        router_admin_socket: Some(router.socket.clone()),
-        router_listen: router.listen(),
-        apps_domain: "localhost".into(),
-        console_host: Some("berth.localhost".into()),
-        console_upstream: Some("127.0.0.1:9".into()),
-        drain_secs,
-    }
-}
-
-fn caddy(router: &TestRouter) -> CaddyRouter {
-    CaddyRouter::new(router.socket.clone(), &router_config(router, 0))
-}
-
-async fn routed_runtime(router: &TestRouter, drain_secs: u64) -> DockerRuntime {
-    let config = router_config(router, drain_secs);
-    let caddy = CaddyRouter::new(router.socket.clone(), &config);
-    docker_runtime(60)
-        .await
-        .with_routing(Routing::new(Arc::new(caddy), &config))
-}
-
-fn host(app: &berth_proto::AppRef) -> String {
-    format!("{}.{}.localhost", app.name, app.tenant)
-}
 
 /// Requests through the router until `stop`, over new connections and a
 /// kept-alive one in turn; counts those that did not answer 200 `page`s.
@@ -275,6 +247,7 @@ async fn apps_learn_the_clients_address_and_the_host_it_asked_for() {
             app_id: app,
             host: "shop.acme.localhost".into(),
             target: Target::Instances(vec![format!("127.0.0.1:{port}")]),
+            health_check_path: None,
         })
         .await
         .unwrap();
@@ -304,6 +277,7 @@ async fn routes_written_at_once_by_several_workers_are_all_kept() {
             app_id: Uuid::now_v7(),
             host: format!("app{n}.acme.localhost"),
             target: Target::Unavailable(Unavailable::NotRunning),
+            health_check_path: None,
         })
         .collect();
     let writers = routes.iter().cloned().map(|route| {
@@ -325,19 +299,6 @@ async fn routes_written_at_once_by_several_workers_are_all_kept() {
         status, 502,
         "the console's route leads to its (absent) backend"
     );
-}
-
-/// Which instances answered `n` requests through the router.
-async fn instances_answering(router: &TestRouter, host: &str, n: usize) -> Vec<String> {
-    let mut seen = Vec::new();
-    for _ in 0..n {
-        let (status, who) = router.get(host, "/who.txt").await.unwrap();
-        assert_eq!(status, 200, "{who}");
-        seen.push(who.trim().to_owned());
-    }
-    seen.sort();
-    seen.dedup();
-    seen
 }
 
 async fn running_of(app: &berth_proto::AppRef) -> usize {

@@ -46,6 +46,7 @@ impl Live {
                 env_version: 1,
                 replicas: 1,
                 resources: Resources::default(),
+                health_check_path: None,
             },
         };
         (release, env)

@@ -67,6 +67,7 @@ fn release(key: &SecretKey) -> Release {
                 cpu_millis: Some(500),
                 memory_mb: Some(384),
             },
+            health_check_path: None,
         },
     }
 }

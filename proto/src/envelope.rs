@@ -6,7 +6,7 @@
 
 use crate::messages::{
     AppRemovalRequested, AppScaleRequested, BuildRequested, Cancellation, DeployRequested,
-    DeploymentProgress, DeploymentWaiting, DesiredState, RuntimeStatus,
+    DeploymentProgress, DeploymentWaiting, DesiredState, ReleaseFailing, RuntimeStatus,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -119,6 +119,7 @@ impl Envelope {
             DesiredState::TYPE => Message::DesiredState(self.payload()?),
             RuntimeStatus::TYPE => Message::RuntimeStatus(self.payload()?),
             DeploymentWaiting::TYPE => Message::DeploymentWaiting(self.payload()?),
+            ReleaseFailing::TYPE => Message::ReleaseFailing(self.payload()?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         })
     }
@@ -136,6 +137,7 @@ pub enum Message {
     DesiredState(DesiredState),
     RuntimeStatus(RuntimeStatus),
     DeploymentWaiting(DeploymentWaiting),
+    ReleaseFailing(ReleaseFailing),
 }
 
 impl Message {
@@ -151,6 +153,7 @@ impl Message {
             Self::DesiredState(_) => DesiredState::QUEUE,
             Self::RuntimeStatus(_) => RuntimeStatus::QUEUE,
             Self::DeploymentWaiting(_) => DeploymentWaiting::QUEUE,
+            Self::ReleaseFailing(_) => ReleaseFailing::QUEUE,
         }
     }
 }

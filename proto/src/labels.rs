@@ -15,6 +15,10 @@ pub const INSTALLATION: &str = "berth.dev/installation";
 /// Which instance of its deployment a container is, from 0 (docker driver;
 /// absent on containers made before apps had several).
 pub const REPLICA: &str = "berth.dev/replica";
+/// The release's HTTP health check path (docker driver; absent when the
+/// release has none): how a container is checked after the deploy made it,
+/// by a scale that starts it again and by the router.
+pub const HEALTH_CHECK_PATH: &str = "berth.dev/health-check-path";
 
 /// The name of the container one deployment of an app runs in on the
 /// docker driver: `berth-<tenant>-<app>-<time>-<random>`, from the labels

@@ -60,6 +60,10 @@ pub struct ReleaseConfig {
     pub replicas: u32,
     #[serde(default)]
     pub resources: Resources,
+    /// The path an instance answers 2xx on when it is healthy (`/healthz`);
+    /// `None`: accepting connections on the port is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_path: Option<String>,
 }
 
 /// An immutable, deployable release: a commit, its image by digest and config.
@@ -276,6 +280,26 @@ pub struct DeploymentWaiting {
 
 impl Payload for DeploymentWaiting {
     const TYPE: &'static str = "deployment.waiting";
+    const VERSION: u32 = 1;
+    const QUEUE: &'static str = INFORM_QUEUE;
+}
+
+/// The deploy-worker's word that a live deployment fails where it runs:
+/// its instances crash-loop. Sent with the deployment's id in the envelope.
+/// The backend rolls the app back by itself to its previous release that
+/// did not fail, when the deployment went live within the rollback window;
+/// repeated reports of one deployment change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseFailing {
+    pub app: AppRef,
+    /// What the app's users read, e.g. "its instances exited 3 times within
+    /// 2 minutes (last exit code 1)".
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Payload for ReleaseFailing {
+    const TYPE: &'static str = "release.failing";
     const VERSION: u32 = 1;
     const QUEUE: &'static str = INFORM_QUEUE;
 }

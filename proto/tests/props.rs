@@ -142,6 +142,7 @@ fn build() -> impl Strategy<Value = BuildRequested> {
                             cpu_millis: resources.0,
                             memory_mb: resources.1,
                         },
+                        health_check_path: None,
                     },
                 }
             },

@@ -95,6 +95,21 @@ def slow_get(self):
 Handler.do_GET = slow_get
 "#;
 
+/// Exits with code 1 after `CRASH_AFTER` seconds (an app that goes live,
+/// then crash-loops: each restart lives as long).
+const CRASH_PY: &str = r#"
+import threading
+
+
+def crash():
+    sys.stdout.write("fatal: lost the database connection\n")
+    sys.stdout.flush()
+    os._exit(1)
+
+
+threading.Timer(CRASH_AFTER, crash).start()
+"#;
+
 pub struct AppRepo {
     pub dir: TempDir,
     repo: Repository,
@@ -122,6 +137,12 @@ impl AppRepo {
     /// only after 3 s and answers `/slow` after 2 s.
     pub fn python_slow(version: &str) -> Result<Self> {
         Self::with_app(version, &format!("{APP_PY}{SLOW_PY}{SERVE_PY}"))
+    }
+
+    /// The app of [`python`](Self::python) that exits with code 1 `secs`
+    /// seconds after each start, for [`AppRepo::write`] and a commit.
+    pub fn crashing_app_py(secs: u32) -> String {
+        format!("{APP_PY}CRASH_AFTER = {secs}\n{CRASH_PY}{SERVE_PY}")
     }
 
     fn with_app(version: &str, app_py: &str) -> Result<Self> {

@@ -74,13 +74,15 @@ async fn create_app(
         branch: request.branch.as_deref().unwrap_or(DEFAULT_BRANCH),
         subdirectory: request.subdirectory.as_deref(),
         port: request.port.unwrap_or(DEFAULT_PORT),
+        health_check_path: request.health_check_path.as_deref(),
         env: state.key.seal_json(&Binding::app_env(&tenant, id), &env),
         resources,
     };
     // Env var names only: their values may be secrets.
     let details = json!({
         "name": app.name, "repo_url": audit::repo_url(app.repo_url), "branch": app.branch,
-        "subdirectory": app.subdirectory, "port": app.port, "env_names": env.keys().collect::<Vec<_>>(),
+        "subdirectory": app.subdirectory, "port": app.port,
+        "health_check_path": app.health_check_path, "env_names": env.keys().collect::<Vec<_>>(),
         "resources": effective,
     });
     quota::check_new_app(&mut tx, user.id, quotas, effective).await?;
@@ -184,6 +186,9 @@ async fn update_app(
     if let Some(port) = request.port {
         changes.insert("port".into(), json!(port));
     }
+    if let Some(path) = &request.health_check_path {
+        changes.insert("health_check_path".into(), json!(path));
+    }
     if let Some((_, effective)) = resources {
         changes.insert("resources".into(), json!(effective));
     }
@@ -202,6 +207,7 @@ async fn update_app(
             branch: request.branch,
             subdirectory: request.subdirectory,
             port: request.port,
+            health_check_path: request.health_check_path,
             env,
             resources: resources.map(|(stored, _)| stored),
         },

@@ -31,6 +31,10 @@ pub struct CreateApp {
     pub subdirectory: Option<String>,
     /// The port the app listens on, given to it as PORT (8000 when absent).
     pub port: Option<u16>,
+    /// A path each instance answers 2xx on while it is healthy, e.g.
+    /// `/healthz`; without one, accepting connections on the port is healthy.
+    #[schema(example = "/healthz")]
+    pub health_check_path: Option<String>,
     /// Environment variables; names match `[A-Za-z_][A-Za-z0-9_]*`, PORT excepted.
     pub env: Option<EnvVars>,
     /// Memory and CPU of each instance; the operator's defaults when absent.
@@ -49,6 +53,10 @@ pub struct UpdateApp {
     #[schema(value_type = Option<String>)]
     pub subdirectory: Option<Option<String>>,
     pub port: Option<u16>,
+    /// `null` returns to checking that the port accepts connections.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub health_check_path: Option<Option<String>>,
     pub env: Option<EnvVars>,
     pub resources: Option<ResourcesRequest>,
 }
@@ -78,6 +86,9 @@ impl CreateApp {
         }
         if let Some(port) = self.port {
             checks.check("port", validate::port(port));
+        }
+        if let Some(path) = &self.health_check_path {
+            checks.check("health_check_path", validate::health_check_path(path));
         }
         if let Some(env) = &self.env {
             checks.env(env);
@@ -120,6 +131,9 @@ impl UpdateApp {
         if let Some(port) = self.port {
             checks.check("port", validate::port(port));
         }
+        if let Some(Some(path)) = &self.health_check_path {
+            checks.check("health_check_path", validate::health_check_path(path));
+        }
         if let Some(env) = &self.env {
             checks.env(env);
         }
@@ -141,6 +155,9 @@ pub struct App {
     pub branch: String,
     pub subdirectory: Option<String>,
     pub port: u16,
+    /// Where each instance answers 2xx while healthy; null: accepting
+    /// connections on the port is healthy. Applies from the next deployment.
+    pub health_check_path: Option<String>,
     /// How many instances run; `0` when stopped. Deploys keep it.
     pub replicas: u32,
     /// Memory and CPU of each instance (the operator's defaults filled in);
@@ -177,7 +194,8 @@ pub struct Runtime {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LastDeploy {
-    /// `user`, `rollback` or `push`.
+    /// `user`, `rollback`, `push`, or berth's own `repair` and
+    /// `auto_rollback`.
     pub trigger: String,
     /// Known once cloned (at once for a push or a commit).
     pub commit: Option<String>,
@@ -199,6 +217,7 @@ impl App {
             branch: row.branch,
             subdirectory: row.subdirectory,
             port: u16::try_from(row.port).unwrap_or(DEFAULT_PORT),
+            health_check_path: row.health_check_path,
             replicas: u32::try_from(row.replicas).unwrap_or(1),
             resources,
             env_names: env.into_keys().collect(),
@@ -261,6 +280,7 @@ mod tests {
             branch: None,
             subdirectory: None,
             port: Some(0),
+            health_check_path: Some("healthz".into()),
             env: Some([("1X".to_owned(), "v".to_owned())].into()),
             resources: Some(ResourcesRequest {
                 memory_mb: Some(Some(1)),
@@ -272,7 +292,14 @@ mod tests {
                 let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
                 assert_eq!(
                     fields,
-                    ["name", "repo_url", "port", "env.1X", "resources.memory_mb"]
+                    [
+                        "name",
+                        "repo_url",
+                        "port",
+                        "health_check_path",
+                        "env.1X",
+                        "resources.memory_mb"
+                    ]
                 );
             }
             other => panic!("{other:?}"),

@@ -8,16 +8,17 @@
 use crate::apps_store;
 use crate::deployments::model::commit_summary;
 use crate::deployments::transitions::{self, Change};
-use crate::deployments::{releases, repair, store};
+use crate::deployments::{auto_rollback, releases, repair, store};
 use crate::error::Result;
 use async_trait::async_trait;
 use berth_common::{DeliveryInfo, Handler, Outcome};
 use berth_proto::{
     AppStatus, DeploymentProgress, DeploymentState, DeploymentWaiting, Envelope, Message,
-    RuntimeStatus,
+    ReleaseFailing, RuntimeStatus,
 };
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -28,6 +29,18 @@ pub struct InformHandler {
     github_status: Option<Arc<Notify>>,
     /// Woken after a report queued a repair.
     outbox: Option<Arc<Notify>>,
+    /// Automatic rollback, when on.
+    rollback: Option<AutoRollback>,
+}
+
+/// How automatic rollback is set up.
+#[derive(Debug, Clone)]
+pub struct AutoRollback {
+    /// A release that crash-loops this long after it went live is rolled
+    /// back; later, it is left to its users.
+    pub window: Duration,
+    /// Where the apps' repositories live, for the rollback's GitHub status.
+    pub github_host: String,
 }
 
 pub use crate::deployments::transitions::Applied;
@@ -38,7 +51,14 @@ impl InformHandler {
             db,
             github_status: None,
             outbox: None,
+            rollback: None,
         }
+    }
+
+    /// Rolls back releases that crash-loop soon after going live.
+    pub fn with_auto_rollback(mut self, rollback: AutoRollback) -> Self {
+        self.rollback = Some(rollback);
+        self
     }
 
     /// Wakes the GitHub status reporter after each transition.
@@ -140,6 +160,44 @@ impl InformHandler {
         }
     }
 
+    /// A live release crash-loops: roll back, when it went live recently.
+    async fn release_failing(
+        &self,
+        deployment_id: Option<Uuid>,
+        failing: &ReleaseFailing,
+    ) -> Outcome {
+        let Some(deployment_id) = deployment_id else {
+            return Outcome::Reject("a release.failing report must name its deployment".into());
+        };
+        let Some(rollback) = &self.rollback else {
+            tracing::warn!(%deployment_id, reason = %failing.reason,
+                "a release crash-loops; automatic rollback is off");
+            return Outcome::Done;
+        };
+        let decided = auto_rollback::release_failing(
+            &self.db,
+            deployment_id,
+            failing,
+            rollback.window,
+            &rollback.github_host,
+        )
+        .await;
+        match decided {
+            Ok(decision) => {
+                tracing::warn!(%deployment_id, app_id = %failing.app.id, reason = %failing.reason,
+                    ?decision, "a release crash-loops");
+                if !matches!(decision, auto_rollback::Decision::Ignored(_)) {
+                    metrics::counter!("berth_auto_rollbacks_total").increment(1);
+                    for wake in [&self.outbox, &self.github_status].into_iter().flatten() {
+                        wake.notify_one();
+                    }
+                }
+                Outcome::Done
+            }
+            Err(error) => Outcome::Retry(error.to_string()),
+        }
+    }
+
     /// What a reconciler pass found running; shown on each app.
     async fn runtime_status(&self, status: &RuntimeStatus) -> Outcome {
         match apps_store::record_runtime(&self.db, status).await {
@@ -170,6 +228,9 @@ impl Handler for InformHandler {
         let progress = match message {
             Message::DeploymentProgress(progress) => progress,
             Message::RuntimeStatus(status) => return self.runtime_status(&status).await,
+            Message::ReleaseFailing(failing) => {
+                return self.release_failing(envelope.deployment_id, &failing).await
+            }
             Message::DeploymentWaiting(waiting) => {
                 return self.waiting(envelope.deployment_id, &waiting).await
             }

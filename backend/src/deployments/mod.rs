@@ -1,6 +1,7 @@
 //! Deployments: request one (build, or roll back to a release), follow it,
 //! list an app's deployments and releases.
 
+pub mod auto_rollback;
 pub mod dispatch;
 pub mod idempotency;
 pub mod model;

@@ -98,7 +98,11 @@ async fn ended_before_live(
     })
 }
 
-async fn newer_in_progress(conn: &mut PgConnection, app_id: Uuid, id: Uuid) -> Result<bool> {
+pub(super) async fn newer_in_progress(
+    conn: &mut PgConnection,
+    app_id: Uuid,
+    id: Uuid,
+) -> Result<bool> {
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM deployments WHERE app_id = $1 AND id > $2 AND state = ANY($3))",
     )

@@ -26,6 +26,9 @@ pub enum Trigger {
     /// berth itself, putting back the live release after something ran
     /// that should not have (see `deployments::repair`).
     Repair,
+    /// berth itself, rolling back from a release that crash-looped soon
+    /// after it went live (see `deployments::auto_rollback`).
+    AutoRollback,
 }
 
 impl Trigger {
@@ -35,6 +38,7 @@ impl Trigger {
             Self::Rollback => "rollback",
             Self::Push => "push",
             Self::Repair => "repair",
+            Self::AutoRollback => "auto_rollback",
         }
     }
 }
@@ -111,6 +115,7 @@ pub async fn request_build(
             env_version: app.env_version,
             replicas: app.replica_count(),
             resources: intent.quotas.app.effective(app.stored_resources()).into(),
+            health_check_path: app.health_check_path.clone(),
         },
         known_images,
     };
@@ -145,6 +150,21 @@ pub async fn request_rollback(
         Some(resources),
     )
     .await?;
+    github_status::track(conn, id, app, github_host).await?;
+    transitions::supersede_queued(conn, app.id, id).await?;
+    Ok(id)
+}
+
+/// Queues berth's own rollback of `app` (locked by the caller) to
+/// `release`, away from a live release that crash-loops: like a user's
+/// rollback, without a quota check (it replaces what runs). Returns its id.
+pub async fn request_auto_rollback(
+    conn: &mut PgConnection,
+    app: &AppRow,
+    release: &ReleaseRow,
+    github_host: &str,
+) -> Result<Uuid> {
+    let id = deploy_release(conn, app, release, Trigger::AutoRollback, None, None).await?;
     github_status::track(conn, id, app, github_host).await?;
     transitions::supersede_queued(conn, app.id, id).await?;
     Ok(id)

@@ -199,7 +199,7 @@ pub async fn transition_locked(
     } else if to == DeploymentState::Live {
         // A rollback returns to an earlier release: what ran before it was
         // rolled back; otherwise it was superseded.
-        let previous = if locked.trigger == "rollback" {
+        let previous = if matches!(locked.trigger.as_str(), "rollback" | "auto_rollback") {
             DeploymentState::RolledBack
         } else {
             DeploymentState::Superseded

@@ -251,6 +251,7 @@ pub async fn release_of(setup: &Setup, deployment: Uuid, commit: &str) -> Releas
             env_version: 1,
             replicas: 1,
             resources: Default::default(),
+            health_check_path: None,
         },
     }
 }

@@ -78,6 +78,7 @@ impl OneApp {
                 env_version: 1,
                 replicas: 1,
                 resources: Default::default(),
+                health_check_path: None,
             },
         }
     }

@@ -305,6 +305,7 @@ impl Harness {
                 env_version: 1,
                 replicas: 1,
                 resources: Default::default(),
+                health_check_path: None,
             },
             known_images: Vec::new(),
         }

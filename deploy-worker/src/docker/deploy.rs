@@ -11,7 +11,7 @@ use bollard::query_parameters::CreateContainerOptionsBuilder;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::{image, ready, spec, starting_elsewhere, DockerRuntime};
+use super::{health, image, ready, spec, starting_elsewhere, DockerRuntime};
 use crate::error::DeployError;
 use crate::router::{AppRoute, Routing, Target};
 use crate::runtime::{DeploySpec, Endpoint};
@@ -196,6 +196,7 @@ impl DockerRuntime {
             app_id: app.id,
             host: routing.host(app),
             target: Target::Instances(ports.iter().map(|port| self.dial(*port)).collect()),
+            health_check_path: spec.release.config.health_check_path.clone(),
         };
         routing.router.set(&route).await?;
         let older_running =
@@ -287,10 +288,12 @@ impl DockerRuntime {
     }
 
     /// Waits until a started container serves on its app port (the one
-    /// berth published), so the router gets it only once it does. An
-    /// instance that stops or stays silent fails the wait.
+    /// berth published) and passes its release's health check, so the
+    /// router gets it only once it does. An instance that stops, stays
+    /// silent or stays unhealthy fails the wait.
     async fn until_ready(&self, id: &str) -> Result<(), DeployError> {
         let deadline = Instant::now() + Duration::from_secs(self.config.ready_timeout_secs);
+        let mut unhealthy = None;
         loop {
             let Some(inspect) = ready::inspect(&self.docker, id).await? else {
                 return Err(DeployError::Engine(format!("the instance {id} is gone")));
@@ -309,18 +312,31 @@ impl DockerRuntime {
                     "the instance {id} stopped before it served on {app_port}"
                 )));
             }
+            let health =
+                spec::health_check_path_of(inspect.config.as_ref().and_then(|c| c.labels.as_ref()));
             if let (Some(host_port), Some(port)) = (
                 ready::published_port(&inspect, &app_port),
                 app_port.trim_end_matches("/tcp").parse::<u16>().ok(),
             ) {
                 if ready::serves(&inspect, self.connect_host(), host_port, port).await {
-                    return Ok(());
+                    match &health {
+                        None => return Ok(()),
+                        Some(path) => {
+                            match health::check(self.connect_host(), host_port, path).await {
+                                Ok(()) => return Ok(()),
+                                Err(reason) => unhealthy = Some(format!("GET {path} {reason}")),
+                            }
+                        }
+                    }
                 }
             }
             if Instant::now() > deadline {
                 return Err(DeployError::Engine(format!(
-                    "the instance {id} did not serve on {app_port} within {}s",
-                    self.config.ready_timeout_secs
+                    "the instance {id} did not serve on {app_port} within {}s{}",
+                    self.config.ready_timeout_secs,
+                    unhealthy
+                        .map(|said| format!(": {said}"))
+                        .unwrap_or_default()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -10,7 +10,9 @@
 //! them ([`retire`] says why they stay a while). Containers are found by
 //! label, so the worker keeps no state of its own.
 
+mod crashes;
 mod deploy;
+mod health;
 mod image;
 pub mod network;
 mod ready;
@@ -24,11 +26,13 @@ use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder};
 use bollard::Docker;
+use futures::stream::BoxStream;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
 
 use crate::config::DockerConfig;
+use crate::crash_loop::Crash;
 use crate::error::DeployError;
 use crate::registry::RegistryPull;
 use crate::router::Routing;
@@ -168,6 +172,7 @@ impl DockerRuntime {
                 &self.docker,
                 &id,
                 port,
+                spec.release.config.health_check_path.as_deref(),
                 self.connect_host(),
                 Duration::from_secs(self.config.ready_timeout_secs),
                 events,
@@ -266,6 +271,10 @@ impl Runtime for DockerRuntime {
 
     async fn prune_retired(&self, app: &AppRef, live: Option<Uuid>) -> Result<usize, DeployError> {
         self.prune_retired_containers(app.id, live).await
+    }
+
+    async fn crashes(&self) -> Result<Option<BoxStream<'static, Crash>>, DeployError> {
+        Ok(Some(self.crash_stream()))
     }
 
     async fn converge_routes(

@@ -1,6 +1,6 @@
 //! Waiting until a new container serves: it accepts TCP connections on its
-//! published port while the engine still reports it running and never
-//! restarted. A container that exits (even one its restart policy brings
+//! published port (and passes its HTTP health check, when its release has
+//! one) while the engine still reports it running and never restarted. A container that exits (even one its restart policy brings
 //! back) fails at once, with its exit code and last log lines.
 
 use bollard::container::LogOutput;
@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+use super::health;
 use crate::error::DeployError;
 
 const POLL: Duration = Duration::from_millis(200);
@@ -65,17 +66,21 @@ pub fn exit_events(docker: &Docker, container_id: &str) -> BoxStream<'static, Ex
 }
 
 /// Waits until the container accepts connections on `app_port`'s published
-/// host port, or fails with why it never will.
+/// host port, and answers 2xx on `health_path` when there is one, or fails
+/// with why it never will.
 pub async fn wait_until_ready(
     docker: &Docker,
     container_id: &str,
     app_port: u16,
+    health_path: Option<&str>,
     connect_host: &str,
     timeout: Duration,
     mut events: BoxStream<'static, Exit>,
 ) -> Result<Ready, DeployError> {
     let started = Instant::now();
     let mut exit: Option<Exit> = None;
+    // What the health check last said, once the app listens.
+    let mut unhealthy: Option<String> = None;
     let mut tick = tokio::time::interval(POLL);
     let port_key = format!("{app_port}/tcp");
     loop {
@@ -130,17 +135,36 @@ pub async fn wait_until_ready(
             });
         }
         if let Some(host_port) = published_port(&inspect, &port_key) {
-            if serves(&inspect, connect_host, host_port, app_port).await {
+            let healthy = match health_path {
+                _ if !serves(&inspect, connect_host, host_port, app_port).await => false,
+                None => true,
+                Some(path) => match health::check(connect_host, host_port, path).await {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        unhealthy = Some(reason);
+                        false
+                    }
+                },
+            };
+            if healthy {
                 tracing::info!(
                     container_id,
                     host_port,
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "the app accepts connections"
+                    "the app serves"
                 );
                 return Ok(Ready { host_port });
             }
         }
         if started.elapsed() >= timeout {
+            if let (Some(path), Some(reason)) = (health_path, unhealthy) {
+                return Err(DeployError::Unhealthy {
+                    path: path.to_owned(),
+                    reason,
+                    waited: timeout,
+                    logs: last_lines(docker, container_id).await,
+                });
+            }
             return Err(DeployError::NeverListened {
                 port: app_port,
                 waited: timeout,

@@ -49,13 +49,19 @@ impl DockerRuntime {
         if newer_runs {
             return None;
         }
-        let dials: Vec<String> = containers
+        let live_ones: Vec<&&ContainerSummary> = containers
             .iter()
             .filter(running)
             .filter(|c| live.is_some() && deployment(c) == live)
+            .collect();
+        let dials: Vec<String> = live_ones
+            .iter()
             .filter_map(|c| c.ports.iter().flatten().find_map(|p| p.public_port))
             .map(|port| self.dial(port))
             .collect();
+        let health_check_path = live_ones
+            .iter()
+            .find_map(|c| spec::health_check_path_of(c.labels.as_ref()));
         // An app never deployed is "not running yet", not "stopped".
         let target = match (live.is_some() && !serving, dials.is_empty()) {
             (true, _) => Target::Unavailable(Unavailable::Stopped),
@@ -67,6 +73,7 @@ impl DockerRuntime {
             app_id: app.id,
             host: routing.host(app),
             target,
+            health_check_path,
         })
     }
 

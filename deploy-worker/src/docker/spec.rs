@@ -27,7 +27,8 @@ pub fn replica_name(app: &AppRef, deployment_id: Uuid, replica: u32) -> String {
 /// The berth labels every container of a deployment carries.
 pub fn container_labels(spec: &DeploySpec, installation: &str) -> HashMap<String, String> {
     let release = &spec.release;
-    HashMap::from([
+    let health = release.config.health_check_path.clone();
+    let mut labels = HashMap::from([
         (labels::INSTALLATION.to_owned(), installation.to_owned()),
         (labels::APP.to_owned(), release.app.id.to_string()),
         (labels::APP_NAME.to_owned(), release.app.name.clone()),
@@ -41,7 +42,16 @@ pub fn container_labels(spec: &DeploySpec, installation: &str) -> HashMap<String
             labels::MANAGED_BY.to_owned(),
             labels::MANAGED_BY_VALUE.to_owned(),
         ),
-    ])
+    ]);
+    if let Some(path) = health {
+        labels.insert(labels::HEALTH_CHECK_PATH.to_owned(), path);
+    }
+    labels
+}
+
+/// The health check path a container's release has, from its label.
+pub fn health_check_path_of(labels: Option<&HashMap<String, String>>) -> Option<String> {
+    labels?.get(labels::HEALTH_CHECK_PATH).cloned()
 }
 
 /// The release's env vars plus `PORT`, which always wins: berth health-checks

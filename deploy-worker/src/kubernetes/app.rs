@@ -5,9 +5,9 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretEnvSource,
-    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretEnvSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -193,15 +193,7 @@ fn pod_spec(release: &Release, settings: &KubernetesSettings) -> PodSpec {
             }),
             ..Default::default()
         }]),
-        readiness_probe: Some(Probe {
-            tcp_socket: Some(TCPSocketAction {
-                port: IntOrString::Int(port),
-                host: None,
-            }),
-            period_seconds: Some(2),
-            failure_threshold: Some(3),
-            ..Default::default()
-        }),
+        readiness_probe: Some(readiness(release, port)),
         resources: Some(resources(release, settings)),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
@@ -296,6 +288,37 @@ fn ingress(release: &Release, settings: &KubernetesSettings, mut metadata: Objec
             }]),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// Ready once the port accepts connections, or, with a health check path,
+/// once it answers there (Kubernetes counts 2xx and 3xx as passing). A pod
+/// not ready gets no traffic from its Service.
+fn readiness(release: &Release, port: i32) -> Probe {
+    let (tcp_socket, http_get) = match &release.config.health_check_path {
+        None => (
+            Some(TCPSocketAction {
+                port: IntOrString::Int(port),
+                host: None,
+            }),
+            None,
+        ),
+        Some(path) => (
+            None,
+            Some(HTTPGetAction {
+                path: Some(path.clone()),
+                port: IntOrString::Int(port),
+                ..Default::default()
+            }),
+        ),
+    };
+    Probe {
+        tcp_socket,
+        http_get,
+        period_seconds: Some(2),
+        timeout_seconds: Some(crate::router::HEALTH_CHECK_TIMEOUT.as_secs() as i32),
+        failure_threshold: Some(3),
         ..Default::default()
     }
 }

@@ -126,7 +126,22 @@ fn the_pod_is_ready_once_its_port_accepts_connections() {
     let container = container(&objects);
     let probe = container.readiness_probe.unwrap();
     assert_eq!(probe.tcp_socket.unwrap().port, IntOrString::Int(3000));
+    assert_eq!(probe.http_get, None);
     assert_eq!(container.ports.unwrap()[0].container_port, 3000);
+}
+
+#[test]
+fn with_a_health_check_path_the_pod_is_ready_once_it_answers_there() {
+    let release = ReleaseFixture::new()
+        .port(3000)
+        .health_check_path("/healthz")
+        .build();
+    let probe = container(&render(&release)).readiness_probe.unwrap();
+    let get = probe.http_get.unwrap();
+    assert_eq!(get.path.as_deref(), Some("/healthz"));
+    assert_eq!(get.port, IntOrString::Int(3000));
+    assert_eq!(probe.tcp_socket, None);
+    assert_eq!(probe.timeout_seconds, Some(2));
 }
 
 #[test]

@@ -131,6 +131,7 @@ pub fn release_of(args: &RenderArgs) -> anyhow::Result<Release> {
                     cpu_millis: args.cpu_millis,
                     memory_mb: args.memory_mb,
                 },
+                health_check_path: None,
             },
         });
     };

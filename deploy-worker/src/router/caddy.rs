@@ -95,7 +95,7 @@ impl CaddyRouter {
             routes.push(json!({
                 "@id": "berth-console",
                 "match": [{"host": [host]}],
-                "handle": [proxy(std::slice::from_ref(upstream))],
+                "handle": [proxy(std::slice::from_ref(upstream), None)],
                 "terminal": true,
             }));
         }
@@ -267,7 +267,9 @@ fn changed(before: &AppRoutes, after: &AppRoutes) -> BTreeSet<Uuid> {
 /// One app's route as Caddy takes it.
 pub fn app_route(route: &AppRoute) -> Value {
     let handle = match &route.target {
-        Target::Instances(upstreams) if !upstreams.is_empty() => proxy(upstreams),
+        Target::Instances(upstreams) if !upstreams.is_empty() => {
+            proxy(upstreams, route.health_check_path.as_deref())
+        }
         Target::Instances(_) => page(503, super::Unavailable::NotRunning.page()),
         Target::Unavailable(why) => page(503, why.page()),
     };
@@ -283,8 +285,10 @@ pub fn app_route(route: &AppRoute) -> Value {
 /// `-Proto` and `-Host` itself, and passes WebSockets through. Requests go
 /// round the instances; one that cannot be reached is tried on another
 /// for up to 5 s, and with several instances, one that failed a request
-/// gets none for 10 s.
-fn proxy(upstreams: &[String]) -> Value {
+/// gets none for 10 s. With a health check path, Caddy checks every
+/// instance each second and sends nothing to one that did not answer 2xx
+/// within 2 s on its last check, until it does again.
+fn proxy(upstreams: &[String], health_check_path: Option<&str>) -> Value {
     let list: Vec<Value> = upstreams.iter().map(|dial| json!({"dial": dial})).collect();
     let mut handler = json!({
         "handler": "reverse_proxy",
@@ -297,6 +301,13 @@ fn proxy(upstreams: &[String]) -> Value {
     });
     if upstreams.len() > 1 {
         handler["health_checks"] = json!({"passive": {"fail_duration": "10s", "max_fails": 1}});
+    }
+    if let Some(path) = health_check_path {
+        handler["health_checks"]["active"] = json!({
+            "uri": path,
+            "interval": "1s",
+            "timeout": format!("{}s", super::HEALTH_CHECK_TIMEOUT.as_secs()),
+        });
     }
     handler
 }
@@ -400,6 +411,7 @@ mod tests {
             app_id: Uuid::nil(),
             host: "shop.acme.localhost".into(),
             target: Target::Instances(vec![]),
+            health_check_path: None,
         };
         let value = app_route(&route);
         assert_eq!(value["handle"][0]["status_code"], 503);

@@ -23,12 +23,20 @@ use uuid::Uuid;
 
 use crate::error::DeployError;
 
+/// How long an instance has to answer its health check. Healthy is a 2xx
+/// answer on the release's health check path within this time, both for
+/// the deploy that waits before moving traffic and for the router after.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Where one app's hostname sends its requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRoute {
     pub app_id: Uuid,
     pub host: String,
     pub target: Target,
+    /// The release's HTTP health check: the router sends requests only to
+    /// instances answering 2xx there.
+    pub health_check_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub mod routing;
+
 pub const BASE: &str = "localhost/berth/static:latest";
 
 pub async fn docker() -> Docker {
@@ -142,6 +144,54 @@ pub fn slow_dockerfile(page: &str) -> String {
     )
 }
 
+/// A web app with a health check at `/cgi-bin/health` (busybox httpd CGI)
+/// that each instance can be told to fail: `/cgi-bin/break` makes this
+/// instance answer 500 there from then on, and `/cgi-bin/hit` (its page,
+/// answering the instance's host name) counts the requests it gets 5 s or
+/// more after it broke, which `/cgi-bin/late` reports. With `START_BROKEN`
+/// set, the instance fails its health check from the start.
+pub fn health_dockerfile() -> String {
+    let script = |body: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("#!/bin/sh\n{body}"))
+    };
+    let scripts = [
+        (
+            "health",
+            script(
+                "if [ -f /tmp/broken ]; then printf 'Status: 500 Broken\\r\\n\\r\\nbroken\\n'; \
+                 else printf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'; fi\n",
+            ),
+        ),
+        (
+            "break",
+            script("date +%s > /tmp/broken\nprintf 'Content-Type: text/plain\\r\\n\\r\\nbroken\\n'\n"),
+        ),
+        (
+            "hit",
+            script(
+                "if [ -f /tmp/broken ] && [ $(( $(date +%s) - $(cat /tmp/broken) )) -ge 5 ]; then \
+                 echo x >> /tmp/late; fi\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'; busybox hostname\n",
+            ),
+        ),
+        (
+            "late",
+            script("printf 'Content-Type: text/plain\\r\\n\\r\\n'; cat /tmp/late 2>/dev/null | wc -l\n"),
+        ),
+    ];
+    let installs: Vec<String> = scripts
+        .iter()
+        .map(|(name, encoded)| {
+            format!("echo {encoded} | base64 -d > /site/cgi-bin/{name} && chmod +x /site/cgi-bin/{name}")
+        })
+        .collect();
+    format!(
+        "FROM {BASE}\nRUN mkdir -p /site/cgi-bin && {}\n\
+         CMD [\"sh\", \"-c\", \"if [ -n \\\"$START_BROKEN\\\" ]; then echo 0 > /tmp/broken; fi; exec busybox httpd -f -p $PORT -h /site\"]\n",
+        installs.join(" && ")
+    )
+}
+
 /// The test images, built once per test binary.
 pub struct Images {
     pub v1: String,
@@ -198,6 +248,7 @@ pub fn release(app: &AppRef, image: &str, env: &[(&str, &str)]) -> Release {
                 cpu_millis: Some(500),
                 memory_mb: Some(64),
             },
+            health_check_path: None,
         },
     }
 }

@@ -46,6 +46,7 @@ describe("triggerLabel", () => {
     expect(triggerLabel("user")).toBe("manual deploy");
     expect(triggerLabel("rollback")).toBe("rollback");
     expect(triggerLabel("repair")).toBe("repair by berth");
+    expect(triggerLabel("auto_rollback")).toBe("automatic rollback");
     expect(triggerLabel("cron")).toBe("cron");
   });
 });

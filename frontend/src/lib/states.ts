@@ -67,6 +67,8 @@ export function triggerLabel(trigger: string, pushedBy?: string | null): string 
       return "manual deploy";
     case "repair":
       return "repair by berth";
+    case "auto_rollback":
+      return "automatic rollback";
     default:
       return trigger;
   }

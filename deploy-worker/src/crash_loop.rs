@@ -1,0 +1,212 @@
+//! The first half of automatic rollback: noticing that a release crash-loops.
+//! The runtime reports each instance that crashed ([`Crash`]); when the
+//! instances of one deployment crash [`CRASHES`] times within [`WITHIN`],
+//! the worker tells the backend ([`ReleaseFailing`]) and the app's users
+//! (a line in its log). The backend decides whether to roll back: only a
+//! live deployment, within the rollback window after it went live.
+//!
+//! A stop that berth asked for (a retirement, a scale down) is not a crash:
+//! the app exits 0 or by the stop's signal (143, 137). An app killed for
+//! its memory is, as is any other exit code.
+
+use berth_common::MessagePublisher;
+use berth_proto::{AppRef, ReleaseFailing};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::runtime::Runtime;
+use crate::DeployService;
+
+/// Crashes of one deployment's instances that make a crash loop...
+pub const CRASHES: usize = 3;
+/// ...when they happen within this time.
+pub const WITHIN: Duration = Duration::from_secs(120);
+
+/// One instance of a deployment stopped without berth asking it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crash {
+    pub app: AppRef,
+    pub deployment_id: Uuid,
+    pub exit_code: Option<i64>,
+    pub oom: bool,
+    pub at: DateTime<Utc>,
+}
+
+impl Crash {
+    /// Whether an exit with `code` is a crash rather than the end of a
+    /// stop berth asked for.
+    pub fn is_crash(code: Option<i64>, oom: bool) -> bool {
+        oom || !matches!(code, Some(0 | 137 | 143) | None)
+    }
+
+    fn how(&self) -> String {
+        match (self.oom, self.exit_code) {
+            (true, _) => "killed for using more memory than its limit".to_owned(),
+            (false, Some(code)) => format!("exit code {code}"),
+            (false, None) => "exit code unknown".to_owned(),
+        }
+    }
+}
+
+/// Crashes seen per deployment, and the deployments already reported.
+#[derive(Debug, Default)]
+pub struct CrashLoops {
+    recent: HashMap<Uuid, VecDeque<DateTime<Utc>>>,
+    reported: HashMap<Uuid, DateTime<Utc>>,
+}
+
+impl CrashLoops {
+    /// Counts `crash`; returns the reason to report when it completes a
+    /// crash loop of its deployment not reported yet.
+    pub fn record(&mut self, crash: &Crash) -> Option<String> {
+        let within = chrono::Duration::from_std(WITHIN).unwrap_or_default();
+        let since = crash.at - within;
+        self.recent.retain(|_, times| {
+            times.retain(|at| *at > since);
+            !times.is_empty()
+        });
+        self.reported.retain(|_, at| *at > crash.at - within * 30);
+        if self.reported.contains_key(&crash.deployment_id) {
+            return None;
+        }
+        let times = self.recent.entry(crash.deployment_id).or_default();
+        times.push_back(crash.at);
+        if times.len() < CRASHES {
+            return None;
+        }
+        self.recent.remove(&crash.deployment_id);
+        self.reported.insert(crash.deployment_id, crash.at);
+        Some(format!(
+            "its instances crashed {CRASHES} times within {} minutes (last: {})",
+            WITHIN.as_secs() / 60,
+            crash.how()
+        ))
+    }
+}
+
+impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
+    /// Follows the runtime's crashes until `shutdown`, reporting crash
+    /// loops; a runtime that cannot report crashes makes this return.
+    pub async fn watch_crash_loops(&self, shutdown: CancellationToken) {
+        let mut loops = CrashLoops::default();
+        while !shutdown.is_cancelled() {
+            let mut crashes = match self.runtime().crashes().await {
+                Ok(Some(crashes)) => crashes,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot follow the engine's crashes; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            tracing::info!("following the engine's crashes");
+            loop {
+                let crash = tokio::select! {
+                    crash = crashes.next() => crash,
+                    _ = shutdown.cancelled() => return,
+                };
+                let Some(crash) = crash else {
+                    break;
+                };
+                tracing::info!(app_id = %crash.app.id, deployment_id = %crash.deployment_id,
+                    exit_code = ?crash.exit_code, oom = crash.oom, "an instance crashed");
+                if let Some(reason) = loops.record(&crash) {
+                    self.report_crash_loop(&crash, reason).await;
+                }
+            }
+            tracing::warn!("the engine's event stream ended; following it again");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn report_crash_loop(&self, crash: &Crash, reason: String) {
+        tracing::warn!(app_id = %crash.app.id, deployment_id = %crash.deployment_id, %reason,
+            "a release crash-loops");
+        metrics::counter!("berth_crash_loops_total").increment(1);
+        let failing = ReleaseFailing {
+            app: crash.app.clone(),
+            reason: reason.clone(),
+            at: crash.at,
+        };
+        if let Err(error) = self
+            .publisher()
+            .send(Some(crash.deployment_id), 1, &failing)
+            .await
+        {
+            // The next crash of the loop is not reported again; the
+            // reconciler keeps repairing what it can.
+            tracing::error!(%error, "could not report a crash loop");
+        }
+        let line = format!(
+            "berth: this release is crash-looping: {reason}; if it went live in the last minutes, berth rolls the app back to its previous release"
+        );
+        self.write_event(&crash.app, Some(crash.deployment_id), line)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crash(deployment_id: Uuid, secs: i64) -> Crash {
+        Crash {
+            app: AppRef {
+                id: Uuid::nil(),
+                name: "web".into(),
+                tenant: "acme".into(),
+            },
+            deployment_id,
+            exit_code: Some(1),
+            oom: false,
+            at: DateTime::<Utc>::from_timestamp(1_700_000_000 + secs, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn three_crashes_within_two_minutes_are_a_crash_loop_reported_once() {
+        let mut loops = CrashLoops::default();
+        let deployment = Uuid::now_v7();
+        assert_eq!(loops.record(&crash(deployment, 0)), None);
+        assert_eq!(loops.record(&crash(deployment, 50)), None);
+        let reason = loops.record(&crash(deployment, 100)).expect("a crash loop");
+        assert_eq!(
+            reason,
+            "its instances crashed 3 times within 2 minutes (last: exit code 1)"
+        );
+        assert_eq!(loops.record(&crash(deployment, 101)), None, "reported once");
+        assert_eq!(loops.record(&crash(deployment, 102)), None);
+    }
+
+    #[test]
+    fn crashes_further_apart_or_of_other_deployments_are_not() {
+        let mut loops = CrashLoops::default();
+        let (one, other) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(loops.record(&crash(one, 0)), None);
+        assert_eq!(loops.record(&crash(other, 10)), None);
+        assert_eq!(loops.record(&crash(one, 100)), None);
+        assert_eq!(loops.record(&crash(other, 20)), None);
+        // The first crash of `one` is more than 2 minutes old by now.
+        assert_eq!(loops.record(&crash(one, 130)), None);
+        assert!(loops.record(&crash(one, 140)).is_some());
+    }
+
+    #[test]
+    fn a_stop_berth_asked_for_is_not_a_crash() {
+        for code in [0, 137, 143] {
+            assert!(!Crash::is_crash(Some(code), false), "{code}");
+        }
+        assert!(Crash::is_crash(Some(1), false));
+        assert!(Crash::is_crash(Some(139), false));
+        assert!(Crash::is_crash(Some(137), true), "killed for its memory");
+    }
+}

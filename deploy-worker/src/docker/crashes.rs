@@ -1,0 +1,76 @@
+//! The docker driver's crashes, from the engine's event stream: each `die`
+//! of a container of this installation with a crash's exit code, and each
+//! `oom` kill ([`Crash::is_crash`]).
+
+use berth_proto::{labels, AppRef};
+use bollard::query_parameters::EventsOptionsBuilder;
+use bollard::Docker;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+use super::DockerRuntime;
+use crate::crash_loop::Crash;
+
+impl DockerRuntime {
+    pub(super) fn crash_stream(&self) -> BoxStream<'static, Crash> {
+        let since = chrono::Utc::now().timestamp().to_string();
+        let installation = format!("{}={}", labels::INSTALLATION, self.config.installation);
+        let filters = HashMap::from([("label", vec![installation.as_str()])]);
+        let options = EventsOptionsBuilder::default()
+            .since(&since)
+            .filters(&filters)
+            .build();
+        let docker = self.docker.clone();
+        self.docker
+            .events(Some(options))
+            .take_while(|event| {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "the engine's event stream failed");
+                }
+                std::future::ready(event.is_ok())
+            })
+            .filter_map(move |event| {
+                let docker = docker.clone();
+                async move {
+                    let event = event.ok()?;
+                    let action = event.action?;
+                    let actor = event.actor?;
+                    let attributes = actor.attributes.unwrap_or_default();
+                    let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
+                    let oom = action == "oom";
+                    if !(action == "die" || oom) || !Crash::is_crash(exit_code, oom) {
+                        return None;
+                    }
+                    let labels = match attributes.contains_key(labels::DEPLOYMENT) {
+                        true => attributes,
+                        false => labels_of(&docker, actor.id.as_deref()?).await?,
+                    };
+                    let id = |key: &str| labels.get(key)?.parse::<Uuid>().ok();
+                    Some(Crash {
+                        app: AppRef {
+                            id: id(labels::APP)?,
+                            name: labels.get(labels::APP_NAME)?.clone(),
+                            tenant: labels.get(labels::TENANT)?.clone(),
+                        },
+                        deployment_id: id(labels::DEPLOYMENT)?,
+                        exit_code,
+                        oom,
+                        at: chrono::Utc::now(),
+                    })
+                }
+            })
+            .boxed()
+    }
+}
+
+/// A container's labels, when the event did not carry them.
+async fn labels_of(docker: &Docker, container_id: &str) -> Option<HashMap<String, String>> {
+    docker
+        .inspect_container(container_id, None)
+        .await
+        .ok()?
+        .config?
+        .labels
+}
