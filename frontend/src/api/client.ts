@@ -336,6 +336,7 @@ export class ApiClient {
       branch: string;
       subdirectory: string | null;
       port: number;
+      health_check_path: string | null;
       env: Record<string, string>;
       resources: Partial<{ memory_mb: number | null; cpu_millis: number | null }>;
     }>,

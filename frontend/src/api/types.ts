@@ -43,6 +43,8 @@ export interface App {
   branch: string;
   subdirectory?: string | null;
   port: number;
+  /** Where each instance answers 2xx while healthy; null: the port accepting connections. */
+  health_check_path?: string | null;
   replicas: number;
   /** Each instance's; the operator's defaults filled in. */
   resources: Resources;

@@ -12,6 +12,7 @@ export function SettingsSection({ app, onSaved }: { app: App; onSaved: () => voi
     branch: app.branch,
     subdirectory: app.subdirectory ?? "",
     port: String(app.port),
+    healthCheckPath: app.health_check_path ?? "",
   });
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState<string | null>(null);
@@ -46,7 +47,7 @@ export function SettingsSection({ app, onSaved }: { app: App; onSaved: () => voi
   return (
     <form onSubmit={onSubmit} noValidate>
       {message && <Notice>{message}</Notice>}
-      <ProblemBanner problem={problem} shownFields={["repo_url", "branch", "subdirectory", "port"]} />
+      <ProblemBanner problem={problem} shownFields={["repo_url", "branch", "subdirectory", "port", "health_check_path"]} />
       <Field
         label="Git URL"
         name="repo_url"
@@ -82,6 +83,17 @@ export function SettingsSection({ app, onSaved }: { app: App; onSaved: () => voi
         value={values.port}
         onChange={set("port", "port")}
         error={errors.port}
+      />
+      <Field
+        label="Health check path"
+        name="health_check_path"
+        placeholder="(none: the port accepting connections is healthy)"
+        autoCapitalize="none"
+        spellCheck={false}
+        value={values.healthCheckPath}
+        onChange={set("healthCheckPath", "health_check_path")}
+        error={errors.health_check_path}
+        hint="An instance gets traffic only while it answers 2xx here, e.g. /healthz."
       />
       <button type="submit" className="primary" disabled={busy}>
         {busy ? "Saving…" : "Save settings"}

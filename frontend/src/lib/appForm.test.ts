@@ -143,19 +143,26 @@ describe("env rows", () => {
 describe("buildUpdateApp", () => {
   const current = { repo_url: "https://example.com/a.git", branch: "main", subdirectory: "web", port: 8000 };
   it("sends only what changed, and nothing when nothing did", () => {
-    expect(buildUpdateApp({ repoUrl: current.repo_url, branch: "main", subdirectory: "web", port: "8000" }, current).body).toBeNull();
-    expect(buildUpdateApp({ repoUrl: current.repo_url, branch: "dev", subdirectory: "", port: "9000" }, current)).toEqual({
+    expect(buildUpdateApp({ repoUrl: current.repo_url, branch: "main", subdirectory: "web", port: "8000", healthCheckPath: "" }, current).body).toBeNull();
+    expect(buildUpdateApp({ repoUrl: current.repo_url, branch: "dev", subdirectory: "", port: "9000", healthCheckPath: "/healthz" }, current)).toEqual({
       errors: {},
-      body: { branch: "dev", subdirectory: null, port: 9000 },
+      body: { branch: "dev", subdirectory: null, port: 9000, health_check_path: "/healthz" },
     });
   });
   it("checks the fields", () => {
-    expect(buildUpdateApp({ repoUrl: "ftp://x", branch: "", subdirectory: "/abs", port: "x" }, current).errors).toEqual({
+    expect(buildUpdateApp({ repoUrl: "ftp://x", branch: "", subdirectory: "/abs", port: "x", healthCheckPath: "healthz" }, current).errors).toEqual({
       repo_url: "must use https:// (ftp:// is not supported)",
       branch: "is required",
       subdirectory: "must be a relative folder inside the repository",
       port: "must be a whole number between 1 and 65535",
+      health_check_path: "must be a path starting with a single /, at most 256 characters",
     });
+    const spaced = { repoUrl: current.repo_url, branch: "main", subdirectory: "web", port: "8000", healthCheckPath: "/a b" };
+    expect(buildUpdateApp(spaced, current).errors).toEqual({
+      health_check_path: "may hold only the characters of a URL path and query",
+    });
+    const cleared = { ...spaced, healthCheckPath: "" };
+    expect(buildUpdateApp(cleared, { ...current, health_check_path: "/healthz" }).body).toEqual({ health_check_path: null });
   });
 });
 

@@ -45,6 +45,14 @@ export function checkSubdirectory(value: string): string | null {
   return bad ? "must be a relative folder inside the repository" : null;
 }
 
+/** The backend's rule: a path with a single leading slash, the characters of a URL path and query. */
+export function checkHealthCheckPath(value: string): string | null {
+  if (!value.startsWith("/") || value.startsWith("//") || value.length > 256) {
+    return "must be a path starting with a single /, at most 256 characters";
+  }
+  return /^[A-Za-z0-9\/\-._~!$&'()*+,;=:@%?]*$/.test(value) ? null : "may hold only the characters of a URL path and query";
+}
+
 export function parsePort(value: string): { port: number } | { error: string } {
   const trimmed = value.trim();
   if (trimmed === "") return { port: DEFAULT_PORT };
@@ -133,14 +141,28 @@ export interface SettingsValues {
   branch: string;
   subdirectory: string;
   port: string;
+  /** Empty: accepting connections on the port is healthy. */
+  healthCheckPath: string;
 }
 
-export type UpdateAppBody = Partial<{ repo_url: string; branch: string; subdirectory: string | null; port: number }>;
+export type UpdateAppBody = Partial<{
+  repo_url: string;
+  branch: string;
+  subdirectory: string | null;
+  port: number;
+  health_check_path: string | null;
+}>;
 
 /** The settings form's checks, and a PATCH body holding only what changed (null when nothing did). */
 export function buildUpdateApp(
   v: SettingsValues,
-  current: { repo_url: string; branch: string; subdirectory?: string | null; port: number },
+  current: {
+    repo_url: string;
+    branch: string;
+    subdirectory?: string | null;
+    port: number;
+    health_check_path?: string | null;
+  },
 ): { errors: Errors; body: UpdateAppBody | null } {
   const errors: Errors = {};
   const url = v.repoUrl.trim();
@@ -154,8 +176,12 @@ export function buildUpdateApp(
   if (subErr) errors.subdirectory = subErr;
   const port = parsePort(v.port);
   if ("error" in port) errors.port = port.error;
+  const health = (v.healthCheckPath ?? "").trim();
+  const healthErr = health ? checkHealthCheckPath(health) : null;
+  if (healthErr) errors.health_check_path = healthErr;
   if (Object.keys(errors).length > 0 || "error" in port) return { errors, body: null };
   const body: UpdateAppBody = {};
+  if ((health || null) !== (current.health_check_path ?? null)) body.health_check_path = health || null;
   if (url !== current.repo_url) body.repo_url = url;
   if (branch !== current.branch) body.branch = branch;
   if ((subdirectory || null) !== (current.subdirectory ?? null)) body.subdirectory = subdirectory || null;
