@@ -11,7 +11,7 @@ export BERTH_ENV_FILE := $(CURDIR)/.berth/berth.env
 # cargo may live in ~/.cargo/bin without being on PATH (e.g. under sudo or CI)
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: help up down test test-live bench-deploy bench-router chaos lint status stack frontend
+.PHONY: help up down test test-live bench-deploy bench-router bench-rollback chaos lint status stack frontend
 
 help:
 	@echo "make up            install + start the stack, build and start berth (http://berth.localhost)"
@@ -19,6 +19,7 @@ help:
 	@echo "make down          stop berth and the stack (state in .berth/ is kept)"
 	@echo "make bench-deploy  start the stack, run the deploy benchmark"
 	@echo "make bench-router  start the stack, measure the edge router (failed requests during redeploys, latency)"
+	@echo "make bench-rollback start the stack, time a crash loop's automatic rollback"
 	@echo "make chaos         the long fault suite, on a stack of its own (SEED=n replays a run)"
 	@echo "make lint          rustfmt + clippy"
 	@echo "make status        what is running"
@@ -86,6 +87,13 @@ bench-deploy: stack
 bench-router: stack
 	cargo build --bins
 	cargo run -p berth-tests --bin bench-router
+
+# The automatic rollback's figures: from a release going live (then exiting
+# 1 every 4 s) to the rollback serving, and from the crash loop noticed to
+# the rollback live. The end-to-end test prints them.
+bench-rollback: stack
+	cargo build --bins
+	cargo nextest run -p berth-tests --test auto_rollback --no-capture 2>&1 | grep -E '^from |PASS|FAIL'
 
 # The long form of the fault suite (docs/faults.md). It crashes PostgreSQL,
 # RabbitMQ, tansu and podman, so it runs on a stack of its own: .berth-chaos,

@@ -1,6 +1,8 @@
-//! The first half of automatic rollback: noticing that a release crash-loops.
-//! The runtime reports each instance that crashed ([`Crash`]); when the
-//! instances of one deployment crash [`CRASHES`] times within [`WITHIN`],
+//! The first half of automatic rollback: noticing that a release fails
+//! where it runs. The runtime reports each instance that crashed, and each
+//! deployment none of whose instances passed its health check for
+//! [`UNHEALTHY_FOR`] ([`Failure`]). When the instances of one deployment
+//! crash [`CRASHES`] times within [`WITHIN`], or at once for failing health,
 //! the worker tells the backend ([`ReleaseFailing`]) and the app's users
 //! (a line in its log). The backend decides whether to roll back: only a
 //! live deployment, within the rollback window after it went live.
@@ -26,29 +28,41 @@ pub const CRASHES: usize = 3;
 /// ...when they happen within this time.
 pub const WITHIN: Duration = Duration::from_secs(120);
 
-/// One instance of a deployment stopped without berth asking it to.
+/// A deployment whose instances fail their health check this long, all of
+/// them, fails.
+pub const UNHEALTHY_FOR: Duration = Duration::from_secs(60);
+
+/// Something wrong with a deployment's instances, as the runtime saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Crash {
+pub struct Failure {
     pub app: AppRef,
     pub deployment_id: Uuid,
-    pub exit_code: Option<i64>,
-    pub oom: bool,
+    pub kind: FailureKind,
     pub at: DateTime<Utc>,
 }
 
-impl Crash {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureKind {
+    /// One instance stopped without berth asking it to.
+    Crashed { exit_code: Option<i64>, oom: bool },
+    /// None of the running instances passed its health check for
+    /// [`UNHEALTHY_FOR`]; `said` is what the last check got.
+    Unhealthy { said: String },
+}
+
+impl Failure {
     /// Whether an exit with `code` is a crash rather than the end of a
     /// stop berth asked for.
     pub fn is_crash(code: Option<i64>, oom: bool) -> bool {
         oom || !matches!(code, Some(0 | 137 | 143) | None)
     }
+}
 
-    fn how(&self) -> String {
-        match (self.oom, self.exit_code) {
-            (true, _) => "killed for using more memory than its limit".to_owned(),
-            (false, Some(code)) => format!("exit code {code}"),
-            (false, None) => "exit code unknown".to_owned(),
-        }
+fn how(exit_code: Option<i64>, oom: bool) -> String {
+    match (oom, exit_code) {
+        (true, _) => "killed for using more memory than its limit".to_owned(),
+        (false, Some(code)) => format!("exit code {code}"),
+        (false, None) => "exit code unknown".to_owned(),
     }
 }
 
@@ -60,64 +74,74 @@ pub struct CrashLoops {
 }
 
 impl CrashLoops {
-    /// Counts `crash`; returns the reason to report when it completes a
-    /// crash loop of its deployment not reported yet.
-    pub fn record(&mut self, crash: &Crash) -> Option<String> {
+    /// Counts `failure`; returns the reason to report when it makes its
+    /// deployment fail and that deployment was not reported yet.
+    pub fn record(&mut self, failure: &Failure) -> Option<String> {
         let within = chrono::Duration::from_std(WITHIN).unwrap_or_default();
-        let since = crash.at - within;
+        let since = failure.at - within;
         self.recent.retain(|_, times| {
             times.retain(|at| *at > since);
             !times.is_empty()
         });
-        self.reported.retain(|_, at| *at > crash.at - within * 30);
-        if self.reported.contains_key(&crash.deployment_id) {
+        self.reported.retain(|_, at| *at > failure.at - within * 30);
+        if self.reported.contains_key(&failure.deployment_id) {
             return None;
         }
-        let times = self.recent.entry(crash.deployment_id).or_default();
-        times.push_back(crash.at);
-        if times.len() < CRASHES {
-            return None;
-        }
-        self.recent.remove(&crash.deployment_id);
-        self.reported.insert(crash.deployment_id, crash.at);
-        Some(format!(
-            "its instances crashed {CRASHES} times within {} minutes (last: {})",
-            WITHIN.as_secs() / 60,
-            crash.how()
-        ))
+        let reason = match &failure.kind {
+            FailureKind::Unhealthy { said } => format!(
+                "none of its instances passed its health check for {} s (last: {said})",
+                UNHEALTHY_FOR.as_secs()
+            ),
+            FailureKind::Crashed { exit_code, oom } => {
+                let times = self.recent.entry(failure.deployment_id).or_default();
+                times.push_back(failure.at);
+                if times.len() < CRASHES {
+                    return None;
+                }
+                format!(
+                    "its instances crashed {CRASHES} times within {} minutes (last: {})",
+                    WITHIN.as_secs() / 60,
+                    how(*exit_code, *oom)
+                )
+            }
+        };
+        self.recent.remove(&failure.deployment_id);
+        self.reported.insert(failure.deployment_id, failure.at);
+        Some(reason)
     }
 }
 
 impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
-    /// Follows the runtime's crashes until `shutdown`, reporting crash
-    /// loops; a runtime that cannot report crashes makes this return.
+    /// Follows the runtime's failures until `shutdown`, reporting the
+    /// deployments that fail; a runtime that cannot report failures makes
+    /// this return.
     pub async fn watch_crash_loops(&self, shutdown: CancellationToken) {
         let mut loops = CrashLoops::default();
         while !shutdown.is_cancelled() {
-            let mut crashes = match self.runtime().crashes().await {
-                Ok(Some(crashes)) => crashes,
+            let mut failures = match self.runtime().failures().await {
+                Ok(Some(failures)) => failures,
                 Ok(None) => return,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot follow the engine's crashes; trying again");
+                    tracing::warn!(%error, "cannot follow the engine's failures; trying again");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
                         _ = shutdown.cancelled() => return,
                     }
                 }
             };
-            tracing::info!("following the engine's crashes");
+            tracing::info!("following the engine's failures");
             loop {
-                let crash = tokio::select! {
-                    crash = crashes.next() => crash,
+                let failure = tokio::select! {
+                    failure = failures.next() => failure,
                     _ = shutdown.cancelled() => return,
                 };
-                let Some(crash) = crash else {
+                let Some(failure) = failure else {
                     break;
                 };
-                tracing::info!(app_id = %crash.app.id, deployment_id = %crash.deployment_id,
-                    exit_code = ?crash.exit_code, oom = crash.oom, "an instance crashed");
-                if let Some(reason) = loops.record(&crash) {
-                    self.report_crash_loop(&crash, reason).await;
+                tracing::info!(app_id = %failure.app.id, deployment_id = %failure.deployment_id,
+                    kind = ?failure.kind, "an instance failed");
+                if let Some(reason) = loops.record(&failure) {
+                    self.report_failing(&failure, reason).await;
                 }
             }
             tracing::warn!("the engine's event stream ended; following it again");
@@ -128,9 +152,9 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
         }
     }
 
-    async fn report_crash_loop(&self, crash: &Crash, reason: String) {
+    async fn report_failing(&self, crash: &Failure, reason: String) {
         tracing::warn!(app_id = %crash.app.id, deployment_id = %crash.deployment_id, %reason,
-            "a release crash-loops");
+            "a release fails");
         metrics::counter!("berth_crash_loops_total").increment(1);
         let failing = ReleaseFailing {
             app: crash.app.clone(),
@@ -147,7 +171,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             tracing::error!(%error, "could not report a crash loop");
         }
         let line = format!(
-            "berth: this release is crash-looping: {reason}; if it went live in the last minutes, berth rolls the app back to its previous release"
+            "berth: this release is failing: {reason}; if it went live in the last minutes, berth rolls the app back to its previous release"
         );
         self.write_event(&crash.app, Some(crash.deployment_id), line)
             .await;
@@ -158,16 +182,18 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
 mod tests {
     use super::*;
 
-    fn crash(deployment_id: Uuid, secs: i64) -> Crash {
-        Crash {
+    fn crash(deployment_id: Uuid, secs: i64) -> Failure {
+        Failure {
             app: AppRef {
                 id: Uuid::nil(),
                 name: "web".into(),
                 tenant: "acme".into(),
             },
             deployment_id,
-            exit_code: Some(1),
-            oom: false,
+            kind: FailureKind::Crashed {
+                exit_code: Some(1),
+                oom: false,
+            },
             at: DateTime::<Utc>::from_timestamp(1_700_000_000 + secs, 0).unwrap(),
         }
     }
@@ -203,10 +229,30 @@ mod tests {
     #[test]
     fn a_stop_berth_asked_for_is_not_a_crash() {
         for code in [0, 137, 143] {
-            assert!(!Crash::is_crash(Some(code), false), "{code}");
+            assert!(!Failure::is_crash(Some(code), false), "{code}");
         }
-        assert!(Crash::is_crash(Some(1), false));
-        assert!(Crash::is_crash(Some(139), false));
-        assert!(Crash::is_crash(Some(137), true), "killed for its memory");
+        assert!(Failure::is_crash(Some(1), false));
+        assert!(Failure::is_crash(Some(139), false));
+        assert!(Failure::is_crash(Some(137), true), "killed for its memory");
+    }
+
+    #[test]
+    fn failing_health_is_reported_at_once_and_once() {
+        let mut loops = CrashLoops::default();
+        let deployment = Uuid::now_v7();
+        let mut unhealthy = crash(deployment, 0);
+        unhealthy.kind = FailureKind::Unhealthy {
+            said: "GET /healthz answered 500".into(),
+        };
+        assert_eq!(
+            loops.record(&unhealthy).as_deref(),
+            Some("none of its instances passed its health check for 60 s (last: GET /healthz answered 500)")
+        );
+        assert_eq!(loops.record(&unhealthy), None);
+        assert_eq!(
+            loops.record(&crash(deployment, 1)),
+            None,
+            "already reported"
+        );
     }
 }

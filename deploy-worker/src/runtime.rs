@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::crash_loop::Crash;
+use crate::crash_loop::Failure;
 use crate::error::DeployError;
 
 /// What to run: one deployment of one release, with its env vars opened.
@@ -127,13 +127,15 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(0)
     }
 
-    /// The instances of this installation that crash from now on, as they
-    /// do; `None` when the runtime cannot follow them (automatic rollback
-    /// then has nothing to go on). The stream ends when the runtime's own
-    /// stream does (an engine restart); ask again.
-    async fn crashes(
+    /// The failures of this installation's instances from now on, as they
+    /// happen: each crash, and each deployment whose running instances all
+    /// failed their health check for [`UNHEALTHY_FOR`](crate::crash_loop::UNHEALTHY_FOR).
+    /// `None` when the runtime cannot follow them (automatic rollback then
+    /// has nothing to go on). The stream ends when the runtime's own stream
+    /// does (an engine restart); ask again.
+    async fn failures(
         &self,
-    ) -> Result<Option<futures::stream::BoxStream<'static, Crash>>, DeployError> {
+    ) -> Result<Option<futures::stream::BoxStream<'static, Failure>>, DeployError> {
         Ok(None)
     }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+use berth_deploy_worker::crash_loop::FailureKind;
 use berth_deploy_worker::Runtime;
 use futures::StreamExt;
 use std::time::Duration;
@@ -14,7 +15,7 @@ async fn an_instance_exiting_with_an_error_is_a_crash_of_its_deployment() {
     let images = images().await;
     let runtime = docker_runtime(10).await;
     let mut crashes = runtime
-        .crashes()
+        .failures()
         .await
         .unwrap()
         .expect("the docker driver follows crashes");
@@ -35,7 +36,13 @@ async fn an_instance_exiting_with_an_error_is_a_crash_of_its_deployment() {
     .await
     .expect("a crash within 20 s");
     assert_eq!(crash.deployment_id, deployment.deployment_id);
-    assert_eq!(crash.exit_code, Some(1));
+    assert_eq!(
+        crash.kind,
+        FailureKind::Crashed {
+            exit_code: Some(1),
+            oom: false
+        }
+    );
     assert_eq!(
         (crash.app.name.as_str(), crash.app.tenant.as_str()),
         (app.name.as_str(), app.tenant.as_str())

@@ -5,8 +5,10 @@
 mod support;
 
 use berth_common::testing::router::TestRouter;
+use berth_deploy_worker::crash_loop::FailureKind;
 use berth_deploy_worker::{DeployError, Runtime};
 use bollard::query_parameters::InspectContainerOptions;
+use futures::StreamExt;
 use std::time::Duration;
 use support::routing::*;
 use support::*;
@@ -105,5 +107,47 @@ async fn a_release_that_never_passes_its_health_check_fails_and_the_previous_kee
     );
     let answered = instances_answering_at(&router, &host(&app), "/cgi-bin/hit", 5).await;
     assert_eq!(answered, [serving], "the previous release keeps serving");
+    runtime.remove_app(&app).await.unwrap();
+}
+
+/// Automatic rollback's other trigger: every instance of a deployment
+/// failing its health check for a minute is reported as a failure of it.
+#[tokio::test]
+async fn a_deployment_failing_its_health_check_for_a_minute_is_reported() {
+    let image = health_image().await;
+    let router = TestRouter::start().await;
+    let runtime = routed_runtime(&router, 0).await;
+    let mut failures = runtime.failures().await.unwrap().expect("followed");
+    let app = new_app();
+    let mut deployment = new_deployment(&app, image);
+    deployment.release.config.health_check_path = Some(HEALTH.into());
+    runtime.deploy(&deployment).await.expect("serves");
+    let (_, port) = instances(&app).await[0].clone();
+    http_get(&format!("http://127.0.0.1:{port}"), "/cgi-bin/break")
+        .await
+        .unwrap();
+    let broke = std::time::Instant::now();
+    let failure = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            let failure = failures.next().await.expect("the stream goes on");
+            if failure.app.id == app.id {
+                return failure;
+            }
+        }
+    })
+    .await
+    .expect("reported within 90 s");
+    assert!(
+        broke.elapsed() >= Duration::from_secs(60),
+        "{:?}",
+        broke.elapsed()
+    );
+    assert_eq!(failure.deployment_id, deployment.deployment_id);
+    assert_eq!(
+        failure.kind,
+        FailureKind::Unhealthy {
+            said: "GET /cgi-bin/health answered 500".into()
+        }
+    );
     runtime.remove_app(&app).await.unwrap();
 }

@@ -74,9 +74,9 @@ async fn a_release_that_crash_loops_after_going_live_is_rolled_back_by_berth() -
     let said = |entries: &[Value]| {
         entries.iter().any(|entry| {
             entry["source"] == "event"
-                && entry["line"]
-                    .as_str()
-                    .is_some_and(|line| line.contains("this release is crash-looping"))
+                && entry["line"].as_str().is_some_and(|line| {
+                    line.contains("this release is failing: its instances crashed")
+                })
         })
     };
     let entries = client

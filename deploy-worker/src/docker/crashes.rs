@@ -1,6 +1,6 @@
 //! The docker driver's crashes, from the engine's event stream: each `die`
 //! of a container of this installation with a crash's exit code, and each
-//! `oom` kill ([`Crash::is_crash`]).
+//! `oom` kill ([`Failure::is_crash`]).
 
 use berth_proto::{labels, AppRef};
 use bollard::query_parameters::EventsOptionsBuilder;
@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::DockerRuntime;
-use crate::crash_loop::Crash;
+use crate::crash_loop::{Failure, FailureKind};
 
 impl DockerRuntime {
-    pub(super) fn crash_stream(&self) -> BoxStream<'static, Crash> {
+    pub(super) fn crash_stream(&self) -> BoxStream<'static, Failure> {
         let since = chrono::Utc::now().timestamp().to_string();
         let installation = format!("{}={}", labels::INSTALLATION, self.config.installation);
         let filters = HashMap::from([("label", vec![installation.as_str()])]);
@@ -40,7 +40,7 @@ impl DockerRuntime {
                     let attributes = actor.attributes.unwrap_or_default();
                     let exit_code = attributes.get("exitCode").and_then(|c| c.parse().ok());
                     let oom = action == "oom";
-                    if !(action == "die" || oom) || !Crash::is_crash(exit_code, oom) {
+                    if !(action == "die" || oom) || !Failure::is_crash(exit_code, oom) {
                         return None;
                     }
                     let labels = match attributes.contains_key(labels::DEPLOYMENT) {
@@ -48,15 +48,14 @@ impl DockerRuntime {
                         false => labels_of(&docker, actor.id.as_deref()?).await?,
                     };
                     let id = |key: &str| labels.get(key)?.parse::<Uuid>().ok();
-                    Some(Crash {
+                    Some(Failure {
                         app: AppRef {
                             id: id(labels::APP)?,
                             name: labels.get(labels::APP_NAME)?.clone(),
                             tenant: labels.get(labels::TENANT)?.clone(),
                         },
                         deployment_id: id(labels::DEPLOYMENT)?,
-                        exit_code,
-                        oom,
+                        kind: FailureKind::Crashed { exit_code, oom },
                         at: chrono::Utc::now(),
                     })
                 }

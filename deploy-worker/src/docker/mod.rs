@@ -19,6 +19,7 @@ mod ready;
 mod retire;
 mod routes;
 pub mod spec;
+mod unhealthy;
 
 use async_trait::async_trait;
 use berth_proto::{labels, AppRef};
@@ -32,7 +33,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::config::DockerConfig;
-use crate::crash_loop::Crash;
+use crate::crash_loop::Failure;
 use crate::error::DeployError;
 use crate::registry::RegistryPull;
 use crate::router::Routing;
@@ -273,8 +274,17 @@ impl Runtime for DockerRuntime {
         self.prune_retired_containers(app.id, live).await
     }
 
-    async fn crashes(&self) -> Result<Option<BoxStream<'static, Crash>>, DeployError> {
-        Ok(Some(self.crash_stream()))
+    async fn failures(&self) -> Result<Option<BoxStream<'static, Failure>>, DeployError> {
+        use futures::StreamExt;
+        // Ends when the engine's event stream ends, so it is followed again.
+        let crashes = self
+            .crash_stream()
+            .map(Some)
+            .chain(futures::stream::once(async { None }));
+        let failures = futures::stream::select(crashes, self.unhealthy_stream().map(Some))
+            .take_while(|failure| std::future::ready(failure.is_some()))
+            .filter_map(std::future::ready);
+        Ok(Some(failures.boxed()))
     }
 
     async fn converge_routes(
