@@ -5,9 +5,10 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    Secret, SecretEnvSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Capabilities, Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, Lifecycle,
+    LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, Secret, SecretEnvSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    SleepAction, TCPSocketAction,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -194,6 +195,19 @@ fn pod_spec(release: &Release, settings: &KubernetesSettings) -> PodSpec {
             ..Default::default()
         }]),
         readiness_probe: Some(readiness(release, port)),
+        // The endpoint of a pod being stopped leaves the Service and the
+        // Ingress controller's upstreams a moment after the pod is told to
+        // stop; the pause keeps it answering meanwhile, so a rollout or a
+        // scale down drops no request.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: DRAIN_SECS,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         resources: Some(resources(release, settings)),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
@@ -291,6 +305,10 @@ fn ingress(release: &Release, settings: &KubernetesSettings, mut metadata: Objec
         ..Default::default()
     }
 }
+
+/// How long a pod keeps serving after it was told to stop (its preStop
+/// pause), as the docker driver's `BERTH_DRAIN_SECS` default.
+pub const DRAIN_SECS: i64 = 5;
 
 /// Ready once the port accepts connections, or, with a health check path,
 /// once it answers there (Kubernetes counts 2xx and 3xx as passing). A pod

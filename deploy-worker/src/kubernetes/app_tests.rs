@@ -131,6 +131,17 @@ fn the_pod_is_ready_once_its_port_accepts_connections() {
 }
 
 #[test]
+fn a_stopping_pod_keeps_serving_while_it_leaves_the_service() {
+    let objects = render(&ReleaseFixture::new().replicas(3).build());
+    let pre_stop = container(&objects).lifecycle.unwrap().pre_stop.unwrap();
+    assert_eq!(pre_stop.sleep.unwrap().seconds, 5);
+    let spec = objects.deployment.spec;
+    assert_eq!(spec.replicas, Some(3));
+    let rolling = spec.strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+}
+
+#[test]
 fn with_a_health_check_path_the_pod_is_ready_once_it_answers_there() {
     let release = ReleaseFixture::new()
         .port(3000)
