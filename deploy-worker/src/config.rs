@@ -139,10 +139,12 @@ pub struct DockerConfig {
     /// being down or behind for that long; 0 removes it at once.
     #[arg(long, env = "BERTH_RETIRED_KEEP_SECS", default_value_t = 600)]
     pub retired_keep_secs: u64,
-    /// Restart policy of app containers: `on-failure:<max retries>`,
-    /// `on-failure`, `unless-stopped`, `always` or `no`. Podman restarts
-    /// without backoff, so an unbounded policy lets a crashing app spin.
-    #[arg(long, env = "BERTH_RESTART_POLICY", default_value = "on-failure:5")]
+    /// Restart policy of app containers: `no` (the default: berth restarts
+    /// a crashed instance itself, after a pause that doubles with each
+    /// crash, see `restart.rs`), or the engine's `on-failure:<max retries>`,
+    /// `on-failure`, `unless-stopped` or `always`. Podman restarts without
+    /// a pause, so an unbounded engine policy lets a crashing app spin.
+    #[arg(long, env = "BERTH_RESTART_POLICY", default_value = "no")]
     pub restart_policy: RestartPolicySetting,
     #[command(flatten)]
     pub limits: AppLimits,
@@ -260,8 +262,8 @@ mod tests {
         assert_eq!(
             config.docker.restart_policy,
             RestartPolicySetting {
-                policy: RestartPolicyNameEnum::ON_FAILURE,
-                max_retries: Some(5)
+                policy: RestartPolicyNameEnum::NO,
+                max_retries: None
             }
         );
     }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::restart::Restarts;
 use crate::runtime::Runtime;
 use crate::DeployService;
 
@@ -43,8 +44,13 @@ pub struct Failure {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureKind {
-    /// One instance stopped without berth asking it to.
-    Crashed { exit_code: Option<i64>, oom: bool },
+    /// One instance (the runtime's id of it) stopped without berth asking
+    /// it to.
+    Crashed {
+        instance: String,
+        exit_code: Option<i64>,
+        oom: bool,
+    },
     /// None of the running instances passed its health check for
     /// [`UNHEALTHY_FOR`]; `said` is what the last check got.
     Unhealthy { said: String },
@@ -92,7 +98,7 @@ impl CrashLoops {
                 "none of its instances passed its health check for {} s (last: {said})",
                 UNHEALTHY_FOR.as_secs()
             ),
-            FailureKind::Crashed { exit_code, oom } => {
+            FailureKind::Crashed { exit_code, oom, .. } => {
                 let times = self.recent.entry(failure.deployment_id).or_default();
                 times.push_back(failure.at);
                 if times.len() < CRASHES {
@@ -117,6 +123,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
     /// this return.
     pub async fn watch_crash_loops(&self, shutdown: CancellationToken) {
         let mut loops = CrashLoops::default();
+        let mut restarts = Restarts::default();
         while !shutdown.is_cancelled() {
             let mut failures = match self.runtime().failures().await {
                 Ok(Some(failures)) => failures,
@@ -131,8 +138,15 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
             };
             tracing::info!("following the engine's failures");
             loop {
+                let due = restarts.next_due();
                 let failure = tokio::select! {
                     failure = failures.next() => failure,
+                    _ = until(due) => {
+                        for instance in restarts.take_due() {
+                            self.restart(&instance).await;
+                        }
+                        continue;
+                    }
                     _ = shutdown.cancelled() => return,
                 };
                 let Some(failure) = failure else {
@@ -143,11 +157,35 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 if let Some(reason) = loops.record(&failure) {
                     self.report_failing(&failure, reason).await;
                 }
+                if let FailureKind::Crashed { instance, .. } = &failure.kind {
+                    if self.runtime().restarts_crashed_instances() {
+                        let (number, pause) = restarts.crashed(instance, failure.at);
+                        let line = format!(
+                            "berth: an instance crashed (crash {number} in a row); starting it again in {} s",
+                            pause.as_secs()
+                        );
+                        self.write_event(&failure.app, Some(failure.deployment_id), line)
+                            .await;
+                    }
+                }
             }
             tracing::warn!("the engine's event stream ended; following it again");
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn restart(&self, instance: &str) {
+        match self.runtime().restart_crashed(instance).await {
+            Ok(true) => tracing::info!(instance, "started a crashed instance again"),
+            Ok(false) => tracing::info!(
+                instance,
+                "a crashed instance is no longer wanted; not started"
+            ),
+            Err(error) => {
+                tracing::warn!(instance, %error, "could not start a crashed instance again")
             }
         }
     }
@@ -178,6 +216,14 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
     }
 }
 
+/// Waits until `due`, or forever without one.
+async fn until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +237,7 @@ mod tests {
             },
             deployment_id,
             kind: FailureKind::Crashed {
+                instance: "c1".into(),
                 exit_code: Some(1),
                 oom: false,
             },

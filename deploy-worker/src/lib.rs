@@ -19,6 +19,7 @@ pub mod error;
 mod fixture;
 pub mod kubernetes;
 pub mod registry;
+pub mod restart;
 pub mod router;
 pub mod runtime;
 pub mod service;

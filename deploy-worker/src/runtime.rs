@@ -139,6 +139,19 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether berth restarts crashed instances itself (with growing
+    /// pauses, [`crate::restart`]) rather than the runtime doing so.
+    fn restarts_crashed_instances(&self) -> bool {
+        false
+    }
+
+    /// Starts crashed `instance` again, unless it runs, is gone, or a newer
+    /// deployment of its app runs (it is being replaced); returns whether
+    /// it was started.
+    async fn restart_crashed(&self, _instance: &str) -> Result<bool, DeployError> {
+        Ok(false)
+    }
+
     /// Makes the edge router's routes match `wants` and what runs: each
     /// app's host to its live deployment's running workloads. Routes of
     /// apps `keep` names stay as they are, and so does the route of an app

@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use super::DockerRuntime;
 use crate::crash_loop::{Failure, FailureKind};
+use crate::error::DeployError;
+use bollard::models::ContainerSummaryStateEnum;
 
 impl DockerRuntime {
     pub(super) fn crash_stream(&self) -> BoxStream<'static, Failure> {
@@ -55,7 +57,11 @@ impl DockerRuntime {
                             tenant: labels.get(labels::TENANT)?.clone(),
                         },
                         deployment_id: id(labels::DEPLOYMENT)?,
-                        kind: FailureKind::Crashed { exit_code, oom },
+                        kind: FailureKind::Crashed {
+                            instance: actor.id.clone()?,
+                            exit_code,
+                            oom,
+                        },
                         at: chrono::Utc::now(),
                     })
                 }
@@ -72,4 +78,39 @@ async fn labels_of(docker: &Docker, container_id: &str) -> Option<HashMap<String
         .ok()?
         .config?
         .labels
+}
+
+impl DockerRuntime {
+    /// See [`crate::Runtime::restart_crashed`].
+    pub(super) async fn restart_crashed_container(&self, id: &str) -> Result<bool, DeployError> {
+        let inspect = match self.docker.inspect_container(id, None).await {
+            Ok(inspect) => inspect,
+            // Removed since it crashed (a retirement, a failed deploy).
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(false),
+            // Podman's `stopped` state, between an exit and its cleanup,
+            // which bollard cannot decode: the next crash tries again.
+            Err(bollard::errors::Error::JsonDataError { .. }) => return Ok(false),
+            Err(error) => return Err(error.into()),
+        };
+        if inspect.state.as_ref().and_then(|s| s.running) == Some(true) {
+            return Ok(false);
+        }
+        let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
+        let id_of = |key: &str| labels.get(key)?.parse::<Uuid>().ok();
+        let (Some(app_id), Some(deployment)) = (id_of(labels::APP), id_of(labels::DEPLOYMENT))
+        else {
+            return Ok(false);
+        };
+        let replaced = self.app_containers(app_id).await?.iter().any(|c| {
+            c.state == Some(ContainerSummaryStateEnum::RUNNING)
+                && super::spec::deployment_of(c).is_some_and(|other| other > deployment)
+        });
+        if replaced {
+            return Ok(false);
+        }
+        self.docker.start_container(id, None).await?;
+        Ok(true)
+    }
 }

@@ -274,6 +274,14 @@ impl Runtime for DockerRuntime {
         self.prune_retired_containers(app.id, live).await
     }
 
+    fn restarts_crashed_instances(&self) -> bool {
+        self.config.restart_policy.policy == bollard::models::RestartPolicyNameEnum::NO
+    }
+
+    async fn restart_crashed(&self, instance: &str) -> Result<bool, DeployError> {
+        self.restart_crashed_container(instance).await
+    }
+
     async fn failures(&self) -> Result<Option<BoxStream<'static, Failure>>, DeployError> {
         use futures::StreamExt;
         // Ends when the engine's event stream ends, so it is followed again.

@@ -192,6 +192,14 @@ pub fn health_dockerfile() -> String {
     )
 }
 
+/// Serves `page` for 3 s after each start, then exits 1 (a crash).
+pub fn flaky_dockerfile(page: &str) -> String {
+    format!(
+        "FROM {BASE}\nRUN mkdir -p /site && echo '{page}' > /site/index.html\n\
+         CMD [\"sh\", \"-c\", \"busybox httpd -p $PORT -h /site; sleep 3; echo 'fatal: lost the database'; exit 1\"]\n"
+    )
+}
+
 /// The test images, built once per test binary.
 pub struct Images {
     pub v1: String,
