@@ -5,51 +5,19 @@
 
 mod common;
 
-use berth_backend::background::inform::InformHandler;
 use berth_backend::deployments::auto_rollback::{self, Decision};
-use berth_proto::{DeploymentProgress, DeploymentState, Envelope, Release, ReleaseFailing};
+use berth_proto::ReleaseFailing;
 use common::id_of;
-use common::one_app::OneApp;
+use common::one_app::Informed;
 use serde_json::Value;
-use sqlx::types::Json as SqlJson;
 use std::time::Duration;
 use uuid::Uuid;
 
 const WINDOW: Duration = Duration::from_secs(300);
 
-struct Setup {
-    one: OneApp,
-    inform: InformHandler,
-}
+type Setup = Informed;
 
-impl std::ops::Deref for Setup {
-    type Target = OneApp;
-    fn deref(&self) -> &OneApp {
-        &self.one
-    }
-}
-
-impl Setup {
-    async fn new() -> Self {
-        let one = OneApp::new().await;
-        let inform = InformHandler::new(one.app.pool().clone());
-        Self { one, inform }
-    }
-
-    /// Takes a deployment through `deploying` to `live`.
-    async fn go_live(&self, deployment: &Value) -> Release {
-        let id = id_of(deployment);
-        let release = self.release(deployment);
-        let deploying =
-            DeploymentProgress::new(DeploymentState::Deploying).with_release(release.clone());
-        let live = DeploymentProgress::new(DeploymentState::Live)
-            .with_release(release.clone())
-            .with_endpoint("http://web.alice.localhost");
-        self.inform.apply(id, &deploying).await.unwrap();
-        self.inform.apply(id, &live).await.unwrap();
-        release
-    }
-
+impl Informed {
     async fn failing(&self, id: Uuid, window: Duration) -> Decision {
         let failing = ReleaseFailing {
             app: self.release(&self.deployment(id).await).app,
@@ -59,21 +27,6 @@ impl Setup {
         auto_rollback::release_failing(self.app.pool(), id, &failing, window, "github.com")
             .await
             .unwrap()
-    }
-
-    /// Unpublished outbox messages of `kind`, oldest first.
-    async fn outbox(&self, kind: &str) -> Vec<Envelope> {
-        sqlx::query_scalar::<_, SqlJson<Envelope>>(
-            "SELECT envelope FROM outbox WHERE published_at IS NULL AND envelope->>'type' = $1
-             ORDER BY id",
-        )
-        .bind(kind)
-        .fetch_all(self.app.pool())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|json| json.0)
-        .collect()
     }
 
     async fn replicas(&self) -> Value {

@@ -5,73 +5,27 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use berth_backend::background::inform::{Applied, InformHandler};
+use berth_backend::background::inform::Applied;
 use berth_backend::background::relay::RelaySettings;
 use berth_proto::names::BUILDS_QUEUE;
 use berth_proto::{
     BuildRequested, Cancellation, DeployRequested, DeploymentProgress, DeploymentState, Envelope,
-    Release,
 };
 use common::broker::TestBroker;
 use common::id_of;
-use common::one_app::OneApp;
+use common::one_app::{deploying, live, Informed};
 use serde_json::{json, Value};
-use sqlx::types::Json as SqlJson;
 use std::time::Duration;
 use uuid::Uuid;
 
-struct Setup {
-    one: OneApp,
-    inform: InformHandler,
-}
+type Setup = Informed;
 
-impl std::ops::Deref for Setup {
-    type Target = OneApp;
-    fn deref(&self) -> &OneApp {
-        &self.one
-    }
-}
-
-impl Setup {
-    async fn new() -> Self {
-        let one = OneApp::new().await;
-        let inform = InformHandler::new(one.app.pool().clone());
-        Self { one, inform }
-    }
-
+impl Informed {
     async fn app_view(&self) -> Value {
         self.app
             .get(&format!("/api/v1/apps/{}", self.app_id), &self.token)
             .await
             .body
-    }
-
-    async fn report(&self, id: Uuid, progress: DeploymentProgress) -> Applied {
-        self.inform.apply(id, &progress).await.unwrap()
-    }
-
-    /// Takes a deployment through `deploying` to `live`.
-    async fn go_live(&self, deployment: &Value) -> Release {
-        let id = id_of(deployment);
-        let release = self.release(deployment);
-        self.report(id, deploying(&release)).await;
-        self.report(id, live(&release)).await;
-        release
-    }
-
-    /// Unpublished outbox messages of `kind`, oldest first.
-    async fn outbox(&self, kind: &str) -> Vec<Envelope> {
-        sqlx::query_scalar::<_, SqlJson<Envelope>>(
-            "SELECT envelope FROM outbox WHERE published_at IS NULL AND envelope->>'type' = $1
-             ORDER BY id",
-        )
-        .bind(kind)
-        .fetch_all(self.app.pool())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|json| json.0)
-        .collect()
     }
 
     async fn cancel(&self, id: Uuid) -> common::Response {
@@ -84,16 +38,6 @@ impl Setup {
             )
             .await
     }
-}
-
-fn deploying(release: &Release) -> DeploymentProgress {
-    DeploymentProgress::new(DeploymentState::Deploying).with_release(release.clone())
-}
-
-fn live(release: &Release) -> DeploymentProgress {
-    DeploymentProgress::new(DeploymentState::Live)
-        .with_release(release.clone())
-        .with_endpoint("http://127.0.0.1:40001")
 }
 
 fn states(deployment: &Value) -> Vec<String> {

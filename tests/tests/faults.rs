@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use berth_tests::api::fetch_body;
-use berth_tests::flow::{deploy_live, endpoint, settled_live, signed_in};
+use berth_tests::flow::{deploy_live, endpoint, live_app_with_instances, settled_live, signed_in};
 use berth_tests::{engine, AppRepo, Client, Platform};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -215,21 +215,10 @@ async fn an_app_scaled_up_keeps_as_many_instances_as_its_scale() -> Result<()> {
     let platform = Platform::start_with(&[("BERTH_CONVERGE_INTERVAL_SECS", "2".into())]).await?;
     let client = signed_in(&platform, "scaled").await?;
     let repo = AppRepo::python("v1")?;
-    let app = client
-        .create_app(json!({"name": "twins", "repo_url": repo.url(), "port": 8000}))
-        .await?;
-    let app_id = app["id"].as_str().context("app id")?.to_owned();
-    let live = deploy_live(&client, &platform, &app_id).await?;
+    let (app_id, live) =
+        live_app_with_instances(&client, &platform, "twins", &repo.url(), 2).await?;
     let live_id = live["id"].as_str().context("id")?.to_owned();
     let url = endpoint(&live)?;
-    client
-        .expect(
-            reqwest::Method::PUT,
-            &format!("/apps/{app_id}/scale"),
-            Some(json!({"replicas": 2})),
-            202,
-        )
-        .await?;
     let docker = engine::connect(&platform.env["BERTH_DOCKER_HOST"]).await?;
     let two = || async {
         let running =

@@ -4,8 +4,12 @@
 use super::broker::eventually;
 use super::{id_of, TestApp};
 use axum::http::{Method, StatusCode};
-use berth_proto::{AppRef, Binding, Release, ReleaseConfig};
+use berth_backend::background::inform::{Applied, InformHandler};
+use berth_proto::{
+    AppRef, Binding, DeploymentProgress, DeploymentState, Envelope, Release, ReleaseConfig,
+};
 use serde_json::{json, Value};
+use sqlx::types::Json as SqlJson;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -82,4 +86,64 @@ impl OneApp {
             },
         }
     }
+}
+
+/// [`OneApp`] with the `berth.inform` handler its workers' reports go
+/// through, for tests that move deployments as workers would.
+pub struct Informed {
+    pub one: OneApp,
+    pub inform: InformHandler,
+}
+
+impl std::ops::Deref for Informed {
+    type Target = OneApp;
+    fn deref(&self) -> &OneApp {
+        &self.one
+    }
+}
+
+impl Informed {
+    pub async fn new() -> Self {
+        let one = OneApp::new().await;
+        let inform = InformHandler::new(one.app.pool().clone());
+        Self { one, inform }
+    }
+
+    pub async fn report(&self, id: Uuid, progress: DeploymentProgress) -> Applied {
+        self.inform.apply(id, &progress).await.unwrap()
+    }
+
+    /// Takes a deployment through `deploying` to `live`.
+    pub async fn go_live(&self, deployment: &Value) -> Release {
+        let id = id_of(deployment);
+        let release = self.release(deployment);
+        self.report(id, deploying(&release)).await;
+        self.report(id, live(&release)).await;
+        release
+    }
+
+    /// Unpublished outbox messages of `kind`, oldest first.
+    pub async fn outbox(&self, kind: &str) -> Vec<Envelope> {
+        sqlx::query_scalar::<_, SqlJson<Envelope>>(
+            "SELECT envelope FROM outbox WHERE published_at IS NULL AND envelope->>'type' = $1
+             ORDER BY id",
+        )
+        .bind(kind)
+        .fetch_all(self.app.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|json| json.0)
+        .collect()
+    }
+}
+
+pub fn deploying(release: &Release) -> DeploymentProgress {
+    DeploymentProgress::new(DeploymentState::Deploying).with_release(release.clone())
+}
+
+pub fn live(release: &Release) -> DeploymentProgress {
+    DeploymentProgress::new(DeploymentState::Live)
+        .with_release(release.clone())
+        .with_endpoint("http://127.0.0.1:40001")
 }

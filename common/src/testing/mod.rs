@@ -18,7 +18,21 @@ use uuid::Uuid;
 
 /// The repository root (two levels above any crate's manifest dir).
 /// A local TCP port nothing listens on right now.
+/// A local port free now, for a server a test starts. Picked below the
+/// kernel's ephemeral range (32768 and up), where the ports of outgoing
+/// connections and of the engine's published containers come from: a port
+/// picked there may be taken by one of them before the server binds it
+/// (the backend of an end-to-end platform failed so, "address already in
+/// use"). Here only another test's pick can take it, one in 12,000.
 pub fn free_port() -> u16 {
+    const FROM: u16 = 20_000;
+    const SPAN: u128 = 12_000;
+    for _ in 0..100 {
+        let port = FROM + (uuid::Uuid::new_v4().as_u128() % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
