@@ -121,7 +121,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
     /// Follows the runtime's failures until `shutdown`, reporting the
     /// deployments that fail; a runtime that cannot report failures makes
     /// this return.
-    pub async fn watch_crash_loops(&self, shutdown: CancellationToken) {
+    pub async fn watch_failures(&self, shutdown: CancellationToken) {
         let mut loops = CrashLoops::default();
         let mut restarts = Restarts::default();
         while !shutdown.is_cancelled() {
@@ -193,7 +193,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
     async fn report_failing(&self, crash: &Failure, reason: String) {
         tracing::warn!(app_id = %crash.app.id, deployment_id = %crash.deployment_id, %reason,
             "a release fails");
-        metrics::counter!("berth_crash_loops_total").increment(1);
+        metrics::counter!("berth_failing_releases_total").increment(1);
         let failing = ReleaseFailing {
             app: crash.app.clone(),
             reason: reason.clone(),

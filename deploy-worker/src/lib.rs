@@ -158,7 +158,7 @@ async fn consume<R: Runtime>(
     tracing::info!(concurrency = config.concurrency, "deploy-worker started");
     tokio::spawn({
         let (service, shutdown) = (service.clone(), shutdown.clone());
-        async move { service.watch_crash_loops(shutdown).await }
+        async move { service.watch_failures(shutdown).await }
     });
     // One snapshot at a time, and only on the worker the broker made the
     // queue's active consumer.

@@ -107,7 +107,7 @@ async fn a_crashed_instance_is_started_again_after_a_pause_that_doubles() {
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let (service, shutdown) = (service.clone(), shutdown.clone());
-        async move { service.watch_crash_loops(shutdown).await }
+        async move { service.watch_failures(shutdown).await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let app = new_app();

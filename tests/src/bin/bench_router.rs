@@ -2,7 +2,8 @@
 //! behind it drop requests (issue 13).
 //!
 //! On a real platform (the four binaries, the stack, the platform's own
-//! Caddy) it deploys an app that takes 3 s to listen, then, under a steady
+//! Caddy) it deploys an app that takes 3 s to listen, with `/` as its
+//! health check path, then, under a steady
 //! load through the router (keep-alive and new connections in turn, plus
 //! 2-second requests always in flight), redeploys it `--redeploys` times
 //! and scales it 1 → 3 → 1, counting every request that did not get the
@@ -154,7 +155,12 @@ async fn main() -> Result<()> {
     client.sign_up("bench").await?;
     let repo = AppRepo::python_slow("v1")?;
     let app = client
-        .create_app(json!({"name": "steady", "repo_url": repo.url(), "port": 8000}))
+        // Healthy once `/` answers 200: each swap waits for the health
+        // check, and the router keeps checking every instance.
+        .create_app(json!({
+            "name": "steady", "repo_url": repo.url(), "port": 8000,
+            "health_check_path": "/",
+        }))
         .await?;
     let app_id = app["id"].as_str().context("app id")?.to_owned();
     let deploy = |client: &Client| {
