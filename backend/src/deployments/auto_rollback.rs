@@ -84,11 +84,7 @@ async fn decide(
     .bind(&failing.reason)
     .execute(&mut *conn)
     .await?;
-    let owner: Uuid = sqlx::query_scalar("SELECT owner_id FROM apps WHERE id = $1")
-        .bind(locked.app.id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let Some(app) = apps_store::get(conn, owner, locked.app.id).await? else {
+    let Some(app) = apps_store::get_any_owner(conn, locked.app.id).await? else {
         return Ok(Decision::Ignored("the app is gone"));
     };
     let minutes = window.as_secs().div_ceil(60);

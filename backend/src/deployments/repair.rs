@@ -43,11 +43,7 @@ pub async fn late_live(
         return Ok(false);
     }
     let live = store::live(conn, app.id).await?;
-    let owner: Uuid = sqlx::query_scalar("SELECT owner_id FROM apps WHERE id = $1")
-        .bind(app.id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let row = apps_store::get(conn, owner, app.id).await?;
+    let row = apps_store::get_any_owner(conn, app.id).await?;
     let release = match (&live, &row) {
         (Some((_, release_id)), Some(_)) => releases::get(conn, app.id, *release_id).await?,
         _ => None,

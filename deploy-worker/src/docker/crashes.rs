@@ -2,7 +2,7 @@
 //! of a container of this installation with a crash's exit code, and each
 //! `oom` kill ([`Failure::is_crash`]).
 
-use berth_proto::{labels, AppRef};
+use berth_proto::labels;
 use bollard::query_parameters::EventsOptionsBuilder;
 use bollard::Docker;
 use futures::stream::BoxStream;
@@ -10,7 +10,7 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-use super::DockerRuntime;
+use super::{spec, DockerRuntime};
 use crate::crash_loop::{Failure, FailureKind};
 use crate::error::DeployError;
 use bollard::models::ContainerSummaryStateEnum;
@@ -49,14 +49,9 @@ impl DockerRuntime {
                         true => attributes,
                         false => labels_of(&docker, actor.id.as_deref()?).await?,
                     };
-                    let id = |key: &str| labels.get(key)?.parse::<Uuid>().ok();
                     Some(Failure {
-                        app: AppRef {
-                            id: id(labels::APP)?,
-                            name: labels.get(labels::APP_NAME)?.clone(),
-                            tenant: labels.get(labels::TENANT)?.clone(),
-                        },
-                        deployment_id: id(labels::DEPLOYMENT)?,
+                        app: spec::app_of(&labels)?,
+                        deployment_id: labels.get(labels::DEPLOYMENT)?.parse().ok()?,
                         kind: FailureKind::Crashed {
                             instance: actor.id.clone()?,
                             exit_code,

@@ -11,7 +11,7 @@ use bollard::query_parameters::CreateContainerOptionsBuilder;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::{health, image, ready, spec, starting_elsewhere, DockerRuntime};
+use super::{image, ready, spec, starting_elsewhere, DockerRuntime};
 use crate::error::DeployError;
 use crate::router::{AppRoute, Routing, Target};
 use crate::runtime::{DeploySpec, Endpoint};
@@ -318,15 +318,15 @@ impl DockerRuntime {
                 ready::published_port(&inspect, &app_port),
                 app_port.trim_end_matches("/tcp").parse::<u16>().ok(),
             ) {
-                if ready::serves(&inspect, self.connect_host(), host_port, port).await {
-                    match &health {
-                        None => return Ok(()),
-                        Some(path) => {
-                            match health::check(self.connect_host(), host_port, path).await {
-                                Ok(()) => return Ok(()),
-                                Err(reason) => unhealthy = Some(format!("GET {path} {reason}")),
-                            }
-                        }
+                let host = self.connect_host();
+                match ready::serves_healthy(&inspect, host, host_port, port, health.as_deref())
+                    .await
+                {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(said) => {
+                        let path = health.as_deref().unwrap_or_default();
+                        unhealthy = Some(format!("GET {path} {said}"));
                     }
                 }
             }

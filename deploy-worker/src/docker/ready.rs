@@ -135,17 +135,12 @@ pub async fn wait_until_ready(
             });
         }
         if let Some(host_port) = published_port(&inspect, &port_key) {
-            let healthy = match health_path {
-                _ if !serves(&inspect, connect_host, host_port, app_port).await => false,
-                None => true,
-                Some(path) => match health::check(connect_host, host_port, path).await {
-                    Ok(()) => true,
-                    Err(reason) => {
-                        unhealthy = Some(reason);
-                        false
-                    }
-                },
-            };
+            let healthy = serves_healthy(&inspect, connect_host, host_port, app_port, health_path)
+                .await
+                .unwrap_or_else(|said| {
+                    unhealthy = Some(said);
+                    false
+                });
             if healthy {
                 tracing::info!(
                     container_id,
@@ -209,6 +204,27 @@ pub async fn serves(
     match container_ip(inspect) {
         Some(ip) => probe(&ip, app_port).await != Probe::Refused,
         None => true,
+    }
+}
+
+/// Whether the instance [`serves`] and, with a health check path, passes
+/// its health check there: `Err` with what the check got when it serves
+/// but is not healthy.
+pub async fn serves_healthy(
+    inspect: &ContainerInspectResponse,
+    connect_host: &str,
+    host_port: u16,
+    app_port: u16,
+    health_path: Option<&str>,
+) -> Result<bool, String> {
+    if !serves(inspect, connect_host, host_port, app_port).await {
+        return Ok(false);
+    }
+    match health_path {
+        None => Ok(true),
+        Some(path) => health::check(connect_host, host_port, path)
+            .await
+            .map(|()| true),
     }
 }
 

@@ -192,6 +192,15 @@ pub fn id_label(summary: &ContainerSummary, key: &str) -> Option<Uuid> {
         .and_then(|value| value.parse().ok())
 }
 
+/// The app a container's labels name.
+pub fn app_of(labels: &HashMap<String, String>) -> Option<AppRef> {
+    Some(AppRef {
+        id: labels.get(labels::APP)?.parse().ok()?,
+        name: labels.get(labels::APP_NAME)?.clone(),
+        tenant: labels.get(labels::TENANT)?.clone(),
+    })
+}
+
 /// The deployment a listed container runs.
 pub fn deployment_of(summary: &ContainerSummary) -> Option<Uuid> {
     id_label(summary, labels::DEPLOYMENT)

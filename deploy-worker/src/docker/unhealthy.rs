@@ -106,8 +106,8 @@ impl HealthWatch {
         }
         let mut deployments: BTreeMap<Uuid, (AppRef, Vec<&ContainerSummary>)> = BTreeMap::new();
         for container in &running {
-            let (Some(deployment), Some(app)) = (spec::deployment_of(container), app_of(container))
-            else {
+            let app = container.labels.as_ref().and_then(spec::app_of);
+            let (Some(deployment), Some(app)) = (spec::deployment_of(container), app) else {
                 continue;
             };
             deployments
@@ -134,13 +134,4 @@ impl HealthWatch {
         }
         Ok(())
     }
-}
-
-fn app_of(container: &ContainerSummary) -> Option<AppRef> {
-    let labels = container.labels.as_ref()?;
-    Some(AppRef {
-        id: labels.get(labels::APP)?.parse().ok()?,
-        name: labels.get(labels::APP_NAME)?.clone(),
-        tenant: labels.get(labels::TENANT)?.clone(),
-    })
 }
