@@ -73,6 +73,9 @@ pub struct Config {
     #[command(flatten)]
     pub quota: QuotaConfig,
 
+    #[command(flatten)]
+    pub domains: crate::custom_domains::DomainConfig,
+
     /// Requests a minute one client address may make to the webhook
     /// endpoints (per process). GitHub delivers from a few addresses: keep
     /// it above the installation's push rate.

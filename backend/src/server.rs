@@ -21,7 +21,9 @@ use crate::logs::{KafkaLogReader, LogReader};
 use crate::mail::SmtpMailer;
 use crate::state::{ApiSettings, AppState};
 use crate::web_security::{self, AllowedHosts};
-use crate::{accounts, apps, auth, db, deployments, docs, events, github, log_api, webhooks};
+use crate::{
+    accounts, apps, auth, db, deployments, docs, domains, events, github, log_api, webhooks,
+};
 use axum::extract::Request;
 use axum::Router;
 use berth_common::log_topics::LogTopics;
@@ -42,6 +44,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(accounts::router())
         .merge(apps::router())
+        .merge(domains::router())
         .merge(deployments::router())
         .merge(log_api::router())
         .merge(webhooks::router())
@@ -67,7 +70,10 @@ pub fn app(state: AppState, ready: Readiness, frontend_dir: Option<&Path>) -> Ro
         .as_deref()
         .and_then(|u| u.parse().ok());
     let allowed = AllowedHosts::new(public_url.as_ref(), &state.settings.allowed_hosts);
-    let router = api_router(state).merge(berth_common::ops::health_router(ready));
+    let internal = domains::internal_router().with_state(state.clone());
+    let router = api_router(state)
+        .merge(internal)
+        .merge(berth_common::ops::health_router(ready));
     let router = match frontend_dir {
         Some(dir) => router
             .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
@@ -180,6 +186,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
              email changes take effect unconfirmed (answering 409 to a taken email or username)"
         ),
     }
+    let custom_domains = Arc::new(crate::custom_domains::Domains::new(
+        &config.domains,
+        config
+            .console_host
+            .clone()
+            .filter(|host| !host.trim().is_empty()),
+    )?);
+    state = state.with_domains(custom_domains.clone());
     let shutdown = state.shutdown.clone();
 
     let mut tasks = JoinSet::new();
@@ -224,9 +238,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             pool.clone(),
             broker.clone(),
             Duration::from_secs(config.converge_interval_secs),
-        );
+        )
+        .with_wake(custom_domains.routes_changed.clone());
         tasks.spawn(converger.run(shutdown.clone()));
     }
+    let checks = crate::background::domain_checks::DomainChecks::new(pool.clone(), custom_domains);
+    tasks.spawn(checks.run(shutdown.clone()));
     if let Some(retention) = retention(&config, &state, pool.clone())? {
         tasks.spawn(retention.run(shutdown.clone()));
     }

@@ -2,6 +2,7 @@
 
 use crate::credentials::throttle::AuthLimiter;
 use crate::credentials::tokens::TokenKeys;
+use crate::custom_domains::Domains;
 use crate::event_hub::EventHub;
 use crate::github_api::{GitHubClient, ReqwestGitHub, DEFAULT_API_URL};
 use crate::logs::LogReader;
@@ -117,6 +118,8 @@ pub struct AppState {
     pub sessions: Arc<SessionEnds>,
     /// Issues image registry tokens; `None` when no signing key is set.
     pub registry_tokens: Option<Arc<TokenIssuer>>,
+    /// Custom domains' settings and checks; `None`: the API answers 503.
+    pub domains: Option<Arc<Domains>>,
 }
 
 impl AppState {
@@ -146,6 +149,7 @@ impl AppState {
             events: Arc::new(EventHub::default()),
             sessions: Arc::new(SessionEnds::default()),
             registry_tokens: None,
+            domains: None,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             github: Arc::new(
@@ -163,6 +167,12 @@ impl AppState {
     /// Serves the image registry's token service with `issuer`.
     pub fn with_registry_tokens(mut self, issuer: Arc<TokenIssuer>) -> Self {
         self.registry_tokens = Some(issuer);
+        self
+    }
+
+    /// Serves custom domains with these settings.
+    pub fn with_domains(mut self, domains: Arc<Domains>) -> Self {
+        self.domains = Some(domains);
         self
     }
 

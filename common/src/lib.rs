@@ -16,6 +16,7 @@ pub mod kube_fake;
 pub mod kubernetes;
 pub mod log_topics;
 pub mod logs;
+pub mod names;
 pub mod ops;
 #[cfg(feature = "registry_auth")]
 pub mod registry_auth;

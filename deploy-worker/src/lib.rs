@@ -87,7 +87,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 Some(socket) => {
                     tracing::info!(socket = %socket.display(), apps_domain = config.router.apps_domain,
                         listen = config.router.router_listen, "edge router");
-                    let router = router::caddy::CaddyRouter::new(socket.clone(), &config.router);
+                    let router = router::caddy::CaddyRouter::new(socket.clone(), &config.router)?;
+                    if router.apps_tls() {
+                        tracing::info!("apps' own hostnames and the console are served over HTTPS");
+                    }
                     // The server, the console's route and the 404 for
                     // unknown hosts at once, before any app's deploy or
                     // the first reconciler pass (app routes are kept).

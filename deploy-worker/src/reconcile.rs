@@ -239,6 +239,7 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 app: app.app.clone(),
                 live: app.live.as_ref().map(|live| live.deployment_id),
                 serving: app.live.is_some() && app.replicas > 0,
+                domains: app.domains.clone(),
             })
             .collect();
         let busy: BTreeSet<Uuid> = desired

@@ -25,6 +25,7 @@ fn live_app(release: &Release, deployment_id: Uuid, replicas: u32) -> DesiredApp
         }),
         replicas,
         busy: false,
+        domains: vec![],
     }
 }
 

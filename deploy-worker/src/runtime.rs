@@ -53,6 +53,8 @@ pub struct RouteWant {
     pub live: Option<Uuid>,
     /// Scaled above 0 (a stopped app's host answers with a 503 page).
     pub serving: bool,
+    /// Its verified custom domains.
+    pub domains: Vec<String>,
 }
 
 /// Where a deployed release answers: its stable URL behind the edge

@@ -172,11 +172,13 @@ async fn routes_the_router_lost_are_rebuilt_from_what_runs() {
             app: app.clone(),
             live: Some(deployment.deployment_id),
             serving: true,
+            domains: vec![],
         },
         RouteWant {
             app: stopped.clone(),
             live: Some(other.deployment_id),
             serving: false,
+            domains: vec![],
         },
     ];
     let changed = runtime.converge_routes(&wants, &|_| false).await.unwrap();
@@ -248,6 +250,24 @@ async fn apps_learn_the_clients_address_and_the_host_it_asked_for() {
             host: "shop.acme.localhost".into(),
             target: Target::Instances(vec![format!("127.0.0.1:{port}")]),
             health_check_path: None,
+            domains: Some(vec!["shop.example.org".into()]),
+        })
+        .await
+        .unwrap();
+    // A verified custom domain answers too (plain HTTP: no TLS listener).
+    assert_eq!(
+        router.get("shop.example.org", "/").await.unwrap(),
+        (200, "ok".into())
+    );
+    heads.recv().await.unwrap();
+    // A deploy moving the traffic says nothing of domains: they stay.
+    caddy
+        .set(&AppRoute {
+            app_id: app,
+            host: "shop.acme.localhost".into(),
+            target: Target::Instances(vec![format!("127.0.0.1:{port}")]),
+            health_check_path: None,
+            domains: None,
         })
         .await
         .unwrap();
@@ -267,6 +287,7 @@ async fn apps_learn_the_clients_address_and_the_host_it_asked_for() {
     assert!(caddy.remove(app).await.unwrap());
     assert!(!caddy.remove(app).await.unwrap(), "already gone");
     assert_eq!(router.get("shop.acme.localhost", "/").await.unwrap().0, 404);
+    assert_eq!(router.get("shop.example.org", "/").await.unwrap().0, 404);
 }
 
 #[tokio::test]
@@ -278,6 +299,7 @@ async fn routes_written_at_once_by_several_workers_are_all_kept() {
             host: format!("app{n}.acme.localhost"),
             target: Target::Unavailable(Unavailable::NotRunning),
             health_check_path: None,
+            domains: None,
         })
         .collect();
     let writers = routes.iter().cloned().map(|route| {

@@ -15,6 +15,8 @@ DEBIAN_PACKAGES=(
   podman runc catatonit
   # the edge router in front of every app (driven through its admin API)
   caddy
+  # the ACME test server and its DNS, for the custom domain tests
+  pebble
   # sandboxed builds: rootless podman as the build user (newuidmap), a
   # network namespace and firewall rules per build
   uidmap iproute2 iptables

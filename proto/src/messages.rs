@@ -213,6 +213,9 @@ pub struct DesiredApp {
     /// deploy's to manage, and the app is left alone this round.
     #[serde(default)]
     pub busy: bool,
+    /// The app's verified custom domains: the router answers for them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

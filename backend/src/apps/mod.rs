@@ -252,6 +252,9 @@ pub async fn remove(tx: &mut PgConnection, app: &AppRow, source: SourceAddr) -> 
     )
     .await?;
     store::mark_deleted(tx, app.id).await?;
+    // Its domains are free for others to claim (the router drops them
+    // with the app's route).
+    crate::custom_domains::store::delete_for_app(tx, app.id).await?;
     // Every worker stops what it holds of the app, including work whose
     // deployment already ended; the removal then clears what runs.
     let everything = Cancellation {

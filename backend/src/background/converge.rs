@@ -19,6 +19,8 @@ pub struct Converger<P> {
     db: PgPool,
     publisher: P,
     interval: Duration,
+    /// Sends at once when notified (a domain was verified or removed).
+    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -32,6 +34,7 @@ struct AppState {
     #[sqlx(flatten)]
     release: LiveReleaseRow,
     busy: bool,
+    domains: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -48,11 +51,18 @@ impl<P: MessagePublisher> Converger<P> {
             db,
             publisher,
             interval,
+            wake: None,
         }
     }
 
+    /// Also sends a snapshot right after `wake` is notified.
+    pub fn with_wake(mut self, wake: std::sync::Arc<tokio::sync::Notify>) -> Self {
+        self.wake = Some(wake);
+        self
+    }
+
     pub async fn run(self, shutdown: CancellationToken) {
-        super::every(self.interval, shutdown, || async {
+        super::every_or_when(self.interval, self.wake.clone(), shutdown, || async {
             match self.send().await {
                 Ok(apps) => tracing::debug!(apps, "desired state sent"),
                 Err(error) => tracing::warn!(%error, "could not send the desired state"),
@@ -79,7 +89,9 @@ pub async fn snapshot(db: &PgPool) -> Result<DesiredState> {
                 r.id AS release_id, r.commit_sha, r.image, r.config,
                 EXISTS (SELECT 1 FROM deployments p WHERE p.app_id = a.id
                         AND p.state IN ('queued', 'cloning', 'building', 'pushing', 'deploying'))
-                    AS busy
+                    AS busy,
+                ARRAY(SELECT hostname FROM domains dm WHERE dm.app_id = a.id
+                      AND dm.verified_at IS NOT NULL ORDER BY hostname) AS domains
          FROM apps a JOIN users u ON u.id = a.owner_id
          LEFT JOIN LATERAL (SELECT id, release_id FROM deployments d
                             WHERE d.app_id = a.id AND d.state = 'live'
@@ -118,6 +130,7 @@ pub async fn snapshot(db: &PgPool) -> Result<DesiredState> {
                 live,
                 replicas: u32::try_from(row.replicas).unwrap_or(0),
                 busy: row.busy,
+                domains: row.domains,
             }
         })
         .collect();

@@ -13,6 +13,7 @@
 
 pub mod converge;
 pub mod dead_letters;
+pub mod domain_checks;
 pub mod github_status;
 pub mod inform;
 pub mod reaper;
@@ -25,8 +26,21 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs `pass` now and then every `interval` (a late pass delays the next
 /// rather than bunching them) until `shutdown`.
-pub async fn every<F, Fut>(interval: Duration, shutdown: CancellationToken, mut pass: F)
+pub async fn every<F, Fut>(interval: Duration, shutdown: CancellationToken, pass: F)
 where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    every_or_when(interval, None, shutdown, pass).await
+}
+
+/// [`every`], and also at once when `wake` is notified.
+pub async fn every_or_when<F, Fut>(
+    interval: Duration,
+    wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    shutdown: CancellationToken,
+    mut pass: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -36,6 +50,12 @@ where
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
+            _ = async {
+                match &wake {
+                    Some(wake) => wake.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
         pass().await;
     }

@@ -169,6 +169,13 @@ impl TestApp {
         self
     }
 
+    /// Serves custom domains with `domains`.
+    pub fn with_domains(mut self, domains: Arc<berth_backend::custom_domains::Domains>) -> Self {
+        self.state = self.state.clone().with_domains(domains);
+        self.router = server::app(self.state.clone(), Arc::new(|| true), None);
+        self
+    }
+
     /// Seals and opens with `key` (a test that needs to know it).
     pub fn with_key(mut self, key: SecretKey) -> Self {
         self.state.key = key;

@@ -3,6 +3,7 @@
 //! started; each test gets its own RabbitMQ vhost so parallel tests and
 //! leftovers from earlier runs never see each other's messages.
 
+pub mod acme;
 pub mod fake_github;
 pub mod mailbox;
 pub mod memory_log;

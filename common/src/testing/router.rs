@@ -12,6 +12,9 @@ pub struct TestRouter {
     pub socket: PathBuf,
     /// Apps' traffic: `BERTH_ROUTER_LISTEN` is `127.0.0.1:<port>`.
     pub port: u16,
+    /// HTTPS, when a test turns it on: `BERTH_ROUTER_TLS_LISTEN` is
+    /// `127.0.0.1:<tls_port>`.
+    pub tls_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -25,6 +28,7 @@ impl TestRouter {
             child,
             socket,
             port,
+            tls_port: super::free_port(),
             dir,
         }
     }
@@ -32,6 +36,11 @@ impl TestRouter {
     /// `BERTH_ROUTER_LISTEN` for berth.
     pub fn listen(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `BERTH_ROUTER_TLS_LISTEN` for berth.
+    pub fn tls_listen(&self) -> String {
+        format!("127.0.0.1:{}", self.tls_port)
     }
 
     /// Kills the router and starts it again with no configuration but its

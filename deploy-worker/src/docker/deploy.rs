@@ -197,6 +197,7 @@ impl DockerRuntime {
             host: routing.host(app),
             target: Target::Instances(ports.iter().map(|port| self.dial(*port)).collect()),
             health_check_path: spec.release.config.health_check_path.clone(),
+            domains: None,
         };
         routing.router.set(&route).await?;
         let older_running =

@@ -39,6 +39,7 @@ impl DockerRuntime {
         containers: &[&ContainerSummary],
         live: Option<Uuid>,
         serving: bool,
+        domains: Option<&[String]>,
     ) -> Option<AppRoute> {
         let running = |c: &&&ContainerSummary| c.state == Some(ContainerSummaryStateEnum::RUNNING);
         let deployment = spec::deployment_of;
@@ -74,6 +75,7 @@ impl DockerRuntime {
             host: routing.host(app),
             target,
             health_check_path,
+            domains: domains.map(<[String]>::to_vec),
         })
     }
 
@@ -90,7 +92,7 @@ impl DockerRuntime {
         };
         let containers = self.app_containers(app.id).await?;
         let containers: Vec<&ContainerSummary> = containers.iter().collect();
-        if let Some(route) = self.route_for(routing, app, &containers, live, serving) {
+        if let Some(route) = self.route_for(routing, app, &containers, live, serving, None) {
             routing.router.set(&route).await?;
         }
         Ok(())
@@ -131,7 +133,14 @@ impl DockerRuntime {
                 .iter()
                 .filter(|c| spec::id_label(c, labels::APP) == Some(want.app.id))
                 .collect();
-            match self.route_for(routing, &want.app, &ours, want.live, want.serving) {
+            match self.route_for(
+                routing,
+                &want.app,
+                &ours,
+                want.live,
+                want.serving,
+                Some(&want.domains),
+            ) {
                 Some(route) => routes.push(route),
                 None => {
                     left.insert(want.app.id);

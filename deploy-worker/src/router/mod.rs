@@ -11,6 +11,8 @@
 //! restarted empty, or a route someone edited, is repaired on its next pass.
 
 pub mod caddy;
+pub mod caddy_config;
+pub mod tls;
 
 use async_trait::async_trait;
 use berth_proto::AppRef;
@@ -37,6 +39,9 @@ pub struct AppRoute {
     /// The release's HTTP health check: the router sends requests only to
     /// instances answering 2xx there.
     pub health_check_path: Option<String>,
+    /// The app's verified custom domains; `None`: keep those the router
+    /// has (a deploy moves traffic, it does not change names).
+    pub domains: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +122,8 @@ pub struct RouterConfig {
     /// new one, so requests it is answering finish.
     #[arg(long, env = "BERTH_DRAIN_SECS", default_value_t = 5)]
     pub drain_secs: u64,
+    #[command(flatten)]
+    pub tls: tls::TlsConfig,
 }
 
 /// The router and how apps are named on it, as the docker driver uses them.
@@ -126,6 +133,8 @@ pub struct Routing {
     pub apps_domain: String,
     /// The router's port in app URLs, when it is not 80.
     pub url_port: Option<u16>,
+    /// Apps' own hostnames are served over HTTPS (on this port).
+    pub https_port: Option<u16>,
     pub drain: Duration,
 }
 
@@ -135,9 +144,17 @@ impl Routing {
             .router_listen
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse::<u16>().ok());
+        let https_port = config
+            .tls
+            .router_tls_listen
+            .as_deref()
+            .filter(|_| berth_common::names::public_domain(&config.apps_domain))
+            .and_then(|listen| listen.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse::<u16>().ok());
         Self {
             router,
             apps_domain: config.apps_domain.trim_matches('.').to_owned(),
+            https_port,
             url_port: port.filter(|port| *port != 80),
             drain: Duration::from_secs(config.drain_secs),
         }
@@ -149,6 +166,12 @@ impl Routing {
 
     /// The app's stable URL.
     pub fn url(&self, app: &AppRef) -> String {
+        if let Some(port) = self.https_port {
+            return match port {
+                443 => format!("https://{}", self.host(app)),
+                port => format!("https://{}:{port}", self.host(app)),
+            };
+        }
         match self.url_port {
             Some(port) => format!("http://{}:{port}", self.host(app)),
             None => format!("http://{}", self.host(app)),
@@ -168,6 +191,7 @@ mod tests {
             console_host: None,
             console_upstream: None,
             drain_secs: 5,
+            tls: Default::default(),
         }
     }
 

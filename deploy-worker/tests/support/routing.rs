@@ -17,11 +17,12 @@ pub fn router_config(router: &TestRouter, drain_secs: u64) -> RouterConfig {
         console_host: Some("berth.localhost".into()),
         console_upstream: Some("127.0.0.1:9".into()),
         drain_secs,
+        tls: Default::default(),
     }
 }
 
 pub fn caddy(router: &TestRouter) -> CaddyRouter {
-    CaddyRouter::new(router.socket.clone(), &router_config(router, 0))
+    CaddyRouter::new(router.socket.clone(), &router_config(router, 0)).unwrap()
 }
 
 pub async fn routed_runtime(router: &TestRouter, drain_secs: u64) -> DockerRuntime {
@@ -36,7 +37,7 @@ pub async fn routed_runtime_waiting(
     ready_timeout_secs: u64,
 ) -> DockerRuntime {
     let config = router_config(router, drain_secs);
-    let caddy = CaddyRouter::new(router.socket.clone(), &config);
+    let caddy = CaddyRouter::new(router.socket.clone(), &config).unwrap();
     docker_runtime(ready_timeout_secs)
         .await
         .with_routing(Routing::new(Arc::new(caddy), &config))
