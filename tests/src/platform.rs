@@ -81,6 +81,17 @@ impl Platform {
     /// [`base_url`](Self::base_url); [`backend_urls`](Self::backend_urls)
     /// has them all.
     pub async fn start_copies(extra: &[(&str, String)], copies: usize) -> Result<Self> {
+        Self::start_inner(extra, copies, false).await
+    }
+
+    /// Like [`start_with`](Self::start_with), with the router's HTTPS
+    /// listener on (`router.tls_port`); `extra` says where certificates
+    /// come from (`BERTH_ACME_DIRECTORY`, ...).
+    pub async fn start_with_https(extra: &[(&str, String)]) -> Result<Self> {
+        Self::start_inner(extra, 1, true).await
+    }
+
+    async fn start_inner(extra: &[(&str, String)], copies: usize, https: bool) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
         let id = Uuid::new_v4().simple().to_string();
         let mut env = stack_env();
@@ -137,6 +148,9 @@ impl Platform {
             ("RUST_LOG", "info,berth=debug".into()),
         ];
         env.extend(overrides.map(|(k, v)| (k.to_owned(), v)));
+        if https {
+            env.insert("BERTH_ROUTER_TLS_LISTEN".into(), router.tls_listen());
+        }
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let mut instances = Vec::new();
         for binary in BINARIES {

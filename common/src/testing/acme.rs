@@ -81,32 +81,52 @@ impl Drop for TestDns {
 }
 
 pub struct TestAcme {
-    child: Child,
+    child: Option<Child>,
     _dir: tempfile::TempDir,
     /// `BERTH_ACME_DIRECTORY`.
     pub directory: String,
     /// The CA of the directory's own HTTPS: `BERTH_ACME_TRUSTED_ROOTS`.
     pub trusted_roots: PathBuf,
+    port: u16,
     management: u16,
 }
 
+impl Default for TestAcme {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestAcme {
-    /// A certificate authority validating HTTP-01 challenges on
-    /// `http_port` and TLS-ALPN-01 on `tls_port` (the router's), names
-    /// resolved by `dns`.
-    pub async fn start(dns: &TestDns, http_port: u16, tls_port: u16) -> Self {
+    /// A certificate authority to be: its ports, directory URL and the
+    /// roots of its HTTPS are known before it runs, so berth can be
+    /// started with them first (see [`run`](Self::run)).
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (roots, cert, key) = directory_certificate(dir.path());
+        let (roots, _, _) = directory_certificate(dir.path());
         let port = super::free_port();
-        let management = super::free_port();
+        Self {
+            child: None,
+            directory: format!("https://127.0.0.1:{port}/dir"),
+            trusted_roots: roots,
+            management: super::free_port(),
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Runs it, validating HTTP-01 challenges on `http_port` and
+    /// TLS-ALPN-01 on `tls_port` (the router's), names resolved by `dns`.
+    pub async fn run(mut self, dns: &TestDns, http_port: u16, tls_port: u16) -> Self {
+        let dir = self._dir.path();
         let config = serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{port}"),
-            "managementListenAddress": format!("127.0.0.1:{management}"),
-            "certificate": cert, "privateKey": key,
+            "listenAddress": format!("127.0.0.1:{}", self.port),
+            "managementListenAddress": format!("127.0.0.1:{}", self.management),
+            "certificate": dir.join("cert.pem"), "privateKey": dir.join("key.pem"),
             "httpPort": http_port, "tlsPort": tls_port,
             "ocspResponderURL": "", "externalAccountBindingRequired": false,
         }});
-        let config_file = dir.path().join("pebble.json");
+        let config_file = dir.join("pebble.json");
         std::fs::write(&config_file, config.to_string()).unwrap();
         let child = Command::new("pebble")
             .arg("-config")
@@ -120,14 +140,9 @@ impl TestAcme {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble runs (the stack installs it)");
-        wait_for_port(port).await;
-        Self {
-            child,
-            _dir: dir,
-            directory: format!("https://127.0.0.1:{port}/dir"),
-            trusted_roots: roots,
-            management,
-        }
+        self.child = Some(child);
+        wait_for_port(self.port).await;
+        self
     }
 
     /// The root certificate (PEM) everything this authority issues chains
@@ -152,8 +167,10 @@ impl TestAcme {
 
 impl Drop for TestAcme {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
