@@ -11,7 +11,7 @@ export BERTH_ENV_FILE := $(CURDIR)/.berth/berth.env
 # cargo may live in ~/.cargo/bin without being on PATH (e.g. under sudo or CI)
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: help up down test test-live bench-deploy bench-router bench-rollback chaos lint status stack frontend
+.PHONY: help up down test test-live bench-deploy bench-router bench-rollback bench-domain chaos lint status stack frontend
 
 help:
 	@echo "make up            install + start the stack, build and start berth (http://berth.localhost)"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-deploy  start the stack, run the deploy benchmark"
 	@echo "make bench-router  start the stack, measure the edge router (failed requests during redeploys, latency)"
 	@echo "make bench-rollback start the stack, time a crash loop's automatic rollback"
+	@echo "make bench-domain  start the stack, time adding a custom domain until it serves over HTTPS (Pebble)"
 	@echo "make chaos         the long fault suite, on a stack of its own (SEED=n replays a run)"
 	@echo "make lint          rustfmt + clippy"
 	@echo "make status        what is running"
@@ -94,6 +95,15 @@ bench-router: stack
 bench-rollback: stack
 	cargo build --bins
 	cargo nextest run -p berth-tests --test auto_rollback --no-capture 2>&1 | grep -E '^from |PASS|FAIL'
+
+# A custom domain's figure: from POST /apps/{id}/domains (and its TXT
+# record) to the app answering over HTTPS with a certificate from Pebble,
+# five times. The end-to-end test prints it.
+bench-domain: stack
+	cargo build --bins
+	for run in 1 2 3 4 5; do \
+	  cargo nextest run -p berth-tests --test custom_domains --no-capture 2>&1 | grep -E '^from |FAIL'; \
+	done
 
 # The long form of the fault suite (docs/faults.md). It crashes PostgreSQL,
 # RabbitMQ, tansu and podman, so it runs on a stack of its own: .berth-chaos,

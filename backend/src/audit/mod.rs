@@ -113,7 +113,8 @@ pub struct AuditEvent {
     pub actor: String,
     /// `auth.register`, `auth.login`, `auth.login_failed`, `auth.logout`,
     /// `app.create`, `app.update`, `app.delete`, `app.scale`,
-    /// `app.webhook_set`, `app.webhook_deleted` or `deployment.create`.
+    /// `app.webhook_set`, `app.webhook_deleted`, `domain.add`,
+    /// `domain.remove` or `deployment.create`.
     #[schema(example = "app.create")]
     pub action: String,
     /// `user`, `app` or `deployment`.

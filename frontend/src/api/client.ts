@@ -16,6 +16,7 @@ import type {
   App,
   AuditEvent,
   Branch,
+  Domain,
   Deployment,
   Profile,
   Quota,
@@ -370,6 +371,29 @@ export class ApiClient {
       method: "POST",
       body: githubToken ? { github_token: githubToken } : {},
     });
+  }
+
+  domains(appId: string, signal?: AbortSignal): Promise<Domain[]> {
+    return this.request<Domain[]>(`/apps/${encodeURIComponent(appId)}/domains`, { signal });
+  }
+
+  /** Adds a domain; it serves once the TXT record in the answer is found. */
+  addDomain(appId: string, hostname: string): Promise<Domain> {
+    return this.request<Domain>(`/apps/${encodeURIComponent(appId)}/domains`, {
+      method: "POST",
+      body: { hostname },
+    });
+  }
+
+  /** Looks for the domain's TXT record now. */
+  verifyDomain(appId: string, hostname: string): Promise<Domain> {
+    const path = `/apps/${encodeURIComponent(appId)}/domains/${encodeURIComponent(hostname)}/verify`;
+    return this.request<Domain>(path, { method: "POST" });
+  }
+
+  removeDomain(appId: string, hostname: string): Promise<void> {
+    const path = `/apps/${encodeURIComponent(appId)}/domains/${encodeURIComponent(hostname)}`;
+    return this.request<void>(path, { method: "DELETE" });
   }
 
   deleteWebhook(appId: string): Promise<void> {

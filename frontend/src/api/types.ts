@@ -157,6 +157,35 @@ export interface Webhook {
   } | null;
 }
 
+/** A DNS record the domain's owner creates at their DNS provider. */
+export interface DnsRecord {
+  type: "TXT" | "CNAME" | "A" | "AAAA";
+  name: string;
+  value: string;
+  purpose: string;
+}
+
+export type CertificateState = "not_applicable" | "pending" | "issued" | "failed";
+
+/** A custom domain of an app (`/apps/{id}/domains`). */
+export interface Domain {
+  hostname: string;
+  environment: string;
+  status: "pending_verification" | "verified";
+  url: string;
+  dns_records: DnsRecord[];
+  verification: { checked_at: string | null; error: string | null };
+  certificate: {
+    state: CertificateState;
+    issuer: string | null;
+    expires_at: string | null;
+    checked_at: string | null;
+    error: string | null;
+  };
+  verified_at: string | null;
+  created_at: string;
+}
+
 export interface WebhookSecret {
   path: string;
   url?: string | null;

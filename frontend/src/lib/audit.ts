@@ -23,6 +23,8 @@ const ACTIONS: Record<string, string> = {
   "app.scale": "Scaled an app",
   "app.webhook_set": "Set up a webhook",
   "app.webhook_deleted": "Removed a webhook",
+  "domain.add": "Added a domain",
+  "domain.remove": "Removed a domain",
   "deployment.create": "Started a deployment",
 };
 

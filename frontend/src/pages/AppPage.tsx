@@ -5,6 +5,7 @@ import { useSession } from "../api/session";
 import { ProblemBanner } from "../components/forms";
 import { Loading } from "../components/Layout";
 import { DeleteApp } from "../components/DeleteApp";
+import { DomainsSection } from "../components/DomainsSection";
 import { EnvSection } from "../components/EnvSection";
 import { LogView } from "../components/LogView";
 import { ResourcesSection } from "../components/ResourcesSection";
@@ -184,6 +185,9 @@ export function AppPage() {
 
       <h2>Environment variables</h2>
       <EnvSection appId={a.id} onSaved={reloadAll} />
+
+      <h2>Domains</h2>
+      <DomainsSection appId={a.id} />
 
       <h2>Instances</h2>
       <ScaleSection key={`scale-${a.replicas}`} app={a} onSaved={app.reload} />
