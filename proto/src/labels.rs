@@ -19,6 +19,8 @@ pub const REPLICA: &str = "berth.dev/replica";
 /// release has none): how a container is checked after the deploy made it,
 /// by a scale that starts it again and by the router.
 pub const HEALTH_CHECK_PATH: &str = "berth.dev/health-check-path";
+/// On the Kubernetes Ingress of an app's custom domains.
+pub const DOMAINS: &str = "berth.dev/domains";
 
 /// The name of the container one deployment of an app runs in on the
 /// docker driver: `berth-<tenant>-<app>-<time>-<random>`, from the labels

@@ -16,6 +16,7 @@
 //!   runs any more once it went live, scales and removes apps.
 
 mod app;
+mod domains;
 mod plan;
 pub mod pull;
 pub mod render;
@@ -25,6 +26,8 @@ mod status;
 
 #[cfg(test)]
 mod app_tests;
+#[cfg(test)]
+mod domains_tests;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
@@ -41,6 +44,7 @@ mod rollout_tests;
 mod status_tests;
 
 pub use app::{app_host, app_objects, env_secret_name, tls_secret_name, AppObjects};
+pub use domains::{domain_secret_name, domains_ingress, domains_ingress_name};
 pub use plan::{deployment_name, endpoint, plan, restore_document};
 pub use pull::{PullSecret, PULL_SECRET};
 pub use runtime::KubeRuntime;

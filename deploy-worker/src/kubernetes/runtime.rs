@@ -20,11 +20,13 @@ use super::{
 };
 use crate::error::DeployError;
 use crate::registry::RegistryPull;
-use crate::runtime::{DeploySpec, Endpoint, Instance, Runtime};
+use crate::runtime::{DeploySpec, Endpoint, Instance, RouteWant, Runtime};
+use std::collections::BTreeSet;
+use uuid::Uuid;
 
 pub struct KubeRuntime {
-    client: Client,
-    settings: KubernetesSettings,
+    pub(super) client: Client,
+    pub(super) settings: KubernetesSettings,
     rollout: RolloutSettings,
     /// berth's registry and its pull grants: each tenant's pull Secret.
     pull: Option<RegistryPull>,
@@ -73,7 +75,7 @@ impl KubeRuntime {
         })
     }
 
-    fn api<K>(&self, app: &AppRef) -> Api<K>
+    pub(super) fn api<K>(&self, app: &AppRef) -> Api<K>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -184,6 +186,23 @@ impl KubeRuntime {
         Ok(deleted.left().map_or(0, |list| list.items.len()))
     }
 
+    /// The app's Ingresses, deleted by label; returns how many, and the
+    /// certificate Secrets of its custom domains (cert-manager writes them
+    /// and does not delete them).
+    async fn delete_ingresses(&self, app: &AppRef) -> Result<(usize, Vec<String>), DeployError> {
+        let deleted = self
+            .api::<Ingress>(app)
+            .delete_collection(&DeleteParams::background(), &Self::app_selector(app))
+            .await?;
+        let items = deleted.left().map(|list| list.items).unwrap_or_default();
+        let certificates = items
+            .iter()
+            .filter(|ingress| super::domains::is_domains_ingress(ingress))
+            .flat_map(super::domains::certificate_secrets)
+            .collect();
+        Ok((items.len(), certificates))
+    }
+
     /// Services: listed then deleted one by one, since API servers before
     /// 1.29 have no `deletecollection` for them.
     async fn delete_services(&self, app: &AppRef) -> Result<usize, DeployError> {
@@ -200,7 +219,7 @@ impl KubeRuntime {
 }
 
 /// True when the delete happened, false when the object was already gone.
-fn gone_or<T>(result: Result<T, kube::Error>) -> Result<bool, DeployError> {
+pub(super) fn gone_or<T>(result: Result<T, kube::Error>) -> Result<bool, DeployError> {
     match result {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
@@ -369,7 +388,14 @@ impl Runtime for KubeRuntime {
     /// with its pods, env Secrets) and the certificate Secret cert-manager
     /// wrote for its Ingress; the tenant's namespace and fences stay.
     async fn remove_app(&self, app: &AppRef) -> Result<usize, DeployError> {
-        let mut removed = self.delete_labelled::<Ingress>(app).await?;
+        let (mut removed, certificates) = self.delete_ingresses(app).await?;
+        for secret in certificates {
+            removed += usize::from(gone_or(
+                self.api::<Secret>(app)
+                    .delete(&secret, &DeleteParams::default())
+                    .await,
+            )?);
+        }
         removed += self.delete_services(app).await?;
         removed += self.delete_labelled::<Deployment>(app).await?;
         removed += self.delete_labelled::<Secret>(app).await?;
@@ -380,5 +406,16 @@ impl Runtime for KubeRuntime {
         removed += usize::from(gone_or(tls)?);
         tracing::info!(app_id = %app.id, removed, "removed the app's objects");
         Ok(removed)
+    }
+
+    /// Custom domains: see [`super::domains`]. Domain changes move no
+    /// traffic, so nothing is returned as rerouted.
+    async fn converge_routes(
+        &self,
+        wants: &[RouteWant],
+        keep: &(dyn Fn(Uuid) -> bool + Send + Sync),
+    ) -> Result<BTreeSet<Uuid>, DeployError> {
+        self.converge_domains(wants, keep).await?;
+        Ok(BTreeSet::new())
     }
 }
