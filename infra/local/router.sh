@@ -12,6 +12,16 @@ ROUTER_SOCK="$BERTH_RUN/router-admin.sock"
 # Apps' traffic, on every interface, so that a public server needs no more
 # setup: port 80 on make up's stack (BERTH_ROUTER_PORT overrides it).
 ROUTER_PORT="${BERTH_ROUTER_PORT:-$((80 + PORT_OFFSET))}"
+# HTTPS (certificates over ACME, Let's Encrypt unless BERTH_ACME_DIRECTORY
+# says otherwise): on when the apps domain is a real one, so apps' own
+# names, the console and custom domains get certificates; or on any port
+# BERTH_ROUTER_TLS_PORT names (custom domains only, with a localhost apps
+# domain). Names under localhost cannot get a certificate.
+ROUTER_TLS_PORT="${BERTH_ROUTER_TLS_PORT:-}"
+case "${BERTH_APPS_DOMAIN:-localhost}" in
+  localhost | *.localhost | "") ;;
+  *) ROUTER_TLS_PORT="${ROUTER_TLS_PORT:-$((443 + PORT_OFFSET))}" ;;
+esac
 
 router_ready() {
   [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 3 --unix-socket "$ROUTER_SOCK" \
@@ -32,6 +42,9 @@ router_up() {
   else
     stop_pidfile router "$BERTH_RUN/router.pid" 5
     tcp_open 127.0.0.1 "$ROUTER_PORT" && port_conflict router "$ROUTER_PORT"
+    if [[ -n $ROUTER_TLS_PORT ]] && tcp_open 127.0.0.1 "$ROUTER_TLS_PORT"; then
+      port_conflict router "$ROUTER_TLS_PORT"
+    fi
     rm -f "$ROUTER_SOCK"
     start_bg router "$BERTH_RUN/router.pid" "$BERTH_LOGS/router.log" "$ROUTER_DIR" \
       env XDG_CONFIG_HOME="$ROUTER_DIR/config" XDG_DATA_HOME="$ROUTER_DIR/data" HOME="$ROUTER_DIR" \
@@ -52,6 +65,15 @@ router_env() {
   emit BERTH_APPS_DOMAIN "${BERTH_APPS_DOMAIN:-localhost}"
   emit BERTH_CONSOLE_HOST "${BERTH_CONSOLE_HOST:-berth.localhost}"
   emit BERTH_CONSOLE_UPSTREAM "$BACKEND_ADDR"
+  if [[ -n $ROUTER_TLS_PORT ]]; then
+    echo "# HTTPS on the router; certificates on demand for names berth approves."
+    emit BERTH_ROUTER_TLS_LISTEN ":$ROUTER_TLS_PORT"
+    [[ -n ${BERTH_ACME_EMAIL:-} ]] && emit BERTH_ACME_EMAIL "$BERTH_ACME_EMAIL"
+    [[ -n ${BERTH_ACME_DIRECTORY:-} ]] && emit BERTH_ACME_DIRECTORY "$BERTH_ACME_DIRECTORY"
+  fi
+  echo "# What custom domains point at (an IP: A record; a name: CNAME); unset: the app's own name."
+  [[ -n ${BERTH_DOMAIN_TARGET:-} ]] && emit BERTH_DOMAIN_TARGET "$BERTH_DOMAIN_TARGET"
+  true
   echo "# The router is the proxy whose X-Forwarded-For the backend believes."
   emit BERTH_TRUSTED_PROXIES "127.0.0.1,::1"
 }

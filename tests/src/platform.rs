@@ -148,6 +148,8 @@ impl Platform {
             ("RUST_LOG", "info,berth=debug".into()),
         ];
         env.extend(overrides.map(|(k, v)| (k.to_owned(), v)));
+        // The operator's HTTPS settings are not the tests'.
+        env.remove("BERTH_ROUTER_TLS_LISTEN");
         if https {
             env.insert("BERTH_ROUTER_TLS_LISTEN".into(), router.tls_listen());
         }
