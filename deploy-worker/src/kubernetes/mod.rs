@@ -17,6 +17,7 @@
 
 mod app;
 mod domains;
+mod failures;
 mod plan;
 pub mod pull;
 pub mod render;
@@ -28,6 +29,8 @@ mod status;
 mod app_tests;
 #[cfg(test)]
 mod domains_tests;
+#[cfg(test)]
+mod failures_tests;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub struct KubeRuntime {
     rollout: RolloutSettings,
     /// berth's registry and its pull grants: each tenant's pull Secret.
     pull: Option<RegistryPull>,
+    /// How often pods are looked at for crashes.
+    failure_poll: std::time::Duration,
 }
 
 /// What the app's Deployment was before a deploy: what a failed rollout
@@ -54,6 +56,7 @@ impl KubeRuntime {
             settings,
             rollout,
             pull: None,
+            failure_poll: std::time::Duration::from_secs(5),
         }
     }
 
@@ -406,6 +409,16 @@ impl Runtime for KubeRuntime {
         removed += usize::from(gone_or(tls)?);
         tracing::info!(app_id = %app.id, removed, "removed the app's objects");
         Ok(removed)
+    }
+
+    /// Crashes and failing readiness of the apps' pods, looked at every
+    /// few seconds ([`super::failures`]); the kubelet restarts crashed
+    /// containers itself.
+    async fn failures(
+        &self,
+    ) -> Result<Option<futures::stream::BoxStream<'static, crate::crash_loop::Failure>>, DeployError>
+    {
+        Ok(Some(self.pod_failures(self.failure_poll)))
     }
 
     /// Custom domains: see [`super::domains`]. Domain changes move no
