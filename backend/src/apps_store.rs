@@ -49,6 +49,7 @@ pub struct RuntimeColumns {
     pub runtime_status: Option<String>,
     pub runtime_reason: Option<String>,
     pub runtime_checked_at: Option<DateTime<Utc>>,
+    pub runtime_instances: SqlJson<Vec<berth_proto::InstanceHealth>>,
 }
 
 /// What the app's latest deployment was: how it was triggered, of which
@@ -87,6 +88,7 @@ const SELECT_APP: &str = "
            latest.trigger AS latest_trigger, latest.commit_sha AS latest_commit,
            latest.pushed_by AS latest_pushed_by, latest.created_at AS latest_created_at,
            live.endpoint AS url, a.runtime_status, a.runtime_reason, a.runtime_checked_at,
+           a.runtime_instances,
            a.created_at, a.updated_at
     FROM apps a
     JOIN users u ON u.id = a.owner_id
@@ -298,10 +300,16 @@ pub async fn record_runtime(db: &PgPool, status: &berth_proto::RuntimeStatus) ->
         .iter()
         .map(|app| app.reason.as_deref())
         .collect();
+    let instances: Vec<SqlJson<&[berth_proto::InstanceHealth]>> = status
+        .apps
+        .iter()
+        .map(|app| SqlJson(app.instances.as_slice()))
+        .collect();
     let updated = sqlx::query(
         "UPDATE apps a SET runtime_status = s.status, runtime_reason = s.reason,
-                           runtime_checked_at = $4
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS s(id, status, reason)
+                           runtime_checked_at = $4, runtime_instances = s.instances
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $5::jsonb[])
+              AS s(id, status, reason, instances)
          WHERE a.id = s.id AND a.deleted_at IS NULL
            AND (a.runtime_checked_at IS NULL OR a.runtime_checked_at <= $4)",
     )
@@ -309,6 +317,7 @@ pub async fn record_runtime(db: &PgPool, status: &berth_proto::RuntimeStatus) ->
     .bind(&states)
     .bind(&reasons)
     .bind(status.at)
+    .bind(&instances)
     .execute(db)
     .await?;
     Ok(updated.rows_affected())

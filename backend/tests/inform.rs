@@ -416,6 +416,20 @@ async fn the_reconcilers_runtime_status_shows_on_the_app() {
             app_id: setup.app_id,
             status,
             reason: reason.map(str::to_owned),
+            instances: vec![
+                berth_proto::InstanceHealth {
+                    name: "web-0".into(),
+                    running: true,
+                    healthy: Some(false),
+                    said: Some("answered 500".into()),
+                },
+                berth_proto::InstanceHealth {
+                    name: "web-1".into(),
+                    running: false,
+                    healthy: None,
+                    said: None,
+                },
+            ],
         }],
     };
     let why = "berth could not start the live release again: the image cannot be pulled";
@@ -431,6 +445,13 @@ async fn the_reconcilers_runtime_status_shows_on_the_app() {
     .await
     .expect("the degraded status shows");
     assert_eq!(degraded["runtime"]["reason"], why);
+    assert_eq!(
+        degraded["runtime"]["instances"],
+        serde_json::json!([
+            {"name": "web-0", "running": true, "healthy": false, "said": "answered 500"},
+            {"name": "web-1", "running": false, "healthy": null, "said": null},
+        ])
+    );
 
     // Late: a pass from before. A report on another app, sent after it,
     // shows that it was handled (one at a time, in order).
@@ -455,6 +476,7 @@ async fn the_reconcilers_runtime_status_shows_on_the_app() {
             app_id: other,
             status: AppStatus::Stopped,
             reason: None,
+            instances: vec![],
         }],
     };
     broker.broker.send(None, 1, &marker).await.unwrap();

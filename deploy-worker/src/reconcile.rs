@@ -205,10 +205,22 @@ impl<R: Runtime, P: MessagePublisher> DeployService<R, P> {
                 }
             };
             if let Some((status, reason)) = found {
+                let instances = match &app.live {
+                    Some(live) => self
+                        .runtime
+                        .instance_health(&app.app, live.deployment_id)
+                        .await
+                        .unwrap_or_else(|error| {
+                            tracing::warn!(app_id = %app.app.id, %error, "could not check the app's instances");
+                            Vec::new()
+                        }),
+                    None => Vec::new(),
+                };
                 health.push(AppHealth {
                     app_id: app.app.id,
                     status,
                     reason,
+                    instances,
                 });
             }
         }

@@ -141,6 +141,17 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The instances of the app's `live` deployment and whether each is
+    /// healthy now, for the app's users; empty when the runtime cannot
+    /// tell.
+    async fn instance_health(
+        &self,
+        _app: &AppRef,
+        _live: Uuid,
+    ) -> Result<Vec<berth_proto::InstanceHealth>, DeployError> {
+        Ok(Vec::new())
+    }
+
     /// Whether berth restarts crashed instances itself (with growing
     /// pauses, [`crate::restart`]) rather than the runtime doing so.
     fn restarts_crashed_instances(&self) -> bool {

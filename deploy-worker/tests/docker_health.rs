@@ -79,6 +79,23 @@ async fn an_instance_failing_its_health_check_gets_no_requests_after_5_s() {
     assert!(!answered.contains(sick), "{answered:?} holds {sick}");
     // Counted by the instance itself: nothing reached it since.
     assert_eq!(http_get(&sick_at, "/cgi-bin/late").await.unwrap(), "0");
+    // The app's users see which instance fails and what its check got.
+    let health = runtime
+        .instance_health(&app, deployment.deployment_id)
+        .await
+        .unwrap();
+    assert_eq!(health.len(), 2, "{health:?}");
+    assert!(health.iter().all(|i| i.running), "{health:?}");
+    let failing: Vec<_> = health.iter().filter(|i| i.healthy == Some(false)).collect();
+    assert_eq!(failing.len(), 1, "{health:?}");
+    assert!(
+        failing[0]
+            .said
+            .as_deref()
+            .is_some_and(|s| s.starts_with("answered 5")),
+        "{health:?}"
+    );
+    assert_eq!(health.iter().filter(|i| i.healthy == Some(true)).count(), 1);
     runtime.remove_app(&app).await.unwrap();
 }
 

@@ -19,8 +19,8 @@ pub use logs::{LogRecord, LogSource, LogStream};
 pub use messages::{
     AppHealth, AppRef, AppRemovalRequested, AppScaleRequested, AppStatus, BuildRequested,
     Cancellation, DeployRequested, DeploymentProgress, DeploymentWaiting, DesiredApp, DesiredState,
-    KnownImage, LiveRelease, Release, ReleaseConfig, ReleaseFailing, Resources, RuntimeStatus,
-    Source,
+    InstanceHealth, KnownImage, LiveRelease, Release, ReleaseConfig, ReleaseFailing, Resources,
+    RuntimeStatus, Source,
 };
 pub use sealed::{Sealed, SealedError, SecretKey};
 pub use state::{DeploymentState, TransitionError};

@@ -247,6 +247,24 @@ pub struct AppHealth {
     /// Why it is degraded, in words for the app's users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Its live deployment's instances as the pass found them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceHealth>,
+}
+
+/// One instance (a container, or a pod) of an app's live deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceHealth {
+    /// The runtime's name of it (container or pod).
+    pub name: String,
+    pub running: bool,
+    /// Whether it passed its health check (its health check path, else
+    /// accepting connections); `None` when not running or not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// What the check got when it failed ("answered 500").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub said: Option<String>,
 }
 
 /// An app's runtime status.

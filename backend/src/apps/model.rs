@@ -190,6 +190,20 @@ pub struct Runtime {
     /// Why it is degraded.
     pub reason: Option<String>,
     pub checked_at: DateTime<Utc>,
+    /// The live deployment's instances as that check found them.
+    pub instances: Vec<Instance>,
+}
+
+/// One instance (a container, or a pod) of the live deployment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Instance {
+    pub name: String,
+    pub running: bool,
+    /// Whether it passed its health check (the health check path, else
+    /// accepting connections); `null` when not running.
+    pub healthy: Option<bool>,
+    /// What a failing check got, e.g. `answered 500`.
+    pub said: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -240,6 +254,18 @@ impl App {
                     status,
                     reason: row.runtime.runtime_reason,
                     checked_at,
+                    instances: row
+                        .runtime
+                        .runtime_instances
+                        .0
+                        .into_iter()
+                        .map(|i| Instance {
+                            name: i.name,
+                            running: i.running,
+                            healthy: i.healthy,
+                            said: i.said,
+                        })
+                        .collect(),
                 }),
                 _ => None,
             },

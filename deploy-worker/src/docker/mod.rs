@@ -14,6 +14,7 @@ mod crashes;
 mod deploy;
 mod health;
 mod image;
+mod instances;
 pub mod network;
 mod ready;
 mod retire;
@@ -272,6 +273,14 @@ impl Runtime for DockerRuntime {
 
     async fn prune_retired(&self, app: &AppRef, live: Option<Uuid>) -> Result<usize, DeployError> {
         self.prune_retired_containers(app.id, live).await
+    }
+
+    async fn instance_health(
+        &self,
+        app: &AppRef,
+        live: Uuid,
+    ) -> Result<Vec<berth_proto::InstanceHealth>, DeployError> {
+        self.live_instance_health(app, live).await
     }
 
     fn restarts_crashed_instances(&self) -> bool {

@@ -202,6 +202,19 @@ fn running(pod: &Pod) -> bool {
     any
 }
 
+/// A pod as the app's users see it in its instances.
+pub(super) fn instance_health(pod: &Pod) -> berth_proto::InstanceHealth {
+    let is_running = running(pod);
+    let unready = unready_since(pod);
+    berth_proto::InstanceHealth {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        running: is_running,
+        healthy: is_running.then_some(unready.is_none()),
+        said: (is_running && unready.is_some())
+            .then(|| "not ready: its readiness probe fails".to_owned()),
+    }
+}
+
 /// Since when the pod has not been ready, when it is not.
 fn unready_since(pod: &Pod) -> Option<DateTime<Utc>> {
     let ready = pod

@@ -421,6 +421,25 @@ impl Runtime for KubeRuntime {
         Ok(Some(self.pod_failures(self.failure_poll)))
     }
 
+    /// The live deployment's pods: running when every container runs,
+    /// healthy while Kubernetes counts the pod ready (its readiness probe).
+    async fn instance_health(
+        &self,
+        app: &AppRef,
+        live: Uuid,
+    ) -> Result<Vec<berth_proto::InstanceHealth>, DeployError> {
+        let selector = format!("{}={},{}={live}", labels::APP, app.id, labels::DEPLOYMENT);
+        let pods = self
+            .api::<Pod>(app)
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        Ok(pods
+            .items
+            .iter()
+            .map(super::failures::instance_health)
+            .collect())
+    }
+
     /// Custom domains: see [`super::domains`]. Domain changes move no
     /// traffic, so nothing is returned as rerouted.
     async fn converge_routes(

@@ -66,6 +66,18 @@ export interface AppRuntime {
   status: string;
   reason?: string | null;
   checked_at: string;
+  /** The live deployment's instances as that check found them (absent from older backends). */
+  instances?: RuntimeInstance[];
+}
+
+/** One instance (container or pod) of the live deployment. */
+export interface RuntimeInstance {
+  name: string;
+  running: boolean;
+  /** Passed its health check; null when not running. */
+  healthy: boolean | null;
+  /** What a failing check got, e.g. "answered 500". */
+  said: string | null;
 }
 
 export interface StateEntry {

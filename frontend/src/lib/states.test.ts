@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isInProgress, stateDisplay, triggerLabel, runtimeDisplay } from "./states";
+import { instanceDisplay, isInProgress, stateDisplay, triggerLabel, runtimeDisplay } from "./states";
 
 describe("stateDisplay", () => {
   it.each([
@@ -57,5 +57,14 @@ describe("runtimeDisplay", () => {
     expect(runtimeDisplay("degraded")).toEqual({ label: "Degraded", tone: "danger" });
     expect(runtimeDisplay("stopped")).toEqual({ label: "Stopped", tone: "muted" });
     expect(runtimeDisplay("half_asleep")).toEqual({ label: "Half asleep", tone: "neutral" });
+  });
+});
+
+describe("instanceDisplay", () => {
+  it("tells a stopped instance, a failing one and a healthy one apart", () => {
+    expect(instanceDisplay({ running: false, healthy: null })).toEqual({ label: "Not running", tone: "danger" });
+    expect(instanceDisplay({ running: true, healthy: false }).label).toBe("Failing its health check");
+    expect(instanceDisplay({ running: true, healthy: true }).tone).toBe("success");
+    expect(instanceDisplay({ running: true, healthy: null }).label).toBe("Running");
   });
 });

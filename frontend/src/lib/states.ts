@@ -41,6 +41,17 @@ export function runtimeDisplay(status: string): { label: string; tone: Tone } {
   return RUNTIME[status] ?? { label: words[0].toUpperCase() + words.slice(1), tone: "neutral" };
 }
 
+/** One instance of the live deployment: stopped, healthy or failing its check. */
+export function instanceDisplay(instance: { running: boolean; healthy: boolean | null }): {
+  label: string;
+  tone: Tone;
+} {
+  if (!instance.running) return { label: "Not running", tone: "danger" };
+  if (instance.healthy === false) return { label: "Failing its health check", tone: "warning" };
+  if (instance.healthy === true) return { label: "Healthy", tone: "success" };
+  return { label: "Running", tone: "neutral" };
+}
+
 export function stateDisplay(state: string | null | undefined): StateDisplay {
   if (state === null || state === undefined || state === "") {
     return { label: "Not deployed", tone: "muted", final: true };

@@ -13,7 +13,7 @@ import { ScaleSection, SettingsSection } from "../components/SettingsSection";
 import { StateBadge } from "../components/StateBadge";
 import { WebhookSection } from "../components/WebhookSection";
 import { duration, queueLabel, shortSha, timeAgo, waitingLabel } from "../lib/format";
-import { isInProgress, runtimeDisplay, triggerLabel } from "../lib/states";
+import { instanceDisplay, isInProgress, runtimeDisplay, triggerLabel } from "../lib/states";
 import { canRollBackTo } from "../lib/appForm";
 import { formatCpu, formatMemory } from "../lib/resources";
 import { useAsync } from "../lib/useAsync";
@@ -277,6 +277,20 @@ function RuntimeFact({ runtime }: { runtime: AppRuntime }) {
           checked <time dateTime={runtime.checked_at}>{timeAgo(runtime.checked_at)}</time>
         </span>
         {runtime.reason && <p className="reason">{runtime.reason}</p>}
+        {runtime.instances && runtime.instances.length > 0 && (
+          <ul className="instances">
+            {runtime.instances.map((instance) => {
+              const shown = instanceDisplay(instance);
+              return (
+                <li key={instance.name} data-instance={instance.name}>
+                  <code>{instance.name}</code>{" "}
+                  <span className={`badge tone-${shown.tone}`}>{shown.label}</span>
+                  {instance.said && <span className="muted"> {instance.said}</span>}
+                </li>
+              );
+            })}
+          </ul>
+        )}
       </dd>
     </>
   );
