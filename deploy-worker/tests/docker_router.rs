@@ -384,3 +384,63 @@ async fn an_app_runs_as_many_instances_as_its_scale_behind_the_router() {
     );
     runtime.remove_app(&app).await.unwrap();
 }
+
+/// The access log the log-streamer ships into each app's log: a line per
+/// request to one of the app's names, under the app's logger; nothing for
+/// hosts no app has.
+#[tokio::test]
+async fn requests_to_an_app_are_logged_under_its_logger() {
+    let router = TestRouter::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.log");
+    let mut config = router_config(&router, 0);
+    config.router_access_log = Some(file.clone());
+    let caddy =
+        berth_deploy_worker::router::caddy::CaddyRouter::new(router.socket.clone(), &config)
+            .unwrap();
+    let (port, _heads) = upstream().await;
+    let app = Uuid::now_v7();
+    let route = AppRoute {
+        app_id: app,
+        host: "shop.acme.localhost".into(),
+        target: Target::Instances(vec![format!("127.0.0.1:{port}")]),
+        health_check_path: None,
+        domains: Some(vec!["shop.example.org".into()]),
+    };
+    caddy.converge(&[route], &|_| false).await.unwrap();
+    assert_eq!(
+        router
+            .get("shop.acme.localhost", "/cart?x=1")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(router.get("shop.example.org", "/").await.unwrap().0, 200);
+    assert_eq!(router.get("nobody.localhost", "/").await.unwrap().0, 404);
+    let logger = format!("\"logger\":\"http.log.access.app-{app}\"");
+    let lines = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            if lines.len() >= 2 {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the router wrote its access log");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2, "no line for an unknown host: {lines:?}");
+    assert!(lines.iter().all(|l| l.contains(&logger)), "{lines:?}");
+    assert!(lines[0].contains("\"uri\":\"/cart?x=1\""), "{}", lines[0]);
+    drop(lines);
+    // Written once: a second pass changes nothing in Caddy's logging.
+    caddy.converge(&[], &|_| true).await.unwrap();
+}

@@ -65,6 +65,8 @@ router_env() {
   emit BERTH_APPS_DOMAIN "${BERTH_APPS_DOMAIN:-localhost}"
   emit BERTH_CONSOLE_HOST "${BERTH_CONSOLE_HOST:-berth.localhost}"
   emit BERTH_CONSOLE_UPSTREAM "$BACKEND_ADDR"
+  echo "# The router's access log, shipped into each app's log (source: router)."
+  emit BERTH_ROUTER_ACCESS_LOG "$ROUTER_DIR/access.log"
   if [[ -n $ROUTER_TLS_PORT ]]; then
     echo "# HTTPS on the router; certificates on demand for names berth approves."
     emit BERTH_ROUTER_TLS_LISTEN ":$ROUTER_TLS_PORT"

@@ -42,6 +42,10 @@ pub struct Config {
     /// Most lines per container handed to Kafka and not yet confirmed.
     #[arg(long, env = "BERTH_LOG_MAX_IN_FLIGHT", default_value_t = 1000)]
     pub max_in_flight: usize,
+    /// The edge router's access log (JSON lines), shipped into each app's
+    /// log as `source: router`; the deploy-worker's setting too.
+    #[arg(long, env = "BERTH_ROUTER_ACCESS_LOG")]
+    pub router_access_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

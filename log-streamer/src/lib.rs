@@ -10,6 +10,7 @@
 //! * [`checkpoint`] explains how a restart neither loses nor repeats lines.
 //! * [`service::Streamer`] ties them together, generic over both seams.
 
+pub mod access_log;
 pub mod checkpoint;
 pub mod config;
 pub mod docker;
@@ -95,6 +96,10 @@ async fn stream_from<S: LogSource>(
         &config.kafka.kafka_brokers,
         config.kafka.log_retention_hours,
     )?);
+    if let Some(path) = &config.router_access_log {
+        let access = access_log::AccessLog::new(path.clone(), &config.state_dir, producer.clone());
+        tokio::spawn(access.run(shutdown.clone()));
+    }
     let streamer = Streamer::new(
         Arc::new(source),
         producer,

@@ -13,6 +13,8 @@ pub enum LogSource {
     App,
     /// Something berth or the runtime did (started, stopped, crashed).
     Event,
+    /// A request the edge router answered for the app (its access log).
+    Router,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -141,6 +141,10 @@ impl Platform {
             ("BERTH_ROUTER_LISTEN", router.listen()),
             ("BERTH_APPS_DOMAIN", "localhost".into()),
             ("BERTH_CONSOLE_HOST", "berth.localhost".into()),
+            (
+                "BERTH_ROUTER_ACCESS_LOG",
+                dir.path().join("router-access.log").display().to_string(),
+            ),
             ("BERTH_CONSOLE_UPSTREAM", format!("127.0.0.1:{port}")),
             // A shorter drain than an operator's default: the tests'
             // requests are short, and every redeploy waits for it.

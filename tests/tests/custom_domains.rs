@@ -132,6 +132,23 @@ async fn a_custom_domain_is_served_over_https_once_its_txt_record_is_seen() -> R
         format!("https://{DOMAIN}:{tls_port}/cart?item=1").as_str()
     );
 
+    // Each request is in the app's log, from the router's access log.
+    let requested = |entries: &[Value]| {
+        entries.iter().any(|entry| {
+            entry["source"] == "router"
+                && entry["line"]
+                    .as_str()
+                    .is_some_and(|line| line.starts_with("GET / → 200 in "))
+        })
+    };
+    let entries = client
+        .log_socket(&app_id, 0, Duration::from_secs(30), requested)
+        .await?;
+    ensure!(
+        requested(&entries),
+        "no router line in the app's log: {entries:?}"
+    );
+
     // A name berth has not approved gets no certificate at all.
     let stranger = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)

@@ -14,7 +14,12 @@ fn entry() -> impl Strategy<Value = LogEntry> {
         any::<i64>(),
         proptest::option::of(".*"),
         (0i64..7_258_118_400, 0u32..1_000_000_000),
-        prop::sample::select(vec![LogSource::Build, LogSource::App, LogSource::Event]),
+        prop::sample::select(vec![
+            LogSource::Build,
+            LogSource::App,
+            LogSource::Event,
+            LogSource::Router,
+        ]),
         ".*",
         prop::sample::select(vec![LogStream::Stdout, LogStream::Stderr]),
         ".*",

@@ -26,6 +26,7 @@ use crate::error::DeployError;
 const ATTEMPTS: u32 = 30;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const APPS: &str = "/config/apps";
+const LOGGING: &str = "/config/logging";
 
 pub struct CaddyRouter {
     socket: PathBuf,
@@ -53,6 +54,7 @@ impl CaddyRouter {
                 console,
                 tls,
                 apps_tls,
+                access_log: config.router_access_log.clone(),
             },
         })
     }
@@ -60,6 +62,25 @@ impl CaddyRouter {
     /// Whether apps' own hostnames are served over HTTPS.
     pub fn apps_tls(&self) -> bool {
         self.layout.apps_tls
+    }
+
+    /// Puts berth's access log file into Caddy's `logging` when it is not
+    /// there as berth wants it.
+    async fn ensure_logging(&self, file: &std::path::Path) -> Result<(), DeployError> {
+        for _ in 0..ATTEMPTS {
+            let (current, etag) = self.get(LOGGING).await?;
+            let wanted = caddy_config::logging(&current, file);
+            if wanted == current {
+                return Ok(());
+            }
+            if let Written::Yes = self.post(LOGGING, &wanted, etag.as_deref()).await? {
+                tracing::info!(file = %file.display(), "the router writes its access log");
+                return Ok(());
+            }
+        }
+        Err(DeployError::Router(
+            "the router's logging configuration kept changing under berth's writes".into(),
+        ))
     }
 
     /// Reads berth's part of the configuration, lets `change` edit the app
@@ -235,6 +256,9 @@ impl Router for CaddyRouter {
         routes: &[AppRoute],
         keep: &(dyn Fn(Uuid) -> bool + Send + Sync),
     ) -> Result<BTreeSet<Uuid>, DeployError> {
+        if let Some(file) = &self.layout.access_log {
+            self.ensure_logging(file).await?;
+        }
         self.modify(|current| {
             let wanted: Entries = routes
                 .iter()

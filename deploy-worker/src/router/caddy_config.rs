@@ -41,6 +41,54 @@ pub struct Layout {
     pub tls: Option<Tls>,
     /// Apps' own hostnames and the console are served over HTTPS too.
     pub apps_tls: bool,
+    /// The access log file: each app's hostnames log under its logger.
+    pub access_log: Option<std::path::PathBuf>,
+}
+
+/// The logger of an app's requests: `http.log.access.app-<id>` in the file.
+pub fn access_logger(id: &Uuid) -> String {
+    format!("app-{id}")
+}
+
+/// `logs` of a server: each host of the entries to its app's logger;
+/// requests for other hosts are not logged. Caddy matches the `Host`
+/// header as sent, so on a port other than the scheme's `default_port`
+/// each name is also mapped with `:<port>`.
+fn server_logs(entries: &Entries, own_hosts: bool, port: Option<u16>) -> Value {
+    let mut names = Map::new();
+    let mut map = |host: &str, logger: &Value| {
+        names.insert(host.to_owned(), logger.clone());
+        if let Some(port) = port {
+            names.insert(format!("{host}:{port}"), logger.clone());
+        }
+    };
+    for (id, entry) in entries {
+        let logger = json!(access_logger(id));
+        if own_hosts {
+            map(&entry.host, &logger);
+        }
+        for domain in &entry.domains {
+            map(domain, &logger);
+        }
+    }
+    json!({"logger_names": names, "skip_unmapped_hosts": true})
+}
+
+/// Caddy's `logging` with berth's access log file added, and access logs
+/// kept out of Caddy's own log; the rest as it was.
+pub fn logging(current: &Value, file: &std::path::Path) -> Value {
+    let mut logging = match current {
+        Value::Object(_) => current.clone(),
+        _ => Value::Object(Map::new()),
+    };
+    let logs = ensure(&mut logging, "logs");
+    logs["berth-access"] = json!({
+        "writer": {"output": "file", "filename": file, "roll_size_mb": 100, "roll_keep": 3},
+        "encoder": {"format": "json"},
+        "include": ["http.log.access"],
+    });
+    ensure(logs, "default")["exclude"] = json!(["http.log.access"]);
+    logging
 }
 
 impl Entry {
@@ -166,13 +214,18 @@ fn plain_server(layout: &Layout, entries: &Entries) -> Value {
         routes.push(console_route(host, handle));
     }
     routes.push(unknown_host());
-    json!({
+    let mut server = json!({
         "listen": [layout.listen],
         // Certificates are berth's to ask for (see the TLS server): Caddy
         // would otherwise try to get one for every host it routes.
         "automatic_https": {"disable": true},
         "routes": routes,
-    })
+    });
+    if layout.access_log.is_some() {
+        let port = listen_port(&layout.listen).filter(|port| *port != 80);
+        server["logs"] = server_logs(entries, true, port);
+    }
+    server
 }
 
 fn tls_server(layout: &Layout, tls: &Tls, entries: &Entries) -> Value {
@@ -198,12 +251,23 @@ fn tls_server(layout: &Layout, tls: &Tls, entries: &Entries) -> Value {
         ));
     }
     routes.push(unknown_host());
-    json!({
+    let mut server = json!({
         "listen": [tls.listen],
         "automatic_https": {"disable": true},
         "tls_connection_policies": [{}],
         "routes": routes,
-    })
+    });
+    if layout.access_log.is_some() {
+        let port = Some(tls.https_port).filter(|port| *port != 443);
+        server["logs"] = server_logs(entries, layout.apps_tls, port);
+    }
+    server
+}
+
+fn listen_port(listen: &str) -> Option<u16> {
+    listen
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
 }
 
 fn ensure<'a>(parent: &'a mut Value, key: &str) -> &'a mut Value {

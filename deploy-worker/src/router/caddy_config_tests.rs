@@ -27,6 +27,7 @@ fn layout(tls: bool, apps_tls: bool) -> Layout {
         console: Some(("berth.example.org".into(), "127.0.0.1:8081".into())),
         tls,
         apps_tls,
+        access_log: None,
     }
 }
 
@@ -189,4 +190,51 @@ fn an_app_without_instances_gets_a_503_page() {
         ..app_route(None)
     };
     assert_eq!(Entry::of(&route, None).handle["status_code"], 503);
+}
+
+#[test]
+fn with_an_access_log_each_apps_names_log_under_its_logger() {
+    let entries = one(&app_route(Some(vec!["shop.example.org"])));
+    let mut with_log = layout(true, false);
+    with_log.access_log = Some("/var/log/berth/access.log".into());
+    let apps = render(&with_log, &entries, &Value::Null);
+    let logger = json!(format!("app-{}", Uuid::nil()));
+    let plain = &apps["http"]["servers"][SERVER]["logs"];
+    assert_eq!(plain["logger_names"]["shop.acme.localhost"], logger);
+    assert_eq!(plain["logger_names"]["shop.example.org"], logger);
+    assert_eq!(plain["skip_unmapped_hosts"], true);
+    let secure = &apps["http"]["servers"][TLS_SERVER]["logs"];
+    assert_eq!(secure["logger_names"]["shop.example.org"], logger);
+    // Caddy matches the Host header as sent: with the port off 80/443.
+    assert_eq!(plain["logger_names"]["shop.example.org:8080"], logger);
+    assert_eq!(secure["logger_names"]["shop.example.org:8443"], logger);
+    assert!(secure["logger_names"].get("shop.acme.localhost").is_none());
+    let without = render(&layout(true, false), &entries, &Value::Null);
+    assert!(without["http"]["servers"][SERVER].get("logs").is_none());
+
+    let logging = super::logging(
+        &json!({"logs": {"default": {"level": "INFO"}}}),
+        "/x/access.log".as_ref(),
+    );
+    assert_eq!(
+        logging["logs"]["berth-access"]["writer"]["filename"],
+        "/x/access.log"
+    );
+    assert_eq!(
+        logging["logs"]["berth-access"]["include"],
+        json!(["http.log.access"])
+    );
+    assert_eq!(
+        logging["logs"]["default"]["exclude"],
+        json!(["http.log.access"])
+    );
+    assert_eq!(
+        logging["logs"]["default"]["level"], "INFO",
+        "the rest stays"
+    );
+    assert_eq!(
+        super::logging(&logging, "/x/access.log".as_ref()),
+        logging,
+        "written once"
+    );
 }

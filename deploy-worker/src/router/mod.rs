@@ -124,6 +124,11 @@ pub struct RouterConfig {
     pub drain_secs: u64,
     #[command(flatten)]
     pub tls: tls::TlsConfig,
+    /// Where the router writes its access log (JSON lines, one per request
+    /// to an app, under a logger named after the app); the log-streamer
+    /// ships it into each app's log. Unset: no access log.
+    #[arg(long, env = "BERTH_ROUTER_ACCESS_LOG")]
+    pub router_access_log: Option<PathBuf>,
 }
 
 /// The router and how apps are named on it, as the docker driver uses them.
@@ -192,6 +197,7 @@ mod tests {
             console_upstream: None,
             drain_secs: 5,
             tls: Default::default(),
+            router_access_log: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub fn router_config(router: &TestRouter, drain_secs: u64) -> RouterConfig {
         console_upstream: Some("127.0.0.1:9".into()),
         drain_secs,
         tls: Default::default(),
+        router_access_log: None,
     }
 }
 

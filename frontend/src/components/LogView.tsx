@@ -115,6 +115,7 @@ export function LogView({ appId, appName }: { appId: string; appName: string }) 
             <option value="build">Build</option>
             <option value="app">App</option>
             <option value="event">Events</option>
+            <option value="router">Requests</option>
           </select>
         </div>
         <button type="button" className="secondary" onClick={() => setFollow(!follow)} aria-pressed={!follow}>
