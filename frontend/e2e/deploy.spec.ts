@@ -214,6 +214,22 @@ test("register, deploy from Git, watch it go live, change an env var and redeplo
     await expect(page.locator("dl.facts", { hasText: "Memory" }).getByText("256 MB of 10 GB")).toBeVisible();
   });
 
+  await test.step("a custom domain: the DNS records to create, then removed", async () => {
+    const domain = page.getByLabel("Domain", { exact: true });
+    await domain.fill("https://shop.example.test/");
+    await page.getByRole("button", { name: "Add the domain" }).click();
+    await expect(page.getByText("Enter the domain alone, without https://, a port or a path.")).toBeVisible();
+    await domain.fill("shop.example.test");
+    await page.getByRole("button", { name: "Add the domain" }).click();
+    const item = page.locator("li.domain", { hasText: "shop.example.test" });
+    await expect(item.locator(".badge")).toHaveText("waiting for DNS");
+    await expect(item.getByRole("cell", { name: "_berth-challenge.shop.example.test" })).toBeVisible();
+    await expect(item.getByRole("cell", { name: /^berth-verification=/ })).toBeVisible();
+    await snap(page, "app-domain-pending");
+    await item.getByRole("button", { name: "Remove" }).click();
+    await expect(page.getByText("No custom domain yet")).toBeVisible();
+  });
+
   await test.step("the apps list, the account and the audit log", async () => {
     await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Apps" }).click();
     const row = page.locator(".app-row", { hasText: "greeter" });
