@@ -5,6 +5,10 @@
 //!   serving its release when the app is scaled up, nothing for an app
 //!   scaled to 0, deleted, or without a live deployment; and no container
 //!   of an app the database does not know;
+//! - the edge router's routes are what the database says: a live app's URL
+//!   serves its live release, a stopped app's answers the 503 page, a
+//!   deleted app's the 404 (unless the tenant made an app of that name
+//!   since);
 //! - no intent is lost: the outbox is drained, the dead-letter queues are
 //!   empty (consumed), and every failed deployment says why;
 //! - no log line is lost or repeated: each start of each app printed
@@ -113,6 +117,8 @@ async fn settle(ctx: &Context, args: &Args, checks: &mut Checks) -> Result<()> {
 #[derive(sqlx::FromRow)]
 struct Desired {
     app: String,
+    /// Another app of the same tenant now has its name (and its URL).
+    renamed: bool,
     deleted: bool,
     replicas: i32,
     /// Its live deployment.
@@ -125,7 +131,9 @@ struct Desired {
 async fn drift(ctx: &Context, docker: &Docker, installation: &str) -> Result<Vec<String>> {
     let desired: Vec<Desired> = sqlx::query_as(
         "SELECT a.id::text AS app, a.deleted_at IS NOT NULL AS deleted, a.replicas, \
-         d.id::text AS live, d.endpoint, d.commit_sha AS commit \
+         d.id::text AS live, d.endpoint, d.commit_sha AS commit, \
+         EXISTS (SELECT 1 FROM apps b WHERE b.owner_id = a.owner_id AND b.name = a.name \
+                 AND b.id <> a.id AND b.deleted_at IS NULL) AS renamed \
          FROM apps a LEFT JOIN deployments d ON d.app_id = a.id AND d.state = 'live'",
     )
     .fetch_all(&ctx.db)
@@ -157,6 +165,7 @@ async fn drift(ctx: &Context, docker: &Docker, installation: &str) -> Result<Vec
     }
     for Desired {
         app,
+        renamed,
         deleted,
         replicas,
         live,
@@ -176,6 +185,23 @@ async fn drift(ctx: &Context, docker: &Docker, installation: &str) -> Result<Vec
             drift.push(format!(
                 "app {app}{why}: runs {actual:?}, the database says {expected:?} (replicas {replicas})"
             ));
+            continue;
+        }
+        // A stopped app's URL answers its 503 page, a deleted one's 404.
+        let page = match (deleted, renamed, replicas) {
+            (true, false, _) => Some(404),
+            (false, _, 0) => Some(503),
+            _ => None,
+        };
+        if let (Some(page), Some(endpoint), Some(_)) = (page, endpoint, live) {
+            let status = crate::api::app_get(endpoint)
+                .await
+                .map(|r| r.status().as_u16());
+            if status.as_ref().ok() != Some(&page) {
+                drift.push(format!(
+                    "app {app}: {endpoint} answers {status:?} through the router, not {page}"
+                ));
+            }
             continue;
         }
         // Through the edge router: its route must lead to the live release.
