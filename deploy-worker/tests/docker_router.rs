@@ -244,14 +244,15 @@ async fn apps_learn_the_clients_address_and_the_host_it_asked_for() {
     let caddy = caddy(&router);
     let (port, mut heads) = upstream().await;
     let app = Uuid::now_v7();
+    let route = |domains: Option<Vec<String>>| AppRoute {
+        app_id: app,
+        host: "shop.acme.localhost".into(),
+        target: Target::Instances(vec![format!("127.0.0.1:{port}")]),
+        health_check_path: None,
+        domains,
+    };
     caddy
-        .set(&AppRoute {
-            app_id: app,
-            host: "shop.acme.localhost".into(),
-            target: Target::Instances(vec![format!("127.0.0.1:{port}")]),
-            health_check_path: None,
-            domains: Some(vec!["shop.example.org".into()]),
-        })
+        .set(&route(Some(vec!["shop.example.org".into()])))
         .await
         .unwrap();
     // A verified custom domain answers too (plain HTTP: no TLS listener).
@@ -261,16 +262,7 @@ async fn apps_learn_the_clients_address_and_the_host_it_asked_for() {
     );
     heads.recv().await.unwrap();
     // A deploy moving the traffic says nothing of domains: they stay.
-    caddy
-        .set(&AppRoute {
-            app_id: app,
-            host: "shop.acme.localhost".into(),
-            target: Target::Instances(vec![format!("127.0.0.1:{port}")]),
-            health_check_path: None,
-            domains: None,
-        })
-        .await
-        .unwrap();
+    caddy.set(&route(None)).await.unwrap();
     assert_eq!(
         router.get("shop.acme.localhost", "/cart").await.unwrap(),
         (200, "ok".into())

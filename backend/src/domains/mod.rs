@@ -136,14 +136,25 @@ async fn get_domain(
     Path((id, host)): Path<(Uuid, String)>,
 ) -> Result<Json<Domain>> {
     let domains = settings(&state)?;
+    let (app, row) = owned_domain(&state, user.id, id, &host).await?;
+    Ok(Json(Domain::new(row, domains, &app.name, &app.tenant)))
+}
+
+/// The caller's app `id` and its domain `host`; `404` for either missing.
+async fn owned_domain(
+    state: &AppState,
+    owner: Uuid,
+    id: Uuid,
+    host: &str,
+) -> Result<(apps_store::AppRow, store::DomainRow)> {
     let mut conn = state.db.acquire().await?;
-    let app = apps_store::get(&mut conn, user.id, id)
+    let app = apps_store::get(&mut conn, owner, id)
         .await?
         .ok_or(Error::NotFound("app"))?;
     let row = store::get(&mut conn, id, &host.to_ascii_lowercase())
         .await?
         .ok_or(Error::NotFound("domain"))?;
-    Ok(Json(Domain::new(row, domains, &app.name, &app.tenant)))
+    Ok((app, row))
 }
 
 /// Look for the domain's TXT record now. The answer says what was found:
@@ -158,23 +169,14 @@ async fn verify_domain(
     Path((id, host)): Path<(Uuid, String)>,
 ) -> Result<Json<Domain>> {
     let domains = settings(&state)?;
-    let mut conn = state.db.acquire().await?;
-    let app = apps_store::get(&mut conn, user.id, id)
-        .await?
-        .ok_or(Error::NotFound("app"))?;
-    let host = host.to_ascii_lowercase();
-    let row = store::get(&mut conn, id, &host)
-        .await?
-        .ok_or(Error::NotFound("domain"))?;
+    let (_, row) = owned_domain(&state, user.id, id, &host).await?;
     if row.verified_at.is_none()
         && custom_domains::check_ownership(&state.db, domains.dns.as_ref(), &row).await?
     {
         domains.routes_changed.notify_one();
         domains.check_now.notify_one();
     }
-    let row = store::get(&mut conn, id, &host)
-        .await?
-        .ok_or(Error::NotFound("domain"))?;
+    let (app, row) = owned_domain(&state, user.id, id, &host).await?;
     Ok(Json(Domain::new(row, domains, &app.name, &app.tenant)))
 }
 

@@ -179,26 +179,22 @@ async fn a_deployment_none_of_whose_pods_was_ready_for_a_minute_is_unhealthy() {
     let now = Utc::now();
     let started = now - Duration::minutes(10);
     let made = now - Duration::minutes(5);
+    // A running pod, not ready for `secs` (`None`: ready).
+    let pod_unready_for = |name: &str, secs: Option<i64>| {
+        let condition = match secs {
+            Some(secs) => ready(false, now - Duration::seconds(secs)),
+            None => ready(true, made),
+        };
+        pod(name, made, 0, json!({}), condition)
+    };
     let mut seen = Seen::default();
     let recently = looked(
         &mut seen,
         started,
         now,
         vec![
-            pod(
-                "web-1",
-                made,
-                0,
-                json!({}),
-                ready(false, now - Duration::seconds(90)),
-            ),
-            pod(
-                "web-2",
-                made,
-                0,
-                json!({}),
-                ready(false, now - Duration::seconds(20)),
-            ),
+            pod_unready_for("web-1", Some(90)),
+            pod_unready_for("web-2", Some(20)),
         ],
     )
     .await;
@@ -211,14 +207,8 @@ async fn a_deployment_none_of_whose_pods_was_ready_for_a_minute_is_unhealthy() {
         started,
         now,
         vec![
-            pod(
-                "web-1",
-                made,
-                0,
-                json!({}),
-                ready(false, now - Duration::seconds(90)),
-            ),
-            pod("web-2", made, 0, json!({}), ready(true, made)),
+            pod_unready_for("web-1", Some(90)),
+            pod_unready_for("web-2", None),
         ],
     )
     .await;
@@ -228,20 +218,8 @@ async fn a_deployment_none_of_whose_pods_was_ready_for_a_minute_is_unhealthy() {
         started,
         now,
         vec![
-            pod(
-                "web-1",
-                made,
-                0,
-                json!({}),
-                ready(false, now - Duration::seconds(90)),
-            ),
-            pod(
-                "web-2",
-                made,
-                0,
-                json!({}),
-                ready(false, now - Duration::seconds(61)),
-            ),
+            pod_unready_for("web-1", Some(90)),
+            pod_unready_for("web-2", Some(61)),
         ],
     )
     .await;
