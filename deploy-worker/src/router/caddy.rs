@@ -106,7 +106,8 @@ impl CaddyRouter {
             match self.post(APPS, &wanted, etag.as_deref()).await? {
                 Written::Yes => {
                     for (id, entry) in &after {
-                        if before.get(id).is_none_or(|b| b.domains != entry.domains) {
+                        let had = before.get(id).map_or(&[][..], |b| b.domains.as_slice());
+                        if had != entry.domains.as_slice() {
                             tracing::info!(app_id = %id, domains = ?entry.domains,
                                 "the router answers for the app's custom domains");
                         }
