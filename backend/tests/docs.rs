@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 /// Every route the API serves.
-const ROUTES: [(&str, &str); 45] = [
+const ROUTES: [(&str, &str); 50] = [
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/register/confirm"),
     ("post", "/api/v1/auth/email-change/confirm"),
