@@ -58,6 +58,18 @@ fn txt_record(domain: &Value) -> (String, String) {
     )
 }
 
+/// `POST .../domains/shop.example.org/verify` on app `id`.
+async fn verify(app: &TestApp, id: Uuid, token: &str) -> common::Response {
+    let url = format!("/api/v1/apps/{id}/domains/shop.example.org/verify");
+    app.call(Method::POST, &url, Some(token), None).await
+}
+
+/// `DELETE .../domains/shop.example.org` on app `id`.
+async fn remove(app: &TestApp, id: Uuid, token: &str) -> common::Response {
+    let url = format!("/api/v1/apps/{id}/domains/shop.example.org");
+    app.call(Method::DELETE, &url, Some(token), None).await
+}
+
 async fn ask(app: &TestApp, host: &str) -> StatusCode {
     app.call(
         Method::GET,
@@ -97,8 +109,7 @@ async fn a_domain_serves_only_after_its_txt_record_proves_control() {
         .find(|r| r["type"] == "CNAME");
     assert_eq!(cname.unwrap()["value"], "shop.alice.apps.example.net");
 
-    let verify = format!("/api/v1/apps/{id}/domains/shop.example.org/verify");
-    let missing = app.call(Method::POST, &verify, Some(&token), None).await;
+    let missing = verify(&app, id, &token).await;
     assert_eq!(missing.status, StatusCode::OK);
     assert_eq!(missing.body["status"], "pending_verification");
     let why = missing.body["verification"]["error"].as_str().unwrap();
@@ -115,13 +126,13 @@ async fn a_domain_serves_only_after_its_txt_record_proves_control() {
 
     dns.set_txt(&name, "berth-verification=someone-elses-token")
         .await;
-    let wrong = app.call(Method::POST, &verify, Some(&token), None).await;
+    let wrong = verify(&app, id, &token).await;
     assert_eq!(wrong.body["status"], "pending_verification");
     let why = wrong.body["verification"]["error"].as_str().unwrap();
     assert!(why.contains("someone-elses-token"), "{why}");
 
     dns.set_txt(&name, &value).await;
-    let verified = app.call(Method::POST, &verify, Some(&token), None).await;
+    let verified = verify(&app, id, &token).await;
     assert_eq!(verified.body["status"], "verified", "{}", verified.body);
     assert!(verified.body["verified_at"].is_string());
     assert_eq!(ask(&app, "shop.example.org").await, StatusCode::OK);
@@ -131,27 +142,13 @@ async fn a_domain_serves_only_after_its_txt_record_proves_control() {
 
     let listed = app.get(&format!("/api/v1/apps/{id}/domains"), &token).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
-    let removed = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/apps/{id}/domains/shop.example.org"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let removed = remove(&app, id, &token).await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
     assert_eq!(ask(&app, "shop.example.org").await, StatusCode::NOT_FOUND);
     assert!(snapshot(app.pool()).await.unwrap().apps[0]
         .domains
         .is_empty());
-    let again = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/apps/{id}/domains/shop.example.org"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let again = remove(&app, id, &token).await;
     again.assert_problem(StatusCode::NOT_FOUND, "not-found");
 }
 
@@ -210,26 +207,12 @@ async fn a_verified_domain_belongs_to_one_app_until_it_is_removed() {
         .get(&format!("/api/v1/apps/{shop}/domains"), &mallory)
         .await;
     peek.assert_problem(StatusCode::NOT_FOUND, "not-found");
-    let take = app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/apps/{shop}/domains/shop.example.org"),
-            Some(&mallory),
-            None,
-        )
-        .await;
+    let take = remove(&app, shop, &mallory).await;
     take.assert_problem(StatusCode::NOT_FOUND, "not-found");
     // Even with a TXT record holding the right token for her own claim,
     // Mallory's claim cannot verify while Alice holds the name.
     dns.set_txt(&name, &mallorys_value).await;
-    let tried = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/apps/{evil}/domains/shop.example.org/verify"),
-            Some(&mallory),
-            None,
-        )
-        .await;
+    let tried = verify(&app, evil, &mallory).await;
     assert_eq!(tried.body["status"], "pending_verification");
     let why = tried.body["verification"]["error"].as_str().unwrap();
     assert!(
@@ -259,14 +242,7 @@ async fn a_verified_domain_belongs_to_one_app_until_it_is_removed() {
         .await;
     assert_eq!(deleted.status, StatusCode::ACCEPTED);
     assert_eq!(ask(&app, "shop.example.org").await, StatusCode::NOT_FOUND);
-    let now = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/apps/{evil}/domains/shop.example.org/verify"),
-            Some(&mallory),
-            None,
-        )
-        .await;
+    let now = verify(&app, evil, &mallory).await;
     assert_eq!(now.body["status"], "verified", "{}", now.body);
 }
 

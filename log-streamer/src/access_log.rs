@@ -105,9 +105,9 @@ impl<K: RecordSink> AccessLog<K> {
         let file = match File::open(&self.path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(self.io(error)),
+            Err(error) => return Err(io(&self.path, error)),
         };
-        let meta = file.metadata().map_err(|e| self.io(e))?;
+        let meta = file.metadata().map_err(|e| io(&self.path, e))?;
         let saved = self.load();
         let offset = if saved.inode == meta.ino() && saved.offset <= meta.len() {
             saved.offset
@@ -117,7 +117,7 @@ impl<K: RecordSink> AccessLog<K> {
         let mut reader = BufReader::new(file);
         reader
             .seek(SeekFrom::Start(offset))
-            .map_err(|e| self.io(e))?;
+            .map_err(|e| io(&self.path, e))?;
         Ok(Some((
             reader,
             Offset {
@@ -200,10 +200,6 @@ impl<K: RecordSink> AccessLog<K> {
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, &self.state))
             .map_err(|e| io(&self.state, e))
-    }
-
-    fn io(&self, error: std::io::Error) -> StreamError {
-        io(&self.path, error)
     }
 }
 

@@ -159,13 +159,12 @@ pub async fn record_check(db: &PgPool, id: Uuid, found: Result<(), String>) -> R
 
 /// Unverified domains of apps that exist, not checked since `before`.
 pub async fn due_checks(db: &PgPool, before: DateTime<Utc>, limit: i64) -> Result<Vec<DomainRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {} FROM domains d JOIN apps a ON a.id = d.app_id \
+    Ok(sqlx::query_as(
+        "SELECT d.* FROM domains d JOIN apps a ON a.id = d.app_id \
          WHERE a.deleted_at IS NULL AND d.verified_at IS NULL \
            AND (d.checked_at IS NULL OR d.checked_at < $1) \
          ORDER BY d.checked_at NULLS FIRST LIMIT $2",
-        prefixed("d")
-    ))
+    )
     .bind(before)
     .bind(limit)
     .fetch_all(db)
@@ -180,15 +179,14 @@ pub async fn due_certificates(
     retry_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<DomainRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {} FROM domains d JOIN apps a ON a.id = d.app_id \
+    Ok(sqlx::query_as(
+        "SELECT d.* FROM domains d JOIN apps a ON a.id = d.app_id \
          WHERE a.deleted_at IS NULL AND d.verified_at IS NOT NULL \
            AND (d.certificate_checked_at IS NULL \
                 OR (d.certificate_expires_at IS NULL AND d.certificate_checked_at < $2) \
                 OR d.certificate_checked_at < $1) \
          ORDER BY d.certificate_checked_at NULLS FIRST LIMIT $3",
-        prefixed("d")
-    ))
+    )
     .bind(before)
     .bind(retry_before)
     .bind(limit)
@@ -242,12 +240,4 @@ pub async fn app_exists(db: &PgPool, name: &str, tenant: &str) -> Result<bool> {
     .bind(tenant)
     .fetch_one(db)
     .await?)
-}
-
-fn prefixed(alias: &str) -> String {
-    COLUMNS
-        .split(", ")
-        .map(|column| format!("{alias}.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -169,14 +169,18 @@ async fn verify_domain(
     Path((id, host)): Path<(Uuid, String)>,
 ) -> Result<Json<Domain>> {
     let domains = settings(&state)?;
-    let (_, row) = owned_domain(&state, user.id, id, &host).await?;
+    let (app, row) = owned_domain(&state, user.id, id, &host).await?;
     if row.verified_at.is_none()
         && custom_domains::check_ownership(&state.db, domains.dns.as_ref(), &row).await?
     {
         domains.routes_changed.notify_one();
         domains.check_now.notify_one();
     }
-    let (app, row) = owned_domain(&state, user.id, id, &host).await?;
+    // As the check left it.
+    let mut conn = state.db.acquire().await?;
+    let row = store::get(&mut conn, id, &row.hostname)
+        .await?
+        .ok_or(Error::NotFound("domain"))?;
     Ok(Json(Domain::new(row, domains, &app.name, &app.tenant)))
 }
 

@@ -179,12 +179,9 @@ impl KubeRuntime {
                 let ingress = domains_ingress(&want.app, &wanted, &self.settings);
                 apply(&self.client, &berth_common::kubernetes::document(&ingress)).await?;
             }
-            let kept: BTreeSet<String> = domains_ingress(&want.app, &wanted, &self.settings)
-                .spec
-                .map(|spec| spec.tls.unwrap_or_default())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|tls| tls.secret_name)
+            let kept: BTreeSet<String> = wanted
+                .iter()
+                .map(|domain| domain_secret_name(&want.app, domain))
                 .collect();
             for secret in have.map(certificate_secrets).unwrap_or_default() {
                 if !kept.contains(&secret) {

@@ -6,7 +6,7 @@
 use super::fake::*;
 use super::{domain_secret_name, domains_ingress};
 use crate::runtime::{RouteWant, Runtime};
-use berth_common::kube_fake;
+use berth_common::kube_fake::{self, ApiServer};
 use berth_proto::AppRef;
 use http::Method;
 use serde_json::json;
@@ -29,6 +29,21 @@ fn want(app: &AppRef, domains: &[&str]) -> RouteWant {
         serving: true,
         domains: domains.iter().map(|d| (*d).to_owned()).collect(),
     }
+}
+
+/// The DELETE of one domain's certificate Secret.
+async fn expect_certificate_delete(
+    server: &mut ApiServer,
+    app: &AppRef,
+    domain: &str,
+) -> berth_common::kube_fake::Call {
+    let secret = domain_secret_name(app, domain);
+    server
+        .expect(
+            Method::DELETE,
+            &format!("/api/v1/namespaces/berth-acme/secrets/{secret}"),
+        )
+        .await
 }
 
 fn existing(app: &AppRef, domains: &[&str]) -> serde_json::Value {
@@ -96,14 +111,7 @@ async fn domains_become_an_ingress_of_their_own_with_a_certificate_each() {
         .expect(Method::DELETE, &format!("{INGRESSES}/old-domains"))
         .await
         .respond_json(success_status());
-    server
-        .expect(
-            Method::DELETE,
-            &format!(
-                "/api/v1/namespaces/berth-acme/secrets/{}",
-                domain_secret_name(&gone, "old.example")
-            ),
-        )
+    expect_certificate_delete(&mut server, &gone, "old.example")
         .await
         .respond_not_found();
     assert!(
@@ -135,28 +143,14 @@ async fn a_removed_domain_loses_its_certificate_and_the_last_one_its_ingress() {
             "backend": {"service": {"name": "shop", "port": {"name": "http"}}}}]}}]),
         );
     applied.respond_applied();
-    server
-        .expect(
-            Method::DELETE,
-            &format!(
-                "/api/v1/namespaces/berth-acme/secrets/{}",
-                domain_secret_name(&shop, "old.shop.example")
-            ),
-        )
+    expect_certificate_delete(&mut server, &shop, "old.shop.example")
         .await
         .respond_json(success_status());
     server
         .expect(Method::DELETE, &format!("{INGRESSES}/blog-domains"))
         .await
         .respond_json(success_status());
-    server
-        .expect(
-            Method::DELETE,
-            &format!(
-                "/api/v1/namespaces/berth-acme/secrets/{}",
-                domain_secret_name(&blog, "blog.example")
-            ),
-        )
+    expect_certificate_delete(&mut server, &blog, "blog.example")
         .await
         .respond_json(success_status());
     task.await.unwrap().unwrap();
@@ -178,14 +172,7 @@ async fn deleting_an_app_deletes_its_domains_certificates() {
         .assert_query("labelSelector", &selector)
         .respond_json(json!({"apiVersion": "v1", "kind": "IngressList", "metadata": {},
             "items": [{"metadata": {"name": "web", "namespace": "berth-acme"}}, existing(&shop, &["shop.example"])]}));
-    server
-        .expect(
-            Method::DELETE,
-            &format!(
-                "/api/v1/namespaces/berth-acme/secrets/{}",
-                domain_secret_name(&shop, "shop.example")
-            ),
-        )
+    expect_certificate_delete(&mut server, &shop, "shop.example")
         .await
         .respond_json(success_status());
     server

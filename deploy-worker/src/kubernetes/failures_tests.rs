@@ -78,20 +78,16 @@ async fn each_restart_since_the_last_look_is_a_crash_with_how_the_run_ended() {
     let started = Utc::now() - Duration::minutes(10);
     let now = Utc::now();
     let made = started + Duration::minutes(1);
-    let healthy = ready(true, made);
+    // A ready pod that restarted `restarts` times, its last run `last`.
+    let restarted =
+        |name: &str, made, restarts, last| pod(name, made, restarts, last, ready(true, made));
     let mut seen = Seen::default();
     // Made after berth started looking: its first restart counts.
     let first = looked(
         &mut seen,
         started,
         now,
-        vec![pod(
-            "web-1",
-            made,
-            1,
-            ended(1, "Error", now),
-            healthy.clone(),
-        )],
+        vec![restarted("web-1", made, 1, ended(1, "Error", now))],
     )
     .await;
     assert_eq!(first.len(), 1);
@@ -114,13 +110,7 @@ async fn each_restart_since_the_last_look_is_a_crash_with_how_the_run_ended() {
         &mut seen,
         started,
         now,
-        vec![pod(
-            "web-1",
-            made,
-            1,
-            ended(1, "Error", now),
-            healthy.clone(),
-        )],
+        vec![restarted("web-1", made, 1, ended(1, "Error", now))],
     )
     .await;
     assert!(same.is_empty(), "{same:?}");
@@ -129,13 +119,7 @@ async fn each_restart_since_the_last_look_is_a_crash_with_how_the_run_ended() {
         &mut seen,
         started,
         now,
-        vec![pod(
-            "web-1",
-            made,
-            2,
-            ended(137, "OOMKilled", now),
-            healthy.clone(),
-        )],
+        vec![restarted("web-1", made, 2, ended(137, "OOMKilled", now))],
     )
     .await;
     assert_eq!(
@@ -154,13 +138,7 @@ async fn each_restart_since_the_last_look_is_a_crash_with_how_the_run_ended() {
         &mut fresh,
         started,
         now,
-        vec![pod(
-            "web-2",
-            old,
-            7,
-            ended(1, "Error", old),
-            healthy.clone(),
-        )],
+        vec![restarted("web-2", old, 7, ended(1, "Error", old))],
     )
     .await;
     assert!(past.is_empty(), "{past:?}");
@@ -168,7 +146,7 @@ async fn each_restart_since_the_last_look_is_a_crash_with_how_the_run_ended() {
         &mut fresh,
         started,
         now,
-        vec![pod("web-2", old, 8, ended(2, "Error", now), healthy)],
+        vec![restarted("web-2", old, 8, ended(2, "Error", now))],
     )
     .await;
     assert_eq!(next.len(), 1);

@@ -46,7 +46,7 @@ impl CaddyRouter {
             .tls
             .resolve(&config.router_listen, config.console_upstream.as_deref())
             .map_err(DeployError::Router)?;
-        let apps_tls = tls.is_some() && berth_common::names::public_domain(&config.apps_domain);
+        let apps_tls = tls.is_some() && config.apps_https_port().is_some();
         Ok(Self {
             socket,
             layout: Layout {

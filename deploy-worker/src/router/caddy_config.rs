@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::tls::Tls;
-use super::{AppRoute, Target, Unavailable};
+use super::{listen_port, AppRoute, Target, Unavailable};
 
 pub const SERVER: &str = "berth";
 pub const TLS_SERVER: &str = "berth-tls";
@@ -262,12 +262,6 @@ fn tls_server(layout: &Layout, tls: &Tls, entries: &Entries) -> Value {
         server["logs"] = server_logs(entries, layout.apps_tls, port);
     }
     server
-}
-
-fn listen_port(listen: &str) -> Option<u16> {
-    listen
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
 }
 
 fn ensure<'a>(parent: &'a mut Value, key: &str) -> &'a mut Value {

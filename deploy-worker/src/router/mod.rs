@@ -131,6 +131,26 @@ pub struct RouterConfig {
     pub router_access_log: Option<PathBuf>,
 }
 
+impl RouterConfig {
+    /// The port apps' own hostnames (and the console) are served over
+    /// HTTPS on: only with the HTTPS listener on and a real apps domain,
+    /// since names under `localhost` cannot get a certificate.
+    pub fn apps_https_port(&self) -> Option<u16> {
+        self.tls
+            .router_tls_listen
+            .as_deref()
+            .filter(|_| berth_common::names::public_domain(&self.apps_domain))
+            .and_then(listen_port)
+    }
+}
+
+/// The port of a listener address (`:80`, `0.0.0.0:443`, `127.0.0.1:8080`).
+pub fn listen_port(listen: &str) -> Option<u16> {
+    listen
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+}
+
 /// The router and how apps are named on it, as the docker driver uses them.
 #[derive(Clone)]
 pub struct Routing {
@@ -145,22 +165,11 @@ pub struct Routing {
 
 impl Routing {
     pub fn new(router: Arc<dyn Router>, config: &RouterConfig) -> Self {
-        let port = config
-            .router_listen
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse::<u16>().ok());
-        let https_port = config
-            .tls
-            .router_tls_listen
-            .as_deref()
-            .filter(|_| berth_common::names::public_domain(&config.apps_domain))
-            .and_then(|listen| listen.rsplit_once(':'))
-            .and_then(|(_, port)| port.parse::<u16>().ok());
         Self {
             router,
             apps_domain: config.apps_domain.trim_matches('.').to_owned(),
-            https_port,
-            url_port: port.filter(|port| *port != 80),
+            https_port: config.apps_https_port(),
+            url_port: listen_port(&config.router_listen).filter(|port| *port != 80),
             drain: Duration::from_secs(config.drain_secs),
         }
     }

@@ -57,9 +57,9 @@ impl TlsConfig {
         else {
             return Ok(None);
         };
-        let https_port = port(listen)
+        let https_port = super::listen_port(listen)
             .ok_or_else(|| format!("BERTH_ROUTER_TLS_LISTEN={listen} names no port"))?;
-        let http_port = port(http_listen)
+        let http_port = super::listen_port(http_listen)
             .ok_or_else(|| format!("BERTH_ROUTER_LISTEN={http_listen} names no port"))?;
         let ask = match (&self.router_tls_ask_url, console_upstream) {
             (Some(url), _) if !url.is_empty() => url.clone(),
@@ -113,10 +113,4 @@ impl Tls {
         };
         format!("https://{{http.request.host}}{port}{{http.request.uri}}")
     }
-}
-
-fn port(listen: &str) -> Option<u16> {
-    listen
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
 }
